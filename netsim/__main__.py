@@ -1,0 +1,7 @@
+"""``python -m netsim`` runs the command-line interface."""
+
+import sys
+
+from netsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,376 @@
+"""Typed scenario models.
+
+A scenario file is YAML with the sections below. Every field has a default, a
+unit in its name (SI unless the name says otherwise, e.g. ``_ppm``, ``_dbm``,
+``_deg``) and a range. Unknown keys are errors. The models are frozen: a
+validated :class:`Scenario` is an immutable parameter object that the engine
+reads; nothing writes back into it.
+
+Sections
+--------
+``deployment``   area, access points (grid/random/hexagon/list), antennas, ULA orientation
+``users``        count or explicit positions, mobility model
+``oscillators``  initial offsets, aging and noise of the APs' local oscillators
+``frame``        frame length, subframes, slot durations, powers
+``sync``         synchronization method and its parameters (seed 000)
+``sensing``      localization method and its parameters (seed 003)
+``comm``         CSI, beamforming and power control (seeds 003, 004)
+``channel``      carrier, bandwidth, noise, path loss, small-scale fading
+``fronthaul``    AP <-> CPU latency
+``faults``       scheduled AP outages
+``run``          frames or duration, seed, output, trace flushing
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ApLayout",
+    "ChannelConfig",
+    "CommConfig",
+    "DeploymentConfig",
+    "FaultConfig",
+    "FrameConfig",
+    "FronthaulConfig",
+    "MobilityConfig",
+    "OrientationConfig",
+    "OscillatorConfig",
+    "RunConfig",
+    "Scenario",
+    "SensingConfig",
+    "SyncConfig",
+    "UsersConfig",
+]
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class _Section(BaseModel):
+    """Base of every scenario section: frozen, unknown keys forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ----------------------------------------------------------------------------- deployment
+class ApLayout(_Section):
+    """Where the access points are."""
+
+    layout: Literal["grid", "random", "hexagon", "list"] = Field(
+        "grid",
+        description="grid: near-square grid over the area; random: uniform with a minimum "
+        "distance; hexagon: centre + 6 sites at distance isd_m (7 APs); list: positions_m",
+    )
+    count: int = Field(9, ge=1, le=1000, description="number of APs (ignored for 'list')")
+    min_distance_m: float = Field(5.0, ge=0.0, description="minimum AP spacing for 'random' (m)")
+    isd_m: float = Field(200.0, gt=0.0, description="inter-site distance for 'hexagon' (m)")
+    positions_m: list[Point] | None = Field(None, description="explicit [x, y] per AP (m)")
+
+    @model_validator(mode="after")
+    def _check_list(self) -> ApLayout:
+        if self.layout == "list" and not self.positions_m:
+            raise ValueError("layout 'list' needs positions_m")
+        if self.layout == "hexagon" and self.count != 7:
+            raise ValueError("layout 'hexagon' places exactly 7 APs: set count: 7")
+        return self
+
+
+class OrientationConfig(_Section):
+    """Orientation of each AP's uniform linear array (axis angle from the x axis)."""
+
+    mode: Literal["fixed", "random", "list"] = Field("fixed")
+    angle_deg: float = Field(90.0, ge=-360.0, le=360.0, description="axis angle for 'fixed' (deg)")
+    angles_deg: list[float] | None = Field(None, description="one axis angle per AP for 'list'")
+
+
+class DeploymentConfig(_Section):
+    """Service area and access points."""
+
+    width_m: float = Field(100.0, gt=0.0, le=1e5, description="area width, x in [0, width] (m)")
+    height_m: float = Field(100.0, gt=0.0, le=1e5, description="area height, y in [0, height] (m)")
+    aps: ApLayout = Field(default_factory=ApLayout)
+    antennas_per_ap: int = Field(8, ge=1, le=512, description="ULA elements per AP")
+    antenna_spacing_wavelengths: float = Field(
+        0.5, gt=0.0, le=100.0, description="ULA element spacing in wavelengths"
+    )
+    orientation: OrientationConfig = Field(default_factory=OrientationConfig)
+    cpu_position_m: Point = Field(default_factory=lambda: [0.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- users
+class MobilityConfig(_Section):
+    """How users move. Draws come from each user's own random stream."""
+
+    model: Literal["static", "constant_velocity", "random_waypoint", "trajectory"] = "static"
+    speed_mps: float = Field(1.2, ge=0.0, le=100.0, description="speed for constant_velocity (m/s)")
+    speed_range_mps: tuple[float, float] = Field(
+        (0.5, 1.5), description="[min, max] waypoint speed for random_waypoint (m/s)"
+    )
+    pause_s: float = Field(0.0, ge=0.0, description="pause at each waypoint (s)")
+    trajectory_file: str | None = Field(
+        None, description="CSV with columns t_s,user,x_m,y_m (relative to the scenario file)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MobilityConfig:
+        lo, hi = self.speed_range_mps
+        if not (0.0 < lo <= hi):
+            raise ValueError("speed_range_mps must satisfy 0 < min <= max")
+        if self.model == "trajectory" and not self.trajectory_file:
+            raise ValueError("model 'trajectory' needs trajectory_file")
+        return self
+
+
+class UsersConfig(_Section):
+    """Single-antenna users (also the sensing targets)."""
+
+    count: int = Field(4, ge=1, le=1000, description="number of users (ignored if positions_m)")
+    positions_m: list[Point] | None = Field(None, description="initial [x, y] per user (m)")
+    margin_m: float = Field(
+        1.0, ge=0.0, description="random initial positions keep this distance to the border (m)"
+    )
+    mobility: MobilityConfig = Field(default_factory=MobilityConfig)
+
+
+# ----------------------------------------------------------------------------- oscillators
+class OscillatorConfig(_Section):
+    """Local oscillators of the APs: two-state clock model (time and frequency offset)."""
+
+    initial_offset_ppm: float = Field(
+        1.0, ge=0.0, le=1000.0,
+        description="std of the initial fractional frequency offset of each AP (ppm)",
+    )
+    initial_time_offset_s: float = Field(
+        0.0, ge=0.0, le=1.0, description="std of the initial time offset of each AP (s)"
+    )
+    aging_ppm_per_day: float = Field(
+        0.0, ge=-100.0, le=100.0, description="deterministic frequency drift (ppm/day)"
+    )
+    adev_white_fm_at_1s: float = Field(
+        1e-10, ge=0.0, le=1e-3, description="Allan deviation at 1 s due to white FM noise"
+    )
+    adev_random_walk_fm_at_1s: float = Field(
+        1e-11, ge=0.0, le=1e-3, description="Allan deviation at 1 s due to random-walk FM noise"
+    )
+    phase_noise_rad2_per_s: float = Field(
+        0.0, ge=0.0, description="extra carrier-phase Wiener noise diffusion (rad^2/s)"
+    )
+
+
+# ----------------------------------------------------------------------------- frame
+class FrameConfig(_Section):
+    """Frame timing. A frame is: sync slots (if a sync round is due), then sensing for
+    (1 - comm_fraction) and communication for comm_fraction of ``sense_comm_duration_s``."""
+
+    sense_comm_duration_s: float = Field(
+        10e-3, gt=0.0, le=10.0, description="sensing + communication time per frame (s)"
+    )
+    comm_fraction: float = Field(
+        0.8, gt=0.0, lt=1.0, description="rho: communication share of sense_comm_duration_s"
+    )
+    subframes: int = Field(10, ge=1, le=1000, description="communication subframes per frame")
+    sync_slot_s: float = Field(
+        20e-6, gt=0.0, le=1.0, description="duration of one synchronization pilot slot (s)"
+    )
+    ap_power_dbm: float = Field(30.0, ge=-30.0, le=60.0, description="per-AP transmit power (dBm)")
+    period_s: float | None = Field(
+        None, gt=0.0,
+        description="frame repetition period (s); frames start this far apart and the network "
+        "idles (oscillators and users still evolve) in between. Default: back to back",
+    )
+
+
+# ----------------------------------------------------------------------------- sync
+class SyncConfig(_Section):
+    """Over-the-air synchronization (seed 000)."""
+
+    method: Literal["none", "genie", "ml", "crb"] = Field(
+        "genie",
+        description="none: free-running; genie: exact correction; ml: waveform bursts + ML "
+        "estimator; crb: residuals drawn from the Cramer-Rao bound",
+    )
+    period_frames: int = Field(1, ge=1, le=10**6, description="a sync round every N frames")
+    replan_period_s: float = Field(
+        60.0, gt=0.0, description="re-plan clusters, masters and pilots this often (s)"
+    )
+    reference_ap: int | None = Field(
+        None, ge=0, description="AP that defines network time (default: chosen by the plan)"
+    )
+    pilot_length_chips: int = Field(64, ge=4, le=4096, description="pilot length N (chips)")
+    chip_time_s: float = Field(50e-9, gt=0.0, description="chip interval Ts (s)")
+    sinr_req_db: float = Field(15.0, ge=-20.0, le=60.0, description="per-link SINR requirement")
+    overhead_budget_slots: int = Field(
+        40, ge=1, le=10_000, description="budget L_S for 2 K_C + tau (slots)"
+    )
+    max_time_offset_chips: float = Field(
+        8.0, gt=0.0, le=10_000.0, description="ML search window for the residual TO (chips)"
+    )
+    tx_power_w: float = Field(1.0, gt=0.0, description="sync pilot transmit power (W)")
+
+
+# ----------------------------------------------------------------------------- sensing
+class SensingConfig(_Section):
+    """User localization (seed 003)."""
+
+    method: Literal["genie", "music"] = Field(
+        "genie", description="genie: estimate = true position; music: near-field 2D MUSIC"
+    )
+    fidelity: Literal["wishart", "snapshots"] = Field(
+        "wishart", description="sample covariance from its Wishart law, or from echo snapshots"
+    )
+    snapshot_duration_s: float = Field(1e-6, gt=0.0, description="T_u, one sensing snapshot (s)")
+    max_snapshots: int = Field(
+        10_000, ge=1, description="cap on snapshots per frame (waveform fidelity cost)"
+    )
+    power_dbm: float = Field(30.0, ge=-30.0, le=60.0, description="per-AP sensing power (dBm)")
+    grid_step_m: float = Field(0.25, gt=0.0, description="MUSIC full-grid step (m)")
+    tracking: bool = Field(True, description="search a window around predicted positions")
+    tracking_window_m: float = Field(2.0, gt=0.0, description="half-width of the tracking window")
+
+
+# ----------------------------------------------------------------------------- comm
+class CommConfig(_Section):
+    """Communication phase: CSI, beamforming, power control."""
+
+    csi: Literal["location", "perfect", "pilots"] = Field(
+        "location",
+        description="location: channels rebuilt from estimated positions; perfect: true "
+        "geometric channel; pilots: uplink pilots + MMSE (seed 004)",
+    )
+    beamforming: Literal["mrt", "mrt_plain", "main", "ei", "rzf"] = Field(
+        "mrt", description="beamformer, designed once per frame"
+    )
+    power: Literal["equal", "wmmse", "maxmin", "gnn"] = Field(
+        "equal", description="per-subframe power allocation"
+    )
+    subcarriers_evaluated: int = Field(
+        8, ge=1, le=4096, description="subcarriers across the band on which rates are averaged"
+    )
+    cyclic_prefix_s: float = Field(
+        0.5e-6, ge=0.0, description="OFDM cyclic prefix: timing offsets beyond it cause ISI (s)"
+    )
+    symbol_duration_s: float = Field(
+        4e-6, gt=0.0, description="OFDM symbol duration without CP (s)"
+    )
+    reuse_distance_m: float = Field(
+        0.0, ge=0.0,
+        description="reuse last frame's beamformer if no user moved more than this (m)",
+    )
+
+
+# ----------------------------------------------------------------------------- channel
+class ChannelConfig(_Section):
+    """Propagation: near-field LOS geometric channel with an optional Rician NLOS part."""
+
+    model: Literal["nearfield", "umi"] = Field(
+        "nearfield", description="nearfield: spherical-wave LOS (+NLOS); umi: 3GPP UMi (seed 004)"
+    )
+    carrier_hz: float = Field(28e9, gt=1e6, le=1e12, description="carrier frequency (Hz)")
+    bandwidth_hz: float = Field(20e6, gt=0.0, le=1e10, description="signal bandwidth (Hz)")
+    noise_figure_db: float = Field(9.0, ge=0.0, le=30.0, description="receiver noise figure")
+    path_loss_exponent: float = Field(2.0, ge=1.0, le=6.0, description="LOS amplitude ~ r^(-n/2)")
+    rician_k_db: float = Field(
+        10.0, ge=-50.0, le=300.0, description="Rician K factor; >= 300 dB means pure LOS"
+    )
+    min_doppler_hz: float = Field(
+        0.0, ge=0.0, description="Doppler floor for static users (scatterer motion, Hz)"
+    )
+
+    @property
+    def wavelength_m(self) -> float:
+        return 299_792_458.0 / self.carrier_hz
+
+    @property
+    def noise_power_w(self) -> float:
+        """Thermal noise k T B F at 290 K (W)."""
+        return 1.380649e-23 * 290.0 * self.bandwidth_hz * 10 ** (self.noise_figure_db / 10)
+
+
+class FronthaulConfig(_Section):
+    """AP <-> CPU links (simpy Stores with a fixed latency)."""
+
+    latency_s: float = Field(50e-6, ge=0.0, le=1.0, description="one-way latency (s)")
+
+
+# ----------------------------------------------------------------------------- faults
+class FaultConfig(_Section):
+    """A scheduled fault."""
+
+    at_s: float = Field(..., ge=0.0, description="start time (s)")
+    ap: int = Field(..., ge=0, description="AP index")
+    kind: Literal["outage"] = Field("outage")
+    duration_s: float = Field(math.inf, gt=0.0, description="outage length (s); inf = permanent")
+
+
+# ----------------------------------------------------------------------------- run
+class RunConfig(_Section):
+    """Run length, seed and output."""
+
+    frames: int | None = Field(
+        None, ge=1, description="number of frames (default 20 when duration_s is not given)"
+    )
+    duration_s: float | None = Field(None, gt=0.0, description="simulated time (s)")
+    seed: int = Field(1, ge=0, description="root seed of every random stream")
+    replication: int = Field(0, ge=0, description="replication number (independent substream)")
+    output_dir: str = Field("runs/latest", description="run directory (CLI --out overrides)")
+    flush_every_rows: int = Field(
+        20_000, ge=1, description="buffered trace rows per table before a Parquet chunk is written"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_length(cls, data: object) -> object:
+        if isinstance(data, dict):
+            if data.get("frames") is not None and data.get("duration_s") is not None:
+                raise ValueError("give run.frames or run.duration_s, not both")
+            if data.get("frames") is None and data.get("duration_s") is None:
+                data = {**data, "frames": 20}
+        return data
+
+
+class Scenario(_Section):
+    """A complete, validated scenario."""
+
+    name: str = Field("scenario", description="free-form name, copied into meta.json")
+    description: str = Field("", description="free-form description")
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    users: UsersConfig = Field(default_factory=UsersConfig)
+    oscillators: OscillatorConfig = Field(default_factory=OscillatorConfig)
+    frame: FrameConfig = Field(default_factory=FrameConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    sensing: SensingConfig = Field(default_factory=SensingConfig)
+    comm: CommConfig = Field(default_factory=CommConfig)
+    channel: ChannelConfig = Field(default_factory=ChannelConfig)
+    fronthaul: FronthaulConfig = Field(default_factory=FronthaulConfig)
+    faults: list[FaultConfig] = Field(default_factory=list)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Scenario:
+        n_ap = self.n_aps
+        for i, fault in enumerate(self.faults):
+            if fault.ap >= n_ap:
+                raise ValueError(f"faults[{i}].ap = {fault.ap} but there are only {n_ap} APs")
+        o = self.deployment.orientation
+        if o.mode == "list" and (o.angles_deg is None or len(o.angles_deg) != n_ap):
+            raise ValueError(f"deployment.orientation.angles_deg needs one angle per AP ({n_ap})")
+        for pts, what in ((self.deployment.aps.positions_m, "deployment.aps.positions_m"),
+                          (self.users.positions_m, "users.positions_m")):
+            for j, (x, y) in enumerate(pts or []):
+                if not (0 <= x <= self.deployment.width_m and 0 <= y <= self.deployment.height_m):
+                    raise ValueError(f"{what}[{j}] = [{x}, {y}] lies outside the area")
+        if self.sync.reference_ap is not None and self.sync.reference_ap >= n_ap:
+            raise ValueError(f"sync.reference_ap = {self.sync.reference_ap} >= number of APs")
+        return self
+
+    @property
+    def n_aps(self) -> int:
+        aps = self.deployment.aps
+        return len(aps.positions_m) if aps.layout == "list" and aps.positions_m else aps.count
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users.positions_m) if self.users.positions_m else self.users.count

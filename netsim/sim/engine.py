@@ -1,0 +1,565 @@
+"""The SimPy frame engine.
+
+Processes
+---------
+* one :class:`AccessPoint` process per AP: owns its oscillator (one entry of the
+  network's oscillator bank), receives corrections from the CPU over its downlink and
+  applies them when they arrive, and sends sync reports up over the shared uplink;
+* the :class:`CentralUnit` process: the frame loop (sync round, sensing, communication
+  with its subframes) and a receiver process that turns sync reports into corrections;
+* one :class:`UserProcess` per user: tracks how far its user moved since the last
+  beamformer design (the CPU reuses a beamformer when nobody moved far);
+* one process per scheduled fault (AP outage and recovery).
+
+Fronthaul links are :class:`FronthaulLink` objects: a ``simpy.Store`` whose items are
+delivered ``latency_s`` after they were sent.
+
+The engine calls pure kernels (``netsim.phy``, ``netsim.comm``, ...) through the
+registries of :mod:`netsim.sim.methods` and emits records to a
+:class:`netsim.trace.TraceWriter`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+import netsim
+from netsim.comm.beamforming import apply_power
+from netsim.comm.rates import downlink_sinr, rates_bps_hz, subcarrier_frequencies
+from netsim.rng import RandomStreams
+from netsim.runs import write_meta
+from netsim.scenario.loader import scenario_to_yaml
+from netsim.scenario.models import Scenario
+from netsim.sim import methods
+from netsim.sim.world import Network
+from netsim.trace import TraceWriter
+
+__all__ = ["FronthaulLink", "RunSummary", "Simulation", "frame_timing"]
+
+PHASES = ("sync", "sense", "comm", "power")
+
+
+class FronthaulLink:
+    """A one-way fronthaul link: messages put now are delivered ``latency_s`` later, in order."""
+
+    def __init__(self, env: simpy.Environment, latency_s: float) -> None:
+        self.env = env
+        self.latency_s = latency_s
+        self.store = simpy.Store(env)
+
+    def send(self, message: Any) -> None:
+        if self.latency_s == 0:
+            self.store.put(message)
+            return
+        self.env.process(self._deliver(message))
+
+    def _deliver(self, message: Any):
+        yield self.env.timeout(self.latency_s)
+        yield self.store.put(message)
+
+    def receive(self) -> simpy.events.Event:
+        return self.store.get()
+
+
+@dataclass(frozen=True)
+class Correction:
+    """CPU -> AP: remove these offsets, measured at ``t_meas_s`` (the AP predicts the drift)."""
+
+    ap: int
+    t_meas_s: float
+    to_s: float
+    cfo_hz: float
+    phase_rad: float
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """Measuring AP -> CPU: estimates of the APs it measured in one sync round."""
+
+    sender: int
+    t_meas_s: float
+    aps: np.ndarray
+    to_s: np.ndarray
+    cfo_hz: np.ndarray
+    phase_rad: np.ndarray
+
+
+@dataclass
+class FrameTiming:
+    sync_s: float
+    sense_s: float
+    comm_s: float
+    subframe_s: float
+
+
+def frame_timing(scenario: Scenario, overhead_slots: int) -> FrameTiming:
+    """Phase durations of one frame with ``overhead_slots`` sync slots (s)."""
+    fr = scenario.frame
+    sense = (1.0 - fr.comm_fraction) * fr.sense_comm_duration_s
+    comm = fr.comm_fraction * fr.sense_comm_duration_s
+    return FrameTiming(overhead_slots * fr.sync_slot_s, sense, comm, comm / fr.subframes)
+
+
+class AccessPoint:
+    """AP process: applies the CPU's corrections to its oscillator when they arrive."""
+
+    def __init__(self, sim: Simulation, index: int) -> None:
+        self.sim = sim
+        self.index = index
+        self.downlink = FronthaulLink(sim.env, sim.scenario.fronthaul.latency_s)
+        self.process = sim.env.process(self.run())
+
+    def send_report(self, report: SyncReport) -> None:
+        self.sim.uplink.send(report)
+
+    def run(self):
+        net = self.sim.net
+        f_c = net.oscillators.carrier_hz
+        while True:
+            corr: Correction = yield self.downlink.receive()
+            if not net.online[self.index]:
+                self.sim.event("correction_dropped", self.index, "AP offline when it arrived")
+                continue
+            self.sim.advance_world()
+            dt = self.sim.env.now - corr.t_meas_s
+            # predict the drift since the measurement with the estimated CFO
+            net.oscillators.correct(
+                [self.index],
+                corr.to_s + corr.cfo_hz / f_c * dt,
+                corr.cfo_hz / f_c,
+                phase_rad=corr.phase_rad + 2 * np.pi * corr.cfo_hz * dt,
+            )
+
+
+class UserProcess:
+    """User process: wakes at every frame start and tracks its displacement since the last
+    beamformer design."""
+
+    def __init__(self, sim: Simulation, index: int) -> None:
+        self.sim = sim
+        self.index = index
+        self.anchor_m = sim.net.user_pos_m[index]
+        self.moved_m = 0.0
+        self.process = sim.env.process(self.run())
+
+    def run(self):
+        while True:
+            yield self.sim.frame_start
+            self.moved_m = float(np.linalg.norm(self.sim.net.user_pos_m[self.index] - self.anchor_m))
+
+    def reset_anchor(self) -> None:
+        self.anchor_m = self.sim.net.user_pos_m[self.index]
+        self.moved_m = 0.0
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or failed) run reports back."""
+
+    status: str
+    frames: int
+    sim_time_s: float
+    wall_s: float
+    wall_per_phase_s: dict[str, float]
+    out_dir: Path | None
+    tables: dict[str, Any] = field(default_factory=dict, repr=False)
+    error: str | None = None
+
+    @property
+    def real_time_factor(self) -> float:
+        """Simulated seconds per wall second."""
+        return self.sim_time_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+class Simulation:
+    """One simulation run of a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Validated scenario.
+    out_dir : path, optional
+        Run directory; ``None`` keeps the trace in memory (``summary.tables``).
+    on_frame : callable, optional
+        Called after every frame as ``on_frame(frame, t_s, frame_record)`` (progress bars).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        out_dir: str | Path | None = None,
+        on_frame: Callable[[int, float, dict], None] | None = None,
+    ) -> None:
+        problems = methods.check_available(scenario)
+        if problems:
+            raise ValueError("scenario uses algorithms this build cannot run:\n  - "
+                             + "\n  - ".join(problems))
+        self.scenario = scenario
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.on_frame = on_frame
+        self.streams = RandomStreams(scenario.run.seed, scenario.run.replication)
+        self.net = Network(scenario, self.streams)
+        self.env = simpy.Environment()
+        self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows)
+        self.uplink = FronthaulLink(self.env, scenario.fronthaul.latency_s)
+        self.frame_start = self.env.event()
+        self.aps = [AccessPoint(self, m) for m in range(self.net.n_aps)]
+        self.users = [UserProcess(self, k) for k in range(self.net.n_users)]
+        self.frame = 0
+        self.wall = dict.fromkeys(PHASES, 0.0)
+        self._rngs = {name: self.streams.generator(name) for name in ("sync", "sensing", "power")}
+        self._replan_reason: str | None = "start"
+        self.plan = None
+        self.p_max_w = np.full(self.net.n_aps, 10 ** ((scenario.frame.ap_power_dbm - 30) / 10))
+        self.subcarrier_hz = subcarrier_frequencies(
+            scenario.channel.bandwidth_hz, scenario.comm.subcarriers_evaluated)
+        self._directions = None
+        self._last_meas: methods.SyncMeasurement | None = None
+        self._check_timing()
+        for i, fault in enumerate(scenario.faults):
+            self.env.process(self._fault(i, fault))
+        self.env.process(self._cpu_receiver())
+        self._cpu = self.env.process(self._cpu_frames())
+
+    # ------------------------------------------------------------------ helpers
+    def _check_timing(self) -> None:
+        fr = self.scenario.frame
+        if fr.period_s is not None:
+            longest = frame_timing(self.scenario, self.scenario.sync.overhead_budget_slots)
+            total = longest.sync_s + fr.sense_comm_duration_s
+            if total > fr.period_s:
+                raise ValueError(
+                    f"frame.period_s = {fr.period_s} s is shorter than one frame "
+                    f"({total:.6g} s with the full sync overhead budget)")
+
+    def advance_world(self) -> None:
+        self.net.advance_to(self.env.now)
+
+    def event(self, kind: str, entity: int, detail: str = "") -> None:
+        self.trace.emit("events", t_s=self.env.now, frame=self.frame, kind=kind,
+                        entity=entity, detail=detail)
+
+    @property
+    def reference_ap(self) -> int:
+        if self.plan is not None:
+            return int(self.plan.reference_ap)
+        ref = self.scenario.sync.reference_ap
+        online = np.flatnonzero(self.net.online)
+        if ref is not None and self.net.online[ref]:
+            return ref
+        return int(online[0]) if online.size else 0
+
+    def _done(self) -> bool:
+        run = self.scenario.run
+        if run.frames is not None:
+            return self.frame >= run.frames
+        return self.env.now >= run.duration_s - 1e-12
+
+    def expected_frames(self) -> int:
+        """Number of frames the run will simulate (for progress bars)."""
+        run, fr = self.scenario.run, self.scenario.frame
+        if run.frames is not None:
+            return run.frames
+        per = fr.period_s or (fr.sense_comm_duration_s + (
+            0 if self.scenario.sync.method in ("none", "genie") else fr.sync_slot_s * 2))
+        return max(1, math.ceil(run.duration_s / per))
+
+    # ------------------------------------------------------------------ faults
+    def _fault(self, i: int, fault):
+        yield self.env.timeout(fault.at_s)
+        self.advance_world()
+        self.net.online[fault.ap] = False
+        self.event("outage", fault.ap, f"faults[{i}]: down for {fault.duration_s} s")
+        self._replan_reason = f"AP {fault.ap} outage"
+        if math.isinf(fault.duration_s):
+            return
+        yield self.env.timeout(fault.duration_s)
+        self.advance_world()
+        self.net.online[fault.ap] = True
+        self.event("recovery", fault.ap, f"faults[{i}]: back online")
+        self._replan_reason = f"AP {fault.ap} recovery"
+
+    # ------------------------------------------------------------------ sync
+    def _maybe_replan(self) -> bool:
+        sync = self.scenario.sync
+        if sync.method == "none":
+            return False
+        period_due = self.plan is not None and (
+            self.env.now - self._plan_time >= sync.replan_period_s - 1e-12)
+        if self._replan_reason is None and not period_due:
+            return False
+        reason = self._replan_reason or "period"
+        old = self.plan
+        if not self.net.online.any():
+            self.plan = None
+            self.event("replan_failed", -1, "no AP online")
+            self._replan_reason = None
+            return False
+        planner = methods.SYNC_PLANNERS[sync.method]
+        self.plan = planner(self.net, self.net.online.copy(), self._rngs["sync"])
+        self._plan_time = self.env.now
+        self._replan_reason = None
+        n_clusters = len(self.plan.masters)
+        self.event("replan", -1, f"{reason}: {n_clusters} cluster(s), {self.plan.n_pilots} pilot(s), "
+                   f"reference AP {self.plan.reference_ap}")
+        if old is not None:
+            before = set(int(m) for m in old.masters)
+            after = set(int(m) for m in self.plan.masters)
+            for m in sorted(after - before):
+                self.event("master_change", m, "became master")
+            for m in sorted(before - after):
+                self.event("master_change", m, "no longer master")
+            if old.reference_ap != self.plan.reference_ap:
+                self.event("reference_change", int(self.plan.reference_ap),
+                           f"was AP {old.reference_ap}")
+        return True
+
+    def _send_reports(self, meas: methods.SyncMeasurement, t_meas: float) -> None:
+        """Each measuring AP reports its estimates to the CPU over the uplink."""
+        measured_by = meas.measured_by
+        for sender in np.unique(measured_by[measured_by >= 0]):
+            aps = np.flatnonzero((measured_by == sender) & np.isfinite(meas.est_to_s))
+            if aps.size == 0:
+                continue
+            self.aps[int(sender)].send_report(SyncReport(
+                sender=int(sender), t_meas_s=t_meas, aps=aps, to_s=meas.est_to_s[aps],
+                cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps]))
+
+    def _cpu_receiver(self):
+        """CPU side of the uplink: turn each sync report into corrections for the APs in it."""
+        while True:
+            report: SyncReport = yield self.uplink.receive()
+            for j, ap in enumerate(report.aps):
+                self.aps[int(ap)].downlink.send(Correction(
+                    ap=int(ap), t_meas_s=report.t_meas_s, to_s=float(report.to_s[j]),
+                    cfo_hz=float(report.cfo_hz[j]), phase_rad=float(report.phase_rad[j])))
+
+    # ------------------------------------------------------------------ frame loop
+    def _cpu_frames(self):
+        env, net, sc = self.env, self.net, self.scenario
+        period_s = sc.frame.period_s
+        while not self._done():
+            t_frame = env.now
+            self.advance_world()
+            ev, self.frame_start = self.frame_start, env.event()
+            ev.succeed()
+            yield env.timeout(0)  # let user processes see the frame start
+
+            # ---- synchronization
+            w0 = time.perf_counter()
+            replanned = self._maybe_replan()
+            sync_due = (sc.sync.method != "none" and self.plan is not None
+                        and self.frame % sc.sync.period_frames == 0)
+            meas = None
+            if sync_due:
+                meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, self._rngs["sync"])
+                self._send_reports(meas, env.now)
+                self._last_meas = meas
+            slots = self.plan.overhead_slots if sync_due else 0
+            timing = frame_timing(sc, slots)
+            self.wall["sync"] += (wall_sync := time.perf_counter() - w0)
+            if timing.sync_s > 0:
+                yield env.timeout(timing.sync_s)
+
+            # ---- sensing
+            w0 = time.perf_counter()
+            self.advance_world()
+            true_pos = net.user_pos_m  # [K, 2]
+            est_pos, crlb_m2 = methods.SENSING_METHODS[sc.sensing.method](net, self._rngs["sensing"])
+            self.wall["sense"] += (wall_sense := time.perf_counter() - w0)
+            yield env.timeout(timing.sense_s)
+
+            # ---- communication
+            w0 = time.perf_counter()
+            self.advance_world()
+            comm_start = env.now
+            ref = self.reference_ap
+            to_s, cfo_hz, phase = net.offsets_to(ref)
+            ap_rows = self._ap_rows(meas, to_s, cfo_hz, phase)
+            reused = self._design_beamformers(est_pos)
+            wall_power = 0.0
+            rates_sum, rates_min, sinr_all = [], [], []
+            for s in range(sc.frame.subframes):
+                t_sub = comm_start + s * timing.subframe_s
+                if t_sub > env.now:
+                    yield env.timeout(t_sub - env.now)
+                self.advance_world()
+                h_true = net.true_channel()  # [K, M, N]
+                to_s, _, phase = net.offsets_to(ref)
+                active = net.online
+                h_true = h_true * active[None, :, None]
+                wp = time.perf_counter()
+                power = methods.POWER_ALLOCATORS[sc.comm.power](
+                    self._directions, self._h_est, self.p_max_w * active, sc.channel.noise_power_w)
+                wall_power += time.perf_counter() - wp
+                w = apply_power(self._directions, power)  # [K, M, N]
+                sinr = downlink_sinr(h_true, w, sc.channel.noise_power_w, phase, to_s,
+                                     self.subcarrier_hz, sc.comm.cyclic_prefix_s,
+                                     sc.comm.symbol_duration_s)  # [F, K]
+                rate = rates_bps_hz(sinr)  # [K]
+                sinr_eff_db = 10 * np.log10(2.0 ** rate - 1.0 + 1e-300)
+                self.trace.emit("subframes", frame=self.frame, subframe=s, t_s=env.now,
+                                user=np.arange(net.n_users), power_w=power.sum(axis=0),
+                                sinr_db=sinr_eff_db, rate_bps_hz=rate)
+                rates_sum.append(rate.sum())
+                rates_min.append(rate.min())
+                sinr_all.append(sinr_eff_db)
+            end = comm_start + timing.comm_s
+            if end > env.now:
+                yield env.timeout(end - env.now)
+            wall_comm = time.perf_counter() - w0 - wall_power
+            self.wall["comm"] += wall_comm
+            self.wall["power"] += wall_power
+
+            # ---- records
+            err = np.linalg.norm(est_pos - true_pos, axis=1)  # [K]
+            self.trace.emit("users", frame=self.frame, t_s=t_frame, user=np.arange(net.n_users),
+                            x_m=true_pos[:, 0], y_m=true_pos[:, 1], x_hat_m=est_pos[:, 0],
+                            y_hat_m=est_pos[:, 1], loc_err_m=err, crlb_m=np.sqrt(crlb_m2),
+                            speed_mps=net.user_speeds_mps())
+            self.trace.emit("aps", frame=self.frame, t_s=t_frame, **ap_rows)
+            online = net.online
+            res_cfo, res_to = ap_rows["residual_cfo_hz"][online], ap_rows["residual_to_s"][online]
+            res_phase = ap_rows["residual_phase_rad"][online]
+            record = dict(
+                frame=self.frame, t_s=t_frame, sync_ran=sync_due, replanned=replanned,
+                sync_duration_s=timing.sync_s, sense_duration_s=timing.sense_s,
+                comm_duration_s=timing.comm_s,
+                overhead_fraction=timing.sync_s / (timing.sync_s + sc.frame.sense_comm_duration_s),
+                comm_fraction=sc.frame.comm_fraction, n_online_aps=int(online.sum()),
+                n_clusters=len(self.plan.masters) if self.plan is not None else 0,
+                n_pilots=int(self.plan.n_pilots) if self.plan is not None else 0,
+                residual_cfo_rms_hz=_rms(res_cfo), residual_cfo_max_hz=_absmax(res_cfo),
+                residual_to_rms_s=_rms(res_to), residual_to_max_s=_absmax(res_to),
+                residual_phase_rms_rad=_rms(res_phase),
+                sensing_rmse_m=_rms(err), crlb_rms_m=float(np.sqrt(np.mean(crlb_m2))),
+                beamformer_reused=reused,
+                sum_rate_bps_hz=float(np.mean(rates_sum)), min_rate_bps_hz=float(np.mean(rates_min)),
+                mean_sinr_db=float(np.mean(sinr_all)),
+                wall_sync_s=wall_sync, wall_sense_s=wall_sense, wall_comm_s=wall_comm,
+                wall_power_s=wall_power,
+            )
+            self.trace.emit("frames", **record)
+            if self.on_frame is not None:
+                self.on_frame(self.frame, env.now, record)
+            self.frame += 1
+            if period_s is not None:
+                next_start = t_frame + period_s
+                if next_start > env.now:
+                    yield env.timeout(next_start - env.now)
+
+    def _design_beamformers(self, est_pos: np.ndarray) -> bool:
+        """Design the frame's beamformer directions; returns True when the last one was reused."""
+        sc, net = self.scenario, self.net
+        moved = max(u.moved_m for u in self.users)
+        if (self._directions is not None and sc.comm.reuse_distance_m > 0
+                and moved <= sc.comm.reuse_distance_m
+                and np.array_equal(self._designed_online, net.online)):
+            return True
+        if sc.comm.csi == "perfect":
+            h_est = net.geometric_channel(net.user_pos_m)  # [K, M, N]
+        else:  # location-aware CSI: rebuilt from the estimated positions
+            h_est = net.geometric_channel(est_pos)  # [K, M, N]
+        self._h_est = h_est * net.online[None, :, None]
+        self._directions = methods.BEAMFORMERS[sc.comm.beamforming](self._h_est, net.online)
+        self._designed_online = net.online.copy()
+        for u in self.users:
+            u.reset_anchor()
+        return False
+
+    def _ap_rows(self, meas, to_s, cfo_hz, phase) -> dict[str, np.ndarray]:
+        n = self.net.n_aps
+        nan = np.full(n, np.nan)
+        plan = self.plan
+        if plan is not None:
+            cluster = np.asarray(plan.cluster_of_ap)
+            is_master = np.isin(np.arange(n), plan.masters)
+        else:
+            cluster, is_master = np.full(n, -1), np.zeros(n, dtype=bool)
+        online = self.net.online.copy()
+        return dict(
+            ap=np.arange(n), cluster=cluster, is_master=is_master,
+            is_reference=np.arange(n) == self.reference_ap, online=online,
+            true_cfo_hz=meas.true_cfo_hz if meas else nan,
+            est_cfo_hz=meas.est_cfo_hz if meas else nan,
+            residual_cfo_hz=np.where(online, cfo_hz, np.nan),
+            true_to_s=meas.true_to_s if meas else nan,
+            est_to_s=meas.est_to_s if meas else nan,
+            residual_to_s=np.where(online, to_s, np.nan),
+            residual_phase_rad=np.where(online, phase, np.nan),
+            crb_cfo_hz2=meas.crb_cfo_hz2 if meas else nan,
+            crb_to_s2=meas.crb_to_s2 if meas else nan,
+        )
+
+    # ------------------------------------------------------------------ run
+    def _meta(self, status: str, started: str, wall_s: float, error: str | None = None) -> dict:
+        sc = self.scenario
+        return {
+            "netsim_version": netsim.__version__,
+            "scenario_name": sc.name,
+            "seed": sc.run.seed,
+            "replication": sc.run.replication,
+            "status": status,
+            "error": error,
+            "started_utc": started,
+            "ended_utc": datetime.now(UTC).isoformat() if status != "running" else None,
+            "frames": self.frame,
+            "sim_time_s": self.env.now,
+            "wall_s": wall_s,
+            "wall_per_phase_s": dict(self.wall),
+            "algorithms": {
+                "sync": sc.sync.method, "sensing": sc.sensing.method,
+                "beamforming": sc.comm.beamforming, "power": sc.comm.power, "csi": sc.comm.csi,
+            },
+            "n_aps": self.net.n_aps,
+            "n_users": self.net.n_users,
+        }
+
+    def run(self) -> RunSummary:
+        """Run to the end. A failure stops the run with ``meta.json`` status ``failed``: every
+        record emitted before it is kept (flushed to Parquet) and the error is re-raised."""
+        started = datetime.now(UTC).isoformat()
+        t0 = time.perf_counter()
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "scenario.yaml").write_text(scenario_to_yaml(self.scenario))
+            write_meta(self.out_dir, self._meta("running", started, 0.0))
+        status, error = "finished", None
+        try:
+            self.env.run(until=self._cpu)
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: keep what we have
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            wall = time.perf_counter() - t0
+            self.trace.close(merge=True)
+            if self.out_dir is not None:
+                write_meta(self.out_dir, self._meta(status, started, wall, error))
+        tables = {} if self.out_dir is not None else self.trace.tables()
+        return RunSummary(status=status, frames=self.frame, sim_time_s=self.env.now, wall_s=wall,
+                          wall_per_phase_s=dict(self.wall), out_dir=self.out_dir, tables=tables)
+
+
+def _rms(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.sqrt(np.mean(x**2))) if x.size else math.nan
+
+
+def _absmax(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.max(np.abs(x))) if x.size else math.nan
+
+
+def run_scenario(scenario: Scenario, out_dir: str | Path | None = None, **kwargs) -> RunSummary:
+    """Build and run a :class:`Simulation` (convenience for notebooks and tests)."""
+    return Simulation(scenario, out_dir, **kwargs).run()

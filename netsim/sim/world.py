@@ -1,0 +1,214 @@
+"""The simulated world: geometry, users, oscillators and small-scale fading.
+
+:class:`Network` is built from a validated scenario and a :class:`RandomStreams`
+factory. It owns the continuous-time state (oscillators, user positions, NLOS
+fading) and advances it *exactly* to any requested time. It knows nothing of
+SimPy: the processes in :mod:`netsim.sim.engine` call :meth:`Network.advance_to`
+at their event times.
+
+Random streams used here (name, index): ``("deployment",)`` AP and user drops,
+``("orientation",)``, ``("mobility", k)`` per user, ``("oscillator-init",)``,
+``("oscillator",)`` noise, ``("fading",)`` NLOS small-scale fading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netsim.phy.channel import jakes_correlation, los_channel, nlos_initial, nlos_step, rician_channel
+from netsim.phy.geometry import (
+    grid_positions,
+    hexagon_positions,
+    random_positions,
+    ula_element_positions,
+)
+from netsim.phy.mobility import (
+    ConstantVelocityMobility,
+    MobilityModel,
+    RandomWaypointMobility,
+    StaticMobility,
+    TrajectoryMobility,
+    load_trajectories,
+)
+from netsim.phy.oscillator import ClockNoise, OscillatorBank
+from netsim.rng import RandomStreams
+from netsim.scenario.models import Scenario
+
+__all__ = ["Network", "ap_positions", "initial_user_positions"]
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def ap_positions(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """AP centre positions (M, 2) in metres, from ``deployment.aps``."""
+    dep = scenario.deployment
+    aps = dep.aps
+    if aps.layout == "list":
+        return np.asarray(aps.positions_m, dtype=float)
+    if aps.layout == "grid":
+        return grid_positions(aps.count, dep.width_m, dep.height_m)
+    if aps.layout == "hexagon":
+        pos = hexagon_positions(1, aps.isd_m, (dep.width_m / 2, dep.height_m / 2))
+        inside = (pos >= 0).all(axis=1) & (pos[:, 0] <= dep.width_m) & (pos[:, 1] <= dep.height_m)
+        if not inside.all():
+            raise ValueError(
+                f"deployment: a hexagon with isd_m={aps.isd_m} does not fit in the "
+                f"{dep.width_m} x {dep.height_m} m area"
+            )
+        return pos
+    return random_positions(aps.count, dep.width_m, dep.height_m, aps.min_distance_m, rng)
+
+
+def initial_user_positions(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """Initial user positions (K, 2): explicit, or uniform inside the area minus a margin."""
+    users, dep = scenario.users, scenario.deployment
+    if users.positions_m:
+        return np.asarray(users.positions_m, dtype=float)
+    margin = min(users.margin_m, 0.49 * dep.width_m, 0.49 * dep.height_m)
+    lo = np.array([margin, margin])
+    hi = np.array([dep.width_m - margin, dep.height_m - margin])
+    return lo + rng.random((users.count, 2)) * (hi - lo)  # [K, 2]
+
+
+def _mobility_models(scenario: Scenario, start_m: np.ndarray, streams: RandomStreams):
+    dep, mob = scenario.deployment, scenario.users.mobility
+    models: list[MobilityModel] = []
+    trajectories = None
+    if mob.model == "trajectory":
+        trajectories = load_trajectories(mob.trajectory_file, dep.width_m, dep.height_m)
+        missing = [k for k in range(len(start_m)) if k not in trajectories]
+        if missing:
+            raise ValueError(f"{mob.trajectory_file}: no trajectory for user(s) {missing}")
+    for k, p0 in enumerate(start_m):
+        rng = streams.generator("mobility", k)
+        if mob.model == "static":
+            models.append(StaticMobility(p0))
+        elif mob.model == "constant_velocity":
+            heading = rng.uniform(0, 2 * np.pi)
+            v = mob.speed_mps * np.array([np.cos(heading), np.sin(heading)])
+            models.append(ConstantVelocityMobility(p0, v, dep.width_m, dep.height_m))
+        elif mob.model == "random_waypoint":
+            models.append(RandomWaypointMobility(
+                p0, dep.width_m, dep.height_m, mob.speed_range_mps, mob.pause_s, rng))
+        else:
+            times, pos = trajectories[k]
+            models.append(TrajectoryMobility(times, pos))
+    return models
+
+
+class Network:
+    """Continuous-time state of the network, advanced exactly to event times.
+
+    Attributes
+    ----------
+    ap_center_m : ndarray (M, 2)
+    ap_axis_rad : ndarray (M,)
+        ULA axis angle of each AP.
+    element_pos_m : ndarray (M, N, 2)
+    oscillators : OscillatorBank
+        One oscillator per AP (index = AP index).
+    online : ndarray (M,), bool
+    """
+
+    def __init__(self, scenario: Scenario, streams: RandomStreams) -> None:
+        self.scenario = scenario
+        dep, ch = scenario.deployment, scenario.channel
+        self.wavelength_m = ch.wavelength_m
+        self.ap_center_m = ap_positions(scenario, streams.generator("deployment"))  # [M, 2]
+        n_ap = len(self.ap_center_m)
+        o = dep.orientation
+        if o.mode == "fixed":
+            axis = np.full(n_ap, np.deg2rad(o.angle_deg))
+        elif o.mode == "list":
+            axis = np.deg2rad(np.asarray(o.angles_deg, dtype=float))
+        else:
+            axis = streams.generator("orientation").uniform(0, np.pi, n_ap)
+        self.ap_axis_rad = axis  # [M]
+        self.spacing_m = dep.antenna_spacing_wavelengths * self.wavelength_m
+        self.element_pos_m = ula_element_positions(
+            self.ap_center_m, axis, dep.antennas_per_ap, self.spacing_m)  # [M, N, 2]
+        self.online = np.ones(n_ap, dtype=bool)  # [M]
+
+        start = initial_user_positions(scenario, streams.generator("deployment", 1))  # [K, 2]
+        self.mobility = _mobility_models(scenario, start, streams)
+
+        osc = scenario.oscillators
+        noise = ClockNoise.from_allan(
+            osc.adev_white_fm_at_1s, osc.adev_random_walk_fm_at_1s,
+            aging_per_s=osc.aging_ppm_per_day * 1e-6 / SECONDS_PER_DAY,
+            phase_noise_rad2_per_s=osc.phase_noise_rad2_per_s,
+        )
+        g = streams.generator("oscillator-init")
+        y0 = osc.initial_offset_ppm * 1e-6 * g.standard_normal(n_ap)  # [M]
+        x0 = osc.initial_time_offset_s * g.standard_normal(n_ap)  # [M]
+        self.oscillators = OscillatorBank(
+            x0, y0, noise, ch.carrier_hz, streams.generator("oscillator"))
+
+        self.k_factor = np.inf if ch.rician_k_db >= 300 else 10 ** (ch.rician_k_db / 10)
+        self._fading_rng = streams.generator("fading")
+        self._nlos = nlos_initial((self.n_users, n_ap, dep.antennas_per_ap), self._fading_rng)
+        self.t_s = 0.0
+        self._user_pos = self._positions(0.0)  # [K, 2]
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_aps(self) -> int:
+        return len(self.ap_center_m)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.mobility)
+
+    @property
+    def n_antennas(self) -> int:
+        return self.element_pos_m.shape[1]
+
+    # ------------------------------------------------------------------ time
+    def _positions(self, t_s: float) -> np.ndarray:
+        return np.array([m.position(t_s) for m in self.mobility])  # [K, 2]
+
+    def user_speeds_mps(self) -> np.ndarray:
+        return np.array([m.speed_mps(self.t_s) for m in self.mobility])  # [K]
+
+    def advance_to(self, t_s: float) -> None:
+        """Move oscillators, users and fading exactly to time ``t_s`` (never backwards)."""
+        dt = t_s - self.t_s
+        if dt < 0:
+            raise ValueError(f"network time must not go backwards ({t_s} < {self.t_s})")
+        if dt == 0:
+            return
+        self.oscillators.advance_to(t_s)
+        if np.isfinite(self.k_factor):
+            speeds = self.user_speeds_mps()  # speed over the step, at its start  [K]
+            doppler = np.maximum(speeds / self.wavelength_m, self.scenario.channel.min_doppler_hz)
+            rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
+            self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
+        self.t_s = t_s
+        self._user_pos = self._positions(t_s)
+
+    @property
+    def user_pos_m(self) -> np.ndarray:
+        """True user positions at the current time, (K, 2) m (a copy)."""
+        return self._user_pos.copy()
+
+    # ------------------------------------------------------------------ channels
+    def geometric_channel(self, user_pos_m: np.ndarray) -> np.ndarray:
+        """Near-field LOS channel (K, M, N) for the given positions (the location-aware model)."""
+        return los_channel(self.element_pos_m, self.ap_center_m, user_pos_m, self.wavelength_m,
+                           self.scenario.channel.path_loss_exponent)
+
+    def true_channel(self) -> np.ndarray:
+        """True channel (K, M, N) now: LOS at the true positions plus the Rician NLOS part."""
+        h_los = self.geometric_channel(self._user_pos)  # [K, M, N]
+        if not np.isfinite(self.k_factor):
+            return h_los
+        return rician_channel(h_los, self._nlos, self.k_factor)
+
+    # ------------------------------------------------------------------ sync state
+    def offsets_to(self, reference_ap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each AP's (time offset s, CFO Hz, carrier phase rad) relative to ``reference_ap``."""
+        osc = self.oscillators
+        idx = np.arange(self.n_aps)
+        phase = osc.phase_rad
+        dphi = np.angle(np.exp(1j * (phase - phase[reference_ap])))  # wrapped to (-pi, pi]
+        return osc.to_s(idx, reference_ap), osc.cfo_hz(idx, reference_ap), dphi
