@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
-from netsim.scenario.loader import ScenarioError, apply_overrides, load_scenario, parse_scenario, read_yaml
+from netsim.scenario.loader import (
+    ScenarioError,
+    load_scenario,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
 

@@ -43,7 +43,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("wall_sync_s", f64), ("wall_sense_s", f64), ("wall_comm_s", f64), ("wall_power_s", f64),
     ]),
     "aps": pa.schema([
-        ("frame", i64), ("t_s", f64), ("ap", i64), ("cluster", i64),
+        ("frame", i64), ("t_s", f64), ("ap", i64), ("x_m", f64), ("y_m", f64), ("cluster", i64),
         ("is_master", b1), ("is_reference", b1), ("online", b1),
         ("true_cfo_hz", f64), ("est_cfo_hz", f64), ("residual_cfo_hz", f64),
         ("true_to_s", f64), ("est_to_s", f64), ("residual_to_s", f64),

@@ -487,7 +487,8 @@ class Simulation:
             cluster, is_master = np.full(n, -1), np.zeros(n, dtype=bool)
         online = self.net.online.copy()
         return dict(
-            ap=np.arange(n), cluster=cluster, is_master=is_master,
+            ap=np.arange(n), x_m=self.net.ap_center_m[:, 0], y_m=self.net.ap_center_m[:, 1],
+            cluster=cluster, is_master=is_master,
             is_reference=np.arange(n) == self.reference_ap, online=online,
             true_cfo_hz=meas.true_cfo_hz if meas else nan,
             est_cfo_hz=meas.est_cfo_hz if meas else nan,

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from netsim.phy.channel import jakes_correlation, los_channel, nlos_initial, nlos_step, rician_channel
+from netsim.phy.channel import (
+    jakes_correlation,
+    los_channel,
+    nlos_initial,
+    nlos_step,
+    rician_channel,
+)
 from netsim.phy.geometry import (
     grid_positions,
     hexagon_positions,
@@ -148,6 +154,7 @@ class Network:
         self._fading_rng = streams.generator("fading")
         self._nlos = nlos_initial((self.n_users, n_ap, dep.antennas_per_ap), self._fading_rng)
         self.t_s = 0.0
+        self._fading_t = 0.0
         self._user_pos = self._positions(0.0)  # [K, 2]
 
     # ------------------------------------------------------------------ sizes
@@ -171,18 +178,13 @@ class Network:
         return np.array([m.speed_mps(self.t_s) for m in self.mobility])  # [K]
 
     def advance_to(self, t_s: float) -> None:
-        """Move oscillators, users and fading exactly to time ``t_s`` (never backwards)."""
+        """Move oscillators and users exactly to time ``t_s`` (never backwards)."""
         dt = t_s - self.t_s
         if dt < 0:
             raise ValueError(f"network time must not go backwards ({t_s} < {self.t_s})")
         if dt == 0:
             return
         self.oscillators.advance_to(t_s)
-        if np.isfinite(self.k_factor):
-            speeds = self.user_speeds_mps()  # speed over the step, at its start  [K]
-            doppler = np.maximum(speeds / self.wavelength_m, self.scenario.channel.min_doppler_hz)
-            rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
-            self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
         self.t_s = t_s
         self._user_pos = self._positions(t_s)
 
@@ -202,7 +204,24 @@ class Network:
         h_los = self.geometric_channel(self._user_pos)  # [K, M, N]
         if not np.isfinite(self.k_factor):
             return h_los
+        self._advance_fading()
         return rician_channel(h_los, self._nlos, self.k_factor)
+
+    def _advance_fading(self) -> None:
+        """Step the NLOS Gauss-Markov fading from its last evaluation to now.
+
+        The fading moves only when a channel is evaluated, so its draws depend on the
+        evaluation times alone (the subframes), not on other events such as corrections
+        arriving over the fronthaul: changing an unrelated algorithm leaves them unchanged.
+        """
+        dt = self.t_s - self._fading_t
+        if dt <= 0:
+            return
+        speeds = self.user_speeds_mps()  # [K]
+        doppler = np.maximum(speeds / self.wavelength_m, self.scenario.channel.min_doppler_hz)
+        rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
+        self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
+        self._fading_t = self.t_s
 
     # ------------------------------------------------------------------ sync state
     def offsets_to(self, reference_ap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
