@@ -15,6 +15,7 @@ Units are SI and appear in the column names (``_s``, ``_hz``, ``_m``, ``_w``,
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,17 @@ class TraceWriter:
         Run directory. ``None`` keeps everything in memory (see :meth:`frames`).
     flush_every_rows : int
         Rows buffered per table before a chunk is written.
+    flush_every_s : float
+        Wall-clock seconds after which every table is flushed, however few rows it holds
+        (so a long run that is killed loses at most this much work).
     """
 
-    def __init__(self, out_dir: str | Path | None, flush_every_rows: int = 20_000) -> None:
+    def __init__(self, out_dir: str | Path | None, flush_every_rows: int = 20_000,
+                 flush_every_s: float = 30.0) -> None:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.flush_every_rows = int(flush_every_rows)
+        self.flush_every_s = float(flush_every_s)
+        self._last_flush = time.monotonic()
         self._buffers: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES}
         self._buffered_rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._chunks: dict[str, int] = dict.fromkeys(TABLES, 0)
@@ -112,6 +119,8 @@ class TraceWriter:
         self._buffered_rows[table] += n
         if self._buffered_rows[table] >= self.flush_every_rows:
             self.flush(table)
+        elif self.out_dir is not None and time.monotonic() - self._last_flush > self.flush_every_s:
+            self.flush()
 
     # ------------------------------------------------------------------ flush
     def _to_arrow(self, table: str) -> pa.Table | None:
@@ -132,6 +141,8 @@ class TraceWriter:
 
     def flush(self, table: str | None = None) -> None:
         """Write the buffered rows of ``table`` (or of every table) as a new chunk."""
+        if table is None:
+            self._last_flush = time.monotonic()
         for name in [table] if table else TABLES:
             arrow = self._to_arrow(name)
             if arrow is None:

@@ -319,6 +319,9 @@ class RunConfig(_Section):
     flush_every_rows: int = Field(
         20_000, ge=1, description="buffered trace rows per table before a Parquet chunk is written"
     )
+    flush_every_s: float = Field(
+        30.0, gt=0.0, description="wall-clock seconds between flushes of every table (s)"
+    )
 
     @model_validator(mode="before")
     @classmethod

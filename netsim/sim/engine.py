@@ -209,7 +209,8 @@ class Simulation:
         self.streams = RandomStreams(scenario.run.seed, scenario.run.replication)
         self.net = Network(scenario, self.streams)
         self.env = simpy.Environment()
-        self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows)
+        self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows,
+                                 scenario.run.flush_every_s)
         self.uplink = FronthaulLink(self.env, scenario.fronthaul.latency_s)
         self.frame_start = self.env.event()
         self.aps = [AccessPoint(self, m) for m in range(self.net.n_aps)]
