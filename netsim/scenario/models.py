@@ -132,6 +132,12 @@ class UsersConfig(_Section):
     margin_m: float = Field(
         1.0, ge=0.0, description="random initial positions keep this distance to the border (m)"
     )
+    placement: Literal["uniform", "hex_cells"] = Field(
+        "uniform",
+        description="random initial positions: uniform in the area, or uniform in the APs' "
+        "hexagonal cells at least min_ap_distance_m from every AP (seed 004)",
+    )
+    min_ap_distance_m: float = Field(10.0, ge=0.0, description="hex_cells: minimum 2-D AP distance (m)")
     mobility: MobilityConfig = Field(default_factory=MobilityConfig)
 
 
@@ -259,6 +265,17 @@ class CommConfig(_Section):
         0.0, ge=0.0,
         description="reuse last frame's beamformer if no user moved more than this (m)",
     )
+    # --- seed 004: uplink pilots, MMSE CSI, user-centric association (csi: pilots)
+    pilot_power_dbm: float = Field(23.0, ge=-30.0, le=60.0, description="uplink pilot power per user (dBm)")
+    coherence_slots: int = Field(
+        200, ge=2, le=100_000, description="tau_c: slots per coherence block (pilot overhead tau_p/tau_c)"
+    )
+    association_eta_db: float = Field(
+        -30.0, le=0.0, description="AP m serves user k if beta_mk >= eta * max_m beta_mk (dB); -inf: all"
+    )
+    pilot_assignment: Literal["dsatur_tabu", "dsatur"] = Field(
+        "dsatur_tabu", description="frame-start pilot assignment (seed 004, spec 4.1-4.2)"
+    )
 
 
 # ----------------------------------------------------------------------------- channel
@@ -277,6 +294,13 @@ class ChannelConfig(_Section):
     )
     min_doppler_hz: float = Field(
         0.0, ge=0.0, description="Doppler floor for static users (scatterer motion, Hz)"
+    )
+    # --- umi (seed 004, 3GPP 38.901 street canyon)
+    shadowing_std_db: float = Field(7.82, ge=0.0, le=30.0, description="umi: log-normal shadowing std (dB)")
+    ap_height_m: float = Field(10.0, ge=0.0, le=500.0, description="umi: AP antenna height (m)")
+    user_height_m: float = Field(1.5, ge=0.0, le=100.0, description="umi: user antenna height (m)")
+    fading_correlation: Literal["jakes", "iid"] = Field(
+        "jakes", description="umi: small-scale fading between subframes, Jakes Gauss-Markov or i.i.d."
     )
 
     @property

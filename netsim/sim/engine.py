@@ -33,13 +33,13 @@ import numpy as np
 import simpy
 
 import netsim
-from netsim.comm.beamforming import apply_power
 from netsim.comm.rates import downlink_sinr, rates_bps_hz, subcarrier_frequencies
 from netsim.rng import RandomStreams
 from netsim.runs import write_meta
 from netsim.scenario.loader import scenario_to_yaml
 from netsim.scenario.models import Scenario
 from netsim.sim import methods
+from netsim.sim.comm import make_comm
 from netsim.sim.world import Network
 from netsim.trace import TraceWriter
 
@@ -217,13 +217,14 @@ class Simulation:
         self.users = [UserProcess(self, k) for k in range(self.net.n_users)]
         self.frame = 0
         self.wall = dict.fromkeys(PHASES, 0.0)
-        self._rngs = {name: self.streams.generator(name) for name in ("sync", "sensing", "power")}
+        self.rngs = {name: self.streams.generator(name)
+                     for name in ("sync", "sensing", "power", "pilots")}
         self._replan_reason: str | None = "start"
         self.plan = None
         self.p_max_w = np.full(self.net.n_aps, 10 ** ((scenario.frame.ap_power_dbm - 30) / 10))
         self.subcarrier_hz = subcarrier_frequencies(
             scenario.channel.bandwidth_hz, scenario.comm.subcarriers_evaluated)
-        self._directions = None
+        self.comm = make_comm(self)
         self._last_meas: methods.SyncMeasurement | None = None
         self._check_timing()
         for i, fault in enumerate(scenario.faults):
@@ -306,7 +307,7 @@ class Simulation:
             self._replan_reason = None
             return False
         planner = methods.SYNC_PLANNERS[sync.method]
-        self.plan = planner(self.net, self.net.online.copy(), self._rngs["sync"])
+        self.plan = planner(self.net, self.net.online.copy(), self.rngs["sync"])
         self._plan_time = self.env.now
         self._replan_reason = None
         n_clusters = len(self.plan.masters)
@@ -362,7 +363,7 @@ class Simulation:
                         and self.frame % sc.sync.period_frames == 0)
             meas = None
             if sync_due:
-                meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, self._rngs["sync"])
+                meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, self.rngs["sync"])
                 self._send_reports(meas, env.now)
                 self._last_meas = meas
             slots = self.plan.overhead_slots if sync_due else 0
@@ -375,7 +376,7 @@ class Simulation:
             w0 = time.perf_counter()
             self.advance_world()
             true_pos = net.user_pos_m  # [K, 2]
-            est_pos, crlb_m2 = methods.SENSING_METHODS[sc.sensing.method](net, self._rngs["sensing"])
+            est_pos, crlb_m2 = methods.SENSING_METHODS[sc.sensing.method](net, self.rngs["sensing"])
             self.wall["sense"] += (wall_sense := time.perf_counter() - w0)
             yield env.timeout(timing.sense_s)
 
@@ -386,34 +387,36 @@ class Simulation:
             ref = self.reference_ap
             to_s, cfo_hz, phase = net.offsets_to(ref)
             ap_rows = self._ap_rows(meas, to_s, cfo_hz, phase)
-            reused = self._design_beamformers(est_pos)
+            reused = self.comm.frame_setup(est_pos)
             wall_power = 0.0
-            rates_sum, rates_min, sinr_all = [], [], []
+            rates_sum, rates_min, sinr_all, iters, not_converged = [], [], [], [], 0
             for s in range(sc.frame.subframes):
                 t_sub = comm_start + s * timing.subframe_s
                 if t_sub > env.now:
                     yield env.timeout(t_sub - env.now)
                 self.advance_world()
-                h_true = net.true_channel()  # [K, M, N]
+                h_true = net.true_channel() * net.online[None, :, None]  # [K, M, N]
                 to_s, _, phase = net.offsets_to(ref)
-                active = net.online
-                h_true = h_true * active[None, :, None]
                 wp = time.perf_counter()
-                power = methods.POWER_ALLOCATORS[sc.comm.power](
-                    self._directions, self._h_est, self.p_max_w * active, sc.channel.noise_power_w)
+                tx = self.comm.subframe(h_true)
                 wall_power += time.perf_counter() - wp
-                w = apply_power(self._directions, power)  # [K, M, N]
-                sinr = downlink_sinr(h_true, w, sc.channel.noise_power_w, phase, to_s,
+                sinr = downlink_sinr(h_true, tx.w, sc.channel.noise_power_w, phase, to_s,
                                      self.subcarrier_hz, sc.comm.cyclic_prefix_s,
                                      sc.comm.symbol_duration_s)  # [F, K]
-                rate = rates_bps_hz(sinr)  # [K]
-                sinr_eff_db = 10 * np.log10(2.0 ** rate - 1.0 + 1e-300)
+                rate = tx.rate_factor * rates_bps_hz(sinr)  # [K]
+                sinr_eff_db = 10 * np.log10(2.0 ** rates_bps_hz(sinr) - 1.0 + 1e-300)
                 self.trace.emit("subframes", frame=self.frame, subframe=s, t_s=env.now,
-                                user=np.arange(net.n_users), power_w=power.sum(axis=0),
+                                user=np.arange(net.n_users), power_w=tx.power_w.sum(axis=0),
                                 sinr_db=sinr_eff_db, rate_bps_hz=rate)
                 rates_sum.append(rate.sum())
                 rates_min.append(rate.min())
                 sinr_all.append(sinr_eff_db)
+                iters.append(tx.iterations)
+                not_converged += not tx.converged
+            if not_converged:
+                self.event("power_not_converged", -1,
+                           f"{sc.comm.power}: {not_converged} of {sc.frame.subframes} subframes "
+                           "hit the iteration cap (last iterate used)")
             end = comm_start + timing.comm_s
             if end > env.now:
                 yield env.timeout(end - env.now)
@@ -443,7 +446,8 @@ class Simulation:
                 residual_to_rms_s=_rms(res_to), residual_to_max_s=_absmax(res_to),
                 residual_phase_rms_rad=_rms(res_phase),
                 sensing_rmse_m=_rms(err), crlb_rms_m=float(np.sqrt(np.mean(crlb_m2))),
-                beamformer_reused=reused,
+                beamformer_reused=reused, comm_pilot_length=int(self.comm.pilot_length),
+                power_iterations_mean=float(np.mean(iters)),
                 sum_rate_bps_hz=float(np.mean(rates_sum)), min_rate_bps_hz=float(np.mean(rates_min)),
                 mean_sinr_db=float(np.mean(sinr_all)),
                 wall_sync_s=wall_sync, wall_sense_s=wall_sense, wall_comm_s=wall_comm,
@@ -457,25 +461,6 @@ class Simulation:
                 next_start = t_frame + period_s
                 if next_start > env.now:
                     yield env.timeout(next_start - env.now)
-
-    def _design_beamformers(self, est_pos: np.ndarray) -> bool:
-        """Design the frame's beamformer directions; returns True when the last one was reused."""
-        sc, net = self.scenario, self.net
-        moved = max(u.moved_m for u in self.users)
-        if (self._directions is not None and sc.comm.reuse_distance_m > 0
-                and moved <= sc.comm.reuse_distance_m
-                and np.array_equal(self._designed_online, net.online)):
-            return True
-        if sc.comm.csi == "perfect":
-            h_est = net.geometric_channel(net.user_pos_m)  # [K, M, N]
-        else:  # location-aware CSI: rebuilt from the estimated positions
-            h_est = net.geometric_channel(est_pos)  # [K, M, N]
-        self._h_est = h_est * net.online[None, :, None]
-        self._directions = methods.BEAMFORMERS[sc.comm.beamforming](self._h_est, net.online)
-        self._designed_online = net.online.copy()
-        for u in self.users:
-            u.reset_anchor()
-        return False
 
     def _ap_rows(self, meas, to_s, cfo_hz, phase) -> dict[str, np.ndarray]:
         n = self.net.n_aps

@@ -8,7 +8,7 @@ Each registry maps the scenario string to a callable with one fixed signature:
 * ``SYNC_PLANNERS[name](network, online, rng) -> SyncPlan``;
 * ``SENSING_METHODS[name](network, rng) -> (est_pos_m (K, 2), crlb_m2 (K,))``;
 * ``BEAMFORMERS[name](h_est (K, M, N), active (M,)) -> directions (K, M, N)``;
-* ``POWER_ALLOCATORS[name](directions, h_est, p_max_w (M,), noise_w) -> p (M, K)``.
+* power policies: :data:`netsim.comm.power.POWER_ALLOCATORS` (seed 004's registry).
 
 A name that the scenario schema knows but this build has no implementation for
 is reported by :func:`check_available` before the run starts.
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netsim.comm.beamforming import equal_power, mrt_directions
+from netsim.comm.beamforming import mrt_directions
+from netsim.comm.power import POWER_ALLOCATORS
 from netsim.scenario.models import Scenario
 
 __all__ = [
@@ -121,7 +122,6 @@ SYNC_PLANNERS: dict[str, Callable] = {"genie": star_plan}
 SYNC_METHODS: dict[str, Callable] = {"genie": genie_sync}
 SENSING_METHODS: dict[str, Callable] = {"genie": genie_sensing}
 BEAMFORMERS: dict[str, Callable] = {"mrt_plain": mrt_directions}
-POWER_ALLOCATORS: dict[str, Callable] = {"equal": equal_power_allocator}
 
 
 def check_available(scenario: Scenario) -> list[str]:
@@ -130,17 +130,18 @@ def check_available(scenario: Scenario) -> list[str]:
     checks = [
         ("sync.method", scenario.sync.method, {"none", *SYNC_METHODS}),
         ("sensing.method", scenario.sensing.method, set(SENSING_METHODS)),
-        ("comm.beamforming", scenario.comm.beamforming, set(BEAMFORMERS)),
+        # rzf is built into the pilot pipeline (netsim.sim.comm.PilotComm)
+        ("comm.beamforming", scenario.comm.beamforming, {"rzf", *BEAMFORMERS}),
         ("comm.power", scenario.comm.power, set(POWER_ALLOCATORS)),
     ]
+    if scenario.comm.csi == "pilots" and scenario.comm.beamforming != "rzf":
+        problems.append("comm.beamforming: csi 'pilots' uses distributed RZF; set beamforming: rzf")
+    if scenario.comm.beamforming == "rzf" and scenario.comm.csi != "pilots":
+        problems.append("comm.beamforming: 'rzf' is the beamformer of csi 'pilots'")
     for path, name, available in checks:
         if name not in available:
             problems.append(
                 f"{path}: '{name}' is not available in this build "
                 f"(available: {', '.join(sorted(available))})"
             )
-    if scenario.comm.csi == "pilots":
-        problems.append("comm.csi: 'pilots' is not available in this build (available: location, perfect)")
-    if scenario.channel.model != "nearfield":
-        problems.append("channel.model: only 'nearfield' is available in this build")
     return problems

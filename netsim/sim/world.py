@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from netsim.phy import umi
 from netsim.phy.channel import (
     jakes_correlation,
     los_channel,
@@ -65,11 +66,34 @@ def ap_positions(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
     return random_positions(aps.count, dep.width_m, dep.height_m, aps.min_distance_m, rng)
 
 
-def initial_user_positions(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
-    """Initial user positions (K, 2): explicit, or uniform inside the area minus a margin."""
+def umi_config(scenario: Scenario) -> umi.ChannelConfig:
+    """The seed-004 large-scale channel parameters of a scenario."""
+    ch, dep = scenario.channel, scenario.deployment
+    return umi.ChannelConfig(
+        scenario="umi", carrier_hz=ch.carrier_hz, bandwidth_hz=ch.bandwidth_hz,
+        noise_figure_db=ch.noise_figure_db, h_ap_m=ch.ap_height_m, h_ue_m=ch.user_height_m,
+        isd_m=dep.aps.isd_m, d_min_m=scenario.users.min_ap_distance_m,
+        shadowing_std_db=ch.shadowing_std_db,
+        p_max_w=10 ** ((scenario.frame.ap_power_dbm - 30) / 10),
+        p_pilot_w=10 ** ((scenario.comm.pilot_power_dbm - 30) / 10),
+    )
+
+
+def initial_user_positions(
+    scenario: Scenario, rng: np.random.Generator, ap_center_m: np.ndarray | None = None
+) -> np.ndarray:
+    """Initial user positions (K, 2): explicit, uniform inside the area minus a margin, or
+    uniform in the APs' hexagonal cells (``users.placement: hex_cells``)."""
     users, dep = scenario.users, scenario.deployment
     if users.positions_m:
         return np.asarray(users.positions_m, dtype=float)
+    if users.placement == "hex_cells":
+        pos = umi.drop_users(ap_center_m, users.count, umi_config(scenario), rng)  # [K, 2]
+        inside = (pos >= 0).all(axis=1) & (pos[:, 0] <= dep.width_m) & (pos[:, 1] <= dep.height_m)
+        if not inside.all():
+            raise ValueError("users.placement hex_cells: the APs' cells do not fit in the area; "
+                             "enlarge deployment.width_m/height_m")
+        return pos
     margin = min(users.margin_m, 0.49 * dep.width_m, 0.49 * dep.height_m)
     lo = np.array([margin, margin])
     hi = np.array([dep.width_m - margin, dep.height_m - margin])
@@ -135,7 +159,8 @@ class Network:
             self.ap_center_m, axis, dep.antennas_per_ap, self.spacing_m)  # [M, N, 2]
         self.online = np.ones(n_ap, dtype=bool)  # [M]
 
-        start = initial_user_positions(scenario, streams.generator("deployment", 1))  # [K, 2]
+        start = initial_user_positions(
+            scenario, streams.generator("deployment", 1), self.ap_center_m)  # [K, 2]
         self.mobility = _mobility_models(scenario, start, streams)
 
         osc = scenario.oscillators
@@ -150,7 +175,14 @@ class Network:
         self.oscillators = OscillatorBank(
             x0, y0, noise, ch.carrier_hz, streams.generator("oscillator"))
 
-        self.k_factor = np.inf if ch.rician_k_db >= 300 else 10 ** (ch.rician_k_db / 10)
+        self.model = ch.model
+        if ch.model == "umi":
+            self.umi = umi_config(scenario)
+            self._shadow_db = ch.shadowing_std_db * streams.generator("shadowing").standard_normal(
+                (n_ap, self.n_users))  # [M, K], fixed per link
+            self.k_factor = 0.0  # Rayleigh: no LOS part
+        else:
+            self.k_factor = np.inf if ch.rician_k_db >= 300 else 10 ** (ch.rician_k_db / 10)
         self._fading_rng = streams.generator("fading")
         self._nlos = nlos_initial((self.n_users, n_ap, dep.antennas_per_ap), self._fading_rng)
         self.t_s = 0.0
@@ -199,8 +231,30 @@ class Network:
         return los_channel(self.element_pos_m, self.ap_center_m, user_pos_m, self.wavelength_m,
                            self.scenario.channel.path_loss_exponent)
 
+    def large_scale_gain(self, user_pos_m: np.ndarray | None = None) -> np.ndarray:
+        """Large-scale power gain beta (M, K) at the given (default: true) positions.
+
+        ``nearfield``: the LOS path gain |beta_mk|^2 of :func:`los_channel`; ``umi``: the
+        38.901 UMi path loss of the 3-D distance plus the link's fixed shadowing (spec
+        power.md 3.1).
+        """
+        p = self._user_pos if user_pos_m is None else user_pos_m  # [K, 2]
+        d2 = np.linalg.norm(self.ap_center_m[:, None, :] - p[None, :, :], axis=-1)  # [M, K]
+        if self.model == "umi":
+            d3 = np.hypot(d2, self.umi.h_ap_m - self.umi.h_ue_m)  # [M, K]
+            return 10.0 ** ((umi.path_loss_db(d3, self.umi) + self._shadow_db) / 10.0)
+        ple = self.scenario.channel.path_loss_exponent
+        return (self.wavelength_m / (4 * np.pi)) ** 2 * np.maximum(d2, 1e-3) ** (-ple)
+
     def true_channel(self) -> np.ndarray:
-        """True channel (K, M, N) now: LOS at the true positions plus the Rician NLOS part."""
+        """True channel (K, M, N) now.
+
+        ``nearfield``: LOS at the true positions plus the Rician NLOS part; ``umi``:
+        ``sqrt(beta_mk) g_mk`` with Rayleigh ``g`` (spec power.md 3.3).
+        """
+        if self.model == "umi":
+            self._advance_fading()
+            return np.sqrt(self.large_scale_gain().T)[:, :, None] * self._nlos  # [K, M, N]
         h_los = self.geometric_channel(self._user_pos)  # [K, M, N]
         if not np.isfinite(self.k_factor):
             return h_los
@@ -220,6 +274,8 @@ class Network:
         speeds = self.user_speeds_mps()  # [K]
         doppler = np.maximum(speeds / self.wavelength_m, self.scenario.channel.min_doppler_hz)
         rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
+        if self.model == "umi" and self.scenario.channel.fading_correlation == "iid":
+            rho = np.zeros_like(rho)
         self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
         self._fading_t = self.t_s
 

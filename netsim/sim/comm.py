@@ -1,0 +1,143 @@
+"""Communication-phase pipelines of the engine (which CSI, which beamformer, which power).
+
+Two pipelines share one interface (``frame_setup`` once per frame, ``subframe`` per
+subframe); the engine then evaluates the SINR on the TRUE channel with every AP's residual
+synchronization error (:func:`netsim.comm.rates.downlink_sinr`).
+
+* :class:`LocationAwareComm` (seed 003 / foundation): CSI rebuilt from the estimated user
+  positions (``comm.csi: location``) or the true LOS channel (``perfect``); beamformer
+  directions designed once per frame (re-used when nobody moved far); power per subframe.
+* :class:`PilotComm` (seed 004, ``comm.csi: pilots``): user-centric association and
+  DSatur(+Tabu) pilot assignment at frame start; per subframe uplink pilots, MMSE estimates,
+  distributed RZF and the power policy; the rate carries the pilot overhead 1 - tau_p/tau_c.
+
+Power policies come from :data:`netsim.comm.power.POWER_ALLOCATORS` (one signature on the
+estimated equivalent channels ``Ghat [M, K, K]``). Array layout inside the engine is
+``[K, M, N]`` (user, AP, antenna); the seed-004 kernels use ``[M, K, N]``, so this module
+transposes at the boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netsim.comm.association import associate
+from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
+from netsim.comm.power import POWER_ALLOCATORS
+from netsim.comm.subframe import prepare_subframe
+from netsim.sim import methods
+
+__all__ = ["LocationAwareComm", "PilotComm", "SubframeTx", "make_comm"]
+
+
+@dataclass
+class SubframeTx:
+    """What one subframe transmits.
+
+    w : (K, M, N) complex beamformers including power (sum_k ||w[k, m]||^2 = AP m's power, W)
+    power_w : (M, K) power per AP-user pair (W)
+    rate_factor : pre-log factor of the rate (pilot overhead), 1 without uplink pilots
+    iterations, converged : the power policy's diagnostics
+    """
+
+    w: np.ndarray
+    power_w: np.ndarray
+    rate_factor: float
+    iterations: int
+    converged: bool
+
+
+def _power(sim, ghat, err_var, assoc) -> object:
+    sc = sim.scenario
+    p_max = sim.p_max_w * sim.net.online
+    return POWER_ALLOCATORS[sc.comm.power](
+        ghat, err_var, assoc, sc.channel.noise_power_w, p_max, rng=sim.rngs["power"])
+
+
+class LocationAwareComm:
+    """Per-frame beamformer directions from location-aware (or perfect) CSI, per-subframe power."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+        self.directions: np.ndarray | None = None  # [K, M, N]
+        self.pilot_length = 0
+
+    def frame_setup(self, est_pos: np.ndarray) -> bool:
+        """Design the frame's beamformer directions; True when the last ones were re-used."""
+        sim = self.sim
+        sc, net = sim.scenario, sim.net
+        moved = max(u.moved_m for u in sim.users)
+        if (self.directions is not None and sc.comm.reuse_distance_m > 0
+                and moved <= sc.comm.reuse_distance_m
+                and np.array_equal(self._designed_online, net.online)):
+            return True
+        pos = net.user_pos_m if sc.comm.csi == "perfect" else est_pos  # [K, 2]
+        h_est = net.geometric_channel(pos) * net.online[None, :, None]  # [K, M, N]
+        self.h_est = h_est
+        self.directions = methods.BEAMFORMERS[sc.comm.beamforming](h_est, net.online)
+        # inputs of the power policy: estimated equivalent channels and the variance of the
+        # part the estimate misses (the Rician NLOS share of each link's power)
+        beta = net.large_scale_gain(pos).T  # [K, M]
+        self.assoc = (np.linalg.norm(self.directions, axis=2) > 0).T  # [M, K]
+        u = self.directions.transpose(1, 0, 2)  # [M, K, N]
+        self.ghat = u @ np.conj(h_est.transpose(1, 2, 0))  # [M, K, K]  Ghat[m,k,i] = h_im^H u_mk
+        self.err_var = (beta / (net.k_factor + 1.0)).T  # [M, K] (0 for pure LOS)
+        self._designed_online = net.online.copy()
+        for user in sim.users:
+            user.reset_anchor()
+        return False
+
+    def subframe(self, h_true: np.ndarray) -> SubframeTx:
+        alloc = _power(self.sim, self.ghat, self.err_var, self.assoc)
+        w = self.directions * np.sqrt(alloc.power_w).T[:, :, None]  # [K, M, N]
+        return SubframeTx(w, alloc.power_w, 1.0, alloc.iterations, alloc.converged)
+
+
+class PilotComm:
+    """Seed-004 chain: association and pilots per frame; MMSE + RZF + power per subframe."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+        self.pilot_length = 0
+
+    def frame_setup(self, est_pos: np.ndarray) -> bool:
+        sim = self.sim
+        sc, net = sim.scenario, sim.net
+        beta = net.large_scale_gain()  # [M, K] (long-term statistics known to the CPU)
+        beta = beta * net.online[:, None]
+        self.beta = beta
+        self.assoc = associate(beta, sc.comm.association_eta_db) & net.online[:, None]  # [M, K]
+        res = dsatur_tabu(
+            beta, self.assoc, net.n_antennas, p_pilot_w=self.p_pilot_w,
+            p_max_w=float(sim.p_max_w.max()), noise_w=sc.channel.noise_power_w,
+            tau_c=sc.comm.coherence_slots, rng=sim.rngs["pilots"], config=TabuConfig(),
+            use_tabu=sc.comm.pilot_assignment == "dsatur_tabu")
+        self.colour = res.colour
+        self.pilot_length = int(res.tau_p)
+        if self.pilot_length >= sc.comm.coherence_slots:
+            raise ValueError(f"pilot length {self.pilot_length} >= comm.coherence_slots")
+        return False
+
+    @property
+    def p_pilot_w(self) -> float:
+        return 10 ** ((self.sim.scenario.comm.pilot_power_dbm - 30) / 10)
+
+    def subframe(self, h_true: np.ndarray) -> SubframeTx:
+        sim = self.sim
+        sc = sim.scenario
+        h_ul = h_true.transpose(1, 0, 2)  # [M, K, N] channel seen by the uplink pilots
+        csi = prepare_subframe(h_ul, self.beta, self.assoc, self.colour, self.p_pilot_w,
+                               sc.channel.noise_power_w, sim.rngs["pilots"])
+        alloc = _power(sim, csi.ghat, csi.err_var, self.assoc)
+        w = csi.w * np.sqrt(alloc.power_w)[:, :, None]  # [M, K, N]
+        factor = 1.0 - self.pilot_length / sc.comm.coherence_slots
+        return SubframeTx(w.transpose(1, 0, 2), alloc.power_w, factor, alloc.iterations,
+                          alloc.converged)
+
+
+def make_comm(sim):
+    """The pipeline of the scenario's ``comm.csi``."""
+    return PilotComm(sim) if sim.scenario.comm.csi == "pilots" else LocationAwareComm(sim)
+
