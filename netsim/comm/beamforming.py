@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["apply_power", "equal_power", "mrt_directions"]
+__all__ = ["apply_power", "mrt_directions"]
 
 
 def mrt_directions(h_est: np.ndarray, active_aps: np.ndarray | None = None) -> np.ndarray:
@@ -36,24 +36,6 @@ def mrt_directions(h_est: np.ndarray, active_aps: np.ndarray | None = None) -> n
     if active_aps is not None:
         u = u * np.asarray(active_aps, dtype=bool)[None, :, None]
     return u
-
-
-def equal_power(p_max_w: np.ndarray, n_users: int, active_aps: np.ndarray | None = None) -> np.ndarray:
-    """Equal split of each AP's power over the users: ``p[m, k] = P_m / K``.
-
-    Parameters
-    ----------
-    p_max_w : ndarray, shape (M,)
-        Per-AP power budget (W).
-
-    Returns
-    -------
-    ndarray, shape (M, K), float64
-    """
-    p = np.repeat(np.asarray(p_max_w, dtype=float)[:, None] / n_users, n_users, axis=1)  # [M, K]
-    if active_aps is not None:
-        p = p * np.asarray(active_aps, dtype=bool)[:, None]
-    return p
 
 
 def apply_power(directions: np.ndarray, power_w: np.ndarray) -> np.ndarray:

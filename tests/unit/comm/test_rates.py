@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netsim.comm.beamforming import apply_power, equal_power, mrt_directions
+from netsim.comm.beamforming import apply_power, mrt_directions
 from netsim.comm.rates import (
     downlink_sinr,
     isi_amplitude_factor,
@@ -23,7 +23,7 @@ def test_single_user_mrt_snr_is_the_coherent_sum():
     rng = np.random.default_rng(0)
     h = cn(rng, 1, 3, 4)  # [K, M, N]
     p = np.array([1.0, 0.5, 2.0])
-    w = apply_power(mrt_directions(h), equal_power(p, 1))
+    w = apply_power(mrt_directions(h), p[:, None])
     sinr = downlink_sinr(h, w, noise_w=0.1)
     expected = (np.sqrt(p) * np.linalg.norm(h[0], axis=1)).sum() ** 2 / 0.1
     assert sinr.shape == (1, 1)
@@ -33,7 +33,7 @@ def test_single_user_mrt_snr_is_the_coherent_sum():
 def test_common_phase_and_small_timing_offset_leave_the_sinr_alone():
     rng = np.random.default_rng(1)
     h = cn(rng, 3, 4, 2)
-    w = apply_power(mrt_directions(h), equal_power(np.ones(4), 3))
+    w = apply_power(mrt_directions(h), np.full((4, 3), 1 / 3))
     ref = downlink_sinr(h, w, 1e-2)
     same_phase = downlink_sinr(h, w, 1e-2, phase_rad=np.full(4, 1.3))
     np.testing.assert_allclose(same_phase, ref)
@@ -48,7 +48,7 @@ def test_random_phases_destroy_the_coherent_gain_on_average():
     """With i.i.d. uniform AP phases, E|sum_m a_m e^{j phi_m}|^2 = sum_m |a_m|^2 (Monte Carlo)."""
     rng = np.random.default_rng(2)
     h = cn(rng, 1, 8, 4)
-    w = apply_power(mrt_directions(h), equal_power(np.ones(8), 1))
+    w = apply_power(mrt_directions(h), np.ones((8, 1)))
     a = np.linalg.norm(h[0], axis=1)  # per-AP amplitude with MRT and unit power
     phases = rng.uniform(-np.pi, np.pi, (4000, 8))
     snr = np.array([downlink_sinr(h, w, 1.0, phase_rad=ph)[0, 0] for ph in phases])
@@ -79,5 +79,5 @@ def test_mrt_directions_have_unit_norm_per_ap_and_respect_inactive_aps():
     norms = np.linalg.norm(u, axis=2)
     np.testing.assert_allclose(norms[:, [0, 2]], 1.0)
     np.testing.assert_allclose(norms[:, 1], 0.0)
-    p = equal_power(np.array([2.0, 2.0, 2.0]), 2, np.array([True, False, True]))
-    np.testing.assert_allclose(p.sum(axis=1), [2.0, 0.0, 2.0])
+    w = apply_power(u, np.full((3, 2), 0.5))
+    np.testing.assert_allclose((np.abs(w) ** 2).sum(axis=(0, 2)), [1.0, 0.0, 1.0])
