@@ -1,0 +1,208 @@
+"""Time allocation between sensing and communication: TD-ISAC-Main, -EI and -MRT (seed 003).
+
+rho is the communication fraction (spec A1): sensing lasts (1-rho)T with ``L(rho) =
+floor((1-rho) T/T_u)`` snapshots, ``CRLB_k(rho) = c_k / L(rho)`` (c_k from the optimised R*),
+``eps_{m,k}(rho) = delta sqrt(max_j c_j / L(rho)) ||h_hat_{m,k}||`` (4), and the rate is
+``rho log2(1 + SINR)`` (5).
+
+* (17) ``rho_bar = 1 - L_req T_u / T``, ``L_req = ceil(max_k c_k / eps_th)``: the largest rho that
+  meets the CRLB constraint; ``rho_bar <= 0`` means infeasible.
+* Algorithm 2 (Main): AO between Bi-RBO at fixed rho and the constraint-margin update (16) over
+  the grid ``{k Delta_rho} U {rho^(i)}`` in ``(0, 1 - T_u/T]``; warm start ``t_lo = t^(i-1)``
+  (the old solution stays feasible at the new rho because its margin is >= 0), so t^(i) never
+  decreases. Projection (18) ``rho* = min(rho, rho_bar)`` and a final Bi-RBO if clipped; rank-one
+  extraction and the certified worst-case rate.
+* Algorithm 3 (EI): rho = rho_bar, error-ignorant SOCP, certified against eps(rho_bar).
+* Algorithm 4 (MRT): as Main with Bi-RPO-MRT.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from netsim.comm.robust import (
+    BiRboResult,
+    bi_rbo,
+    certify,
+    ei_socp,
+    margin_over_rho,
+    rank_one,
+    reduce_problem,
+)
+from netsim.sensing.config import IsacConfig
+
+__all__ = ["TdIsacResult", "crlb_feasible_rho", "error_radius_at", "td_isac"]
+
+
+def crlb_feasible_rho(c_per_snapshot_m2: ArrayLike, cfg: IsacConfig) -> float:
+    """Eq. (17): ``rho_bar = 1 - ceil(max_k c_k / eps_th) T_u / T`` (may be <= 0: infeasible)."""
+    l_req = int(np.ceil(float(np.max(c_per_snapshot_m2)) / cfg.crlb_threshold_m2 - 1e-12))
+    return 1.0 - l_req * cfg.snapshot_s / cfg.frame_s
+
+
+def error_radius_at(h_hat: ArrayLike, n_aps: int, c_per_snapshot_m2: ArrayLike, rho: float, cfg: IsacConfig) -> NDArray[np.float64]:
+    """``eps_{m,k}(rho)`` of (4) [same unit as h], (M, K); inf where L(rho) < 1."""
+    h = np.asarray(h_hat)
+    k = h.shape[0]
+    big_l = int(cfg.n_snapshots(rho))
+    norms = np.linalg.norm(h.reshape(k, n_aps, -1), axis=-1).T  # [M, K]
+    if big_l < 1:
+        return np.full(norms.shape, np.inf)
+    return cfg.delta_per_m * np.sqrt(float(np.max(c_per_snapshot_m2)) / big_l) * norms
+
+
+@dataclass
+class TdIsacResult:
+    """Output of :func:`td_isac`.
+
+    Attributes
+    ----------
+    scheme : str
+    rho : float
+        Final communication fraction rho*.
+    rho_bar : float
+        CRLB-feasible bound (17).
+    t_sdr : float
+        Rate threshold of the relaxation at rho* [bit/s/Hz].
+    rate_wc : float
+        Certified worst-case min rate of the extracted beamformers [bit/s/Hz].
+    gamma_wc : ndarray (K,)
+    w : ndarray (K, M*N) complex [sqrt(W)]
+    history : list of (rho_i, t_i)
+        AO iterates (Fig. 8).
+    status : str
+        "ok", "crlb_infeasible" (rho_bar <= 0) or "infeasible".
+    n_solves : int
+    wall_s : float
+    """
+
+    scheme: str
+    rho: float
+    rho_bar: float
+    t_sdr: float
+    rate_wc: float
+    gamma_wc: NDArray[np.float64]
+    w: NDArray[np.complex128]
+    history: list[tuple[float, float]] = field(default_factory=list)
+    status: str = "ok"
+    n_solves: int = 0
+    wall_s: float = 0.0
+
+
+def td_isac(
+    scheme: str,
+    h_hat: ArrayLike,
+    c_per_snapshot_m2: ArrayLike,
+    cfg: IsacConfig,
+    n_aps: int,
+    rho0: float = 0.5,
+    p_max_w: float | None = None,
+    noise_w: float | None = None,
+    zeta: float | None = None,
+    max_iter: int | None = None,
+) -> TdIsacResult:
+    """Joint time allocation and robust beamforming (Algorithms 2-4).
+
+    Parameters
+    ----------
+    scheme : {"main", "ei", "mrt"}
+    h_hat : array_like (K, M*N) complex
+        Estimated channels.
+    c_per_snapshot_m2 : array_like (K,)
+        Per-snapshot CRLB c_k at R* (:func:`netsim.sensing.fim.per_snapshot_crlb`).
+    cfg : IsacConfig
+        Supplies T, T_u, eps_th, delta, Delta_rho, zeta, I_max, P_c and sigma^2.
+    n_aps : int
+    rho0 : float
+        Initial rho^(0) (Main and MRT).
+    p_max_w, noise_w, zeta, max_iter :
+        Overrides of the cfg values.
+    """
+    t_start = time.perf_counter()
+    pc = cfg.comm_power_w if p_max_w is None else p_max_w
+    s2 = cfg.noise_w if noise_w is None else noise_w
+    zt = cfg.zeta_bps_hz if zeta is None else zeta
+    imax = cfg.max_ao_iter if max_iter is None else max_iter
+    h = np.asarray(h_hat, dtype=complex)
+    k_users = h.shape[0]
+    c = np.asarray(c_per_snapshot_m2, dtype=float)
+    rho_bar = crlb_feasible_rho(c, cfg)
+    zero = np.zeros_like(h)
+    if rho_bar <= 0:
+        return TdIsacResult(scheme, 0.0, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, [], "crlb_infeasible", 0, time.perf_counter() - t_start)
+    eps_unit = error_radius_at(h, n_aps, c, 0.0, cfg) * np.sqrt(cfg.max_snapshots)  # radius at L = 1
+    red_unit = reduce_problem(h, eps_unit, pc, s2, n_aps)
+
+    def red_at(rho: float):  # noqa: ANN202
+        return red_unit.with_eps(error_radius_at(h, n_aps, c, rho, cfg))
+
+    if scheme == "ei":
+        red = red_at(rho_bar)
+        t, x, n_s = ei_socp(red.with_eps(np.zeros((n_aps, k_users))), rho_bar, zt)
+        if x is None:
+            return TdIsacResult(scheme, rho_bar, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, [(rho_bar, 0.0)], "infeasible", n_s, time.perf_counter() - t_start)
+        gam, rate = certify(red, x, rho_bar)
+        return TdIsacResult(scheme, rho_bar, rho_bar, t, rate, gam, red.lift(x), [(rho_bar, t)], "ok", n_s, time.perf_counter() - t_start)
+    if scheme not in ("main", "mrt"):
+        raise ValueError(f"scheme must be 'main', 'ei' or 'mrt', got {scheme!r}")
+    mrt = scheme == "mrt"
+    rho_max = 1.0 - cfg.snapshot_s / cfg.frame_s
+    grid = np.arange(1, int(np.floor(rho_max / cfg.delta_rho + 1e-9)) + 1) * cfg.delta_rho
+    grid = grid[grid <= rho_max + 1e-12]
+    rho = float(rho0)
+    hist: list[tuple[float, float]] = []
+    prev: BiRboResult | None = None
+    prev_rho = rho
+    n_solves = 0
+    for it in range(imax):
+        red = red_at(rho)
+        res = bi_rbo(red, rho, zt, t_lo=prev.t if prev is not None else 0.0, init=prev, mrt=mrt)
+        n_solves += res.n_solves
+        hist.append((rho, res.t))
+        if not res.feasible:
+            break
+        prev, prev_rho = res, rho
+        if it > 0 and abs(res.t - hist[-2][1]) <= zt:
+            break
+        cand = np.unique(np.concatenate([grid, [rho]]))
+        lsn = cfg.n_snapshots(cand)
+        scale = np.where(lsn >= 1, 1.0 / np.sqrt(np.maximum(lsn, 1)), np.inf)
+        marg = margin_over_rho(red_unit, res.w_mats, res.lam, res.t, cand, scale)
+        rho_new = float(cand[int(np.argmax(marg))])
+        if abs(rho_new - rho) < 1e-12:
+            break
+        rho = rho_new
+    if prev is None or not prev.feasible:
+        return TdIsacResult(scheme, rho, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, hist, "infeasible", n_solves, time.perf_counter() - t_start)
+    rho_fin = prev_rho
+    if rho_fin > rho_bar:  # projection (18)
+        rho_fin = rho_bar
+        res = bi_rbo(red_at(rho_bar), rho_bar, zt, mrt=mrt)
+        n_solves += res.n_solves
+        hist.append((rho_bar, res.t))
+        if not res.feasible:
+            return TdIsacResult(scheme, rho_bar, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, hist, "infeasible", n_solves, time.perf_counter() - t_start)
+        prev = res
+    red = red_at(rho_fin)
+    if mrt:
+        x = _mrt_rank_one(red, prev)
+    else:
+        x = rank_one(red, prev.w_mats)
+    gam, rate = certify(red, x, rho_fin)
+    return TdIsacResult(scheme, rho_fin, rho_bar, prev.t, rate, gam, red.lift(x), hist, "ok", n_solves, time.perf_counter() - t_start)
+
+
+def _mrt_rank_one(red, res: BiRboResult) -> NDArray[np.complex128]:  # noqa: ANN001
+    """MRT rank-one step: ``q_k = sqrt(eta lambda_max(P_k)) v_max``, ``w = B_k q_k`` (Alg. 4 step 4)."""
+    from netsim.comm.robust import _RobustSdp
+
+    bks = _RobustSdp(red, mrt=True).bk  # list of (d, M)
+    w, v = np.linalg.eigh(res.p_mats)  # [K, M], [K, M, M]
+    q = np.sqrt(np.maximum(w[:, -1], 0.0))[:, None] * v[:, :, -1]  # [K, M]
+    eta = min(1.0, float(np.min(1.0 / np.maximum((np.abs(q) ** 2).sum(axis=0), 1e-300))))
+    q = np.sqrt(eta) * q
+    return np.stack([bks[k] @ q[k] for k in range(q.shape[0])])

@@ -1,0 +1,360 @@
+"""Pilot assignment: DSatur colouring and tabu reassignment (seed 004, spec 3.4, 4.1-4.2).
+
+A pilot assignment is a colour vector ``colour [K]`` (int PS index per UE, values < K = K_max).
+tau_p = number of distinct colours (eq. (6)); :func:`colour_to_matrix` gives the oversized
+one-hot matrix X~ [K_max, K] (7b) and :func:`phi_matrix` the compact Phi [tau_p, K].
+
+DSatur (Brelaz 1979, spec 4.1 [C] conflict graph): vertices = UEs, edge (k, i) iff they share
+an AP ((A^T A)[k, i] > 0). Pick the uncoloured UE with the largest saturation, ties by larger
+degree, then larger sum_m beta_mk, then lower index; give it the smallest colour not used by
+its neighbours. The pilot length follows from the colouring: no two UEs served by a common AP
+share a PS, so tau_p >= max_m |K_m|.
+
+Tabu (after Liu et al., IEEE TVT 2020, spec 4.2 [C]): with tau_p fixed to the DSatur value,
+move one UE at a time to another PS to maximise the net-SE proxy J (equal power, S_eval small-
+scale draws, common random numbers), with a FIFO tabu list of (UE, old PS) attributes and
+aspiration. J_best never decreases; tau_p can only shrink (when a colour empties).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from netsim.comm.csi_mmse import (
+    draw_pilot_noise,
+    mmse_estimate,
+    pilot_length,
+    pilot_observation,
+)
+from netsim.comm.net_se import net_sum_se, sinr_true
+from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
+from netsim.phy.umi import channel_from_fading, draw_small_scale_fading
+
+__all__ = [
+    "conflict_graph",
+    "dsatur",
+    "is_proper_colouring",
+    "relabel",
+    "colour_to_matrix",
+    "phi_matrix",
+    "TabuConfig",
+    "TabuResult",
+    "NetSEProxy",
+    "tabu_reassign",
+    "dsatur_tabu",
+]
+
+
+def conflict_graph(
+    assoc: np.ndarray, beta: np.ndarray | None = None, theta: float | None = None
+) -> nx.Graph:
+    """UE conflict graph (spec 4.1).
+
+    Parameters
+    ----------
+    assoc : ndarray, shape [M, K], bool
+    beta : ndarray, shape [M, K], optional; needed with ``theta``
+    theta : float, optional
+        If given, keep only edges whose contamination weight
+        w_ki = sum_m a_mk beta_mi / beta_mk + a_mi beta_mk / beta_mi exceeds ``theta``
+        (the optional pilot-length sweep of spec 4.1). None = all shared-AP edges ([C] default).
+
+    Returns
+    -------
+    networkx.Graph on nodes 0..K-1; node attribute ``strength`` = sum_m beta_mk if beta given.
+    """
+    a = assoc.astype(float)
+    n_ue = assoc.shape[1]
+    share = (a.T @ a) > 0  # [K, K]
+    np.fill_diagonal(share, False)
+    if theta is not None:
+        if beta is None:
+            raise ValueError("theta needs beta")
+        ratio = beta[:, None, :] / beta[:, :, None]  # [M, K(k), K(i)] beta_mi / beta_mk
+        w = np.einsum("mk,mki->ki", a, ratio)
+        w = w + w.T
+        share &= w > theta
+    g = nx.Graph()
+    g.add_nodes_from(range(n_ue))
+    ii, jj = np.nonzero(np.triu(share))
+    g.add_edges_from(zip(ii.tolist(), jj.tolist(), strict=True))
+    if beta is not None:
+        nx.set_node_attributes(g, {k: float(s) for k, s in enumerate(beta.sum(axis=0))}, "strength")
+    return g
+
+
+def dsatur(graph: nx.Graph) -> np.ndarray:
+    """DSatur colouring with the spec 4.1 tie-breaking (deterministic).
+
+    Parameters
+    ----------
+    graph : networkx.Graph with nodes 0..K-1 (optional node attribute ``strength``)
+
+    Returns
+    -------
+    colour : ndarray, shape [K], int64, colours 0..tau_p-1
+    """
+    n = graph.number_of_nodes()
+    colour = -np.ones(n, dtype=np.int64)
+    nbrs = [sorted(graph.neighbors(k)) for k in range(n)]
+    deg = np.array([len(x) for x in nbrs])
+    strength = np.array([graph.nodes[k].get("strength", 0.0) for k in range(n)])
+    sat_sets: list[set[int]] = [set() for _ in range(n)]
+    for _ in range(n):
+        best = -1
+        best_key: tuple[int, int, float, int] | None = None
+        for k in range(n):
+            if colour[k] >= 0:
+                continue
+            key = (len(sat_sets[k]), int(deg[k]), float(strength[k]), -k)
+            if best_key is None or key > best_key:
+                best, best_key = k, key
+        used = {int(colour[i]) for i in nbrs[best] if colour[i] >= 0}
+        c = 0
+        while c in used:
+            c += 1
+        colour[best] = c
+        for i in nbrs[best]:
+            sat_sets[i].add(c)
+    return colour
+
+
+def is_proper_colouring(colour: np.ndarray, assoc: np.ndarray) -> bool:
+    """True iff no two UEs sharing an AP have the same colour."""
+    a = assoc.astype(float)
+    share = (a.T @ a) > 0
+    np.fill_diagonal(share, False)
+    same = colour[:, None] == colour[None, :]
+    return not bool(np.any(share & same))
+
+
+def relabel(colour: np.ndarray) -> np.ndarray:
+    """Map used colours to 0..tau_p-1 in order of first use (removes empty rows of X~)."""
+    _, first = np.unique(colour, return_index=True)
+    order = np.argsort(first)
+    used = np.unique(colour)[order]
+    lut = {int(c): i for i, c in enumerate(used)}
+    return np.array([lut[int(c)] for c in colour], dtype=np.int64)
+
+
+def colour_to_matrix(colour: np.ndarray, k_max: int | None = None) -> np.ndarray:
+    """Oversized pilot matrix X~ [K_max, K] in {0, 1}: X~[colour[k], k] = 1 (eq. (7b))."""
+    n = colour.shape[0]
+    k_max = n if k_max is None else k_max
+    x = np.zeros((k_max, n))
+    x[colour, np.arange(n)] = 1.0
+    return x
+
+
+def phi_matrix(x_tilde: np.ndarray) -> np.ndarray:
+    """Phi [tau_p, K] = X~ with its empty rows removed (spec 3.4)."""
+    return x_tilde[x_tilde.sum(axis=1) > 0]
+
+
+@dataclass(frozen=True)
+class TabuConfig:
+    """Tabu search parameters (spec 4.2, all [C]: the seed's values are lost).
+
+    Attributes
+    ----------
+    tabu_length : int       FIFO length L_tabu (5)
+    max_iter : int          iteration cap I_max (30)
+    n_candidates : int|None random subset of moves per iteration (64); None = all moves
+    n_eval_draws : int      small-scale draws S_eval in the proxy J (2)
+    patience : int          stop after this many iterations without improving J_best (10)
+    conflict_theta : float|None  DSatur conflict-graph weight threshold (None = every pair
+                            sharing an AP conflicts, [C] default; see :func:`conflict_graph`)
+    """
+
+    tabu_length: int = 5
+    max_iter: int = 30
+    n_candidates: int | None = 64
+    n_eval_draws: int = 2
+    patience: int = 10
+    conflict_theta: float | None = None
+
+
+@dataclass
+class TabuResult:
+    """Output of :func:`tabu_reassign`.
+
+    colour : [K] int, best assignment found (relabelled to 0..tau_p-1)
+    tau_p : int
+    j_best_trace : [iterations + 1] J_best after each iteration (non-decreasing)
+    j_trace : [iterations + 1] J of the current assignment
+    n_evaluations : int, number of J evaluations of candidate moves
+    """
+
+    colour: np.ndarray
+    tau_p: int
+    j_best_trace: np.ndarray
+    j_trace: np.ndarray
+    n_evaluations: int
+    info: dict = field(default_factory=dict)
+
+
+class NetSEProxy:
+    """Net-SE proxy J(colour) of spec 4.2, vectorised over candidate assignments.
+
+    J = mean over S_eval fixed small-scale draws of eq. (4) with equal power P_max/|K_m|, MMSE
+    estimation (3.5) and distributed RZF (3.6); the draws (fading and pilot noise) are drawn
+    once, so every candidate sees the same randomness (common random numbers).
+    """
+
+    def __init__(
+        self,
+        beta: np.ndarray,
+        assoc: np.ndarray,
+        n_ant: int,
+        *,
+        p_pilot_w: float,
+        p_max_w: float,
+        noise_w: float,
+        tau_c: int,
+        n_draws: int,
+        rng: np.random.Generator,
+    ) -> None:
+        n_ap, n_ue = beta.shape
+        self.beta, self.assoc = beta, assoc
+        self.p_pilot_w, self.noise_w, self.tau_c = p_pilot_w, noise_w, tau_c
+        g = draw_small_scale_fading((n_draws, n_ap, n_ue, n_ant), rng)
+        self.h = channel_from_fading(beta, g)  # [S, M, K, N]
+        self.noise = draw_pilot_noise((n_draws, n_ap, n_ue, n_ant), rng)  # [S, M, K_max, N]
+        load = np.maximum(assoc.sum(axis=1), 1)
+        self.power = np.where(assoc, (p_max_w / load)[:, None], 0.0)  # [M, K]
+
+    def __call__(self, colours: np.ndarray) -> np.ndarray:
+        """J for each row of ``colours [B, K]`` (or one [K]); returns [B] (or scalar)."""
+        colours = np.asarray(colours)
+        single = colours.ndim == 1
+        c = colours[None] if single else colours  # [B, K]
+        tau_p = pilot_length(c)  # [B]
+        cb = c[:, None, :]  # [B, 1, K]
+        tp = np.asarray(tau_p)[:, None]  # [B, 1]
+        y = pilot_observation(
+            self.h, cb, self.p_pilot_w, self.noise_w, noise=self.noise, tau_p=tp
+        )  # [B, S, M, K, N]
+        hhat, err = mmse_estimate(
+            y, self.beta, cb, self.p_pilot_w, self.noise_w, self.assoc, tau_p=tp
+        )
+        w = rzf_beamformers(hhat, self.assoc, rzf_regularisation(err, self.noise_w, self.p_pilot_w))
+        sinr = sinr_true(self.h, w, self.power, self.noise_w)  # [B, S, K]
+        j = net_sum_se(sinr, tp, self.tau_c).mean(axis=-1)  # [B]
+        return float(j[0]) if single else j
+
+
+def tabu_reassign(
+    colour0: np.ndarray,
+    objective: NetSEProxy,
+    rng: np.random.Generator,
+    config: TabuConfig | None = None,
+) -> TabuResult:
+    """Tabu pilot reassignment with tau_p fixed to that of ``colour0`` (spec 4.2).
+
+    Parameters
+    ----------
+    colour0 : ndarray [K] int, initial (DSatur) assignment, colours 0..tau_p0-1
+    objective : callable [B, K] -> [B], e.g. :class:`NetSEProxy`
+    rng : numpy.random.Generator, for the candidate subsets
+    config : TabuConfig
+
+    Returns
+    -------
+    TabuResult (colour relabelled, tau_p <= tau_p0, J_best non-decreasing)
+    """
+    cfg = config or TabuConfig()
+    cur = relabel(np.asarray(colour0))
+    tau0 = int(cur.max()) + 1
+    n_ue = cur.shape[0]
+    j_cur = float(objective(cur[None])[0])
+    best, j_best = cur.copy(), j_cur
+    tabu: list[tuple[int, int]] = []
+    j_trace, jb_trace = [j_cur], [j_best]
+    n_eval = 0
+    stall = 0
+    if tau0 > 1:
+        for _ in range(cfg.max_iter):
+            ks, ss = np.meshgrid(np.arange(n_ue), np.arange(tau0), indexing="ij")
+            moves = np.stack([ks.ravel(), ss.ravel()], axis=1)
+            moves = moves[moves[:, 1] != cur[moves[:, 0]]]  # [n_moves, 2]
+            if cfg.n_candidates is not None and cfg.n_candidates < moves.shape[0]:
+                pick = rng.choice(moves.shape[0], size=cfg.n_candidates, replace=False)
+                moves = moves[np.sort(pick)]
+            cands = np.repeat(cur[None], moves.shape[0], axis=0)  # [B, K]
+            cands[np.arange(moves.shape[0]), moves[:, 0]] = moves[:, 1]
+            j_c = np.asarray(objective(cands))  # [B]
+            n_eval += moves.shape[0]
+            is_tabu = np.array([(int(k), int(s)) in tabu for k, s in moves])
+            allowed = ~is_tabu | (j_c > j_best)  # aspiration
+            if not allowed.any():
+                break
+            idx = int(np.argmax(np.where(allowed, j_c, -np.inf)))
+            k = int(moves[idx, 0])
+            tabu.append((k, int(cur[k])))
+            if len(tabu) > cfg.tabu_length:
+                tabu.pop(0)
+            cur = cands[idx].copy()
+            j_cur = float(j_c[idx])
+            if j_cur > j_best:
+                best, j_best, stall = cur.copy(), j_cur, 0
+            else:
+                stall += 1
+            j_trace.append(j_cur)
+            jb_trace.append(j_best)
+            if stall >= cfg.patience:
+                break
+    out = relabel(best)
+    return TabuResult(
+        colour=out,
+        tau_p=int(out.max()) + 1,
+        j_best_trace=np.asarray(jb_trace),
+        j_trace=np.asarray(j_trace),
+        n_evaluations=n_eval,
+        info={"tau_p_initial": tau0},
+    )
+
+
+def dsatur_tabu(
+    beta: np.ndarray,
+    assoc: np.ndarray,
+    n_ant: int,
+    *,
+    p_pilot_w: float,
+    p_max_w: float,
+    noise_w: float,
+    tau_c: int,
+    rng: np.random.Generator,
+    config: TabuConfig | None = None,
+    use_tabu: bool = True,
+) -> TabuResult:
+    """Frame-start pilot policy of the numerical baseline: DSatur, then tabu (spec 4.1-4.2).
+
+    Parameters
+    ----------
+    beta : ndarray [M, K], linear large-scale gains
+    assoc : ndarray [M, K], bool
+    n_ant : int, antennas per AP N (the proxy J uses N-antenna draws)
+    p_pilot_w, p_max_w, noise_w : float, W
+    tau_c : int, slots per coherence block
+    rng : numpy.random.Generator (proxy draws and candidate subsets)
+    config : TabuConfig
+    use_tabu : bool, False returns the DSatur colouring only
+
+    Returns
+    -------
+    TabuResult; ``colour [K]`` is the frame's pilot assignment, ``tau_p`` its pilot length.
+    """
+    cfg = config or TabuConfig()
+    colour0 = dsatur(conflict_graph(assoc, beta, cfg.conflict_theta))
+    if not use_tabu:
+        c = relabel(colour0)
+        return TabuResult(c, int(c.max()) + 1, np.zeros(0), np.zeros(0), 0,
+                          {"tau_p_initial": int(c.max()) + 1})
+    proxy = NetSEProxy(
+        beta, assoc, n_ant, p_pilot_w=p_pilot_w, p_max_w=p_max_w, noise_w=noise_w,
+        tau_c=tau_c, n_draws=cfg.n_eval_draws, rng=rng,
+    )
+    return tabu_reassign(colour0, proxy, rng, cfg)

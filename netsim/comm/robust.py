@@ -1,0 +1,684 @@
+"""Robust beamforming for location-aware CSI (seed 003 eqs. (10)-(14), (19)-(27); spec 3.4-3.7).
+
+Model: ``h_k = h_hat_k + e_k`` with one ball per AP-user pair ``||e_{m,k}|| <= eps_{m,k}``; the
+worst-case SINR constraint of user k with threshold ``gamma = 2^{t/rho} - 1`` is made an LMI by
+the generalised S-procedure (Theorem 1, sufficient for M > 1):
+
+``Phi_k = [[Q_k + sum_m lam_{m,k} D_m, Q_k h_k], [h_k^H Q_k, h_k^H Q_k h_k - gamma sigma^2
+- sum_m lam_{m,k} eps_{m,k}^2]] >= 0``, ``Q_k = W_k - gamma sum_{j != k} W_j``, ``lam >= 0``  (13)
+
+Scalable formulation (this module's default)
+--------------------------------------------
+1. Normalisation (spec 3.4, required): ``g_k = h_hat_k sqrt(P_c)/sigma``,
+   ``eps~ = eps sqrt(P_c)/sigma``, ``W~ = W / P_c`` (noise 1, per-AP power 1).
+2. Exact dimension reduction (spec 7.3): with ``B = blkdiag(B_1..B_M)``, ``B_m`` an orthonormal
+   basis of AP m's K channel blocks, every feasible W can be projected to ``B X B^H`` without
+   loss (the LMI transforms by congruence and the power falls), so the SDP is solved in
+   ``d = sum_m rank_m <= M K`` dimensions (12 instead of 63 at the paper's size). The lifted
+   LMI is block diagonal (reduced part plus ``sum lam D_m`` on the complement), so it is exact.
+3. Parametrised (DPP) cvxpy problem: gamma is a ``cp.Parameter``; the problem is compiled once per
+   Bi-RBO call and re-solved at every bisection step (Clarabel, SCS as fallback).
+4. Warm start across AO iterations: the previous (W, lam, t) stays feasible at the new rho
+   (margin >= 0), so the bisection starts from ``t_lo = t_prev``.
+
+A solver failure counts as infeasible (never raised); every accepted SDP point is re-checked
+numerically (``lambda_min(Phi_k) >= -tol``). Certified worst-case rates are computed for the
+final (rank-one) beamformers by :func:`worst_case_sinr`: per user an SDP over (gamma, lam), whose
+lam is then verified by an exact numpy bisection on gamma (so the reported rate is a sound
+S-procedure certificate).
+
+The "plain" formulation (``reduce=False, dpp=False``) is the direct full-dimension cvxpy model,
+kept for the benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "BeamformingResult",
+    "BiRboResult",
+    "ReducedProblem",
+    "bi_rbo",
+    "design_beamformers",
+    "ei_socp",
+    "lmi_min_eig",
+    "margin_over_rho",
+    "monte_carlo_min_sinr",
+    "rank_one",
+    "reduce_problem",
+    "worst_case_sinr",
+]
+
+_OK = ("optimal", "optimal_inaccurate")
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation and dimension reduction
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReducedProblem:
+    """Normalised (and optionally reduced) robust-beamforming data.
+
+    Attributes
+    ----------
+    g : ndarray (K, d) complex
+        ``B^H h_hat_k sqrt(P_c)/sigma``.
+    eps2 : ndarray (M, K) float
+        Normalised squared radii ``eps_{m,k}^2 P_c / sigma^2``.
+    basis : ndarray (M*N, d) complex
+        Orthonormal basis B (identity when not reduced).
+    ap_of : ndarray (d,) int
+        AP index of each reduced coordinate.
+    n_aps : int
+    p_max_w, noise_w : float
+    """
+
+    g: NDArray[np.complex128]
+    eps2: NDArray[np.float64]
+    basis: NDArray[np.complex128]
+    ap_of: NDArray[np.int64]
+    n_aps: int
+    p_max_w: float
+    noise_w: float
+
+    @property
+    def dim(self) -> int:
+        return int(self.g.shape[1])
+
+    @property
+    def n_users(self) -> int:
+        return int(self.g.shape[0])
+
+    @property
+    def indicator(self) -> NDArray[np.float64]:
+        """E (d, M): E[i, m] = 1 if coordinate i belongs to AP m (so D~_m = diag(E[:, m]))."""
+        e = np.zeros((self.dim, self.n_aps))
+        e[np.arange(self.dim), self.ap_of] = 1.0
+        return e
+
+    def with_eps(self, eps: ArrayLike) -> ReducedProblem:
+        """Same channels, new (un-normalised) radii eps (M, K)."""
+        e2 = (np.asarray(eps, dtype=float) ** 2) * self.p_max_w / self.noise_w
+        return ReducedProblem(self.g, e2, self.basis, self.ap_of, self.n_aps, self.p_max_w, self.noise_w)
+
+    def lift(self, x: NDArray[np.complex128]) -> NDArray[np.complex128]:
+        """Reduced normalised beamformers (K, d) -> physical ``w_k = sqrt(P_c) B x_k``, (K, MN)."""
+        return np.sqrt(self.p_max_w) * (x @ self.basis.T)
+
+
+def reduce_problem(
+    h_hat: ArrayLike, eps: ArrayLike, p_max_w: float, noise_w: float, n_aps: int, reduce: bool = True
+) -> ReducedProblem:
+    """Normalise the data and (by default) apply the exact reduction of spec 7.3.
+
+    Parameters
+    ----------
+    h_hat : array_like (K, M*N) complex
+        Estimated channels.
+    eps : array_like (M, K) float
+        Ball radii of eq. (4) (same unit as h).
+    p_max_w : float
+        Per-AP communication budget P_c [W].
+    noise_w : float
+        sigma^2 [W].
+    n_aps : int
+    reduce : bool
+        False keeps the full M*N dimensions (plain formulation).
+    """
+    h = np.asarray(h_hat, dtype=complex)
+    k, mn = h.shape
+    n = mn // n_aps
+    g = h * np.sqrt(p_max_w / noise_w)  # [K, MN]
+    if not reduce:
+        basis = np.eye(mn, dtype=complex)
+        ap_of = np.repeat(np.arange(n_aps), n)
+    else:
+        cols, ap_list = [], []
+        for m in range(n_aps):
+            blk = g[:, m * n : (m + 1) * n].T  # [N, K]
+            u, s, _ = np.linalg.svd(blk, full_matrices=False)
+            r = int(np.sum(s > 1e-10 * max(s.max(), 1e-300)))
+            bm = np.zeros((mn, r), dtype=complex)
+            bm[m * n : (m + 1) * n] = u[:, :r]
+            cols.append(bm)
+            ap_list += [m] * r
+        basis = np.concatenate(cols, axis=1)  # [MN, d]
+        ap_of = np.array(ap_list, dtype=np.int64)
+    gr = g @ basis.conj()  # [K, d] = (B^H g_k)^T
+    e2 = (np.asarray(eps, dtype=float) ** 2) * p_max_w / noise_w  # [M, K]
+    return ReducedProblem(gr, e2, basis, ap_of, n_aps, p_max_w, noise_w)
+
+
+# --------------------------------------------------------------------------------------------
+# numpy LMI helpers
+# --------------------------------------------------------------------------------------------
+def _phi(red: ReducedProblem, w_mats: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float, k: int,
+         eps2: NDArray[np.float64] | None = None) -> NDArray[np.complex128]:
+    """Phi_k of (13) in normalised reduced coordinates, (d+1, d+1)."""
+    e2 = red.eps2 if eps2 is None else eps2
+    s = w_mats.sum(axis=0)
+    q = w_mats[k] - gamma * (s - w_mats[k])  # [d, d]
+    g = red.g[k]
+    a = q + np.diag(red.indicator @ lam[:, k])
+    qg = q @ g
+    corner = float(np.real(g.conj() @ qg)) - gamma - float(e2[:, k] @ lam[:, k])
+    top = np.concatenate([a, qg[:, None]], axis=1)
+    bot = np.concatenate([qg.conj()[None, :], np.array([[corner]])], axis=1)
+    phi = np.concatenate([top, bot], axis=0)
+    return 0.5 * (phi + phi.conj().T)
+
+
+def lmi_min_eig(red: ReducedProblem, w_mats: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float) -> NDArray[np.float64]:
+    """``lambda_min(Phi_k)`` for every user, (K,) (normalised units)."""
+    return np.array([np.linalg.eigvalsh(_phi(red, w_mats, lam, gamma, k))[0] for k in range(red.n_users)])
+
+
+# --------------------------------------------------------------------------------------------
+# SDP (14) / (26) builder
+# --------------------------------------------------------------------------------------------
+class _RobustSdp:
+    """cvxpy model of (14) (``mrt=False``) or (26) (``mrt=True``) with gamma as a parameter."""
+
+    def __init__(self, red: ReducedProblem, mrt: bool = False, dpp: bool = True, gamma: float = 1.0) -> None:
+        import cvxpy as cp
+
+        self.red, self.mrt = red, mrt
+        d, k_users, m = red.dim, red.n_users, red.n_aps
+        e = red.indicator  # [d, M]
+        self.gam = cp.Parameter(nonneg=True, value=gamma) if dpp else None
+        gam = self.gam if dpp else gamma
+        self.lam = cp.Variable((m, k_users), nonneg=True)
+        if mrt:
+            # B~_k = B^H blkdiag(g_{m,k}/||g_{m,k}||): columns are unit vectors in the reduced space
+            full = red.g @ red.basis.T  # [K, MN]  (normalised full channels, = g_k since g in span B)
+            n = full.shape[1] // m
+            self.bk = []
+            for k in range(k_users):
+                bk = np.zeros((full.shape[1], m), dtype=complex)
+                for mm in range(m):
+                    v = full[k, mm * n : (mm + 1) * n]
+                    bk[mm * n : (mm + 1) * n, mm] = v / max(np.linalg.norm(v), 1e-300)
+                self.bk.append(red.basis.conj().T @ bk)  # [d, M]
+            self.p = [cp.Variable((m, m), hermitian=True) for _ in range(k_users)]
+            xs = [self.bk[k] @ self.p[k] @ self.bk[k].conj().T for k in range(k_users)]
+            cons = [pk >> 0 for pk in self.p]
+            for mm in range(m):
+                cons.append(cp.sum(cp.hstack([cp.real(pk[mm, mm]) for pk in self.p])) <= 1.0)
+            obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(pk)) for pk in self.p])))
+        else:
+            self.x = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
+            xs = self.x
+            cons = [xk >> 0 for xk in self.x]
+            for mm in range(m):
+                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xk)))) for xk in xs])) <= 1.0)
+            obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(xk)) for xk in xs])))
+        s = xs[0]
+        for xk in xs[1:]:
+            s = s + xk
+        for k in range(k_users):
+            g = red.g[k]
+            q = xs[k] - gam * (s - xs[k])
+            a = q + cp.diag(e @ self.lam[:, k])
+            qg = q @ g
+            corner = cp.real(g.conj() @ qg) - gam - red.eps2[:, k] @ self.lam[:, k]
+            phi = cp.bmat([
+                [a, cp.reshape(qg, (d, 1), order="C")],
+                [cp.reshape(cp.conj(qg), (1, d), order="C"), cp.reshape(corner, (1, 1), order="C")],
+            ])
+            cons.append(0.5 * (phi + phi.H) >> 0)
+        self.xs = xs
+        self.prob = cp.Problem(obj, cons)
+
+    def solve(self, gamma: float, solvers: tuple[str, ...] = ("CLARABEL", "SCS")) -> tuple[bool, NDArray | None, NDArray | None]:
+        """Solve at gamma; returns (feasible, W (K, d, d), lam (M, K)), verified numerically."""
+        if self.gam is not None:
+            self.gam.value = float(gamma)
+        for sv in solvers:
+            try:
+                kw = {"eps": 1e-6, "max_iters": 20000} if sv == "SCS" else {}
+                self.prob.solve(solver=sv, **kw)
+                status = self.prob.status
+            except Exception:  # noqa: BLE001 - solver failure = infeasible
+                status = "solver_error"
+            if status in ("infeasible", "infeasible_inaccurate"):
+                return False, None, None
+            if status in _OK:
+                w = np.stack([np.asarray(x.value) for x in self.xs])
+                w = 0.5 * (w + np.conj(np.swapaxes(w, 1, 2)))
+                lam = np.maximum(np.asarray(self.lam.value, dtype=float), 0.0)
+                mins = lmi_min_eig(self.red, w, lam, gamma)
+                scale = 1.0 + gamma + float(np.max(np.abs(self.red.g)) ** 2)
+                if np.all(mins >= -1e-6 * scale):
+                    return True, w, lam
+                continue
+        return False, None, None
+
+
+@dataclass
+class BiRboResult:
+    """Output of :func:`bi_rbo` (normalised reduced units).
+
+    Attributes
+    ----------
+    t : float
+        Largest certified-feasible rate threshold [bit/s/Hz] (0 if none).
+    w_mats : ndarray (K, d, d) complex or None
+        SDR solution W~_k (normalised, reduced).
+    lam : ndarray (M, K) or None
+    feasible : bool
+    n_solves : int
+    solve_s : float
+    """
+
+    t: float
+    w_mats: NDArray[np.complex128] | None
+    lam: NDArray[np.float64] | None
+    feasible: bool
+    n_solves: int = 0
+    solve_s: float = 0.0
+    p_mats: NDArray[np.complex128] | None = None
+
+
+def rate_upper_bound(red: ReducedProblem, rho: float) -> float:
+    """``rho log2(1 + min_k (sum_m ||g_{m,k}||)^2)`` (single-user, error-free, Alg. 1 step 1)."""
+    full = red.g @ red.basis.T  # [K, MN]
+    n = full.shape[1] // red.n_aps
+    norms = np.linalg.norm(full.reshape(red.n_users, red.n_aps, n), axis=-1).sum(axis=1)  # [K]
+    return float(rho * np.log2(1 + np.min(norms) ** 2))
+
+
+def bi_rbo(
+    red: ReducedProblem,
+    rho: float,
+    zeta: float = 1e-2,
+    t_lo: float = 0.0,
+    t_up: float | None = None,
+    init: BiRboResult | None = None,
+    mrt: bool = False,
+    dpp: bool = True,
+) -> BiRboResult:
+    """Algorithm 1 (Bi-RBO), or Bi-RPO-MRT with ``mrt=True``: bisection on t with the SDR (14)/(26).
+
+    Parameters
+    ----------
+    red : ReducedProblem
+    rho : float
+        Communication fraction (gamma = 2^{t/rho} - 1).
+    zeta : float
+        Bisection tolerance [bit/s/Hz].
+    t_lo, init :
+        Known feasible threshold and its solution (warm start); ``init=None`` means none.
+    t_up : float or None
+        Upper end (default :func:`rate_upper_bound`).
+    mrt : bool
+    dpp : bool
+        Re-use one compiled parametrised problem (True) or rebuild per step (plain).
+    """
+    t0 = time.perf_counter()
+    if t_up is None:
+        t_up = rate_upper_bound(red, rho)
+    best = init if (init is not None and init.feasible) else BiRboResult(t_lo, None, None, False)
+    lo, up = (t_lo if best.feasible else 0.0), max(t_up, t_lo)
+    sdp = _RobustSdp(red, mrt=mrt, dpp=True) if dpp else None
+    n_solves = 0
+    while up - lo > zeta:
+        t = 0.5 * (lo + up)
+        gamma = 2.0 ** (t / rho) - 1.0
+        solver = sdp if sdp is not None else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma)
+        ok, w, lam = solver.solve(gamma)
+        n_solves += 1
+        if ok:
+            p = np.stack([np.asarray(pk.value) for pk in solver.p]) if mrt else None
+            best = BiRboResult(t, w, lam, True, p_mats=p)
+            lo = t
+        else:
+            up = t
+    best.n_solves = n_solves
+    best.solve_s = time.perf_counter() - t0
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# rank-one extraction, certificate, Monte Carlo
+# --------------------------------------------------------------------------------------------
+def rank_one(red: ReducedProblem, w_mats: NDArray[np.complex128]) -> NDArray[np.complex128]:
+    """Principal-eigenvector extraction with per-AP feasibility scaling eta (Alg. 2 step 6).
+
+    Returns normalised reduced beamformers x (K, d): ``x_k = sqrt(eta lambda_max) v_max``,
+    ``eta = min(1, min_m 1 / sum_k ||D_m x_k||^2)``.
+    """
+    w, v = np.linalg.eigh(w_mats)  # [K, d], [K, d, d]
+    x = np.sqrt(np.maximum(w[:, -1], 0.0))[:, None] * v[:, :, -1]  # [K, d]
+    pw = (np.abs(x) ** 2) @ red.indicator  # [K, M]
+    eta = min(1.0, float(np.min(1.0 / np.maximum(pw.sum(axis=0), 1e-300))))
+    return np.sqrt(eta) * x
+
+
+def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # noqa: ANN001
+    """Largest gamma in [0, gamma_hi] with Phi_k(gamma, lam) >= 0 (Phi is decreasing in gamma)."""
+    if np.linalg.eigvalsh(_phi(red, w_mats, lam, 0.0, k))[0] < 0:
+        return 0.0
+    lo, hi = 0.0, gamma_hi
+    if np.linalg.eigvalsh(_phi(red, w_mats, lam, hi, k))[0] >= 0:
+        return hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if np.linalg.eigvalsh(_phi(red, w_mats, lam, mid, k))[0] >= 0:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Certified worst-case SINR of fixed beamformers (spec 3.6 post-processing).
+
+    Per user k: ``max gamma`` s.t. ``Phi_k(gamma, lam_{.,k}) >= 0``, ``lam >= 0`` (affine in both,
+    one small SDP), then the lam found is verified by an exact numpy bisection on gamma.
+
+    Parameters
+    ----------
+    red : ReducedProblem (radii set with :meth:`ReducedProblem.with_eps`)
+    x : ndarray (K, d) complex, normalised reduced beamformers.
+
+    Returns
+    -------
+    gamma : ndarray (K,) certified SINR; lam : ndarray (M, K).
+    """
+    import cvxpy as cp
+
+    k_users, m, d = red.n_users, red.n_aps, red.dim
+    w_mats = np.einsum("ki,kj->kij", x, x.conj())  # [K, d, d]
+    e = red.indicator
+    gam_out = np.zeros(k_users)
+    lam_out = np.zeros((m, k_users))
+    for k in range(k_users):
+        gv = cp.Variable(nonneg=True)
+        lv = cp.Variable(m, nonneg=True)
+        s_other = w_mats.sum(axis=0) - w_mats[k]
+        g = red.g[k]
+        # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
+        a0 = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
+        a1 = -np.block([[s_other, (s_other @ g)[:, None]], [(g.conj() @ s_other)[None, :], np.array([[np.real(g.conj() @ s_other @ g) + 1.0]])]])
+        expr = a0 + gv * a1
+        for mm in range(m):
+            lm = np.zeros((d + 1, d + 1))
+            lm[:d, :d] = np.diag(e[:, mm])
+            lm[d, d] = -red.eps2[mm, k]
+            expr = expr + lv[mm] * lm
+        prob = cp.Problem(cp.Maximize(gv), [0.5 * (expr + expr.H) >> 0])
+        lam_k = np.zeros(m)
+        gam_sdp = 0.0
+        for sv in ("CLARABEL", "SCS"):
+            try:
+                prob.solve(solver=sv)
+                if prob.status in _OK and lv.value is not None:
+                    lam_k = np.maximum(np.asarray(lv.value, dtype=float), 0.0)
+                    gam_sdp = float(gv.value)
+                    break
+            except Exception:  # noqa: BLE001
+                continue
+        lam_full = np.zeros((m, k_users))
+        lam_full[:, k] = lam_k
+        hi = max(gam_sdp * 1.001, 1e-9)
+        gam_out[k] = _lmi_gamma_max(red, w_mats, lam_full, k, hi)
+        lam_out[:, k] = lam_k
+    return gam_out, lam_out
+
+
+def monte_carlo_min_sinr(
+    h_hat: ArrayLike, eps: ArrayLike, w: ArrayLike, noise_w: float, rng: np.random.Generator, n_draws: int = 10_000
+) -> NDArray[np.float64]:
+    """Smallest SINR per user over random errors on the ball boundaries plus the adversarial ones.
+
+    Draws ``e_{m,k}`` uniformly on the spheres ``||e_{m,k}|| = eps_{m,k}`` and adds the draw
+    ``e_{m,k} = -eps_{m,k} h_hat_{m,k}/||h_hat_{m,k}||`` (spec 8.1 check 7).
+
+    Parameters
+    ----------
+    h_hat : (K, MN) complex; eps : (M, K); w : (K, MN) complex physical beamformers.
+
+    Returns
+    -------
+    ndarray (K,) minimum SINR seen.
+    """
+    h = np.asarray(h_hat)
+    k_users, mn = h.shape
+    ep = np.asarray(eps, dtype=float)
+    m = ep.shape[0]
+    n = mn // m
+    z = rng.standard_normal((n_draws, k_users, m, n)) + 1j * rng.standard_normal((n_draws, k_users, m, n))
+    z /= np.linalg.norm(z, axis=-1, keepdims=True)
+    hb = h.reshape(k_users, m, n)
+    adv = -hb / np.maximum(np.linalg.norm(hb, axis=-1, keepdims=True), 1e-300)
+    z = np.concatenate([z, adv[None]], axis=0)  # [S+1, K, M, N]
+    e = z * ep.T[None, :, :, None]
+    ht = (hb[None] + e).reshape(-1, k_users, mn)  # [S+1, K, MN]
+    ww = np.asarray(w)  # [K, MN]
+    gains = np.abs(np.einsum("skn,jn->skj", ht.conj(), ww)) ** 2  # [S+1, K(user), K(beam)]
+    sig = np.einsum("skk->sk", gains)
+    intf = gains.sum(axis=-1) - sig
+    return (sig / (intf + noise_w)).min(axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# EI (error-ignorant) SOCP, eq. (22)-(23)
+# --------------------------------------------------------------------------------------------
+def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2) -> tuple[float, NDArray[np.complex128] | None, int]:
+    """Bisection on t with the SOCP (22) (eps = 0); returns (t, x (K, d) normalised reduced, n_solves)."""
+    import cvxpy as cp
+
+    k_users, d = red.n_users, red.dim
+    e = red.indicator
+    sg = cp.Parameter(nonneg=True, value=1.0)
+    x = cp.Variable((k_users, d), complex=True)
+    cons = []
+    for k in range(k_users):
+        g = red.g[k]
+        cons.append(cp.imag(g.conj() @ x[k]) == 0)
+        others = [g.conj() @ x[j] for j in range(k_users) if j != k]
+        vec = cp.hstack(others + [1.0 + 0j]) if others else cp.hstack([1.0 + 0j])
+        cons.append(cp.real(g.conj() @ x[k]) >= sg * cp.norm(vec, 2))
+    for mm in range(red.n_aps):
+        idx = np.nonzero(e[:, mm])[0]
+        cons.append(cp.sum_squares(x[:, idx]) <= 1.0)
+    prob = cp.Problem(cp.Minimize(0), cons)
+    lo, up = 0.0, rate_upper_bound(red, rho)
+    best = None
+    n = 0
+    while up - lo > zeta:
+        t = 0.5 * (lo + up)
+        sg.value = float(np.sqrt(2.0 ** (t / rho) - 1.0))
+        ok = False
+        for sv in ("CLARABEL", "SCS"):
+            try:
+                prob.solve(solver=sv)
+                if prob.status in _OK:
+                    ok = True
+                    break
+                if prob.status in ("infeasible", "infeasible_inaccurate"):
+                    break
+            except Exception:  # noqa: BLE001
+                continue
+        n += 1
+        if ok:
+            lo, best = t, np.asarray(x.value)
+        else:
+            up = t
+    return lo, best, n
+
+
+# --------------------------------------------------------------------------------------------
+# margin (15)-(16)
+# --------------------------------------------------------------------------------------------
+def margin_over_rho(
+    red_unit: ReducedProblem,
+    w_mats: NDArray[np.complex128],
+    lam: NDArray[np.float64],
+    t: float,
+    rhos: ArrayLike,
+    eps_scale: ArrayLike,
+    tol: float = 1e-9,
+) -> NDArray[np.float64]:
+    """Constraint margin (15) of fixed (W, lam, t) at each candidate rho.
+
+    Parameters
+    ----------
+    red_unit : ReducedProblem whose ``eps2`` is the normalised squared radius at unit scale
+        (the radii at rho are ``eps2 * eps_scale(rho)^2``).
+    rhos : (R,) candidates; eps_scale : (R,) radius multiplier at each rho (``1/sqrt(L(rho))``).
+
+    Returns
+    -------
+    ndarray (R,) ``min_k s_k(rho)`` (``-inf`` where ``A_k`` is not PSD).
+    """
+    rr = np.asarray(rhos, dtype=float)
+    sc = np.asarray(eps_scale, dtype=float)
+    e = red_unit.indicator
+    s_all = w_mats.sum(axis=0)
+    out = np.empty(rr.size)
+    for i, (rho, s) in enumerate(zip(rr, sc, strict=True)):
+        if not np.isfinite(s):
+            out[i] = -np.inf
+            continue
+        gamma = 2.0 ** (t / rho) - 1.0
+        worst = np.inf
+        for k in range(red_unit.n_users):
+            q = w_mats[k] - gamma * (s_all - w_mats[k])
+            a = q + np.diag(e @ lam[:, k])
+            a = 0.5 * (a + a.conj().T)
+            ev, evec = np.linalg.eigh(a)
+            scale = max(1.0, float(np.max(np.abs(ev))))
+            if ev[0] < -tol * scale:
+                worst = -np.inf
+                break
+            g = red_unit.g[k]
+            qg = q @ g
+            inv = np.where(ev > tol * scale, 1.0 / np.where(ev > tol * scale, ev, 1.0), 0.0)
+            proj = evec.conj().T @ qg
+            sk = float(np.real(g.conj() @ qg)) - gamma - float(red_unit.eps2[:, k] @ lam[:, k]) * s * s - float(np.sum(inv * np.abs(proj) ** 2))
+            worst = min(worst, sk)
+        out[i] = worst
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# engine-facing entry at a fixed rho
+# --------------------------------------------------------------------------------------------
+@dataclass
+class BeamformingResult:
+    """Beamformers for one frame.
+
+    Attributes
+    ----------
+    w : ndarray (K, M*N) complex [sqrt(W)]
+        Physical beamformers (row k = w_k); per-AP power ``sum_k ||w_{m,k}||^2 <= P_c``.
+    rho : float
+        Communication fraction used.
+    t_sdr : float
+        Rate threshold of the relaxation/SOCP [bit/s/Hz] (0 for plain MRT).
+    gamma_wc : ndarray (K,)
+        Certified worst-case SINR of the final w over the error balls.
+    rate_wc : float
+        Certified worst-case minimum user rate ``rho log2(1 + min_k gamma_wc)`` [bit/s/Hz].
+    status : str
+        "ok", "infeasible" (nothing feasible; w is zero), or "solver_error".
+    n_solves : int
+    solve_s : float
+    """
+
+    w: NDArray[np.complex128]
+    rho: float
+    t_sdr: float
+    gamma_wc: NDArray[np.float64]
+    rate_wc: float
+    status: str
+    n_solves: int = 0
+    solve_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _mrt_plain(red: ReducedProblem) -> NDArray[np.complex128]:
+    """Equal-power MRT in normalised reduced coordinates (K, d)."""
+    full = red.g @ red.basis.T  # [K, MN]
+    k_users, mn = full.shape
+    n = mn // red.n_aps
+    hb = full.reshape(k_users, red.n_aps, n)
+    w = hb / np.maximum(np.linalg.norm(hb, axis=-1, keepdims=True), 1e-300) / np.sqrt(k_users)
+    return w.reshape(k_users, mn) @ red.basis.conj()
+
+
+def certify(red: ReducedProblem, x: NDArray[np.complex128], rho: float) -> tuple[NDArray[np.float64], float]:
+    """Certified worst-case SINRs and minimum rate of normalised reduced beamformers x."""
+    gam, _ = worst_case_sinr(red, x)
+    return gam, float(rho * np.log2(1.0 + max(float(np.min(gam)), 0.0)))
+
+
+def design_beamformers(
+    scheme: str,
+    h_hat: ArrayLike,
+    eps: ArrayLike,
+    p_max_w: float,
+    noise_w: float,
+    rho: float,
+    n_aps: int,
+    zeta: float = 1e-2,
+    reduce: bool = True,
+) -> BeamformingResult:
+    """Design beamformers at a fixed time allocation rho (one frame; no rho search).
+
+    Parameters
+    ----------
+    scheme : {"main", "ei", "mrt", "mrt_plain"}
+        Robust SDR (Bi-RBO), error-ignorant SOCP, MRT with robust power allocation
+        (Bi-RPO-MRT), or equal-power MRT. All are certified against the balls ``eps``.
+    h_hat : array_like (K, M*N) complex
+        Location-aware channel estimates.
+    eps : array_like (M, K)
+        Ball radii of eq. (4) at this rho (:func:`netsim.comm.location_csi.channel_error_radius`).
+    p_max_w : float
+        Per-AP communication budget P_c [W].
+    noise_w : float
+        sigma^2 [W].
+    rho : float
+    n_aps : int
+    zeta : float
+        Bisection tolerance [bit/s/Hz].
+    reduce : bool
+        Exact dimension reduction (default) or the plain full-dimension model.
+
+    Returns
+    -------
+    BeamformingResult (never raises on solver failure: status says what happened).
+    """
+    t0 = time.perf_counter()
+    red = reduce_problem(h_hat, eps, p_max_w, noise_w, n_aps, reduce=reduce)
+    k_users = red.n_users
+    zero = np.zeros((k_users, red.basis.shape[0]), dtype=complex)
+    try:
+        if scheme in ("main", "mrt"):
+            res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"))
+            if not res.feasible:
+                return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0)
+            x = rank_one(red, res.w_mats)
+            t_sdr, n_s = res.t, res.n_solves
+        elif scheme == "ei":
+            red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
+            t_sdr, x, n_s = ei_socp(red0, rho, zeta)
+            if x is None:
+                return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0)
+        elif scheme == "mrt_plain":
+            x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
+        else:
+            raise ValueError(f"unknown scheme {scheme!r}")
+        gam, rate = certify(red, x, rho)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a solver failure is a status
+        return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "solver_error", 0, time.perf_counter() - t0, {"error": repr(exc)})
+    return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0)

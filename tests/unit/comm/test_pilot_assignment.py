@@ -1,0 +1,131 @@
+"""Tests of netsim.comm.pilot_assignment (spec 3.4, 4.1-4.2; acceptance checks 5, 7, 8)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from netsim.comm.association import associate
+from netsim.comm.csi_mmse import mmse_estimate, pilot_observation
+from netsim.comm.net_se import net_sum_se, sinr_true
+from netsim.comm.pilot_assignment import (
+    NetSEProxy,
+    TabuConfig,
+    colour_to_matrix,
+    conflict_graph,
+    dsatur,
+    dsatur_tabu,
+    is_proper_colouring,
+    phi_matrix,
+    relabel,
+    tabu_reassign,
+)
+from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
+from netsim.phy.umi import (
+    ChannelConfig,
+    drop_users,
+    hex_ap_positions,
+    large_scale_fading,
+    noise_power_w,
+)
+
+CFG = ChannelConfig.umi()
+SIGMA2 = noise_power_w(CFG)
+
+
+def drop(seed: int, n_ue: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ap = hex_ap_positions(7, CFG.isd_m)
+    beta = large_scale_fading(ap, drop_users(ap, n_ue, CFG, rng), CFG, rng)
+    return beta, associate(beta)
+
+
+@pytest.mark.parametrize(
+    ("graph", "n_colours"),
+    [(nx.cycle_graph(5), 3), (nx.cycle_graph(6), 2), (nx.complete_graph(6), 6),
+     (nx.complete_bipartite_graph(3, 4), 2), (nx.petersen_graph(), 3), (nx.empty_graph(4), 1)],
+)
+def test_dsatur_on_known_graphs(graph: nx.Graph, n_colours: int) -> None:
+    # DSatur is exact on bipartite graphs, cycles and complete graphs (Brelaz 1979)
+    colour = dsatur(graph)
+    assert colour.max() + 1 == n_colours
+    for u, v in graph.edges:
+        assert colour[u] != colour[v]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dsatur_on_network_drops(seed: int) -> None:
+    beta, assoc = drop(seed)
+    g = conflict_graph(assoc, beta)
+    colour = dsatur(g)
+    assert is_proper_colouring(colour, assoc)  # check 7
+    assert colour.max() + 1 >= assoc.sum(axis=1).max()
+    assert np.array_equal(colour, dsatur(conflict_graph(assoc, beta)))  # deterministic
+    # networkx's own DSatur (different tie-breaking) lands on a similar pilot length
+    ref = nx.coloring.greedy_color(g, strategy="DSATUR")
+    assert abs((colour.max() + 1) - (max(ref.values()) + 1)) <= 2
+
+
+def test_threshold_graph_is_subgraph() -> None:
+    beta, assoc = drop(3)
+    full = conflict_graph(assoc, beta)
+    # a shared AP gives w_ki >= beta_mi/beta_mk + beta_mk/beta_mi >= 2, so theta < 2 keeps all
+    assert set(conflict_graph(assoc, beta, theta=1.9).edges) == set(full.edges)
+    thin = conflict_graph(assoc, beta, theta=10.0)
+    assert set(thin.edges) < set(full.edges)
+    assert conflict_graph(assoc, beta, theta=1e30).number_of_edges() == 0
+    assert dsatur(thin).max() <= dsatur(full).max() + 1
+
+
+def test_pilot_matrix_representation() -> None:
+    colour = np.array([0, 1, 0])  # spec Fig. 2: PS1 -> UE1, UE3; PS2 -> UE2; PS3 unused
+    x = colour_to_matrix(colour)
+    assert x.shape == (3, 3)
+    assert np.array_equal(x.sum(axis=0), np.ones(3))  # (7b) one-hot columns
+    phi = phi_matrix(x)
+    assert phi.shape[0] == 2 == int((x.sum(axis=1) > 0).sum())  # (6)
+    assert np.array_equal(relabel(np.array([4, 4, 1, 7])), [0, 0, 1, 2])
+
+
+def test_tabu_finds_known_optimum_of_toy_objective() -> None:
+    target = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def objective(colours: np.ndarray) -> np.ndarray:
+        return -(colours != target).sum(axis=-1).astype(float)
+
+    start = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    res = tabu_reassign(start, objective, np.random.default_rng(0),
+                        TabuConfig(n_candidates=None, max_iter=30))
+    assert np.array_equal(res.colour, relabel(target))
+    assert np.all(np.diff(res.j_best_trace) >= 0)
+    assert res.j_best_trace[-1] == 0.0
+
+
+def test_proxy_matches_direct_pipeline() -> None:
+    beta, assoc = drop(4, n_ue=14)
+    proxy = NetSEProxy(beta, assoc, 4, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                       noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(1))
+    colour = dsatur(conflict_graph(assoc, beta))
+    tau_p = colour.max() + 1
+    j_direct = []
+    for s in range(2):
+        y = pilot_observation(proxy.h[s], colour, CFG.p_pilot_w, SIGMA2, noise=proxy.noise[s])
+        hhat, err = mmse_estimate(y, beta, colour, CFG.p_pilot_w, SIGMA2, assoc)
+        w = rzf_beamformers(hhat, assoc, rzf_regularisation(err, SIGMA2, CFG.p_pilot_w))
+        j_direct.append(net_sum_se(sinr_true(proxy.h[s], w, proxy.power, SIGMA2), tau_p, 200))
+    assert proxy(colour) == pytest.approx(np.mean(j_direct))
+    batch = proxy(np.stack([colour, np.zeros_like(colour)]))
+    assert batch[0] == pytest.approx(np.mean(j_direct))
+
+
+def test_dsatur_tabu_properties() -> None:
+    beta, assoc = drop(5, n_ue=21)
+    cfg = TabuConfig(max_iter=6, n_candidates=16)
+    res = dsatur_tabu(beta, assoc, 2, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                      noise_w=SIGMA2, tau_c=200, rng=np.random.default_rng(2), config=cfg)
+    assert np.all(np.diff(res.j_best_trace) >= 0)  # check 8
+    assert res.tau_p <= res.info["tau_p_initial"]
+    assert res.n_evaluations <= cfg.max_iter * cfg.n_candidates
+    assert res.tau_p == len(np.unique(res.colour)) == res.colour.max() + 1
+    assert res.j_best_trace[-1] >= res.j_best_trace[0]
