@@ -58,7 +58,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "subframes": pa.schema([
         ("frame", i64), ("subframe", i64), ("t_s", f64), ("user", i64),
-        ("power_w", f64), ("sinr_db", f64), ("rate_bps_hz", f64),
+        ("power_w", f64), ("ap_power_w", pa.list_(f64)), ("sinr_db", f64), ("rate_bps_hz", f64),
     ]),
     "events": pa.schema([
         ("t_s", f64), ("frame", i64), ("kind", s), ("entity", i64), ("detail", s),
@@ -110,11 +110,22 @@ class TraceWriter:
             missing = [n for n in names if n not in columns]
             extra = [n for n in columns if n not in names]
             raise ValueError(f"trace table {table!r}: missing columns {missing}, unknown {extra}")
-        lengths = {np.size(v) for v in columns.values() if np.ndim(v) > 0}
+        is_list = {f.name: pa.types.is_list(f.type) for f in schema}
+        # list columns take a 2-D array: one row of values per record
+        lengths = {np.shape(v)[0] if is_list[k] else np.size(v) for k, v in columns.items()
+                   if np.ndim(v) > (1 if is_list[k] else 0)}
         if len(lengths) > 1:
             raise ValueError(f"trace table {table!r}: array columns of different lengths {lengths}")
         n = lengths.pop() if lengths else 1
-        record = {name: np.broadcast_to(np.asarray(columns[name]), (n,)) for name in names}
+        record = {}
+        for name in names:
+            value = np.asarray(columns[name])
+            if is_list[name]:
+                value = np.broadcast_to(np.atleast_2d(value), (n, np.shape(np.atleast_2d(value))[-1]))
+                record[name] = np.empty(n, dtype=object)
+                record[name][:] = list(value)
+            else:
+                record[name] = np.broadcast_to(value, (n,))
         self._buffers[table].append(record)
         self._buffered_rows[table] += n
         if self._buffered_rows[table] >= self.flush_every_rows:
@@ -133,6 +144,8 @@ class TraceWriter:
             col = np.concatenate([r[field.name] for r in records])
             if pa.types.is_string(field.type):
                 arrays.append(pa.array(col.astype(str), type=field.type))
+            elif pa.types.is_list(field.type):
+                arrays.append(pa.array([np.asarray(v, dtype=float) for v in col], type=field.type))
             else:
                 arrays.append(pa.array(col, type=field.type, from_pandas=True))
         self._buffers[table] = []

@@ -407,6 +407,7 @@ class Simulation:
                 sinr_eff_db = 10 * np.log10(2.0 ** rates_bps_hz(sinr) - 1.0 + 1e-300)
                 self.trace.emit("subframes", frame=self.frame, subframe=s, t_s=env.now,
                                 user=np.arange(net.n_users), power_w=tx.power_w.sum(axis=0),
+                                ap_power_w=tx.power_w.T,
                                 sinr_db=sinr_eff_db, rate_bps_hz=rate)
                 rates_sum.append(rate.sum())
                 rates_min.append(rate.min())

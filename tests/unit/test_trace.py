@@ -24,11 +24,14 @@ def test_emit_checks_columns_against_the_schema():
 
 def test_arrays_and_scalars_broadcast_into_rows():
     w = TraceWriter(None)
+    ap_power = np.arange(12.0).reshape(4, 3)  # [user, AP]: a list column
     w.emit("subframes", frame=3, subframe=1, t_s=0.5, user=np.arange(4),
-           power_w=np.ones(4), sinr_db=np.zeros(4), rate_bps_hz=np.full(4, 2.0))
+           power_w=ap_power.sum(axis=1), ap_power_w=ap_power, sinr_db=np.zeros(4),
+           rate_bps_hz=np.full(4, 2.0))
     df = w.table("subframes")
     assert list(df.columns) == SCHEMAS["subframes"].names
     assert len(df) == 4 and (df.frame == 3).all() and list(df.user) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(np.stack(df.ap_power_w.to_numpy()), ap_power)
 
 
 def test_chunks_of_an_unfinished_run_are_readable(tmp_path):
