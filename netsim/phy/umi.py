@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-from scipy.special import j0
+
+from netsim.phy.channel import jakes_correlation, nlos_initial, nlos_step
 
 __all__ = [
     "ChannelConfig",
@@ -231,42 +232,10 @@ def large_scale_fading(
     return 10.0 ** ((path_loss_db(d3, cfg) + z) / 10.0)  # [M, K]
 
 
-def draw_small_scale_fading(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """i.i.d. CN(0, 1) small-scale fading, e.g. shape [M, K, N] (spec 3.3).
-
-    Returns complex128 with E|g|^2 = 1 per entry.
-    """
-    re = rng.standard_normal(shape)
-    im = rng.standard_normal(shape)
-    return (re + 1j * im) / np.sqrt(2.0)
-
-
-def evolve_small_scale_fading(
-    g: np.ndarray, rho: float | np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """One step of first-order Gauss-Markov (time-correlated Rayleigh) fading.
-
-    g_t = rho g_{t-1} + sqrt(1 - rho^2) e_t,  e_t ~ CN(0, 1) i.i.d.
-
-    The stationary law stays CN(0, 1) and E[g_t g_{t-1}^*] = rho. rho = 0 gives the i.i.d.
-    per-subframe model of the paper; rho = jakes_correlation(f_d, dt) gives Clarke/Jakes
-    lag-one correlation. ``rho`` may be an array broadcastable to ``g`` (e.g. per user).
-
-    Parameters
-    ----------
-    g : ndarray, complex, any shape (e.g. [M, K, N])
-    rho : float or ndarray in [0, 1]
-    rng : numpy.random.Generator
-    """
-    rho = np.asarray(rho, dtype=float)
-    if np.any(rho < 0.0) or np.any(rho > 1.0):
-        raise ValueError("rho must lie in [0, 1]")
-    return rho * g + np.sqrt(1.0 - rho**2) * draw_small_scale_fading(g.shape, rng)
-
-
-def jakes_correlation(doppler_hz: float | np.ndarray, dt_s: float) -> np.ndarray:
-    """Lag correlation of Clarke/Jakes fading, J0(2 pi f_d dt), clipped to [0, 1]."""
-    return np.clip(j0(2.0 * np.pi * np.asarray(doppler_hz, dtype=float) * dt_s), 0.0, 1.0)
+# Small-scale fading (spec 3.3) is the same Gauss-Markov Rayleigh process as the NLOS part of
+# the near-field channel: one implementation serves both (``rho = 0`` gives i.i.d. subframes).
+draw_small_scale_fading = nlos_initial
+evolve_small_scale_fading = nlos_step
 
 
 def channel_from_fading(beta: np.ndarray, g: np.ndarray) -> np.ndarray:
