@@ -271,7 +271,7 @@ class CommConfig(_Section):
         200, ge=2, le=100_000, description="tau_c: slots per coherence block (pilot overhead tau_p/tau_c)"
     )
     association_eta_db: float = Field(
-        -30.0, le=0.0, description="AP m serves user k if beta_mk >= eta * max_m beta_mk (dB); -inf: all"
+        -10.0, le=0.0, description="AP m serves user k if beta_mk >= eta * max_m beta_mk (dB); -inf: all"
     )
     pilot_assignment: Literal["dsatur_tabu", "dsatur"] = Field(
         "dsatur_tabu", description="frame-start pilot assignment (seed 004, spec 4.1-4.2)"
