@@ -205,7 +205,7 @@ class SyncConfig(_Section):
     reference_ap: int | None = Field(
         None, ge=0, description="AP that defines network time (default: chosen by the plan)"
     )
-    pilot_length_chips: int = Field(64, ge=4, le=4096, description="pilot length N (chips)")
+    pilot_length_chips: int = Field(256, ge=4, le=4096, description="pilot length N (chips)")
     chip_time_s: float = Field(50e-9, gt=0.0, description="chip interval Ts (s)")
     sinr_req_db: float = Field(15.0, ge=-20.0, le=60.0, description="per-link SINR requirement")
     overhead_budget_slots: int = Field(
@@ -215,6 +215,16 @@ class SyncConfig(_Section):
         8.0, gt=0.0, le=10_000.0, description="ML search window for the residual TO (chips)"
     )
     tx_power_w: float = Field(1.0, gt=0.0, description="sync pilot transmit power (W)")
+    max_cfo_hz: float = Field(
+        100e3, gt=0.0, description="ML search range of the CFO, +/- (Hz)"
+    )
+    min_sinr_db: float = Field(
+        10.0, ge=-20.0, le=60.0,
+        description="links below this SINR are not trusted; their APs are not corrected (dB)",
+    )
+    swap_iterations: int = Field(
+        1000, ge=0, le=100_000, description="swap-matching iterations per tau (Algorithm 2)"
+    )
 
 
 # ----------------------------------------------------------------------------- sensing

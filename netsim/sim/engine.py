@@ -364,6 +364,10 @@ class Simulation:
             meas = None
             if sync_due:
                 meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, self.rngs["sync"])
+                for ap in meas.invalid:
+                    self.event("sync_untrusted", int(ap),
+                               "estimate not trusted (low SINR, out of range or singular FIM); "
+                               "not corrected this round")
                 self._send_reports(meas, env.now)
                 self._last_meas = meas
             slots = self.plan.overhead_slots if sync_due else 0

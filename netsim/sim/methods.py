@@ -17,13 +17,15 @@ is reported by :func:`check_available` before the run starts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from netsim.comm.beamforming import mrt_directions
 from netsim.comm.power import POWER_ALLOCATORS
 from netsim.scenario.models import Scenario
+from netsim.sync.plan import SyncPlan, SyncPlanConfig, plan_network
+from netsim.sync.round import SyncRoundConfig, sync_round
 
 __all__ = [
     "BEAMFORMERS",
@@ -54,6 +56,8 @@ class SyncMeasurement:
     true_to_s: np.ndarray
     true_cfo_hz: np.ndarray
     measured_by: np.ndarray  # (M,) int: AP whose receiver measured this AP (-1: none)
+    invalid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Online APs whose estimate was not trusted this round (not corrected)."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,89 @@ def genie_sensing(network, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     return network.user_pos_m, np.full(network.n_users, np.nan)
 
 
-SYNC_PLANNERS: dict[str, Callable] = {"genie": star_plan}
-SYNC_METHODS: dict[str, Callable] = {"genie": genie_sync}
+def _plan_config(scenario: Scenario) -> SyncPlanConfig:
+    sync = scenario.sync
+    return SyncPlanConfig(
+        sinr_req_db=sync.sinr_req_db, overhead_budget_slots=sync.overhead_budget_slots,
+        pilot_length_chips=sync.pilot_length_chips, tx_power_w=sync.tx_power_w,
+        noise_power_w=scenario.channel.noise_power_w, chip_time_s=sync.chip_time_s,
+        swap_iterations=sync.swap_iterations,
+    )
+
+
+def _round_config(scenario: Scenario) -> SyncRoundConfig:
+    sync = scenario.sync
+    return SyncRoundConfig(
+        pilot_length_chips=sync.pilot_length_chips, chip_time_s=sync.chip_time_s,
+        max_to_s=sync.max_time_offset_chips * sync.chip_time_s, max_cfo_hz=sync.max_cfo_hz,
+        tx_power_w=sync.tx_power_w, noise_power_w=scenario.channel.noise_power_w,
+        min_sinr_db=sync.min_sinr_db,
+    )
+
+
+def over_the_air_plan(network, online: np.ndarray, rng: np.random.Generator) -> SyncPlan:
+    """Seed-000 planning (Algorithm 3): clusters, masters, pilot sharing, master tree."""
+    return plan_network(network.ap_center_m, online, _plan_config(network.scenario), rng)
+
+
+def _measured_by(plan: SyncPlan) -> np.ndarray:
+    """The AP whose receiver measures each AP: its master (slaves) or parent master (masters)."""
+    out = np.full(plan.n_ap, -1, dtype=np.int64)
+    for ap in np.flatnonzero(plan.cluster_of_ap >= 0):
+        k = int(plan.cluster_of_ap[ap])
+        master = int(plan.masters[k])
+        if ap != master:
+            out[ap] = master
+        elif plan.master_parent[k] >= 0:
+            out[ap] = int(plan.masters[plan.master_parent[k]])
+    return out
+
+
+def over_the_air_sync(method: str) -> Callable:
+    """Sync model ``ml`` (waveform bursts + ML estimator) or ``crb`` (Gaussian residuals with
+    the CRB as variance) of seed 000, through :func:`netsim.sync.round.sync_round`.
+
+    Carrier phase: the ML estimator also estimates the link's taps, whose phase carries the
+    carrier-phase offset. Its error is modelled as Gaussian with the single-tap relation
+    between the phase and CFO bounds at the burst centre,
+    ``var(phase) = (pi N Ts)^2 / 3 * CRB_CFO`` (from CRB_CFO = 6/((2 pi)^2 SNR N (N^2-1)) and
+    var(phase) = 1/(2 SNR N)), using each AP's composite CFO bound.
+    """
+
+    def measure(network, plan: SyncPlan, rng: np.random.Generator) -> SyncMeasurement:
+        sc = network.scenario
+        osc = network.oscillators
+        res = sync_round(plan, network.ap_center_m, osc.time_offset_s,
+                         osc.carrier_hz * osc.freq_offset, _round_config(sc), method, rng)
+        ref = res.reference_ap
+        true_to, true_cfo, true_phase = network.offsets_to(ref)
+        n_ts = sc.sync.pilot_length_chips * sc.sync.chip_time_s
+        phase_var = (np.pi * n_ts) ** 2 / 3.0 * res.crb_cfo_hz2  # [M]
+        phase_err = np.sqrt(np.where(np.isfinite(phase_var), phase_var, 0.0)) * rng.standard_normal(
+            network.n_aps)
+        ok = res.valid & (np.arange(network.n_aps) != ref)
+        nan = np.full(network.n_aps, np.nan)
+        return SyncMeasurement(
+            reference_ap=ref,
+            est_to_s=np.where(ok, res.est_time_offset_s, nan),
+            est_cfo_hz=np.where(ok, res.est_cfo_hz, nan),
+            est_phase_rad=np.where(ok, true_phase + phase_err, nan),
+            crb_to_s2=np.where(ok, res.crb_time_offset_s2, nan),
+            crb_cfo_hz2=np.where(ok, res.crb_cfo_hz2, nan),
+            true_to_s=true_to,
+            true_cfo_hz=true_cfo,
+            measured_by=_measured_by(plan),
+            invalid=np.flatnonzero(~res.valid & plan.online),
+        )
+
+    measure.__name__ = f"over_the_air_sync_{method}"
+    return measure
+
+
+SYNC_PLANNERS: dict[str, Callable] = {
+    "genie": star_plan, "ml": over_the_air_plan, "crb": over_the_air_plan}
+SYNC_METHODS: dict[str, Callable] = {
+    "genie": genie_sync, "ml": over_the_air_sync("ml"), "crb": over_the_air_sync("crb")}
 SENSING_METHODS: dict[str, Callable] = {"genie": genie_sensing}
 BEAMFORMERS: dict[str, Callable] = {"mrt_plain": mrt_directions}
 
