@@ -244,7 +244,30 @@ class SensingConfig(_Section):
     power_dbm: float = Field(30.0, ge=-30.0, le=60.0, description="per-AP sensing power (dBm)")
     grid_step_m: float = Field(0.25, gt=0.0, description="MUSIC full-grid step (m)")
     tracking: bool = Field(True, description="search a window around predicted positions")
-    tracking_window_m: float = Field(2.0, gt=0.0, description="half-width of the tracking window")
+    tracking_window_m: float = Field(0.5, gt=0.0, description="half-width of the tracking window (m)")
+    max_coast_frames: int = Field(
+        5, ge=0, le=10_000,
+        description="frames a lost track keeps its prediction before a far peak is accepted",
+    )
+    spectrum: Literal["rare", "composite"] = Field(
+        "rare", description="MUSIC spectrum: per-AP-weight (RARE) or composite (spec isac.md 5)"
+    )
+    covariance: Literal["isotropic", "optimized"] = Field(
+        "isotropic",
+        description="sensing covariance: isotropic P/N I per AP, or the CRB-optimal design (8) "
+        "for the initial positions (cached; practical for a few APs only)",
+    )
+    aps_per_user: int = Field(
+        3, ge=1, le=64, description="each user is localized by its nearest APs (sensing cluster)"
+    )
+    range_m: float = Field(
+        30.0, gt=0.0, description="users within this distance of a cluster AP reflect into it (m)"
+    )
+    rcs_m2: float = Field(
+        1.0, gt=0.0, le=1e4,
+        description="radar cross-section of a user (m^2): the echo of path m -> k -> m' has "
+        "power gain lambda^2 rcs / ((4 pi)^3 r_mk^2 r_m'k^2) (radar equation)",
+    )
 
 
 # ----------------------------------------------------------------------------- comm

@@ -6,7 +6,8 @@ Each registry maps the scenario string to a callable with one fixed signature:
   relative to ``plan.reference_ap`` as estimated by this sync round ("none" is not in
   the registry: with it no round ever runs);
 * ``SYNC_PLANNERS[name](network, online, rng) -> SyncPlan``;
-* ``SENSING_METHODS[name](network, rng) -> (est_pos_m (K, 2), crlb_m2 (K,))``;
+* ``SENSING_METHODS[name](sim)`` builds the run's sensing model, called every frame as
+  ``model(network, rng) -> (est_pos_m (K, 2), crlb_m2 (K,))``;
 * ``BEAMFORMERS[name](h_est (K, M, N), active (M,)) -> directions (K, M, N)``;
 * power policies: :data:`netsim.comm.power.POWER_ALLOCATORS` (seed 004's registry).
 
@@ -199,7 +200,14 @@ SYNC_PLANNERS: dict[str, Callable] = {
     "genie": star_plan, "ml": over_the_air_plan, "crb": over_the_air_plan}
 SYNC_METHODS: dict[str, Callable] = {
     "genie": genie_sync, "ml": over_the_air_sync("ml"), "crb": over_the_air_sync("crb")}
-SENSING_METHODS: dict[str, Callable] = {"genie": genie_sensing}
+def _music_sensing(sim) -> Callable:
+    from netsim.sim.sensing import MusicSensing
+
+    return MusicSensing(sim)
+
+
+# factories: called once per simulation, they return the per-frame callable
+SENSING_METHODS: dict[str, Callable] = {"genie": lambda sim: genie_sensing, "music": _music_sensing}
 BEAMFORMERS: dict[str, Callable] = {"mrt_plain": mrt_directions}
 
 
