@@ -24,12 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from netsim.comm.association import associate
+from netsim.comm.location_csi import channel_error_radius
 from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
 from netsim.comm.power import POWER_ALLOCATORS
+from netsim.comm.robust import design_beamformers
 from netsim.comm.subframe import prepare_subframe
 from netsim.sim import methods
 
-__all__ = ["LocationAwareComm", "PilotComm", "SubframeTx", "make_comm"]
+__all__ = ["LocationAwareComm", "PilotComm", "ROBUST_SCHEMES", "SubframeTx", "make_comm"]
+
+ROBUST_SCHEMES = ("main", "ei", "mrt")  # seed 003 (netsim.comm.robust.design_beamformers)
 
 
 @dataclass
@@ -62,10 +66,11 @@ class LocationAwareComm:
     def __init__(self, sim) -> None:
         self.sim = sim
         self.directions: np.ndarray | None = None  # [K, M, N]
+        self.robust_w: np.ndarray | None = None  # [K, M, N] seed-003 designs (power included)
         self.pilot_length = 0
 
-    def frame_setup(self, est_pos: np.ndarray) -> bool:
-        """Design the frame's beamformer directions; True when the last ones were re-used."""
+    def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
+        """Design the frame's beamformers; True when the last ones were re-used."""
         sim = self.sim
         sc, net = sim.scenario, sim.net
         moved = max(u.moved_m for u in sim.users)
@@ -76,6 +81,12 @@ class LocationAwareComm:
         pos = net.user_pos_m if sc.comm.csi == "perfect" else est_pos  # [K, 2]
         h_est = net.geometric_channel(pos) * net.online[None, :, None]  # [K, M, N]
         self.h_est = h_est
+        self._designed_online = net.online.copy()
+        for user in sim.users:
+            user.reset_anchor()
+        if sc.comm.beamforming in ROBUST_SCHEMES:
+            self._design_robust(h_est, crlb_m2)
+            return False
         self.directions = methods.BEAMFORMERS[sc.comm.beamforming](h_est, net.online)
         # inputs of the power policy: estimated equivalent channels and the variance of the
         # part the estimate misses (the Rician NLOS share of each link's power)
@@ -84,12 +95,35 @@ class LocationAwareComm:
         u = self.directions.transpose(1, 0, 2)  # [M, K, N]
         self.ghat = u @ np.conj(h_est.transpose(1, 2, 0))  # [M, K, K]  Ghat[m,k,i] = h_im^H u_mk
         self.err_var = (beta / (net.k_factor + 1.0)).T  # [M, K] (0 for pure LOS)
-        self._designed_online = net.online.copy()
-        for user in sim.users:
-            user.reset_anchor()
+        self.robust_w = None
         return False
 
+    def _design_robust(self, h_est: np.ndarray, crlb_m2: np.ndarray) -> None:
+        """Seed-003 beamformers (TD-ISAC-Main / -EI / -MRT) at the scenario's rho, against error
+        balls (4) grown from this frame's position CRLB. A solver failure or an infeasible
+        design falls back to equal-power MRT (logged)."""
+        sim = self.sim
+        sc, net = sim.scenario, sim.net
+        k_users, n_aps, n_ant = h_est.shape
+        h_hat = h_est.reshape(k_users, n_aps * n_ant)  # [K, MN]
+        crlb = np.where(np.isfinite(crlb_m2), crlb_m2, 0.0)  # genie sensing: exact positions
+        eps = channel_error_radius(h_hat, n_aps, crlb, 4.0 / net.wavelength_m)  # [M, K]
+        res = design_beamformers(
+            sc.comm.beamforming, h_hat, eps, float(sim.p_max_w.max()), sc.channel.noise_power_w,
+            sc.frame.comm_fraction, n_aps)
+        self.last_design = res
+        if res.status != "ok":
+            sim.event("beamformer_fallback", -1,
+                      f"{sc.comm.beamforming}: {res.status}; equal-power MRT used this frame")
+            res = design_beamformers("mrt_plain", h_hat, eps, float(sim.p_max_w.max()),
+                                     sc.channel.noise_power_w, sc.frame.comm_fraction, n_aps)
+        self.robust_w = res.w.reshape(k_users, n_aps, n_ant) * net.online[None, :, None]
+        self.directions = self.robust_w
+
     def subframe(self, h_true: np.ndarray) -> SubframeTx:
+        if self.robust_w is not None:  # power is part of the robust design
+            power = (np.abs(self.robust_w) ** 2).sum(axis=2).T  # [M, K]
+            return SubframeTx(self.robust_w, power, 1.0, 0, True)
         alloc = _power(self.sim, self.ghat, self.err_var, self.assoc)
         w = self.directions * np.sqrt(alloc.power_w).T[:, :, None]  # [K, M, N]
         return SubframeTx(w, alloc.power_w, 1.0, alloc.iterations, alloc.converged)
@@ -102,7 +136,7 @@ class PilotComm:
         self.sim = sim
         self.pilot_length = 0
 
-    def frame_setup(self, est_pos: np.ndarray) -> bool:
+    def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
         sim = self.sim
         sc, net = sim.scenario, sim.net
         beta = net.large_scale_gain()  # [M, K] (long-term statistics known to the CPU)

@@ -394,7 +394,7 @@ class Simulation:
             ref = self.reference_ap
             to_s, cfo_hz, phase = net.offsets_to(ref)
             ap_rows = self._ap_rows(meas, to_s, cfo_hz, phase)
-            reused = self.comm.frame_setup(est_pos)
+            reused = self.comm.frame_setup(est_pos, crlb_m2)
             wall_power = 0.0
             rates_sum, rates_min, sinr_all, iters, not_converged = [], [], [], [], 0
             for s in range(sc.frame.subframes):

@@ -217,12 +217,18 @@ def check_available(scenario: Scenario) -> list[str]:
     checks = [
         ("sync.method", scenario.sync.method, {"none", *SYNC_METHODS}),
         ("sensing.method", scenario.sensing.method, set(SENSING_METHODS)),
-        # rzf is built into the pilot pipeline (netsim.sim.comm.PilotComm)
-        ("comm.beamforming", scenario.comm.beamforming, {"rzf", *BEAMFORMERS}),
+        # rzf is built into the pilot pipeline (netsim.sim.comm.PilotComm); main/ei/mrt are the
+        # seed-003 designs of netsim.sim.comm.LocationAwareComm
+        ("comm.beamforming", scenario.comm.beamforming, {"rzf", "main", "ei", "mrt", *BEAMFORMERS}),
         ("comm.power", scenario.comm.power, set(POWER_ALLOCATORS)),
     ]
     if scenario.comm.csi == "pilots" and scenario.comm.beamforming != "rzf":
         problems.append("comm.beamforming: csi 'pilots' uses distributed RZF; set beamforming: rzf")
+    if scenario.comm.beamforming in ("main", "ei", "mrt") and scenario.comm.power != "equal":
+        problems.append(f"comm.power: '{scenario.comm.beamforming}' designs its own power; "
+                        "set power: equal")
+    if scenario.comm.beamforming in ("main", "ei", "mrt") and scenario.comm.csi == "pilots":
+        problems.append("comm.beamforming: the seed-003 designs need csi 'location' or 'perfect'")
     if scenario.comm.beamforming == "rzf" and scenario.comm.csi != "pilots":
         problems.append("comm.beamforming: 'rzf' is the beamformer of csi 'pilots'")
     for path, name, available in checks:
