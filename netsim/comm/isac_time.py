@@ -7,9 +7,13 @@ floor((1-rho) T/T_u)`` snapshots, ``CRLB_k(rho) = c_k / L(rho)`` (c_k from the o
 
 * (17) ``rho_bar = 1 - L_req T_u / T``, ``L_req = ceil(max_k c_k / eps_th)``: the largest rho that
   meets the CRLB constraint; ``rho_bar <= 0`` means infeasible.
-* Algorithm 2 (Main): AO between Bi-RBO at fixed rho and the constraint-margin update (16) over
-  the grid ``{k Delta_rho} U {rho^(i)}`` in ``(0, 1 - T_u/T]``; warm start ``t_lo = t^(i-1)``
-  (the old solution stays feasible at the new rho because its margin is >= 0), so t^(i) never
+* Algorithm 2 (Main): AO between Bi-RBO at fixed rho and a rho update with W fixed:
+  ``cfg.rho_update == "margin"`` is the paper's constraint margin (16) over the grid
+  ``{k Delta_rho} U {rho^(i)}`` in ``(0, 1 - T_u/T]`` (lam fixed); the default "certificate"
+  re-optimises lam and picks, among ``rho +- {1,2,4,..,32} Delta_rho``, the rho with the largest
+  certified rate of the fixed W (the paper's margin never moves rho in our regime: with lam
+  fixed the margin peaks at the current rho). Either way the old W stays feasible at the new
+  rho with ``t >= t^(i-1)``, which warm-starts the bisection (``t_lo``), so t^(i) never
   decreases. Projection (18) ``rho* = min(rho, rho_bar)`` and a final Bi-RBO if clipped; rank-one
   extraction and the certified worst-case rate.
 * Algorithm 3 (EI): rho = rho_bar, error-ignorant SOCP, certified against eps(rho_bar).
@@ -32,6 +36,7 @@ from netsim.comm.robust import (
     margin_over_rho,
     rank_one,
     reduce_problem,
+    worst_case_sinr,
 )
 from netsim.sensing.config import IsacConfig
 
@@ -168,13 +173,28 @@ def td_isac(
         prev, prev_rho = res, rho
         if it > 0 and abs(res.t - hist[-2][1]) <= zt:
             break
-        cand = np.unique(np.concatenate([grid, [rho]]))
-        lsn = cfg.n_snapshots(cand)
-        scale = np.where(lsn >= 1, 1.0 / np.sqrt(np.maximum(lsn, 1)), np.inf)
-        marg = margin_over_rho(red_unit, res.w_mats, res.lam, res.t, cand, scale)
-        rho_new = float(cand[int(np.argmax(marg))])
+        w_fix = res.w_mats  # (K, d, d); for MRT these are B_k P_k B_k^H
+        if cfg.rho_update == "margin":
+            cand = np.unique(np.concatenate([grid, [rho]]))
+            lsn = cfg.n_snapshots(cand)
+            scale = np.where(lsn >= 1, 1.0 / np.sqrt(np.maximum(lsn, 1)), np.inf)
+            marg = margin_over_rho(red_unit, w_fix, res.lam, res.t, cand, scale)
+            rho_new = float(cand[int(np.argmax(marg))])
+            t_new = res.t
+        else:
+            steps = cfg.delta_rho * np.array([1, 2, 4, 8, 16, 32])
+            cand = np.concatenate([rho - steps, rho + steps])
+            cand = np.round(cand[(cand > 0) & (cand <= rho_max + 1e-12)], 10)
+            best_r, best_t = rho, res.t
+            for r_c in cand:
+                gam, _ = worst_case_sinr(red_at(float(r_c)), None, w_mats=w_fix)
+                t_c = float(r_c * np.log2(1.0 + max(float(np.min(gam)), 0.0)))
+                if t_c > best_t + 1e-9:
+                    best_r, best_t = float(r_c), t_c
+            rho_new, t_new = best_r, best_t
         if abs(rho_new - rho) < 1e-12:
             break
+        prev = BiRboResult(t_new, res.w_mats, res.lam, True, p_mats=res.p_mats)
         rho = rho_new
     if prev is None or not prev.feasible:
         return TdIsacResult(scheme, rho, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, hist, "infeasible", n_solves, time.perf_counter() - t_start)
@@ -203,6 +223,6 @@ def _mrt_rank_one(red, res: BiRboResult) -> NDArray[np.complex128]:  # noqa: ANN
     bks = _RobustSdp(red, mrt=True).bk  # list of (d, M)
     w, v = np.linalg.eigh(res.p_mats)  # [K, M], [K, M, M]
     q = np.sqrt(np.maximum(w[:, -1], 0.0))[:, None] * v[:, :, -1]  # [K, M]
-    eta = min(1.0, float(np.min(1.0 / np.maximum((np.abs(q) ** 2).sum(axis=0), 1e-300))))
+    eta = min(1.0, float(np.min(red.pbar / np.maximum((np.abs(q) ** 2).sum(axis=0), 1e-300))))
     q = np.sqrt(eta) * q
     return np.stack([bks[k] @ q[k] for k in range(q.shape[0])])

@@ -9,8 +9,12 @@ the generalised S-procedure (Theorem 1, sufficient for M > 1):
 
 Scalable formulation (this module's default)
 --------------------------------------------
-1. Normalisation (spec 3.4, required): ``g_k = h_hat_k sqrt(P_c)/sigma``,
-   ``eps~ = eps sqrt(P_c)/sigma``, ``W~ = W / P_c`` (noise 1, per-AP power 1).
+1. Normalisation (spec 3.4 requires one; ours is better conditioned): ``g_k = h_hat_k / eta``
+   with ``eta^2 = mean_k ||h_hat_k||^2``, ``eps~ = eps / eta``, ``W = s W~`` with
+   ``s = sigma^2 / eta^2``. Then the noise term is ``gamma * 1`` and the per-AP power bound is
+   ``pbar = P_c / s = P_c eta^2 / sigma^2``. (The spec's ``g = h sqrt(P_c)/sigma`` gives
+   ``|g|^2 ~ 1e5`` and W ~ 1e-4 in the interference-limited regime; Clarabel then fails and SCS
+   needs a minute per solve even at dimension 12.)
 2. Exact dimension reduction (spec 7.3): with ``B = blkdiag(B_1..B_M)``, ``B_m`` an orthonormal
    basis of AP m's K channel blocks, every feasible W can be projected to ``B X B^H`` without
    loss (the LMI transforms by congruence and the power falls), so the SDP is solved in
@@ -55,6 +59,14 @@ __all__ = [
 ]
 
 _OK = ("optimal", "optimal_inaccurate")
+def _reraise_interrupt(exc: BaseException) -> None:
+    """Solver failures (including pyo3 ``PanicException``, a BaseException) become statuses;
+    interrupts and exits do not."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
+_CLARABEL_OPTS = {"tol_gap_abs": 1e-7, "tol_gap_rel": 1e-7, "tol_feas": 1e-7, "max_iter": 100}
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,9 +79,13 @@ class ReducedProblem:
     Attributes
     ----------
     g : ndarray (K, d) complex
-        ``B^H h_hat_k sqrt(P_c)/sigma``.
+        ``B^H h_hat_k / eta``.
     eps2 : ndarray (M, K) float
-        Normalised squared radii ``eps_{m,k}^2 P_c / sigma^2``.
+        Normalised squared radii ``eps_{m,k}^2 / eta^2``.
+    eta2 : float
+        ``eta^2 = mean_k ||h_hat_k||^2``.
+    pbar : float
+        Normalised per-AP power bound ``P_c eta^2 / sigma^2``.
     basis : ndarray (M*N, d) complex
         Orthonormal basis B (identity when not reduced).
     ap_of : ndarray (d,) int
@@ -85,6 +101,11 @@ class ReducedProblem:
     n_aps: int
     p_max_w: float
     noise_w: float
+    eta2: float = 1.0
+
+    @property
+    def pbar(self) -> float:
+        return self.p_max_w * self.eta2 / self.noise_w
 
     @property
     def dim(self) -> int:
@@ -103,12 +124,12 @@ class ReducedProblem:
 
     def with_eps(self, eps: ArrayLike) -> ReducedProblem:
         """Same channels, new (un-normalised) radii eps (M, K)."""
-        e2 = (np.asarray(eps, dtype=float) ** 2) * self.p_max_w / self.noise_w
-        return ReducedProblem(self.g, e2, self.basis, self.ap_of, self.n_aps, self.p_max_w, self.noise_w)
+        e2 = (np.asarray(eps, dtype=float) ** 2) / self.eta2
+        return ReducedProblem(self.g, e2, self.basis, self.ap_of, self.n_aps, self.p_max_w, self.noise_w, self.eta2)
 
     def lift(self, x: NDArray[np.complex128]) -> NDArray[np.complex128]:
-        """Reduced normalised beamformers (K, d) -> physical ``w_k = sqrt(P_c) B x_k``, (K, MN)."""
-        return np.sqrt(self.p_max_w) * (x @ self.basis.T)
+        """Reduced normalised beamformers (K, d) -> physical ``w_k = sqrt(s) B x_k``, (K, MN)."""
+        return np.sqrt(self.noise_w / self.eta2) * (x @ self.basis.T)
 
 
 def reduce_problem(
@@ -133,7 +154,8 @@ def reduce_problem(
     h = np.asarray(h_hat, dtype=complex)
     k, mn = h.shape
     n = mn // n_aps
-    g = h * np.sqrt(p_max_w / noise_w)  # [K, MN]
+    eta2 = float(np.mean(np.sum(np.abs(h) ** 2, axis=1)))
+    g = h / np.sqrt(eta2)  # [K, MN]
     if not reduce:
         basis = np.eye(mn, dtype=complex)
         ap_of = np.repeat(np.arange(n_aps), n)
@@ -150,8 +172,8 @@ def reduce_problem(
         basis = np.concatenate(cols, axis=1)  # [MN, d]
         ap_of = np.array(ap_list, dtype=np.int64)
     gr = g @ basis.conj()  # [K, d] = (B^H g_k)^T
-    e2 = (np.asarray(eps, dtype=float) ** 2) * p_max_w / noise_w  # [M, K]
-    return ReducedProblem(gr, e2, basis, ap_of, n_aps, p_max_w, noise_w)
+    e2 = (np.asarray(eps, dtype=float) ** 2) / eta2  # [M, K]
+    return ReducedProblem(gr, e2, basis, ap_of, n_aps, p_max_w, noise_w, eta2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,14 +230,14 @@ class _RobustSdp:
             xs = [self.bk[k] @ self.p[k] @ self.bk[k].conj().T for k in range(k_users)]
             cons = [pk >> 0 for pk in self.p]
             for mm in range(m):
-                cons.append(cp.sum(cp.hstack([cp.real(pk[mm, mm]) for pk in self.p])) <= 1.0)
+                cons.append(cp.sum(cp.hstack([cp.real(pk[mm, mm]) for pk in self.p])) <= red.pbar)
             obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(pk)) for pk in self.p])))
         else:
             self.x = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
             xs = self.x
             cons = [xk >> 0 for xk in self.x]
             for mm in range(m):
-                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xk)))) for xk in xs])) <= 1.0)
+                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xk)))) for xk in xs])) <= red.pbar)
             obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(xk)) for xk in xs])))
         s = xs[0]
         for xk in xs[1:]:
@@ -240,10 +262,11 @@ class _RobustSdp:
             self.gam.value = float(gamma)
         for sv in solvers:
             try:
-                kw = {"eps": 1e-6, "max_iters": 20000} if sv == "SCS" else {}
+                kw = {"eps": 1e-6, "max_iters": 20000} if sv == "SCS" else _CLARABEL_OPTS
                 self.prob.solve(solver=sv, **kw)
                 status = self.prob.status
-            except Exception:  # noqa: BLE001 - solver failure = infeasible
+            except BaseException as exc:  # noqa: BLE001 - solver failure = infeasible (Clarabel can panic)
+                _reraise_interrupt(exc)
                 status = "solver_error"
             if status in ("infeasible", "infeasible_inaccurate"):
                 return False, None, None
@@ -251,9 +274,11 @@ class _RobustSdp:
                 w = np.stack([np.asarray(x.value) for x in self.xs])
                 w = 0.5 * (w + np.conj(np.swapaxes(w, 1, 2)))
                 lam = np.maximum(np.asarray(self.lam.value, dtype=float), 0.0)
-                mins = lmi_min_eig(self.red, w, lam, gamma)
-                scale = 1.0 + gamma + float(np.max(np.abs(self.red.g)) ** 2)
-                if np.all(mins >= -1e-6 * scale):
+                ok = True
+                for k in range(self.red.n_users):
+                    ev = np.linalg.eigvalsh(_phi(self.red, w, lam, gamma, k))
+                    ok &= bool(ev[0] >= -1e-6 * max(1.0, float(np.max(np.abs(ev)))))
+                if ok:
                     return True, w, lam
                 continue
         return False, None, None
@@ -289,7 +314,7 @@ def rate_upper_bound(red: ReducedProblem, rho: float) -> float:
     full = red.g @ red.basis.T  # [K, MN]
     n = full.shape[1] // red.n_aps
     norms = np.linalg.norm(full.reshape(red.n_users, red.n_aps, n), axis=-1).sum(axis=1)  # [K]
-    return float(rho * np.log2(1 + np.min(norms) ** 2))
+    return float(rho * np.log2(1 + red.pbar * np.min(norms) ** 2))
 
 
 def bi_rbo(
@@ -350,12 +375,12 @@ def rank_one(red: ReducedProblem, w_mats: NDArray[np.complex128]) -> NDArray[np.
     """Principal-eigenvector extraction with per-AP feasibility scaling eta (Alg. 2 step 6).
 
     Returns normalised reduced beamformers x (K, d): ``x_k = sqrt(eta lambda_max) v_max``,
-    ``eta = min(1, min_m 1 / sum_k ||D_m x_k||^2)``.
+    ``eta = min(1, min_m pbar / sum_k ||D_m x_k||^2)``.
     """
     w, v = np.linalg.eigh(w_mats)  # [K, d], [K, d, d]
     x = np.sqrt(np.maximum(w[:, -1], 0.0))[:, None] * v[:, :, -1]  # [K, d]
     pw = (np.abs(x) ** 2) @ red.indicator  # [K, M]
-    eta = min(1.0, float(np.min(1.0 / np.maximum(pw.sum(axis=0), 1e-300))))
+    eta = min(1.0, float(np.min(red.pbar / np.maximum(pw.sum(axis=0), 1e-300))))
     return np.sqrt(eta) * x
 
 
@@ -375,7 +400,7 @@ def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # n
     return lo
 
 
-def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDArray[np.complex128] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Certified worst-case SINR of fixed beamformers (spec 3.6 post-processing).
 
     Per user k: ``max gamma`` s.t. ``Phi_k(gamma, lam_{.,k}) >= 0``, ``lam >= 0`` (affine in both,
@@ -384,7 +409,9 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128]) -> tuple[NDA
     Parameters
     ----------
     red : ReducedProblem (radii set with :meth:`ReducedProblem.with_eps`)
-    x : ndarray (K, d) complex, normalised reduced beamformers.
+    x : ndarray (K, d) complex, normalised reduced beamformers (ignored if ``w_mats`` given).
+    w_mats : ndarray (K, d, d) complex or None
+        Certify general (SDR) covariances W_k instead of ``x x^H``.
 
     Returns
     -------
@@ -393,7 +420,8 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128]) -> tuple[NDA
     import cvxpy as cp
 
     k_users, m, d = red.n_users, red.n_aps, red.dim
-    w_mats = np.einsum("ki,kj->kij", x, x.conj())  # [K, d, d]
+    if w_mats is None:
+        w_mats = np.einsum("ki,kj->kij", x, x.conj())  # [K, d, d]
     e = red.indicator
     gam_out = np.zeros(k_users)
     lam_out = np.zeros((m, k_users))
@@ -416,12 +444,13 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128]) -> tuple[NDA
         gam_sdp = 0.0
         for sv in ("CLARABEL", "SCS"):
             try:
-                prob.solve(solver=sv)
+                prob.solve(solver=sv, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
                 if prob.status in _OK and lv.value is not None:
                     lam_k = np.maximum(np.asarray(lv.value, dtype=float), 0.0)
                     gam_sdp = float(gv.value)
                     break
-            except Exception:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - includes pyo3 PanicException
+                _reraise_interrupt(exc)
                 continue
         lam_full = np.zeros((m, k_users))
         lam_full[:, k] = lam_k
@@ -486,7 +515,7 @@ def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2) -> tuple[float,
         cons.append(cp.real(g.conj() @ x[k]) >= sg * cp.norm(vec, 2))
     for mm in range(red.n_aps):
         idx = np.nonzero(e[:, mm])[0]
-        cons.append(cp.sum_squares(x[:, idx]) <= 1.0)
+        cons.append(cp.sum_squares(x[:, idx]) <= red.pbar)
     prob = cp.Problem(cp.Minimize(0), cons)
     lo, up = 0.0, rate_upper_bound(red, rho)
     best = None
@@ -497,13 +526,14 @@ def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2) -> tuple[float,
         ok = False
         for sv in ("CLARABEL", "SCS"):
             try:
-                prob.solve(solver=sv)
+                prob.solve(solver=sv, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
                 if prob.status in _OK:
                     ok = True
                     break
                 if prob.status in ("infeasible", "infeasible_inaccurate"):
                     break
-            except Exception:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - includes pyo3 PanicException
+                _reraise_interrupt(exc)
                 continue
         n += 1
         if ok:
@@ -609,7 +639,7 @@ def _mrt_plain(red: ReducedProblem) -> NDArray[np.complex128]:
     k_users, mn = full.shape
     n = mn // red.n_aps
     hb = full.reshape(k_users, red.n_aps, n)
-    w = hb / np.maximum(np.linalg.norm(hb, axis=-1, keepdims=True), 1e-300) / np.sqrt(k_users)
+    w = hb / np.maximum(np.linalg.norm(hb, axis=-1, keepdims=True), 1e-300) * np.sqrt(red.pbar / k_users)
     return w.reshape(k_users, mn) @ red.basis.conj()
 
 
@@ -657,10 +687,15 @@ def design_beamformers(
     BeamformingResult (never raises on solver failure: status says what happened).
     """
     t0 = time.perf_counter()
-    red = reduce_problem(h_hat, eps, p_max_w, noise_w, n_aps, reduce=reduce)
-    k_users = red.n_users
-    zero = np.zeros((k_users, red.basis.shape[0]), dtype=complex)
+    hh = np.asarray(h_hat, dtype=complex)
+    k_users = hh.shape[0]
+    zero = np.zeros_like(hh)
+    if scheme not in ("main", "mrt", "ei", "mrt_plain"):
+        raise ValueError(f"unknown scheme {scheme!r}")
     try:
+        if not (np.all(np.isfinite(hh)) and np.all(np.isfinite(np.asarray(eps, dtype=float)))):
+            raise FloatingPointError("non-finite channel or radius")
+        red = reduce_problem(hh, eps, p_max_w, noise_w, n_aps, reduce=reduce)
         if scheme in ("main", "mrt"):
             res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"))
             if not res.feasible:
@@ -674,11 +709,8 @@ def design_beamformers(
                 return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0)
         elif scheme == "mrt_plain":
             x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
-        else:
-            raise ValueError(f"unknown scheme {scheme!r}")
         gam, rate = certify(red, x, rho)
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a solver failure is a status
+    except BaseException as exc:  # noqa: BLE001 - a solver failure (even a Rust panic) is a status
+        _reraise_interrupt(exc)
         return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "solver_error", 0, time.perf_counter() - t0, {"error": repr(exc)})
     return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0)

@@ -1,0 +1,103 @@
+"""Benchmark of the seed-003 kernels: MUSIC, localisation accuracy, covariance design, Bi-RBO.
+
+Prints a table; never passes/fails on time. ``--quick`` uses fewer repetitions and skips the
+plain full-dimension Bi-RBO at N = 11 (about a minute per solve with cvxpy + Clarabel).
+Peak memory is the tracemalloc peak of Python-side allocations (numpy arrays and cvxpy's
+canonicalisation; the solver's native allocations are included for SCS/Clarabel buffers
+returned to Python only), plus the process max RSS delta from ``resource``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+from netsim.comm.location_csi import channel_error_radius, location_aware_channels
+from netsim.comm.robust import bi_rbo, reduce_problem
+from netsim.sensing.config import IsacConfig, dbm_to_w
+from netsim.sensing.covariance import design_sensing_covariance
+from netsim.sensing.echo import sample_echo_covariance
+from netsim.sensing.fim import FimModel, position_crlb
+from netsim.sensing.music import MusicGrid, match_estimates, music_localize
+
+warnings.filterwarnings("ignore")
+
+
+def _measure(fn):  # noqa: ANN001, ANN202
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out, dt, peak / 2**20, (rss1 - rss0) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    cfg = IsacConfig()
+    g = cfg.geometry()
+    p = cfg.user_positions
+    print("== sensing (3 APs x 21 antennas, 4 users) ==")
+    d, dt, mem, _ = _measure(lambda: design_sensing_covariance(g, p, cfg.sensing_power_w))
+    print(f"covariance design (L-BFGS, {d.n_iter} it): {dt:8.2f} s   peak {mem:7.1f} MiB   CRB gain vs iso {d.objective_iso / d.objective:5.2f}x")
+    r = d.r * dbm_to_w(50.0) / cfg.sensing_power_w
+    grid = MusicGrid.from_config(cfg)
+    rng = np.random.default_rng(0)
+    n_rep = 2 if args.quick else 5
+    t_full, t_track, errs = [], [], []
+    for _ in range(n_rep):
+        c = sample_echo_covariance(g, p, r, 1000, cfg.noise_w, rng)
+        t0 = time.perf_counter()
+        res = music_localize(c, g, 4, cfg.noise_w, grid)
+        t_full.append(time.perf_counter() - t0)
+        perm, err = match_estimates(res.positions_m, p)
+        t0 = time.perf_counter()
+        tr = music_localize(c, g, 4, cfg.noise_w, grid, predicted_pos=p + 0.1, reference_peaks=res.peak_values[perm])
+        t_track.append(time.perf_counter() - t0)
+        errs.append(np.linalg.norm(tr.positions_m - p, axis=1))
+    crlb = position_crlb(g, p, r, 1000, cfg.noise_w)
+    rmse = np.sqrt(np.mean(np.square(errs), axis=0))
+    print(f"MUSIC full grid 401x401 (RARE): {1e3 * np.median(t_full):8.1f} ms/frame")
+    print(f"MUSIC tracking (+-0.5 m window): {1e3 * np.median(t_track):8.1f} ms/frame")
+    print("localisation RMSE / sqrt(CRLB) per user (50 dBm, L=1000, alpha~CN(0,1)): "
+          + " ".join(f"{x:6.2f}" for x in rmse / np.sqrt(crlb)) + f"   (grid refine step {grid.refine_step_m * 1e3:.0f} mm)")
+    t0 = time.perf_counter()
+    for _ in range(3):
+        sample_echo_covariance(g, p, r, 1000, cfg.noise_w, rng, fidelity="wishart")
+    tw = (time.perf_counter() - t0) / 3
+    t0 = time.perf_counter()
+    for _ in range(3):
+        sample_echo_covariance(g, p, r, 1000, cfg.noise_w, rng, fidelity="snapshots")
+    ts = (time.perf_counter() - t0) / 3
+    print(f"echo covariance L=1000: wishart {1e3 * tw:7.1f} ms   snapshots {1e3 * ts:7.1f} ms")
+    fm = FimModel.build(g, p, 1.0)
+    c_unit = fm.per_snapshot_crlb(d.r / cfg.sensing_power_w, cfg.noise_w) / cfg.sensing_power_w
+    print()
+    print("== Bi-RBO (rho=0.5, zeta=0.05, 4 users, normalised data) ==")
+    print(f"{'N':>3} {'MN':>4} {'formulation':>26} {'t':>7} {'solves':>6} {'s/Bi-RBO':>9} {'s/solve':>8} {'peak MiB':>9} {'dRSS MiB':>9}")
+    for n in (5, 11, 21):
+        gn = cfg.geometry(n_antennas=n)
+        h = location_aware_channels(gn, p)
+        eps = channel_error_radius(h, 3, c_unit / cfg.n_snapshots(0.5), cfg.delta_per_m)
+        for label, reduce, dpp in (("reduced (MK) + DPP [ours]", True, True), ("plain cvxpy (MN), rebuilt", False, False)):
+            if not reduce and (n == 21 or (args.quick and n == 11)):
+                why = "OOM (>23 GB, spec 7.2)" if n == 21 else "skipped in --quick"
+                print(f"{n:>3} {3 * n:>4} {label:>26}   skipped: {why}")
+                continue
+            red = reduce_problem(h, eps, cfg.comm_power_w, cfg.noise_w, 3, reduce=reduce)
+            res, dt, mem, drss = _measure(lambda red=red, dpp=dpp: bi_rbo(red, 0.5, 0.05, dpp=dpp))
+            print(f"{n:>3} {3 * n:>4} {label:>26} {res.t:7.3f} {res.n_solves:>6} {dt:9.1f} {dt / max(res.n_solves, 1):8.2f} {mem:9.1f} {drss:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

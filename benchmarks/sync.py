@@ -1,0 +1,134 @@
+"""Benchmark of the synchronization kernels (seed 000). Prints tables; never pass/fail.
+
+1. Microseconds per ML estimate (batched), for the paper setting (N = 256, eta = 3, full CFO
+   range) and the engine setting (eta = 40 chips = +-1 us, |df| <= 100 kHz).
+2. Cost of one sync round versus number of APs (30 to 200), method "ml" and "crb", plus the
+   planning time (Algorithm 3) for reference.
+3. ML RMSE / sqrt(CRB) at 20 and 30 dB (Fig 6 profile, N = 256, no contamination).
+
+Usage: python benchmarks/sync.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from netsim.phy.pilots import bpsk_pilots
+from netsim.sync.burst import received_burst
+from netsim.sync.channel import FIG6_TAP_DELAYS_CHIPS, FIG6_TAP_GAINS, draw_link_taps
+from netsim.sync.crb import crb_to_cfo
+from netsim.sync.ml import ml_estimate, wrap_cfo
+from netsim.sync.plan import SyncPlanConfig, plan_network
+from netsim.sync.round import SyncRoundConfig, sync_round
+
+H6 = FIG6_TAP_GAINS * np.exp(1j * np.array([0.0, np.pi / 3, -np.pi / 4, 2 * np.pi / 3]))
+
+
+def _fig6_bursts(n, t, snr_db, rng):
+    m = n + 9
+    s = bpsk_pilots(1, n, rng)[0]
+    sig2 = 10 ** (-snr_db / 10)
+    y = received_burst(
+        np.broadcast_to(s, (t, 1, n)),
+        np.full((t, 1), 1.8),
+        np.full((t, 1), 0.1),
+        np.broadcast_to(FIG6_TAP_DELAYS_CHIPS, (t, 1, 4)),
+        np.broadcast_to(H6, (t, 1, 4)),
+        m,
+        sig2,
+        rng,
+    )
+    return s, y, sig2, m
+
+
+def bench_ml(rng, t):
+    print("\n1. ML estimator cost")
+    print(f"{'setting':<44}{'batch':>7}{'us/estimate':>14}")
+    s, y, _, _ = _fig6_bursts(256, t, 20.0, rng)
+    t0 = time.perf_counter()
+    ml_estimate(y, s, FIG6_TAP_DELAYS_CHIPS, 3.0)
+    dt = time.perf_counter() - t0
+    print(f"{'paper: N=256, eta=3, full CFO range':<44}{t:>7}{dt / t * 1e6:>14.0f}")
+    n, eta = 256, 40.0
+    taps = draw_link_taps((t,), 4, rng)
+    dl = 3.0 + taps.excess_delay_chips
+    m = n + int(np.ceil(eta + dl.max())) + 3
+    pil = bpsk_pilots(t, n, rng)
+    y = received_burst(
+        pil[:, None],
+        rng.uniform(0, eta, (t, 1)),
+        rng.uniform(-5e-3, 5e-3, (t, 1)),
+        dl[:, None],
+        (taps.amplitude * taps.fading)[:, None],
+        m,
+        1e-3,
+        rng,
+    )
+    t0 = time.perf_counter()
+    ml_estimate(y, pil, dl, eta, cfo_max_norm=5e-3)
+    dt = time.perf_counter() - t0
+    print(f"{'engine: N=256, eta=40 (+-1 us), |df|<=100 kHz':<44}{t:>7}{dt / t * 1e6:>14.0f}")
+
+
+def bench_round(rng, sizes, reps):
+    print("\n2. Sync round cost vs number of APs (150 m x 150 m, L_S = 40)")
+    print(
+        f"{'n_ap':>6}{'K_C':>5}{'tau':>5}{'plan_s':>9}{'ml_s':>9}{'crb_ms':>9}{'rms_res_to_ns(ml/crb)':>24}"
+    )
+    cfg = SyncRoundConfig()
+    for n in sizes:
+        pos = rng.uniform(0, 150, (n, 2))
+        t0 = time.perf_counter()
+        plan = plan_network(
+            pos,
+            np.ones(n, bool),
+            SyncPlanConfig(overhead_budget_slots=40, swap_iterations=300),
+            rng,
+        )
+        t_plan = time.perf_counter() - t0
+        out = {}
+        for method in ("ml", "crb"):
+            tt, res = 0.0, []
+            for _ in range(reps):
+                x = rng.uniform(-0.5e-6, 0.5e-6, n)
+                f = rng.uniform(-1e4, 1e4, n)
+                t0 = time.perf_counter()
+                r = sync_round(plan, pos, x, f, cfg, method, rng)
+                tt += time.perf_counter() - t0
+                v = r.valid.copy()
+                v[r.reference_ap] = False
+                res.append(r.residual_time_offset_s[v])
+            out[method] = (tt / reps, float(np.sqrt(np.mean(np.concatenate(res) ** 2))) * 1e9)
+        print(
+            f"{n:>6}{plan.n_clusters:>5}{plan.n_pilots:>5}{t_plan:>9.2f}{out['ml'][0]:>9.3f}"
+            f"{out['crb'][0] * 1e3:>9.2f}{out['ml'][1]:>12.2f}/{out['crb'][1]:<11.2f}"
+        )
+
+
+def bench_efficiency(rng, t):
+    print("\n3. ML efficiency (Fig 6 profile with phases, N = 256, theta1 = 1.8, eps = 0.1)")
+    print(f"{'SNR_dB':>7}{'RMSE/sqrtCRB TO':>18}{'RMSE/sqrtCRB CFO':>19}{'trials':>8}")
+    for snr in (20.0, 30.0):
+        s, y, sig2, m = _fig6_bursts(256, t, snr, rng)
+        est = ml_estimate(y, s, FIG6_TAP_DELAYS_CHIPS, 3.0)
+        crb = crb_to_cfo(s, 1.8, FIG6_TAP_DELAYS_CHIPS, H6, sig2, m)
+        r_to = np.sqrt(np.mean((est.to_chips - 1.8) ** 2) / crb.to_chips2)
+        r_cfo = np.sqrt(np.mean(wrap_cfo(est.cfo_norm - 0.1) ** 2) / crb.cfo_norm2)
+        print(f"{snr:>7.0f}{r_to:>18.3f}{r_cfo:>19.3f}{t:>8}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(1)
+    bench_ml(rng, 50 if args.quick else 200)
+    bench_round(rng, [30, 50] if args.quick else [30, 50, 100, 150, 200], 2 if args.quick else 5)
+    bench_efficiency(rng, 100 if args.quick else 300)
+
+
+if __name__ == "__main__":
+    main()

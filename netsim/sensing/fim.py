@@ -1,0 +1,253 @@
+"""Multi-static echo model, Fisher information and CRLB of the user positions (seed 003 eq. (2)).
+
+Echo model (spec 2.3): every AP m transmits ``x_m[l]`` with covariance ``R_m`` (uncorrelated
+across APs, ``R_x = blkdiag(R_1..R_M)``); the CPU stacks the echoes of all APs,
+``y[l] = G x[l] + n[l]``, ``G = sum_k G_k``, where block (m', m) of ``G_k`` is
+``beta^s_{m,m',k} a_{m'}(p_k) a_m(p_k)^T`` and
+``beta^s_{m,m',k} = alpha_{m,m',k} kappa0 / (r_{m,k} r_{m',k}) exp(-j k (r_{m,k} + r_{m',k}))``.
+
+FIM (spec 2.4, Appendix A): unknowns ``theta = [x_1..x_K, y_1..y_K]`` and the nuisance gains
+``b = [Re beta^s; Im beta^s]`` (2 K M^2 reals, ordered (k, m, m')). With
+``vec(Y) ~ CN(vec(G X), sigma^2 I)`` and ``X X^H / L = R_x``,
+``J_ij = (2 L / sigma^2) Jn_ij``, ``Jn_ij = sum_m Re tr(Gd_i[:, m] R_m Gd_i[:, m]^H)``, and
+``CRB(theta) = (sigma^2 / (2 L)) S^{-1}``, ``S = Jn_tt - Jn_tb Jn_bb^{-1} Jn_tb^T``   (2),
+``CRLB_k = CRB[k, k] + CRB[K+k, K+k]`` [m^2].
+
+Numerics: the gain derivatives are rescaled by ``1/sqrt(diag Jn_bb(R_iso))`` and the position
+derivatives by one common factor (the CRB of theta is invariant to the first and the second is
+undone exactly), see :class:`FimModel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from netsim.sensing.config import IsacGeometry
+from netsim.sensing.steering import ap_distances, array_response, array_response_grad
+
+__all__ = [
+    "FimModel",
+    "echo_channel",
+    "echo_gains",
+    "isotropic_covariance",
+    "per_snapshot_crlb",
+    "position_crlb",
+]
+
+
+def echo_gains(geom: IsacGeometry, user_pos_m: ArrayLike, alpha: ArrayLike | None = None) -> NDArray[np.complex128]:
+    """Two-hop sensing gains ``beta^s_{m,m',k}``.
+
+    Parameters
+    ----------
+    user_pos_m : array_like (K, 2) [m]
+    alpha : array_like (K, M, M) complex or None
+        RCS coefficients alpha_{m(tx), m'(rx), k}; None means 1 (spec A3).
+
+    Returns
+    -------
+    ndarray (K, M, M), complex128: ``[k, m_tx, m_rx]``.
+    """
+    r = ap_distances(geom, user_pos_m)  # [K, M]
+    one = np.sqrt(geom.kappa0) / r * np.exp(-1j * geom.wavenumber * r)  # [K, M]
+    b = one[:, :, None] * one[:, None, :]  # [K, M(tx), M(rx)]
+    if alpha is not None:
+        b = b * np.asarray(alpha)
+    return b
+
+
+def echo_channel(
+    geom: IsacGeometry, user_pos_m: ArrayLike, alpha: ArrayLike | None = None, model: str = "near"
+) -> NDArray[np.complex128]:
+    """Stacked multi-static echo matrix ``G = sum_k A_k B_k A_k^T``.
+
+    Returns
+    -------
+    ndarray (M*N, M*N), complex128. Row block m' = receiving AP, column block m = transmitting AP.
+    """
+    a = array_response(geom, user_pos_m, model)  # [K, M, N]
+    b = echo_gains(geom, user_pos_m, alpha)  # [K, M(tx), M(rx)]
+    g = np.einsum("kts,ksp,ktq->sptq", b, a, a)  # [M(rx), N, M(tx), N]
+    m, n = geom.n_aps, geom.n_antennas
+    return g.reshape(m * n, m * n)
+
+
+def isotropic_covariance(geom: IsacGeometry, power_w: float) -> NDArray[np.complex128]:
+    """``R_m = P_s I_N / N`` for every AP, shape (M, N, N)."""
+    eye = np.eye(geom.n_antennas, dtype=complex) * (power_w / geom.n_antennas)
+    return np.broadcast_to(eye, (geom.n_aps,) + eye.shape).copy()
+
+
+@dataclass(frozen=True, eq=False)
+class FimModel:
+    """Derivatives of G for one deployment and user set; evaluates the FIM at any R.
+
+    Attributes
+    ----------
+    gd : ndarray (n_par, M*N, M, N), complex128
+        Scaled derivatives ``s_i dG/dxi_i`` split into transmit column blocks, n_par = 2K + 2KM^2.
+    scale : ndarray (n_par,), float
+        Scale factors s_i (positions share one).
+    n_users : int
+    exact_jbb : bool
+        False applies the paper's diagonal J_bb approximation (spec A5).
+    """
+
+    gd: NDArray[np.complex128]
+    scale: NDArray[np.float64]
+    n_users: int
+    exact_jbb: bool = True
+
+    @classmethod
+    def build(
+        cls, geom: IsacGeometry, user_pos_m: ArrayLike, power_w: float = 1.0, exact_jbb: bool = True
+    ) -> FimModel:
+        """Compute the derivative tensor (alpha = 1) and its scaling at ``R_iso`` with ``power_w``."""
+        p = np.asarray(user_pos_m, dtype=float).reshape(-1, 2)  # [K, 2]
+        k_users = p.shape[0]
+        m, n = geom.n_aps, geom.n_antennas
+        a, da = array_response_grad(geom, p)  # [K, M, N], [K, 2, M, N]
+        bs = echo_gains(geom, p)  # [K, M(tx), M(rx)]
+        n_par = 2 * k_users + 2 * k_users * m * m
+        gd = np.zeros((n_par, m, n, m, n), dtype=complex)  # [par, M(rx), N, M(tx), N]
+        for k in range(k_users):
+            for c in range(2):
+                # block (rx s, tx t): beta_{t,s,k} (da_s a_t^T + a_s da_t^T)
+                blk = np.einsum("ts,sp,tq->sptq", bs[k], da[k, c], a[k]) + np.einsum(
+                    "ts,sp,tq->sptq", bs[k], a[k], da[k, c]
+                )  # [M, N, M, N]
+                gd[c * k_users + k] = blk
+            for t in range(m):
+                for s in range(m):
+                    idx = 2 * k_users + (k * m + t) * m + s
+                    outer = np.outer(a[k, s], a[k, t])  # [N(rx), N(tx)]
+                    gd[idx, s, :, t, :] = outer
+                    gd[idx + k_users * m * m, s, :, t, :] = 1j * outer
+        gd = gd.reshape(n_par, m * n, m, n)  # [par, MN(rx), M(tx), N]
+        model = cls(gd=gd, scale=np.ones(n_par), n_users=k_users, exact_jbb=exact_jbb)
+        j = model.fim(isotropic_covariance(geom, power_w))  # [par, par]
+        dg = np.sqrt(np.maximum(np.diag(j), 1e-300))  # [par]
+        scale = np.empty(n_par)
+        scale[: 2 * k_users] = 1.0 / np.sqrt(np.mean(dg[: 2 * k_users] ** 2))
+        scale[2 * k_users :] = 1.0 / dg[2 * k_users :]
+        return cls(gd=gd * scale[:, None, None, None], scale=scale, n_users=k_users, exact_jbb=exact_jbb)
+
+    @property
+    def n_par(self) -> int:
+        return int(self.gd.shape[0])
+
+    def fim(self, r: ArrayLike) -> NDArray[np.float64]:
+        """Scaled normalised FIM ``diag(s) Jn diag(s)``, (n_par, n_par); r is (M, N, N)."""
+        rr = np.asarray(r)  # [M, N, N]
+        npar, mn, m, n = self.gd.shape
+        gm = np.moveaxis(self.gd, 2, 0).reshape(m, npar * mn, n)  # [M, par*MN, N]
+        t = np.matmul(gm, rr)  # [M, par*MN, N]
+        t = np.moveaxis(t.reshape(m, npar, mn, n), 0, 2).reshape(npar, -1)  # [par, MN*M*N]
+        j = (t @ self.gd.reshape(npar, -1).conj().T).real  # [par, par]
+        j = 0.5 * (j + j.T)
+        if not self.exact_jbb:
+            nt = 2 * self.n_users
+            jbb = j[nt:, nt:]
+            j[nt:, nt:] = np.diag(np.diag(jbb))
+        return j
+
+    def crb_scaled(self, j: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        """``[J^{-1}]_{theta theta}`` of a scaled FIM, or None if J is not positive definite."""
+        nt = 2 * self.n_users
+        try:
+            c = np.linalg.cholesky(j)
+        except np.linalg.LinAlgError:
+            return None
+        e = np.zeros((j.shape[0], nt))
+        e[:nt] = np.eye(nt)
+        x = np.linalg.solve(c, e)  # [par, 2K]
+        return x.T @ x  # [2K, 2K]
+
+    def normalized_crb(self, r: ArrayLike) -> NDArray[np.float64]:
+        """``S(R)^{-1}`` of eq. (2) in m^2 per unit ``sigma^2/(2L)``, (2K, 2K); inf if singular."""
+        cs = self.crb_scaled(self.fim(r))
+        nt = 2 * self.n_users
+        if cs is None:
+            return np.full((nt, nt), np.inf)
+        s2 = self.scale[0] ** 2
+        return cs * s2
+
+    def per_snapshot_crlb(self, r: ArrayLike, noise_w: float) -> NDArray[np.float64]:
+        """``c_k = (sigma^2/2) ([S^{-1}]_kk + [S^{-1}]_{K+k,K+k})`` [m^2 * snapshots], (K,)."""
+        s_inv = self.normalized_crb(r)
+        d = np.diag(s_inv)
+        k = self.n_users
+        return 0.5 * noise_w * (d[:k] + d[k:])
+
+    def objective_and_grad(self, r: ArrayLike) -> tuple[float, NDArray[np.complex128] | None]:
+        """``f(R) = tr([J_s^{-1}]_tt)`` and its gradient ``-H_m`` (M, N, N); (inf, None) if singular.
+
+        ``df = -sum_ij Z_ij dJ_ij``, ``Z = J^{-1} E E^T J^{-1}``, so the Frobenius gradient with
+        respect to the Hermitian ``R_m`` is ``-sum_ij Z_ij Gd_j[:,m]^H Gd_i[:,m]``.
+        """
+        j = self.fim(r)
+        nt = 2 * self.n_users
+        try:
+            c = np.linalg.cholesky(j)
+        except np.linalg.LinAlgError:
+            return np.inf, None
+        e = np.zeros((j.shape[0], nt))
+        e[:nt] = np.eye(nt)
+        x = np.linalg.solve(c, e)
+        f = float(np.sum(x * x))
+        y = np.linalg.solve(c.T, x)  # J^{-1} E   [par, 2K]
+        z = y @ y.T  # [par, par]
+        if not self.exact_jbb:
+            # dJ_bb off-diagonals are forced to zero, so they carry no gradient.
+            zb = z[nt:, nt:]
+            z = z.copy()
+            z[nt:, nt:] = np.diag(np.diag(zb))
+            # cross-user b-b entries are zeroed in fim(); removing them from Z is exact because
+            # those J entries are constants (zero) in the approximated model.
+        npar, mn, m, n = self.gd.shape
+        v = (z @ self.gd.reshape(npar, -1)).reshape(self.gd.shape)  # [par, MN, M, N]
+        vm = np.moveaxis(v, 2, 0).reshape(m, npar * mn, n)  # [M, par*MN, N]
+        gm = np.moveaxis(self.gd, 2, 0).reshape(m, npar * mn, n)  # [M, par*MN, N]
+        h = np.matmul(np.conj(np.swapaxes(vm, -1, -2)), gm)  # [M, N, N]
+        h = 0.5 * (h + np.conj(np.swapaxes(h, -1, -2)))
+        return f, -h
+
+
+def per_snapshot_crlb(
+    geom: IsacGeometry, user_pos_m: ArrayLike, r: ArrayLike, noise_w: float, exact_jbb: bool = True
+) -> NDArray[np.float64]:
+    """Per-snapshot CRLB ``c_k`` [m^2], (K,), so that ``CRLB_k(L) = c_k / L`` (spec 2.4)."""
+    model = FimModel.build(geom, user_pos_m, power_w=float(np.real(np.trace(np.asarray(r)[0]))) or 1.0, exact_jbb=exact_jbb)
+    return model.per_snapshot_crlb(r, noise_w)
+
+
+def position_crlb(
+    geom: IsacGeometry,
+    user_pos_m: ArrayLike,
+    r: ArrayLike,
+    n_snapshots: int | float,
+    noise_w: float,
+    exact_jbb: bool = True,
+) -> NDArray[np.float64]:
+    """CRLB of each user's 2D position, eq. (2): ``CRLB_k = c_k / L`` [m^2], shape (K,).
+
+    Parameters
+    ----------
+    geom : IsacGeometry
+    user_pos_m : array_like (K, 2) [m]
+        Positions at which the bound is evaluated (true or estimated).
+    r : array_like (M, N, N) complex [W]
+        Per-AP sensing covariances R_m.
+    n_snapshots : int
+        L, number of sensing snapshots.
+    noise_w : float
+        Sensing receiver noise power sigma^2 [W].
+    exact_jbb : bool
+        Exact dense J_bb (default) or the paper's diagonal approximation.
+    """
+    if n_snapshots <= 0:
+        return np.full(np.asarray(user_pos_m).reshape(-1, 2).shape[0], np.inf)
+    return per_snapshot_crlb(geom, user_pos_m, r, noise_w, exact_jbb) / float(n_snapshots)

@@ -1,0 +1,99 @@
+"""Near-field / far-field array responses, their position gradients, and LOS path gains.
+
+Spec/isac.md 2.1-2.3 (seed 003 eq. (1) and the echo model):
+
+* near-field response of AP m at p: ``[a_m(p)]_n = exp(-j k (r_m^(n)(p) - r_m(p)))``,
+  ``k = 2 pi / lambda`` (computed with :func:`netsim.phy.channel.near_field_response`);
+* gradient: ``d a_m / d x = -j k ((x - q_{m,n,x}) / r^(n) - (x - c_{m,x}) / r) * a_m`` (same in y);
+* far-field benchmark: ``[a^FF_m]_n = exp(+j k delta_n cos theta_m)``, ``cos theta_m = u_m . (p - c_m)/r``;
+* one-hop amplitude ``beta_{m,k} = sqrt(kappa0)/r_{m,k} exp(-j k r_{m,k})``.
+
+The gradient is kept here (not in ``netsim.phy``) because only the FIM needs it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from netsim.phy.channel import near_field_response
+from netsim.sensing.config import IsacGeometry
+
+__all__ = ["array_response", "array_response_grad", "ap_distances", "one_hop_gain", "stacked_response"]
+
+
+def ap_distances(geom: IsacGeometry, points_m: ArrayLike) -> NDArray[np.float64]:
+    """Distances from every AP centre, ``r_m(p)``.
+
+    Parameters
+    ----------
+    points_m : array_like (..., 2) [m]
+
+    Returns
+    -------
+    ndarray (..., M) [m]
+    """
+    p = np.asarray(points_m, dtype=float)  # [..., 2]
+    return np.linalg.norm(p[..., None, :] - geom.ap_centers_m, axis=-1)  # [..., M]
+
+
+def array_response(geom: IsacGeometry, points_m: ArrayLike, model: str = "near") -> NDArray[np.complex128]:
+    """Per-AP array response at points.
+
+    Parameters
+    ----------
+    geom : IsacGeometry
+    points_m : array_like (..., 2) [m]
+    model : {"near", "far"}
+        Exact spherical wavefront (default) or the far-field (planar) benchmark.
+
+    Returns
+    -------
+    ndarray (..., M, N), complex128, unit modulus.
+    """
+    p = np.asarray(points_m, dtype=float)  # [..., 2]
+    if model == "near":
+        q = geom.element_positions_m  # [M, N, 2]
+        return near_field_response(q, geom.ap_centers_m, p[..., None, :], geom.wavelength_m)  # [..., M, N]
+    if model == "far":
+        d = p[..., None, :] - geom.ap_centers_m  # [..., M, 2]
+        r = np.linalg.norm(d, axis=-1)  # [..., M]
+        cos_t = np.einsum("...mi,mi->...m", d, geom.axis_unit) / np.maximum(r, 1e-12)  # [..., M]
+        return np.exp(1j * geom.wavenumber * geom.element_offsets_m * cos_t[..., None])  # [..., M, N]
+    raise ValueError(f"model must be 'near' or 'far', got {model!r}")
+
+
+def array_response_grad(
+    geom: IsacGeometry, points_m: ArrayLike
+) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+    """Near-field response and its gradient with respect to the point.
+
+    Returns
+    -------
+    a : ndarray (..., M, N), complex128
+    da : ndarray (..., 2, M, N), complex128
+        ``da[..., 0]`` = d a / d x, ``da[..., 1]`` = d a / d y  [1/m].
+    """
+    p = np.asarray(points_m, dtype=float)  # [..., 2]
+    q = geom.element_positions_m  # [M, N, 2]
+    dn = p[..., None, None, :] - q  # [..., M, N, 2]
+    rn = np.linalg.norm(dn, axis=-1)  # [..., M, N]
+    dc = p[..., None, :] - geom.ap_centers_m  # [..., M, 2]
+    rc = np.linalg.norm(dc, axis=-1)  # [..., M]
+    k = geom.wavenumber
+    a = np.exp(-1j * k * (rn - rc[..., None]))  # [..., M, N]
+    g = dn / rn[..., None] - (dc / rc[..., None])[..., None, :]  # [..., M, N, 2]
+    da = -1j * k * np.moveaxis(g, -1, -3) * a[..., None, :, :]  # [..., 2, M, N]
+    return a, da
+
+
+def one_hop_gain(geom: IsacGeometry, points_m: ArrayLike) -> NDArray[np.complex128]:
+    """``beta_{m}(p) = sqrt(kappa0)/r_m exp(-j k r_m)``, shape (..., M)."""
+    r = ap_distances(geom, points_m)  # [..., M]
+    return np.sqrt(geom.kappa0) / r * np.exp(-1j * geom.wavenumber * r)  # [..., M]
+
+
+def stacked_response(geom: IsacGeometry, points_m: ArrayLike, model: str = "near") -> NDArray[np.complex128]:
+    """Composite vector ``b(p) = [a_1(p); ...; a_M(p)]``, shape (..., M*N)."""
+    a = array_response(geom, points_m, model)  # [..., M, N]
+    return a.reshape(a.shape[:-2] + (-1,))

@@ -1,0 +1,449 @@
+"""One over-the-air synchronization round (seed 000; spec ``sync.md`` 8.17).
+
+Engine entry point: :func:`sync_round`. Given a :class:`~netsim.sync.plan.SyncPlan`, the AP
+positions and each AP's clock offsets relative to an ideal network clock (``x_i`` seconds,
+``f_c y_i`` Hz), it returns each AP's estimated offset relative to the *reference AP*, so the
+engine corrects AP ``a`` by subtracting ``est_time_offset_s[a]`` and ``est_cfo_hz[a]``.
+
+Round structure (overhead ``2 K_C + tau`` slots, as in eq 40b)
+---------------------------------------------------------------
+1. ``tau`` pilot slots: in slot ``p`` every slave with pilot ``p`` transmits. Each master
+   receives the superposition of *all* slaves on ``p`` (its own slave plus the co-pilot slaves
+   of other clusters: pilot contamination) and estimates its own slave's TO/CFO.
+   Link ``i -> j`` (slave to master) estimates ``x_i - x_j`` and ``f_c (y_i - y_j)``.
+2. ``2 K_C`` master slots (our design, not in the paper, which exchanges with the CPU over
+   the fronthaul): every non-reference master ``k`` exchanges a pilot two-way with its parent
+   master ``p`` in the plan's master tree (two dedicated, interference-free slots). The
+   forward burst ``k -> p`` estimates ``x_k - x_p``, the backward burst ``p -> k`` estimates
+   ``x_p - x_k``; the link estimate is ``(fwd - bwd) / 2`` (error variance
+   ``(v_fwd + v_bwd) / 4``). Offsets then chain slave -> master -> ... -> reference, and the
+   composite CRB is the sum of the link CRBs along the path (independent errors).
+
+Signal details
+--------------
+* The master opens its window ``g = max_to_s / Ts`` chips before its nominal burst time, so the
+  normalised TO ``theta1 = g - (x_i - x_j) / Ts`` lies in ``[0, eta = 2 g]`` when
+  ``|x_i - x_j| <= max_to_s`` (the ML searches exactly ``[0, eta]``). A larger offset gives an
+  estimate at the edge of the window, i.e. a residual of ``|x_i - x_j| - max_to_s`` or more; the
+  link is flagged ``out_of_range`` (``crb`` mode clips the same way). Choose ``max_to_s``
+  above the largest offset the oscillators can accumulate between rounds.
+* Tap delays ``d / (c Ts) + excess`` are known to the master (spec 2.5), so the propagation
+  delay ``d / c`` is removed from the TO estimate. Desired links use the random 4-tap model of
+  spec 6.2; co-pilot interferers use their main path only (``alpha0 = 1``, spec 2.7).
+* CFOs are normalised ``eps = df Ts``; the CFO search covers ``|df| <= max_cfo_hz``.
+* ``method="crb"`` draws each link estimate as truth + ``N(0, CRB)`` (CRB with contamination,
+  spec 3), with ``D`` computed from the interferer's actual delay (``A`` with a one-chip
+  spread), and clips the TO to the window like the ML does. Links with a singular Fisher
+  matrix (spec 3.6) get NaN estimates and ``valid = False`` (rare with the 6.2 tap model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from netsim.phy.pilots import bpsk_pilots, zadoff_chu
+from netsim.sync.burst import received_burst
+from netsim.sync.channel import (
+    DEFAULT_NOISE_POWER_W,
+    SPEED_OF_LIGHT_M_S,
+    PathLossModel,
+    draw_link_taps,
+)
+from netsim.sync.crb import COND_LIMIT, contamination_diag, crb_to_cfo
+from netsim.sync.ml import ml_estimate
+from netsim.sync.plan import SyncPlan
+
+__all__ = [
+    "SyncRoundConfig",
+    "SyncLinks",
+    "SyncRoundResult",
+    "sync_round",
+    "LINK_SLAVE",
+    "LINK_MASTER_FWD",
+    "LINK_MASTER_BWD",
+]
+
+LINK_SLAVE = 0
+LINK_MASTER_FWD = 1
+LINK_MASTER_BWD = 2
+
+
+@dataclass(frozen=True)
+class SyncRoundConfig:
+    """Parameters of one synchronization round.
+
+    Attributes
+    ----------
+    pilot_length_chips : int
+        ``N`` (256).
+    chip_time_s : float
+        ``Ts`` (50 ns, B = 20 MHz).
+    n_taps : int
+        Taps of each desired link (random model of spec 6.2), 4.
+    max_to_s : float
+        Half-width of the TO search window (s); offsets ``|x_i - x_j|`` beyond it are clipped
+        (see module notes). Default 1 us (20 chips).
+    max_cfo_hz : float or None
+        CFO search range ``|df| <= max_cfo_hz``; None searches the whole ``[-1/(2 Ts), 1/(2 Ts))``.
+        Default 100 kHz (about 40 ppm at 2.4 GHz).
+    tx_power_w, noise_power_w : float
+        ``Pt`` (1 W) and ``sigma^2`` per sample (-92 dBm).
+    path_loss : PathLossModel
+        eq 60.
+    pilot_kind : str
+        ``"bpsk"`` (random, fresh every round) or ``"zc"`` (Zadoff-Chu roots 1, 2, ...).
+    to_step_chips, n_refine, n_candidates : ML search settings (see :func:`ml_estimate`).
+    cond_limit : float
+        Fisher-matrix condition limit for the CRB.
+    min_sinr_db : float
+        Links whose average-power SINR (spec 5.2) is below this are not trusted: the APs whose
+        chain contains one get ``valid = False`` (estimates are still reported). Below about
+        10-15 dB the ML has threshold outliers (errors of a fraction of a chip up to the window
+        size) that the Gaussian ``"crb"`` fidelity does not reproduce. Default 10 dB.
+    """
+
+    pilot_length_chips: int = 256
+    chip_time_s: float = 50e-9
+    n_taps: int = 4
+    max_to_s: float = 1e-6
+    max_cfo_hz: float | None = 100e3
+    tx_power_w: float = 1.0
+    noise_power_w: float = DEFAULT_NOISE_POWER_W
+    path_loss: PathLossModel = field(default_factory=PathLossModel)
+    pilot_kind: str = "bpsk"
+    to_step_chips: float = 0.1
+    n_refine: int = 24
+    n_candidates: int = 2
+    cond_limit: float = COND_LIMIT
+    min_sinr_db: float = 10.0
+
+
+@dataclass(frozen=True)
+class SyncLinks:
+    """Per-link diagnostics of a round (one entry per burst that was estimated).
+
+    All arrays have shape (n_link,). ``kind``: 0 slave->master, 1 master->parent (forward),
+    2 parent->master (backward). TO in s, CFO in Hz; ``est_*`` is the estimate of
+    ``x_tx - x_rx`` / ``f_c (y_tx - y_rx)``.
+    """
+
+    tx_ap: NDArray[np.int64]
+    rx_ap: NDArray[np.int64]
+    kind: NDArray[np.int64]
+    pilot: NDArray[np.int64]
+    distance_m: NDArray[np.float64]
+    sinr_db: NDArray[np.float64]
+    true_to_s: NDArray[np.float64]
+    est_to_s: NDArray[np.float64]
+    true_cfo_hz: NDArray[np.float64]
+    est_cfo_hz: NDArray[np.float64]
+    crb_to_s2: NDArray[np.float64]
+    crb_cfo_hz2: NDArray[np.float64]
+    out_of_range: NDArray[np.bool_]
+    singular: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class SyncRoundResult:
+    """Outcome of :func:`sync_round`, per AP (shape (n_ap,)).
+
+    Attributes
+    ----------
+    est_time_offset_s, est_cfo_hz : ndarray, float
+        Estimated offset of each AP relative to the reference AP (``x_a - x_ref`` and
+        ``f_c (y_a - y_ref)``); 0 for the reference, NaN for offline or invalid APs.
+    true_time_offset_s, true_cfo_hz : ndarray, float
+        The true values of the same quantities (NaN offline), for residual statistics.
+    crb_time_offset_s2, crb_cfo_hz2 : ndarray, float
+        CRB of each AP's composite estimate (sum along its chain); 0 for the reference.
+    valid : ndarray, bool
+        Online, and every link on its chain had a regular Fisher matrix, an in-range TO/CFO
+        and an SINR of at least ``min_sinr_db``.
+    reference_ap : int
+    overhead_slots : int
+        ``2 K_C + tau``.
+    links : SyncLinks
+    """
+
+    est_time_offset_s: NDArray[np.float64]
+    est_cfo_hz: NDArray[np.float64]
+    true_time_offset_s: NDArray[np.float64]
+    true_cfo_hz: NDArray[np.float64]
+    crb_time_offset_s2: NDArray[np.float64]
+    crb_cfo_hz2: NDArray[np.float64]
+    valid: NDArray[np.bool_]
+    reference_ap: int
+    overhead_slots: int
+    links: SyncLinks
+
+    @property
+    def residual_time_offset_s(self) -> NDArray[np.float64]:
+        """``est - true`` per AP (s)."""
+        return self.est_time_offset_s - self.true_time_offset_s
+
+    @property
+    def residual_cfo_hz(self) -> NDArray[np.float64]:
+        """``est - true`` per AP (Hz)."""
+        return self.est_cfo_hz - self.true_cfo_hz
+
+
+def _pilots(n: int, cfg: SyncRoundConfig, rng: np.random.Generator) -> NDArray:
+    if cfg.pilot_kind == "zc":
+        roots = [r for r in range(1, 10 * n + 10) if np.gcd(r, cfg.pilot_length_chips) == 1][:n]
+        return np.array([zadoff_chu(cfg.pilot_length_chips, r) for r in roots])
+    if cfg.pilot_kind != "bpsk":
+        raise ValueError(f"pilot_kind must be 'bpsk' or 'zc', got {cfg.pilot_kind!r}")
+    return bpsk_pilots(n, cfg.pilot_length_chips, rng)
+
+
+def sync_round(
+    plan: SyncPlan,
+    ap_positions_m: NDArray,
+    clock_time_offset_s: NDArray,
+    clock_cfo_hz: NDArray,
+    cfg: SyncRoundConfig,
+    method: Literal["ml", "crb"],
+    rng: np.random.Generator,
+) -> SyncRoundResult:
+    """Simulate one synchronization round and return each AP's offset estimate.
+
+    Parameters
+    ----------
+    plan : SyncPlan
+        From :func:`~netsim.sync.plan.plan_network`.
+    ap_positions_m : ndarray, shape (n_ap, 2), m
+    clock_time_offset_s : ndarray, shape (n_ap,), s
+        ``x_i``: each AP's time offset relative to the ideal network clock.
+    clock_cfo_hz : ndarray, shape (n_ap,), Hz
+        ``f_c y_i``: each AP's frequency offset relative to the ideal clock.
+    cfg : SyncRoundConfig
+    method : "ml" or "crb"
+        ``"ml"``: bursts are generated and estimated by ML (waveform fidelity); ``"crb"``: no
+        waveform, estimate = truth + Gaussian error with the CRB as variance.
+    rng : numpy.random.Generator
+        Pilots (BPSK), channels, noise / CRB errors.
+
+    Returns
+    -------
+    SyncRoundResult
+    """
+    if method not in ("ml", "crb"):
+        raise ValueError(f"method must be 'ml' or 'crb', got {method!r}")
+    pos = np.asarray(ap_positions_m, dtype=float)
+    x = np.asarray(clock_time_offset_s, dtype=float)
+    fo = np.asarray(clock_cfo_hz, dtype=float)
+    n_ap = plan.n_ap
+    if pos.shape != (n_ap, 2) or x.shape != (n_ap,) or fo.shape != (n_ap,):
+        raise ValueError("positions (n_ap, 2) and offsets (n_ap,) must match the plan")
+    ts = cfg.chip_time_s
+    n = cfg.pilot_length_chips
+    c_ts = SPEED_OF_LIGHT_M_S * ts
+    guard = cfg.max_to_s / ts  # chips
+    eta = 2.0 * guard
+    cfo_max = None if cfg.max_cfo_hz is None else cfg.max_cfo_hz * ts
+
+    # ---- links ------------------------------------------------------------------------
+    slaves = plan.slaves()
+    tx = [slaves]
+    rx = [plan.masters[plan.cluster_of_ap[slaves]]]
+    kind = [np.full(slaves.size, LINK_SLAVE)]
+    pil = [plan.pilot_of_ap[slaves]]
+    child = np.flatnonzero(plan.master_parent >= 0)  # clusters with a parent
+    mk = plan.masters[child]
+    mp = plan.masters[plan.master_parent[child]]
+    tau = plan.n_pilots
+    excl = tau + np.arange(child.size)  # one dedicated (interference-free) pilot per exchange
+    tx += [mk, mp]
+    rx += [mp, mk]
+    kind += [np.full(child.size, LINK_MASTER_FWD), np.full(child.size, LINK_MASTER_BWD)]
+    pil += [excl, excl]
+    tx = np.concatenate(tx).astype(np.int64)
+    rx = np.concatenate(rx).astype(np.int64)
+    kind = np.concatenate(kind).astype(np.int64)
+    pil = np.concatenate(pil).astype(np.int64)
+    n_link = tx.size
+    pilots = _pilots(tau + child.size, cfg, rng)  # [n_pilot, N]
+
+    dist = np.linalg.norm(pos[tx] - pos[rx], axis=1)  # [n_link]
+    beta = cfg.path_loss.gain(dist)
+    taps = draw_link_taps((n_link,), cfg.n_taps, rng)
+    h = taps.amplitude * np.sqrt(cfg.tx_power_w * beta)[:, None] * taps.fading  # [n_link, L]
+    delays = dist[:, None] / c_ts + taps.excess_delay_chips  # [n_link, L]
+    true_to = x[tx] - x[rx]  # [n_link] s
+    true_cfo = fo[tx] - fo[rx]  # [n_link] Hz
+    theta1 = guard - true_to / ts  # chips
+    out_of_range = (theta1 < 0) | (theta1 > eta)
+    if cfo_max is not None:
+        out_of_range |= np.abs(true_cfo * ts) > cfo_max
+    eps = true_cfo * ts
+    m_win = n + int(np.ceil(eta + (delays.max() if n_link else 0.0))) + 3
+
+    # ---- co-pilot interferers of each slave link (other slaves on the same pilot) --------
+    slot_of = np.where(kind == LINK_SLAVE, pil, -1)
+    n_int = 0
+    if slaves.size:
+        same = (
+            (slot_of[:, None] == slot_of[None, :])
+            & (slot_of[:, None] >= 0)
+            & ~np.eye(n_link, dtype=bool)
+        )
+        n_int = int(same.sum(1).max())
+    int_tx = np.zeros((n_link, max(n_int, 1)), dtype=np.int64)
+    int_on = np.zeros((n_link, max(n_int, 1)), dtype=bool)
+    if n_int:
+        for ln in range(n_link):
+            idx = np.flatnonzero(same[ln])
+            int_tx[ln, : idx.size] = tx[idx]
+            int_on[ln, : idx.size] = True
+    d_int = np.linalg.norm(pos[int_tx] - pos[rx][:, None], axis=-1)  # [n_link, I]
+    p_int = np.where(int_on, cfg.tx_power_w * cfg.path_loss.gain(d_int), 0.0)  # [n_link, I]
+    th_int = guard - (x[int_tx] - x[rx][:, None]) / ts  # [n_link, I] chips
+    eps_int = (fo[int_tx] - fo[rx][:, None]) * ts
+    vs_int = np.maximum(th_int + d_int / c_ts - 0.5, 0.0)  # actual delay, one-chip spread
+
+    sig_e = cfg.tx_power_w * beta * 2 * n / 3
+    sinr = 10 * np.log10(sig_e / (np.sum(p_int, 1) * 2 * n / 3 + m_win * cfg.noise_power_w))
+
+    # ---- CRB of every link (both methods) ------------------------------------------------
+    pl_link = pilots[pil]  # [n_link, N]
+    xi = contamination_diag(pl_link, vs_int, 1.0, p_int, m_win) + cfg.noise_power_w  # [n_link, M]
+    crb = crb_to_cfo(
+        pl_link, np.clip(theta1, 0, eta), delays, h, xi, m_win, cond_limit=cfg.cond_limit
+    )
+    crb_to_s2 = crb.to_chips2 * ts**2
+    crb_cfo_hz2 = crb.cfo_norm2 / ts**2
+
+    # ---- estimates --------------------------------------------------------------------
+    if method == "ml":
+        # bursts: desired link + single-path interferers (zero-padded)
+        n_l = 1 + (n_int if n_int else 0)
+        lt = cfg.n_taps
+        b_to = np.zeros((n_link, n_l))
+        b_eps = np.zeros((n_link, n_l))
+        b_del = np.zeros((n_link, n_l, lt))
+        b_h = np.zeros((n_link, n_l, lt), dtype=complex)
+        b_to[:, 0], b_eps[:, 0], b_del[:, 0], b_h[:, 0] = theta1, eps, delays, h
+        if n_int:
+            psi = (
+                rng.standard_normal(p_int.shape) + 1j * rng.standard_normal(p_int.shape)
+            ) / np.sqrt(2)
+            b_to[:, 1:] = th_int
+            b_eps[:, 1:] = eps_int
+            b_del[:, 1:, :] = (d_int / c_ts)[..., None]
+            b_h[:, 1:, 0] = np.sqrt(p_int) * psi
+        b_to_c = np.clip(b_to, -n, eta + n)  # keep far-out bursts representable
+        y = received_burst(
+            pl_link[:, None, :], b_to_c, b_eps, b_del, b_h, m_win, cfg.noise_power_w, rng
+        )  # [n_link, M]
+        est = ml_estimate(
+            y,
+            pl_link,
+            delays,
+            eta,
+            cfo_max_norm=cfo_max,
+            to_step_chips=cfg.to_step_chips,
+            n_candidates=cfg.n_candidates,
+            n_refine=cfg.n_refine,
+        )
+        th_hat, eps_hat = est.to_chips, est.cfo_norm
+        bad = np.zeros(n_link, dtype=bool)
+    else:
+        bad = crb.singular.copy()
+        std_t = np.sqrt(np.where(bad, 0.0, crb.to_chips2))
+        std_e = np.sqrt(np.where(bad, 0.0, crb.cfo_norm2))
+        th_hat = np.clip(theta1 + std_t * rng.standard_normal(n_link), 0.0, eta)
+        eps_hat = eps + std_e * rng.standard_normal(n_link)
+        if cfo_max is not None:
+            eps_hat = np.clip(eps_hat, -cfo_max, cfo_max)
+        th_hat = np.where(bad, np.nan, th_hat)
+        eps_hat = np.where(bad, np.nan, eps_hat)
+    est_to = (guard - th_hat) * ts  # [n_link] s
+    est_cfo = eps_hat / ts  # [n_link] Hz
+    link_ok = ~bad & ~out_of_range & (sinr >= cfg.min_sinr_db)
+
+    # ---- chain to the reference ---------------------------------------------------------
+    kc = plan.n_clusters
+    m_to = np.full(kc, np.nan)
+    m_cfo = np.full(kc, np.nan)
+    m_vt = np.full(kc, np.nan)
+    m_vf = np.full(kc, np.nan)
+    m_ok = np.zeros(kc, dtype=bool)
+    ref_c = int(plan.cluster_of_ap[plan.reference_ap]) if plan.reference_ap >= 0 else -1
+    fwd = {int(c): i for i, c in zip(np.flatnonzero(kind == LINK_MASTER_FWD), child, strict=True)}
+    bwd = {int(c): i for i, c in zip(np.flatnonzero(kind == LINK_MASTER_BWD), child, strict=True)}
+    if ref_c >= 0:
+        m_to[ref_c] = m_cfo[ref_c] = m_vt[ref_c] = m_vf[ref_c] = 0.0
+        m_ok[ref_c] = True
+    done = {ref_c}
+    while len(done) < kc:
+        progressed = False
+        for c in child.tolist():
+            p = int(plan.master_parent[c])
+            if c in done or p not in done:
+                continue
+            f, b = fwd[c], bwd[c]
+            m_to[c] = m_to[p] + 0.5 * (est_to[f] - est_to[b])
+            m_cfo[c] = m_cfo[p] + 0.5 * (est_cfo[f] - est_cfo[b])
+            m_vt[c] = m_vt[p] + 0.25 * (crb_to_s2[f] + crb_to_s2[b])
+            m_vf[c] = m_vf[p] + 0.25 * (crb_cfo_hz2[f] + crb_cfo_hz2[b])
+            m_ok[c] = m_ok[p] and link_ok[f] and link_ok[b]
+            done.add(c)
+            progressed = True
+        if not progressed:
+            break
+
+    est_t = np.full(n_ap, np.nan)
+    est_f = np.full(n_ap, np.nan)
+    v_t = np.full(n_ap, np.nan)
+    v_f = np.full(n_ap, np.nan)
+    ok = np.zeros(n_ap, dtype=bool)
+    est_t[plan.masters] = m_to
+    est_f[plan.masters] = m_cfo
+    v_t[plan.masters] = m_vt
+    v_f[plan.masters] = m_vf
+    ok[plan.masters] = m_ok
+    sl = np.flatnonzero(kind == LINK_SLAVE)
+    mc = plan.cluster_of_ap[tx[sl]]
+    est_t[tx[sl]] = est_to[sl] + m_to[mc]
+    est_f[tx[sl]] = est_cfo[sl] + m_cfo[mc]
+    v_t[tx[sl]] = crb_to_s2[sl] + m_vt[mc]
+    v_f[tx[sl]] = crb_cfo_hz2[sl] + m_vf[mc]
+    ok[tx[sl]] = link_ok[sl] & m_ok[mc]
+    online = plan.online
+    ref = plan.reference_ap
+    true_t = np.where(online, x - (x[ref] if ref >= 0 else 0.0), np.nan)
+    true_f = np.where(online, fo - (fo[ref] if ref >= 0 else 0.0), np.nan)
+    est_t = np.where(online & ~np.isnan(est_t), est_t, np.nan)
+    est_f = np.where(online & ~np.isnan(est_f), est_f, np.nan)
+    links = SyncLinks(
+        tx_ap=tx,
+        rx_ap=rx,
+        kind=kind,
+        pilot=pil,
+        distance_m=dist,
+        sinr_db=sinr,
+        true_to_s=true_to,
+        est_to_s=est_to,
+        true_cfo_hz=true_cfo,
+        est_cfo_hz=est_cfo,
+        crb_to_s2=crb_to_s2,
+        crb_cfo_hz2=crb_cfo_hz2,
+        out_of_range=out_of_range,
+        singular=crb.singular.copy(),
+    )
+    return SyncRoundResult(
+        est_time_offset_s=est_t,
+        est_cfo_hz=est_f,
+        true_time_offset_s=true_t,
+        true_cfo_hz=true_f,
+        crb_time_offset_s2=v_t,
+        crb_cfo_hz2=v_f,
+        valid=ok & online,
+        reference_ap=int(ref),
+        overhead_slots=int(plan.overhead_slots),
+        links=links,
+    )
