@@ -324,10 +324,7 @@ def music_localize(
     cand = np.where(locmax & interior[None], img, 0.0).reshape(pred.shape[0], -1)  # [K, W*W]
     ib = np.argmax(cand, axis=1)  # [K]: strongest interior local maximum
     peak = cand[np.arange(pred.shape[0]), ib]
-    thr = np.full(pred.shape[0], grid.track_min_peak)
-    if reference_peaks is not None:
-        thr = np.maximum(thr, track_rel_peak * np.asarray(reference_peaks, dtype=float))
-    lost = bool(np.any(peak < thr))
+    lost = bool(np.any(peak < grid.track_min_peak))
     est, pv = [], []
     if not lost:
         for k in range(pred.shape[0]):
@@ -338,6 +335,10 @@ def music_localize(
         e = np.array(est)
         dmin = np.linalg.norm(e[:, None] - e[None], axis=-1) + np.eye(len(e)) * 1e9
         lost = bool(np.any(dmin < 2 * grid.step_m))
+        # the relative test compares refined peaks with last frame's refined peaks: near-field
+        # peaks are millimetres wide, so a coarse window sample would be far below its peak
+        if reference_peaks is not None:
+            lost = lost or bool(np.any(np.array(pv) < track_rel_peak * np.asarray(reference_peaks)))
         if not lost:
             return MusicResult(e, np.array(pv), "track", False, npts, ds)
     est_f, pv_f, n2 = _full_search(us, geom, n_users, grid, kind, model)

@@ -22,10 +22,9 @@ predicted position. Users whose clusters coincide are processed together. For a 
 With ``aps_per_user`` at least the number of APs (the paper's 3-AP setting) there is one
 cluster: exactly the model of the paper.
 
-Tracking losses are decided by the kernel's absolute peak threshold only: the relative test
-against last frame's peak compares a coarse window sample with a refined peak (near-field
-peaks are millimetres wide), which flags healthy tracks as lost. Far fallback peaks are
-gated here instead (coasting on the prediction for up to ``max_coast_frames``).
+A track is lost when its refined peak falls below a tenth of last frame's (the RCS fades from
+frame to frame, and sidelobes are weaker than the user's own peak); far fallback peaks are then
+gated here (coasting on the prediction for up to ``max_coast_frames``).
 """
 
 from __future__ import annotations
@@ -137,7 +136,7 @@ class MusicSensing:
                 sample, geom, len(visible), self.noise_w, grid,
                 predicted_pos=predicted[visible] if use_track else None,
                 kind=cfg.spectrum,
-                reference_peaks=None)  # see the note on peak heights in the class docstring
+                reference_peaks=self.last_peaks[visible] if use_track else None)
             if res.fell_back:
                 self.fallbacks += 1
                 sim.event("music_fallback", -1, f"cluster APs {list(key)}: a tracked peak was "
