@@ -97,6 +97,29 @@ def main() -> None:
             red = reduce_problem(h, eps, cfg.comm_power_w, cfg.noise_w, 3, reduce=reduce)
             res, dt, mem, drss = _measure(lambda red=red, dpp=dpp: bi_rbo(red, 0.5, 0.05, dpp=dpp))
             print(f"{n:>3} {3 * n:>4} {label:>26} {res.t:7.3f} {res.n_solves:>6} {dt:9.1f} {dt / max(res.n_solves, 1):8.2f} {mem:9.1f} {drss:9.1f}")
+    bench_engine(2 if args.quick else 5)
+
+
+def bench_engine(frames: int) -> None:
+    """Real-time factor of the engine with MUSIC sensing and each beamforming scheme.
+
+    The seed-003 designs (main, ei, mrt) solve SDPs/SOCPs over the whole network and are run on
+    isac_paper.yaml (3 x 21 antennas); campus.yaml (36 x 16 antennas) is too large for them and
+    runs with equal-power MRT (mrt_plain) only.
+    """
+    from netsim.scenario import load_scenario
+    from netsim.sim.engine import Simulation
+
+    print(f"\n== engine with MUSIC sensing ({frames} frames) ==")
+    print(f"{'scenario':>12} {'beamforming':>12} {'s/frame':>8} {'sense s/fr':>10} {'comm s/fr':>10} {'RTF':>9}")
+    runs = [("isac_paper", b) for b in ("mrt_plain", "ei", "mrt", "main")] + [("campus", "mrt_plain")]
+    for name, bf in runs:
+        sc = load_scenario(f"scenarios/{name}.yaml", [f"run.frames={frames}", "sensing.method=music",
+                                                      f"comm.beamforming={bf}"])
+        summary = Simulation(sc).run()
+        w = summary.wall_per_phase_s
+        print(f"{name:>12} {bf:>12} {summary.wall_s / frames:8.2f} {w['sense'] / frames:10.2f} "
+              f"{(w['comm'] + w['power']) / frames:10.2f} {summary.real_time_factor:9.5f}")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,21 @@ def bench_efficiency(rng, t):
         print(f"{snr:>7.0f}{r_to:>18.3f}{r_cfo:>19.3f}{t:>8}")
 
 
+def bench_campus(frames: int) -> None:
+    """Real-time factor of campus.yaml with each sync fidelity (the plan is built once per run)."""
+    from netsim.scenario import load_scenario
+    from netsim.sim.engine import Simulation
+
+    print(f"\n4. campus.yaml ({frames} frames, 36 APs), real-time factor per sync method")
+    print(f"{'method':>7}{'plan+run s':>12}{'ms/frame':>10}{'sync ms/frame':>15}{'RTF':>9}")
+    for method in ("genie", "crb", "ml"):
+        sc = load_scenario("scenarios/campus.yaml", [f"run.frames={frames}", f"sync.method={method}"])
+        sim = Simulation(sc)
+        summary = sim.run()
+        print(f"{method:>7}{summary.wall_s:>12.2f}{1e3 * summary.wall_s / frames:>10.1f}"
+              f"{1e3 * summary.wall_per_phase_s['sync'] / frames:>15.1f}{summary.real_time_factor:>9.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -128,6 +143,7 @@ def main() -> None:
     bench_ml(rng, 50 if args.quick else 200)
     bench_round(rng, [30, 50] if args.quick else [30, 50, 100, 150, 200], 2 if args.quick else 5)
     bench_efficiency(rng, 100 if args.quick else 300)
+    bench_campus(10 if args.quick else 50)
 
 
 if __name__ == "__main__":
