@@ -61,6 +61,12 @@ class WMMSEConfig:
     csi_error : {"variance", "ignore"}
         Include the variance part d (imperfect-CSI surrogate, [C] default) or drop it
         (naive WMMSE that treats Ghat as the true channel, unknown pairs included via Ghat).
+    extrapolation : bool
+        netsim addition (default on): after each sweep, try the extrapolated point
+        ``v + b (v - v_prev)`` (clipped at 0 and scaled into every AP's budget) and keep it only
+        if it raises Rsur. The safeguard keeps Rsur non-decreasing and every iterate exactly
+        feasible; ``b`` grows after a success and is reset after a failure. Without it, about
+        13 % of the subframes at N = 2 need more than 100 sweeps (measured, DSatur pilots).
     """
 
     max_iter: int = 100
@@ -70,6 +76,7 @@ class WMMSEConfig:
     init: Literal["equal", "given"] = "equal"
     weight_update: Literal["per_sweep", "per_ap"] = "per_sweep"
     csi_error: Literal["variance", "ignore"] = "variance"
+    extrapolation: bool = True
 
 
 @dataclass
@@ -227,6 +234,8 @@ def wmmse_power(
     per_ap = cfg.weight_update == "per_ap"
     if cfg.weight_update not in ("per_sweep", "per_ap"):
         raise ValueError(f"weight_update={cfg.weight_update!r}; allowed: 'per_sweep', 'per_ap'")
+    beta = 1.0  # extrapolation factor (see WMMSEConfig.extrapolation)
+    v_prev = v.copy()
     for sweep in range(1, cfg.max_iter + 1):
         it = sweep
         for m in range(n_ap):
@@ -254,6 +263,17 @@ def wmmse_power(
             s = s + a[m] * (v_new - v[m])[:, None]  # [K, K]
             v[m] = v_new
         rate_new, s, tt = _surrogate(a, d, v, noise_w)
+        if cfg.extrapolation and sweep > 1:
+            v_try = np.where(assoc, np.maximum(v + beta * (v - v_prev), 0.0), 0.0)  # [M, K]
+            tot = (v_try**2).sum(axis=1)  # [M]
+            v_try *= np.sqrt(np.minimum(1.0, p_max / np.where(tot > 0, tot, 1.0)))[:, None]
+            rate_try, s_try, tt_try = _surrogate(a, d, v_try, noise_w)
+            if rate_try > rate_new:
+                v, rate_new, s, tt = v_try, rate_try, s_try, tt_try
+                beta = min(2.0 * beta, 4.0)
+            else:
+                beta = 1.0
+        v_prev = v.copy()
         trace.append(rate_new)
         if abs(rate_new - rate) < cfg.tol * abs(rate):
             rate = rate_new
