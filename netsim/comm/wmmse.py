@@ -65,7 +65,8 @@ class WMMSEConfig:
         netsim addition (default on): after each sweep, try the extrapolated point
         ``v + b (v - v_prev)`` (clipped at 0 and scaled into every AP's budget) and keep it only
         if it raises Rsur. The safeguard keeps Rsur non-decreasing and every iterate exactly
-        feasible; ``b`` grows after a success and is reset after a failure. Without it, about
+        feasible; ``b`` doubles after a success (up to 16) and halves after a failure (not below
+        1). Without it, about
         13 % of the subframes at N = 2 need more than 100 sweeps (measured, DSatur pilots).
     """
 
@@ -270,9 +271,9 @@ def wmmse_power(
             rate_try, s_try, tt_try = _surrogate(a, d, v_try, noise_w)
             if rate_try > rate_new:
                 v, rate_new, s, tt = v_try, rate_try, s_try, tt_try
-                beta = min(2.0 * beta, 4.0)
+                beta = min(2.0 * beta, 16.0)
             else:
-                beta = 1.0
+                beta = max(1.0, 0.5 * beta)
         v_prev = v.copy()
         trace.append(rate_new)
         if abs(rate_new - rate) < cfg.tol * abs(rate):
