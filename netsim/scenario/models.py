@@ -182,6 +182,14 @@ class FrameConfig(_Section):
         20e-6, gt=0.0, le=1.0, description="duration of one synchronization pilot slot (s)"
     )
     ap_power_dbm: float = Field(30.0, ge=-30.0, le=60.0, description="per-AP transmit power (dBm)")
+    time_allocation: Literal["fixed", "crlb_feasible"] = Field(
+        "fixed",
+        description="fixed: comm_fraction every frame; crlb_feasible: the largest rho whose "
+        "sensing time keeps every user's CRLB below sensing.crlb_threshold_m2 (seed 003 eq. 17), "
+        "from the previous frame's bound",
+    )
+    min_comm_fraction: float = Field(0.05, gt=0.0, lt=1.0, description="lower clip of rho")
+    max_comm_fraction: float = Field(0.99, gt=0.0, lt=1.0, description="upper clip of rho")
     period_s: float | None = Field(
         None, gt=0.0,
         description="frame repetition period (s); frames start this far apart and the network "
@@ -262,6 +270,9 @@ class SensingConfig(_Section):
     )
     range_m: float = Field(
         30.0, gt=0.0, description="users within this distance of a cluster AP reflect into it (m)"
+    )
+    crlb_threshold_m2: float = Field(
+        1e-6, gt=0.0, description="per-user CRLB target of the time allocation (m^2)"
     )
     rcs_m2: float = Field(
         1.0, gt=0.0, le=1e4,

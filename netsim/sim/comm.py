@@ -99,7 +99,7 @@ class LocationAwareComm:
         return False
 
     def _design_robust(self, h_est: np.ndarray, crlb_m2: np.ndarray) -> None:
-        """Seed-003 beamformers (TD-ISAC-Main / -EI / -MRT) at the scenario's rho, against error
+        """Seed-003 beamformers (TD-ISAC-Main / -EI / -MRT) at this frame's rho, against error
         balls (4) grown from this frame's position CRLB. A solver failure or an infeasible
         design falls back to equal-power MRT (logged)."""
         sim = self.sim
@@ -110,13 +110,13 @@ class LocationAwareComm:
         eps = channel_error_radius(h_hat, n_aps, crlb, 4.0 / net.wavelength_m)  # [M, K]
         res = design_beamformers(
             sc.comm.beamforming, h_hat, eps, float(sim.p_max_w.max()), sc.channel.noise_power_w,
-            sc.frame.comm_fraction, n_aps)
+            sim.comm_fraction, n_aps)
         self.last_design = res
         if res.status != "ok":
             sim.event("beamformer_fallback", -1,
                       f"{sc.comm.beamforming}: {res.status}; equal-power MRT used this frame")
             res = design_beamformers("mrt_plain", h_hat, eps, float(sim.p_max_w.max()),
-                                     sc.channel.noise_power_w, sc.frame.comm_fraction, n_aps)
+                                     sc.channel.noise_power_w, sim.comm_fraction, n_aps)
         self.robust_w = res.w.reshape(k_users, n_aps, n_ant) * net.online[None, :, None]
         self.directions = self.robust_w
 

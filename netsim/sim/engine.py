@@ -101,11 +101,13 @@ class FrameTiming:
     subframe_s: float
 
 
-def frame_timing(scenario: Scenario, overhead_slots: int) -> FrameTiming:
+def frame_timing(scenario: Scenario, overhead_slots: int, comm_fraction: float | None = None
+                 ) -> FrameTiming:
     """Phase durations of one frame with ``overhead_slots`` sync slots (s)."""
     fr = scenario.frame
-    sense = (1.0 - fr.comm_fraction) * fr.sense_comm_duration_s
-    comm = fr.comm_fraction * fr.sense_comm_duration_s
+    rho = fr.comm_fraction if comm_fraction is None else comm_fraction
+    sense = (1.0 - rho) * fr.sense_comm_duration_s
+    comm = rho * fr.sense_comm_duration_s
     return FrameTiming(overhead_slots * fr.sync_slot_s, sense, comm, comm / fr.subframes)
 
 
@@ -227,6 +229,7 @@ class Simulation:
         self.comm = make_comm(self)
         self.sensing = methods.SENSING_METHODS[scenario.sensing.method](self)
         self.timing_sense_s = 0.0
+        self.comm_fraction = scenario.frame.comm_fraction  # rho of the next frame
         self._last_meas: methods.SyncMeasurement | None = None
         self._check_timing()
         for i, fault in enumerate(scenario.faults):
@@ -373,7 +376,7 @@ class Simulation:
                 self._send_reports(meas, env.now)
                 self._last_meas = meas
             slots = self.plan.overhead_slots if sync_due else 0
-            timing = frame_timing(sc, slots)
+            timing = frame_timing(sc, slots, self.comm_fraction)
             self.wall["sync"] += (wall_sync := time.perf_counter() - w0)
             if timing.sync_s > 0:
                 yield env.timeout(timing.sync_s)
@@ -385,6 +388,8 @@ class Simulation:
             self.timing_sense_s = timing.sense_s
             est_pos, crlb_m2 = self.sensing(net, self.rngs["sensing"])
             self.wall["sense"] += (wall_sense := time.perf_counter() - w0)
+            rho_now = self.comm_fraction
+            self._allocate_time(crlb_m2, timing.sense_s)
             yield env.timeout(timing.sense_s)
 
             # ---- communication
@@ -447,7 +452,7 @@ class Simulation:
                 sync_duration_s=timing.sync_s, sense_duration_s=timing.sense_s,
                 comm_duration_s=timing.comm_s,
                 overhead_fraction=timing.sync_s / (timing.sync_s + sc.frame.sense_comm_duration_s),
-                comm_fraction=sc.frame.comm_fraction, n_online_aps=int(online.sum()),
+                comm_fraction=rho_now, n_online_aps=int(online.sum()),
                 n_clusters=len(self.plan.masters) if self.plan is not None else 0,
                 n_pilots=int(self.plan.n_pilots) if self.plan is not None else 0,
                 residual_cfo_rms_hz=_rms(res_cfo), residual_cfo_max_hz=_absmax(res_cfo),
@@ -469,6 +474,27 @@ class Simulation:
                 next_start = t_frame + period_s
                 if next_start > env.now:
                     yield env.timeout(next_start - env.now)
+
+    def _allocate_time(self, crlb_m2: np.ndarray, sense_s: float) -> None:
+        """Time allocation for the next frame (``frame.time_allocation``).
+
+        ``crlb_feasible`` (seed 003 eq. 17): with the per-snapshot bounds c_k = CRLB_k L of this
+        frame, the sensing phase needs L = ceil(max_k c_k / eps_th) snapshots, so
+        rho = 1 - L T_u / T, clipped to [min_comm_fraction, max_comm_fraction] (an event is
+        logged when the threshold cannot be met).
+        """
+        sc = self.scenario
+        if sc.frame.time_allocation == "fixed" or not np.all(np.isfinite(crlb_m2)):
+            return
+        n_snap = min(sc.sensing.max_snapshots,
+                     max(1, int(np.floor(sense_s / sc.sensing.snapshot_duration_s + 1e-9))))
+        c_max = float(np.max(crlb_m2)) * n_snap  # per-snapshot bound of the worst user (m^2)
+        need = int(np.ceil(c_max / sc.sensing.crlb_threshold_m2 - 1e-12))
+        rho = 1.0 - need * sc.sensing.snapshot_duration_s / sc.frame.sense_comm_duration_s
+        lo, hi = sc.frame.min_comm_fraction, sc.frame.max_comm_fraction
+        if rho < lo:
+            self.event("crlb_infeasible", -1, f"needs {need} snapshots; rho clipped to {lo}")
+        self.comm_fraction = float(np.clip(rho, lo, hi))
 
     def _ap_rows(self, meas, to_s, cfo_hz, phase) -> dict[str, np.ndarray]:
         n = self.net.n_aps

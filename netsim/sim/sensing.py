@@ -104,7 +104,7 @@ class MusicSensing:
         # standing for the serving APs that the CPU knows from the user's uplink (acquisition).
         anchor = predicted if predicted is not None else true_pos
         sense_time = sim.timing_sense_s
-        n_snap = int(min(cfg.max_snapshots, max(1, np.floor(sense_time / cfg.snapshot_duration_s))))
+        n_snap = int(min(cfg.max_snapshots, max(1, np.floor(sense_time / cfg.snapshot_duration_s + 1e-9))))
         ref = sim.reference_ap
         to_s, cfo_hz, _ = network.offsets_to(ref)
         s = min(cfg.aps_per_user, online.size)

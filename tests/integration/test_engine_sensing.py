@@ -38,3 +38,20 @@ def test_localization_degrades_when_timing_drifts_and_not_with_genie_sync():
             assert ratio < 100  # within two decades of sqrt(CRLB) (MUSIC is not efficient)
     assert err["none"].iloc[-4:].mean() > 10 * err["genie"].iloc[-4:].mean()
     assert err["none"].iloc[-4:].mean() > 5 * err["none"].iloc[0]
+
+
+def test_crlb_feasible_time_allocation_meets_the_threshold_with_the_fewest_snapshots():
+    """Seed 003 eq. (17): from frame 1 on, rho is the largest value whose sensing time keeps
+    every user's CRLB below the threshold (users barely move, so the bound is met)."""
+    threshold = 1e-8
+    t = run("run.frames=4", "frame.period_s=0.02", "users.mobility.model=static",
+            "frame.time_allocation=crlb_feasible", f"sensing.crlb_threshold_m2={threshold}")
+    frames, users = t["frames"], t["users"]
+    assert frames.comm_fraction.iloc[0] == 0.8  # the scenario's rho, before any bound is known
+    rho = frames.comm_fraction.iloc[1:]
+    assert (rho < 0.8).all() and rho.nunique() == 1
+    worst = users[users.frame >= 1].groupby("frame").crlb_m.max().to_numpy() ** 2
+    n_snap = np.round(frames.sense_duration_s.iloc[1:].to_numpy() / 1e-6)  # L = (1 - rho) T / T_u
+    assert (worst <= threshold * (1 + 1e-6)).all()
+    # CRLB = c / L: one snapshot fewer (rho one T_u / T higher) would miss the threshold
+    assert (worst * n_snap / (n_snap - 1) > threshold * (1 - 1e-6)).all()
