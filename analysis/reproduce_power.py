@@ -45,7 +45,6 @@ from netsim.comm.csi_mmse import (  # noqa: E402
     pilot_observation,
 )
 from netsim.comm.net_se import (  # noqa: E402
-    equivalent_channel_estimated,
     net_sum_se,
     sinr_true,
 )
@@ -60,6 +59,7 @@ from netsim.comm.pilot_assignment import (  # noqa: E402
 )
 from netsim.comm.power import POWER_ALLOCATORS  # noqa: E402
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation  # noqa: E402
+from netsim.comm.subframe import prepare_subframe  # noqa: E402
 from netsim.comm.wmmse import WMMSEConfig  # noqa: E402
 from netsim.phy.umi import (  # noqa: E402
     ChannelConfig,
@@ -125,11 +125,8 @@ def run_frames(
             for _ in range(N_SUBFRAMES):
                 g = draw_small_scale_fading((N_APS, N_UES, n_ant), rng_ssf)
                 h = channel_from_fading(beta, g)  # [M, K, N]
-                hhat, err = estimate_channels(
-                    h, beta, assoc, pa.colour, cfg.p_pilot_w, sigma2, rng_ssf
-                )
-                w = rzf_beamformers(hhat, assoc, rzf_regularisation(err, sigma2, cfg.p_pilot_w))
-                ghat = equivalent_channel_estimated(hhat, w, beta, assoc)
+                csi = prepare_subframe(h, beta, assoc, pa.colour, cfg.p_pilot_w, sigma2, rng_ssf)
+                w, ghat, err = csi.w, csi.ghat, csi.err_var
                 for name, alloc in POWER_ALLOCATORS.items():
                     t1 = time.perf_counter()
                     out = alloc(ghat, err, assoc, sigma2, cfg.p_max_w,

@@ -30,10 +30,8 @@ import time
 import numpy as np
 
 from netsim.comm.association import associate
-from netsim.comm.csi_mmse import estimate_channels
-from netsim.comm.net_se import equivalent_channel_estimated
 from netsim.comm.pilot_assignment import TabuConfig, conflict_graph, dsatur, dsatur_tabu
-from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
+from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import WMMSEConfig, wmmse_power
 from netsim.phy.umi import (
     ChannelConfig,
@@ -93,11 +91,9 @@ def main() -> None:
                     sub_rng = np.random.default_rng(0)
 
                     def chain(h=h, pa=pa, beta=beta, assoc=assoc, sub_rng=sub_rng):
-                        hhat, err = estimate_channels(h, beta, assoc, pa.colour, cfg.p_pilot_w,
-                                                      sigma2, sub_rng)
-                        w = rzf_beamformers(hhat, assoc,
-                                            rzf_regularisation(err, sigma2, cfg.p_pilot_w))
-                        return equivalent_channel_estimated(hhat, w, beta, assoc), err
+                        csi = prepare_subframe(h, beta, assoc, pa.colour, cfg.p_pilot_w, sigma2,
+                                               sub_rng)
+                        return csi.ghat, csi.err_var
 
                     t, (ghat, err) = best_of(chain, args.repeat)
                     t_sub.append(t)

@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from netsim.phy.channel import jakes_correlation, nlos_initial, nlos_step
+from netsim.units import dbm_to_w
 
 __all__ = [
     "ChannelConfig",
@@ -42,11 +43,6 @@ __all__ = [
     "channel_from_fading",
     "dbm_to_w",
 ]
-
-
-def dbm_to_w(p_dbm: float | np.ndarray) -> float | np.ndarray:
-    """Convert dBm to W: ``10**((p_dbm - 30) / 10)``."""
-    return 10.0 ** ((np.asarray(p_dbm, dtype=float) - 30.0) / 10.0)
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from netsim.phy.geometry import ula_element_offsets, ula_element_positions
+from netsim.units import dbm_to_w
 
 __all__ = ["IsacConfig", "IsacGeometry", "SPEED_OF_LIGHT_M_S", "dbm_to_w"]
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
-
-
-def dbm_to_w(p_dbm: float | NDArray[np.float64]) -> float | NDArray[np.float64]:
-    """Convert dBm to W: ``10^((p_dbm - 30)/10)``."""
-    return 10.0 ** ((p_dbm - 30.0) / 10.0)
 
 
 @dataclass(frozen=True)

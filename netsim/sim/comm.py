@@ -30,6 +30,7 @@ from netsim.comm.power import POWER_ALLOCATORS
 from netsim.comm.robust import design_beamformers
 from netsim.comm.subframe import prepare_subframe
 from netsim.sim import methods
+from netsim.units import dbm_to_w
 
 __all__ = ["LocationAwareComm", "PilotComm", "ROBUST_SCHEMES", "SubframeTx", "make_comm"]
 
@@ -156,7 +157,7 @@ class PilotComm:
 
     @property
     def p_pilot_w(self) -> float:
-        return 10 ** ((self.sim.scenario.comm.pilot_power_dbm - 30) / 10)
+        return dbm_to_w(self.sim.scenario.comm.pilot_power_dbm)
 
     def subframe(self, h_true: np.ndarray) -> SubframeTx:
         sim = self.sim

@@ -42,6 +42,7 @@ from netsim.sim import methods
 from netsim.sim.comm import make_comm
 from netsim.sim.world import Network
 from netsim.trace import TraceWriter
+from netsim.units import dbm_to_w
 
 __all__ = ["FronthaulLink", "RunSummary", "Simulation", "frame_timing"]
 
@@ -223,7 +224,7 @@ class Simulation:
                      for name in ("sync", "sensing", "power", "pilots")}
         self._replan_reason: str | None = "start"
         self.plan = None
-        self.p_max_w = np.full(self.net.n_aps, 10 ** ((scenario.frame.ap_power_dbm - 30) / 10))
+        self.p_max_w = np.full(self.net.n_aps, dbm_to_w(scenario.frame.ap_power_dbm))
         self.subcarrier_hz = subcarrier_frequencies(
             scenario.channel.bandwidth_hz, scenario.comm.subcarriers_evaluated)
         self.comm = make_comm(self)

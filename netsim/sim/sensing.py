@@ -35,7 +35,8 @@ from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
 from netsim.sensing.echo import sample_echo_covariance
 from netsim.sensing.fim import isotropic_covariance, position_crlb
-from netsim.sensing.music import MusicGrid, music_localize
+from netsim.sensing.music import MusicGrid, match_estimates, music_localize
+from netsim.units import dbm_to_w
 
 __all__ = ["MusicSensing"]
 
@@ -54,7 +55,7 @@ class MusicSensing:
         # kernels' per-hop amplitude sqrt(kappa0) / r with kappa0 = lambda sqrt(rcs) / (4 pi)^1.5
         # (the paper's kappa0 = lambda / (4 pi) corresponds to rcs = 4 pi m^2)
         self.kappa0 = lam * np.sqrt(cfg.rcs_m2) / (4 * np.pi) ** 1.5
-        self.power_w = 10 ** ((cfg.power_dbm - 30) / 10)
+        self.power_w = dbm_to_w(cfg.power_dbm)
         self.noise_w = sc.channel.noise_power_w
         self.last_est: np.ndarray | None = None  # [K, 2]
         self.last_peaks: np.ndarray | None = None  # [K]
@@ -178,7 +179,5 @@ def _assign(pos: np.ndarray, peak_values: np.ndarray, anchor: np.ndarray):
     On the very first frame there is no track: the anchor is the true position, which only
     decides *which* peak belongs to which user (identities), never the estimate itself.
     """
-    from netsim.sensing.music import match_estimates
-
     perm, _ = match_estimates(pos, anchor)
     return pos[perm], np.asarray(peak_values)[perm]

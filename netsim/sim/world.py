@@ -40,6 +40,7 @@ from netsim.phy.mobility import (
 from netsim.phy.oscillator import ClockNoise, OscillatorBank
 from netsim.rng import RandomStreams
 from netsim.scenario.models import Scenario
+from netsim.units import dbm_to_w
 
 __all__ = ["Network", "ap_positions", "initial_user_positions"]
 
@@ -74,8 +75,8 @@ def umi_config(scenario: Scenario) -> umi.ChannelConfig:
         noise_figure_db=ch.noise_figure_db, h_ap_m=ch.ap_height_m, h_ue_m=ch.user_height_m,
         isd_m=dep.aps.isd_m, d_min_m=scenario.users.min_ap_distance_m,
         shadowing_std_db=ch.shadowing_std_db,
-        p_max_w=10 ** ((scenario.frame.ap_power_dbm - 30) / 10),
-        p_pilot_w=10 ** ((scenario.comm.pilot_power_dbm - 30) / 10),
+        p_max_w=dbm_to_w(scenario.frame.ap_power_dbm),
+        p_pilot_w=dbm_to_w(scenario.comm.pilot_power_dbm),
     )
 
 

@@ -8,13 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netsim.comm.association import associate
-from netsim.comm.csi_mmse import estimate_channels
 from netsim.comm.net_se import (
-    equivalent_channel_estimated,
     equivalent_channel_true,
     sinr_from_equivalent,
 )
-from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
+from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import WMMSEConfig, surrogate_rate, wmmse_power
 from netsim.phy.umi import (
     ChannelConfig,
@@ -39,10 +37,8 @@ def subframe(seed: int, n_ue: int = 21, n_ant: int = 4, reuse: int = 8):
     assoc = associate(beta)
     colour = np.arange(n_ue) % reuse
     h = channel_from_fading(beta, draw_small_scale_fading((7, n_ue, n_ant), rng))
-    hhat, err = estimate_channels(h, beta, assoc, colour, CFG.p_pilot_w, SIGMA2, rng)
-    w = rzf_beamformers(hhat, assoc, rzf_regularisation(err, SIGMA2, CFG.p_pilot_w))
-    ghat = equivalent_channel_estimated(hhat, w, beta, assoc)
-    return h, w, ghat, err, assoc
+    csi = prepare_subframe(h, beta, assoc, colour, CFG.p_pilot_w, SIGMA2, rng)
+    return h, csi.w, csi.ghat, csi.err_var, assoc
 
 
 @pytest.mark.parametrize(("seed", "update"), [(0, "per_sweep"), (1, "per_sweep"), (2, "per_ap")])
