@@ -56,6 +56,7 @@ __all__ = [
     "rank_one",
     "reduce_problem",
     "worst_case_sinr",
+    "zf_coordinates",
 ]
 
 _OK = ("optimal", "optimal_inaccurate")
@@ -114,6 +115,11 @@ class ReducedProblem:
     @property
     def n_users(self) -> int:
         return int(self.g.shape[0])
+
+    @property
+    def exact_users(self) -> NDArray[np.bool_]:
+        """(K,) True for users whose channel is known exactly (every radius is zero)."""
+        return np.all(self.eps2 <= 0.0, axis=0)
 
     @property
     def indicator(self) -> NDArray[np.float64]:
@@ -195,9 +201,42 @@ def _phi(red: ReducedProblem, w_mats: NDArray[np.complex128], lam: NDArray[np.fl
     return 0.5 * (phi + phi.conj().T)
 
 
+def _sinr_margin(red: ReducedProblem, w_mats: NDArray[np.complex128], gamma: float, k: int) -> tuple[float, float]:
+    """Error-free constraint of user k: ``g^H W_k g - gamma (g^H S_k g + 1)`` and its scale.
+
+    For a zero radius (``eps_{m,k} = 0`` for every m) the S-procedure LMI (13) holds for some
+    ``lam >= 0`` in the limit ``lam -> inf`` exactly when this scalar is >= 0 (the Schur complement
+    of ``Q_k + lam I`` tends to ``g^H Q_k g - gamma``), so the solver gets the scalar constraint
+    instead of an unbounded multiplier. Returns (margin, scale) in normalised units.
+    """
+    g = red.g[k]
+    sig = float(np.real(g.conj() @ w_mats[k] @ g))
+    intf = float(np.real(g.conj() @ (w_mats.sum(axis=0) - w_mats[k]) @ g))
+    return sig - gamma * (intf + 1.0), max(abs(sig), gamma * (abs(intf) + 1.0))
+
+
 def lmi_min_eig(red: ReducedProblem, w_mats: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float) -> NDArray[np.float64]:
     """``lambda_min(Phi_k)`` for every user, (K,) (normalised units)."""
     return np.array([np.linalg.eigvalsh(_phi(red, w_mats, lam, gamma, k))[0] for k in range(red.n_users)])
+
+
+def zf_coordinates(g: NDArray[np.complex128], max_cond: float = 1e6) -> NDArray[np.complex128] | None:
+    """Invertible T (d, d) with ``g_i^H T = e_i^T`` for every user i, or None.
+
+    ``T = [A^H (A A^H)^-1, N]`` with ``A`` the (K, d) matrix of rows ``g_i^H`` and N an
+    orthonormal basis of its null space. None when K > d or A is ill-conditioned (then no such
+    T is well-conditioned and the direct coordinates are used).
+    """
+    a = np.asarray(g).conj()  # [K, d]
+    k, d = a.shape
+    if k > d:
+        return None
+    u, sv, vh = np.linalg.svd(a)
+    if sv[-1] <= sv[0] / max_cond:
+        return None
+    t1 = vh[:k].conj().T @ np.diag(1.0 / sv) @ u.conj().T  # [d, K] = A^+ (right inverse)
+    t2 = vh[k:].conj().T  # [d, d-K] null space of A
+    return np.concatenate([t1, t2], axis=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +245,8 @@ def lmi_min_eig(red: ReducedProblem, w_mats: NDArray[np.complex128], lam: NDArra
 class _RobustSdp:
     """cvxpy model of (14) (``mrt=False``) or (26) (``mrt=True``) with gamma as a parameter."""
 
-    def __init__(self, red: ReducedProblem, mrt: bool = False, dpp: bool = True, gamma: float = 1.0) -> None:
+    def __init__(self, red: ReducedProblem, mrt: bool = False, dpp: bool = True, gamma: float = 1.0,
+                 zf_coords: bool | None = None) -> None:
         import cvxpy as cp
 
         self.red, self.mrt = red, mrt
@@ -215,6 +255,11 @@ class _RobustSdp:
         self.gam = cp.Parameter(nonneg=True, value=gamma) if dpp else None
         gam = self.gam if dpp else gamma
         self.lam = cp.Variable((m, k_users), nonneg=True)
+        self.exact = red.exact_users
+        self.t_mat = None if mrt else (zf_coordinates(red.g) if (dpp if zf_coords is None else zf_coords) else None)
+        if self.t_mat is not None:
+            self._build_zf(red, gam)
+            return
         if mrt:
             # B~_k = B^H blkdiag(g_{m,k}/||g_{m,k}||): columns are unit vectors in the reduced space
             full = red.g @ red.basis.T  # [K, MN]  (normalised full channels, = g_k since g in span B)
@@ -245,6 +290,10 @@ class _RobustSdp:
         for k in range(k_users):
             g = red.g[k]
             q = xs[k] - gam * (s - xs[k])
+            if self.exact[k]:
+                # zero radius: sup over lam of the LMI is the scalar SINR constraint (see _sinr_margin)
+                cons.append(cp.real(g.conj() @ q @ g) >= gam)
+                continue
             a = q + cp.diag(e @ self.lam[:, k])
             qg = q @ g
             corner = cp.real(g.conj() @ qg) - gam - red.eps2[:, k] @ self.lam[:, k]
@@ -254,6 +303,51 @@ class _RobustSdp:
             ])
             cons.append(0.5 * (phi + phi.H) >> 0)
         self.xs = xs
+        self.prob = cp.Problem(obj, cons)
+
+    def _build_zf(self, red: ReducedProblem, gam) -> None:  # noqa: ANN001 - float or cp.Parameter
+        """(14) in zero-forcing coordinates ``W_k = T Y_k T^H`` (see :func:`zf_coordinates`).
+
+        With ``g_i^H T = e_i^T`` the LMI of user k becomes, by congruence with ``blkdiag(T^-1, 1)``,
+        ``[[Q~_k + sum_m lam_mk D~_m, Q~_k e_k], [e_k^T Q~_k, Q~_k[k,k] - gamma - eps_k^T lam_k]] >= 0``
+        with ``Q~_k = Y_k - gamma sum_{j!=k} Y_j`` and ``D~_m = T^-1 D_m T^-H``: the received
+        powers are diagonal entries of Y, so interference nulling is an exact zero instead of a
+        cancellation between entries of size ``pbar`` (the direct form fails in Clarabel above
+        about 40 dB SINR).
+        """
+        import cvxpy as cp
+
+        d, k_users, m = red.dim, red.n_users, red.n_aps
+        e = red.indicator  # [d, M]
+        t_mat = self.t_mat
+        t_inv = np.linalg.inv(t_mat)
+        self.y = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
+        cons = [yk >> 0 for yk in self.y]
+        for mm in range(m):
+            pm = t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat  # tr(D_m T Y T^H) = tr(P_m Y)
+            cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(pm.T, yk))) for yk in self.y])) <= red.pbar)
+        tt = t_mat.conj().T @ t_mat
+        obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(tt.T, yk))) for yk in self.y])))
+        d_tilde = [t_inv @ np.diag(e[:, mm]) @ t_inv.conj().T for mm in range(m)]
+        s = self.y[0]
+        for yk in self.y[1:]:
+            s = s + yk
+        for k in range(k_users):
+            q = self.y[k] - gam * (s - self.y[k])
+            if self.exact[k]:
+                cons.append(cp.real(q[k, k]) >= gam)
+                continue
+            a = q
+            for mm in range(m):
+                a = a + self.lam[mm, k] * d_tilde[mm]
+            col = q[:, k]
+            corner = cp.real(q[k, k]) - gam - red.eps2[:, k] @ self.lam[:, k]
+            phi = cp.bmat([
+                [a, cp.reshape(col, (d, 1), order="C")],
+                [cp.reshape(cp.conj(col), (1, d), order="C"), cp.reshape(corner, (1, 1), order="C")],
+            ])
+            cons.append(0.5 * (phi + phi.H) >> 0)
+        self.xs = self.y
         self.prob = cp.Problem(obj, cons)
 
     def solve(self, gamma: float, solvers: tuple[str, ...] = ("CLARABEL", "SCS")) -> tuple[bool, NDArray | None, NDArray | None]:
@@ -272,10 +366,16 @@ class _RobustSdp:
                 return False, None, None
             if status in _OK:
                 w = np.stack([np.asarray(x.value) for x in self.xs])
+                if self.t_mat is not None:
+                    w = self.t_mat @ w @ self.t_mat.conj().T  # back to W_k = T Y_k T^H
                 w = 0.5 * (w + np.conj(np.swapaxes(w, 1, 2)))
                 lam = np.maximum(np.asarray(self.lam.value, dtype=float), 0.0)
                 ok = True
                 for k in range(self.red.n_users):
+                    if self.exact[k]:
+                        marg, scale = _sinr_margin(self.red, w, gamma, k)
+                        ok &= bool(marg >= -1e-6 * max(1.0, scale))
+                        continue
                     ev = np.linalg.eigvalsh(_phi(self.red, w, lam, gamma, k))
                     ok &= bool(ev[0] >= -1e-6 * max(1.0, float(np.max(np.abs(ev)))))
                 if ok:
@@ -425,7 +525,14 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
     e = red.indicator
     gam_out = np.zeros(k_users)
     lam_out = np.zeros((m, k_users))
+    exact = red.exact_users
     for k in range(k_users):
+        if exact[k]:  # no error ball: the certified SINR is the SINR itself
+            g = red.g[k]
+            sig = float(np.real(g.conj() @ w_mats[k] @ g))
+            intf = float(np.real(g.conj() @ (w_mats.sum(axis=0) - w_mats[k]) @ g))
+            gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
+            continue
         gv = cp.Variable(nonneg=True)
         lv = cp.Variable(m, nonneg=True)
         s_other = w_mats.sum(axis=0) - w_mats[k]
