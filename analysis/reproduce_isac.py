@@ -247,7 +247,16 @@ def fig5(cfg: IsacConfig, r_star: np.ndarray, out: Path, quick: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-def comm_figs(cfg: IsacConfig, c_unit: np.ndarray, out: Path, quick: bool, users: list[int]) -> None:
+def _td_isac_point(args: tuple) -> object:
+    """One operating point of Figs. 6-9 (top level so that a process pool can run it)."""
+    cfgq, h, c_unit, m, (scheme, ps, pc, eth, rho0) = args
+    cc = cfgq.with_(sensing_power_dbm=ps, comm_power_dbm=pc, crlb_threshold_m2=eth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cvxpy "solution may be inaccurate": statuses are checked
+        return td_isac(scheme, h, c_unit / dbm_to_w(ps), cc, m, rho0=rho0)
+
+
+def comm_figs(cfg: IsacConfig, c_unit: np.ndarray, out: Path, quick: bool, users: list[int], jobs: int = 1) -> None:
     """Figs. 6-9. c_unit: per-snapshot CRLB at P_s = 1 W (c scales as 1/P_s)."""
     g = cfg.geometry()
     p = cfg.user_positions[users]
@@ -261,13 +270,26 @@ def comm_figs(cfg: IsacConfig, c_unit: np.ndarray, out: Path, quick: bool, users
     def run(scheme: str, ps: float, pc: float, eth: float, rho0: float = 0.5):  # noqa: ANN202
         key = (scheme, ps, pc, eth, rho0)
         if key not in cache:
-            cc = cfgq.with_(sensing_power_dbm=ps, comm_power_dbm=pc, crlb_threshold_m2=eth)
-            cache[key] = td_isac(scheme, h, c_unit / dbm_to_w(ps), cc, m, rho0=rho0)
+            cache[key] = _td_isac_point((cfgq, h, c_unit, m, key))
         return cache[key]
 
     schemes = ("main", "ei", "mrt")
     ps_list = [20.0, 30.0, 40.0]
     pc_list = [10.0, 20.0, 30.0]
+    ps7 = [20.0, 40.0] if quick else [20.0, 30.0, 40.0]
+    eth_list = [1e-7, 1e-6, 1e-5]
+    # every operating point the figures and checks use; with jobs > 1 they run in a process pool
+    keys = {(s, ps, 20.0, cfg.crlb_threshold_m2, 0.5) for s in schemes for ps in ps_list}
+    keys |= {(s, 30.0, pc, cfg.crlb_threshold_m2, 0.5) for s in schemes for pc in pc_list}
+    keys |= {(s, ps, 20.0, eth, 0.5) for s in schemes for ps in ps7 for eth in eth_list}
+    keys |= {("main", 30.0, 20.0, cfg.crlb_threshold_m2, r0) for r0 in cfg.rho_init}
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        order = sorted(keys, key=lambda k: k[0] == "ei")  # slow schemes first
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for key, res in zip(order, pool.map(_td_isac_point, [(cfgq, h, c_unit, m, k) for k in order]), strict=True):
+                cache[key] = res
     rows6 = []
     for sch in schemes:
         for ps in ps_list:
@@ -279,8 +301,6 @@ def comm_figs(cfg: IsacConfig, c_unit: np.ndarray, out: Path, quick: bool, users
     d6 = pd.DataFrame(rows6)
     d6.to_csv(out / "fig6_rate_vs_power.csv", index=False)
     d6.to_csv(out / "fig9_rho_vs_power.csv", index=False, columns=["scheme", "sweep", "ps_dbm", "pc_dbm", "rho", "rho_bar"])
-    eth_list = [1e-7, 1e-6, 1e-5]
-    ps7 = [20.0, 40.0] if quick else [20.0, 30.0, 40.0]
     rows7 = []
     for sch in schemes:
         for ps in ps7:
@@ -294,7 +314,7 @@ def comm_figs(cfg: IsacConfig, c_unit: np.ndarray, out: Path, quick: bool, users
     for rho0 in cfg.rho_init:
         r = run("main", 30.0, 20.0, cfg.crlb_threshold_m2, rho0)
         finals.append((r.rho, r.t_sdr, r.rate_wc))
-        rows8 += [{"rho0": rho0, "iter": i, "rho": a, "t": b} for i, (a, b) in enumerate(r.history)]
+        rows8 += [{"rho0": rho0, "iter": i, "rho": a, "t": b, "stage": st} for i, ((a, b), st) in enumerate(zip(r.history, r.history_stage, strict=True))]
     d8 = pd.DataFrame(rows8)
     d8.to_csv(out / "fig8_convergence.csv", index=False)
 
@@ -329,9 +349,10 @@ def comm_figs(cfg: IsacConfig, c_unit: np.ndarray, out: Path, quick: bool, users
     hist_ok = True
     for rho0 in cfg.rho_init:
         r = run("main", 30.0, 20.0, cfg.crlb_threshold_m2, rho0)
-        hh = r.history
-        ao = hh[:-1] if (len(hh) > 1 and abs(hh[-1][0] - r.rho_bar) < 1e-12 and hh[-2][0] > r.rho_bar) else hh
-        hist_ok &= all(b[1] >= a[1] - 1e-9 for a, b in zip(ao, ao[1:], strict=False))
+        # t never decreases along the AO, nor from the projection (18) (which may lower it) on
+        cut = r.history_stage.index("projection") if "projection" in r.history_stage else len(r.history)
+        for seg in (r.history[:cut], r.history[cut:]):
+            hist_ok &= all(b[1] >= a[1] - 1e-9 for a, b in zip(seg, seg[1:], strict=False))
         hist_ok &= r.rho <= r.rho_bar + 1e-12
     ei = run("ei", 30.0, 20.0, cfg.crlb_threshold_m2)
     rho_f = [f[0] for f in finals]
@@ -415,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the Figs. 6-9 operating points (default 1)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -441,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     fm = FimModel.build(g, cfg.user_positions, 1.0)
     c_unit_all = fm.per_snapshot_crlb(r_star / cfg.sensing_power_w, cfg.noise_w)
     c_unit = c_unit_all if len(users) == 4 else c_unit_all[users]
-    comm_figs(cfg, c_unit, out, args.quick, users)
+    comm_figs(cfg, c_unit, out, args.quick, users, jobs=args.jobs)
     timings["comm_figs_s"] = time.perf_counter() - t1
     setup = {"quick": args.quick, "users_for_comm_figs": users, "n_antennas": cfg.n_antennas, "n_aps": len(cfg.ap_centers_m),
              "c_per_snapshot_m2_at_30dBm": [float(x) for x in c_unit_all / cfg.sensing_power_w],

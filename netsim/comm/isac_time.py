@@ -78,7 +78,9 @@ class TdIsacResult:
     gamma_wc : ndarray (K,)
     w : ndarray (K, M*N) complex [sqrt(W)]
     history : list of (rho_i, t_i)
-        AO iterates (Fig. 8).
+        AO iterates (Fig. 8), then the projection and the accepted polish moves.
+    history_stage : list of str
+        Per history entry: "ao", "projection" or "polish".
     status : str
         "ok", "crlb_infeasible" (rho_bar <= 0) or "infeasible".
     n_solves : int
@@ -96,6 +98,7 @@ class TdIsacResult:
     status: str = "ok"
     n_solves: int = 0
     wall_s: float = 0.0
+    history_stage: list[str] = field(default_factory=list)
 
 
 def td_isac(
@@ -198,22 +201,111 @@ def td_isac(
         rho = rho_new
     if prev is None or not prev.feasible:
         return TdIsacResult(scheme, rho, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, hist, "infeasible", n_solves, time.perf_counter() - t_start)
+    stages = ["ao"] * len(hist)
     rho_fin = prev_rho
     if rho_fin > rho_bar:  # projection (18)
         rho_fin = rho_bar
         res = bi_rbo(red_at(rho_bar), rho_bar, zt, mrt=mrt)
         n_solves += res.n_solves
         hist.append((rho_bar, res.t))
+        stages.append("projection")
         if not res.feasible:
-            return TdIsacResult(scheme, rho_bar, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, hist, "infeasible", n_solves, time.perf_counter() - t_start)
+            return TdIsacResult(scheme, rho_bar, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, hist, "infeasible", n_solves, time.perf_counter() - t_start, stages)
         prev = res
+    if cfg.rho_polish_steps:
+        rho_fin, prev, n_p = _polish_rho(red_at, rho_fin, prev, min(rho_bar, rho_max), cfg.delta_rho, cfg.rho_polish_steps,
+                                         cfg.rho_polish_tol_bps_hz, mrt, hist, stages)
+        n_solves += n_p
     red = red_at(rho_fin)
     if mrt:
         x = _mrt_rank_one(red, prev)
     else:
         x = rank_one(red, prev.w_mats)
     gam, rate = certify(red, x, rho_fin)
-    return TdIsacResult(scheme, rho_fin, rho_bar, prev.t, rate, gam, red.lift(x), hist, "ok", n_solves, time.perf_counter() - t_start)
+    return TdIsacResult(scheme, rho_fin, rho_bar, prev.t, rate, gam, red.lift(x), hist, "ok", n_solves, time.perf_counter() - t_start, stages)
+
+
+def _max_t_above(red, rho: float, t_floor: float, tol: float, mrt: bool) -> BiRboResult | None:  # noqa: ANN001
+    """Largest t >= t_floor (to ``tol``) for which the SDR at this rho is feasible, or None.
+
+    One solve at ``t_floor``; if feasible, a galloping search upwards (steps tol, 2 tol, 4 tol,
+    ...) brackets the maximum, then bisection on the same compiled (DPP) problem.
+    """
+    from netsim.comm.robust import _RobustSdp
+
+    sdp = _RobustSdp(red, mrt=mrt)
+    n = 0
+
+    def attempt(t: float) -> BiRboResult | None:
+        nonlocal n
+        n += 1
+        ok, w, lam = sdp.solve(2.0 ** (t / rho) - 1.0)
+        if not ok:
+            return None
+        p_mats = np.stack([np.asarray(pk.value) for pk in sdp.p]) if mrt else None
+        return BiRboResult(t, w, lam, True, p_mats=p_mats)
+
+    best = attempt(t_floor)
+    if best is None:
+        return None
+    step, up = tol, None
+    while up is None:
+        r = attempt(best.t + step)
+        if r is None:
+            up = best.t + step
+        else:
+            best, step = r, 2.0 * step
+    while up - best.t > tol:
+        r = attempt(0.5 * (best.t + up))
+        if r is None:
+            up = 0.5 * (best.t + up)
+        else:
+            best = r
+    best.n_solves = n
+    return best
+
+
+def _polish_rho(red_at, rho: float, best: BiRboResult, rho_hi: float, d_rho: float, steps: tuple[int, ...],  # noqa: ANN001
+                tol: float, mrt: bool, hist: list, stages: list) -> tuple[float, BiRboResult, int]:
+    """Compass search on the relaxation's t(rho) over the Delta_rho grid in (0, rho_hi].
+
+    First t at the current rho is refined to ``tol``; then a neighbour rho' is probed with one
+    SDR solve at ``t + tol`` and, if feasible, its t is maximised and the point moves. t never
+    decreases, so the AO's monotonicity carries over. Accepted moves (and the refinement) are
+    appended to ``hist`` with stage "polish".
+    """
+    n = 0
+    ref = _max_t_above(red_at(rho), rho, best.t, tol, mrt)
+    if ref is not None:
+        n += ref.n_solves
+        if ref.t > best.t:
+            best = ref
+            hist.append((rho, best.t))
+            stages.append("polish")
+    failed: dict[float, float] = {}  # rho -> smallest t found infeasible there
+    for s in steps:
+        moved = True
+        while moved:
+            moved = False
+            for sign in (1.0, -1.0):
+                r_c = round(rho + sign * s * d_rho, 10)
+                if r_c <= 0 or r_c > rho_hi + 1e-12:
+                    continue
+                target = best.t + tol
+                if failed.get(r_c, np.inf) <= target:
+                    continue
+                res = _max_t_above(red_at(r_c), r_c, target, tol, mrt)
+                if res is None:
+                    n += 1
+                    failed[r_c] = target
+                    continue
+                n += res.n_solves
+                rho, best = r_c, res
+                hist.append((rho, best.t))
+                stages.append("polish")
+                moved = True
+                break
+    return rho, best, n
 
 
 def _mrt_rank_one(red, res: BiRboResult) -> NDArray[np.complex128]:  # noqa: ANN001

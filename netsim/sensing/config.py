@@ -76,6 +76,17 @@ class IsacConfig:
         "certificate" (default: W fixed, lam re-optimised; the rho among the candidates
         ``rho +- {1,2,4,...,32} Delta_rho`` with the largest certified rate). With lam fixed the
         margin is maximal at the current rho in our regime, so the paper's update never moves.
+    rho_polish_steps : tuple of int
+        netsim addition after the AO and the projection (18): a compass search over rho on the
+        ``Delta_rho`` grid in ``(0, rho_bar]`` with the step sizes ``s Delta_rho`` for s in this
+        tuple (coarse to fine); each probe re-solves Bi-RBO at the neighbouring rho and is taken
+        only if it certifies ``t + rho_polish_tol_bps_hz`` or more (one SDP when it fails). The AO alone is local
+        and stops at different rho from different rho^(0); the polish makes the end point a
+        grid-local maximum of the relaxation's t(rho). ``()`` switches it off (paper's AO only).
+    rho_polish_tol_bps_hz : float
+        Resolution of t in the polish (1e-3 bit/s/Hz, finer than zeta): near the optimum t(rho)
+        varies by less than zeta over several Delta_rho, so a zeta-resolution search would stop
+        anywhere on that plateau.
     exact_jbb : bool
         Exact dense J_bb (True, default) or the paper's diagonal approximation (spec A5).
     music_step_m : float
@@ -112,6 +123,8 @@ class IsacConfig:
     max_ao_iter: int = 10
     rho_init: tuple[float, ...] = (0.2, 0.5, 0.8)
     rho_update: str = "certificate"
+    rho_polish_steps: tuple[int, ...] = (8, 4, 2, 1)
+    rho_polish_tol_bps_hz: float = 1e-3
     exact_jbb: bool = True
     music_step_m: float = 0.05
     music_exclusion_m: float | None = None
