@@ -14,8 +14,11 @@ floor((1-rho) T/T_u)`` snapshots, ``CRLB_k(rho) = c_k / L(rho)`` (c_k from the o
   certified rate of the fixed W (the paper's margin never moves rho in our regime: with lam
   fixed the margin peaks at the current rho). Either way the old W stays feasible at the new
   rho with ``t >= t^(i-1)``, which warm-starts the bisection (``t_lo``), so t^(i) never
-  decreases. Projection (18) ``rho* = min(rho, rho_bar)`` and a final Bi-RBO if clipped; rank-one
-  extraction and the certified worst-case rate.
+  decreases. Projection (18) ``rho* = min(rho, rho_bar)`` and a final Bi-RBO if clipped; then
+  (netsim additions, see IsacConfig) a compass-search polish of rho on the Delta_rho grid; rank-one
+  extraction, robust re-optimisation of the powers of the extracted directions
+  (:func:`netsim.comm.robust.repower`; the better certificate is kept) and the certified worst-case
+  rate.
 * Algorithm 3 (EI): rho = rho_bar, error-ignorant SOCP, certified against eps(rho_bar).
 * Algorithm 4 (MRT): as Main with Bi-RPO-MRT.
 """
@@ -36,6 +39,7 @@ from netsim.comm.robust import (
     margin_over_rho,
     rank_one,
     reduce_problem,
+    repower,
     worst_case_sinr,
 )
 from netsim.sensing.config import IsacConfig
@@ -222,6 +226,12 @@ def td_isac(
     else:
         x = rank_one(red, prev.w_mats)
     gam, rate = certify(red, x, rho_fin)
+    if cfg.rank_one_repower:
+        x2 = repower(red, x, rho_fin, zt)
+        if x2 is not None:
+            gam2, rate2 = certify(red, x2, rho_fin)
+            if rate2 > rate:
+                x, gam, rate = x2, gam2, rate2
     return TdIsacResult(scheme, rho_fin, rho_bar, prev.t, rate, gam, red.lift(x), hist, "ok", n_solves, time.perf_counter() - t_start, stages)
 
 

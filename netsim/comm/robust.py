@@ -55,6 +55,7 @@ __all__ = [
     "monte_carlo_min_sinr",
     "rank_one",
     "reduce_problem",
+    "repower",
     "worst_case_sinr",
     "zf_coordinates",
 ]
@@ -246,7 +247,7 @@ class _RobustSdp:
     """cvxpy model of (14) (``mrt=False``) or (26) (``mrt=True``) with gamma as a parameter."""
 
     def __init__(self, red: ReducedProblem, mrt: bool = False, dpp: bool = True, gamma: float = 1.0,
-                 zf_coords: bool | None = None) -> None:
+                 zf_coords: bool | None = None, directions: list[NDArray[np.complex128]] | None = None) -> None:
         import cvxpy as cp
 
         self.red, self.mrt = red, mrt
@@ -256,27 +257,34 @@ class _RobustSdp:
         gam = self.gam if dpp else gamma
         self.lam = cp.Variable((m, k_users), nonneg=True)
         self.exact = red.exact_users
+        if directions is not None:
+            mrt = True  # same model as (26) with the given bases instead of the MRT ones
+        self.mrt = mrt
         self.t_mat = None if mrt else (zf_coordinates(red.g) if (dpp if zf_coords is None else zf_coords) else None)
         if self.t_mat is not None:
             self._build_zf(red, gam)
             return
         if mrt:
-            # B~_k = B^H blkdiag(g_{m,k}/||g_{m,k}||): columns are unit vectors in the reduced space
-            full = red.g @ red.basis.T  # [K, MN]  (normalised full channels, = g_k since g in span B)
-            n = full.shape[1] // m
-            self.bk = []
-            for k in range(k_users):
-                bk = np.zeros((full.shape[1], m), dtype=complex)
-                for mm in range(m):
-                    v = full[k, mm * n : (mm + 1) * n]
-                    bk[mm * n : (mm + 1) * n, mm] = v / max(np.linalg.norm(v), 1e-300)
-                self.bk.append(red.basis.conj().T @ bk)  # [d, M]
-            self.p = [cp.Variable((m, m), hermitian=True) for _ in range(k_users)]
+            if directions is None:
+                # B~_k = B^H blkdiag(g_{m,k}/||g_{m,k}||): columns are unit vectors in the reduced space
+                full = red.g @ red.basis.T  # [K, MN]  (normalised full channels, = g_k since g in span B)
+                n = full.shape[1] // m
+                self.bk = []
+                for k in range(k_users):
+                    bk = np.zeros((full.shape[1], m), dtype=complex)
+                    for mm in range(m):
+                        v = full[k, mm * n : (mm + 1) * n]
+                        bk[mm * n : (mm + 1) * n, mm] = v / max(np.linalg.norm(v), 1e-300)
+                    self.bk.append(red.basis.conj().T @ bk)  # [d, M]
+            else:
+                self.bk = [np.asarray(b, dtype=complex).reshape(d, -1) for b in directions]  # [d, r_k]
+            self.p = [cp.Variable((b.shape[1], b.shape[1]), hermitian=True) for b in self.bk]
             xs = [self.bk[k] @ self.p[k] @ self.bk[k].conj().T for k in range(k_users)]
             cons = [pk >> 0 for pk in self.p]
-            for mm in range(m):
-                cons.append(cp.sum(cp.hstack([cp.real(pk[mm, mm]) for pk in self.p])) <= red.pbar)
-            obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(pk)) for pk in self.p])))
+            for mm in range(m):  # tr(D_m B_k P_k B_k^H) = tr((B_k^H D_m B_k) P_k)
+                gm = [(b.conj().T * e[:, mm]) @ b for b in self.bk]
+                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(gk.T, pk))) for gk, pk in zip(gm, self.p, strict=True)])) <= red.pbar)
+            obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply((b.conj().T @ b).T, pk))) for b, pk in zip(self.bk, self.p, strict=True)])))
         else:
             self.x = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
             xs = self.x
@@ -426,6 +434,7 @@ def bi_rbo(
     init: BiRboResult | None = None,
     mrt: bool = False,
     dpp: bool = True,
+    directions: list[NDArray[np.complex128]] | None = None,
 ) -> BiRboResult:
     """Algorithm 1 (Bi-RBO), or Bi-RPO-MRT with ``mrt=True``: bisection on t with the SDR (14)/(26).
 
@@ -443,22 +452,25 @@ def bi_rbo(
     mrt : bool
     dpp : bool
         Re-use one compiled parametrised problem (True) or rebuild per step (plain).
+    directions : list of (d, r_k) arrays or None
+        Restrict ``W_k = B_k P_k B_k^H`` to given bases (as the MRT model (26) does with the
+        MRT bases); used to re-optimise the powers of extracted rank-one directions.
     """
     t0 = time.perf_counter()
     if t_up is None:
         t_up = rate_upper_bound(red, rho)
     best = init if (init is not None and init.feasible) else BiRboResult(t_lo, None, None, False)
     lo, up = (t_lo if best.feasible else 0.0), max(t_up, t_lo)
-    sdp = _RobustSdp(red, mrt=mrt, dpp=True) if dpp else None
+    sdp = _RobustSdp(red, mrt=mrt, dpp=True, directions=directions) if dpp else None
     n_solves = 0
     while up - lo > zeta:
         t = 0.5 * (lo + up)
         gamma = 2.0 ** (t / rho) - 1.0
-        solver = sdp if sdp is not None else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma)
+        solver = sdp if sdp is not None else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma, directions=directions)
         ok, w, lam = solver.solve(gamma)
         n_solves += 1
         if ok:
-            p = np.stack([np.asarray(pk.value) for pk in solver.p]) if mrt else None
+            p = np.stack([np.asarray(pk.value) for pk in solver.p]) if solver.mrt else None
             best = BiRboResult(t, w, lam, True, p_mats=p)
             lo = t
         else:
@@ -482,6 +494,25 @@ def rank_one(red: ReducedProblem, w_mats: NDArray[np.complex128]) -> NDArray[np.
     pw = (np.abs(x) ** 2) @ red.indicator  # [K, M]
     eta = min(1.0, float(np.min(red.pbar / np.maximum(pw.sum(axis=0), 1e-300))))
     return np.sqrt(eta) * x
+
+
+def repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float = 1e-2) -> NDArray[np.complex128] | None:
+    """Robust power re-optimisation of fixed beam directions (netsim addition to Alg. 2 step 6).
+
+    Bi-RBO restricted to ``W_k = p_k b_k b_k^H`` with ``b_k = x_k / ||x_k||`` (the model (26)
+    with one direction per user): the scaling ``eta`` of the rank-one step shrinks every user
+    alike, this gives each user the power the certificate needs. Returns normalised reduced
+    beamformers (K, d) ``sqrt(p_k) b_k``, or None if nothing is feasible.
+    """
+    nrm = np.linalg.norm(x, axis=1)
+    if np.any(nrm <= 0):
+        return None
+    b = x / nrm[:, None]
+    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b])
+    if not res.feasible or res.p_mats is None:
+        return None
+    p = np.maximum(np.real(res.p_mats[:, 0, 0]), 0.0)  # [K]
+    return np.sqrt(p)[:, None] * b
 
 
 def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # noqa: ANN001
@@ -766,6 +797,7 @@ def design_beamformers(
     n_aps: int,
     zeta: float = 1e-2,
     reduce: bool = True,
+    repower_directions: bool = True,
 ) -> BeamformingResult:
     """Design beamformers at a fixed time allocation rho (one frame; no rho search).
 
@@ -788,6 +820,8 @@ def design_beamformers(
         Bisection tolerance [bit/s/Hz].
     reduce : bool
         Exact dimension reduction (default) or the plain full-dimension model.
+    repower_directions : bool
+        Main/MRT: also try :func:`repower` on the extracted directions, keep the better certificate.
 
     Returns
     -------
@@ -809,6 +843,10 @@ def design_beamformers(
                 return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0)
             x = rank_one(red, res.w_mats)
             t_sdr, n_s = res.t, res.n_solves
+            if repower_directions:
+                x2 = repower(red, x, rho, zeta)
+                if x2 is not None and certify(red, x2, rho)[1] > certify(red, x, rho)[1]:
+                    x = x2
         elif scheme == "ei":
             red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
             t_sdr, x, n_s = ei_socp(red0, rho, zeta)

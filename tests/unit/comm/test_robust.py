@@ -22,6 +22,7 @@ from netsim.comm.robust import (
     monte_carlo_min_sinr,
     rank_one,
     reduce_problem,
+    repower,
     worst_case_sinr,
     zf_coordinates,
 )
@@ -207,3 +208,26 @@ def test_td_isac_main_full_size():
     eps = error_radius_at(h, 3, c, res.rho, cfg)
     mc = monte_carlo_min_sinr(h, eps, res.w, cfg.noise_w, np.random.default_rng(0), 2000)
     assert np.all(mc >= res.gamma_wc * (1 - 1e-6))
+
+
+def test_repower_restores_the_certified_rate_of_unbalanced_directions():
+    """repower: with the SDR's own directions but badly scaled powers, the robust power
+    re-optimisation certifies the SDR threshold again (within zeta), and never exceeds it
+    (a rank-one point is feasible for the relaxation, so the SDR t bounds it)."""
+    _, h, eps = _setup(rho=0.5)
+    red = reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2)
+    res = bi_rbo(red, 0.5, 0.01)
+    x = rank_one(red, res.w_mats)
+    bad = x * np.array([1.0, 0.2])[:, None]  # user 2 gets 4 % of its power
+    gam_bad, _ = worst_case_sinr(red, bad)
+    fixed = repower(red, bad, 0.5, 0.01)
+    assert fixed is not None
+    gam_fix, _ = worst_case_sinr(red, fixed)
+    rate = lambda g: 0.5 * np.log2(1 + g.min())  # noqa: E731
+    assert rate(gam_bad) < res.t - 0.05  # the perturbation really hurts
+    assert rate(gam_fix) >= res.t - 0.02
+    assert rate(gam_fix) <= res.t + 0.02
+    # same directions, per-AP budgets met
+    cos = np.abs(np.sum(fixed.conj() * x, axis=1)) / (np.linalg.norm(fixed, axis=1) * np.linalg.norm(x, axis=1))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-9)
+    assert np.all((np.abs(fixed) ** 2 @ red.indicator).sum(axis=0) <= red.pbar * (1 + 1e-6))
