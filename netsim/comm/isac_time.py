@@ -252,7 +252,7 @@ def _max_t_above(red, rho: float, t_floor: float, tol: float, mrt: bool) -> BiRb
         ok, w, lam = sdp.solve(2.0 ** (t / rho) - 1.0)
         if not ok:
             return None
-        p_mats = np.stack([np.asarray(pk.value) for pk in sdp.p]) if mrt else None
+        p_mats = [np.asarray(pk.value) for pk in sdp.p] if mrt else None
         return BiRboResult(t, w, lam, True, p_mats=p_mats)
 
     best = attempt(t_floor)
@@ -322,9 +322,12 @@ def _mrt_rank_one(red, res: BiRboResult) -> NDArray[np.complex128]:  # noqa: ANN
     """MRT rank-one step: ``q_k = sqrt(eta lambda_max(P_k)) v_max``, ``w = B_k q_k`` (Alg. 4 step 4)."""
     from netsim.comm.robust import _RobustSdp
 
-    bks = _RobustSdp(red, mrt=True).bk  # list of (d, M)
-    w, v = np.linalg.eigh(res.p_mats)  # [K, M], [K, M, M]
-    q = np.sqrt(np.maximum(w[:, -1], 0.0))[:, None] * v[:, :, -1]  # [K, M]
-    eta = min(1.0, float(np.min(red.pbar / np.maximum((np.abs(q) ** 2).sum(axis=0), 1e-300))))
-    q = np.sqrt(eta) * q
-    return np.stack([bks[k] @ q[k] for k in range(q.shape[0])])
+    bks = _RobustSdp(red, mrt=True).bk  # list of (d, |M_k|)
+    q = []
+    for pk in res.p_mats:  # principal eigenvector of each P_k, sqrt(lambda_max) v_max
+        w_k, v_k = np.linalg.eigh(0.5 * (pk + pk.conj().T))
+        q.append(np.sqrt(max(w_k[-1], 0.0)) * v_k[:, -1])
+    x = np.stack([bks[k] @ q[k] for k in range(len(q))])  # [K, d]
+    pw = (np.abs(x) ** 2) @ red.indicator  # [K, M]
+    eta = min(1.0, float(np.min(red.pbar / np.maximum(pw.sum(axis=0), 1e-300))))
+    return np.sqrt(eta) * x

@@ -38,6 +38,7 @@ kept for the benchmark.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +95,8 @@ class ReducedProblem:
         AP index of each reduced coordinate.
     n_aps : int
     p_max_w, noise_w : float
+    serving : ndarray (M, K) bool or None
+        User-centric clusters: AP m may send user k's data only if ``serving[m, k]`` (None: all).
     """
 
     g: NDArray[np.complex128]
@@ -104,6 +107,7 @@ class ReducedProblem:
     p_max_w: float
     noise_w: float
     eta2: float = 1.0
+    serving: NDArray[np.bool_] | None = None
 
     @property
     def pbar(self) -> float:
@@ -132,7 +136,14 @@ class ReducedProblem:
     def with_eps(self, eps: ArrayLike) -> ReducedProblem:
         """Same channels, new (un-normalised) radii eps (M, K)."""
         e2 = (np.asarray(eps, dtype=float) ** 2) / self.eta2
-        return ReducedProblem(self.g, e2, self.basis, self.ap_of, self.n_aps, self.p_max_w, self.noise_w, self.eta2)
+        return ReducedProblem(self.g, e2, self.basis, self.ap_of, self.n_aps, self.p_max_w, self.noise_w, self.eta2, self.serving)
+
+    @property
+    def serves(self) -> NDArray[np.bool_]:
+        """(M, K) serving mask (all True when every AP serves every user, the paper's model)."""
+        if self.serving is None:
+            return np.ones((self.n_aps, self.n_users), dtype=bool)
+        return self.serving
 
     def lift(self, x: NDArray[np.complex128]) -> NDArray[np.complex128]:
         """Reduced normalised beamformers (K, d) -> physical ``w_k = sqrt(s) B x_k``, (K, MN)."""
@@ -140,7 +151,8 @@ class ReducedProblem:
 
 
 def reduce_problem(
-    h_hat: ArrayLike, eps: ArrayLike, p_max_w: float, noise_w: float, n_aps: int, reduce: bool = True
+    h_hat: ArrayLike, eps: ArrayLike, p_max_w: float, noise_w: float, n_aps: int, reduce: bool = True,
+    serving: ArrayLike | None = None, served_basis: bool = False,
 ) -> ReducedProblem:
     """Normalise the data and (by default) apply the exact reduction of spec 7.3.
 
@@ -157,19 +169,36 @@ def reduce_problem(
     n_aps : int
     reduce : bool
         False keeps the full M*N dimensions (plain formulation).
+    serving : array_like (M, K) bool or None
+        User-centric clusters (None: every AP serves every user). APs that serve nobody get no
+        coordinates (they transmit nothing, so their errors drop out of every LMI exactly).
+    served_basis : bool
+        Per AP, span only the channels of the users it serves instead of all K channels. Exact
+        for the MRT models (every transmit direction is a served channel), not for Main/EI
+        (whose beams need the other users' channel components to null interference).
     """
     h = np.asarray(h_hat, dtype=complex)
     k, mn = h.shape
     n = mn // n_aps
     eta2 = float(np.mean(np.sum(np.abs(h) ** 2, axis=1)))
     g = h / np.sqrt(eta2)  # [K, MN]
+    srv = None if serving is None else np.asarray(serving, dtype=bool)
+    if srv is not None:
+        if srv.shape != (n_aps, k):
+            raise ValueError(f"serving must have shape (M, K) = {(n_aps, k)}, got {srv.shape}")
+        if not np.all(srv.any(axis=0)):
+            raise ValueError(f"users {np.nonzero(~srv.any(axis=0))[0].tolist()} have no serving AP")
     if not reduce:
         basis = np.eye(mn, dtype=complex)
         ap_of = np.repeat(np.arange(n_aps), n)
     else:
         cols, ap_list = [], []
         for m in range(n_aps):
+            if srv is not None and not srv[m].any():
+                continue
             blk = g[:, m * n : (m + 1) * n].T  # [N, K]
+            if srv is not None and served_basis:
+                blk = blk[:, srv[m]]
             u, s, _ = np.linalg.svd(blk, full_matrices=False)
             r = int(np.sum(s > 1e-10 * max(s.max(), 1e-300)))
             bm = np.zeros((mn, r), dtype=complex)
@@ -180,7 +209,7 @@ def reduce_problem(
         ap_of = np.array(ap_list, dtype=np.int64)
     gr = g @ basis.conj()  # [K, d] = (B^H g_k)^T
     e2 = (np.asarray(eps, dtype=float) ** 2) / eta2  # [M, K]
-    return ReducedProblem(gr, e2, basis, ap_of, n_aps, p_max_w, noise_w, eta2)
+    return ReducedProblem(gr, e2, basis, ap_of, n_aps, p_max_w, noise_w, eta2, srv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,20 +299,28 @@ class _RobustSdp:
                 full = red.g @ red.basis.T  # [K, MN]  (normalised full channels, = g_k since g in span B)
                 n = full.shape[1] // m
                 self.bk = []
+                serves = red.serves
                 for k in range(k_users):
-                    bk = np.zeros((full.shape[1], m), dtype=complex)
-                    for mm in range(m):
+                    aps_k = np.nonzero(serves[:, k])[0]
+                    bk = np.zeros((full.shape[1], aps_k.size), dtype=complex)
+                    for col, mm in enumerate(aps_k):
                         v = full[k, mm * n : (mm + 1) * n]
-                        bk[mm * n : (mm + 1) * n, mm] = v / max(np.linalg.norm(v), 1e-300)
-                    self.bk.append(red.basis.conj().T @ bk)  # [d, M]
+                        bk[mm * n : (mm + 1) * n, col] = v / max(np.linalg.norm(v), 1e-300)
+                    self.bk.append(red.basis.conj().T @ bk)  # [d, |M_k|]
             else:
                 self.bk = [np.asarray(b, dtype=complex).reshape(d, -1) for b in directions]  # [d, r_k]
             self.p = [cp.Variable((b.shape[1], b.shape[1]), hermitian=True) for b in self.bk]
             xs = [self.bk[k] @ self.p[k] @ self.bk[k].conj().T for k in range(k_users)]
             cons = [pk >> 0 for pk in self.p]
-            for mm in range(m):  # tr(D_m B_k P_k B_k^H) = tr((B_k^H D_m B_k) P_k)
-                gm = [(b.conj().T * e[:, mm]) @ b for b in self.bk]
-                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(gk.T, pk))) for gk, pk in zip(gm, self.p, strict=True)])) <= red.pbar)
+            # per-AP power tr(D_m B_k P_k B_k^H) = vec(G_mk^T) . vec(P_k), G_mk = B_k^H D_m B_k,
+            # as one (M_active,) affine expression per user (fast to compile for many APs)
+            active = np.nonzero(e.any(axis=0))[0]
+            power = 0
+            for b, pk in zip(self.bk, self.p, strict=True):
+                gmk = np.einsum("ia,im,ib->mab", b.conj(), e[:, active], b)  # [M_act, r, r]
+                coef = np.transpose(gmk, (0, 2, 1)).reshape(active.size, -1, order="F")  # vec(G^T), column-major
+                power = power + cp.real(coef @ cp.vec(pk, order="F"))
+            cons.append(power <= red.pbar)
             obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply((b.conj().T @ b).T, pk))) for b, pk in zip(self.bk, self.p, strict=True)])))
         else:
             self.x = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
@@ -292,6 +329,14 @@ class _RobustSdp:
             for mm in range(m):
                 cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xk)))) for xk in xs])) <= red.pbar)
             obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(xk)) for xk in xs])))
+            for mm, kk in zip(*np.nonzero(~red.serves), strict=True):
+                if e[:, mm].any():  # W_k >= 0 with no power on AP m: zero block
+                    cons.append(cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xs[kk])))) == 0)
+        if mrt:
+            self._mrt_lmis(red, gam, cons)
+            self.xs = xs
+            self.prob = cp.Problem(obj, cons)
+            return
         s = xs[0]
         for xk in xs[1:]:
             s = s + xk
@@ -312,6 +357,31 @@ class _RobustSdp:
             cons.append(0.5 * (phi + phi.H) >> 0)
         self.xs = xs
         self.prob = cp.Problem(obj, cons)
+
+    def _mrt_lmis(self, red: ReducedProblem, gam, cons: list) -> None:  # noqa: ANN001
+        """LMIs (13) for ``W_j = B_j P_j B_j^H``, written per user k as
+        ``sum_j c_kj C_kj P_j C_kj^H + blkdiag(diag(E lam_k), -gamma - eps_k^T lam_k)`` with
+        ``C_kj = [B_j; g_k^H B_j]`` and ``c_kk = 1``, ``c_kj = -gamma``: a few small products per
+        user instead of the d x d sums (which made cvxpy's compile take tens of seconds at 36 APs)."""
+        import cvxpy as cp
+
+        d, k_users = red.dim, red.n_users
+        e = red.indicator
+        for k in range(k_users):
+            g = red.g[k]
+            terms = []
+            for j in range(k_users):
+                c_kj = np.vstack([self.bk[j], g.conj()[None, :] @ self.bk[j]])  # [d+1, r_j]
+                terms.append(c_kj @ self.p[j] @ c_kj.conj().T)
+            others = [t for j, t in enumerate(terms) if j != k]
+            interference = cp.sum(others) if len(others) > 1 else (others[0] if others else 0)
+            lmat = np.zeros((d + 1, red.n_aps))
+            lmat[:d] = e
+            lmat[d] = -red.eps2[:, k]
+            corner = np.zeros((d + 1, d + 1))
+            corner[d, d] = 1.0
+            phi = terms[k] - gam * interference + cp.diag(lmat @ self.lam[:, k]) - gam * corner
+            cons.append(0.5 * (phi + phi.H) >> 0)
 
     def _build_zf(self, red: ReducedProblem, gam) -> None:  # noqa: ANN001 - float or cp.Parameter
         """(14) in zero-forcing coordinates ``W_k = T Y_k T^H`` (see :func:`zf_coordinates`).
@@ -334,6 +404,10 @@ class _RobustSdp:
         for mm in range(m):
             pm = t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat  # tr(D_m T Y T^H) = tr(P_m Y)
             cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(pm.T, yk))) for yk in self.y])) <= red.pbar)
+        for mm, kk in zip(*np.nonzero(~red.serves), strict=True):
+            if e[:, mm].any():  # no power of user kk on AP mm (Y >= 0 makes it a zero block)
+                pm = t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat
+                cons.append(cp.real(cp.sum(cp.multiply(pm.T, self.y[kk]))) == 0)
         tt = t_mat.conj().T @ t_mat
         obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(tt.T, yk))) for yk in self.y])))
         d_tilde = [t_inv @ np.diag(e[:, mm]) @ t_inv.conj().T for mm in range(m)]
@@ -414,7 +488,7 @@ class BiRboResult:
     feasible: bool
     n_solves: int = 0
     solve_s: float = 0.0
-    p_mats: NDArray[np.complex128] | None = None
+    p_mats: list[NDArray[np.complex128]] | None = None  # MRT/direction models: P_k (r_k, r_k) per user
 
 
 def rate_upper_bound(red: ReducedProblem, rho: float) -> float:
@@ -470,7 +544,7 @@ def bi_rbo(
         ok, w, lam = solver.solve(gamma)
         n_solves += 1
         if ok:
-            p = np.stack([np.asarray(pk.value) for pk in solver.p]) if solver.mrt else None
+            p = [np.asarray(pk.value) for pk in solver.p] if solver.mrt else None
             best = BiRboResult(t, w, lam, True, p_mats=p)
             lo = t
         else:
@@ -487,10 +561,13 @@ def rank_one(red: ReducedProblem, w_mats: NDArray[np.complex128]) -> NDArray[np.
     """Principal-eigenvector extraction with per-AP feasibility scaling eta (Alg. 2 step 6).
 
     Returns normalised reduced beamformers x (K, d): ``x_k = sqrt(eta lambda_max) v_max``,
-    ``eta = min(1, min_m pbar / sum_k ||D_m x_k||^2)``.
+    ``eta = min(1, min_m pbar / sum_k ||D_m x_k||^2)``; with serving clusters, x_k is zeroed on
+    the APs that do not serve user k.
     """
     w, v = np.linalg.eigh(w_mats)  # [K, d], [K, d, d]
     x = np.sqrt(np.maximum(w[:, -1], 0.0))[:, None] * v[:, :, -1]  # [K, d]
+    if red.serving is not None:  # clusters: the SDP meets "no power on AP m" only to solver accuracy
+        x = x * (red.indicator @ red.serving).T  # [K, d] zero on the coordinates of non-serving APs
     pw = (np.abs(x) ** 2) @ red.indicator  # [K, M]
     eta = min(1.0, float(np.min(red.pbar / np.maximum(pw.sum(axis=0), 1e-300))))
     return np.sqrt(eta) * x
@@ -511,7 +588,7 @@ def repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: fl
     res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b])
     if not res.feasible or res.p_mats is None:
         return None
-    p = np.maximum(np.real(res.p_mats[:, 0, 0]), 0.0)  # [K]
+    p = np.maximum(np.array([np.real(pk.reshape(-1)[0]) for pk in res.p_mats]), 0.0)  # [K]
     return np.sqrt(p)[:, None] * b
 
 
@@ -571,12 +648,11 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
         # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
         a0 = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
         a1 = -np.block([[s_other, (s_other @ g)[:, None]], [(g.conj() @ s_other)[None, :], np.array([[np.real(g.conj() @ s_other @ g) + 1.0]])]])
-        expr = a0 + gv * a1
-        for mm in range(m):
-            lm = np.zeros((d + 1, d + 1))
-            lm[:d, :d] = np.diag(e[:, mm])
-            lm[d, d] = -red.eps2[mm, k]
-            expr = expr + lv[mm] * lm
+        # sum_m lam_m L_m with L_m = blkdiag(D_m, -eps_mk^2), as one affine map (fast compile)
+        lmat = np.zeros((d + 1, m))  # diagonal of every L_m, stacked
+        lmat[:d] = e
+        lmat[d] = -red.eps2[:, k]
+        expr = a0 + gv * a1 + cp.diag(lmat @ lv)
         prob = cp.Problem(cp.Maximize(gv), [0.5 * (expr + expr.H) >> 0])
         lam_k = np.zeros(m)
         gam_sdp = 0.0
@@ -651,9 +727,14 @@ def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2) -> tuple[float,
         others = [g.conj() @ x[j] for j in range(k_users) if j != k]
         vec = cp.hstack(others + [1.0 + 0j]) if others else cp.hstack([1.0 + 0j])
         cons.append(cp.real(g.conj() @ x[k]) >= sg * cp.norm(vec, 2))
+    serves = red.serves
     for mm in range(red.n_aps):
         idx = np.nonzero(e[:, mm])[0]
+        if idx.size == 0:
+            continue
         cons.append(cp.sum_squares(x[:, idx]) <= red.pbar)
+        for kk in np.nonzero(~serves[mm])[0]:
+            cons.append(x[kk, idx] == 0)
     prob = cp.Problem(cp.Minimize(0), cons)
     lo, up = 0.0, rate_upper_bound(red, rho)
     best = None
@@ -777,7 +858,10 @@ def _mrt_plain(red: ReducedProblem) -> NDArray[np.complex128]:
     k_users, mn = full.shape
     n = mn // red.n_aps
     hb = full.reshape(k_users, red.n_aps, n)
-    w = hb / np.maximum(np.linalg.norm(hb, axis=-1, keepdims=True), 1e-300) * np.sqrt(red.pbar / k_users)
+    serves = red.serves  # [M, K]
+    load = np.maximum(serves.sum(axis=1), 1)  # [M] users per AP
+    amp = np.where(serves.T, np.sqrt(red.pbar / load)[None, :], 0.0)  # [K, M]
+    w = hb / np.maximum(np.linalg.norm(hb, axis=-1, keepdims=True), 1e-300) * amp[:, :, None]
     return w.reshape(k_users, mn) @ red.basis.conj()
 
 
@@ -798,6 +882,7 @@ def design_beamformers(
     zeta: float = 1e-2,
     reduce: bool = True,
     repower_directions: bool = True,
+    serving: ArrayLike | None = None,
 ) -> BeamformingResult:
     """Design beamformers at a fixed time allocation rho (one frame; no rho search).
 
@@ -822,6 +907,10 @@ def design_beamformers(
         Exact dimension reduction (default) or the plain full-dimension model.
     repower_directions : bool
         Main/MRT: also try :func:`repower` on the extracted directions, keep the better certificate.
+    serving : array_like (M, K) bool or None
+        User-centric clusters (None: every AP serves every user, the paper's model). The MRT
+        schemes then work in the span of the served channels only (exact, and small: one
+        coordinate per served pair), which is what makes large deployments tractable.
 
     Returns
     -------
@@ -834,28 +923,40 @@ def design_beamformers(
     if scheme not in ("main", "mrt", "ei", "mrt_plain"):
         raise ValueError(f"unknown scheme {scheme!r}")
     try:
-        if not (np.all(np.isfinite(hh)) and np.all(np.isfinite(np.asarray(eps, dtype=float)))):
-            raise FloatingPointError("non-finite channel or radius")
-        red = reduce_problem(hh, eps, p_max_w, noise_w, n_aps, reduce=reduce)
-        if scheme in ("main", "mrt"):
-            res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"))
-            if not res.feasible:
-                return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0)
-            x = rank_one(red, res.w_mats)
-            t_sdr, n_s = res.t, res.n_solves
-            if repower_directions:
-                x2 = repower(red, x, rho, zeta)
-                if x2 is not None and certify(red, x2, rho)[1] > certify(red, x, rho)[1]:
-                    x = x2
-        elif scheme == "ei":
-            red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
-            t_sdr, x, n_s = ei_socp(red0, rho, zeta)
-            if x is None:
-                return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0)
-        elif scheme == "mrt_plain":
-            x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
-        gam, rate = certify(red, x, rho)
+        with warnings.catch_warnings():
+            # cvxpy's "solution may be inaccurate"/compilation hints: every status is checked and
+            # every accepted point re-verified, so they are not the user's concern in a run
+            warnings.simplefilter("ignore", UserWarning)
+            return _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, t0)
     except BaseException as exc:  # noqa: BLE001 - a solver failure (even a Rust panic) is a status
         _reraise_interrupt(exc)
         return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "solver_error", 0, time.perf_counter() - t0, {"error": repr(exc)})
+
+
+def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, t0):  # noqa: ANN001, ANN202, PLR0913
+    """Body of :func:`design_beamformers` (raises on solver failure; the caller turns it into a status)."""
+    k_users = hh.shape[0]
+    zero = np.zeros_like(hh)
+    if not (np.all(np.isfinite(hh)) and np.all(np.isfinite(np.asarray(eps, dtype=float)))):
+        raise FloatingPointError("non-finite channel or radius")
+    red = reduce_problem(hh, eps, p_max_w, noise_w, n_aps, reduce=reduce, serving=serving,
+                         served_basis=scheme in ("mrt", "mrt_plain"))
+    if scheme in ("main", "mrt"):
+        res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"))
+        if not res.feasible:
+            return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0)
+        x = rank_one(red, res.w_mats)
+        t_sdr, n_s = res.t, res.n_solves
+        if repower_directions:
+            x2 = repower(red, x, rho, zeta)
+            if x2 is not None and certify(red, x2, rho)[1] > certify(red, x, rho)[1]:
+                x = x2
+    elif scheme == "ei":
+        red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
+        t_sdr, x, n_s = ei_socp(red0, rho, zeta)
+        if x is None:
+            return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0)
+    elif scheme == "mrt_plain":
+        x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
+    gam, rate = certify(red, x, rho)
     return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0)

@@ -25,16 +25,34 @@ and the imperfect-CSI surrogate [C]):
 Rsur is non-decreasing at every iteration (exact block minimisation of an objective whose
 minimum over (u, omega) is K - ln(2) Rsur). With perfect CSI (Ghat = G, err_var = 0, all pairs
 associated) Rsur equals the true sum rate.
+
+Acceleration (netsim addition, see :class:`WMMSEConfig`): one sweep is a fixed-point map
+x -> T(x) on the associated amplitudes x = v[assoc]. WMMSE is a minorise-maximise method and
+converges only linearly, very slowly where Rsur is flat (interference-limited subframes at small
+N, where the optimum switches most streams off and the surviving powers drift for hundreds of
+sweeps). After each sweep a safeguarded Anderson step (type II, Walker & Ni 2011; the monotone
+safeguard as in DAAREM, Henderson & Varadhan 2019) extrapolates from the last
+``anderson_memory`` sweeps,
+
+    gamma = argmin_g || f_k - dF g ||,   x_AA = T(x_k) - (dX + dF) gamma,   f_j = T(x_j) - x_j,
+
+maps x_AA into the feasible set (clip at 0, scale each AP into its budget) and keeps it only if
+it raises Rsur above the plain sweep's value (otherwise the history restarts from the last
+sweep and the linear step ``v + b (v - v_prev)`` is tried instead). Every iterate is therefore
+exactly feasible and Rsur stays non-decreasing; the stopping rule and the cap are unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 __all__ = ["WMMSEConfig", "WMMSEResult", "wmmse_power", "surrogate_rate", "wmmse_terms"]
+
+_TINY = np.finfo(float).tiny
 
 
 @dataclass(frozen=True)
@@ -61,13 +79,22 @@ class WMMSEConfig:
     csi_error : {"variance", "ignore"}
         Include the variance part d (imperfect-CSI surrogate, [C] default) or drop it
         (naive WMMSE that treats Ghat as the true channel, unknown pairs included via Ghat).
+    anderson_memory : int
+        netsim addition (default 6; 0 switches it off): after each sweep, try the safeguarded
+        Anderson point built from the last ``anderson_memory`` sweep differences (module
+        docstring) and keep it only if it raises Rsur; after a rejection the history restarts
+        from the newest sweep. Measured on the seed-004 Table II pipeline (M = 7, K = 42,
+        DSatur-tabu pilots, tol 1e-4; 3200 subframes at N = 2..16 plus 1600 more at N = 2):
+        no subframe needs more than 57 sweeps (mean 21 at N = 2..16, 23 at N = 2), against
+        8 of them capped at 100 (mean 21 and 31) with the linear step alone; Rsur at the stop
+        is 0.1 % higher on average.
     extrapolation : bool
-        netsim addition (default on): after each sweep, try the extrapolated point
-        ``v + b (v - v_prev)`` (clipped at 0 and scaled into every AP's budget) and keep it only
-        if it raises Rsur. The safeguard keeps Rsur non-decreasing and every iterate exactly
-        feasible; ``b`` doubles after a success (up to 16) and halves after a failure (not below
-        1). Without it, about
-        13 % of the subframes at N = 2 need more than 100 sweeps (measured, DSatur pilots).
+        netsim addition (default on): when the Anderson point is rejected (or with
+        ``anderson_memory = 0``), try the linear point ``v + b (v - v_prev)`` (clipped at 0 and
+        scaled into every AP's budget) and keep it only if it raises Rsur; ``b`` doubles after
+        a success (up to 16) and halves after a failure (not below 1). Both safeguards keep Rsur
+        non-decreasing and every iterate exactly feasible. With neither acceleration, about
+        11 % of the subframes at N = 2 need more than 100 sweeps (seed-2025 Table II run).
     """
 
     max_iter: int = 100
@@ -77,6 +104,7 @@ class WMMSEConfig:
     init: Literal["equal", "given"] = "equal"
     weight_update: Literal["per_sweep", "per_ap"] = "per_sweep"
     csi_error: Literal["variance", "ignore"] = "variance"
+    anderson_memory: int = 6
     extrapolation: bool = True
 
 
@@ -91,6 +119,7 @@ class WMMSEResult:
     objective : ndarray, shape [iterations + 1], Rsur [bit/s/Hz] before the first and after
         each sweep
     converged : bool, whether the relative-tolerance rule fired before ``max_iter``
+    info : dict, ``anderson_accepted``: number of sweeps whose Anderson point was kept
     """
 
     power_w: np.ndarray
@@ -110,17 +139,33 @@ def wmmse_terms(
     return a, d
 
 
-def _amplitudes(a: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """s[j, i] = sum_m a[m, j, i] v[m, j], shape [K, K]."""
-    return np.einsum("mji,mj->ji", a, v)
+def _layout(a: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a_t[j, m, i] = a[m, j, i] (contiguous [K, M, K]) and d_flat = d as [M*K, K], the layouts
+    in which s and Tt below are batched matrix products (about 2x faster than einsum)."""
+    n_ap, n_ue, _ = a.shape
+    return np.ascontiguousarray(a.transpose(1, 0, 2)), np.ascontiguousarray(d).reshape(
+        n_ap * n_ue, n_ue
+    )
+
+
+def _amplitudes(a_t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """s[j, i] = sum_m a[m, j, i] v[m, j], shape [K, K] (a_t from :func:`_layout`)."""
+    return np.matmul(v.T[:, None, :], a_t)[:, 0, :]  # [K(j), K(i)]
+
+
+def _total_power(s: np.ndarray, d_flat: np.ndarray, v: np.ndarray, noise_w: float) -> np.ndarray:
+    """Tt_i = sum_j |s[j, i]|^2 + sum_{m,j} d[m, j, i] v[m, j]^2 + sigma^2, shape [K]."""
+    return (s.real**2 + s.imag**2).sum(axis=0) + (v * v).ravel() @ d_flat + noise_w
 
 
 def _surrogate(
-    a: np.ndarray, d: np.ndarray, v: np.ndarray, noise_w: float
+    a_t: np.ndarray, d_flat: np.ndarray, v: np.ndarray, noise_w: float
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    s = _amplitudes(a, v)  # [K, K]
-    tt = (np.abs(s) ** 2).sum(axis=0) + np.einsum("mji,mj->i", d, v**2) + noise_w  # [K]
-    sig = np.abs(np.diagonal(s)) ** 2  # [K]
+    """(Rsur [bit/s/Hz], s [K, K], Tt [K]) at amplitudes v [M, K]."""
+    s = _amplitudes(a_t, v)  # [K, K]
+    tt = _total_power(s, d_flat, v, noise_w)  # [K]
+    s_diag = np.diagonal(s)
+    sig = s_diag.real**2 + s_diag.imag**2  # [K]
     rate = float(np.sum(np.log2(tt / (tt - sig))))
     return rate, s, tt
 
@@ -133,26 +178,28 @@ def surrogate_rate(
     noise_w: float,
 ) -> float:
     """Rsur(sqrt(P)) of spec 4.3 [bit/s/Hz] for powers ``power_w`` [M, K]."""
-    a, d = wmmse_terms(ghat, err_var, assoc)
-    return _surrogate(a, d, np.sqrt(power_w), noise_w)[0]
+    a_t, d_flat = _layout(*wmmse_terms(ghat, err_var, assoc))
+    return _surrogate(a_t, d_flat, np.sqrt(power_w), noise_w)[0]
 
 
 def _solve_multiplier(
     num: np.ndarray, q: np.ndarray, p_max: float, method: str, steps: int
 ) -> np.ndarray:
     """v = num / (q + mu) with the smallest mu >= 0 such that sum v^2 <= p_max."""
-    if p_max <= 0.0 or not np.any(num > 0):
+    if p_max <= 0.0 or not (num > 0).any():
         return np.zeros_like(num)  # AP switched off (P_max = 0) or nothing worth sending
-    q = np.where(q > 0, q, np.finfo(float).tiny)  # q = 0 only for an AN that reaches nobody
+    q = np.where(q > 0, q, _TINY)  # q = 0 only for an AN that reaches nobody
     with np.errstate(over="ignore"):
         v = num / q
-        if np.sum(v**2) <= p_max:
+        if (v**2).sum() <= p_max:
             return v
-    lo, hi = 0.0, float(np.sqrt(np.sum(num**2) / p_max))  # f(hi) <= 0 by construction
+    lo, hi = 0.0, math.sqrt((num**2).sum() / p_max)  # f(hi) <= 0 by construction
     if method == "bisection":
+        buf = np.empty_like(num)  # in-place work array: this loop dominates the sweep's cost
         for _ in range(steps):
             mid = 0.5 * (lo + hi)
-            if np.sum((num / (q + mid)) ** 2) > p_max:
+            np.divide(num, np.add(q, mid, out=buf), out=buf)  # v(mid)
+            if buf @ buf > p_max:
                 lo = mid
             else:
                 hi = mid
@@ -175,10 +222,48 @@ def _solve_multiplier(
         v = num / (q + mu)
     else:
         raise ValueError(f"multiplier={method!r}; allowed: 'bisection', 'newton'")
-    tot = np.sum(v**2)
+    tot = (v**2).sum()
     if tot > p_max:  # rounding guard: exact feasibility
         v = v * np.sqrt(p_max / tot)
     return v
+
+
+def _into_budget(v: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> np.ndarray:
+    """Feasible amplitudes from a trial point: clip at 0, zero off ``assoc``, scale each AP
+    (row) with sum_k v^2 > P_max down onto its budget (exactly, after a rounding guard)."""
+    v = np.where(assoc, np.maximum(v, 0.0), 0.0)  # [M, K]
+    tot = (v**2).sum(axis=1)  # [M]
+    over = tot > p_max
+    if np.any(over):
+        v[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
+        still = (v**2).sum(axis=1) > p_max  # rounding: at most a few ulp above
+        v[still] *= 1.0 - 4.0 * np.finfo(float).eps
+    return v
+
+
+def _anderson_point(hx: list[np.ndarray], hf: list[np.ndarray]) -> np.ndarray | None:
+    """Type-II Anderson extrapolation from sweep inputs ``hx`` and residuals ``hf``.
+
+    ``hx[j]`` = x_j (amplitudes entering sweep j), ``hf[j]`` = T(x_j) - x_j, oldest first, each
+    of shape [n] (n = number of associated pairs). Returns T(x_k) - (dX + dF) gamma with
+    gamma = argmin ||f_k - dF gamma|| (normal equations with a 1e-12 relative Tikhonov term
+    against rank deficiency), or None when the residual differences vanish.
+    """
+    x = np.array(hx)  # [h, n]
+    f = np.array(hf)  # [h, n]
+    dx = x[1:] - x[:-1]  # [h-1, n]
+    df = f[1:] - f[:-1]  # [h-1, n]
+    gram = df @ df.T  # [h-1, h-1]
+    scale = float(gram.trace())
+    if not 0.0 < scale < math.inf:
+        return None
+    gram.flat[:: gram.shape[0] + 1] += 1e-12 * scale  # Tikhonov term on the diagonal
+    try:
+        gamma = np.linalg.solve(gram, df @ f[-1])  # [h-1]
+    except np.linalg.LinAlgError:
+        return None
+    x_aa = x[-1] + f[-1] - gamma @ (dx + df)  # [n]
+    return x_aa if math.isfinite(float(x_aa @ x_aa)) else None
 
 
 def wmmse_power(
@@ -222,39 +307,48 @@ def wmmse_power(
     else:
         raise ValueError(f"csi_error={cfg.csi_error!r}; allowed: 'variance', 'ignore'")
     a_abs2 = np.abs(a) ** 2  # [M, K, K]
+    a_abs2_d = a_abs2 + d  # [M, K, K]
+    a_conj = np.conj(a)  # [M, K, K]
     a_diag = np.einsum("mjj->mj", a)  # [M, K]
+    a_t, d_flat = _layout(a, d)  # [K, M, K], [M*K, K]
     load = np.maximum(assoc.sum(axis=1), 1)  # [M]
     if cfg.init == "given" and v0 is not None:
         v = np.where(assoc, np.maximum(v0, 0.0), 0.0)
     else:
         v = np.where(assoc, np.sqrt(p_max / load)[:, None], 0.0)  # [M, K]
-    rate, s, tt = _surrogate(a, d, v, noise_w)
+    rate, s, tt = _surrogate(a_t, d_flat, v, noise_w)
     trace = [rate]
     converged = False
     it = 0
     per_ap = cfg.weight_update == "per_ap"
     if cfg.weight_update not in ("per_sweep", "per_ap"):
         raise ValueError(f"weight_update={cfg.weight_update!r}; allowed: 'per_sweep', 'per_ap'")
-    beta = 1.0  # extrapolation factor (see WMMSEConfig.extrapolation)
+    if cfg.anderson_memory < 0:
+        raise ValueError(f"anderson_memory={cfg.anderson_memory}; must be >= 0")
+    beta = 1.0  # linear extrapolation factor (see WMMSEConfig.extrapolation)
     v_prev = v.copy()
+    hist_x: list[np.ndarray] = []  # Anderson history: sweep inputs x_j, each [n_assoc]
+    hist_f: list[np.ndarray] = []  # residuals T(x_j) - x_j, each [n_assoc]
+    n_anderson = 0
     for sweep in range(1, cfg.max_iter + 1):
         it = sweep
+        x_in = v[assoc]  # [n_assoc]
         for m in range(n_ap):
             if m == 0 or per_ap:
                 if per_ap and m > 0:
-                    tt = (np.abs(s) ** 2).sum(axis=0) + np.einsum("mji,mj->i", d, v**2) + noise_w
+                    tt = _total_power(s, d_flat, v, noise_w)  # [K]
                 s_diag = np.diagonal(s).copy()  # [K]
                 sig = np.abs(s_diag) ** 2
                 u = s_diag / tt  # [K]
                 omega = tt / (tt - sig)  # [K] = 1 / e_i
                 cw = omega * np.abs(u) ** 2  # [K]
                 r = omega[None, :] * np.real(np.conj(u)[None, :] * a_diag)  # [M, K]
-                q_all = (a_abs2 + d) @ cw  # [M, K]
+                q_all = a_abs2_d @ cw  # [M, K]
                 qa_all = a_abs2 @ cw  # [M, K]
             served = assoc[m]
             if not served.any():
                 continue
-            x = np.real(np.conj(a[m]) * s) @ cw - qa_all[m] * v[m]  # [K]
+            x = np.real(a_conj[m] * s) @ cw - qa_all[m] * v[m]  # [K]
             num = np.maximum(0.0, r[m] - x)[served]
             q = q_all[m][served]
             v_new = np.zeros(n_ue)
@@ -263,12 +357,28 @@ def wmmse_power(
             )
             s = s + a[m] * (v_new - v[m])[:, None]  # [K, K]
             v[m] = v_new
-        rate_new, s, tt = _surrogate(a, d, v, noise_w)
-        if cfg.extrapolation and sweep > 1:
-            v_try = np.where(assoc, np.maximum(v + beta * (v - v_prev), 0.0), 0.0)  # [M, K]
-            tot = (v_try**2).sum(axis=1)  # [M]
-            v_try *= np.sqrt(np.minimum(1.0, p_max / np.where(tot > 0, tot, 1.0)))[:, None]
-            rate_try, s_try, tt_try = _surrogate(a, d, v_try, noise_w)
+        rate_new, s, tt = _surrogate(a_t, d_flat, v, noise_w)
+        accelerated = False
+        if cfg.anderson_memory > 0:
+            hist_x.append(x_in)
+            hist_f.append(v[assoc] - x_in)
+            if len(hist_x) > cfg.anderson_memory + 1:
+                del hist_x[0], hist_f[0]
+            x_aa = _anderson_point(hist_x, hist_f) if len(hist_x) > 1 else None
+            if x_aa is not None:
+                v_try = np.zeros_like(v)
+                v_try[assoc] = x_aa
+                v_try = _into_budget(v_try, assoc, p_max)  # [M, K]
+                rate_try, s_try, tt_try = _surrogate(a_t, d_flat, v_try, noise_w)
+                if rate_try > rate_new:  # monotone safeguard
+                    v, rate_new, s, tt = v_try, rate_try, s_try, tt_try
+                    accelerated = True
+                    n_anderson += 1
+            if not accelerated:  # restart from the newest sweep
+                del hist_x[:-1], hist_f[:-1]
+        if cfg.extrapolation and sweep > 1 and not accelerated:
+            v_try = _into_budget(v + beta * (v - v_prev), assoc, p_max)  # [M, K]
+            rate_try, s_try, tt_try = _surrogate(a_t, d_flat, v_try, noise_w)
             if rate_try > rate_new:
                 v, rate_new, s, tt = v_try, rate_try, s_try, tt_try
                 beta = min(2.0 * beta, 16.0)
@@ -286,4 +396,5 @@ def wmmse_power(
         iterations=it,
         objective=np.asarray(trace),
         converged=converged,
+        info={"anderson_accepted": n_anderson},
     )

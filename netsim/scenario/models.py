@@ -309,6 +309,11 @@ class CommConfig(_Section):
         0.0, ge=0.0,
         description="reuse last frame's beamformer if no user moved more than this (m)",
     )
+    serving_aps: int = Field(
+        0, ge=0,
+        description="seed-003 designs (main/ei/mrt): each user is served by its this many "
+        "strongest APs (user-centric cluster); 0: every AP serves every user (the paper)",
+    )
     # --- seed 004: uplink pilots, MMSE CSI, user-centric association (csi: pilots)
     pilot_power_dbm: float = Field(23.0, ge=-30.0, le=60.0, description="uplink pilot power per user (dBm)")
     coherence_slots: int = Field(

@@ -109,15 +109,22 @@ class LocationAwareComm:
         h_hat = h_est.reshape(k_users, n_aps * n_ant)  # [K, MN]
         crlb = np.where(np.isfinite(crlb_m2), crlb_m2, 0.0)  # genie sensing: exact positions
         eps = channel_error_radius(h_hat, n_aps, crlb, 4.0 / net.wavelength_m)  # [M, K]
+        serving = None
+        if sc.comm.serving_aps > 0:  # user-centric clusters: the strongest online APs per user
+            gain = np.linalg.norm(h_est, axis=2)  # [K, M]
+            n_srv = min(sc.comm.serving_aps, int(net.online.sum()))
+            top = np.argsort(-gain, axis=1, kind="stable")[:, :n_srv]  # [K, L]
+            serving = np.zeros((n_aps, k_users), dtype=bool)
+            serving[top, np.arange(k_users)[:, None]] = True
         res = design_beamformers(
             sc.comm.beamforming, h_hat, eps, float(sim.p_max_w.max()), sc.channel.noise_power_w,
-            sim.comm_fraction, n_aps)
+            sim.comm_fraction, n_aps, serving=serving)
         self.last_design = res
         if res.status != "ok":
             sim.event("beamformer_fallback", -1,
                       f"{sc.comm.beamforming}: {res.status}; equal-power MRT used this frame")
             res = design_beamformers("mrt_plain", h_hat, eps, float(sim.p_max_w.max()),
-                                     sc.channel.noise_power_w, sim.comm_fraction, n_aps)
+                                     sc.channel.noise_power_w, sim.comm_fraction, n_aps, serving=serving)
         self.robust_w = res.w.reshape(k_users, n_aps, n_ant) * net.online[None, :, None]
         self.directions = self.robust_w
 

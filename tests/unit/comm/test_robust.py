@@ -231,3 +231,28 @@ def test_repower_restores_the_certified_rate_of_unbalanced_directions():
     cos = np.abs(np.sum(fixed.conj() * x, axis=1)) / (np.linalg.norm(fixed, axis=1) * np.linalg.norm(x, axis=1))
     np.testing.assert_allclose(cos, 1.0, atol=1e-9)
     assert np.all((np.abs(fixed) ** 2 @ red.indicator).sum(axis=0) <= red.pbar * (1 + 1e-6))
+
+
+def test_serving_clusters_restrict_beams_and_the_mrt_reduction_is_exact():
+    """User-centric clusters: AP 1 serves user 0 only. Every scheme puts zero power on the
+    excluded pair; the MRT model in the span of the served channels (one coordinate per served
+    pair) gives the same t as in the span of all channels; the cluster can only cost rate."""
+    _, h, eps = _setup(rho=0.5)
+    serving = np.array([[True, True], [True, False]])  # (M, K)
+    red_all = reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2, serving=serving)
+    red_srv = reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2, serving=serving, served_basis=True)
+    assert red_srv.dim == int(serving.sum()) and red_all.dim == 4
+    t_all = bi_rbo(red_all, 0.5, 0.005, mrt=True).t
+    t_srv = bi_rbo(red_srv, 0.5, 0.005, mrt=True).t
+    assert abs(t_all - t_srv) <= 0.01
+    t_free = bi_rbo(reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2), 0.5, 0.005, mrt=True).t
+    assert t_srv <= t_free + 0.01
+    n = h.shape[1] // 2
+    for scheme in ("main", "ei", "mrt", "mrt_plain"):
+        res = design_beamformers(scheme, h, eps, CFG.comm_power_w, CFG.noise_w, 0.5, 2, zeta=0.02, serving=serving)
+        assert res.status == "ok", scheme
+        w = res.w.reshape(2, 2, n)  # [K, M, N]
+        assert np.linalg.norm(w[1, 1]) <= 1e-6 * np.linalg.norm(w[1, 0]), scheme
+        assert np.linalg.norm(w[0, 1]) > 0, scheme
+    with pytest.raises(ValueError, match="no serving AP"):
+        reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2, serving=np.array([[True, False], [True, False]]))

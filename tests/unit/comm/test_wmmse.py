@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,6 +28,19 @@ from netsim.phy.umi import (
 
 CFG = ChannelConfig.umi()
 SIGMA2 = noise_power_w(CFG)
+# The hardest subframes met in the seed-004 Table II pipeline (analysis/reproduce_power.py:
+# M = 7, K = 42, N = 2, DSatur-tabu pilots): seed 2025 drop 19 subframe 4 (the only one of the
+# 800 calls of the full run that the linear extrapolation alone left at the 100-sweep cap) and
+# the same for seeds 2027 (drop 14, subframe 2) and 2028 (drop 0, subframe 2). Ghat is stored
+# only where both pairs are associated, the only entries the variance surrogate reads.
+HARD = Path(__file__).parent / "data" / "wmmse_hard_n2.npz"
+HARD_NAMES = ("s2025_d19_t4", "s2027_d14_t2", "s2028_d00_t2")
+
+
+def hard_instance(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    with np.load(HARD) as z:
+        return (z[f"{name}_ghat"], z[f"{name}_err_var"], z[f"{name}_assoc"],
+                float(z[f"{name}_sigma2"]), float(z[f"{name}_p_max"]))
 
 
 def subframe(seed: int, n_ue: int = 21, n_ant: int = 4, reuse: int = 8):
@@ -41,10 +56,14 @@ def subframe(seed: int, n_ue: int = 21, n_ant: int = 4, reuse: int = 8):
     return h, csi.w, csi.ghat, csi.err_var, assoc
 
 
-@pytest.mark.parametrize(("seed", "update"), [(0, "per_sweep"), (1, "per_sweep"), (2, "per_ap")])
-def test_monotone_feasible_converged(seed: int, update: str) -> None:
+@pytest.mark.parametrize(("seed", "update", "memory"), [
+    (0, "per_sweep", 6), (1, "per_sweep", 6), (2, "per_ap", 6), (0, "per_sweep", 0),
+    (2, "per_ap", 0),
+])
+def test_monotone_feasible_converged(seed: int, update: str, memory: int) -> None:
     _, _, ghat, err, assoc = subframe(seed)
-    res = wmmse_power(ghat, err, assoc, SIGMA2, CFG.p_max_w, WMMSEConfig(weight_update=update))
+    res = wmmse_power(ghat, err, assoc, SIGMA2, CFG.p_max_w,
+                      WMMSEConfig(weight_update=update, anderson_memory=memory))
     obj = res.objective
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[:-1]))
     assert res.converged and res.iterations <= 100
@@ -137,3 +156,47 @@ def test_property_feasible_and_monotone_on_random_inputs(
     assert np.all(res.power_w.sum(axis=1) <= p_max * (1 + 1e-9))
     obj = res.objective
     assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[:-1]))
+
+
+@pytest.mark.parametrize("name", HARD_NAMES)
+def test_hard_subframe_converges_within_cap(name: str) -> None:
+    # spec check 9 on the slow subframes: monotone Rsur (relative slack 1e-9), exact per-AP
+    # feasibility, p >= 0, no power off the association, convergence within 100 sweeps
+    ghat, err, assoc, sigma2, p_max = hard_instance(name)
+    linear = wmmse_power(ghat, err, assoc, sigma2, p_max, WMMSEConfig(anderson_memory=0))
+    assert not linear.converged and linear.iterations == 100  # the instance is a hard one
+    res = wmmse_power(ghat, err, assoc, sigma2, p_max)
+    assert res.converged and res.iterations <= 100
+    assert res.info["anderson_accepted"] > 0
+    obj = res.objective
+    assert obj.size == res.iterations + 1
+    assert np.all(np.diff(obj) >= -1e-9 * np.abs(obj[:-1]))
+    assert np.all(res.power_w >= 0) and np.all(res.power_w[~assoc] == 0)
+    assert np.all(res.power_w.sum(axis=1) <= p_max)
+    assert obj[-1] == pytest.approx(surrogate_rate(ghat, err, assoc, res.power_w, sigma2))
+    # same quality as the linear extrapolation that ran into the cap (measured: -2.3 %, -0.2 %,
+    # +0.8 % for the three subframes; their long-run optima differ by a few % between methods,
+    # the surrogate being non-concave with many near-flat directions)
+    assert obj[-1] >= 0.97 * linear.objective[-1]
+
+
+def test_acceleration_variants_agree_with_plain_sweeps() -> None:
+    # with anderson_memory = 0 and no extrapolation the algorithm is spec 4.3 verbatim: plain
+    # block-coordinate sweeps; all three variants must end feasible and monotone, and the
+    # accelerated ones must not end below the plain one on this (well-behaved) subframe
+    _, _, ghat, err, assoc = subframe(7, n_ant=4)
+    plain = wmmse_power(ghat, err, assoc, SIGMA2, CFG.p_max_w,
+                        WMMSEConfig(anderson_memory=0, extrapolation=False, max_iter=1000))
+    for cfg in (WMMSEConfig(anderson_memory=0), WMMSEConfig()):
+        res = wmmse_power(ghat, err, assoc, SIGMA2, CFG.p_max_w, cfg)
+        assert res.converged
+        assert np.all(np.diff(res.objective) >= -1e-9 * np.abs(res.objective[:-1]))
+        assert np.all(res.power_w.sum(axis=1) <= CFG.p_max_w)
+        assert res.objective[-1] >= plain.objective[-1] * (1 - 1e-3)
+    assert plain.info["anderson_accepted"] == 0
+
+
+def test_negative_anderson_memory_is_rejected() -> None:
+    _, _, ghat, err, assoc = subframe(0)
+    with pytest.raises(ValueError, match="anderson_memory"):
+        wmmse_power(ghat, err, assoc, SIGMA2, CFG.p_max_w, WMMSEConfig(anderson_memory=-1))
