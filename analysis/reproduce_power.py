@@ -276,8 +276,8 @@ def baseline_checks(frames: pd.DataFrame, diag: dict, table: pd.DataFrame) -> li
     })
     conv = float(np.mean(diag["converged"]))
     checks.append({
-        "name": "9b WMMSE convergence at tol 1e-4 (safeguarded extrapolation on, see "
-                "WMMSEConfig.extrapolation): max iterations, fraction converged within the cap of 100",
+        "name": "9b WMMSE convergence at tol 1e-4 (safeguarded Anderson/linear extrapolation on, see "
+                "WMMSEConfig.anderson_memory and .extrapolation): max iterations, fraction converged within the cap of 100",
         "value": [int(max(diag["iters"])), round(conv, 4)],
         "target": "spec check 9: every call converges in <= 100 iterations",
         "pass": bool(conv == 1.0 and max(diag["iters"]) <= 100),

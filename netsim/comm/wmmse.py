@@ -53,6 +53,7 @@ import numpy as np
 __all__ = ["WMMSEConfig", "WMMSEResult", "wmmse_power", "surrogate_rate", "wmmse_terms"]
 
 _TINY = np.finfo(float).tiny
+_EPS = np.finfo(float).eps
 
 
 @dataclass(frozen=True)
@@ -234,10 +235,10 @@ def _into_budget(v: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> np.ndar
     v = np.where(assoc, np.maximum(v, 0.0), 0.0)  # [M, K]
     tot = (v**2).sum(axis=1)  # [M]
     over = tot > p_max
-    if np.any(over):
+    if over.any():
         v[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
         still = (v**2).sum(axis=1) > p_max  # rounding: at most a few ulp above
-        v[still] *= 1.0 - 4.0 * np.finfo(float).eps
+        v[still] *= 1.0 - 4.0 * _EPS
     return v
 
 
@@ -325,6 +326,11 @@ def wmmse_power(
         raise ValueError(f"weight_update={cfg.weight_update!r}; allowed: 'per_sweep', 'per_ap'")
     if cfg.anderson_memory < 0:
         raise ValueError(f"anderson_memory={cfg.anderson_memory}; must be >= 0")
+    if not assoc.any() or rate <= 0.0:
+        # nothing to allocate (no associated pair, or no useful signal anywhere): the relative
+        # stopping rule could never fire, so report the starting point as the fixed point
+        return WMMSEResult(power_w=v**2, iterations=0, objective=np.asarray(trace), converged=True,
+                           info={"anderson_accepted": 0})
     beta = 1.0  # linear extrapolation factor (see WMMSEConfig.extrapolation)
     v_prev = v.copy()
     hist_x: list[np.ndarray] = []  # Anderson history: sweep inputs x_j, each [n_assoc]

@@ -33,8 +33,11 @@ SIGMA2 = noise_power_w(CFG)
 # 800 calls of the full run that the linear extrapolation alone left at the 100-sweep cap) and
 # the same for seeds 2027 (drop 14, subframe 2) and 2028 (drop 0, subframe 2). Ghat is stored
 # only where both pairs are associated, the only entries the variance surrogate reads.
+# test_hard_fixture_provenance regenerates them from the seeds.
 HARD = Path(__file__).parent / "data" / "wmmse_hard_n2.npz"
 HARD_NAMES = ("s2025_d19_t4", "s2027_d14_t2", "s2028_d00_t2")
+HARD_SEEDS = {"s2025_d19_t4": (2025, 19, 4), "s2027_d14_t2": (2027, 14, 2),
+              "s2028_d00_t2": (2028, 0, 2)}
 
 
 def hard_instance(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -200,3 +203,42 @@ def test_negative_anderson_memory_is_rejected() -> None:
     _, _, ghat, err, assoc = subframe(0)
     with pytest.raises(ValueError, match="anderson_memory"):
         wmmse_power(ghat, err, assoc, SIGMA2, CFG.p_max_w, WMMSEConfig(anderson_memory=-1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HARD_NAMES)
+def test_hard_fixture_provenance(name: str) -> None:
+    # the script behind data/wmmse_hard_n2.npz: the loop of run_frames in
+    # analysis/reproduce_power.py (same streams, full TabuConfig) up to the stored subframe
+    from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
+    from netsim.rng import RandomStreams
+
+    seed, drop, sub = HARD_SEEDS[name]
+    streams = RandomStreams(seed)
+    ap = hex_ap_positions(7, CFG.isd_m)
+    rng_lsf = streams.generator("lsf", drop)
+    ue = drop_users(ap, 42, CFG, rng_lsf)
+    beta = large_scale_fading(ap, ue, CFG, rng_lsf)
+    assoc = associate(beta)
+    pa = dsatur_tabu(beta, assoc, 2, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                     noise_w=SIGMA2, tau_c=200, rng=streams.generator("tabu", drop, 2),
+                     config=TabuConfig())
+    rng = streams.generator("ssf", drop, 2)
+    for _ in range(sub + 1):
+        h = channel_from_fading(beta, draw_small_scale_fading((7, 42, 2), rng))
+        csi = prepare_subframe(h, beta, assoc, pa.colour, CFG.p_pilot_w, SIGMA2, rng)
+    ghat, err, assoc_f, sigma2, p_max = hard_instance(name)
+    both = assoc[:, :, None] & assoc[:, None, :]
+    assert np.array_equal(assoc, assoc_f) and sigma2 == SIGMA2 and p_max == CFG.p_max_w
+    assert np.allclose(np.where(both, csi.ghat, 0.0), ghat, rtol=1e-12, atol=0.0)
+    assert np.allclose(csi.err_var, err, rtol=1e-12, atol=0.0)
+
+
+def test_no_associated_pair_returns_at_once_converged():
+    """With nothing associated Rsur is 0 and the relative rule cannot fire: the kernel returns
+    the (all-zero) start as converged after 0 sweeps instead of running to the cap."""
+    m, k = 3, 4
+    ghat = np.ones((m, k, k), dtype=complex)
+    res = wmmse_power(ghat, np.zeros((m, k)), np.zeros((m, k), dtype=bool), 1e-9, 1.0)
+    assert res.converged and res.iterations == 0
+    assert np.all(res.power_w == 0.0)
