@@ -40,7 +40,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("residual_phase_rms_rad", f64),
         ("sensing_rmse_m", f64), ("crlb_rms_m", f64),
         ("beamformer_reused", b1), ("comm_pilot_length", i64), ("power_iterations_mean", f64),
-        ("sum_rate_bps_hz", f64), ("min_rate_bps_hz", f64), ("mean_sinr_db", f64),
+        ("sum_rate_bps_hz", f64), ("min_rate_bps_hz", f64), ("certified_min_rate_bps_hz", f64),
+        ("mean_sinr_db", f64),
         ("wall_sync_s", f64), ("wall_sense_s", f64), ("wall_comm_s", f64), ("wall_power_s", f64),
     ]),
     "aps": pa.schema([

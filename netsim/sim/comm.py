@@ -68,6 +68,7 @@ class LocationAwareComm:
         self.sim = sim
         self.directions: np.ndarray | None = None  # [K, M, N]
         self.robust_w: np.ndarray | None = None  # [K, M, N] seed-003 designs (power included)
+        self.last_design = None  # BeamformingResult of the last seed-003 design
         self.pilot_length = 0
 
     def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
@@ -97,6 +98,7 @@ class LocationAwareComm:
         self.ghat = u @ np.conj(h_est.transpose(1, 2, 0))  # [M, K, K]  Ghat[m,k,i] = h_im^H u_mk
         self.err_var = (beta / (net.k_factor + 1.0)).T  # [M, K] (0 for pure LOS)
         self.robust_w = None
+        self.last_design = None
         return False
 
     def _design_robust(self, h_est: np.ndarray, crlb_m2: np.ndarray) -> None:
