@@ -80,7 +80,7 @@ class MusicSensing:
         aperture = net.spacing_m * (net.n_antennas - 1)
         return MusicGrid(x_min_m=lo[0], x_max_m=hi[0], y_min_m=lo[1], y_max_m=hi[1],
                          step_m=cfg.grid_step_m, exclusion_m=max(aperture, 0.05),
-                         track_halfwidth_m=cfg.tracking_window_m,
+                         refine_step_m=cfg.refine_step_m, track_halfwidth_m=cfg.tracking_window_m,
                          track_step_m=min(0.025, cfg.tracking_window_m / 8))
 
     def _covariance(self, geom: IsacGeometry, users_pos: np.ndarray) -> np.ndarray:
