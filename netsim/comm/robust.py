@@ -836,7 +836,8 @@ class BeamformingResult:
     rate_wc : float
         Certified worst-case minimum user rate ``rho log2(1 + min_k gamma_wc)`` [bit/s/Hz].
     status : str
-        "ok", "infeasible" (nothing feasible; w is zero), or "solver_error".
+        "ok", "infeasible" (nothing feasible; w is zero), "too_large" (see ``max_sdp_dim``) or
+        "solver_error".
     n_solves : int
     solve_s : float
     """
@@ -883,6 +884,7 @@ def design_beamformers(
     reduce: bool = True,
     repower_directions: bool = True,
     serving: ArrayLike | None = None,
+    max_sdp_dim: int = 96,
 ) -> BeamformingResult:
     """Design beamformers at a fixed time allocation rho (one frame; no rho search).
 
@@ -911,6 +913,10 @@ def design_beamformers(
         User-centric clusters (None: every AP serves every user, the paper's model). The MRT
         schemes then work in the span of the served channels only (exact, and small: one
         coordinate per served pair), which is what makes large deployments tractable.
+    max_sdp_dim : int
+        Main/MRT: refuse (status "too_large") when the reduced dimension d exceeds this, instead
+        of an interior-point solve that would exhaust memory (96: Main at d = 108 needs six
+        108 x 108 Hermitian blocks; the paper size is d = 12).
 
     Returns
     -------
@@ -927,13 +933,14 @@ def design_beamformers(
             # cvxpy's "solution may be inaccurate"/compilation hints: every status is checked and
             # every accepted point re-verified, so they are not the user's concern in a run
             warnings.simplefilter("ignore", UserWarning)
-            return _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, t0)
+            return _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving,
+                           max_sdp_dim, t0)
     except BaseException as exc:  # noqa: BLE001 - a solver failure (even a Rust panic) is a status
         _reraise_interrupt(exc)
         return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "solver_error", 0, time.perf_counter() - t0, {"error": repr(exc)})
 
 
-def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, t0):  # noqa: ANN001, ANN202, PLR0913
+def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, max_sdp_dim, t0):  # noqa: ANN001, ANN202, PLR0913
     """Body of :func:`design_beamformers` (raises on solver failure; the caller turns it into a status)."""
     k_users = hh.shape[0]
     zero = np.zeros_like(hh)
@@ -941,6 +948,10 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
         raise FloatingPointError("non-finite channel or radius")
     red = reduce_problem(hh, eps, p_max_w, noise_w, n_aps, reduce=reduce, serving=serving,
                          served_basis=scheme in ("mrt", "mrt_plain"))
+    if scheme in ("main", "mrt") and red.dim > max_sdp_dim:
+        # an interior-point solve would need tens of GB (campus without clusters asked for 71 GB)
+        return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "too_large", 0, time.perf_counter() - t0,
+                                 {"dim": red.dim, "hint": "serve each user from a cluster of APs (comm.serving_aps)"})
     if scheme in ("main", "mrt"):
         res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"))
         if not res.feasible:

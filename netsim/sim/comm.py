@@ -124,7 +124,9 @@ class LocationAwareComm:
         self.last_design = res
         if res.status != "ok":
             sim.event("beamformer_fallback", -1,
-                      f"{sc.comm.beamforming}: {res.status}; equal-power MRT used this frame")
+                      f"{sc.comm.beamforming}: {res.status}"
+                      + (f" (d = {res.extra['dim']}; {res.extra['hint']})" if "hint" in res.extra else "")
+                      + "; equal-power MRT used this frame")
             res = design_beamformers("mrt_plain", h_hat, eps, float(sim.p_max_w.max()),
                                      sc.channel.noise_power_w, sim.comm_fraction, n_aps, serving=serving)
         self.robust_w = res.w.reshape(k_users, n_aps, n_ant) * net.online[None, :, None]

@@ -256,3 +256,10 @@ def test_serving_clusters_restrict_beams_and_the_mrt_reduction_is_exact():
         assert np.linalg.norm(w[0, 1]) > 0, scheme
     with pytest.raises(ValueError, match="no serving AP"):
         reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2, serving=np.array([[True, False], [True, False]]))
+
+
+def test_oversized_sdp_is_refused_with_a_status_not_a_crash():
+    _, h, eps = _setup(rho=0.5)
+    res = design_beamformers("main", h, eps, CFG.comm_power_w, CFG.noise_w, 0.5, 2, max_sdp_dim=3)
+    assert res.status == "too_large" and res.extra["dim"] == 4 and np.all(res.w == 0)
+    assert design_beamformers("ei", h, eps, CFG.comm_power_w, CFG.noise_w, 0.5, 2, max_sdp_dim=3).status == "ok"
