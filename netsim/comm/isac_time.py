@@ -37,6 +37,7 @@ from netsim.comm.robust import (
     certify,
     ei_socp,
     margin_over_rho,
+    mrt_bases,
     rank_one,
     reduce_problem,
     repower,
@@ -320,9 +321,7 @@ def _polish_rho(red_at, rho: float, best: BiRboResult, rho_hi: float, d_rho: flo
 
 def _mrt_rank_one(red, res: BiRboResult) -> NDArray[np.complex128]:  # noqa: ANN001
     """MRT rank-one step: ``q_k = sqrt(eta lambda_max(P_k)) v_max``, ``w = B_k q_k`` (Alg. 4 step 4)."""
-    from netsim.comm.robust import _RobustSdp
-
-    bks = _RobustSdp(red, mrt=True).bk  # list of (d, |M_k|)
+    bks = mrt_bases(red)  # list of (d, |M_k|)
     q = []
     for pk in res.p_mats:  # principal eigenvector of each P_k, sqrt(lambda_max) v_max
         w_k, v_k = np.linalg.eigh(0.5 * (pk + pk.conj().T))

@@ -54,6 +54,7 @@ __all__ = [
     "lmi_min_eig",
     "margin_over_rho",
     "monte_carlo_min_sinr",
+    "mrt_bases",
     "rank_one",
     "reduce_problem",
     "repower",
@@ -239,15 +240,37 @@ def _sinr_margin(red: ReducedProblem, w_mats: NDArray[np.complex128], gamma: flo
     of ``Q_k + lam I`` tends to ``g^H Q_k g - gamma``), so the solver gets the scalar constraint
     instead of an unbounded multiplier. Returns (margin, scale) in normalised units.
     """
+    sig, intf = _received_powers(red, w_mats, k)
+    return sig - gamma * (intf + 1.0), max(abs(sig), gamma * (abs(intf) + 1.0))
+
+
+def _received_powers(red: ReducedProblem, w_mats: NDArray[np.complex128], k: int) -> tuple[float, float]:
+    """Nominal signal ``g_k^H W_k g_k`` and interference ``g_k^H (sum_{j!=k} W_j) g_k`` (normalised)."""
     g = red.g[k]
     sig = float(np.real(g.conj() @ w_mats[k] @ g))
     intf = float(np.real(g.conj() @ (w_mats.sum(axis=0) - w_mats[k]) @ g))
-    return sig - gamma * (intf + 1.0), max(abs(sig), gamma * (abs(intf) + 1.0))
+    return sig, intf
 
 
 def lmi_min_eig(red: ReducedProblem, w_mats: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float) -> NDArray[np.float64]:
     """``lambda_min(Phi_k)`` for every user, (K,) (normalised units)."""
     return np.array([np.linalg.eigvalsh(_phi(red, w_mats, lam, gamma, k))[0] for k in range(red.n_users)])
+
+
+def mrt_bases(red: ReducedProblem) -> list[NDArray[np.complex128]]:
+    """MRT bases of model (26): per user k, ``B^H blkdiag(g_{m,k}/||g_{m,k}||)`` over its serving
+    APs, a (d, |M_k|) matrix of unit columns in the reduced space."""
+    full = red.g @ red.basis.T  # [K, MN] (= g_k on every served block, even with a served basis)
+    n = full.shape[1] // red.n_aps
+    out = []
+    for k in range(red.n_users):
+        aps_k = np.nonzero(red.serves[:, k])[0]
+        bk = np.zeros((full.shape[1], aps_k.size), dtype=complex)
+        for col, mm in enumerate(aps_k):
+            v = full[k, mm * n : (mm + 1) * n]
+            bk[mm * n : (mm + 1) * n, col] = v / max(np.linalg.norm(v), 1e-300)
+        out.append(red.basis.conj().T @ bk)  # [d, |M_k|]
+    return out
 
 
 def zf_coordinates(g: NDArray[np.complex128], max_cond: float = 1e6) -> NDArray[np.complex128] | None:
@@ -295,18 +318,7 @@ class _RobustSdp:
             return
         if mrt:
             if directions is None:
-                # B~_k = B^H blkdiag(g_{m,k}/||g_{m,k}||): columns are unit vectors in the reduced space
-                full = red.g @ red.basis.T  # [K, MN]  (normalised full channels, = g_k since g in span B)
-                n = full.shape[1] // m
-                self.bk = []
-                serves = red.serves
-                for k in range(k_users):
-                    aps_k = np.nonzero(serves[:, k])[0]
-                    bk = np.zeros((full.shape[1], aps_k.size), dtype=complex)
-                    for col, mm in enumerate(aps_k):
-                        v = full[k, mm * n : (mm + 1) * n]
-                        bk[mm * n : (mm + 1) * n, col] = v / max(np.linalg.norm(v), 1e-300)
-                    self.bk.append(red.basis.conj().T @ bk)  # [d, |M_k|]
+                self.bk = mrt_bases(red)
             else:
                 self.bk = [np.asarray(b, dtype=complex).reshape(d, -1) for b in directions]  # [d, r_k]
             self.p = [cp.Variable((b.shape[1], b.shape[1]), hermitian=True) for b in self.bk]
@@ -401,13 +413,12 @@ class _RobustSdp:
         t_inv = np.linalg.inv(t_mat)
         self.y = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
         cons = [yk >> 0 for yk in self.y]
-        for mm in range(m):
-            pm = t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat  # tr(D_m T Y T^H) = tr(P_m Y)
+        pms = [t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat for mm in range(m)]  # tr(D_m T Y T^H) = tr(P_m Y)
+        for pm in pms:
             cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(pm.T, yk))) for yk in self.y])) <= red.pbar)
         for mm, kk in zip(*np.nonzero(~red.serves), strict=True):
             if e[:, mm].any():  # no power of user kk on AP mm (Y >= 0 makes it a zero block)
-                pm = t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat
-                cons.append(cp.real(cp.sum(cp.multiply(pm.T, self.y[kk]))) == 0)
+                cons.append(cp.real(cp.sum(cp.multiply(pms[mm].T, self.y[kk]))) == 0)
         tt = t_mat.conj().T @ t_mat
         obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(tt.T, yk))) for yk in self.y])))
         d_tilde = [t_inv @ np.diag(e[:, mm]) @ t_inv.conj().T for mm in range(m)]
@@ -636,9 +647,7 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
     exact = red.exact_users
     for k in range(k_users):
         if exact[k]:  # no error ball: the certified SINR is the SINR itself
-            g = red.g[k]
-            sig = float(np.real(g.conj() @ w_mats[k] @ g))
-            intf = float(np.real(g.conj() @ (w_mats.sum(axis=0) - w_mats[k]) @ g))
+            sig, intf = _received_powers(red, w_mats, k)
             gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
             continue
         gv = cp.Variable(nonneg=True)
@@ -957,17 +966,20 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
         if not res.feasible:
             return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0)
         x = rank_one(red, res.w_mats)
-        t_sdr, n_s = res.t, res.n_solves
+        gam, rate = certify(red, x, rho)
         if repower_directions:
             x2 = repower(red, x, rho, zeta)
-            if x2 is not None and certify(red, x2, rho)[1] > certify(red, x, rho)[1]:
-                x = x2
-    elif scheme == "ei":
+            if x2 is not None:
+                gam2, rate2 = certify(red, x2, rho)
+                if rate2 > rate:
+                    x, gam, rate = x2, gam2, rate2
+        return BeamformingResult(red.lift(x), rho, float(res.t), gam, rate, "ok", res.n_solves, time.perf_counter() - t0)
+    if scheme == "ei":
         red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
         t_sdr, x, n_s = ei_socp(red0, rho, zeta)
         if x is None:
             return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0)
-    elif scheme == "mrt_plain":
+    else:  # mrt_plain
         x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
     gam, rate = certify(red, x, rho)
     return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0)
