@@ -44,7 +44,8 @@ from netsim.sim.world import Network
 from netsim.trace import TraceWriter
 from netsim.units import dbm_to_w
 
-__all__ = ["FronthaulLink", "RunSummary", "Simulation", "frame_timing"]
+__all__ = ["AccessPoint", "CentralUnit", "FronthaulLink", "RunSummary", "Simulation", "UserProcess",
+           "frame_timing", "run_scenario"]
 
 PHASES = ("sync", "sense", "comm", "power")
 
@@ -118,11 +119,16 @@ class AccessPoint:
     def __init__(self, sim: Simulation, index: int) -> None:
         self.sim = sim
         self.index = index
-        self.downlink = FronthaulLink(sim.env, sim.scenario.fronthaul.latency_s)
-        self.process = sim.env.process(self.run())
+        self.downlink: FronthaulLink | None = None
+        self.process = None
+
+    def start(self) -> None:
+        """Create the SimPy side (downlink, process) in the simulation's environment."""
+        self.downlink = FronthaulLink(self.sim.env, self.sim.scenario.fronthaul.latency_s)
+        self.process = self.sim.env.process(self.run())
 
     def send_report(self, report: SyncReport) -> None:
-        self.sim.uplink.send(report)
+        self.sim.cpu.uplink.send(report)
 
     def run(self):
         net = self.sim.net
@@ -152,7 +158,10 @@ class UserProcess:
         self.index = index
         self.anchor_m = sim.net.user_pos_m[index]
         self.moved_m = 0.0
-        self.process = sim.env.process(self.run())
+        self.process = None
+
+    def start(self) -> None:
+        self.process = self.sim.env.process(self.run())
 
     def run(self):
         while True:
@@ -164,6 +173,7 @@ class UserProcess:
         self.moved_m = 0.0
 
 
+@dataclass
 @dataclass
 class RunSummary:
     """What a finished (or failed) run reports back."""
@@ -183,8 +193,342 @@ class RunSummary:
         return self.sim_time_s / self.wall_s if self.wall_s > 0 else math.inf
 
 
+@dataclass
+class FrameState:
+    """What one frame's phases hand to each other (local to one frame; never checkpointed)."""
+
+    t_frame: float
+    replanned: bool = False
+    sync_due: bool = False
+    meas: methods.SyncMeasurement | None = None
+    timing: FrameTiming | None = None
+    wall_sync: float = 0.0
+    true_pos: np.ndarray | None = None  # [K, 2]
+    est_pos: np.ndarray | None = None  # [K, 2]
+    crlb_m2: np.ndarray | None = None  # [K]
+    wall_sense: float = 0.0
+    rho_now: float = 0.0
+    ap_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    reused: bool = False
+    rates_sum: list[float] = field(default_factory=list)
+    rates_min: list[float] = field(default_factory=list)
+    sinr_all: list[np.ndarray] = field(default_factory=list)
+    iters: list[int] = field(default_factory=list)
+    wall_comm: float = 0.0
+    wall_power: float = 0.0
+
+
+class CentralUnit:
+    """The CPU: runs the frame loop and turns sync reports into AP corrections.
+
+    Two SimPy processes: :meth:`frames` (sync round, sensing, communication with its
+    subframes, records) and :meth:`receive` (uplink -> per-AP corrections on the downlinks).
+    Its state between frames is plain attributes (the sync plan, why the next frame must
+    re-plan, the next frame's ``comm_fraction``, the last sync measurement), so a checkpoint
+    can pickle it; the processes are rebuilt by :meth:`start`.
+    """
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.uplink: FronthaulLink | None = None
+        self.plan = None
+        self.plan_time_s = 0.0
+        self.replan_reason: str | None = "start"
+        self.comm_fraction = sim.scenario.frame.comm_fraction  # rho of the next frame
+        self.timing_sense_s = 0.0
+        self.last_meas: methods.SyncMeasurement | None = None
+        self.receiver = None
+        self.process = None
+
+    def start(self) -> None:
+        """Create the uplink and both processes in the simulation's environment."""
+        env = self.sim.env
+        if self.uplink is None or self.uplink.env is not env:
+            self.uplink = FronthaulLink(env, self.sim.scenario.fronthaul.latency_s)
+        self.receiver = env.process(self.receive())
+        self.process = env.process(self.frames())
+
+    def request_replan(self, reason: str) -> None:
+        """Ask for a new sync plan at the next frame (topology changed)."""
+        self.replan_reason = reason
+
+    @property
+    def reference_ap(self) -> int:
+        if self.plan is not None:
+            return int(self.plan.reference_ap)
+        ref = self.sim.scenario.sync.reference_ap
+        online = np.flatnonzero(self.sim.net.online)
+        if ref is not None and self.sim.net.online[ref]:
+            return ref
+        return int(online[0]) if online.size else 0
+
+    # ------------------------------------------------------------------ sync
+    def maybe_replan(self) -> bool:
+        sim = self.sim
+        sync = sim.scenario.sync
+        if sync.method == "none":
+            return False
+        period_due = self.plan is not None and (
+            sim.env.now - self.plan_time_s >= sync.replan_period_s - 1e-12)
+        if self.replan_reason is None and not period_due:
+            return False
+        reason = self.replan_reason or "period"
+        old = self.plan
+        if not sim.net.online.any():
+            self.plan = None
+            sim.event("replan_failed", -1, "no AP online")
+            self.replan_reason = None
+            return False
+        planner = methods.SYNC_PLANNERS[sync.method]
+        self.plan = planner(sim.net, sim.net.online.copy(), sim.rngs["sync"])
+        self.plan_time_s = sim.env.now
+        self.replan_reason = None
+        n_clusters = len(self.plan.masters)
+        sim.event("replan", -1, f"{reason}: {n_clusters} cluster(s), {self.plan.n_pilots} pilot(s), "
+                  f"reference AP {self.plan.reference_ap}")
+        if old is not None:
+            before = set(int(m) for m in old.masters)
+            after = set(int(m) for m in self.plan.masters)
+            for m in sorted(after - before):
+                sim.event("master_change", m, "became master")
+            for m in sorted(before - after):
+                sim.event("master_change", m, "no longer master")
+            if old.reference_ap != self.plan.reference_ap:
+                sim.event("reference_change", int(self.plan.reference_ap),
+                          f"was AP {old.reference_ap}")
+        return True
+
+    def send_reports(self, meas: methods.SyncMeasurement, t_meas: float) -> None:
+        """Each measuring AP reports its estimates to the CPU over the uplink."""
+        measured_by = meas.measured_by
+        for sender in np.unique(measured_by[measured_by >= 0]):
+            aps = np.flatnonzero((measured_by == sender) & np.isfinite(meas.est_to_s))
+            if aps.size == 0:
+                continue
+            self.sim.aps[int(sender)].send_report(SyncReport(
+                sender=int(sender), t_meas_s=t_meas, aps=aps, to_s=meas.est_to_s[aps],
+                cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps]))
+
+    def receive(self):
+        """CPU side of the uplink: turn each sync report into corrections for the APs in it."""
+        while True:
+            report: SyncReport = yield self.uplink.receive()
+            for j, ap in enumerate(report.aps):
+                self.sim.aps[int(ap)].downlink.send(Correction(
+                    ap=int(ap), t_meas_s=report.t_meas_s, to_s=float(report.to_s[j]),
+                    cfo_hz=float(report.cfo_hz[j]), phase_rad=float(report.phase_rad[j])))
+
+    # ------------------------------------------------------------------ frame loop
+    def frames(self):
+        """The frame loop (a SimPy process): one iteration per frame, phases in order."""
+        sim = self.sim
+        env = sim.env
+        period_s = sim.scenario.frame.period_s
+        while not sim.done():
+            t_frame = env.now
+            sim.advance_world()
+            ev, sim.frame_start = sim.frame_start, env.event()
+            ev.succeed()
+            yield env.timeout(0)  # let user processes see the frame start
+            fs = FrameState(t_frame=t_frame)
+            yield from self.sync_phase(fs)
+            yield from self.sense_phase(fs)
+            yield from self.comm_phase(fs)
+            self.record(fs)
+            sim.frame += 1
+            if period_s is not None:
+                next_start = t_frame + period_s
+                if next_start > env.now:
+                    yield env.timeout(next_start - env.now)
+
+    def sync_phase(self, fs: FrameState):
+        """Re-plan when needed, run the sync round, send the reports, wait out the overhead."""
+        sim = self.sim
+        sc, net, env = sim.scenario, sim.net, sim.env
+        w0 = time.perf_counter()
+        fs.replanned = self.maybe_replan()
+        fs.sync_due = (sc.sync.method != "none" and self.plan is not None
+                       and sim.frame % sc.sync.period_frames == 0)
+        if fs.sync_due:
+            meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, sim.rngs["sync"])
+            for ap in meas.invalid:
+                sim.event("sync_untrusted", int(ap),
+                          "estimate not trusted (low SINR, out of range or singular FIM); "
+                          "not corrected this round")
+            self.send_reports(meas, env.now)
+            self.last_meas = meas
+            fs.meas = meas
+        slots = self.plan.overhead_slots if fs.sync_due else 0
+        fs.timing = frame_timing(sc, slots, self.comm_fraction)
+        fs.wall_sync = time.perf_counter() - w0
+        sim.wall["sync"] += fs.wall_sync
+        if fs.timing.sync_s > 0:
+            yield env.timeout(fs.timing.sync_s)
+
+    def sense_phase(self, fs: FrameState):
+        """Localize the users; choose the next frame's time split."""
+        sim = self.sim
+        w0 = time.perf_counter()
+        sim.advance_world()
+        fs.true_pos = sim.net.user_pos_m  # [K, 2]
+        self.timing_sense_s = fs.timing.sense_s
+        fs.est_pos, fs.crlb_m2 = sim.sensing(sim.net, sim.rngs["sensing"])
+        fs.wall_sense = time.perf_counter() - w0
+        sim.wall["sense"] += fs.wall_sense
+        fs.rho_now = self.comm_fraction
+        self.allocate_time(fs.crlb_m2, fs.timing.sense_s)
+        yield sim.env.timeout(fs.timing.sense_s)
+
+    def comm_phase(self, fs: FrameState):
+        """Beamformers once per frame; per subframe power control and rates on the TRUE channel."""
+        sim = self.sim
+        sc, net, env = sim.scenario, sim.net, sim.env
+        timing = fs.timing
+        w0 = time.perf_counter()
+        sim.advance_world()
+        comm_start = env.now
+        ref = self.reference_ap
+        to_s, cfo_hz, phase = net.offsets_to(ref)
+        fs.ap_rows = self.ap_rows(fs.meas, to_s, cfo_hz, phase)
+        fs.reused = sim.comm.frame_setup(fs.est_pos, fs.crlb_m2)
+        wall_power = 0.0
+        not_converged = 0
+        for s in range(sc.frame.subframes):
+            t_sub = comm_start + s * timing.subframe_s
+            if t_sub > env.now:
+                yield env.timeout(t_sub - env.now)
+            sim.advance_world()
+            h_true = net.true_channel() * net.online[None, :, None]  # [K, M, N]
+            to_s, _, phase = net.offsets_to(ref)
+            wp = time.perf_counter()
+            tx = sim.comm.subframe(h_true)
+            wall_power += time.perf_counter() - wp
+            sinr = downlink_sinr(h_true, tx.w, sc.channel.noise_power_w, phase, to_s,
+                                 sim.subcarrier_hz, sc.comm.cyclic_prefix_s,
+                                 sc.comm.symbol_duration_s)  # [F, K]
+            rate = tx.rate_factor * rates_bps_hz(sinr)  # [K]
+            sinr_eff_db = 10 * np.log10(2.0 ** rates_bps_hz(sinr) - 1.0 + 1e-300)  # [K]
+            sim.trace.emit("subframes", frame=sim.frame, subframe=s, t_s=env.now,
+                           user=np.arange(net.n_users), power_w=tx.power_w.sum(axis=0),
+                           ap_power_w=tx.power_w.T,
+                           sinr_db=sinr_eff_db, rate_bps_hz=rate)
+            fs.rates_sum.append(rate.sum())
+            fs.rates_min.append(rate.min())
+            fs.sinr_all.append(sinr_eff_db)
+            fs.iters.append(tx.iterations)
+            not_converged += not tx.converged
+        if not_converged:
+            sim.event("power_not_converged", -1,
+                      f"{sc.comm.power}: {not_converged} of {sc.frame.subframes} subframes "
+                      "hit the iteration cap (last iterate used)")
+        end = comm_start + timing.comm_s
+        if end > env.now:
+            yield env.timeout(end - env.now)
+        fs.wall_comm = time.perf_counter() - w0 - wall_power
+        fs.wall_power = wall_power
+        sim.wall["comm"] += fs.wall_comm
+        sim.wall["power"] += wall_power
+
+    def record(self, fs: FrameState) -> None:
+        """Emit the frame's users, aps and frames rows (and call ``on_frame``)."""
+        sim = self.sim
+        sc, net = sim.scenario, sim.net
+        timing, t_frame = fs.timing, fs.t_frame
+        true_pos, est_pos, crlb_m2, ap_rows = fs.true_pos, fs.est_pos, fs.crlb_m2, fs.ap_rows
+        err = np.linalg.norm(est_pos - true_pos, axis=1)  # [K]
+        sim.trace.emit("users", frame=sim.frame, t_s=t_frame, user=np.arange(net.n_users),
+                       x_m=true_pos[:, 0], y_m=true_pos[:, 1], x_hat_m=est_pos[:, 0],
+                       y_hat_m=est_pos[:, 1], loc_err_m=err, crlb_m=np.sqrt(crlb_m2),
+                       speed_mps=net.user_speeds_mps())
+        sim.trace.emit("aps", frame=sim.frame, t_s=t_frame, **ap_rows)
+        online = net.online
+        res_cfo, res_to = ap_rows["residual_cfo_hz"][online], ap_rows["residual_to_s"][online]
+        res_phase = ap_rows["residual_phase_rad"][online]
+        record = dict(
+            frame=sim.frame, t_s=t_frame, sync_ran=fs.sync_due, replanned=fs.replanned,
+            sync_duration_s=timing.sync_s, sense_duration_s=timing.sense_s,
+            comm_duration_s=timing.comm_s,
+            overhead_fraction=timing.sync_s / (timing.sync_s + sc.frame.sense_comm_duration_s),
+            comm_fraction=fs.rho_now, n_online_aps=int(online.sum()),
+            n_clusters=len(self.plan.masters) if self.plan is not None else 0,
+            n_pilots=int(self.plan.n_pilots) if self.plan is not None else 0,
+            residual_cfo_rms_hz=_rms(res_cfo), residual_cfo_max_hz=_absmax(res_cfo),
+            residual_to_rms_s=_rms(res_to), residual_to_max_s=_absmax(res_to),
+            residual_phase_rms_rad=_rms(res_phase),
+            sensing_rmse_m=_rms(err), crlb_rms_m=float(np.sqrt(np.mean(crlb_m2))),
+            beamformer_reused=fs.reused, comm_pilot_length=int(sim.comm.pilot_length),
+            power_iterations_mean=float(np.mean(fs.iters)),
+            sum_rate_bps_hz=float(np.mean(fs.rates_sum)),
+            min_rate_bps_hz=float(np.mean(fs.rates_min)),
+            certified_min_rate_bps_hz=self.certified_rate(),
+            mean_sinr_db=float(np.mean(fs.sinr_all)),
+            wall_sync_s=fs.wall_sync, wall_sense_s=fs.wall_sense, wall_comm_s=fs.wall_comm,
+            wall_power_s=fs.wall_power,
+        )
+        sim.trace.emit("frames", **record)
+        if sim.on_frame is not None:
+            sim.on_frame(sim.frame, sim.env.now, record)
+
+    def certified_rate(self) -> float:
+        """Certified worst-case minimum user rate of this frame's seed-003 design over the error
+        balls [bit/s/Hz] (including the pre-log rho); NaN for the other beamformers or when the
+        design fell back to equal-power MRT."""
+        comm = self.sim.comm
+        design = getattr(comm, "last_design", None)
+        if design is None or design.status != "ok" or getattr(comm, "robust_w", None) is None:
+            return float("nan")
+        return float(design.rate_wc)
+
+    def allocate_time(self, crlb_m2: np.ndarray, sense_s: float) -> None:
+        """Time allocation for the next frame (``frame.time_allocation``).
+
+        ``crlb_feasible`` (seed 003 eq. 17): with the per-snapshot bounds c_k = CRLB_k L of this
+        frame, the sensing phase needs L = ceil(max_k c_k / eps_th) snapshots, so
+        rho = 1 - L T_u / T, clipped to [min_comm_fraction, max_comm_fraction] (an event is
+        logged when the threshold cannot be met).
+        """
+        sc = self.sim.scenario
+        if sc.frame.time_allocation == "fixed" or not np.all(np.isfinite(crlb_m2)):
+            return
+        n_snap = min(sc.sensing.max_snapshots,
+                     max(1, int(np.floor(sense_s / sc.sensing.snapshot_duration_s + 1e-9))))
+        c_max = float(np.max(crlb_m2)) * n_snap  # per-snapshot bound of the worst user (m^2)
+        need = int(np.ceil(c_max / sc.sensing.crlb_threshold_m2 - 1e-12))
+        rho = 1.0 - need * sc.sensing.snapshot_duration_s / sc.frame.sense_comm_duration_s
+        lo, hi = sc.frame.min_comm_fraction, sc.frame.max_comm_fraction
+        if rho < lo:
+            self.sim.event("crlb_infeasible", -1, f"needs {need} snapshots; rho clipped to {lo}")
+        self.comm_fraction = float(np.clip(rho, lo, hi))
+
+    def ap_rows(self, meas, to_s, cfo_hz, phase) -> dict[str, np.ndarray]:
+        net = self.sim.net
+        n = net.n_aps
+        nan = np.full(n, np.nan)
+        plan = self.plan
+        if plan is not None:
+            cluster = np.asarray(plan.cluster_of_ap)
+            is_master = np.isin(np.arange(n), plan.masters)
+        else:
+            cluster, is_master = np.full(n, -1), np.zeros(n, dtype=bool)
+        online = net.online.copy()
+        return dict(
+            ap=np.arange(n), x_m=net.ap_center_m[:, 0], y_m=net.ap_center_m[:, 1],
+            cluster=cluster, is_master=is_master,
+            is_reference=np.arange(n) == self.reference_ap, online=online,
+            true_cfo_hz=meas.true_cfo_hz if meas else nan,
+            est_cfo_hz=meas.est_cfo_hz if meas else nan,
+            residual_cfo_hz=np.where(online, cfo_hz, np.nan),
+            true_to_s=meas.true_to_s if meas else nan,
+            est_to_s=meas.est_to_s if meas else nan,
+            residual_to_s=np.where(online, to_s, np.nan),
+            residual_phase_rad=np.where(online, phase, np.nan),
+            crb_cfo_hz2=meas.crb_cfo_hz2 if meas else nan,
+            crb_to_s2=meas.crb_to_s2 if meas else nan,
+        )
+
+
 class Simulation:
-    """One simulation run of a scenario.
+    """One simulation run of a scenario: the wiring of the network, the processes and the trace.
 
     Parameters
     ----------
@@ -194,6 +538,17 @@ class Simulation:
         Run directory; ``None`` keeps the trace in memory (``summary.tables``).
     on_frame : callable, optional
         Called after every frame as ``on_frame(frame, t_s, frame_record)`` (progress bars).
+
+    Attributes
+    ----------
+    net : Network
+        Continuous-time state (oscillators, users, fading).
+    cpu : CentralUnit
+        The CPU process (frame loop, sync plan, corrections).
+    aps, users : list of AccessPoint, list of UserProcess
+    comm, sensing : the communication pipeline and the sensing model of the scenario
+    rngs : dict of numpy.random.Generator
+        Algorithm streams ``sync``, ``sensing``, ``power``, ``pilots``.
     """
 
     def __init__(
@@ -214,29 +569,63 @@ class Simulation:
         self.env = simpy.Environment()
         self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows,
                                  scenario.run.flush_every_s)
-        self.uplink = FronthaulLink(self.env, scenario.fronthaul.latency_s)
         self.frame_start = self.env.event()
+        self.cpu = CentralUnit(self)
         self.aps = [AccessPoint(self, m) for m in range(self.net.n_aps)]
         self.users = [UserProcess(self, k) for k in range(self.net.n_users)]
         self.frame = 0
         self.wall = dict.fromkeys(PHASES, 0.0)
         self.rngs = {name: self.streams.generator(name)
                      for name in ("sync", "sensing", "power", "pilots")}
-        self._replan_reason: str | None = "start"
-        self.plan = None
         self.p_max_w = np.full(self.net.n_aps, dbm_to_w(scenario.frame.ap_power_dbm))
         self.subcarrier_hz = subcarrier_frequencies(
             scenario.channel.bandwidth_hz, scenario.comm.subcarriers_evaluated)
         self.comm = make_comm(self)
         self.sensing = methods.SENSING_METHODS[scenario.sensing.method](self)
-        self.timing_sense_s = 0.0
-        self.comm_fraction = scenario.frame.comm_fraction  # rho of the next frame
-        self._last_meas: methods.SyncMeasurement | None = None
         self._check_timing()
-        for i, fault in enumerate(scenario.faults):
+        self._start_processes()
+
+    def _start_processes(self) -> None:
+        """Start every SimPy process (order fixed: APs, users, faults, CPU receiver, CPU loop)."""
+        for ap in self.aps:
+            ap.start()
+        for user in self.users:
+            user.start()
+        for i, fault in enumerate(self.scenario.faults):
             self.env.process(self._fault(i, fault))
-        self.env.process(self._cpu_receiver())
-        self._cpu = self.env.process(self._cpu_frames())
+        self.cpu.start()
+
+    # ------------------------------------------------------------------ CPU state (aliases)
+    @property
+    def plan(self):
+        """The CPU's current sync plan (``None`` before the first plan or with no AP online)."""
+        return self.cpu.plan
+
+    @plan.setter
+    def plan(self, value) -> None:
+        self.cpu.plan = value
+
+    @property
+    def comm_fraction(self) -> float:
+        """rho of the next (or current) frame, chosen by the CPU."""
+        return self.cpu.comm_fraction
+
+    @comm_fraction.setter
+    def comm_fraction(self, value: float) -> None:
+        self.cpu.comm_fraction = value
+
+    @property
+    def timing_sense_s(self) -> float:
+        """Duration of this frame's sensing phase (s)."""
+        return self.cpu.timing_sense_s
+
+    @property
+    def reference_ap(self) -> int:
+        return self.cpu.reference_ap
+
+    @property
+    def uplink(self) -> FronthaulLink:
+        return self.cpu.uplink
 
     # ------------------------------------------------------------------ helpers
     def _check_timing(self) -> None:
@@ -256,17 +645,8 @@ class Simulation:
         self.trace.emit("events", t_s=self.env.now, frame=self.frame, kind=kind,
                         entity=entity, detail=detail)
 
-    @property
-    def reference_ap(self) -> int:
-        if self.plan is not None:
-            return int(self.plan.reference_ap)
-        ref = self.scenario.sync.reference_ap
-        online = np.flatnonzero(self.net.online)
-        if ref is not None and self.net.online[ref]:
-            return ref
-        return int(online[0]) if online.size else 0
-
-    def _done(self) -> bool:
+    def done(self) -> bool:
+        """True when the run has simulated its frames (or its duration)."""
         run = self.scenario.run
         if run.frames is not None:
             return self.frame >= run.frames
@@ -287,250 +667,14 @@ class Simulation:
         self.advance_world()
         self.net.online[fault.ap] = False
         self.event("outage", fault.ap, f"faults[{i}]: down for {fault.duration_s} s")
-        self._replan_reason = f"AP {fault.ap} outage"
+        self.cpu.request_replan(f"AP {fault.ap} outage")
         if math.isinf(fault.duration_s):
             return
         yield self.env.timeout(fault.duration_s)
         self.advance_world()
         self.net.online[fault.ap] = True
         self.event("recovery", fault.ap, f"faults[{i}]: back online")
-        self._replan_reason = f"AP {fault.ap} recovery"
-
-    # ------------------------------------------------------------------ sync
-    def _maybe_replan(self) -> bool:
-        sync = self.scenario.sync
-        if sync.method == "none":
-            return False
-        period_due = self.plan is not None and (
-            self.env.now - self._plan_time >= sync.replan_period_s - 1e-12)
-        if self._replan_reason is None and not period_due:
-            return False
-        reason = self._replan_reason or "period"
-        old = self.plan
-        if not self.net.online.any():
-            self.plan = None
-            self.event("replan_failed", -1, "no AP online")
-            self._replan_reason = None
-            return False
-        planner = methods.SYNC_PLANNERS[sync.method]
-        self.plan = planner(self.net, self.net.online.copy(), self.rngs["sync"])
-        self._plan_time = self.env.now
-        self._replan_reason = None
-        n_clusters = len(self.plan.masters)
-        self.event("replan", -1, f"{reason}: {n_clusters} cluster(s), {self.plan.n_pilots} pilot(s), "
-                   f"reference AP {self.plan.reference_ap}")
-        if old is not None:
-            before = set(int(m) for m in old.masters)
-            after = set(int(m) for m in self.plan.masters)
-            for m in sorted(after - before):
-                self.event("master_change", m, "became master")
-            for m in sorted(before - after):
-                self.event("master_change", m, "no longer master")
-            if old.reference_ap != self.plan.reference_ap:
-                self.event("reference_change", int(self.plan.reference_ap),
-                           f"was AP {old.reference_ap}")
-        return True
-
-    def _send_reports(self, meas: methods.SyncMeasurement, t_meas: float) -> None:
-        """Each measuring AP reports its estimates to the CPU over the uplink."""
-        measured_by = meas.measured_by
-        for sender in np.unique(measured_by[measured_by >= 0]):
-            aps = np.flatnonzero((measured_by == sender) & np.isfinite(meas.est_to_s))
-            if aps.size == 0:
-                continue
-            self.aps[int(sender)].send_report(SyncReport(
-                sender=int(sender), t_meas_s=t_meas, aps=aps, to_s=meas.est_to_s[aps],
-                cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps]))
-
-    def _cpu_receiver(self):
-        """CPU side of the uplink: turn each sync report into corrections for the APs in it."""
-        while True:
-            report: SyncReport = yield self.uplink.receive()
-            for j, ap in enumerate(report.aps):
-                self.aps[int(ap)].downlink.send(Correction(
-                    ap=int(ap), t_meas_s=report.t_meas_s, to_s=float(report.to_s[j]),
-                    cfo_hz=float(report.cfo_hz[j]), phase_rad=float(report.phase_rad[j])))
-
-    # ------------------------------------------------------------------ frame loop
-    def _cpu_frames(self):
-        env, net, sc = self.env, self.net, self.scenario
-        period_s = sc.frame.period_s
-        while not self._done():
-            t_frame = env.now
-            self.advance_world()
-            ev, self.frame_start = self.frame_start, env.event()
-            ev.succeed()
-            yield env.timeout(0)  # let user processes see the frame start
-
-            # ---- synchronization
-            w0 = time.perf_counter()
-            replanned = self._maybe_replan()
-            sync_due = (sc.sync.method != "none" and self.plan is not None
-                        and self.frame % sc.sync.period_frames == 0)
-            meas = None
-            if sync_due:
-                meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, self.rngs["sync"])
-                for ap in meas.invalid:
-                    self.event("sync_untrusted", int(ap),
-                               "estimate not trusted (low SINR, out of range or singular FIM); "
-                               "not corrected this round")
-                self._send_reports(meas, env.now)
-                self._last_meas = meas
-            slots = self.plan.overhead_slots if sync_due else 0
-            timing = frame_timing(sc, slots, self.comm_fraction)
-            self.wall["sync"] += (wall_sync := time.perf_counter() - w0)
-            if timing.sync_s > 0:
-                yield env.timeout(timing.sync_s)
-
-            # ---- sensing
-            w0 = time.perf_counter()
-            self.advance_world()
-            true_pos = net.user_pos_m  # [K, 2]
-            self.timing_sense_s = timing.sense_s
-            est_pos, crlb_m2 = self.sensing(net, self.rngs["sensing"])
-            self.wall["sense"] += (wall_sense := time.perf_counter() - w0)
-            rho_now = self.comm_fraction
-            self._allocate_time(crlb_m2, timing.sense_s)
-            yield env.timeout(timing.sense_s)
-
-            # ---- communication
-            w0 = time.perf_counter()
-            self.advance_world()
-            comm_start = env.now
-            ref = self.reference_ap
-            to_s, cfo_hz, phase = net.offsets_to(ref)
-            ap_rows = self._ap_rows(meas, to_s, cfo_hz, phase)
-            reused = self.comm.frame_setup(est_pos, crlb_m2)
-            wall_power = 0.0
-            rates_sum, rates_min, sinr_all, iters, not_converged = [], [], [], [], 0
-            for s in range(sc.frame.subframes):
-                t_sub = comm_start + s * timing.subframe_s
-                if t_sub > env.now:
-                    yield env.timeout(t_sub - env.now)
-                self.advance_world()
-                h_true = net.true_channel() * net.online[None, :, None]  # [K, M, N]
-                to_s, _, phase = net.offsets_to(ref)
-                wp = time.perf_counter()
-                tx = self.comm.subframe(h_true)
-                wall_power += time.perf_counter() - wp
-                sinr = downlink_sinr(h_true, tx.w, sc.channel.noise_power_w, phase, to_s,
-                                     self.subcarrier_hz, sc.comm.cyclic_prefix_s,
-                                     sc.comm.symbol_duration_s)  # [F, K]
-                rate = tx.rate_factor * rates_bps_hz(sinr)  # [K]
-                sinr_eff_db = 10 * np.log10(2.0 ** rates_bps_hz(sinr) - 1.0 + 1e-300)
-                self.trace.emit("subframes", frame=self.frame, subframe=s, t_s=env.now,
-                                user=np.arange(net.n_users), power_w=tx.power_w.sum(axis=0),
-                                ap_power_w=tx.power_w.T,
-                                sinr_db=sinr_eff_db, rate_bps_hz=rate)
-                rates_sum.append(rate.sum())
-                rates_min.append(rate.min())
-                sinr_all.append(sinr_eff_db)
-                iters.append(tx.iterations)
-                not_converged += not tx.converged
-            if not_converged:
-                self.event("power_not_converged", -1,
-                           f"{sc.comm.power}: {not_converged} of {sc.frame.subframes} subframes "
-                           "hit the iteration cap (last iterate used)")
-            end = comm_start + timing.comm_s
-            if end > env.now:
-                yield env.timeout(end - env.now)
-            wall_comm = time.perf_counter() - w0 - wall_power
-            self.wall["comm"] += wall_comm
-            self.wall["power"] += wall_power
-
-            # ---- records
-            err = np.linalg.norm(est_pos - true_pos, axis=1)  # [K]
-            self.trace.emit("users", frame=self.frame, t_s=t_frame, user=np.arange(net.n_users),
-                            x_m=true_pos[:, 0], y_m=true_pos[:, 1], x_hat_m=est_pos[:, 0],
-                            y_hat_m=est_pos[:, 1], loc_err_m=err, crlb_m=np.sqrt(crlb_m2),
-                            speed_mps=net.user_speeds_mps())
-            self.trace.emit("aps", frame=self.frame, t_s=t_frame, **ap_rows)
-            online = net.online
-            res_cfo, res_to = ap_rows["residual_cfo_hz"][online], ap_rows["residual_to_s"][online]
-            res_phase = ap_rows["residual_phase_rad"][online]
-            record = dict(
-                frame=self.frame, t_s=t_frame, sync_ran=sync_due, replanned=replanned,
-                sync_duration_s=timing.sync_s, sense_duration_s=timing.sense_s,
-                comm_duration_s=timing.comm_s,
-                overhead_fraction=timing.sync_s / (timing.sync_s + sc.frame.sense_comm_duration_s),
-                comm_fraction=rho_now, n_online_aps=int(online.sum()),
-                n_clusters=len(self.plan.masters) if self.plan is not None else 0,
-                n_pilots=int(self.plan.n_pilots) if self.plan is not None else 0,
-                residual_cfo_rms_hz=_rms(res_cfo), residual_cfo_max_hz=_absmax(res_cfo),
-                residual_to_rms_s=_rms(res_to), residual_to_max_s=_absmax(res_to),
-                residual_phase_rms_rad=_rms(res_phase),
-                sensing_rmse_m=_rms(err), crlb_rms_m=float(np.sqrt(np.mean(crlb_m2))),
-                beamformer_reused=reused, comm_pilot_length=int(self.comm.pilot_length),
-                power_iterations_mean=float(np.mean(iters)),
-                sum_rate_bps_hz=float(np.mean(rates_sum)), min_rate_bps_hz=float(np.mean(rates_min)),
-                certified_min_rate_bps_hz=self._certified_rate(),
-                mean_sinr_db=float(np.mean(sinr_all)),
-                wall_sync_s=wall_sync, wall_sense_s=wall_sense, wall_comm_s=wall_comm,
-                wall_power_s=wall_power,
-            )
-            self.trace.emit("frames", **record)
-            if self.on_frame is not None:
-                self.on_frame(self.frame, env.now, record)
-            self.frame += 1
-            if period_s is not None:
-                next_start = t_frame + period_s
-                if next_start > env.now:
-                    yield env.timeout(next_start - env.now)
-
-    def _certified_rate(self) -> float:
-        """Certified worst-case minimum user rate of this frame's seed-003 design over the error
-        balls [bit/s/Hz] (including the pre-log rho); NaN for the other beamformers or when the
-        design fell back to equal-power MRT."""
-        design = getattr(self.comm, "last_design", None)
-        if design is None or design.status != "ok" or getattr(self.comm, "robust_w", None) is None:
-            return float("nan")
-        return float(design.rate_wc)
-
-    def _allocate_time(self, crlb_m2: np.ndarray, sense_s: float) -> None:
-        """Time allocation for the next frame (``frame.time_allocation``).
-
-        ``crlb_feasible`` (seed 003 eq. 17): with the per-snapshot bounds c_k = CRLB_k L of this
-        frame, the sensing phase needs L = ceil(max_k c_k / eps_th) snapshots, so
-        rho = 1 - L T_u / T, clipped to [min_comm_fraction, max_comm_fraction] (an event is
-        logged when the threshold cannot be met).
-        """
-        sc = self.scenario
-        if sc.frame.time_allocation == "fixed" or not np.all(np.isfinite(crlb_m2)):
-            return
-        n_snap = min(sc.sensing.max_snapshots,
-                     max(1, int(np.floor(sense_s / sc.sensing.snapshot_duration_s + 1e-9))))
-        c_max = float(np.max(crlb_m2)) * n_snap  # per-snapshot bound of the worst user (m^2)
-        need = int(np.ceil(c_max / sc.sensing.crlb_threshold_m2 - 1e-12))
-        rho = 1.0 - need * sc.sensing.snapshot_duration_s / sc.frame.sense_comm_duration_s
-        lo, hi = sc.frame.min_comm_fraction, sc.frame.max_comm_fraction
-        if rho < lo:
-            self.event("crlb_infeasible", -1, f"needs {need} snapshots; rho clipped to {lo}")
-        self.comm_fraction = float(np.clip(rho, lo, hi))
-
-    def _ap_rows(self, meas, to_s, cfo_hz, phase) -> dict[str, np.ndarray]:
-        n = self.net.n_aps
-        nan = np.full(n, np.nan)
-        plan = self.plan
-        if plan is not None:
-            cluster = np.asarray(plan.cluster_of_ap)
-            is_master = np.isin(np.arange(n), plan.masters)
-        else:
-            cluster, is_master = np.full(n, -1), np.zeros(n, dtype=bool)
-        online = self.net.online.copy()
-        return dict(
-            ap=np.arange(n), x_m=self.net.ap_center_m[:, 0], y_m=self.net.ap_center_m[:, 1],
-            cluster=cluster, is_master=is_master,
-            is_reference=np.arange(n) == self.reference_ap, online=online,
-            true_cfo_hz=meas.true_cfo_hz if meas else nan,
-            est_cfo_hz=meas.est_cfo_hz if meas else nan,
-            residual_cfo_hz=np.where(online, cfo_hz, np.nan),
-            true_to_s=meas.true_to_s if meas else nan,
-            est_to_s=meas.est_to_s if meas else nan,
-            residual_to_s=np.where(online, to_s, np.nan),
-            residual_phase_rad=np.where(online, phase, np.nan),
-            crb_cfo_hz2=meas.crb_cfo_hz2 if meas else nan,
-            crb_to_s2=meas.crb_to_s2 if meas else nan,
-        )
+        self.cpu.request_replan(f"AP {fault.ap} recovery")
 
     # ------------------------------------------------------------------ run
     def _meta(self, status: str, started: str, wall_s: float, error: str | None = None) -> dict:
@@ -567,7 +711,7 @@ class Simulation:
             write_meta(self.out_dir, self._meta("running", started, 0.0))
         status, error = "finished", None
         try:
-            self.env.run(until=self._cpu)
+            self.env.run(until=self.cpu.process)
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: keep what we have
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             error = f"{type(exc).__name__}: {exc}"
