@@ -1,0 +1,462 @@
+"""Kalman tracking of each AP's clock relative to the reference AP (issue 14).
+
+Per AP ``i`` and reference ``r`` the tracked state is the relative clock
+
+    s = [x, c, phi] = [x_i - x_r  (s),  f_c (y_i - y_r)  (Hz),  phi_i - phi_r  (rad)]
+
+with ``x`` the time offset, ``y`` the fractional frequency and ``phi`` the carrier phase of the
+two-state oscillator model (:mod:`netsim.phy.oscillator`), ``phi = 2 pi f_c (x - x_ref) + phi_w``.
+Over an interval ``dt`` the relative state moves exactly as (aging is common to both clocks and
+cancels)::
+
+    x'   = x + c dt / f_c                 + w_x
+    c'   = c                              + f_c w_y
+    phi' = phi + 2 pi c dt + 2 pi f_c w_x + w_phi
+
+where ``(w_x, w_y)`` is the two-state process noise of *each* clock, so for the difference of
+two independent clocks ``Cov(w_x, w_y) = 2 Q(dt)`` with ``Q`` of
+:func:`netsim.phy.oscillator.clock_transition`, and ``Var(w_phi) = 2 q_phi dt``. In matrix form
+``s' = F s + G w``, ``F = [[1, dt/f_c, 0], [0, 1, 0], [0, 2 pi dt, 1]]``,
+``G = [[1, 0], [0, f_c], [2 pi f_c, 0]]`` and the process covariance is
+``Q3 = 2 (G Q G^T + diag(0, 0, q_phi dt))`` (eq. T1 of docs/models.md). Note that the same
+white-FM increment ``w_x`` moves both the time offset and the carrier phase: the model ties
+them, and the filter uses that tie.
+
+A sync round measures ``z = s + v``, ``v ~ N(0, R)``, ``R = diag(CRB_TO, CRB_CFO, var_phi)``
+(the per-round bounds of :mod:`netsim.sync.round`; the phase variance of
+:func:`netsim.sim.methods.over_the_air_sync`). The phase is measured modulo ``2 pi``: its
+innovation is wrapped to ``(-pi, pi]``, which is only meaningful while the predicted
+innovation standard deviation is below ``phase_lock_std_rad``. Until then (acquisition: the
+CFO is not yet known well enough to predict the phase across one sync period) the update uses
+the time offset and CFO only, and the phase component is re-initialised from the
+measurement (its prior is uniform on the circle).
+
+Innovation gate: the normalised innovation squared ``NIS = nu^T S^-1 nu``, ``S = P + R``, is
+chi-square with as many degrees of freedom as measured components; a measurement with NIS
+above the ``gate_probability`` quantile is rejected (the track coasts on its prediction).
+``max_rejections`` rejections in a row re-initialise the track from the last measurement (the
+track, not the measurements, is then the likely outlier).
+
+Corrections: :meth:`ClockTracker.correct` predicts the state to the instant the correction
+takes effect at the AP (after the fronthaul latency) and returns it; the caller subtracts it
+from the AP's oscillator, and the tracker subtracts the same known control input from its mean
+(covariance unchanged), so after a correction the tracked mean is zero and the covariance is
+the residual's.
+
+Internally the state is kept in (ns, Hz, rad) so the covariance is well scaled; every public
+array is in SI units (s, Hz, rad).
+
+State is plain numpy arrays (picklable for checkpoint/resume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+from netsim.phy.oscillator import ClockNoise
+
+__all__ = [
+    "ClockTracker",
+    "TrackUpdate",
+    "TrackerConfig",
+    "phase_floor_rad",
+    "tracking_transition",
+    "wrap_phase",
+]
+
+_NS = 1e-9  # internal unit of the time offset
+_SCALE = np.array([_NS, 1.0, 1.0])  # internal -> SI, per state component
+
+
+def wrap_phase(phi: ArrayLike) -> NDArray[np.float64]:
+    """Wrap phases to ``(-pi, pi]`` (rad), any shape."""
+    p = np.asarray(phi, dtype=float)
+    return np.pi - np.mod(np.pi - p, 2.0 * np.pi)
+
+
+def tracking_transition(
+    dt_s: ArrayLike, noise: ClockNoise, carrier_hz: float, relative: bool = True
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Exact transition ``F`` and process covariance ``Q3`` of the (x, CFO, phase) state.
+
+    Parameters
+    ----------
+    dt_s : array_like, float, shape (...,), [s], >= 0
+        Intervals.
+    noise : ClockNoise
+        Noise of one oscillator.
+    carrier_hz : float, [Hz]
+    relative : bool, default True
+        Difference of two independent clocks (process noise doubled), as tracked by
+        :class:`ClockTracker`; False gives the model of one clock against an ideal reference.
+
+    Returns
+    -------
+    F : ndarray, (..., 3, 3), float64
+        In internal units (ns, Hz, rad): ``[[1, 1e9 dt/f_c, 0], [0, 1, 0], [0, 2 pi dt, 1]]``.
+    Q3 : ndarray, (..., 3, 3), float64
+        Process covariance in (ns^2, Hz^2, rad^2) units (eq. T1 of docs/models.md).
+    """
+    dt = np.asarray(dt_s, dtype=float)  # [...]
+    if np.any(~np.isfinite(dt)) or np.any(dt < 0):
+        raise ValueError("dt_s must be finite and >= 0")
+    fc = float(carrier_hz)
+    q1, q2, qphi = noise.white_fm_s2_per_s, noise.random_walk_fm_per_s, noise.phase_noise_rad2_per_s
+    k = 2.0 if relative else 1.0
+    f = np.zeros((*dt.shape, 3, 3))  # [..., 3, 3]
+    f[..., 0, 0] = f[..., 1, 1] = f[..., 2, 2] = 1.0
+    f[..., 0, 1] = dt / fc / _NS
+    f[..., 2, 1] = 2.0 * np.pi * dt
+    qxx = q1 * dt + q2 * dt**3 / 3.0  # [...] s^2
+    qxy = q2 * dt**2 / 2.0  # [...] s
+    qyy = q2 * dt  # [...]
+    g = np.array([[1.0 / _NS, 0.0], [0.0, fc], [2.0 * np.pi * fc, 0.0]])  # [3, 2]
+    q2x2 = np.stack([np.stack([qxx, qxy], -1), np.stack([qxy, qyy], -1)], -2)  # [..., 2, 2]
+    q3 = g @ q2x2 @ g.T  # [..., 3, 3]
+    q3[..., 2, 2] += qphi * dt
+    return f, k * q3
+
+
+def phase_floor_rad(
+    interval_s: ArrayLike, noise: ClockNoise, carrier_hz: float, relative: bool = True
+) -> NDArray[np.float64]:
+    """Carrier-phase std that the oscillator noise alone adds over ``interval_s``.
+
+    ``sqrt(k ((2 pi f_c)^2 (q1 dt + q2 dt^3/3) + q_phi dt))`` with ``k = 2`` for the phase of
+    one AP relative to the (equally noisy) reference AP: even a perfect estimate at the start
+    of the interval leaves this much phase error at its end.
+
+    Parameters
+    ----------
+    interval_s : array_like, float, any shape, [s]
+    noise : ClockNoise
+    carrier_hz : float, [Hz]
+    relative : bool, default True
+
+    Returns
+    -------
+    ndarray, float64, same shape as ``interval_s``, [rad]
+    """
+    _, q3 = tracking_transition(interval_s, noise, carrier_hz, relative)
+    return np.sqrt(q3[..., 2, 2])
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Parameters of :class:`ClockTracker`.
+
+    Attributes
+    ----------
+    noise : ClockNoise
+        Oscillator noise of each AP (all APs share it, as in the oscillator bank).
+    carrier_hz : float, [Hz]
+    gate_probability : float, default 0.9999
+        Innovation gate: a measurement whose NIS exceeds this chi-square quantile is rejected.
+    phase_lock_std_rad : float, default 0.5
+        Phase innovations are used (wrapped) only while their predicted std is below this.
+    max_rejections : int, default 3
+        Consecutive gate rejections that re-initialise a track from the measurement.
+    """
+
+    noise: ClockNoise
+    carrier_hz: float
+    gate_probability: float = 0.9999
+    phase_lock_std_rad: float = 0.5
+    max_rejections: int = 3
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.carrier_hz) and self.carrier_hz > 0):
+            raise ValueError(f"carrier_hz must be > 0, got {self.carrier_hz}")
+        if not 0.0 < self.gate_probability < 1.0:
+            raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
+        if not (self.phase_lock_std_rad > 0):
+            raise ValueError("phase_lock_std_rad must be > 0")
+        if self.max_rejections < 1:
+            raise ValueError("max_rejections must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    """Outcome of :meth:`ClockTracker.update` for the ``k`` measured APs.
+
+    Attributes
+    ----------
+    accepted : ndarray (k,), bool
+        The measurement updated the track (False: gated out, or it (re)initialised the track).
+    initialized : ndarray (k,), bool
+        The track was (re)started from this measurement (first measurement, after a reset, or
+        after ``max_rejections`` rejections in a row).
+    gated : ndarray (k,), bool
+        Rejected by the innovation gate (includes the rejections that re-initialised).
+    nis : ndarray (k,), float
+        Normalised innovation squared (NaN where the track was not active).
+    dof : ndarray (k,), int
+        Degrees of freedom of the NIS: 3 with the phase, 2 without (acquisition), 0 if none.
+    phase_used : ndarray (k,), bool
+        The phase innovation was used (the track is phase-locked).
+    """
+
+    accepted: NDArray[np.bool_]
+    initialized: NDArray[np.bool_]
+    gated: NDArray[np.bool_]
+    nis: NDArray[np.float64]
+    dof: NDArray[np.int64]
+    phase_used: NDArray[np.bool_]
+
+
+class ClockTracker:
+    """Bank of Kalman filters, one per AP, on the relative clock state (x, CFO, phase).
+
+    Parameters
+    ----------
+    n : int
+        Number of APs.
+    config : TrackerConfig
+    reference : int, default 0
+        The reference AP: its relative state is zero by definition (never measured).
+
+    Attributes (plain arrays; picklable)
+    ------------------------------------
+    reference : int
+    t_s : ndarray (n,), float, [s]
+        Time of each track's state.
+    mean : ndarray (n, 3), float
+        State mean in internal units (ns, Hz, rad).
+    cov : ndarray (n, 3, 3), float
+        State covariance in internal units.
+    active : ndarray (n,), bool
+        Track initialised.
+    rejections : ndarray (n,), int
+        Consecutive gate rejections.
+    """
+
+    def __init__(self, n: int, config: TrackerConfig, reference: int = 0) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if not 0 <= reference < n:
+            raise IndexError(f"reference {reference} out of range for {n} tracks")
+        self.config = config
+        self.reference = int(reference)
+        self.t_s = np.zeros(n)  # [n]
+        self.mean = np.zeros((n, 3))  # [n, 3]
+        self.cov = np.zeros((n, 3, 3))  # [n, 3, 3]
+        self.active = np.zeros(n, dtype=bool)  # [n]
+        self.rejections = np.zeros(n, dtype=np.int64)  # [n]
+        self._gate = {d: float(stats.chi2.ppf(config.gate_probability, d)) for d in (1, 2, 3)}
+        self.active[self.reference] = True
+
+    @property
+    def n(self) -> int:
+        return int(self.t_s.shape[0])
+
+    # ------------------------------------------------------------------ helpers
+    def _idx(self, idx: ArrayLike | None) -> NDArray[np.intp]:
+        if idx is None:
+            return np.arange(self.n)
+        out = np.asarray(idx, dtype=np.intp).reshape(-1)  # [k]
+        if out.size and (out.min() < 0 or out.max() >= self.n):
+            raise IndexError(f"AP index out of range for {self.n} tracks")
+        if np.unique(out).size != out.size:
+            raise ValueError("AP indices must be distinct")
+        return out
+
+    def _predicted(self, idx: NDArray[np.intp], t_s: float) -> tuple[NDArray, NDArray]:
+        """Predicted (mean, cov) of tracks ``idx`` at ``t_s`` (internal units), no mutation."""
+        dt = float(t_s) - self.t_s[idx]  # [k]
+        if np.any(dt < -1e-12):
+            raise ValueError(f"cannot predict backwards (t_s={t_s} < track time {self.t_s[idx].max()})")
+        f, q = tracking_transition(np.maximum(dt, 0.0), self.config.noise, self.config.carrier_hz)
+        m = np.einsum("kij,kj->ki", f, self.mean[idx])  # [k, 3]
+        p = f @ self.cov[idx] @ np.swapaxes(f, -1, -2) + q  # [k, 3, 3]
+        is_ref = idx == self.reference  # [k]: relative to itself: zero, exactly
+        m[is_ref], p[is_ref] = 0.0, 0.0
+        return m, p
+
+    def _advance(self, idx: NDArray[np.intp], t_s: float) -> None:
+        m, p = self._predicted(idx, t_s)
+        self.mean[idx], self.cov[idx], self.t_s[idx] = m, p, float(t_s)
+
+    # ------------------------------------------------------------------ queries
+    def predict(self, t_s: float, idx: ArrayLike | None = None
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Predicted mean and covariance at ``t_s`` in SI units (no state change).
+
+        Returns
+        -------
+        mean : ndarray (k, 3), float, (s, Hz, rad)
+        cov : ndarray (k, 3, 3), float, (s^2, s Hz, ...)
+            NaN rows for inactive tracks.
+        """
+        i = self._idx(idx)
+        m, p = self._predicted(i, t_s)
+        m = m * _SCALE  # [k, 3]
+        p = p * _SCALE[:, None] * _SCALE[None, :]  # [k, 3, 3]
+        m[~self.active[i]] = np.nan
+        p[~self.active[i]] = np.nan
+        return m, p
+
+    def residual_std(self, t_s: float, idx: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Predicted std of (TO s, CFO Hz, phase rad) at ``t_s``, (k, 3); NaN if inactive."""
+        _, p = self.predict(t_s, idx)
+        return np.sqrt(np.diagonal(p, axis1=-2, axis2=-1))
+
+    # ------------------------------------------------------------------ mutation
+    def reset(self, idx: ArrayLike | None = None) -> None:
+        """Forget tracks (outage, recovery): the next measurement re-initialises them."""
+        i = self._idx(idx)
+        self.active[i] = False
+        self.mean[i] = 0.0
+        self.cov[i] = 0.0
+        self.rejections[i] = 0
+        self.active[self.reference] = True
+
+    def update(self, idx: ArrayLike, t_s: float, z: ArrayLike, var: ArrayLike) -> TrackUpdate:
+        """Fuse one round's measurements of tracks ``idx`` taken at ``t_s``.
+
+        Parameters
+        ----------
+        idx : array_like (k,), int
+            Distinct AP indices.
+        t_s : float, [s]
+            Measurement time (not earlier than any of the tracks' times).
+        z : array_like (k, 3), float
+            Measured (TO s, CFO Hz, phase rad) relative to the reference.
+        var : array_like (k, 3), float
+            Measurement variances (s^2, Hz^2, rad^2), > 0 and finite.
+
+        Returns
+        -------
+        TrackUpdate
+        """
+        i = self._idx(idx)
+        if np.any(i == self.reference):
+            raise ValueError(f"AP {self.reference} is the reference: it is not measured")
+        k = i.size
+        zz = np.asarray(z, dtype=float).reshape(k, 3) / _SCALE  # [k, 3]
+        rr = np.asarray(var, dtype=float).reshape(k, 3) / _SCALE**2  # [k, 3]
+        if not (np.all(np.isfinite(zz)) and np.all(np.isfinite(rr)) and np.all(rr > 0)):
+            raise ValueError("measurements must be finite with finite variances > 0")
+        out = dict(accepted=np.zeros(k, bool), initialized=np.zeros(k, bool),
+                   gated=np.zeros(k, bool), nis=np.full(k, np.nan),
+                   dof=np.zeros(k, np.int64), phase_used=np.zeros(k, bool))
+        new = ~self.active[i]  # [k]
+        old = ~new
+        if old.any():
+            io = i[old]
+            m, p = self._predicted(io, t_s)  # [j, 3], [j, 3, 3]
+            r = rr[old]  # [j, 3]
+            nu = zz[old] - m  # [j, 3]
+            nu[:, 2] = wrap_phase(nu[:, 2])
+            lock = np.sqrt(p[:, 2, 2] + r[:, 2]) < self.config.phase_lock_std_rad  # [j]
+            dof = np.where(lock, 3, 2)  # [j]
+            s = p + np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3]
+            # NIS on the used components (phase block masked out when unlocked)
+            s_used = s.copy()
+            s_used[~lock, 2, :] = 0.0
+            s_used[~lock, :, 2] = 0.0
+            s_used[~lock, 2, 2] = 1.0
+            nu_used = nu.copy()
+            nu_used[~lock, 2] = 0.0
+            nis = np.einsum("ji,ji->j", nu_used, np.linalg.solve(s_used, nu_used[..., None])[..., 0])
+            thr = np.where(lock, self._gate[3], self._gate[2])  # [j]
+            ok = nis <= thr  # [j]
+            # Kalman gain on the used components: K = P H^T S^-1 (Joseph-form covariance)
+            h = np.broadcast_to(np.eye(3), (io.size, 3, 3)).copy()  # [j, 3, 3]
+            h[~lock, 2, 2] = 0.0
+            gain = np.swapaxes(np.linalg.solve(s_used, (p @ np.swapaxes(h, -1, -2)).swapaxes(-1, -2)),
+                               -1, -2)  # [j, 3, 3]
+            gain[~lock, :, 2] = 0.0
+            m_new = m + np.einsum("jik,jk->ji", gain, nu_used)  # [j, 3]
+            ikh = np.eye(3) - gain @ h  # [j, 3, 3]
+            rmat = np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3]
+            p_new = ikh @ p @ np.swapaxes(ikh, -1, -2) + gain @ rmat @ np.swapaxes(gain, -1, -2)
+            # acquisition: the phase prior is uniform on the circle; restart it from the measurement
+            unl = ~lock
+            m_new[unl, 2] = zz[old][unl, 2]
+            p_new[unl, 2, :] = 0.0
+            p_new[unl, :, 2] = 0.0
+            p_new[unl, 2, 2] = r[unl, 2]
+            m_new[:, 2] = wrap_phase(m_new[:, 2])
+            # gated measurements: coast on the prediction
+            rej = ~ok
+            m_new[rej], p_new[rej] = m[rej], p[rej]
+            self.mean[io] = m_new
+            self.cov[io] = 0.5 * (p_new + np.swapaxes(p_new, -1, -2))
+            self.t_s[io] = float(t_s)
+            self.rejections[io] = np.where(ok, 0, self.rejections[io] + 1)
+            out["accepted"][old] = ok
+            out["gated"][old] = rej
+            out["nis"][old] = nis
+            out["dof"][old] = dof
+            out["phase_used"][old] = lock & ok
+            # too many rejections in a row: the track is the outlier, restart it
+            restart = np.zeros(k, bool)
+            restart[np.flatnonzero(old)[self.rejections[io] >= self.config.max_rejections]] = True
+            new = new | restart
+            out["accepted"][restart] = False
+        if new.any():
+            ini = i[new]
+            self.mean[ini] = zz[new]
+            self.mean[ini, 2] = wrap_phase(self.mean[ini, 2])
+            self.cov[ini] = np.einsum("ji,ik->jik", rr[new], np.eye(3))
+            self.t_s[ini] = float(t_s)
+            self.active[ini] = True
+            self.rejections[ini] = 0
+            out["initialized"][new] = True
+        return TrackUpdate(**out)
+
+    def correct(self, idx: ArrayLike, t_s: float) -> NDArray[np.float64]:
+        """Correction to apply at ``t_s`` (when it reaches the AP): the predicted state.
+
+        The tracks are advanced to ``t_s`` and their mean set to zero (the known control input
+        is removed from the state); their covariance becomes that of the residual.
+
+        Parameters
+        ----------
+        idx : array_like (k,), int
+            Active tracks to correct.
+        t_s : float, [s]
+
+        Returns
+        -------
+        ndarray (k, 3), float, (TO s, CFO Hz, phase rad)
+            The offsets to subtract from the APs' oscillators at ``t_s``.
+        """
+        i = self._idx(idx)
+        if not self.active[i].all():
+            raise ValueError("correct() needs active tracks")
+        self._advance(i, t_s)
+        u = self.mean[i] * _SCALE  # [k, 3]
+        self.mean[i] = 0.0
+        return u
+
+    def rereference(self, new_ref: int) -> None:
+        """Express every track relative to AP ``new_ref`` (a re-plan changed the reference).
+
+        ``s_i <- s_i - s_ref``; the covariance becomes ``P_i + P_ref`` (the cross-covariance
+        through the old reference's noise is positive, so this over-bounds). The new reference's
+        own track becomes exactly zero. If ``new_ref`` has no active track every track is reset.
+        """
+        r = int(new_ref)
+        if not 0 <= r < self.n:
+            raise IndexError(f"reference {r} out of range for {self.n} tracks")
+        if r == self.reference:
+            return
+        if not self.active[r]:
+            self.reference = r
+            self.reset()
+            return
+        act = np.flatnonzero(self.active)
+        t = float(self.t_s[act].max())
+        self._advance(act, t)
+        m_r, p_r = self.mean[r].copy(), self.cov[r].copy()
+        self.mean[act] -= m_r
+        self.mean[act, 2] = wrap_phase(self.mean[act, 2])
+        self.cov[act] += p_r
+        self.mean[r] = 0.0
+        self.cov[r] = 0.0
+        self.reference = r
