@@ -1,4 +1,4 @@
-"""Command-line interface: ``netsim run | validate | sweep | plot``.
+"""Command-line interface: ``netsim run | validate | defaults | sweep | plot``.
 
 ``python -m netsim ...`` is the same program.
 """
@@ -58,30 +58,27 @@ def cmd_validate(args) -> int:
 
 def _summary_table(run_dir: Path) -> str:
     from netsim.runs import load_run
+    from netsim.summary import format_summary, run_summary
 
-    run = load_run(run_dir)
-    f = run.frames
-    meta = run.meta
-    rows = [
-        ("status", meta["status"]),
-        ("frames", f"{len(f)}"),
-        ("simulated time", f"{meta['sim_time_s']:.4g} s"),
-        ("wall time", f"{meta['wall_s']:.3g} s"),
-        ("real-time factor", f"{meta['sim_time_s'] / max(meta['wall_s'], 1e-12):.3g} sim s / wall s"),
-    ]
-    if len(f):
-        rows += [
-            ("sum rate (mean)", f"{f.sum_rate_bps_hz.mean():.3f} bit/s/Hz"),
-            ("min user rate (mean)", f"{f.min_rate_bps_hz.mean():.3f} bit/s/Hz"),
-            ("residual |TO| max", f"{f.residual_to_max_s.max():.3e} s"),
-            ("residual |CFO| max", f"{f.residual_cfo_max_hz.max():.3e} Hz"),
-            ("sensing RMSE (mean)", f"{f.sensing_rmse_m.mean():.3e} m"),
-            ("sync overhead (mean)", f"{100 * f.overhead_fraction.mean():.2f} %"),
-        ]
-    rows.append(("events", ", ".join(f"{k}: {v}" for k, v in run.events.kind.value_counts().items())
-                 or "none"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    return format_summary(run_summary(load_run(run_dir)))
+
+
+def cmd_defaults(args) -> int:
+    """Print a resolved scenario (every default filled in) as YAML."""
+    from netsim.scenario.loader import parse_scenario, scenario_to_yaml
+
+    try:
+        if args.scenario:
+            scenario = load_scenario(args.scenario, list(args.set or []))
+        else:
+            from netsim.scenario.loader import apply_overrides
+
+            scenario = parse_scenario(apply_overrides({}, list(args.set or [])), "--set")
+    except ScenarioError as err:
+        _print_problems(err)
+        return EXIT_INVALID
+    sys.stdout.write(scenario_to_yaml(scenario))
+    return EXIT_OK
 
 
 def cmd_run(args) -> int:
@@ -127,29 +124,52 @@ def cmd_run(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from netsim.plots import plot_run
+    from netsim.plots import plot_path
 
-    paths = plot_run(args.run_dir, args.out)
+    try:
+        paths = plot_path(args.run_dir, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
     for p in paths:
         print(p)
     return EXIT_OK
 
 
 def cmd_sweep(args) -> int:
-    from netsim.sweep import run_sweep
+    from netsim.sweep import SweepError, run_sweep
 
     try:
-        table = run_sweep(args.sweep, scheduler=args.scheduler, workers=args.workers, out=args.out)
+        result = run_sweep(args.sweep, scheduler=args.scheduler, workers=args.workers,
+                           out=args.out, progress=not args.quiet)
     except ScenarioError as err:
         _print_problems(err)
         return EXIT_INVALID
-    print(table.to_string(index=False))
+    except SweepError as err:
+        print(f"error: {err.source}: the sweep cannot start:", file=sys.stderr)
+        for p in err.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_INVALID
+    table = result.summary
+    cols = [c for c in ["run_id", *result.params, "replication", "status", "frames",
+                        "sum_rate_bps_hz", "residual_to_rms_s", "error"] if c in table]
+    print(table[cols].to_string(index=False))
+    print(f"sweep folder: {result.out_dir} ({len(table)} runs: "
+          f"{int((table.status == 'finished').sum())} run, {result.n_skipped} skipped, "
+          f"{result.n_failed} failed; load with netsim.load_sweep)")
+    if result.n_failed:
+        print(f"error: {result.n_failed} run(s) failed; see the error column and "
+              f"{result.out_dir / 'summary.csv'}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import netsim
+
     parser = argparse.ArgumentParser(prog="netsim", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"netsim {netsim.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def scenario_args(p):
@@ -171,16 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("plot", help="standard figures of a run directory as PNG")
-    p.add_argument("run_dir")
-    p.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
+    p = sub.add_parser("defaults", help="print a resolved scenario (every default filled in)")
+    p.add_argument("scenario", nargs="?", help="scenario YAML file (default: the schema's defaults)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    p.set_defaults(func=cmd_defaults)
+
+    p = sub.add_parser("plot", help="standard figures of a run or sweep folder as PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR|SWEEP_DIR")
+    p.add_argument("--out", help="folder for the PNGs (default: DIR/plots)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("sweep", help="parameter grid x replications on Dask")
     p.add_argument("sweep", help="sweep YAML file")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
-    p.add_argument("--out", help="sweep output folder (default: from the sweep file)")
+    p.add_argument("--out", help="sweep output folder (default: the file's out, else runs/<stem>)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
     return parser
 
