@@ -60,7 +60,7 @@ from netsim.comm.pilot_assignment import (  # noqa: E402
 from netsim.comm.power import POWER_ALLOCATORS  # noqa: E402
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation  # noqa: E402
 from netsim.comm.subframe import prepare_subframe  # noqa: E402
-from netsim.comm.wmmse import WMMSEConfig  # noqa: E402
+from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig  # noqa: E402
 from netsim.phy.umi import (  # noqa: E402
     ChannelConfig,
     channel_from_fading,
@@ -91,7 +91,8 @@ def run_frames(
         "assoc": [], "mono_slack": [], "load_ratio": [], "min_power": [], "iters": [],
         "converged": [], "proper": [], "tau_ds_ge_load": [], "deterministic": [],
         "jbest_mono": [], "tau_le_ds": [], "evals_ok": [], "onehot": [], "example": None,
-        "cap_gap": [], "long_iters": [],
+        "cap_gap": [], "long_iters": [], "spec_iters": [], "spec_converged": [],
+        "spec_mono": [], "rsur_default": [], "rsur_spec": [], "default_converged": [],
     }
     for d in range(n_drops):
         rng_lsf = streams.generator("lsf", d)
@@ -137,13 +138,22 @@ def run_frames(
                         diag["mono_slack"].append(
                             float(np.min(np.diff(obj) / np.abs(obj[:-1]))) if obj.size > 1 else 0.0
                         )
-                        diag["iters"].append(out.iterations)
-                        diag["converged"].append(out.converged)
-                        if not out.converged:
+                        diag["default_converged"].append(out.converged)
+                        diag["rsur_default"].append(float(obj[-1]))
+                        # check 9b as the paper defines it: the spec's one-sweep stopping rule
+                        spec = alloc(ghat, err, assoc, sigma2, cfg.p_max_w, config=WMMSE_SPEC_RULE)
+                        sobj = spec.objective
+                        diag["spec_mono"].append(
+                            float(np.min(np.diff(sobj) / np.abs(sobj[:-1]))) if sobj.size > 1 else 0.0
+                        )
+                        diag["rsur_spec"].append(float(sobj[-1]))
+                        diag["iters"].append(spec.iterations)
+                        diag["converged"].append(spec.converged)
+                        if not spec.converged:
                             long = POWER_ALLOCATORS["wmmse"](
                                 ghat, err, assoc, sigma2, cfg.p_max_w,
-                                config=WMMSEConfig(max_iter=2000))
-                            diag["cap_gap"].append(1 - obj[-1] / long.objective[-1])
+                                config=WMMSEConfig(stop="spec", refine="none", max_iter=2000))
+                            diag["cap_gap"].append(1 - sobj[-1] / long.objective[-1])
                             diag["long_iters"].append(long.iterations)
                         diag["load_ratio"].append(float(np.max(out.power_w.sum(axis=1)) / cfg.p_max_w))
                         diag["min_power"].append(float(out.power_w.min()))
@@ -263,7 +273,7 @@ def baseline_checks(frames: pd.DataFrame, diag: dict, table: pd.DataFrame) -> li
     }]
     gain = (frames.groupby("n_ant")["net_se_wmmse"].mean()
             / frames.groupby("n_ant")["net_se_equal"].mean())
-    mono = float(np.min(diag["mono_slack"]))
+    mono = float(min(np.min(diag["mono_slack"]), np.min(diag["spec_mono"])))
     ok9 = (mono >= -1e-9 and max(diag["load_ratio"]) <= 1 + 1e-9 and min(diag["min_power"]) >= 0
            and bool(np.all(gain >= 1.0)))
     checks.append({
@@ -281,6 +291,19 @@ def baseline_checks(frames: pd.DataFrame, diag: dict, table: pd.DataFrame) -> li
         "value": [int(max(diag["iters"])), round(conv, 4)],
         "target": "spec check 9: every call converges in <= 100 iterations",
         "pass": bool(conv == 1.0 and max(diag["iters"]) <= 100),
+    })
+    rs_d, rs_s = np.asarray(diag["rsur_default"]), np.asarray(diag["rsur_spec"])
+    checks.append({
+        "name": "9c WMMSE netsim default (sweeps + SPG refinement, windowed rule 1e-5 over 10 "
+                "iterations; the net-SE table uses it): fraction converged; mean Rsur gain over the "
+                "spec rule; fraction of calls ending >= 0.5 % below the spec rule",
+        "value": [round(float(np.mean(diag["default_converged"])), 4),
+                  round(float(np.mean(rs_d / rs_s) - 1), 5),
+                  round(float(np.mean(rs_d < 0.995 * rs_s)), 4)],
+        "target": ">= 0.98 converged within the 2000-iteration refinement cap (measured, quick run: "
+                  "1 of 120 calls capped, 0.6 % below the tight sweeps); gain >= 0; last value "
+                  "reported, not checked (both are local optima of a non-concave surrogate)",
+        "pass": bool(np.mean(diag["default_converged"]) >= 0.98 and np.mean(rs_d / rs_s) >= 1.0),
     })
     rel = table["net_se_wmmse"] / table["paper"] - 1
     incr = bool(np.all(np.diff(table["net_se_wmmse"].to_numpy()) > 0))

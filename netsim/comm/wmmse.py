@@ -20,7 +20,8 @@ and the imperfect-CSI surrogate [C]):
        r[m,j] = omega_j Re(conj(u_j) a[m,j,j])
        v[m,j] = max(0, r - x) / (q + mu_m),  mu_m >= 0 the smallest multiplier giving
                 sum_j v[m,j]^2 <= P_max (bisection, 60 steps, feasible end of the bracket).
-3. Stop when |Rsur_new - Rsur_old| < tol * Rsur_old or after ``max_iter`` iterations.
+3. Stop when |Rsur_new - Rsur_old| < tol * Rsur_old or after ``max_iter`` iterations (the
+   spec's rule: ``WMMSEConfig(stop="spec", refine="none")``, :data:`WMMSE_SPEC_RULE`).
 
 Rsur is non-decreasing at every iteration (exact block minimisation of an objective whose
 minimum over (u, omega) is K - ln(2) Rsur). With perfect CSI (Ghat = G, err_var = 0, all pairs
@@ -40,6 +41,18 @@ maps x_AA into the feasible set (clip at 0, scale each AP into its budget) and k
 it raises Rsur above the plain sweep's value (otherwise the history restarts from the last
 sweep and the linear step ``v + b (v - v_prev)`` is tried instead). Every iterate is therefore
 exactly feasible and Rsur stays non-decreasing; the stopping rule and the cap are unchanged.
+
+Convergence (netsim default, ``stop="window"``): the one-sweep rule of step 3 fires on plateaus
+where Rsur is still rising: on the unit-test subframes it stopped up to 4 % (seed-004 hard
+subframes) and 2.4 % (campus, M = 36, K = 6) below the value the same kernel reaches at
+tol 1e-13. By default the sweeps therefore only run until that rule fires
+or ``sweeps_before_refine`` (5) sweeps; then
+:func:`netsim.comm.spg.spg_refine` (spectral projected gradient on the same Rsur, same
+feasible set, monotone line search, exact projection) climbs to a stationary point and stops
+when the gain over the last ``window`` iterations falls below ``window_tol`` * Rsur. With
+``refine="none"`` the windowed rule is applied to the sweeps themselves. Warm start: with
+``init="given"`` and ``v0`` (the engine passes the previous subframe's amplitudes) the kernel
+starts from the projection of ``v0`` onto the feasible set.
 """
 
 from __future__ import annotations
@@ -50,10 +63,13 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["WMMSEConfig", "WMMSEResult", "wmmse_power", "surrogate_rate", "wmmse_terms"]
+from netsim.comm.spg import spg_refine
+from netsim.comm.surrogate import SurrogateModel, into_budget, surrogate_rate, wmmse_terms
+
+__all__ = ["WMMSEConfig", "WMMSEResult", "wmmse_power", "surrogate_rate", "wmmse_terms",
+           "WMMSE_SPEC_RULE", "WMMSE_CONVERGED"]
 
 _TINY = np.finfo(float).tiny
-_EPS = np.finfo(float).eps
 
 
 @dataclass(frozen=True)
@@ -63,9 +79,33 @@ class WMMSEConfig:
     Attributes
     ----------
     max_iter : int
-        Iteration cap I_max (100).
+        Cap on the WMMSE sweeps, I_max (100).
     tol : float
-        Relative stopping tolerance on Rsur (1e-4).
+        Relative one-sweep tolerance on Rsur (1e-4): the spec's stopping rule with
+        ``stop="spec"``; with ``stop="window"`` and ``refine="spg"`` the point where the sweeps
+        hand over to the refinement.
+    stop : {"window", "spec"}
+        "window" (netsim default): stop when the gain over the last ``window`` iterations is
+        below ``window_tol`` * Rsur (of the refinement, or of the sweeps with
+        ``refine="none"``). "spec": the one-sweep rule of spec 4.3 on the sweeps, no refinement.
+    window : int
+        Window of the windowed rule (10 iterations).
+    window_tol : float
+        Relative gain over the window that counts as converged (1e-5). Measured on the
+        unit-test subframes (M = 7, K = 21/42; campus M = 36, K = 6): within 0.04 % of the
+        same refinement run at 1e-9 and within 0.1 % of the sweeps at tol 1e-13.
+    refine : {"spg", "none"}
+        After the sweeps, refine with spectral projected gradient (:mod:`netsim.comm.spg`)
+        or not. Ignored with ``stop="spec"``.
+    refine_max_iter : int
+        Cap on the refinement iterations (2000).
+    sweeps_before_refine : int
+        With ``stop="window"`` and ``refine="spg"``: the sweeps hand over to the refinement
+        when the one-sweep rule fires or after this many sweeps (5). Measured on the unit-test
+        subframes (tests/unit/comm/test_wmmse_convergence.py) against the best of the tight
+        sweeps and :data:`WMMSE_CONVERGED`: 5 sweeps end at most 0.01 % short (0.05 % with
+        up to 100), in 20 ms instead of 32 ms CPU on average; on campus (M = 36) 38 ms
+        instead of 100 ms per warm-started call.
     multiplier : {"bisection", "newton"}
         Root finder for the per-AP multiplier mu_m. "bisection" (spec default, 60 steps) or a
         monotone safeguarded Newton iteration on 1/||v(mu)|| (fewer steps, same result).
@@ -100,6 +140,12 @@ class WMMSEConfig:
 
     max_iter: int = 100
     tol: float = 1e-4
+    stop: Literal["window", "spec"] = "window"
+    window: int = 10
+    window_tol: float = 1e-5
+    refine: Literal["spg", "none"] = "spg"
+    refine_max_iter: int = 2000
+    sweeps_before_refine: int = 5
     multiplier: Literal["bisection", "newton"] = "bisection"
     bisection_steps: int = 60
     init: Literal["equal", "given"] = "equal"
@@ -116,11 +162,13 @@ class WMMSEResult:
     Attributes
     ----------
     power_w : ndarray, shape [M, K], W (zero where not associated)
-    iterations : int, number of full Gauss-Seidel sweeps done
+    iterations : int, Gauss-Seidel sweeps plus refinement iterations done
     objective : ndarray, shape [iterations + 1], Rsur [bit/s/Hz] before the first and after
-        each sweep
-    converged : bool, whether the relative-tolerance rule fired before ``max_iter``
-    info : dict, ``anderson_accepted``: number of sweeps whose Anderson point was kept
+        each sweep / refinement iteration
+    converged : bool, whether the stopping rule of ``config.stop`` fired before its cap
+    info : dict, ``anderson_accepted``: number of sweeps whose Anderson point was kept;
+        ``sweeps``, ``refine_iterations``; ``stationarity``: g.d / Rsur at the end of the
+        refinement (0 at a KKT point; absent without refinement)
     """
 
     power_w: np.ndarray
@@ -128,59 +176,6 @@ class WMMSEResult:
     objective: np.ndarray
     converged: bool
     info: dict = field(default_factory=dict)
-
-
-def wmmse_terms(
-    ghat: np.ndarray, err_var: np.ndarray, assoc: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coherent part a [M, K, K] (complex) and variance part d [M, K, K] (float) of spec 4.3."""
-    both = assoc[:, :, None] & assoc[:, None, :]  # [M, K(j), K(i)]
-    a = np.where(both, ghat, 0.0).astype(complex)  # [M, K, K]
-    d = assoc[:, :, None] * err_var[:, None, :]  # [M, K, K]
-    return a, d
-
-
-def _layout(a: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """a_t[j, m, i] = a[m, j, i] (contiguous [K, M, K]) and d_flat = d as [M*K, K], the layouts
-    in which s and Tt below are batched matrix products (about 2x faster than einsum)."""
-    n_ap, n_ue, _ = a.shape
-    return np.ascontiguousarray(a.transpose(1, 0, 2)), np.ascontiguousarray(d).reshape(
-        n_ap * n_ue, n_ue
-    )
-
-
-def _amplitudes(a_t: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """s[j, i] = sum_m a[m, j, i] v[m, j], shape [K, K] (a_t from :func:`_layout`)."""
-    return np.matmul(v.T[:, None, :], a_t)[:, 0, :]  # [K(j), K(i)]
-
-
-def _total_power(s: np.ndarray, d_flat: np.ndarray, v: np.ndarray, noise_w: float) -> np.ndarray:
-    """Tt_i = sum_j |s[j, i]|^2 + sum_{m,j} d[m, j, i] v[m, j]^2 + sigma^2, shape [K]."""
-    return (s.real**2 + s.imag**2).sum(axis=0) + (v * v).ravel() @ d_flat + noise_w
-
-
-def _surrogate(
-    a_t: np.ndarray, d_flat: np.ndarray, v: np.ndarray, noise_w: float
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """(Rsur [bit/s/Hz], s [K, K], Tt [K]) at amplitudes v [M, K]."""
-    s = _amplitudes(a_t, v)  # [K, K]
-    tt = _total_power(s, d_flat, v, noise_w)  # [K]
-    s_diag = np.diagonal(s)
-    sig = s_diag.real**2 + s_diag.imag**2  # [K]
-    rate = float(np.sum(np.log2(tt / (tt - sig))))
-    return rate, s, tt
-
-
-def surrogate_rate(
-    ghat: np.ndarray,
-    err_var: np.ndarray,
-    assoc: np.ndarray,
-    power_w: np.ndarray,
-    noise_w: float,
-) -> float:
-    """Rsur(sqrt(P)) of spec 4.3 [bit/s/Hz] for powers ``power_w`` [M, K]."""
-    a_t, d_flat = _layout(*wmmse_terms(ghat, err_var, assoc))
-    return _surrogate(a_t, d_flat, np.sqrt(power_w), noise_w)[0]
 
 
 def _solve_multiplier(
@@ -226,19 +221,6 @@ def _solve_multiplier(
     tot = (v**2).sum()
     if tot > p_max:  # rounding guard: exact feasibility
         v = v * np.sqrt(p_max / tot)
-    return v
-
-
-def _into_budget(v: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> np.ndarray:
-    """Feasible amplitudes from a trial point: clip at 0, zero off ``assoc``, scale each AP
-    (row) with sum_k v^2 > P_max down onto its budget (exactly, after a rounding guard)."""
-    v = np.where(assoc, np.maximum(v, 0.0), 0.0)  # [M, K]
-    tot = (v**2).sum(axis=1)  # [M]
-    over = tot > p_max
-    if over.any():
-        v[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
-        still = (v**2).sum(axis=1) > p_max  # rounding: at most a few ulp above
-        v[still] *= 1.0 - 4.0 * _EPS
     return v
 
 
@@ -311,38 +293,53 @@ def wmmse_power(
     a_abs2_d = a_abs2 + d  # [M, K, K]
     a_conj = np.conj(a)  # [M, K, K]
     a_diag = np.einsum("mjj->mj", a)  # [M, K]
-    a_t, d_flat = _layout(a, d)  # [K, M, K], [M*K, K]
-    load = np.maximum(assoc.sum(axis=1), 1)  # [M]
-    if cfg.init == "given" and v0 is not None:
-        v = np.where(assoc, np.maximum(v0, 0.0), 0.0)
-    else:
-        v = np.where(assoc, np.sqrt(p_max / load)[:, None], 0.0)  # [M, K]
-    rate, s, tt = _surrogate(a_t, d_flat, v, noise_w)
-    trace = [rate]
-    converged = False
-    it = 0
-    per_ap = cfg.weight_update == "per_ap"
+    model = SurrogateModel(a, d, noise_w)
     if cfg.weight_update not in ("per_sweep", "per_ap"):
         raise ValueError(f"weight_update={cfg.weight_update!r}; allowed: 'per_sweep', 'per_ap'")
     if cfg.anderson_memory < 0:
         raise ValueError(f"anderson_memory={cfg.anderson_memory}; must be >= 0")
+    if cfg.stop not in ("window", "spec"):
+        raise ValueError(f"stop={cfg.stop!r}; allowed: 'window', 'spec'")
+    if cfg.refine not in ("spg", "none"):
+        raise ValueError(f"refine={cfg.refine!r}; allowed: 'spg', 'none'")
+    if cfg.window < 1:
+        raise ValueError(f"window={cfg.window}; must be >= 1")
+    load = np.maximum(assoc.sum(axis=1), 1)  # [M]
+    v_equal = np.where(assoc, np.sqrt(p_max / load)[:, None], 0.0)  # [M, K]
+    v = v_equal
+    rate, s, tt = model.evaluate(v)
+    warm = False
+    if cfg.init == "given" and v0 is not None:
+        v_warm = into_budget(np.asarray(v0, dtype=float), assoc, p_max)  # [M, K]
+        rate_w, s_w, tt_w = model.evaluate(v_warm)
+        if rate_w > 0.0:  # an all-zero or useless warm start falls back to equal power
+            v, rate, s, tt, warm = v_warm, rate_w, s_w, tt_w, True
+    trace = [rate]
+    converged = False
+    it = 0
+    per_ap = cfg.weight_update == "per_ap"
+    info: dict = {"warm_start": warm}
     if not assoc.any() or rate <= 0.0:
         # nothing to allocate (no associated pair, or no useful signal anywhere): the relative
         # stopping rule could never fire, so report the starting point as the fixed point
-        return WMMSEResult(power_w=v**2, iterations=0, objective=np.asarray(trace), converged=True,
-                           info={"anderson_accepted": 0})
+        info.update(anderson_accepted=0, sweeps=0, refine_iterations=0)
+        return WMMSEResult(power_w=v**2, iterations=0, objective=np.asarray(trace),
+                           converged=True, info=info)
+    refine = cfg.stop == "window" and cfg.refine == "spg"
+    windowed_sweeps = cfg.stop == "window" and not refine
     beta = 1.0  # linear extrapolation factor (see WMMSEConfig.extrapolation)
     v_prev = v.copy()
     hist_x: list[np.ndarray] = []  # Anderson history: sweep inputs x_j, each [n_assoc]
     hist_f: list[np.ndarray] = []  # residuals T(x_j) - x_j, each [n_assoc]
     n_anderson = 0
-    for sweep in range(1, cfg.max_iter + 1):
+    n_sweeps = min(cfg.max_iter, cfg.sweeps_before_refine) if refine else cfg.max_iter
+    for sweep in range(1, n_sweeps + 1):
         it = sweep
         x_in = v[assoc]  # [n_assoc]
         for m in range(n_ap):
             if m == 0 or per_ap:
                 if per_ap and m > 0:
-                    tt = _total_power(s, d_flat, v, noise_w)  # [K]
+                    tt = model.total_power(s, v)  # [K]
                 s_diag = np.diagonal(s).copy()  # [K]
                 sig = np.abs(s_diag) ** 2
                 u = s_diag / tt  # [K]
@@ -363,7 +360,7 @@ def wmmse_power(
             )
             s = s + a[m] * (v_new - v[m])[:, None]  # [K, K]
             v[m] = v_new
-        rate_new, s, tt = _surrogate(a_t, d_flat, v, noise_w)
+        rate_new, s, tt = model.evaluate(v)
         accelerated = False
         if cfg.anderson_memory > 0:
             hist_x.append(x_in)
@@ -374,8 +371,8 @@ def wmmse_power(
             if x_aa is not None:
                 v_try = np.zeros_like(v)
                 v_try[assoc] = x_aa
-                v_try = _into_budget(v_try, assoc, p_max)  # [M, K]
-                rate_try, s_try, tt_try = _surrogate(a_t, d_flat, v_try, noise_w)
+                v_try = into_budget(v_try, assoc, p_max)  # [M, K]
+                rate_try, s_try, tt_try = model.evaluate(v_try)
                 if rate_try > rate_new:  # monotone safeguard
                     v, rate_new, s, tt = v_try, rate_try, s_try, tt_try
                     accelerated = True
@@ -383,8 +380,8 @@ def wmmse_power(
             if not accelerated:  # restart from the newest sweep
                 del hist_x[:-1], hist_f[:-1]
         if cfg.extrapolation and sweep > 1 and not accelerated:
-            v_try = _into_budget(v + beta * (v - v_prev), assoc, p_max)  # [M, K]
-            rate_try, s_try, tt_try = _surrogate(a_t, d_flat, v_try, noise_w)
+            v_try = into_budget(v + beta * (v - v_prev), assoc, p_max)  # [M, K]
+            rate_try, s_try, tt_try = model.evaluate(v_try)
             if rate_try > rate_new:
                 v, rate_new, s, tt = v_try, rate_try, s_try, tt_try
                 beta = min(2.0 * beta, 16.0)
@@ -392,15 +389,41 @@ def wmmse_power(
                 beta = max(1.0, 0.5 * beta)
         v_prev = v.copy()
         trace.append(rate_new)
-        if abs(rate_new - rate) < cfg.tol * abs(rate):
+        if windowed_sweeps:
+            if len(trace) > cfg.window and (
+                    trace[-1] - trace[-1 - cfg.window] < cfg.window_tol * abs(rate_new)):
+                converged = True
+                break
+        elif abs(rate_new - rate) < cfg.tol * abs(rate):
             rate = rate_new
             converged = True
             break
         rate = rate_new
+    info.update(anderson_accepted=n_anderson, sweeps=it, refine_iterations=0)
+    if refine:
+        ref = spg_refine(model, v, assoc, p_max, window=cfg.window, window_tol=cfg.window_tol,
+                         max_iter=cfg.refine_max_iter)
+        v = ref.v
+        trace.extend(ref.objective[1:].tolist())
+        it += ref.iterations
+        converged = ref.converged
+        info.update(refine_iterations=ref.iterations, stationarity=ref.stationarity)
     return WMMSEResult(
         power_w=v**2,
         iterations=it,
         objective=np.asarray(trace),
         converged=converged,
-        info={"anderson_accepted": n_anderson},
+        info=info,
     )
+
+
+WMMSE_SPEC_RULE = WMMSEConfig(stop="spec", refine="none")
+"""The stopping rule of spec 4.3 (one sweep with relative gain < 1e-4, cap 100 sweeps), with
+netsim's safeguarded acceleration on: what acceptance check 9 of the seed-004 reproduction
+reports as the paper defines it."""
+
+WMMSE_CONVERGED = WMMSEConfig(window=20, window_tol=1e-9, refine_max_iter=20_000,
+                              sweeps_before_refine=100)
+"""Run to convergence: sweeps until the one-sweep rule fires, then the refinement with a 1e-9
+windowed tolerance over 20 iterations and a 20 000-iteration cap (reference / label
+baseline; the default ends within 0.1 % of it on the unit-test subframes)."""

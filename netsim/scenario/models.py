@@ -301,6 +301,15 @@ class CommConfig(_Section):
     power: Literal["equal", "wmmse", "maxmin", "gnn"] = Field(
         "equal", description="per-subframe power allocation"
     )
+    wmmse_stop: Literal["window", "spec"] = Field(
+        "window",
+        description="WMMSE stopping: window = sweeps + projected-gradient refinement until the "
+        "gain over 10 iterations < 1e-5 Rsur (converged); spec = the paper's one-sweep rule "
+        "(relative gain < 1e-4, at most 100 sweeps; can stop 2-4 % short on plateaus)",
+    )
+    power_warm_start: bool = Field(
+        True, description="WMMSE starts each subframe from the previous subframe's powers"
+    )
     subcarriers_evaluated: int = Field(
         8, ge=1, le=4096, description="subcarriers across the band on which rates are averaged"
     )

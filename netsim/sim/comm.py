@@ -19,22 +19,26 @@ transposes at the boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from netsim.comm.association import associate
 from netsim.comm.location_csi import channel_error_radius
 from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
-from netsim.comm.power import POWER_ALLOCATORS
+from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation
 from netsim.comm.robust import design_beamformers
 from netsim.comm.subframe import prepare_subframe
+from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig, wmmse_power
 from netsim.sim import methods
 from netsim.units import dbm_to_w
 
 __all__ = ["LocationAwareComm", "PilotComm", "ROBUST_SCHEMES", "SubframeTx", "make_comm"]
 
 ROBUST_SCHEMES = ("main", "ei", "mrt")  # seed 003 (netsim.comm.robust.design_beamformers)
+# power policies that are deterministic functions of (ghat, err_var, assoc): with estimates
+# fixed for a frame (location-aware CSI) one call per frame gives every subframe's allocation
+DETERMINISTIC_POWER = ("equal", "maxmin", "wmmse")
 
 
 @dataclass
@@ -54,9 +58,21 @@ class SubframeTx:
     converged: bool
 
 
-def _power(sim, ghat, err_var, assoc) -> object:
+def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None) -> PowerAllocation:
+    """The scenario's power policy on this subframe's estimates. WMMSE (``comm.power: wmmse``)
+    follows ``comm.wmmse_stop`` and, with ``comm.power_warm_start``, starts from ``prev_w``
+    [M, K] (the previous subframe's powers, W; channels move little in 1 ms)."""
     sc = sim.scenario
     p_max = sim.p_max_w * sim.net.online
+    if sc.comm.power == "wmmse":
+        cfg = WMMSE_SPEC_RULE if sc.comm.wmmse_stop == "spec" else WMMSEConfig()
+        warm = sc.comm.power_warm_start and prev_w is not None and prev_w.shape == assoc.shape
+        if warm:
+            cfg = replace(cfg, init="given")
+        res = wmmse_power(ghat, err_var, assoc, sc.channel.noise_power_w, p_max, cfg,
+                          v0=np.sqrt(prev_w) if warm else None)
+        return PowerAllocation(res.power_w, res.iterations, res.objective, res.converged,
+                               {"policy": "wmmse", **res.info})
     return POWER_ALLOCATORS[sc.comm.power](
         ghat, err_var, assoc, sc.channel.noise_power_w, p_max, rng=sim.rngs["power"])
 
@@ -70,6 +86,9 @@ class LocationAwareComm:
         self.robust_w: np.ndarray | None = None  # [K, M, N] seed-003 designs (power included)
         self.last_design = None  # BeamformingResult of the last seed-003 design
         self.pilot_length = 0
+        self.power_w: np.ndarray | None = None  # [M, K] last allocation (warm start), W
+        self.alloc_fresh = False  # power_w was computed on this frame's (unchanged) estimates
+        self.alloc_converged = True
 
     def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
         """Design the frame's beamformers; True when the last ones were re-used."""
@@ -99,6 +118,7 @@ class LocationAwareComm:
         self.err_var = (beta / (net.k_factor + 1.0)).T  # [M, K] (0 for pure LOS)
         self.robust_w = None
         self.last_design = None
+        self.alloc_fresh = False
         return False
 
     def _design_robust(self, h_est: np.ndarray, crlb_m2: np.ndarray) -> None:
@@ -136,9 +156,17 @@ class LocationAwareComm:
         if self.robust_w is not None:  # power is part of the robust design
             power = (np.abs(self.robust_w) ** 2).sum(axis=2).T  # [M, K]
             return SubframeTx(self.robust_w, power, 1.0, 0, True)
-        alloc = _power(self.sim, self.ghat, self.err_var, self.assoc)
-        w = self.directions * np.sqrt(alloc.power_w).T[:, :, None]  # [K, M, N]
-        return SubframeTx(w, alloc.power_w, 1.0, alloc.iterations, alloc.converged)
+        if self.alloc_fresh and self.sim.scenario.comm.power in DETERMINISTIC_POWER:
+            # the estimates (ghat, err_var, assoc) are fixed for the frame and the policy is a
+            # deterministic function of them: the allocation of the first subframe stands
+            power = self.power_w
+            iterations, converged = 0, self.alloc_converged
+        else:
+            alloc = _power(self.sim, self.ghat, self.err_var, self.assoc, self.power_w)
+            power, iterations, converged = alloc.power_w, alloc.iterations, alloc.converged
+            self.power_w, self.alloc_converged, self.alloc_fresh = power, converged, True
+        w = self.directions * np.sqrt(power).T[:, :, None]  # [K, M, N]
+        return SubframeTx(w, power, 1.0, iterations, converged)
 
 
 class PilotComm:
@@ -147,6 +175,7 @@ class PilotComm:
     def __init__(self, sim) -> None:
         self.sim = sim
         self.pilot_length = 0
+        self.power_w: np.ndarray | None = None  # [M, K] previous subframe's powers (warm start)
 
     def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
         sim = self.sim
@@ -176,7 +205,8 @@ class PilotComm:
         h_ul = h_true.transpose(1, 0, 2)  # [M, K, N] channel seen by the uplink pilots
         csi = prepare_subframe(h_ul, self.beta, self.assoc, self.colour, self.p_pilot_w,
                                sc.channel.noise_power_w, sim.rngs["pilots"])
-        alloc = _power(sim, csi.ghat, csi.err_var, self.assoc)
+        alloc = _power(sim, csi.ghat, csi.err_var, self.assoc, self.power_w)
+        self.power_w = alloc.power_w
         w = csi.w * np.sqrt(alloc.power_w)[:, :, None]  # [M, K, N]
         factor = 1.0 - self.pilot_length / sc.comm.coherence_slots
         return SubframeTx(w.transpose(1, 0, 2), alloc.power_w, factor, alloc.iterations,
