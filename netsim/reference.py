@@ -170,6 +170,9 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                             "solver status and a hint"),
     "power_not_converged": ("-1", "power control hit its iteration limit in a subframe",
                             "the last iterate is used"),
+    "pilots_reassigned": ("-1", "seed-004 pilots: DSatur(+Tabu) re-ran at a frame start because "
+                          "the association changed or a served link's large-scale gain moved "
+                          "more than `comm.pilot_replan_db`", "detail gives the reason"),
     "crlb_infeasible": ("-1", "the CRLB threshold needs more sensing time than "
                         "`frame.min_comm_fraction` allows", "rho is clipped; the threshold "
                         "is not met"),

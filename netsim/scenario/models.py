@@ -339,6 +339,12 @@ class CommConfig(_Section):
     pilot_assignment: Literal["dsatur_tabu", "dsatur"] = Field(
         "dsatur_tabu", description="frame-start pilot assignment (seed 004, spec 4.1-4.2)"
     )
+    pilot_replan_db: float = Field(
+        1.0, ge=0.0, le=100.0,
+        description="re-run the pilot assignment at a frame start only when the association "
+        "changed or a served link's large-scale gain moved more than this (dB) since the last "
+        "assignment (an events row pilots_reassigned); 0: every frame (the seed's policy)",
+    )
 
 
 # ----------------------------------------------------------------------------- channel

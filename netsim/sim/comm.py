@@ -176,6 +176,33 @@ class PilotComm:
         self.sim = sim
         self.pilot_length = 0
         self.power_w: np.ndarray | None = None  # [M, K] previous subframe's powers (warm start)
+        self.colour: np.ndarray | None = None  # [K] pilot assignment in use
+        self.planned_assoc: np.ndarray | None = None  # [M, K] association it was made for
+        self.planned_beta_db: np.ndarray | None = None  # [M, K] large-scale gains then (dB)
+        self.n_assignments = 0  # DSatur(+Tabu) runs so far
+
+    def assignment_stale(self, beta: np.ndarray, assoc: np.ndarray) -> str | None:
+        """Why the pilot assignment must be recomputed (None: reuse it).
+
+        It is stale when there is none yet, when the association changed (the colouring may
+        no longer be proper), or when some link that is associated now or was then has a
+        large-scale gain more than ``comm.pilot_replan_db`` dB away from its value at the
+        last assignment (0: recompute every frame, the seed's per-frame policy).
+        """
+        thr = self.sim.scenario.comm.pilot_replan_db
+        if self.colour is None or thr <= 0.0:
+            return "first assignment" if self.colour is None else "every frame"
+        if not np.array_equal(assoc, self.planned_assoc):
+            n = int((assoc != self.planned_assoc).sum())
+            return f"association changed ({n} AP-user pairs)"
+        links = assoc | self.planned_assoc  # [M, K]
+        with np.errstate(divide="ignore"):
+            beta_db = 10.0 * np.log10(beta)  # [M, K]
+        shift = np.abs(beta_db - self.planned_beta_db)[links]
+        shift = shift[np.isfinite(shift)]
+        if shift.size and shift.max() > thr:
+            return f"large-scale gain moved {shift.max():.2f} dB > {thr:g} dB"
+        return None
 
     def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
         sim = self.sim
@@ -184,12 +211,21 @@ class PilotComm:
         beta = beta * net.online[:, None]
         self.beta = beta
         self.assoc = associate(beta, sc.comm.association_eta_db) & net.online[:, None]  # [M, K]
+        reason = self.assignment_stale(beta, self.assoc)
+        if reason is None:
+            return False  # reuse: estimation, RZF and power still run per subframe
+        if self.colour is not None and sc.comm.pilot_replan_db > 0.0:
+            sim.event("pilots_reassigned", -1, f"{sc.comm.pilot_assignment}: {reason}")
         res = dsatur_tabu(
             beta, self.assoc, net.n_antennas, p_pilot_w=self.p_pilot_w,
             p_max_w=float(sim.p_max_w.max()), noise_w=sc.channel.noise_power_w,
             tau_c=sc.comm.coherence_slots, rng=sim.rngs["pilots"], config=TabuConfig(),
             use_tabu=sc.comm.pilot_assignment == "dsatur_tabu")
         self.colour = res.colour
+        self.planned_assoc = self.assoc.copy()
+        with np.errstate(divide="ignore"):
+            self.planned_beta_db = 10.0 * np.log10(beta)
+        self.n_assignments += 1
         self.pilot_length = int(res.tau_p)
         if self.pilot_length >= sc.comm.coherence_slots:
             raise ValueError(f"pilot length {self.pilot_length} >= comm.coherence_slots")
