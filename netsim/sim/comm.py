@@ -25,9 +25,7 @@ import numpy as np
 
 from netsim.comm.association import associate
 from netsim.comm.location_csi import channel_error_radius
-from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
 from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation
-from netsim.comm.robust import design_beamformers
 from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig, wmmse_power
 from netsim.sim import methods
@@ -125,6 +123,8 @@ class LocationAwareComm:
         """Seed-003 beamformers (TD-ISAC-Main / -EI / -MRT) at this frame's rho, against error
         balls (4) grown from this frame's position CRLB. A solver failure or an infeasible
         design falls back to equal-power MRT (logged)."""
+        from netsim.comm.robust import design_beamformers  # cvxpy: only runs that use it
+
         sim = self.sim
         sc, net = sim.scenario, sim.net
         k_users, n_aps, n_ant = h_est.shape
@@ -216,6 +216,8 @@ class PilotComm:
             return False  # reuse: estimation, RZF and power still run per subframe
         if self.colour is not None and sc.comm.pilot_replan_db > 0.0:
             sim.event("pilots_reassigned", -1, f"{sc.comm.pilot_assignment}: {reason}")
+        from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu  # networkx: seed-004 runs
+
         res = dsatur_tabu(
             beta, self.assoc, net.n_antennas, p_pilot_w=self.p_pilot_w,
             p_max_w=float(sim.p_max_w.max()), noise_w=sc.channel.noise_power_w,

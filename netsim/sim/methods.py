@@ -19,14 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from netsim.comm.beamforming import mrt_directions
 from netsim.comm.power import POWER_ALLOCATORS
 from netsim.scenario.models import Scenario
-from netsim.sync.plan import SyncPlan, SyncPlanConfig, plan_network
-from netsim.sync.round import SyncRoundConfig, sync_round
+from netsim.sync.plan_config import SyncPlan, SyncPlanConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netsim.sync.round import SyncRoundConfig
+
+# The seed-000 planner (netsim.sync.plan_alloc) and sync round (netsim.sync.round) are imported
+# by the functions that use them, so a run with genie sync never loads them (start-up cost).
 
 __all__ = [
     "BEAMFORMERS",
@@ -128,6 +134,8 @@ def _plan_config(scenario: Scenario) -> SyncPlanConfig:
 
 
 def _round_config(scenario: Scenario) -> SyncRoundConfig:
+    from netsim.sync.round import SyncRoundConfig
+
     sync = scenario.sync
     return SyncRoundConfig(
         pilot_length_chips=sync.pilot_length_chips, chip_time_s=sync.chip_time_s,
@@ -139,6 +147,8 @@ def _round_config(scenario: Scenario) -> SyncRoundConfig:
 
 def over_the_air_plan(network, online: np.ndarray, rng: np.random.Generator) -> SyncPlan:
     """Seed-000 planning (Algorithm 3): clusters, masters, pilot sharing, master tree."""
+    from netsim.sync.plan_alloc import plan_network
+
     return plan_network(network.ap_center_m, online, _plan_config(network.scenario), rng)
 
 
@@ -167,6 +177,8 @@ def over_the_air_sync(method: str) -> Callable:
     """
 
     def measure(network, plan: SyncPlan, rng: np.random.Generator) -> SyncMeasurement:
+        from netsim.sync.round import sync_round
+
         sc = network.scenario
         osc = network.oscillators
         res = sync_round(plan, network.ap_center_m, osc.time_offset_s,

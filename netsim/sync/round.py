@@ -55,7 +55,7 @@ from netsim.sync.channel import (
 )
 from netsim.sync.crb import COND_LIMIT, contamination_diag, crb_to_cfo
 from netsim.sync.ml import ml_estimate
-from netsim.sync.plan import SyncPlan
+from netsim.sync.plan_config import SyncPlan
 
 __all__ = [
     "SyncRoundConfig",

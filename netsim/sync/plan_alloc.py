@@ -1,0 +1,378 @@
+"""Synchronization planning, allocation (seed 000 Algorithm 3; spec ``sync.md`` 5.8).
+
+For increasing ``K_C``: Algorithm 1 clusters, Algorithm 2 pilot sharing under the budget
+``2 K_C + tau <= L_S``, and the allocation with the smallest sum of CRBs (with common random
+channels, :class:`ChannelBank`) is kept. Also the master tree that chains masters to the
+reference AP, and the engine entry point :func:`plan_network`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from netsim.sync.channel import SPEED_OF_LIGHT_M_S, LinkTaps, draw_link_taps
+from netsim.sync.crb import contamination_diag, crb_to_cfo
+from netsim.sync.plan_clusters import alg1_clusters
+from netsim.sync.plan_config import SyncPlan, SyncPlanConfig, max_cluster_distance
+from netsim.sync.plan_pilots import alg2_pilot_sharing, received_power_matrix, sinr_db
+
+__all__ = [
+    "ChannelBank",
+    "evaluate_crb",
+    "alg3_allocation",
+    "master_tree",
+    "plan_network",
+]
+
+
+@dataclass(frozen=True)
+class ChannelBank:
+    """Common random numbers for every ordered node pair (spec 5.8): taps, TO, and pilots.
+
+    Attributes
+    ----------
+    taps : LinkTaps with arrays (n_node, n_node, L)
+        ``taps[i, j]``: channel from node i to node j.
+    to_chips : ndarray, shape (n_node, n_node)
+        ``theta1 ~ U(0, eta)`` of link i -> j.
+    pilots : ndarray, shape (n_pilot_max, N)
+        Random BPSK pilot ``p`` of this drop.
+    """
+
+    taps: LinkTaps
+    to_chips: NDArray[np.float64]
+    pilots: NDArray[np.float64]
+
+    @staticmethod
+    def draw(
+        n_node: int, cfg: SyncPlanConfig, n_pilot_max: int, rng: np.random.Generator
+    ) -> ChannelBank:
+        taps = draw_link_taps((n_node, n_node), cfg.n_taps, rng)
+        to = rng.uniform(0.0, cfg.to_range_chips, (n_node, n_node))
+        pilots = rng.choice(
+            np.array([-1.0, 1.0]), size=(max(n_pilot_max, 1), cfg.pilot_length_chips)
+        )
+        return ChannelBank(taps, to, pilots)
+
+
+def evaluate_crb(
+    node_loc: NDArray,
+    slave_nodes: NDArray,
+    master_of_slave: NDArray,
+    pilot_of_slave: NDArray,
+    bank: ChannelBank,
+    cfg: SyncPlanConfig,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Full CRB (spec 3, with contamination from co-pilot slaves) of every slave.
+
+    Parameters
+    ----------
+    node_loc : ndarray, shape (n_node, 2), m
+    slave_nodes, master_of_slave, pilot_of_slave : ndarray, shape (S,), int
+        Node index of each slave, of its master, and its pilot index. Slaves with a unique
+        pilot index see no contamination.
+    bank : ChannelBank
+    cfg : SyncPlanConfig
+
+    Returns
+    -------
+    crb_to : ndarray (S,), Ts^2;  crb_cfo : ndarray (S,), (cycles/sample)^2 (inf if singular).
+    """
+    s = slave_nodes.size
+    if s == 0:
+        return np.zeros(0), np.zeros(0)
+    c_ts = SPEED_OF_LIGHT_M_S * cfg.chip_time_s
+    d_des = np.linalg.norm(node_loc[slave_nodes] - node_loc[master_of_slave], axis=1)  # [S]
+    exc = bank.taps.excess_delay_chips[slave_nodes, master_of_slave]  # [S, L]
+    delays = d_des[:, None] / c_ts + exc  # [S, L]
+    n = cfg.pilot_length_chips
+    m = max(cfg.n_samples, n + int(np.ceil(cfg.to_range_chips + delays.max())) + 3)
+    beta = cfg.path_loss.gain(d_des)
+    h = (
+        bank.taps.amplitude[slave_nodes, master_of_slave]
+        * np.sqrt(cfg.tx_power_w * beta)[:, None]
+        * bank.taps.fading[slave_nodes, master_of_slave]
+    )  # [S, L]
+    same = (pilot_of_slave[:, None] == pilot_of_slave[None, :]) & ~np.eye(s, dtype=bool)  # [S, S]
+    n_int = int(same.sum(1).max())
+    vs = np.zeros((s, max(n_int, 1)))
+    pw = np.zeros((s, max(n_int, 1)))
+    if n_int > 0:
+        d_int = np.linalg.norm(
+            node_loc[master_of_slave][:, None] - node_loc[slave_nodes][None], axis=-1
+        )
+        for i in range(s):
+            idx = np.flatnonzero(same[i])
+            vs[i, : idx.size] = d_int[i, idx] / c_ts
+            pw[i, : idx.size] = cfg.tx_power_w * cfg.path_loss.gain(d_int[i, idx])
+    pil = bank.pilots[pilot_of_slave % bank.pilots.shape[0]]  # [S, N]
+    xi = contamination_diag(pil, vs, cfg.to_range_chips, pw, m) + cfg.noise_power_w  # [S, M]
+    res = crb_to_cfo(pil, bank.to_chips[slave_nodes, master_of_slave], delays, h, xi, m)
+    return res.to_chips2, res.cfo_norm2
+
+
+def _finite_sum(x: NDArray) -> float:
+    return float(np.sum(x[np.isfinite(x)]))
+
+
+def alg3_allocation(
+    loc: NDArray,
+    cfg: SyncPlanConfig,
+    rng: np.random.Generator,
+    bank: ChannelBank | None = None,
+    dis_max: float | None = None,
+) -> dict | None:
+    """Algorithm 3 (spec 5.8): for increasing ``K_C`` run Algorithm 1 and, when
+    ``2 K_C + max|S_k| <= L_S``, Algorithm 2; keep the allocation with the smallest sum of CRBs
+    (``cfg.selection == "crb"``) or the largest eq-56 objective (``"sinr"``).
+
+    Returns
+    -------
+    dict with ``kc, labels [n], masters [kc], slaves [S], pilot [S], tau, obj, sum_crb,
+    crb_to [S], crb_cfo [S], sinr_db [S], dsatur_overhead``; or None if no ``K_C`` fits ``L_S``.
+    """
+    n = loc.shape[0]
+    ls = cfg.overhead_budget_slots
+    dmax = max_cluster_distance(cfg) if dis_max is None else dis_max
+    noise = cfg.n_samples * cfg.noise_power_w
+    kc = max(1, cfg.kc_start)
+    best = None
+    best_key = np.inf
+    while 2 * kc < ls and kc <= n:
+        kc1, lab, mas = alg1_clusters(loc, dmax, rng, kc, cfg.kmeans_restarts)
+        sizes = np.bincount(lab, minlength=kc1) - 1
+        if 2 * kc1 + sizes.max() > ls:
+            kc = kc1 + 1
+            continue
+        slaves = np.setdiff1d(np.arange(n), mas)
+        clu = lab[slaves]
+        pmat = received_power_matrix(loc, slaves, mas[clu], cfg)
+        out = alg2_pilot_sharing(clu, pmat, noise, ls - 2 * kc1, cfg, rng)
+        assert out is not None
+        pil, obj, tau, p0, _ = out
+        sinr = sinr_db(pmat, pil, noise) if slaves.size else np.zeros(0)
+        if cfg.selection in ("crb", "composite") and (slaves.size or cfg.selection == "composite"):
+            if bank is None:
+                bank = ChannelBank.draw(n, cfg, ls, rng)
+            cto, ccfo = evaluate_crb(loc, slaves, mas[clu], pil, bank, cfg)
+            key = _finite_sum(cto) + _finite_sum(ccfo)
+            if cfg.selection == "composite":
+                key += _master_chain_sum(loc, mas, clu, bank, cfg)
+        else:
+            cto = ccfo = np.full(slaves.size, np.nan)
+            key = -obj
+        if key < best_key or best is None:
+            best_key = key
+            best = dict(
+                kc=kc1,
+                labels=lab,
+                masters=mas,
+                slaves=slaves,
+                pilot=pil,
+                tau=tau,
+                obj=obj,
+                sum_crb=float(key) if cfg.selection != "sinr" else float("nan"),
+                crb_to=cto,
+                crb_cfo=ccfo,
+                sinr_db=sinr,
+                dsatur_overhead=2 * kc1 + int(p0.max()) + 1 if p0.size else 2 * kc1,
+            )
+        kc = kc1 + 1
+    return best
+
+
+def _master_chain_sum(
+    loc: NDArray, mas: NDArray, clu_of_slave: NDArray, bank: ChannelBank, cfg: SyncPlanConfig
+) -> float:
+    """Sum over all APs of the master-chain part of their composite CRB (TO + CFO)."""
+    kc = mas.size
+    if kc < 2:
+        return 0.0
+    ref, parent = master_tree(loc[mas], cfg)
+    child = np.flatnonzero(parent >= 0)
+    cto, ccfo = evaluate_crb(loc, mas[child], mas[parent[child]], np.arange(child.size), bank, cfg)
+    link = np.zeros(kc)
+    link[child] = 0.5 * (cto + ccfo)  # two-way exchange: (v_fwd + v_bwd) / 4 ~ v / 2
+    comp = np.zeros(kc)
+    for k in range(kc):
+        v = k
+        while parent[v] >= 0:
+            comp[k] += link[v]
+            v = parent[v]
+    n_members = np.bincount(clu_of_slave, minlength=kc) + 1
+    return float(np.sum(np.where(np.isfinite(comp), comp, 0.0) * n_members))
+
+
+def master_tree(master_loc: NDArray, cfg: SyncPlanConfig) -> tuple[int, NDArray[np.int64]]:
+    """Reference cluster and parent of each master.
+
+    The reference is the medoid of the masters; parents come from the shortest-path tree
+    (Dijkstra on the complete graph of masters) with edge weight ``1e-9 / beta(d)``
+    (proportional to the error variance of a master-master link), so each master's composite
+    error variance is minimised. Where several shortest paths tie, the parent is the smallest
+    cluster index among the equally good predecessors (the rule the former networkx version
+    applied to ``dijkstra_predecessor_and_distance``; ``tests/unit/sync/test_plan_speed.py``
+    checks the two agree).
+
+    Parameters
+    ----------
+    master_loc : ndarray, shape (K_C, 2), m
+    cfg : SyncPlanConfig
+
+    Returns
+    -------
+    (reference cluster index, parent [K_C] int with -1 at the reference)
+    """
+    k = master_loc.shape[0]
+    if k == 0:
+        return -1, np.zeros(0, dtype=np.int64)
+    d = np.linalg.norm(master_loc[:, None] - master_loc[None], axis=-1)  # [K, K] m
+    ref = int(np.argmin(d.sum(1)))
+    w = 1.0 / cfg.path_loss.gain(d) * 1e-9  # [K, K], edge weights
+    iu = np.triu_indices(k, 1)
+    w[iu[1], iu[0]] = w[iu]  # one weight per undirected edge, as in an undirected graph
+    return ref, _shortest_path_parents(w, ref)
+
+
+def _shortest_path_parents(w: NDArray, src: int) -> NDArray[np.int64]:
+    """Dense Dijkstra from ``src`` on a complete graph with weights ``w`` (K, K), > 0.
+
+    Returns parent (K,) int: the smallest ``u`` with ``dist[u] + w[u, v] == dist[v]``, -1 at
+    ``src``. O(K^2) on Python floats (K is the number of clusters, at most ``L_S / 2``).
+    """
+    k = w.shape[0]
+    wl = w.tolist()
+    dist = [math.inf] * k
+    dist[src] = 0.0
+    todo = set(range(k))
+    while todo:
+        u = min(todo, key=lambda v: (dist[v], v))
+        todo.discard(u)
+        du, wu = dist[u], wl[u]
+        for v in todo:
+            nd = du + wu[v]
+            if nd < dist[v]:
+                dist[v] = nd
+    parent = np.full(k, -1, dtype=np.int64)
+    for v in range(k):
+        if v == src:
+            continue
+        for u in range(k):
+            if u != v and dist[u] + wl[u][v] == dist[v]:
+                parent[v] = u
+                break
+    return parent
+
+
+def plan_network(
+    ap_positions_m: NDArray, online: NDArray, cfg: SyncPlanConfig, rng: np.random.Generator
+) -> SyncPlan:
+    """Run Algorithm 3 on the online APs and return the engine's :class:`SyncPlan`.
+
+    Parameters
+    ----------
+    ap_positions_m : ndarray, shape (n_ap, 2), float, metres
+    online : ndarray, shape (n_ap,), bool
+    cfg : SyncPlanConfig
+    rng : numpy.random.Generator
+        K-means seeds, swap proposals and the random channels of the CRB selection.
+
+    Returns
+    -------
+    SyncPlan (indices refer to the full AP list; offline APs get -1).
+
+    Notes
+    -----
+    When no ``K_C`` fits the budget ``L_S`` (many APs, small budget), the allocation with the
+    smallest overhead ``2 K_C + max|S_k|`` over the Algorithm-1 clusterings is returned with
+    ``within_budget = False`` (DSatur plus swap matching at ``tau = max|S_k|``).
+
+    Raises
+    ------
+    ValueError
+        If no AP is online or the shapes disagree.
+    """
+    pos = np.asarray(ap_positions_m, dtype=float)
+    on = np.asarray(online, dtype=bool)
+    if pos.ndim != 2 or pos.shape[1] != 2 or on.shape != (pos.shape[0],):
+        raise ValueError("ap_positions_m must be (n_ap, 2) and online (n_ap,)")
+    idx = np.flatnonzero(on)
+    n_ap = pos.shape[0]
+    if idx.size == 0:
+        raise ValueError("plan_network: no AP is online")
+    loc = pos[idx]
+    n = idx.size
+    within = True
+    if n == 1:
+        best = dict(
+            kc=1,
+            labels=np.zeros(1, np.int64),
+            masters=np.zeros(1, np.int64),
+            slaves=np.zeros(0, np.int64),
+            pilot=np.zeros(0, np.int64),
+            tau=0,
+            sum_crb=0.0,
+            sinr_db=np.zeros(0),
+        )
+    else:
+        best = alg3_allocation(loc, cfg, rng)
+        if best is None:
+            within = False
+            best = _smallest_overhead(loc, cfg, rng)
+    cluster = np.full(n_ap, -1, dtype=np.int64)
+    cluster[idx] = best["labels"]
+    masters = idx[best["masters"]]
+    pilot = np.full(n_ap, -1, dtype=np.int64)
+    pilot[idx[best["slaves"]]] = best["pilot"]
+    sinr = np.full(n_ap, np.nan)
+    sinr[idx[best["slaves"]]] = best["sinr_db"]
+    ref_c, parent = master_tree(pos[masters], cfg)
+    tau = int(best["tau"])
+    kc = int(best["kc"])
+    return SyncPlan(
+        cluster_of_ap=cluster,
+        masters=masters,
+        pilot_of_ap=pilot,
+        n_pilots=tau,
+        reference_ap=int(masters[ref_c]),
+        overhead_slots=2 * kc + tau,
+        master_parent=parent,
+        within_budget=within and 2 * kc + tau <= cfg.overhead_budget_slots,
+        planned_sinr_db=sinr,
+        sum_crb=float(best.get("sum_crb", float("nan"))),
+    )
+
+
+def _smallest_overhead(loc: NDArray, cfg: SyncPlanConfig, rng: np.random.Generator) -> dict:
+    n = loc.shape[0]
+    dmax = max_cluster_distance(cfg)
+    noise = cfg.n_samples * cfg.noise_power_w
+    cands = []
+    kc = max(1, cfg.kc_start)
+    while kc <= n:
+        kc1, lab, mas = alg1_clusters(loc, dmax, rng, kc, cfg.kmeans_restarts)
+        ov = 2 * kc1 + int((np.bincount(lab, minlength=kc1) - 1).max())
+        cands.append((ov, kc1, lab, mas))
+        if cands and ov > min(c[0] for c in cands) + 10:
+            break
+        kc = kc1 + 1
+    ov, kc1, lab, mas = min(cands, key=lambda c: (c[0], c[1]))
+    slaves = np.setdiff1d(np.arange(n), mas)
+    clu = lab[slaves]
+    pmat = received_power_matrix(loc, slaves, mas[clu], cfg)
+    pil, obj, tau, _, _ = alg2_pilot_sharing(clu, pmat, noise, ov - 2 * kc1, cfg, rng)
+    sinr = sinr_db(pmat, pil, noise) if slaves.size else np.zeros(0)
+    return dict(
+        kc=kc1,
+        labels=lab,
+        masters=mas,
+        slaves=slaves,
+        pilot=pil,
+        tau=tau,
+        sum_crb=float("nan"),
+        sinr_db=sinr,
+    )
