@@ -198,7 +198,8 @@ class PilotComm:
         links = assoc | self.planned_assoc  # [M, K]
         with np.errstate(divide="ignore"):
             beta_db = 10.0 * np.log10(beta)  # [M, K]
-        shift = np.abs(beta_db - self.planned_beta_db)[links]
+        with np.errstate(invalid="ignore"):  # -inf - -inf on an offline AP: dropped below
+            shift = np.abs(beta_db - self.planned_beta_db)[links]
         shift = shift[np.isfinite(shift)]
         if shift.size and shift.max() > thr:
             return f"large-scale gain moved {shift.max():.2f} dB > {thr:g} dB"

@@ -129,3 +129,38 @@ def test_dsatur_tabu_properties() -> None:
     assert res.n_evaluations <= cfg.max_iter * cfg.n_candidates
     assert res.tau_p == len(np.unique(res.colour)) == res.colour.max() + 1
     assert res.j_best_trace[-1] >= res.j_best_trace[0]
+
+
+@pytest.mark.parametrize(("seed", "n_ant", "p_assoc"), [(0, 1, 0.3), (1, 4, 0.5), (2, 16, 0.4),
+                                                        (3, 3, 0.9)])
+def test_served_pair_proxy_equals_dense_pipeline_on_random_geometries(seed, n_ant, p_assoc):
+    # own geometry: M = 5 APs at random spots, K = 11 users, random association with one AP
+    # serving nobody and one user served by every AP; candidates include pilot-length changes
+    rng = np.random.default_rng(50 + seed)
+    m, k = 5, 11
+    beta = 10 ** rng.uniform(-13, -8, size=(m, k))
+    assoc = rng.random((m, k)) < p_assoc
+    assoc[rng.integers(0, m, size=k), np.arange(k)] = True
+    assoc[0] = False
+    assoc[1:, 0] = True
+    proxy = NetSEProxy(beta, assoc, n_ant, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                       noise_w=SIGMA2, tau_c=200, n_draws=3, rng=np.random.default_rng(seed))
+    colours = rng.integers(0, k, size=(9, k))
+    colours[0] = np.arange(k)  # orthogonal pilots
+    colours[1] = 0  # everybody on one pilot
+    j = proxy(colours)
+    ref = proxy.evaluate_dense(colours)
+    np.testing.assert_allclose(j, ref, rtol=1e-10)
+    assert proxy(colours[2]) == pytest.approx(ref[2], rel=1e-10)
+
+
+def test_tabu_with_served_pair_proxy_matches_dense_oracle():
+    beta, assoc = drop(6, n_ue=21)
+    proxy = NetSEProxy(beta, assoc, 4, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                       noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(3))
+    colour0 = dsatur(conflict_graph(assoc, beta))
+    cfg = TabuConfig(max_iter=8, n_candidates=24)
+    fast = tabu_reassign(colour0, proxy, np.random.default_rng(4), cfg)
+    slow = tabu_reassign(colour0, proxy.evaluate_dense, np.random.default_rng(4), cfg)
+    assert np.array_equal(fast.colour, slow.colour)
+    np.testing.assert_allclose(fast.j_best_trace, slow.j_best_trace, rtol=1e-10)
