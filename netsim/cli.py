@@ -141,7 +141,8 @@ def cmd_sweep(args) -> int:
 
     try:
         result = run_sweep(args.sweep, scheduler=args.scheduler, workers=args.workers,
-                           out=args.out, progress=not args.quiet)
+                           out=args.out, progress=not args.quiet, extra_set=args.set,
+                           replications=args.replications)
     except ScenarioError as err:
         _print_problems(err)
         return EXIT_INVALID
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of an existing Dask scheduler")
     p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
     p.add_argument("--out", help="sweep output folder (default: the file's out, else runs/<stem>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a field of every run, after the file's set (repeatable)")
+    p.add_argument("--replications", type=int, help="replications per point (default: the file's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
     return parser

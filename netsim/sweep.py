@@ -115,8 +115,10 @@ class SweepSpec(BaseModel):
     description: str = Field("", description="free text")
     base: str = Field(..., description="base scenario file (relative to the sweep file)")
     set: list[str] = Field(default_factory=list, description="fixed KEY=VALUE overrides")
-    grid: dict[str, list[Any]] = Field(
-        default_factory=dict, description="field path -> list of values; every combination runs")
+    grid: dict[str, list[Any] | dict[str, Any]] = Field(
+        default_factory=dict,
+        description="field path -> list of values, or a mapping label -> value (the label is "
+        "the column value, e.g. for lists of faults); every combination runs")
     replications: int = Field(1, ge=1, le=10_000, description="independent runs per point")
     seed: int = Field(0, ge=0, lt=2**63, description="sweep seed (root of every run's seed)")
     common_random_numbers: bool = Field(
@@ -166,10 +168,19 @@ def read_sweep_file(path: str | Path) -> tuple[SweepSpec, Path, Path | None]:
 
 
 def sweep_points(spec: SweepSpec) -> list[dict[str, Any]]:
-    """Every combination of the grid values (in the file's order), as ``{path: value}``."""
+    """Every combination of the grid values (in the file's order), as ``{path: value}``.
+
+    For a labelled grid entry (a mapping label -> value) the point holds the label.
+    """
     keys = list(spec.grid)
     return [dict(zip(keys, values, strict=True))
-            for values in itertools.product(*(spec.grid[k] for k in keys))]
+            for values in itertools.product(*(list(spec.grid[k]) for k in keys))]
+
+
+def grid_value(spec: SweepSpec, key: str, value: Any) -> Any:
+    """The scenario value of a point's entry (the mapped value of a labelled entry)."""
+    entry = spec.grid[key]
+    return entry[value] if isinstance(entry, dict) else value
 
 
 def _canonical(point: dict[str, Any]) -> str:
@@ -205,6 +216,9 @@ def _column_kinds(spec: SweepSpec) -> dict[str, str]:
     """Arrow kind of each swept column: int, float, bool, str, or json (mixed or nested)."""
     kinds = {}
     for key, values in spec.grid.items():
+        if isinstance(values, dict):
+            kinds[key] = "str"  # labels
+            continue
         types = {type(v) for v in values}
         if types == {bool}:
             kinds[key] = "bool"
@@ -352,12 +366,14 @@ def _with_headline(row: dict[str, Any], task: _Task) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- planning
-def plan_sweep(path: str | Path, out: str | Path | None = None
+def plan_sweep(path: str | Path, out: str | Path | None = None,
+               extra_set: list[str] | None = None, replications: int | None = None,
                ) -> tuple[SweepSpec, Path, list[_Task], list[bool]]:
     """Validate a sweep file and every grid point; return (spec, out folder, tasks, done).
 
     ``done[i]`` is True when task ``i`` already finished with the same resolved scenario
-    (it is skipped).
+    (it is skipped). ``extra_set`` overrides are applied after the file's ``set`` (and before
+    the grid's); ``replications`` replaces the file's count.
 
     Every grid point is loaded with its overrides and checked for algorithms this build cannot
     run before anything starts; all problems are reported together, each naming the point's
@@ -368,6 +384,12 @@ def plan_sweep(path: str | Path, out: str | Path | None = None
 
     path = Path(path)
     spec, base, file_out = read_sweep_file(path)
+    if extra_set or replications is not None:
+        spec = spec.model_copy(update={
+            "set": [*spec.set, *(extra_set or [])],
+            "replications": replications if replications is not None else spec.replications})
+        if spec.replications < 1:
+            raise SweepError(str(path), [f"replications: must be >= 1, got {spec.replications}"])
     if out is not None:
         out_dir = Path(out).resolve()
     elif file_out is not None:
@@ -382,7 +404,7 @@ def plan_sweep(path: str | Path, out: str | Path | None = None
     done: list[bool] = []
     for point in sweep_points(spec):
         label = ", ".join(f"{k}={json.dumps(v)}" for k, v in point.items()) or "(no grid)"
-        overrides = (*spec.set, *(_override(k, v) for k, v in point.items()))
+        overrides = (*spec.set, *(_override(k, grid_value(spec, k, v)) for k, v in point.items()))
         try:
             scenario = load_scenario(base, list(overrides))
         except ScenarioError as err:
@@ -453,7 +475,9 @@ class SweepResult:
 
 
 def run_sweep(path: str | Path, scheduler: str | None = None, workers: int | None = None,
-              out: str | Path | None = None, progress: bool = True) -> SweepResult:
+              out: str | Path | None = None, progress: bool = True,
+              extra_set: list[str] | None = None, replications: int | None = None
+              ) -> SweepResult:
     """Run a sweep file on Dask and return its :class:`SweepResult`.
 
     Parameters
@@ -469,6 +493,11 @@ def run_sweep(path: str | Path, scheduler: str | None = None, workers: int | Non
         Output folder (overrides the file's ``out``; relative to the working directory).
     progress : bool
         Show a progress bar on stderr.
+    extra_set : list of str, optional
+        More ``KEY=VALUE`` overrides after the file's ``set`` (``netsim sweep --set``), e.g. a
+        shorter ``run.duration_s`` for a quick look.
+    replications : int, optional
+        Replaces the file's ``replications`` (``netsim sweep --replications``).
 
     Raises
     ------
@@ -480,10 +509,11 @@ def run_sweep(path: str | Path, scheduler: str | None = None, workers: int | Non
 
     import pandas as pd
 
-    spec, out_dir, tasks, done = plan_sweep(path, out)
+    spec, out_dir, tasks, done = plan_sweep(path, out, extra_set, replications)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "sweep_file": str(Path(path).resolve()), "spec": spec.model_dump(),
+        "sweep_file": str(Path(path).resolve()),
+        "spec": {**spec.model_dump(), "name": spec.name or Path(path).stem},
         "name": spec.name or Path(path).stem, "base": tasks[0].base if tasks else spec.base,
         "params": list(spec.grid), "kinds": _column_kinds(spec),
         "points": [{"point": pid, "values": pt} for pid, pt in _unique_points(tasks)],
