@@ -32,13 +32,23 @@ per receive block (exact in the mean; exact in distribution when the CFOs are ze
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.fim import echo_channel
 
-__all__ = ["complex_wishart", "echo_covariance", "sample_echo_covariance", "sync_path_factors"]
+__all__ = [
+    "EchoStatistics",
+    "complex_wishart",
+    "cross_cfo_factors",
+    "echo_covariance",
+    "sample_echo_covariance",
+    "sample_echo_statistics",
+    "sync_path_factors",
+]
 
 
 def _psd_sqrt(r: NDArray[np.complex128]) -> NDArray[np.complex128]:
@@ -208,3 +218,126 @@ def sample_echo_covariance(
     z = (rng.standard_normal((m * n, big_l)) + 1j * rng.standard_normal((m * n, big_l))) * np.sqrt(noise_w / 2)
     y = y + z
     return (y @ y.conj().T) / big_l
+
+
+@dataclass(frozen=True)
+class EchoStatistics:
+    """What the CPU holds after one sensing phase: echo covariance and echo-waveform correlation.
+
+    Attributes
+    ----------
+    cov : ndarray (M*N, M*N) complex [W]
+        ``R_yy = Y Y^H / L`` (MUSIC works on it).
+    cross : ndarray (M*N, M*N) complex [W]
+        ``R_yx = Y X^H / L`` (for ``"snapshots"``: ``R_yx R_x^+ blkdiag(R_m)``, see there): the
+        matched-filter output of every receive element against every
+        transmitted stream (the CPU knows the waveform it sent). With ``R_x = X X^H / L`` it is
+        the sufficient statistic of the known-waveform model of eq. (2):
+        ``||Y - G X||^2 = L (tr(G R_x G^H) - 2 Re tr(G^H R_yx)) + const``.
+    tx_cov : ndarray (M, N, N) complex [W]
+        Per-AP ``R_x`` blocks the cross term was formed with.
+    n_snapshots : int
+    """
+
+    cov: NDArray[np.complex128]
+    cross: NDArray[np.complex128]
+    tx_cov: NDArray[np.complex128]
+    n_snapshots: int
+
+
+def _dirichlet(ph: NDArray[np.float64], n: int) -> NDArray[np.complex128]:
+    """``mean_{l<n} exp(j ph l)`` elementwise (1 where ph = 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        num = np.exp(1j * ph * n) - 1.0
+        den = n * (np.exp(1j * ph) - 1.0)
+        return np.where(np.abs(den) > 1e-12 * n, num / np.where(den == 0, 1, den), 1.0)
+
+
+def cross_cfo_factors(residual_cfo_hz: ArrayLike | None, n_aps: int, n_snapshots: int,
+                      snapshot_s: float) -> NDArray[np.complex128]:
+    """Coherent-integration factor of each path in ``R_yx``, ``[m_rx, m_tx]`` (M, M) complex.
+
+    The path m (tx) -> m' (rx) rotates by ``exp(j 2 pi (f_m - f_m') l T_u)`` in snapshot l; its
+    mean over the L snapshots is a Dirichlet kernel (1 on the diagonal: monostatic paths).
+    """
+    if residual_cfo_hz is None:
+        return np.ones((n_aps, n_aps), dtype=complex)
+    f = np.asarray(residual_cfo_hz, dtype=float)  # [M]
+    return _dirichlet(2 * np.pi * (f[None, :] - f[:, None]) * snapshot_s, int(n_snapshots))  # [rx, tx]
+
+
+def sample_echo_statistics(
+    geom: IsacGeometry,
+    user_pos_m: ArrayLike,
+    r: ArrayLike,
+    n_snapshots: int,
+    noise_w: float,
+    rng: np.random.Generator,
+    alpha: ArrayLike,
+    residual_cfo_hz: ArrayLike | None = None,
+    residual_to_s: ArrayLike | None = None,
+    fidelity: str = "wishart",
+    carrier_hz: float | None = None,
+    snapshot_s: float = 1e-6,
+    pulse_s: float | None = None,
+) -> EchoStatistics:
+    """Echo covariance and echo-waveform correlation of one sensing phase.
+
+    Same model and arguments as :func:`sample_echo_covariance` (``alpha`` is required: the caller
+    keeps it for the frame's bound). ``"snapshots"`` forms both from the same drawn ``X, Y``
+    (``tx_cov`` holds the diagonal blocks of the drawn ``X X^H / L``, and the cross term is
+    decorrelated across APs as ``R_yx (X X^H / L)^+ blkdiag(tx_cov)``). ``"wishart"`` draws ``R_yy`` from its Wishart
+    law and, independently, ``R_yx = Gamma o (G R_x) + E`` with ``vec(E)`` the exact Gaussian
+    noise term ``Z X^H / L`` for ``X X^H / L = R_x`` (``E = sqrt(sigma^2 / L) Xi R_x^{1/2}``,
+    ``Xi`` iid CN(0, 1)) and ``Gamma`` the paths' mean CFO rotation
+    (:func:`cross_cfo_factors`): each marginal is exact (the CFO one in the mean), their
+    dependence is not modelled (MUSIC uses ``R_yy`` only as a starting point, the ML step
+    ``R_yx`` only).
+
+    Returns
+    -------
+    EchoStatistics
+    """
+    p = np.asarray(user_pos_m, dtype=float).reshape(-1, 2)
+    m, n = geom.n_aps, geom.n_antennas
+    rr = np.asarray(r, dtype=complex)  # [M, N, N]
+    big_l = int(n_snapshots)
+    if fidelity == "wishart" and big_l >= m * n:
+        cov = sample_echo_covariance(
+            geom, p, rr, big_l, noise_w, rng, residual_cfo_hz=residual_cfo_hz,
+            residual_to_s=residual_to_s, fidelity="wishart", alpha=alpha, carrier_hz=carrier_hz,
+            snapshot_s=snapshot_s, pulse_s=pulse_s)
+        fc = carrier_hz if carrier_hz is not None else 299_792_458.0 / geom.wavelength_m
+        g = echo_channel(geom, p, alpha)  # [MN, MN]
+        fto = sync_path_factors(m, residual_to_s, fc, pulse_s if pulse_s is not None else snapshot_s)
+        gam = cross_cfo_factors(residual_cfo_hz, m, big_l, snapshot_s)  # [rx, tx]
+        g = g * np.kron(fto * gam, np.ones((n, n)))
+        xi = (rng.standard_normal((m * n, m, n)) + 1j * rng.standard_normal((m * n, m, n))) / np.sqrt(2)
+        e = np.sqrt(noise_w / big_l) * np.einsum("imn,mnq->imq", xi, _psd_sqrt(rr))  # [MN, M, N]
+        cross = (np.einsum("imn,mnq->imq", g.reshape(m * n, m, n), rr) + e).reshape(m * n, m * n)
+        return EchoStatistics(cov, cross, rr, big_l)
+    if fidelity not in ("wishart", "snapshots"):
+        raise ValueError(f"fidelity must be 'wishart' or 'snapshots', got {fidelity!r}")
+    fc = carrier_hz if carrier_hz is not None else 299_792_458.0 / geom.wavelength_m
+    g = echo_channel(geom, p, alpha)  # [MN, MN]
+    fto = sync_path_factors(m, residual_to_s, fc, pulse_s if pulse_s is not None else snapshot_s)
+    g = g * np.kron(fto, np.ones((n, n)))
+    rs = _psd_sqrt(rr)  # [M, N, N]
+    s = (rng.standard_normal((m, n, big_l)) + 1j * rng.standard_normal((m, n, big_l))) / np.sqrt(2)
+    x = np.matmul(rs, s).reshape(m * n, big_l)  # [MN, L]
+    if residual_cfo_hz is not None:
+        cfo = np.asarray(residual_cfo_hz, dtype=float)
+        ls = np.arange(big_l) * snapshot_s  # [L]
+        x_rot = np.repeat(np.exp(2j * np.pi * cfo[:, None] * ls[None, :]), n, axis=0)  # [MN, L]
+        y = (g @ (x * x_rot)) * x_rot.conj()
+    else:
+        y = g @ x  # [MN, L]
+    y = y + (rng.standard_normal((m * n, big_l)) + 1j * rng.standard_normal((m * n, big_l))) * np.sqrt(noise_w / 2)
+    rx_full = x @ x.conj().T / big_l  # [MN, MN]
+    xx = rx_full.reshape(m, n, m, n)
+    tx_cov = np.stack([xx[i, :, i, :] for i in range(m)])  # [M, N, N]
+    # finite L leaves the APs' streams correlated (X_m X_m'^H / L ~ 1/sqrt(L)), which leaks every
+    # transmitter's paths into the others' matched filters; the CPU removes it with the
+    # least-squares echo matrix G_ls = R_yx R_x^+, re-weighted by the per-AP blocks
+    cross = (y @ x.conj().T / big_l) @ np.linalg.pinv(rx_full, hermitian=True) @ _block_diag(tx_cov)
+    return EchoStatistics(y @ y.conj().T / big_l, cross, tx_cov, big_l)

@@ -34,6 +34,7 @@ __all__ = [
     "echo_gains",
     "isotropic_covariance",
     "per_snapshot_crlb",
+    "position_crb_matrix",
     "position_crlb",
 ]
 
@@ -103,29 +104,29 @@ class FimModel:
 
     @classmethod
     def build(
-        cls, geom: IsacGeometry, user_pos_m: ArrayLike, power_w: float = 1.0, exact_jbb: bool = True
+        cls, geom: IsacGeometry, user_pos_m: ArrayLike, power_w: float = 1.0, exact_jbb: bool = True,
+        alpha: ArrayLike | None = None,
     ) -> FimModel:
-        """Compute the derivative tensor (alpha = 1) and its scaling at ``R_iso`` with ``power_w``."""
+        """Compute the derivative tensor and its scaling at ``R_iso`` with ``power_w``.
+
+        ``alpha`` (K, M, M) complex ``[k, m_tx, m_rx]`` are the path coefficients the echo was
+        drawn with (RCS draw times any sync-induced loss); None means 1 (spec A3). Only the
+        position derivatives depend on them (``dG/dx`` carries ``beta^s``).
+        """
         p = np.asarray(user_pos_m, dtype=float).reshape(-1, 2)  # [K, 2]
         k_users = p.shape[0]
         m, n = geom.n_aps, geom.n_antennas
         a, da = array_response_grad(geom, p)  # [K, M, N], [K, 2, M, N]
-        bs = echo_gains(geom, p)  # [K, M(tx), M(rx)]
+        bs = echo_gains(geom, p, alpha)  # [K, M(tx), M(rx)]
         n_par = 2 * k_users + 2 * k_users * m * m
-        gd = np.zeros((n_par, m, n, m, n), dtype=complex)  # [par, M(rx), N, M(tx), N]
-        for k in range(k_users):
-            for c in range(2):
-                # block (rx s, tx t): beta_{t,s,k} (da_s a_t^T + a_s da_t^T)
-                blk = np.einsum("ts,sp,tq->sptq", bs[k], da[k, c], a[k]) + np.einsum(
-                    "ts,sp,tq->sptq", bs[k], a[k], da[k, c]
-                )  # [M, N, M, N]
-                gd[c * k_users + k] = blk
-            for t in range(m):
-                for s in range(m):
-                    idx = 2 * k_users + (k * m + t) * m + s
-                    outer = np.outer(a[k, s], a[k, t])  # [N(rx), N(tx)]
-                    gd[idx, s, :, t, :] = outer
-                    gd[idx + k_users * m * m, s, :, t, :] = 1j * outer
+        # position parameters, index c K + k: block (rx s, tx t) = beta_{t,s,k} (da_s a_t^T + a_s da_t^T)
+        pos = np.einsum("kts,kcsp,ktq->cksptq", bs, da, a) + np.einsum(
+            "kts,ksp,kctq->cksptq", bs, a, da)  # [2, K, M, N, M, N]
+        # gain parameters, index 2K + (k M + t) M + s (real part), + K M^2 (imaginary part)
+        eye = np.eye(m)
+        gain = np.einsum("ksp,ktq,su,tv->ktsupvq", a, a, eye, eye)  # [K, M(t), M(s), M, N, M, N]
+        gain = gain.reshape(k_users * m * m, m, n, m, n)
+        gd = np.concatenate([pos.reshape(2 * k_users, m, n, m, n), gain, 1j * gain])  # [par, M, N, M, N]
         gd = gd.reshape(n_par, m * n, m, n)  # [par, MN(rx), M(tx), N]
         model = cls(gd=gd, scale=np.ones(n_par), n_users=k_users, exact_jbb=exact_jbb)
         j = model.fim(isotropic_covariance(geom, power_w))  # [par, par]
@@ -217,10 +218,12 @@ class FimModel:
 
 
 def per_snapshot_crlb(
-    geom: IsacGeometry, user_pos_m: ArrayLike, r: ArrayLike, noise_w: float, exact_jbb: bool = True
+    geom: IsacGeometry, user_pos_m: ArrayLike, r: ArrayLike, noise_w: float, exact_jbb: bool = True,
+    alpha: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Per-snapshot CRLB ``c_k`` [m^2], (K,), so that ``CRLB_k(L) = c_k / L`` (spec 2.4)."""
-    model = FimModel.build(geom, user_pos_m, power_w=float(np.real(np.trace(np.asarray(r)[0]))) or 1.0, exact_jbb=exact_jbb)
+    model = FimModel.build(geom, user_pos_m, power_w=float(np.real(np.trace(np.asarray(r)[0]))) or 1.0,
+                           exact_jbb=exact_jbb, alpha=alpha)
     return model.per_snapshot_crlb(r, noise_w)
 
 
@@ -231,6 +234,7 @@ def position_crlb(
     n_snapshots: int | float,
     noise_w: float,
     exact_jbb: bool = True,
+    alpha: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """CRLB of each user's 2D position, eq. (2): ``CRLB_k = c_k / L`` [m^2], shape (K,).
 
@@ -247,7 +251,36 @@ def position_crlb(
         Sensing receiver noise power sigma^2 [W].
     exact_jbb : bool
         Exact dense J_bb (default) or the paper's diagonal approximation.
+    alpha : array_like (K, M, M) complex or None
+        Path coefficients ``[k, m_tx, m_rx]`` of this frame's echo (None: 1, the nominal bound).
     """
     if n_snapshots <= 0:
         return np.full(np.asarray(user_pos_m).reshape(-1, 2).shape[0], np.inf)
-    return per_snapshot_crlb(geom, user_pos_m, r, noise_w, exact_jbb) / float(n_snapshots)
+    return per_snapshot_crlb(geom, user_pos_m, r, noise_w, exact_jbb, alpha) / float(n_snapshots)
+
+
+def position_crb_matrix(
+    geom: IsacGeometry,
+    user_pos_m: ArrayLike,
+    r: ArrayLike,
+    n_snapshots: int | float,
+    noise_w: float,
+    exact_jbb: bool = True,
+    alpha: ArrayLike | None = None,
+) -> NDArray[np.float64]:
+    """Per-user 2x2 CRB matrices of ``(x_k, y_k)`` [m^2], shape (K, 2, 2): eq. (2) before the trace.
+
+    ``CRB = (sigma^2 / (2 L)) S^{-1}``; user k's block is rows/columns ``(k, K + k)`` and its trace
+    is :func:`position_crlb`. Inf where the FIM is singular. Arguments as :func:`position_crlb`.
+    """
+    p = np.asarray(user_pos_m, dtype=float).reshape(-1, 2)
+    k_users = p.shape[0]
+    if n_snapshots <= 0:
+        return np.full((k_users, 2, 2), np.inf)
+    rr = np.asarray(r)
+    model = FimModel.build(geom, p, power_w=float(np.real(np.trace(rr[0]))) or 1.0,
+                           exact_jbb=exact_jbb, alpha=alpha)
+    s_inv = model.normalized_crb(rr)  # [2K, 2K]
+    idx = np.stack([np.arange(k_users), np.arange(k_users) + k_users], axis=-1)  # [K, 2]
+    blocks = s_inv[idx[:, :, None], idx[:, None, :]]  # [K, 2, 2]
+    return 0.5 * noise_w / float(n_snapshots) * blocks

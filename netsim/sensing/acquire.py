@@ -1,0 +1,319 @@
+"""MUSIC acquisition and tracking search that ranks refined candidates (seed 003 Appendix B).
+
+Signal subspace
+---------------
+``U_s`` holds the eigenvectors of ``R_yy`` above the Marchenko-Pastur edge of the noise,
+``sigma^2 (1 + sqrt(MN / L))^2`` (times ``edge_margin``), at most ``K M``. With per-path RCS
+draws, user k's echo spans the M per-AP blocks ``e_m (x) a_m(p_k)`` separately, so the subspace
+is *block diagonal per AP* (its projector has no energy between AP blocks); when fewer
+combinations are excited (deterministic gains, shaped covariances) it is not.
+:attr:`EchoSubspace.off_block` measures this; ``kind="auto"`` picks the spectrum from it.
+
+Quality of a point (normalised spectrum, in [0, 1])
+---------------------------------------------------
+With the users already found (``others``) projected out per AP (their block vectors ``A_m``;
+``P_m = I - A_m (A_m^H A_m)^{-1} A_m^H``) and ``U_r`` an orthonormal basis of the rest of the
+signal subspace, the per-AP fraction of the point's block that lies in it is
+``e_m(p) = ||U_{r,m}^H a_m(p)||^2 / ||P_m a_m(p)||^2``.
+
+* ``composite`` (block-diagonal subspace): ``q(p) = mean_m e_m(p)``. A true user gives ~1; a
+  single AP's range ridge (the failure of RARE here) only ~1/M;
+* ``rare`` (otherwise): ``q(p) = lambda_max(Z Z^H)``, ``Z_m = U_{r,m}^H a_m / ||P_m a_m||``,
+  1 when some combination of the point's blocks lies in the subspace.
+
+Search
+------
+The quality is evaluated on a grid (complex64), its local maxima are *refined first*
+(:func:`netsim.sensing.optimize.maximize_2d`; a grid is never fine enough for near-field
+peaks) and only then ranked. Acquisition is greedy: the best refined candidate is taken, its
+blocks are projected out, the other candidates are re-scored (and the best few re-refined) on
+the residual subspace, and candidates around each taken user are added so that users whose
+peaks merge are still separated. A box search (tracking) does the same in a window around a
+prediction, with the users found so far projected out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.ndimage import maximum_filter
+
+from netsim.sensing.config import IsacGeometry
+from netsim.sensing.ml import near_response
+from netsim.sensing.optimize import maximize_2d
+
+__all__ = ["EchoSubspace", "acquire", "box_search", "candidates", "echo_subspace", "point_quality"]
+
+
+@dataclass(frozen=True)
+class EchoSubspace:
+    """Signal subspace of one cluster's echo covariance.
+
+    Attributes
+    ----------
+    basis : ndarray (M*N, d) complex
+        Orthonormal signal eigenvectors.
+    eigvals : ndarray (d,) [W]
+    n_aps, n_antennas : int
+    off_block : float
+        Fraction of the projector's squared Frobenius norm outside the AP-diagonal blocks
+        (0: block diagonal; about ``1 - 1/M`` for one combined direction per user).
+    kind : str
+        Spectrum in use, "composite" or "rare".
+    """
+
+    basis: NDArray[np.complex128]
+    eigvals: NDArray[np.float64]
+    n_aps: int
+    n_antennas: int
+    off_block: float
+    kind: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.basis.shape[1])
+
+
+def echo_subspace(
+    sample_cov: ArrayLike,
+    n_aps: int,
+    n_antennas: int,
+    noise_w: float,
+    n_snapshots: int,
+    max_dim: int,
+    kind: str = "auto",
+    edge_margin: float = 1.2,
+    block_threshold: float = 0.25,
+) -> EchoSubspace:
+    """Signal subspace above the noise edge and the spectrum it calls for.
+
+    Parameters
+    ----------
+    sample_cov : array_like (M*N, M*N) complex [W]
+    n_aps, n_antennas : int
+    noise_w : float [W]
+    n_snapshots : int
+        L (sets the Marchenko-Pastur edge).
+    max_dim : int
+        Cap (K M).
+    kind : {"auto", "composite", "rare"}
+        "auto": composite when ``off_block < block_threshold``, else rare.
+    """
+    c = np.asarray(sample_cov)
+    mn = n_aps * n_antennas
+    w, v = np.linalg.eigh(0.5 * (c + c.conj().T))
+    w, v = w[::-1], v[:, ::-1]
+    edge = edge_margin * noise_w * (1.0 + np.sqrt(mn / max(int(n_snapshots), 1))) ** 2
+    d = int(np.clip(np.sum(w > edge), 1, max(1, max_dim)))
+    u = v[:, :d]  # [MN, d]
+    ub = u.reshape(n_aps, n_antennas, d)  # [M, N, d]
+    gram = np.einsum("mnd,mne->mde", ub.conj(), ub)  # [M, d, d]: diagonal blocks of P
+    on = float(np.sum(np.abs(gram) ** 2))
+    off = max(0.0, 1.0 - on / d)
+    if kind == "auto":
+        kind = "composite" if off < block_threshold else "rare"
+    if kind not in ("composite", "rare"):
+        raise ValueError(f"kind must be 'auto', 'composite' or 'rare', got {kind!r}")
+    return EchoSubspace(u, w[:d], n_aps, n_antennas, off, kind)
+
+
+@dataclass(frozen=True)
+class _Residual:
+    ur: NDArray[np.complex128]  # [M, N, d_r] blocks of the residual basis
+    ao: NDArray[np.complex128]  # [M, N, J] others' blocks
+    ginv: NDArray[np.complex128]  # [M, J, J]
+
+
+def _residual(sub: EchoSubspace, geom: IsacGeometry, others_m: ArrayLike | None) -> _Residual:
+    m, n = sub.n_aps, sub.n_antennas
+    o = np.zeros((0, 2)) if others_m is None else np.asarray(others_m, dtype=float).reshape(-1, 2)
+    if o.shape[0] == 0:
+        return _Residual(sub.basis.reshape(m, n, -1), np.zeros((m, n, 0), complex),
+                         np.zeros((m, 0, 0), complex))
+    ao = np.moveaxis(near_response(geom, o), 0, -1)  # [M, N, J]
+    g = np.einsum("mnj,mni->mji", ao.conj(), ao)  # [M, J, J]
+    ginv = np.linalg.inv(g + 1e-9 * n * np.eye(o.shape[0]))
+    ub = sub.basis.reshape(m, n, -1)  # [M, N, d]
+    proj = np.einsum("mnj,mji,mpi->mnp", ao, ginv, ao.conj())  # [M, N, N]
+    pu = (ub - np.einsum("mnp,mpd->mnd", proj, ub)).reshape(m * n, -1)  # [MN, d]
+    uu, sv, _ = np.linalg.svd(pu, full_matrices=False)
+    ur = uu[:, sv > 0.5]  # the directions of U_s not explained by the others
+    return _Residual(ur.reshape(m, n, -1), ao, ginv)
+
+
+def _quality(sub: EchoSubspace, geom: IsacGeometry, res: _Residual, pts_m: ArrayLike,
+             dtype: type = np.complex128, chunk: int = 16384) -> NDArray[np.float64]:
+    pts = np.asarray(pts_m, dtype=float)
+    shape = pts.shape[:-1]
+    pts = pts.reshape(-1, 2)
+    n = sub.n_antennas
+    out = np.zeros(pts.shape[0])
+    ur = res.ur.astype(dtype)
+    for s in range(0, pts.shape[0], chunk):
+        a = near_response(geom, pts[s:s + chunk], dtype)  # [P, M, N]
+        z = np.einsum("pmn,mnd->pmd", a.conj(), ur)  # [P, M, d_r]
+        if res.ao.shape[-1]:
+            ga = np.einsum("pmn,mnj->pmj", a.conj(), res.ao.astype(dtype))  # [P, M, J]
+            den = n - np.einsum("pmj,mji,pmi->pm", ga, res.ginv, ga.conj()).real  # [P, M]
+        else:
+            den = np.full(a.shape[:2], float(n))
+        ok = den > 0.05 * n
+        den = np.where(ok, den, 1.0)
+        if sub.kind == "composite":
+            e = np.where(ok, np.sum(np.abs(z) ** 2, axis=-1) / den, 0.0)  # [P, M]
+            out[s:s + chunk] = np.clip(np.mean(e, axis=-1), 0.0, 1.0)
+        else:
+            zn = z * np.where(ok, 1.0 / np.sqrt(den), 0.0)[..., None]  # [P, M, d_r]
+            zz = np.einsum("pmd,pqd->pmq", zn, zn.conj())  # [P, M, M]
+            out[s:s + chunk] = np.clip(np.linalg.eigvalsh(zz)[:, -1], 0.0, 1.0)
+    return out.reshape(shape)
+
+
+def point_quality(sub: EchoSubspace, geom: IsacGeometry, pts_m: ArrayLike,
+                  others_m: ArrayLike | None = None) -> NDArray[np.float64]:
+    """Normalised spectrum ``q`` (module docstring) at points (..., 2), others projected out."""
+    return _quality(sub, geom, _residual(sub, geom, others_m), pts_m)
+
+
+def _exclude(geom: IsacGeometry, pts: NDArray[np.float64], exclusion_m: float) -> NDArray[np.bool_]:
+    d = np.linalg.norm(pts[..., None, :] - geom.ap_centers_m, axis=-1)  # [..., M]
+    return np.all(d > exclusion_m, axis=-1)
+
+
+def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand):  # noqa: ANN001, ANN202
+    nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
+    ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
+    xs = np.linspace(lo[0], hi[0], nx)
+    ys = np.linspace(lo[1], hi[1], ny)
+    xx, yy = np.meshgrid(xs, ys)  # [ny, nx]
+    pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
+    ok = _exclude(geom, pts, exclusion_m)
+    img = np.zeros(ok.shape)
+    img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64)
+    peaks = (img == maximum_filter(img, size=3, mode="constant", cval=0.0)) & (img > 0)
+    iy, ix = np.nonzero(peaks)
+    order = np.argsort(img[iy, ix])[::-1][:n_cand]
+    return pts[iy[order], ix[order]], img[iy[order], ix[order]], int(ok.sum())
+
+
+def _refine(sub, geom, res, start, h0, tol):  # noqa: ANN001, ANN202
+    if start.shape[0] == 0:
+        return start, np.zeros(0)
+    return maximize_2d(lambda idx, p: _quality(sub, geom, res, p), start, h0, tol)
+
+
+def box_search(
+    sub: EchoSubspace,
+    geom: IsacGeometry,
+    center_m: ArrayLike,
+    halfwidth_m: float,
+    step_m: float,
+    others_m: ArrayLike | None = None,
+    exclusion_m: float = 0.1,
+    n_cand: int = 4,
+    tol_m: float = 1e-4,
+) -> tuple[NDArray[np.float64], float, int]:
+    """Best refined candidate in the square window ``center +- halfwidth``.
+
+    The window is sampled at ``min(step, halfwidth / 2)``; the ``n_cand`` strongest local maxima
+    are refined (they may leave the window) and the one of highest quality is returned with
+    the others projected out.
+
+    Returns
+    -------
+    pos : ndarray (2,) [m]
+    quality : float in [0, 1]
+    n_points : int
+        Spectrum evaluations of the window grid.
+    """
+    c = np.asarray(center_m, dtype=float)
+    res = _residual(sub, geom, others_m)
+    st = min(step_m, halfwidth_m / 2.0)
+    cand, _, npts = _candidates(sub, geom, res, c - halfwidth_m, c + halfwidth_m, st, exclusion_m, n_cand)
+    if cand.shape[0] == 0:
+        cand = c[None]
+    p, q = _refine(sub, geom, res, cand, st / 2.0, tol_m)
+    i = int(np.argmax(q))
+    return p[i], float(q[i]), npts
+
+
+def acquire(
+    sub: EchoSubspace,
+    geom: IsacGeometry,
+    lo_m: ArrayLike,
+    hi_m: ArrayLike,
+    n_users: int,
+    step_m: float,
+    exclusion_m: float = 0.1,
+    min_quality: float = 0.5,
+    tol_m: float = 1e-4,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+    """Greedy acquisition of up to ``n_users`` users in the box ``[lo, hi]`` (module docstring).
+
+    Returns
+    -------
+    pos : ndarray (J, 2) [m], J <= n_users
+        Users found, strongest quality first (those of quality >= ``min_quality``).
+    quality : ndarray (J,)
+    n_points : int
+        Grid evaluations.
+    """
+    lo = np.asarray(lo_m, dtype=float)
+    hi = np.asarray(hi_m, dtype=float)
+    res0 = _residual(sub, geom, None)
+    cand, _, npts = _candidates(sub, geom, res0, lo, hi, step_m, exclusion_m, 8 * n_users + 8)
+    cand, q = _refine(sub, geom, res0, cand, step_m / 2.0, tol_m)
+    found: list[NDArray[np.float64]] = []
+    quals: list[float] = []
+    ring = step_m * np.stack([np.cos(np.arange(6) * np.pi / 3), np.sin(np.arange(6) * np.pi / 3)], -1)
+    for _ in range(n_users):
+        if cand.shape[0] == 0:
+            break
+        if found:
+            res = _residual(sub, geom, np.array(found))
+            q = _quality(sub, geom, res, cand)
+            top = np.argsort(q)[::-1][:6]
+            p_top, q_top = _refine(sub, geom, res, cand[top], step_m / 4.0, tol_m)
+            cand[top], q[top] = p_top, q_top
+        i = int(np.argmax(q))
+        if q[i] < min_quality:
+            break
+        found.append(cand[i].copy())
+        quals.append(float(q[i]))
+        cand = np.concatenate([np.delete(cand, i, axis=0), cand[i] + ring])  # merged peaks
+        q = np.concatenate([np.delete(q, i), np.zeros(6)])
+    if not found:
+        return np.zeros((0, 2)), np.zeros(0), npts
+    return np.array(found), np.array(quals), npts
+
+
+def candidates(
+    sub: EchoSubspace,
+    geom: IsacGeometry,
+    lo_m: ArrayLike,
+    hi_m: ArrayLike,
+    step_m: float,
+    exclusion_m: float = 0.1,
+    n_cand: int = 16,
+    others_m: ArrayLike | None = None,
+) -> tuple[NDArray[np.float64], int]:
+    """Refined MUSIC candidates in a box: the ``n_cand`` strongest local maxima of the quality
+    on a ``step_m`` grid (others projected out), each climbed to its peak.
+
+    Returns
+    -------
+    pos : ndarray (C, 2) [m]
+        Refined candidates, best refined quality first.
+    n_points : int
+        Grid evaluations.
+    """
+    res = _residual(sub, geom, others_m)
+    cand, _, npts = _candidates(sub, geom, res, np.asarray(lo_m, float), np.asarray(hi_m, float),
+                                step_m, exclusion_m, n_cand)
+    if cand.shape[0] == 0:
+        return cand, npts
+    p, q = _refine(sub, geom, res, cand, step_m / 2.0, step_m / 50.0)
+    order = np.argsort(q)[::-1]
+    return p[order], npts

@@ -1,0 +1,95 @@
+"""Batched derivative-free 2D maximisation by a quadratic stencil (Newton on a fitted model).
+
+Used by the MUSIC candidate refinement and the maximum-likelihood step: near-field peaks are
+millimetres to decimetres wide, so no fixed grid can be fine enough; instead every starting
+point climbs its own peak. One iteration evaluates the objective on a 3 x 3 stencil of half
+width ``h`` around the current point, fits ``f(p + h d) ~ c + g.d + d^T A d`` by least squares,
+tries the Newton point ``d* = -A^{-1} g / 2`` (clipped to 2 stencil widths) when ``A`` is
+negative definite, and keeps the best of the stencil and the Newton point. ``h`` follows the
+step length (at least a quarter of itself) and shrinks by 4 when nothing improves; a point is
+done when ``h < tol``. All starting points advance together (one objective call per stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["maximize_2d"]
+
+_OFFS = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [1, -1], [-1, 1], [-1, -1]],
+                 dtype=float)  # [9, 2]
+_X = np.stack([np.ones(9), _OFFS[:, 0], _OFFS[:, 1], _OFFS[:, 0] ** 2, _OFFS[:, 0] * _OFFS[:, 1],
+               _OFFS[:, 1] ** 2], axis=-1)  # [9, 6]
+_PINV = np.linalg.pinv(_X)  # [6, 9]
+
+
+def maximize_2d(
+    fun: Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]],
+    p0: NDArray[np.float64],
+    h0: float | NDArray[np.float64],
+    tol: float,
+    max_iter: int = 40,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Maximise B objectives, each from its own start.
+
+    Parameters
+    ----------
+    fun : callable ``fun(idx (b,), pts (b, S, 2)) -> (b, S)``
+        Objective of the problems ``idx`` at points [m] (``idx`` selects which of the B
+        problems the rows belong to; each may have its own objective).
+    p0 : ndarray (B, 2) [m]
+        Starting points.
+    h0 : float or ndarray (B,) [m]
+        Initial stencil half width (about the distance to the peak, or the peak width).
+    tol : float [m]
+        Final stencil half width.
+    max_iter : int
+
+    Returns
+    -------
+    p : ndarray (B, 2) [m]
+        Local maximisers.
+    f : ndarray (B,)
+        Objective there.
+    """
+    p = np.array(p0, dtype=float).reshape(-1, 2)  # [B, 2]
+    b = p.shape[0]
+    h = np.broadcast_to(np.asarray(h0, dtype=float), (b,)).copy()  # [B]
+    f = fun(np.arange(b), p[:, None, :])[:, 0]  # [B]
+    active = np.ones(b, dtype=bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        hp = h[idx]
+        pts = p[idx, None, :] + hp[:, None, None] * _OFFS[None]  # [b, 9, 2]
+        fs = fun(idx, pts)  # [b, 9]
+        coef = fs @ _PINV.T  # [b, 6]
+        g = coef[:, 1:3]  # [b, 2]
+        a11, a12, a22 = coef[:, 3], 0.5 * coef[:, 4], coef[:, 5]
+        det = a11 * a22 - a12 ** 2
+        ok = (a11 < 0) & (det > 0)
+        safe = np.where(ok, det, 1.0)
+        dx = -0.5 * (a22 * g[:, 0] - a12 * g[:, 1]) / safe
+        dy = -0.5 * (-a12 * g[:, 0] + a11 * g[:, 1]) / safe
+        d = np.stack([dx, dy], axis=-1)  # [b, 2] in stencil units
+        nd = np.linalg.norm(d, axis=-1)
+        d = np.where((nd > 2.0)[:, None], d * (2.0 / np.maximum(nd, 1e-300))[:, None], d)
+        ib = np.argmax(fs, axis=1)
+        d = np.where(ok[:, None], d, _OFFS[ib])
+        trial = p[idx] + hp[:, None] * d  # [b, 2]
+        ft = fun(idx, trial[:, None, :])[:, 0]  # [b]
+        fbest_st = fs[np.arange(idx.size), ib]
+        use_trial = ft >= fbest_st
+        cand = np.where(use_trial[:, None], trial, pts[np.arange(idx.size), ib])
+        fc = np.where(use_trial, ft, fbest_st)
+        better = fc > f[idx]
+        step = np.linalg.norm(cand - p[idx], axis=-1)
+        p[idx] = np.where(better[:, None], cand, p[idx])
+        f[idx] = np.where(better, fc, f[idx])
+        h[idx] = np.where(better, np.clip(step, hp / 4.0, 2.0 * hp), hp / 4.0)
+        active[idx] = h[idx] >= tol
+    return p, f
