@@ -39,6 +39,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("residual_to_rms_s", f64), ("residual_to_max_s", f64),
         ("residual_phase_rms_rad", f64),
         ("sensing_rmse_m", f64), ("crlb_rms_m", f64),
+        ("sensing_ratio_median", f64), ("tracked_fraction", f64),
         ("beamformer_reused", b1), ("comm_pilot_length", i64), ("power_iterations_mean", f64),
         ("sum_rate_bps_hz", f64), ("min_rate_bps_hz", f64), ("certified_min_rate_bps_hz", f64),
         ("mean_sinr_db", f64),
@@ -56,6 +57,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("frame", i64), ("t_s", f64), ("user", i64),
         ("x_m", f64), ("y_m", f64), ("x_hat_m", f64), ("y_hat_m", f64),
         ("loc_err_m", f64), ("crlb_m", f64), ("speed_mps", f64),
+        ("crlb_ratio", f64), ("tracked", b1), ("crlb_plan_m", f64),
     ]),
     "subframes": pa.schema([
         ("frame", i64), ("subframe", i64), ("t_s", f64), ("user", i64),

@@ -239,8 +239,10 @@ class SyncConfig(_Section):
 class SensingConfig(_Section):
     """User localization (seed 003)."""
 
-    method: Literal["genie", "music"] = Field(
-        "genie", description="genie: estimate = true position; music: near-field 2D MUSIC"
+    method: Literal["genie", "music", "crlb"] = Field(
+        "genie", description="genie: estimate = true position; music: near-field 2D MUSIC "
+        "acquisition/tracking + ML refinement on the echoes; crlb: estimate drawn from "
+        "N(true position, CRLB of the frame) (fast fidelity of music)"
     )
     fidelity: Literal["wishart", "snapshots"] = Field(
         "wishart", description="sample covariance from its Wishart law, or from echo snapshots"
@@ -262,8 +264,9 @@ class SensingConfig(_Section):
         5, ge=0, le=10_000,
         description="frames a lost track keeps its prediction before a far peak is accepted",
     )
-    spectrum: Literal["rare", "composite"] = Field(
-        "rare", description="MUSIC spectrum: per-AP-weight (RARE) or composite (spec isac.md 5)"
+    spectrum: Literal["auto", "rare", "composite"] = Field(
+        "auto", description="MUSIC spectrum of the candidate search: auto picks composite when the "
+        "signal subspace is block-diagonal per AP (per-path RCS draws), else RARE (per-AP weights)"
     )
     covariance: Literal["isotropic", "optimized"] = Field(
         "isotropic",

@@ -144,19 +144,31 @@ def localize_cluster(
     npts = 0
     if predicted_m is None:
         cand, npts = _acquisition_candidates(sub, prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m)
-        ring = 0.5 * step_m * np.stack([np.cos(np.arange(6) * np.pi / 3), np.sin(np.arange(6) * np.pi / 3)], -1)
-        found: list[NDArray[np.float64]] = []
-        for _ in range(n_users):
-            if cand.shape[0] == 0:
+        # successive cancellation: each round images the residual of the users found so far
+        # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
+        # the round maximises the joint likelihood of the set; a final swap pass over all
+        # candidates corrects early picks that were ghosts
+        pool = [cand]
+        found_idx: list[int] = []
+        allc = cand
+        est_f = np.zeros((0, 2))
+        for rnd in range(n_users):
+            if rnd > 0:
+                resid = MlProblem(geom, _subtract(prob, est_f), prob.r)
+                c2, n2 = _acquisition_candidates(sub, resid, geom, lo, hi, step_m, exclusion_m,
+                                                 2 * n_users + 6, tol_m, music=False)
+                npts += n2
+                pool.append(c2)
+                allc = np.concatenate([est_f, *pool[1:], cand]) if rnd > 0 else cand
+                found_idx = list(range(est_f.shape[0]))
+            sel = _select_subset(prob, allc, len(found_idx) + 1, passes=0, fixed=found_idx)
+            if len(sel) <= len(found_idx):
                 break
-            i, _ = _best_new(prob, cand, np.array(found).reshape(-1, 2), scale, snr_threshold, need)
-            if i < 0:
-                break
-            others = np.array(found).reshape(-1, 2)
-            a_o, w, minv = prob.new_user_terms(others)
-            p1, _ = _refine_new(prob, cand[i], a_o, w, minv, step_m / 4.0, tol_m)
-            found.append(p1)
-            cand = np.concatenate([np.delete(cand, i, axis=0), p1 + ring])
+            est_f, _ = ml_refine(prob, allc[sel], step_m / 10.0, tol_m, sweeps=3)
+        allc = np.concatenate([est_f, *pool[1:], cand])
+        sel = _select_subset(prob, allc, est_f.shape[0], passes=3, fixed=list(range(est_f.shape[0])),
+                             swap_fixed=True)
+        found = [allc[i] for i in sel]
         est = np.array(found).reshape(-1, 2)
         if est.shape[0]:
             est, _ = ml_refine(prob, est, step_m / 10.0, tol_m, sweeps=6)
@@ -211,7 +223,85 @@ def localize_cluster(
     return ClusterResult(pos, detected, n_paths, searched, npts, sub.dim, sub.kind)
 
 
-def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol):  # noqa: ANN001, ANN202
+def _joint_value(c: NDArray, h: NDArray, sets: NDArray) -> NDArray[np.float64]:
+    """``sum_paths c_S^H H_SS^{-1} c_S`` for index sets (B, J) of candidates -> (B,)."""
+    cs = c[sets]  # [B, J, M, M]
+    hs = h[:, :, sets[:, :, None], sets[:, None, :]]  # [M, M, B, J, J]
+    hs = np.moveaxis(hs, 2, 0)  # [B, M, M, J, J]
+    cs = np.moveaxis(cs, 1, -1)  # [B, M, M, J]
+    j = sets.shape[1]
+    reg = 1e-6 * np.abs(np.trace(hs, axis1=-2, axis2=-1))[..., None, None] * np.eye(j) + 1e-300
+    x = np.linalg.solve(hs + reg, cs[..., None])[..., 0]  # [B, M, M, J]
+    return np.sum(np.real(np.sum(cs.conj() * x, axis=-1)), axis=(-2, -1))
+
+
+def _select_subset(prob: MlProblem, cand: NDArray[np.float64], k: int, passes: int = 4,
+                   fixed: list[int] | None = None, swap_fixed: bool = False) -> list[int]:
+    """Joint ML choice of k of the candidates: forward selection, then single swaps.
+
+    Maximises the concentrated likelihood of the set, ``sum_paths c_S^H H_SS^{-1} c_S`` (module
+    :mod:`netsim.sensing.ml`). Forward selection alone can take a ghost first (a point on the
+    ridges of several users collects parts of each one's echo); a swap to the true users then
+    explains strictly more, so the swap passes remove it.
+    """
+    n = cand.shape[0]
+    k = min(k, n)
+    if k == 0:
+        return []
+    a = prob_near(prob, cand)  # [C, M, N]
+    c, rv, _ = prob._path_terms(a)  # [C, M, M], [C, M, N]
+    u = np.einsum("isn,jsn->sij", a.conj(), a)  # [M(s), C, C]
+    v = np.einsum("jtn,itn->tij", a, rv)  # [M(t), C, C]
+    h = u[:, None] * v[None, :]  # [M, M, C, C]
+    sel: list[int] = list(fixed or [])
+    for _ in range(k - len(sel)):
+        rest = np.array([i for i in range(n) if i not in sel])
+        sets = np.concatenate([np.tile(np.array(sel, dtype=int), (rest.size, 1)), rest[:, None]], axis=1)
+        val = _joint_value(c, h, sets)
+        sel.append(int(rest[int(np.argmax(val))]))
+    best = float(_joint_value(c, h, np.array([sel]))[0])
+    for _ in range(passes):
+        improved = False
+        for pos in range(0 if (swap_fixed or not fixed) else len(fixed), k):
+            rest = np.array([i for i in range(n) if i not in sel])
+            if rest.size == 0:
+                break
+            sets = np.tile(np.array(sel, dtype=int), (rest.size, 1))
+            sets[:, pos] = rest
+            val = _joint_value(c, h, sets)
+            i = int(np.argmax(val))
+            if val[i] > best * (1 + 1e-9):
+                best, sel[pos], improved = float(val[i]), int(rest[i]), True
+        if not improved:
+            break
+    return sel
+
+
+def prob_near(prob: MlProblem, pts: NDArray[np.float64]) -> NDArray[np.complex128]:
+    from netsim.sensing.ml import near_response
+
+    return near_response(prob.geom, pts)
+
+
+def _subtract(prob: MlProblem, pos: NDArray[np.float64]) -> NDArray[np.complex128]:
+    """``D`` minus the fitted echoes of the users at ``pos`` (per-path LS gains ``H^{-1} c``)."""
+    if pos.shape[0] == 0:
+        return prob.d
+    a = prob_near(prob, pos)  # [J, M, N]
+    c, rv, _ = prob._path_terms(a)  # [J, M(s), M(t)]
+    u = np.einsum("isn,jsn->sij", a.conj(), a)
+    v = np.einsum("jtn,itn->tij", a, rv)
+    h = u[:, None] * v[None, :]  # [M, M, J, J]
+    j = pos.shape[0]
+    reg = 1e-9 * np.abs(np.trace(h, axis1=-2, axis2=-1))[..., None, None] * np.eye(j)
+    beta = np.linalg.solve(h + reg, np.moveaxis(c, 0, -1)[..., None])[..., 0]  # [M(s), M(t), J]
+    # fitted block (s, t): sum_j beta_j a_s(p_j) a_t(p_j)^T R_t
+    at_r = np.einsum("jtq,tqn->jtn", a, prob.r)  # [J, M(t), N]: a_t^T R_t
+    fit = np.einsum("stj,jsp,jtn->sptn", beta, a, at_r)  # [M, N, M, N]
+    return prob.d - fit
+
+
+def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol, music=True):  # noqa: ANN001, ANN202
     """Union of the ML image's and the MUSIC quality's strongest local maxima, each refined
     on the single-user ML criterion (so that they are ranked at their peaks)."""
     from scipy.ndimage import maximum_filter
@@ -230,11 +320,20 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     iy, ix = np.nonzero(peaks)
     order = np.argsort(img[iy, ix])[::-1][:n_cand]
     c_ml = pts[iy[order], ix[order]]  # [C, 2]
-    c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand)
-    cand = np.concatenate([c_ml, c_mu])
+    if music:
+        c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand)
+        cand = np.concatenate([c_ml, c_mu])
+    else:
+        cand = c_ml
     a_o, w, minv = prob.new_user_terms(None)
-    p, _ = maximize_2d(lambda idx, x: prob.criterion(x, a_o, w, minv), cand, step / 2.0, step / 100.0)
-    return p, 2 * int(ok.sum())
+    p, f = maximize_2d(lambda idx, x: prob.criterion(x, a_o, w, minv), cand, step / 2.0, step / 100.0)
+    # candidates that climbed the same peak: keep one (the strongest)
+    order = np.argsort(f)[::-1]
+    keep: list[int] = []
+    for i in order:
+        if all(np.linalg.norm(p[i] - p[j]) > step / 10.0 for j in keep):
+            keep.append(int(i))
+    return p[keep], 2 * int(ok.sum())
 
 
 def _refine_new(prob, start, a_o, w, minv, h0, tol):  # noqa: ANN001, ANN202

@@ -206,6 +206,7 @@ class FrameState:
     true_pos: np.ndarray | None = None  # [K, 2]
     est_pos: np.ndarray | None = None  # [K, 2]
     crlb_m2: np.ndarray | None = None  # [K]
+    crlb_plan_m2: np.ndarray | None = None  # [K] bound the time allocation planned with
     wall_sense: float = 0.0
     rho_now: float = 0.0
     ap_rows: dict[str, np.ndarray] = field(default_factory=dict)
@@ -376,7 +377,11 @@ class CentralUnit:
         fs.wall_sense = time.perf_counter() - w0
         sim.wall["sense"] += fs.wall_sense
         fs.rho_now = self.comm_fraction
-        self.allocate_time(fs.crlb_m2, fs.timing.sense_s)
+        # eq. (17) plans with the sensing model's nominal bound when it has one (the realised
+        # bound depends on this frame's RCS draw, unknown to the next frame)
+        plan = getattr(sim.sensing, "planning_crlb_m2", None)
+        fs.crlb_plan_m2 = plan.copy() if plan is not None else fs.crlb_m2
+        self.allocate_time(fs.crlb_plan_m2, fs.timing.sense_s)
         yield sim.env.timeout(fs.timing.sense_s)
 
     def comm_phase(self, fs: FrameState):
@@ -436,10 +441,16 @@ class CentralUnit:
         timing, t_frame = fs.timing, fs.t_frame
         true_pos, est_pos, crlb_m2, ap_rows = fs.true_pos, fs.est_pos, fs.crlb_m2, fs.ap_rows
         err = np.linalg.norm(est_pos - true_pos, axis=1)  # [K]
+        sqrt_crlb = np.sqrt(crlb_m2)  # [K]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = err / sqrt_crlb  # [K]; NaN with genie sensing (no bound)
+        # tracked: within 3 sqrt(CRLB) of the truth, or within 1 cm (issue 9's definition)
+        tracked = (err <= 0.01) | (np.isfinite(ratio) & (ratio <= 3.0))
         sim.trace.emit("users", frame=sim.frame, t_s=t_frame, user=np.arange(net.n_users),
                        x_m=true_pos[:, 0], y_m=true_pos[:, 1], x_hat_m=est_pos[:, 0],
-                       y_hat_m=est_pos[:, 1], loc_err_m=err, crlb_m=np.sqrt(crlb_m2),
-                       speed_mps=net.user_speeds_mps())
+                       y_hat_m=est_pos[:, 1], loc_err_m=err, crlb_m=sqrt_crlb,
+                       speed_mps=net.user_speeds_mps(), crlb_ratio=ratio, tracked=tracked,
+                       crlb_plan_m=np.sqrt(fs.crlb_plan_m2))
         sim.trace.emit("aps", frame=sim.frame, t_s=t_frame, **ap_rows)
         online = net.online
         res_cfo, res_to = ap_rows["residual_cfo_hz"][online], ap_rows["residual_to_s"][online]
@@ -456,6 +467,8 @@ class CentralUnit:
             residual_to_rms_s=_rms(res_to), residual_to_max_s=_absmax(res_to),
             residual_phase_rms_rad=_rms(res_phase),
             sensing_rmse_m=_rms(err), crlb_rms_m=float(np.sqrt(np.mean(crlb_m2))),
+            sensing_ratio_median=float(np.median(ratio)) if np.all(np.isfinite(ratio)) else float("nan"),
+            tracked_fraction=float(np.mean(tracked)),
             beamformer_reused=fs.reused, comm_pilot_length=int(sim.comm.pilot_length),
             power_iterations_mean=float(np.mean(fs.iters)),
             sum_rate_bps_hz=float(np.mean(fs.rates_sum)),

@@ -218,8 +218,15 @@ def _music_sensing(sim) -> Callable:
     return MusicSensing(sim)
 
 
+def _crlb_sensing(sim) -> Callable:
+    from netsim.sim.sensing import CrlbSensing
+
+    return CrlbSensing(sim)
+
+
 # factories: called once per simulation, they return the per-frame callable
-SENSING_METHODS: dict[str, Callable] = {"genie": lambda sim: genie_sensing, "music": _music_sensing}
+SENSING_METHODS: dict[str, Callable] = {
+    "genie": lambda sim: genie_sensing, "music": _music_sensing, "crlb": _crlb_sensing}
 BEAMFORMERS: dict[str, Callable] = {"mrt_plain": mrt_directions}
 
 

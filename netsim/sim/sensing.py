@@ -1,30 +1,36 @@
-"""Sensing phase of the engine: near-field 2D MUSIC (seed 003) on multi-static echoes.
+"""Sensing phase of the engine (seed 003): MUSIC + ML tracking, or the CRLB fidelity.
 
 Sensing clusters
 ----------------
-In a large deployment a user's echo is only heard by the APs near it, and one covariance
-over hundreds of antennas would be both slow and ill-posed. Each user is therefore
-localized by a *sensing cluster*: the ``sensing.aps_per_user`` online APs nearest to its
-predicted position. Users whose clusters coincide are processed together. For a cluster:
+Each user is localized by a *sensing cluster*: the ``sensing.aps_per_user`` online APs nearest
+to its predicted position (the first frame, with no track yet, uses the APs nearest to the
+true position, standing for the serving APs the CPU knows from the user's uplink; the true
+position also decides which acquired peak gets which user identity, never the estimate).
+Users whose clusters coincide are processed together. For a cluster:
 
-1. the CPU forms the sample covariance of the echoes received by the cluster's APs
-   (:func:`netsim.sensing.echo.sample_echo_covariance`), generated from the TRUE positions of
-   every user within ``sensing.range_m`` of the cluster (all of them reflect), with the
-   residual CFO/TO of every AP relative to the reference AP (bistatic paths carry the pair's
-   residual error, monostatic paths none), at the chosen fidelity (Wishart or snapshots);
-2. MUSIC (``sensing.spectrum``: RARE per-AP spectrum or the composite one) searches a window
-   around each predicted position (tracking) and falls back to the cluster's whole region
-   when a peak is lost; the first frame searches the whole region;
-3. the CRLB of each user's position (eq. 2) is evaluated at the true positions with the
-   same covariance, snapshot count and noise (exact J_bb when the nuisance block is small,
-   the paper's diagonal approximation otherwise).
+1. every user within ``sensing.range_m`` of a cluster AP reflects: the frame's RCS
+   coefficients ``alpha ~ CN(0, 1)`` per path are drawn here, and the echo statistics
+   (:func:`netsim.sensing.echo.sample_echo_statistics`: ``R_yy`` and the echo-waveform
+   correlation ``R_yx``) are formed with the residual CFO/TO of every AP (bistatic paths carry
+   the pair's residual error);
+2. ``music`` (:func:`netsim.sensing.localize.localize_cluster`): acquisition (refined MUSIC and
+   ML-image candidates ranked by ML gain) when a user has no track, else the ML step from the
+   predictions; a user whose echo is not detected there is searched in its own window only;
+3. the CRLB of eq. (2) at the true positions with the SAME path gains ``alpha`` times the
+   sync losses of each path (TO mismatch, coherent CFO integration), the snapshot count and
+   the noise of the frame (the ``users`` table's ``crlb_m``). The CRLB-feasible time allocation
+   (eq. 17) cannot know the next frame's RCS draw: it plans with the nominal bound (unit
+   gains, same sync losses), :attr:`MusicSensing.planning_crlb_m2` (``crlb_plan_m``).
 
-With ``aps_per_user`` at least the number of APs (the paper's 3-AP setting) there is one
-cluster: exactly the model of the paper.
+``crlb`` does steps 1 (gains only) and 3 and draws each member's estimate from
+``N(true position, 2x2 CRB block)``.
 
-A track is lost when its refined peak falls below a tenth of last frame's (the RCS fades from
-frame to frame, and sidelobes are weaker than the user's own peak); far fallback peaks are then
-gated here (coasting on the prediction for up to ``max_coast_frames``).
+Tracks (plain arrays, checkpoint-safe)
+--------------------------------------
+Per user: last estimate, velocity (two-point, from consecutive detections), window half width
+``3 sqrt(CRLB) + 2 (|v| + 0.5 m/s) dt + 5 mm``, and a lost flag. A user not detected coasts on
+its prediction, its window triples per frame (up to the cluster region) and a
+``sensing_lost`` event is logged; ``sensing_reacquired`` when it is found again.
 """
 
 from __future__ import annotations
@@ -33,18 +39,20 @@ import numpy as np
 
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
-from netsim.sensing.echo import sample_echo_covariance
-from netsim.sensing.fim import isotropic_covariance, position_crlb
-from netsim.sensing.music import MusicGrid, match_estimates, music_localize
+from netsim.sensing.echo import cross_cfo_factors, sample_echo_statistics, sync_path_factors
+from netsim.sensing.fim import isotropic_covariance, position_crb_matrix
+from netsim.sensing.localize import localize_cluster
 from netsim.units import dbm_to_w
 
-__all__ = ["MusicSensing"]
+__all__ = ["CrlbSensing", "MusicSensing"]
 
 EXACT_JBB_MAX_PARAMS = 600  # 2 K M^2 nuisance parameters above which J_bb is taken diagonal
 
 
 class MusicSensing:
     """Stateful sensing model of one simulation (keeps the tracks between frames)."""
+
+    fidelity = "music"
 
     def __init__(self, sim) -> None:
         self.sim = sim
@@ -53,16 +61,21 @@ class MusicSensing:
         lam = net.wavelength_m
         # radar equation: two-hop power gain lambda^2 rcs / ((4 pi)^3 r1^2 r2^2), written as the
         # kernels' per-hop amplitude sqrt(kappa0) / r with kappa0 = lambda sqrt(rcs) / (4 pi)^1.5
-        # (the paper's kappa0 = lambda / (4 pi) corresponds to rcs = 4 pi m^2)
         self.kappa0 = lam * np.sqrt(cfg.rcs_m2) / (4 * np.pi) ** 1.5
         self.power_w = dbm_to_w(cfg.power_dbm)
         self.noise_w = sc.channel.noise_power_w
-        self.last_est: np.ndarray | None = None  # [K, 2]
-        self.last_peaks: np.ndarray | None = None  # [K]
         self.cache = SensingCovarianceCache()
         self.initial_pos = net.user_pos_m
-        self.fallbacks = 0
-        self.coast = np.zeros(net.n_users, dtype=int)  # consecutive frames on the prediction
+        k = net.n_users
+        self.pos = np.full((k, 2), np.nan)  # last estimate [K, 2]
+        self.vel = np.zeros((k, 2))  # [K, 2] m/s
+        self.halfwidth = np.full(k, np.inf)  # [K] m (inf: never acquired)
+        self.lost = np.zeros(k, dtype=bool)
+        self.detected = np.zeros(k, dtype=bool)  # this frame
+        self.t_last = np.nan
+        self.planning_crlb_m2 = np.full(k, np.nan)  # nominal-RCS bound of the last frame [K]
+        self.n_lost_events = 0
+        self.n_searches = 0
 
     # ------------------------------------------------------------------ helpers
     def _geometry(self, aps: np.ndarray) -> IsacGeometry:
@@ -72,22 +85,36 @@ class MusicSensing:
             n_antennas=net.n_antennas, spacing_m=net.spacing_m, wavelength_m=net.wavelength_m,
             kappa0=self.kappa0)
 
-    def _grid(self, aps: np.ndarray) -> MusicGrid:
+    def _region(self, aps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         net, cfg = self.sim.net, self.sim.scenario.sensing
         dep = self.sim.scenario.deployment
         lo = np.maximum(net.ap_center_m[aps].min(axis=0) - cfg.range_m, 0.0)
         hi = np.minimum(net.ap_center_m[aps].max(axis=0) + cfg.range_m, [dep.width_m, dep.height_m])
-        aperture = net.spacing_m * (net.n_antennas - 1)
-        return MusicGrid(x_min_m=lo[0], x_max_m=hi[0], y_min_m=lo[1], y_max_m=hi[1],
-                         step_m=cfg.grid_step_m, exclusion_m=max(aperture, 0.05),
-                         refine_step_m=cfg.refine_step_m, track_halfwidth_m=cfg.tracking_window_m,
-                         track_step_m=min(0.025, cfg.tracking_window_m / 8))
+        return lo, hi
 
-    def _covariance(self, geom: IsacGeometry, users_pos: np.ndarray) -> np.ndarray:
+    def _covariance(self, geom: IsacGeometry) -> np.ndarray:
         cfg = self.sim.scenario.sensing
         if cfg.covariance == "optimized":
-            return self.cache.get(geom, users_pos, self.power_w, exact_jbb=True).r
+            return self.cache.get(geom, self.initial_pos, self.power_w, exact_jbb=True).r
         return isotropic_covariance(geom, self.power_w)
+
+    def _clusters(self, network, anchor: np.ndarray) -> dict[tuple[int, ...], list[int]]:
+        cfg = self.sim.scenario.sensing
+        online = np.flatnonzero(network.online)
+        s = min(cfg.aps_per_user, online.size)
+        clusters: dict[tuple[int, ...], list[int]] = {}
+        for k in range(network.n_users):
+            d = np.linalg.norm(network.ap_center_m[online] - anchor[k], axis=1)
+            key = tuple(sorted(int(a) for a in online[np.argsort(d, kind="stable")[:s]]))
+            clusters.setdefault(key, []).append(k)
+        return clusters
+
+    def _effective_alpha(self, alpha, aps, to_s, cfo_hz, n_snap, fc, t_u):  # noqa: ANN001, ANN202
+        """Path coefficients seen by the ML step and the bound: RCS x TO loss x CFO coherence."""
+        m = len(aps)
+        f_to = sync_path_factors(m, to_s[aps], fc, t_u)  # [rx, tx]
+        gam = cross_cfo_factors(cfo_hz[aps], m, n_snap, t_u)  # [rx, tx]
+        return alpha * (f_to * gam).T[None]  # [V, tx, rx]
 
     # ------------------------------------------------------------------ one frame
     def __call__(self, network, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -96,88 +123,126 @@ class MusicSensing:
         cfg = sc.sensing
         true_pos = network.user_pos_m  # [K, 2]
         n_users = network.n_users
-        online = np.flatnonzero(network.online)
-        if online.size == 0:
+        if not np.any(network.online):
             return np.full((n_users, 2), np.nan), np.full(n_users, np.nan)
-        predicted = self.last_est if self.last_est is not None else None
-        # sensing cluster of each user: the online APs nearest to its predicted position. The
-        # first frame has no track yet: it uses the APs nearest to the user's true position,
-        # standing for the serving APs that the CPU knows from the user's uplink (acquisition).
-        anchor = predicted if predicted is not None else true_pos
-        sense_time = sim.timing_sense_s
-        n_snap = int(min(cfg.max_snapshots, max(1, np.floor(sense_time / cfg.snapshot_duration_s + 1e-9))))
-        ref = sim.reference_ap
-        to_s, cfo_hz, _ = network.offsets_to(ref)
-        s = min(cfg.aps_per_user, online.size)
-        clusters: dict[tuple[int, ...], list[int]] = {}
-        for k in range(n_users):
-            where = anchor[k] if np.all(np.isfinite(anchor[k])) else true_pos[k]
-            d = np.linalg.norm(network.ap_center_m[online] - where, axis=1)
-            key = tuple(sorted(int(a) for a in online[np.argsort(d, kind="stable")[:s]]))
-            clusters.setdefault(key, []).append(k)
-
+        now = float(sim.env.now)
+        dt = now - self.t_last if np.isfinite(self.t_last) else 0.0
+        acquired = np.isfinite(self.halfwidth)
+        pred = np.where(acquired[:, None], self.pos + self.vel * dt, np.nan)  # [K, 2]
+        anchor = np.where(acquired[:, None], pred, true_pos)
+        n_snap = int(min(cfg.max_snapshots, max(1, np.floor(sim.timing_sense_s / cfg.snapshot_duration_s + 1e-9))))
+        to_s, cfo_hz, _ = network.offsets_to(sim.reference_ap)
+        fc = sc.channel.carrier_hz
         est = np.full((n_users, 2), np.nan)
-        peaks = np.full(n_users, np.nan)
         crlb = np.full(n_users, np.nan)
-        for key in sorted(clusters):
+        plan = np.full(n_users, np.nan)
+        need_plan = sc.frame.time_allocation != "fixed"
+        detected = np.ones(n_users, dtype=bool)
+        for key, members in sorted(self._clusters(network, anchor).items()):
             aps = np.array(key)
-            members = clusters[key]
             geom = self._geometry(aps)
             d_users = np.linalg.norm(true_pos[:, None, :] - network.ap_center_m[aps][None], axis=-1)
             visible = sorted(set(np.flatnonzero(d_users.min(axis=1) <= cfg.range_m)) | set(members))
-            r = self._covariance(geom, self.initial_pos[visible])
-            sample = sample_echo_covariance(
-                geom, true_pos[visible], r, n_snap, self.noise_w, rng,
-                residual_cfo_hz=cfo_hz[aps], residual_to_s=to_s[aps], fidelity=cfg.fidelity,
-                carrier_hz=sc.channel.carrier_hz, snapshot_s=cfg.snapshot_duration_s)
-            grid = self._grid(aps)
-            use_track = cfg.tracking and predicted is not None and np.all(
-                np.isfinite(predicted[visible]))
-            res = music_localize(
-                sample, geom, len(visible), self.noise_w, grid,
-                predicted_pos=predicted[visible] if use_track else None,
-                kind=cfg.spectrum,
-                reference_peaks=self.last_peaks[visible] if use_track else None)
-            if res.fell_back:
-                self.fallbacks += 1
-                sim.event("music_fallback", -1, f"cluster APs {list(key)}: a tracked peak was "
-                          "lost; searched the whole region")
-            pos = res.positions_m  # [len(visible), 2]
-            if not use_track:  # full search: peaks come by strength; pair them with the users
-                pos, pv = _assign(pos, res.peak_values, true_pos[visible] if predicted is None
-                                  else predicted[visible])
-            else:
-                pv = res.peak_values
-            if use_track and res.fell_back:
-                # gating: a fallback peak far from the track is more likely another user's
-                # echo or a sidelobe (the RCS fades from frame to frame) than the user itself;
-                # coast on the prediction, and re-acquire after max_coast_frames misses
-                pred_v = predicted[visible]
-                jump = np.linalg.norm(pos - pred_v, axis=1)
-                gate = 2.0 * cfg.tracking_window_m
-                for j, k in enumerate(visible):
-                    if jump[j] > gate and self.coast[k] < cfg.max_coast_frames:
-                        self.coast[k] += 1
-                        pos[j], pv[j] = pred_v[j], self.last_peaks[k]
-                    else:
-                        self.coast[k] = 0
-            elif use_track:
-                self.coast[visible] = 0
-            n_nuis = 2 * len(visible) * len(aps) ** 2
-            bound = position_crlb(geom, true_pos[visible], r, n_snap, self.noise_w,
-                                  exact_jbb=n_nuis <= EXACT_JBB_MAX_PARAMS)
+            v = len(visible)
+            m = len(aps)
+            r = self._covariance(geom)
+            alpha = (rng.standard_normal((v, m, m)) + 1j * rng.standard_normal((v, m, m))) / np.sqrt(2)
+            alpha_eff = self._effective_alpha(alpha, aps, to_s, cfo_hz, n_snap, fc, cfg.snapshot_duration_s)
+            exact = 2 * v * m * m <= EXACT_JBB_MAX_PARAMS
+            bound = position_crb_matrix(geom, true_pos[visible], r, n_snap, self.noise_w,
+                                        exact_jbb=exact, alpha=alpha_eff)  # [V, 2, 2]
+            pos, det = self._estimate(network, rng, geom, aps, visible, members, alpha, bound, r,
+                                      n_snap, to_s, cfo_hz, pred, true_pos)
+            if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
+                nominal = self._effective_alpha(np.ones((v, m, m), complex), aps, to_s, cfo_hz, n_snap,
+                                                fc, cfg.snapshot_duration_s)
+                bnom = np.trace(position_crb_matrix(geom, true_pos[visible], r, n_snap, self.noise_w,
+                                                    exact_jbb=exact, alpha=nominal), axis1=1, axis2=2)
             for j, k in enumerate(visible):
                 if k in members:
-                    est[k], peaks[k], crlb[k] = pos[j], pv[j], bound[j]
-        self.last_est, self.last_peaks = est.copy(), peaks.copy()
+                    est[k], crlb[k], detected[k] = pos[j], np.trace(bound[j]), det[j]
+                    if need_plan:
+                        plan[k] = bnom[j]
+        self.planning_crlb_m2 = plan
+        self._update_tracks(est, crlb, detected, pred, dt)
+        self.t_last = now
         return est, crlb
 
+    def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
+                  to_s, cfo_hz, pred, true_pos):
+        sc = self.sim.scenario
+        cfg = sc.sensing
+        stats = sample_echo_statistics(
+            geom, true_pos[visible], r, n_snap, self.noise_w, rng, alpha,
+            residual_cfo_hz=cfo_hz[aps], residual_to_s=to_s[aps], fidelity=cfg.fidelity,
+            carrier_hz=sc.channel.carrier_hz, snapshot_s=cfg.snapshot_duration_s)
+        lo, hi = self._region(aps)
+        exclusion = max(geom.aperture_m, 0.05)
+        hw = self.halfwidth[visible]
+        tracking = cfg.tracking and bool(np.all(np.isfinite(hw)))
+        if tracking:
+            span = float(np.max(hi - lo))
+            res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
+                                   predicted_m=pred[visible], halfwidth_m=np.minimum(hw, span),
+                                   kind=cfg.spectrum, exclusion_m=exclusion)
+        else:
+            anchors = np.where(np.isfinite(pred[visible]), pred[visible], true_pos[visible])
+            res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
+                                   anchors_m=anchors, kind=cfg.spectrum, exclusion_m=exclusion)
+        self.n_searches += int(np.sum(res.searched))
+        pos = res.positions_m.copy()
+        bad = ~np.all(np.isfinite(pos), axis=1)
+        if np.any(bad):  # nothing found for them: keep the prediction, or the cluster centre
+            fill = np.where(np.isfinite(pred[visible]), pred[visible], 0.5 * (lo + hi))
+            pos[bad] = fill[bad]
+        return pos, res.detected & ~bad
 
-def _assign(pos: np.ndarray, peak_values: np.ndarray, anchor: np.ndarray):
-    """Pair full-search peaks with users by the nearest-assignment to ``anchor``.
+    def _update_tracks(self, est, crlb, detected, pred, dt) -> None:  # noqa: ANN001
+        sim = self.sim
+        dep = sim.scenario.deployment
+        span = float(max(dep.width_m, dep.height_m))
+        was_acq = np.isfinite(self.halfwidth)
+        for k in range(est.shape[0]):
+            if detected[k]:
+                if was_acq[k] and not self.lost[k] and dt > 0:
+                    self.vel[k] = (est[k] - self.pos[k]) / dt
+                elif not was_acq[k] or self.lost[k]:
+                    self.vel[k] = 0.0
+                if self.lost[k]:
+                    sim.event("sensing_reacquired", k, f"user {k} re-acquired at "
+                              f"({est[k, 0]:.2f}, {est[k, 1]:.2f}) m")
+                self.lost[k] = False
+                self.pos[k] = est[k]
+                step = dt if dt > 0 else 0.01
+                sc = np.sqrt(crlb[k]) if np.isfinite(crlb[k]) else 0.0
+                self.halfwidth[k] = 3 * sc + 2 * (np.linalg.norm(self.vel[k]) + 0.5) * step + 0.005
+            else:
+                if not self.lost[k]:
+                    self.n_lost_events += 1
+                    sim.event("sensing_lost", k, f"user {k}: no echo detected near the prediction; "
+                              "coasting, widening its window")
+                self.lost[k] = True
+                if np.all(np.isfinite(pred[k])):
+                    est[k] = pred[k]
+                self.pos[k] = est[k]
+                hw = self.halfwidth[k] if np.isfinite(self.halfwidth[k]) else 0.5
+                self.halfwidth[k] = min(3.0 * hw, span)
+        self.detected = detected.copy()
 
-    On the very first frame there is no track: the anchor is the true position, which only
-    decides *which* peak belongs to which user (identities), never the estimate itself.
+
+class CrlbSensing(MusicSensing):
+    """``sensing.method: crlb``: estimates drawn from N(true position, CRB of the frame).
+
+    The same clusters, RCS draws, sync losses, snapshot count and bound as ``music``; no echo
+    and no search. Valid where MUSIC + ML is efficient (users tracked at high SNR).
     """
-    perm, _ = match_estimates(pos, anchor)
-    return pos[perm], np.asarray(peak_values)[perm]
+
+    fidelity = "crlb"
+
+    def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
+                  to_s, cfo_hz, pred, true_pos):
+        c = np.where(np.isfinite(bound), bound, 0.0)  # [V, 2, 2]
+        w, vec = np.linalg.eigh(0.5 * (c + np.swapaxes(c, -1, -2)))
+        z = rng.standard_normal((len(visible), 2))
+        step = np.einsum("vij,vj->vi", vec, np.sqrt(np.maximum(w, 0.0)) * z)  # [V, 2]
+        return true_pos[visible] + step, np.ones(len(visible), dtype=bool)
