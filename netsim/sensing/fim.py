@@ -32,6 +32,7 @@ __all__ = [
     "FimModel",
     "echo_channel",
     "echo_gains",
+    "fast_position_crb",
     "isotropic_covariance",
     "per_snapshot_crlb",
     "position_crb_matrix",
@@ -283,4 +284,71 @@ def position_crb_matrix(
     s_inv = model.normalized_crb(rr)  # [2K, 2K]
     idx = np.stack([np.arange(k_users), np.arange(k_users) + k_users], axis=-1)  # [K, 2]
     blocks = s_inv[idx[:, :, None], idx[:, None, :]]  # [K, 2, 2]
+    return 0.5 * noise_w / float(n_snapshots) * blocks
+
+
+def fast_position_crb(
+    geom: IsacGeometry,
+    user_pos_m: ArrayLike,
+    r: ArrayLike,
+    n_snapshots: int | float,
+    noise_w: float,
+    exact_jbb: bool = True,
+    alpha: ArrayLike | None = None,
+) -> NDArray[np.float64]:
+    """Same as :func:`position_crb_matrix` from the structure of the FIM, (K, 2, 2) [m^2].
+
+    With ``<X, Y> = sum_t tr(X_{.,t} R_t Y_{.,t}^H)`` and the derivatives of ``G`` (positions:
+    ``D_{kc}``, block (s, t) ``beta_{k,t,s} (da_{ksc} a_{kt}^T + a_{ks} da_{ktc}^T)``; complex
+    gains: ``E_{kts}`` = ``a_{ks} a_{kt}^T`` in block (s, t) only), the real FIM of the
+    positions and the real/imaginary gain parts reduces to complex blocks
+    ``T = <D, D>`` (2K x 2K), ``P_st = <D, E_st>`` (2K x K) and ``Q_st = <E_st, E_st>`` (K x K),
+    one pair per path, and the Schur complement of eq. (2) is
+    ``S = Re(T - sum_{s,t} P_st Q_st^{-1} P_st^H)`` (the real representation of a complex
+    nuisance block is an isomorphism), ``CRB = sigma^2 / (2 L) S^{-1}``. Only K x K and 2K x 2K
+    matrices are formed: O(M^2 K^2 N + M^2 K^3) instead of the dense (2K + 2KM^2)^2 (MN)^2 FIM.
+    ``exact_jbb=False`` keeps only the diagonal of each ``Q_st`` (the paper's approximation).
+    """
+    p = np.asarray(user_pos_m, dtype=float).reshape(-1, 2)
+    k = p.shape[0]
+    if n_snapshots <= 0 or k == 0:
+        return np.full((k, 2, 2), np.inf)
+    rr = np.asarray(r, dtype=complex)  # [M, N, N]
+    a, da = array_response_grad(geom, p)  # [K, M, N], [K, 2, M, N]
+    beta = echo_gains(geom, p, alpha)  # [K, M(t), M(s)]
+    ra = np.einsum("tnq,ltq->ltn", rr, a.conj())  # [K, M, N]: R_t conj(a_lt)
+    rd = np.einsum("tnq,ldtq->ldtn", rr, da.conj())  # [K, 2, M, N]: R_t conj(d_ltd)
+    au = np.einsum("lsn,ksn->slk", a.conj(), a)  # [M, K(l), K(k)]
+    adu = np.einsum("lsn,kcsn->slkc", a.conj(), da)  # [M, K, K, 2]
+    dau = np.einsum("ldsn,ksn->sldk", da.conj(), a)  # [M, K, 2, K]
+    ddu = np.einsum("ldsn,kcsn->sldkc", da.conj(), da)  # [M, K, 2, K, 2]
+    vaa = np.einsum("ktn,ltn->tkl", a, ra)  # [M, K, K]
+    vda = np.einsum("kctn,ltn->tkcl", da, ra)  # [M, K, 2, K]
+    vad = np.einsum("ktn,ldtn->tkld", a, rd)  # [M, K, K, 2]
+    vdd = np.einsum("kctn,ldtn->tkcld", da, rd)  # [M, K, 2, K, 2]
+    b = np.transpose(beta, (2, 1, 0))  # [M(s), M(t), K]
+    # Q[s, t, k, l] = (a_ls^H a_ks)(a_kt^T R_t conj a_lt)
+    q = au.transpose(0, 2, 1)[:, None] * vaa[None]  # [s, t, k, l]
+    # P[s, t, k, c, l] = beta_kts (adu[s,l,k,c] vaa[t,k,l] + au[s,l,k] vda[t,k,c,l])
+    pm = (np.einsum("slkc,tkl->stkcl", adu, vaa) + np.einsum("slk,tkcl->stkcl", au, vda))
+    pm = pm * b[:, :, :, None, None]  # [s, t, k, c, l]
+    # T[(k,c),(l,d)] = sum_st beta_kts conj(beta_lts) [...]
+    bb = b[:, :, :, None] * b.conj()[:, :, None, :]  # [s, t, k, l]
+    tt = (np.einsum("sldkc,tkl->stkcld", ddu, vaa) + np.einsum("sldk,tkcl->stkcld", dau, vda)
+          + np.einsum("slkc,tkld->stkcld", adu, vad) + np.einsum("slk,tkcld->stkcld", au, vdd))
+    tt = np.einsum("stkl,stkcld->kcld", bb, tt).reshape(2 * k, 2 * k)  # [(k c), (l d)]
+    if not exact_jbb:
+        q = q * np.eye(k)
+    m = geom.n_aps
+    pf = pm.reshape(m, m, 2 * k, k)  # [s, t, (k c), l]
+    scale = np.abs(np.trace(q, axis1=-2, axis2=-1)).max()
+    x = np.linalg.solve(q / scale + 1e-14 * np.eye(k), np.swapaxes(pf.conj(), -1, -2))  # [s, t, l, (kc)]
+    corr = np.einsum("stil,stlj->ij", pf, x) / scale  # [(kc), (kc)]
+    s_mat = np.real(tt - corr)
+    s_mat = 0.5 * (s_mat + s_mat.T)
+    try:
+        s_inv = np.linalg.inv(s_mat)
+    except np.linalg.LinAlgError:
+        return np.full((k, 2, 2), np.inf)
+    blocks = s_inv.reshape(k, 2, k, 2)[np.arange(k), :, np.arange(k), :]  # [K, 2, 2]
     return 0.5 * noise_w / float(n_snapshots) * blocks

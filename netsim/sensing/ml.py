@@ -81,12 +81,17 @@ class MlProblem:
 
     def _path_terms(self, a: NDArray[np.complex128]):  # noqa: ANN202
         """``c`` [..., s, t], ``R_t conj(a_t)`` [..., t, n] and ``H_kk`` [..., t] at responses a."""
-        ac = a.conj()  # [..., M, N]
-        dv = np.einsum("sptq,...tq->...stp", self.d, ac)  # [..., M(s), M(t), N]
-        c = np.einsum("...sp,...stp->...st", ac, dv)  # [..., M, M]
-        rv = np.einsum("tnm,...tm->...tn", self.r, ac)  # [..., M(t), N]
-        hkk = self.geom.n_antennas * np.einsum("...tn,...tn->...t", a, rv).real  # [..., M]
-        return c, rv, hkk
+        m, n = self.geom.n_aps, self.geom.n_antennas
+        lead = a.shape[:-2]
+        ac = a.conj().reshape(-1, m, n)  # [P, M, N]
+        dmat = self.d.reshape(m * n, m * n)  # [(s p), (t q)]
+        # D_{s,t} conj(a_t) for every (s, t): one matmul per t
+        dv = np.stack([ac[:, t, :] @ dmat[:, t * n:(t + 1) * n].T for t in range(m)], axis=1)  # [P, M(t), MN]
+        dv = dv.reshape(-1, m, m, n)  # [P, M(t), M(s), N]
+        c = np.swapaxes((ac[:, None, :, :] * dv).sum(axis=-1), 1, 2)  # [P, M(s), M(t)]
+        rv = np.stack([ac[:, t, :] @ self.r[t].T for t in range(m)], axis=1)  # [P, M(t), N]
+        hkk = n * (a.reshape(-1, m, n) * rv).sum(axis=-1).real  # [P, M]
+        return (c.reshape(lead + (m, m)), rv.reshape(lead + (m, n)), hkk.reshape(lead + (m,)))
 
     def others_terms(self, pos_m: ArrayLike):  # noqa: ANN201
         """Per user k: ``w = H_OO^{-1} c_O`` and ``H_OO^{-1}`` for O = all users but k.
@@ -155,7 +160,8 @@ class MlProblem:
         vo = np.einsum("jtn,bxtn->bxtj", a_est, rv)  # [B, S, M(t), K]
         hrow = uo[:, :, :, None, :] * vo[:, :, None, :, :]  # [B, S, M(s), M(t), K]
         hw = np.einsum("bxstj,bstj->bxst", hrow, w)  # [B, S, M, M]
-        hmh = np.einsum("bxsti,bstij,bxstj->bxst", hrow, minv, hrow.conj()).real  # [B, S, M, M]
+        mh = np.einsum("bstij,bxstj->bxsti", minv, hrow.conj())  # [B, S, M, M, K]
+        hmh = (hrow * mh).sum(axis=-1).real  # [B, S, M, M]
         den = np.maximum(hkk[:, :, None, :] - hmh, 1e-6 * hkk[:, :, None, :])  # [B, S, M, M]
         gains = np.abs(c - hw) ** 2 / den  # [B, S, M, M]
         return gains if per_path else np.sum(gains, axis=(-2, -1))  # [B, S]
@@ -179,9 +185,9 @@ def ml_image(problem: MlProblem, pts_m: ArrayLike, chunk: int = 8192) -> NDArray
         tot = np.zeros(a.shape[0])
         for t in range(m):
             dv = (ac[:, t, :] @ dt[t].T).reshape(-1, m, n)  # [P, M(s), N]: D_{s,t} conj(a_t)
-            c = np.einsum("psn,psn->ps", ac, dv)  # [P, M(s)]
-            hpp = n * np.einsum("pn,nq,pq->p", a[:, t, :], r[t], ac[:, t, :]).real  # [P]
-            tot += np.sum(np.abs(c) ** 2, axis=-1) / np.maximum(hpp, 1e-30)
+            c = (ac * dv).sum(axis=-1)  # [P, M(s)]
+            hpp = n * ((a[:, t, :] @ r[t]) * ac[:, t, :]).sum(axis=-1).real  # [P]
+            tot += (c.real ** 2 + c.imag ** 2).sum(axis=-1) / np.maximum(hpp, 1e-30)
         out[s0:s0 + chunk] = tot
     return out
 
