@@ -38,6 +38,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("residual_cfo_rms_hz", f64), ("residual_cfo_max_hz", f64),
         ("residual_to_rms_s", f64), ("residual_to_max_s", f64),
         ("residual_phase_rms_rad", f64),
+        ("n_measured_aps", i64), ("n_gated", i64),
         ("sensing_rmse_m", f64), ("crlb_rms_m", f64),
         ("sensing_ratio_median", f64), ("tracked_fraction", f64),
         ("beamformer_reused", b1), ("comm_pilot_length", i64), ("power_iterations_mean", f64),
@@ -52,6 +53,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("true_to_s", f64), ("est_to_s", f64), ("residual_to_s", f64),
         ("residual_phase_rad", f64),
         ("crb_cfo_hz2", f64), ("crb_to_s2", f64),
+        ("track_to_std_s", f64), ("track_cfo_std_hz", f64), ("track_phase_std_rad", f64),
     ]),
     "users": pa.schema([
         ("frame", i64), ("t_s", f64), ("user", i64),

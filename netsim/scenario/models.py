@@ -233,6 +233,48 @@ class SyncConfig(_Section):
     swap_iterations: int = Field(
         1000, ge=0, le=100_000, description="swap-matching iterations per tau (Algorithm 2)"
     )
+    # -- clock tracking at the CPU and adaptive scheduling (issue 14; netsim.sync.tracking)
+    tracking: Literal["none", "kalman"] = Field(
+        "none",
+        description="none: each round's estimate is applied once (per-round correction); "
+        "kalman: a Kalman filter per AP on (TO, CFO, carrier phase) fuses the rounds and the CPU "
+        "corrects with its prediction at the correction's arrival time",
+    )
+    schedule: Literal["periodic", "adaptive"] = Field(
+        "periodic",
+        description="periodic: every cluster at every opportunity (every period_frames frames); "
+        "adaptive (needs tracking: kalman): a cluster is measured only when an AP's predicted "
+        "residual RMS would exceed an adaptive_max_* bound before the next opportunity",
+    )
+    adaptive_max_to_s: float | None = Field(
+        2e-10, gt=0.0, description="adaptive: bound on the predicted residual TO RMS (s); null: none"
+    )
+    adaptive_max_cfo_hz: float | None = Field(
+        None, gt=0.0, description="adaptive: bound on the predicted residual CFO RMS (Hz); null: none"
+    )
+    adaptive_max_phase_rad: float | None = Field(
+        None, gt=0.0,
+        description="adaptive: bound on the predicted residual carrier-phase RMS (rad); null: none",
+    )
+    gate_probability: float = Field(
+        0.9999, gt=0.5, lt=1.0,
+        description="kalman: innovation gate, chi-square quantile of the normalised innovation",
+    )
+    phase_lock_std_rad: float = Field(
+        0.5, gt=0.0, le=3.0,
+        description="kalman: phase innovations are used once their predicted std is below this (rad)",
+    )
+    lost_after_rounds: int = Field(
+        3, ge=1, le=10_000,
+        description="an AP untrusted or gated this many rounds in a row triggers a re-plan",
+    )
+
+    @model_validator(mode="after")
+    def _adaptive_needs_tracking(self) -> SyncConfig:
+        if self.schedule == "adaptive" and self.tracking != "kalman":
+            raise ValueError("sync.schedule 'adaptive' needs sync.tracking 'kalman' (the schedule "
+                             "follows the filter's predicted residuals)")
+        return self
 
 
 # ----------------------------------------------------------------------------- sensing

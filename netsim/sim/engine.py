@@ -2,9 +2,10 @@
 
 Processes
 ---------
-* one :class:`AccessPoint` process per AP: owns its oscillator (one entry of the
-  network's oscillator bank), receives corrections from the CPU over its downlink and
-  applies them when they arrive, and sends sync reports up over the shared uplink;
+* the APs (:class:`AccessPoint`): each owns its oscillator (one entry of the network's
+  oscillator bank) and sends sync reports up over the shared uplink; the CPU's corrections
+  come down the downlink as one :class:`~netsim.sim.sync_correction.CorrectionBatch` per
+  report, applied (vectorised) by one process when the batch arrives;
 * the :class:`CentralUnit` process: the frame loop (sync round, sensing, communication
   with its subframes) and a receiver process that turns sync reports into corrections;
 * one :class:`UserProcess` per user: tracks how far its user moved since the last
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from netsim.scenario.loader import scenario_to_yaml
 from netsim.scenario.models import Scenario
 from netsim.sim import methods
 from netsim.sim.comm import make_comm
+from netsim.sim.sync_correction import CorrectionBatch, RoundSchedule, SyncCorrection
 from netsim.sim.world import Network
 from netsim.trace import TraceWriter
 from netsim.units import dbm_to_w
@@ -73,17 +75,6 @@ class FronthaulLink:
 
 
 @dataclass(frozen=True)
-class Correction:
-    """CPU -> AP: remove these offsets, measured at ``t_meas_s`` (the AP predicts the drift)."""
-
-    ap: int
-    t_meas_s: float
-    to_s: float
-    cfo_hz: float
-    phase_rad: float
-
-
-@dataclass(frozen=True)
 class SyncReport:
     """Measuring AP -> CPU: estimates of the APs it measured in one sync round."""
 
@@ -93,6 +84,9 @@ class SyncReport:
     to_s: np.ndarray
     cfo_hz: np.ndarray
     phase_rad: np.ndarray
+    crb_to_s2: np.ndarray | None = None
+    crb_cfo_hz2: np.ndarray | None = None
+    crb_phase_rad2: np.ndarray | None = None
 
 
 @dataclass
@@ -114,39 +108,19 @@ def frame_timing(scenario: Scenario, overhead_slots: int, comm_fraction: float |
 
 
 class AccessPoint:
-    """AP process: applies the CPU's corrections to its oscillator when they arrive."""
+    """An AP: its oscillator is entry ``index`` of the network's bank; it sends sync reports
+    over the shared uplink. Corrections reach it in batches (:meth:`CentralUnit.deliver`)."""
 
     def __init__(self, sim: Simulation, index: int) -> None:
         self.sim = sim
         self.index = index
-        self.downlink: FronthaulLink | None = None
         self.process = None
 
     def start(self) -> None:
-        """Create the SimPy side (downlink, process) in the simulation's environment."""
-        self.downlink = FronthaulLink(self.sim.env, self.sim.scenario.fronthaul.latency_s)
-        self.process = self.sim.env.process(self.run())
+        """Nothing to start: the APs' downlink is one batch process of the CPU (issue 10)."""
 
     def send_report(self, report: SyncReport) -> None:
         self.sim.cpu.uplink.send(report)
-
-    def run(self):
-        net = self.sim.net
-        f_c = net.oscillators.carrier_hz
-        while True:
-            corr: Correction = yield self.downlink.receive()
-            if not net.online[self.index]:
-                self.sim.event("correction_dropped", self.index, "AP offline when it arrived")
-                continue
-            self.sim.advance_world()
-            dt = self.sim.env.now - corr.t_meas_s
-            # predict the drift since the measurement with the estimated CFO
-            net.oscillators.correct(
-                [self.index],
-                corr.to_s + corr.cfo_hz / f_c * dt,
-                corr.cfo_hz / f_c,
-                phase_rad=corr.phase_rad + 2 * np.pi * corr.cfo_hz * dt,
-            )
 
 
 class UserProcess:
@@ -217,6 +191,7 @@ class FrameState:
     iters: list[int] = field(default_factory=list)
     wall_comm: float = 0.0
     wall_power: float = 0.0
+    n_gated: int = 0
 
 
 class CentralUnit:
@@ -238,7 +213,13 @@ class CentralUnit:
         self.comm_fraction = sim.scenario.frame.comm_fraction  # rho of the next frame
         self.timing_sense_s = 0.0
         self.last_meas: methods.SyncMeasurement | None = None
+        net = sim.net
+        self.sync = SyncCorrection(sim.scenario, net.n_aps, net.oscillators.carrier_hz,
+                                   net.oscillators.noise)
+        self.last_schedule: RoundSchedule | None = None
+        self.downlink: FronthaulLink | None = None
         self.receiver = None
+        self.deliverer = None
         self.process = None
 
     def start(self) -> None:
@@ -246,7 +227,10 @@ class CentralUnit:
         env = self.sim.env
         if self.uplink is None or self.uplink.env is not env:
             self.uplink = FronthaulLink(env, self.sim.scenario.fronthaul.latency_s)
+        if self.downlink is None or self.downlink.env is not env:
+            self.downlink = FronthaulLink(env, self.sim.scenario.fronthaul.latency_s)
         self.receiver = env.process(self.receive())
+        self.deliverer = env.process(self.deliver())
         self.process = env.process(self.frames())
 
     def request_replan(self, reason: str) -> None:
@@ -284,6 +268,7 @@ class CentralUnit:
         self.plan = planner(sim.net, sim.net.online.copy(), sim.rngs["sync"])
         self.plan_time_s = sim.env.now
         self.replan_reason = None
+        self.sync.on_replan(old, self.plan)
         n_clusters = len(self.plan.masters)
         sim.event("replan", -1, f"{reason}: {n_clusters} cluster(s), {self.plan.n_pilots} pilot(s), "
                   f"reference AP {self.plan.reference_ap}")
@@ -306,18 +291,47 @@ class CentralUnit:
             aps = np.flatnonzero((measured_by == sender) & np.isfinite(meas.est_to_s))
             if aps.size == 0:
                 continue
+            phase_var = (meas.crb_phase_rad2 if meas.crb_phase_rad2 is not None
+                         else np.full(len(measured_by), np.nan))  # [M]
             self.sim.aps[int(sender)].send_report(SyncReport(
                 sender=int(sender), t_meas_s=t_meas, aps=aps, to_s=meas.est_to_s[aps],
-                cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps]))
+                cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps],
+                crb_to_s2=meas.crb_to_s2[aps], crb_cfo_hz2=meas.crb_cfo_hz2[aps],
+                crb_phase_rad2=phase_var[aps]))
 
     def receive(self):
-        """CPU side of the uplink: turn each sync report into corrections for the APs in it."""
+        """CPU side of the uplink: each sync report -> (tracker) -> one correction batch."""
+        sim = self.sim
         while True:
             report: SyncReport = yield self.uplink.receive()
-            for j, ap in enumerate(report.aps):
-                self.sim.aps[int(ap)].downlink.send(Correction(
-                    ap=int(ap), t_meas_s=report.t_meas_s, to_s=float(report.to_s[j]),
-                    cfo_hz=float(report.cfo_hz[j]), phase_rad=float(report.phase_rad[j])))
+            batch = self.sync.on_report(report, sim.env.now, self.downlink.latency_s, sim.event)
+            if batch is not None:
+                self.downlink.send(batch)
+
+    def deliver(self):
+        """APs' side of the downlink: apply each correction batch when it arrives (one process
+        for all APs; the offsets are extrapolated from ``t_ref_s`` to now with the sent CFO)."""
+        sim = self.sim
+        net = sim.net
+        f_c = net.oscillators.carrier_hz
+        while True:
+            batch: CorrectionBatch = yield self.downlink.receive()
+            aps = np.asarray(batch.aps)
+            up = net.online[aps]  # [k]
+            for ap in aps[~up]:
+                sim.event("correction_dropped", int(ap), "AP offline when it arrived")
+                self.sync.reset(int(ap))
+            if not up.any():
+                continue
+            sim.advance_world()
+            dt = sim.env.now - batch.t_ref_s
+            cfo = np.asarray(batch.cfo_hz)[up]  # [j] Hz
+            net.oscillators.correct(
+                aps[up],
+                np.asarray(batch.to_s)[up] + cfo / f_c * dt,
+                cfo / f_c,
+                phase_rad=np.asarray(batch.phase_rad)[up] + 2 * np.pi * cfo * dt,
+            )
 
     # ------------------------------------------------------------------ frame loop
     def frames(self):
@@ -348,23 +362,57 @@ class CentralUnit:
         sc, net, env = sim.scenario, sim.net, sim.env
         w0 = time.perf_counter()
         fs.replanned = self.maybe_replan()
-        fs.sync_due = (sc.sync.method != "none" and self.plan is not None
+        self.sync.gated_this_frame = self.sync.measured_this_frame = 0
+        opportunity = (sc.sync.method != "none" and self.plan is not None
                        and sim.frame % sc.sync.period_frames == 0)
+        slots = 0
+        if opportunity:
+            sched = self.sync.schedule(self.plan, net.online, self.sync_horizon(fs.t_frame))
+            fs.sync_due = sched.n_clusters > 0
         if fs.sync_due:
             meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, sim.rngs["sync"])
+            meas = _restrict(meas, sched.aps)
+            invalid = np.zeros(net.n_aps, dtype=bool)
+            invalid[meas.invalid] = True
             for ap in meas.invalid:
                 sim.event("sync_untrusted", int(ap),
                           "estimate not trusted (low SINR, out of range or singular FIM); "
                           "not corrected this round")
             self.send_reports(meas, env.now)
             self.last_meas = meas
+            self.last_schedule = (sched.aps, invalid)
             fs.meas = meas
-        slots = self.plan.overhead_slots if fs.sync_due else 0
+            slots = sched.overhead_slots
         fs.timing = frame_timing(sc, slots, self.comm_fraction)
         fs.wall_sync = time.perf_counter() - w0
         sim.wall["sync"] += fs.wall_sync
         if fs.timing.sync_s > 0:
             yield env.timeout(fs.timing.sync_s)
+
+    def sync_horizon(self, t_frame: float) -> float:
+        """When the correction of the next sync opportunity would land at the earliest (s):
+        the adaptive schedule keeps every predicted residual within its bound until then."""
+        sc = self.sim.scenario
+        fr = sc.frame
+        budget_s = sc.sync.overhead_budget_slots * fr.sync_slot_s
+        frame_s = fr.period_s if fr.period_s is not None else fr.sense_comm_duration_s + budget_s
+        latency = 2.0 * sc.fronthaul.latency_s
+        return t_frame + sc.sync.period_frames * frame_s + budget_s + latency
+
+    def check_lost_aps(self) -> None:
+        """After a round: APs untrusted (invalid or gated) ``sync.lost_after_rounds`` rounds in a
+        row trigger a re-plan: their sync link, not the AP, is the likely problem."""
+        if self.last_schedule is None:
+            return
+        measured, invalid = self.last_schedule
+        self.last_schedule = None
+        lost = self.sync.note_round(measured, invalid | self.sync.take_gated())
+        n = self.sim.scenario.sync.lost_after_rounds
+        for ap in lost:
+            self.sim.event("ap_lost", int(ap), f"untrusted or gated {n} rounds in a row: re-plan "
+                           "(its sync link, not the AP, is the likely problem)")
+        if lost.size:
+            self.request_replan(f"AP(s) {', '.join(str(int(a)) for a in lost)} lost")
 
     def sense_phase(self, fs: FrameState):
         """Localize the users; choose the next frame's time split."""
@@ -395,6 +443,7 @@ class CentralUnit:
         ref = self.reference_ap
         to_s, cfo_hz, phase = net.offsets_to(ref)
         fs.ap_rows = self.ap_rows(fs.meas, to_s, cfo_hz, phase)
+        fs.n_gated = self.sync.gated_this_frame
         fs.reused = sim.comm.frame_setup(fs.est_pos, fs.crlb_m2)
         wall_power = 0.0
         not_converged = 0
@@ -452,6 +501,7 @@ class CentralUnit:
                        speed_mps=net.user_speeds_mps(), crlb_ratio=ratio, tracked=tracked,
                        crlb_plan_m=np.sqrt(fs.crlb_plan_m2))
         sim.trace.emit("aps", frame=sim.frame, t_s=t_frame, **ap_rows)
+        self.check_lost_aps()
         online = net.online
         res_cfo, res_to = ap_rows["residual_cfo_hz"][online], ap_rows["residual_to_s"][online]
         res_phase = ap_rows["residual_phase_rad"][online]
@@ -466,6 +516,8 @@ class CentralUnit:
             residual_cfo_rms_hz=_rms(res_cfo), residual_cfo_max_hz=_absmax(res_cfo),
             residual_to_rms_s=_rms(res_to), residual_to_max_s=_absmax(res_to),
             residual_phase_rms_rad=_rms(res_phase),
+            n_measured_aps=int(np.isfinite(fs.meas.est_to_s).sum()) if fs.meas else 0,
+            n_gated=fs.n_gated,
             sensing_rmse_m=_rms(err), crlb_rms_m=float(np.sqrt(np.mean(crlb_m2))),
             sensing_ratio_median=float(np.median(ratio)) if np.all(np.isfinite(ratio)) else float("nan"),
             tracked_fraction=float(np.mean(tracked)),
@@ -524,6 +576,7 @@ class CentralUnit:
         else:
             cluster, is_master = np.full(n, -1), np.zeros(n, dtype=bool)
         online = net.online.copy()
+        std = np.where(online[:, None], self.sync.residual_std(self.sim.env.now), np.nan)  # [M, 3]
         return dict(
             ap=np.arange(n), x_m=net.ap_center_m[:, 0], y_m=net.ap_center_m[:, 1],
             cluster=cluster, is_master=is_master,
@@ -537,6 +590,7 @@ class CentralUnit:
             residual_phase_rad=np.where(online, phase, np.nan),
             crb_cfo_hz2=meas.crb_cfo_hz2 if meas else nan,
             crb_to_s2=meas.crb_to_s2 if meas else nan,
+            track_to_std_s=std[:, 0], track_cfo_std_hz=std[:, 1], track_phase_std_rad=std[:, 2],
         )
 
 
@@ -680,6 +734,7 @@ class Simulation:
         self.advance_world()
         self.net.online[fault.ap] = False
         self.event("outage", fault.ap, f"faults[{i}]: down for {fault.duration_s} s")
+        self.cpu.sync.reset(fault.ap)
         self.cpu.request_replan(f"AP {fault.ap} outage")
         if math.isinf(fault.duration_s):
             return
@@ -687,6 +742,7 @@ class Simulation:
         self.advance_world()
         self.net.online[fault.ap] = True
         self.event("recovery", fault.ap, f"faults[{i}]: back online")
+        self.cpu.sync.reset(fault.ap)
         self.cpu.request_replan(f"AP {fault.ap} recovery")
 
     # ------------------------------------------------------------------ run
@@ -737,6 +793,22 @@ class Simulation:
         tables = {} if self.out_dir is not None else self.trace.tables()
         return RunSummary(status=status, frames=self.frame, sim_time_s=self.env.now, wall_s=wall,
                           wall_per_phase_s=dict(self.wall), out_dir=self.out_dir, tables=tables)
+
+
+def _restrict(meas: methods.SyncMeasurement, aps: np.ndarray) -> methods.SyncMeasurement:
+    """The measurement of the scheduled APs only (the others are NaN / not measured)."""
+    if aps[np.isfinite(meas.est_to_s) | np.isin(np.arange(aps.size), meas.invalid)].all():
+        return meas
+
+    def keep(x):
+        return None if x is None else np.where(aps, x, np.nan)
+
+    return replace(
+        meas, est_to_s=keep(meas.est_to_s), est_cfo_hz=keep(meas.est_cfo_hz),
+        est_phase_rad=keep(meas.est_phase_rad), crb_to_s2=keep(meas.crb_to_s2),
+        crb_cfo_hz2=keep(meas.crb_cfo_hz2), crb_phase_rad2=keep(meas.crb_phase_rad2),
+        measured_by=np.where(aps, meas.measured_by, -1),
+        invalid=meas.invalid[aps[meas.invalid]])
 
 
 def _rms(x: np.ndarray) -> float:

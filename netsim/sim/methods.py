@@ -65,6 +65,9 @@ class SyncMeasurement:
     measured_by: np.ndarray  # (M,) int: AP whose receiver measured this AP (-1: none)
     invalid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Online APs whose estimate was not trusted this round (not corrected)."""
+    crb_phase_rad2: np.ndarray | None = None
+    """(M,) variance of the carrier-phase estimate (rad^2; NaN where not measured); the
+    measurement covariance of the clock tracker together with ``crb_to_s2``/``crb_cfo_hz2``."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ def genie_sync(network, plan, rng: np.random.Generator) -> SyncMeasurement:
         true_to_s=to_s,
         true_cfo_hz=cfo_hz,
         measured_by=plan.measured_by,
+        crb_phase_rad2=np.where(measured, 0.0, nan),
     )
 
 
@@ -202,6 +206,7 @@ def over_the_air_sync(method: str) -> Callable:
             true_cfo_hz=true_cfo,
             measured_by=_measured_by(plan),
             invalid=np.flatnonzero(~res.valid & plan.online),
+            crb_phase_rad2=np.where(ok, phase_var, nan),
         )
 
     measure.__name__ = f"over_the_air_sync_{method}"
