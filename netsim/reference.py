@@ -59,6 +59,10 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str, str]]] = {
         "residual_to_max_s": ("s", "largest absolute residual time offset", "no AP online"),
         "residual_phase_rms_rad": ("rad", "RMS of the residual carrier phase (wrapped)",
                                    "no AP online"),
+        "n_measured_aps": ("-", "APs whose estimate this frame's round reported (with "
+                           "`sync.schedule: adaptive` only the scheduled clusters')", "never"),
+        "n_gated": ("-", "measurements rejected by the tracker's innovation gate this frame "
+                    "(`sync_gated`)", "never"),
         "sensing_rmse_m": ("m", "RMS over users of the localization error", "a user has no "
                            "estimate (lost track)"),
         "crlb_rms_m": ("m", "RMS over users of sqrt(CRLB) of the position", "genie sensing "
@@ -111,6 +115,14 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str, str]]] = {
         "crb_cfo_hz2": ("Hz^2", "Cramer-Rao bound of the CFO estimate (with pilot "
                         "contamination, seed 000); 0 for genie sync", "as est_cfo_hz"),
         "crb_to_s2": ("s^2", "Cramer-Rao bound of the time-offset estimate", "as est_cfo_hz"),
+        "track_to_std_s": ("s", "clock tracker's predicted std of the residual time offset at "
+                           "the start of the communication phase (sync.tracking: kalman)",
+                           "sync.tracking none; AP offline or without a track yet"),
+        "track_cfo_std_hz": ("Hz", "tracker's predicted std of the residual CFO",
+                             "as track_to_std_s"),
+        "track_phase_std_rad": ("rad", "tracker's predicted std of the residual carrier phase "
+                                "(unwrapped: values above pi mean the phase is not tracked)",
+                                "as track_to_std_s"),
     },
     "users": {
         "frame": ("-", "frame index", "never"),
@@ -161,6 +173,12 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
     "sync_untrusted": ("AP", "a sync estimate was rejected (low SINR, out of range or singular "
                        "FIM)", "the AP is not corrected this round; an AP with this event on "
                        "every round is listed as 'never corrected' by the run summary"),
+    "sync_gated": ("AP", "the clock tracker's innovation gate rejected a sync measurement "
+                   "(normalised innovation above the `sync.gate_probability` chi-square "
+                   "quantile)", "the AP coasts on the prediction; three in a row restart its "
+                   "track (detail says so)"),
+    "ap_lost": ("AP", "the AP was untrusted or gated `sync.lost_after_rounds` rounds in a row",
+                "a re-plan follows at the next frame (its sync link is the likely problem)"),
     "correction_dropped": ("AP", "a correction arrived while the AP was offline",
                            "the correction is lost"),
     "music_fallback": ("-1", "MUSIC lost a tracked peak and searched the full grid of a "
