@@ -5,8 +5,10 @@
 2. Cost of one sync round versus number of APs (30 to 200), method "ml" and "crb", plus the
    planning time (Algorithm 3) for reference.
 3. ML RMSE / sqrt(CRB) at 20 and 30 dB (Fig 6 profile, N = 256, no contamination).
+5. (--tracking) clock tracking at the CPU: per-round vs Kalman vs adaptive on drift_longrun and
+   campus (benchmarks/sync_tracking.py).
 
-Usage: python benchmarks/sync.py [--quick]
+Usage: python benchmarks/sync.py [--quick] [--tracking [--jobs N] [--only drift|campus]]
 """
 
 from __future__ import annotations
@@ -138,7 +140,15 @@ def bench_campus(frames: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--tracking", action="store_true",
+                    help="run only section 5, clock tracking (benchmarks/sync_tracking.py; "
+                    "--jobs N and --only drift|campus are passed on)")
+    args, rest = ap.parse_known_args()
+    if args.tracking:
+        import sync_tracking
+
+        sync_tracking.main(["--quick"] * args.quick + rest)
+        return
     rng = np.random.default_rng(1)
     bench_ml(rng, 50 if args.quick else 200)
     bench_round(rng, [30, 50] if args.quick else [30, 50, 100, 150, 200], 2 if args.quick else 5)
