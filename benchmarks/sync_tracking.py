@@ -178,6 +178,10 @@ def _targets(r: dict, frames: int) -> None:
                 print(f"campus {m} [{tag}]: sum rate kalman {kf[tag]['rate']:.2f} vs genie "
                       f"{g:.2f} bit/s/Hz = {kf[tag]['rate'] / g:.3f} (target >= 0.90); "
                       f"per-round {pr[tag]['rate']:.2f}")
+    if any(k.startswith("drift ") for k in r):
+        print("drift_longrun: TO RMS that the oscillator noise alone leaves when a round runs "
+              "every k-th frame (perfect estimates, no CFO error; RMS over the k frames of a "
+              "cycle): " + ", ".join(f"k={k}: {_to_floor_ps(k):.0f} ps" for k in (1, 2, 3, 5)))
     for m in ("crb", "ml"):
         ref = r.get(f"drift {m} per-round, every frame")
         ada = [v for k, v in r.items() if k.startswith(f"drift {m} adaptive")]
@@ -195,6 +199,17 @@ def _targets(r: dict, frames: int) -> None:
             for v in sorted(ada, key=lambda v: v[tag]["overhead"]):
                 print(f"    {v['label']:<42} overhead x{v[tag]['overhead'] / ov0:.2f}  TO "
                       f"x{v[tag]['to_s'] / to0:.2f}  CFO x{v[tag]['cfo_hz'] / cfo0:.2f}")
+
+
+def _to_floor_ps(k: int, period_s: float = 1.0) -> float:
+    """Relative TO std sqrt(2 (q1 T + q2 T^3 / 3)) of two drift_longrun clocks T = j period_s
+    after a perfect correction, RMS over j = 0..k-1 (ps)."""
+    from netsim.scenario import load_scenario
+
+    osc = load_scenario("scenarios/drift_longrun.yaml").oscillators
+    q1, q2 = osc.adev_white_fm_at_1s**2, 3.0 * osc.adev_random_walk_fm_at_1s**2
+    t = period_s * np.arange(k)  # [k]
+    return float(np.sqrt(np.mean(2.0 * (q1 * t + q2 * t**3 / 3.0))) * 1e12)
 
 
 if __name__ == "__main__":
