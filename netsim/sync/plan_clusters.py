@@ -62,8 +62,12 @@ def kmeans(
             if it > 0 and np.array_equal(new, lab):
                 break
             lab = new
-            for j in range(k):
-                c[j] = loc[lab == j].mean(0)
+            # centroids: per-cluster sums in index order (bincount adds sequentially, as
+            # numpy's axis-0 mean does), divided by the counts; bit-identical to
+            # loc[lab == j].mean(0) for every j (all clusters are non-empty here)
+            cnt = np.bincount(lab, minlength=k)  # [k]
+            c = np.stack([np.bincount(lab, loc[:, 0], k), np.bincount(lab, loc[:, 1], k)], 1)
+            c /= cnt[:, None]  # [k, 2]
         inertia = float(np.sum((loc - c[lab]) ** 2))
         if inertia < best_inertia:
             best, best_inertia = lab.copy(), inertia

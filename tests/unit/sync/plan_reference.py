@@ -1,4 +1,4 @@
-"""Test oracle: the former numpy implementations of swap matching and of the master tree.
+"""Test oracle: the former implementations of K-means, swap matching and the master tree.
 
 Kept verbatim from ``netsim/sync/plan.py`` before the issue-10 rewrite (vectorised bookkeeping
 on tiny arrays; networkx Dijkstra), so that the fast versions in
@@ -173,3 +173,54 @@ def master_tree(master_loc: NDArray, cfg: SyncPlanConfig) -> tuple[int, NDArray[
         if v != ref and pred.get(v):
             parent[v] = int(min(pred[v]))
     return ref, parent
+
+
+def kmeans(
+    loc: NDArray, k: int, rng: np.random.Generator, restarts: int = 5, max_iter: int = 100
+) -> NDArray[np.int64]:
+    """Lloyd's K-means with k-means++ seeding; best of ``restarts`` (lowest inertia).
+
+    Empty clusters are re-seeded with the point farthest from its centroid, so exactly ``k``
+    non-empty clusters come back (``k <= n``).
+
+    Parameters
+    ----------
+    loc : ndarray, shape (n, 2), metres
+    k : int
+
+    Returns
+    -------
+    ndarray, shape (n,), int: labels in ``0..k-1``.
+    """
+    n = loc.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    best, best_inertia = None, np.inf
+    for _ in range(max(1, restarts)):
+        c = np.empty((k, 2))
+        c[0] = loc[rng.integers(n)]
+        d2 = np.sum((loc - c[0]) ** 2, 1)
+        for j in range(1, k):
+            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+            c[j] = loc[rng.choice(n, p=p)]
+            d2 = np.minimum(d2, np.sum((loc - c[j]) ** 2, 1))
+        lab = np.zeros(n, dtype=np.int64)
+        for it in range(max_iter):
+            dist = np.sum((loc[:, None, :] - c[None]) ** 2, -1)  # [n, k]
+            new = np.argmin(dist, 1)
+            counts = np.bincount(new, minlength=k)
+            for j in np.flatnonzero(counts == 0):  # re-seed empty clusters
+                far = int(np.argmax(dist[np.arange(n), new]))
+                new[far] = j
+                dist[far] = 0.0
+                counts = np.bincount(new, minlength=k)
+            if it > 0 and np.array_equal(new, lab):
+                break
+            lab = new
+            for j in range(k):
+                c[j] = loc[lab == j].mean(0)
+        inertia = float(np.sum((loc - c[lab]) ** 2))
+        if inertia < best_inertia:
+            best, best_inertia = lab.copy(), inertia
+    return best
+

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import netsim.sync.plan_alloc as plan_alloc
+import netsim.sync.plan_clusters as plan_clusters
 import netsim.sync.plan_pilots as plan_pilots
 from netsim.sync.plan import (
     SyncPlanConfig,
@@ -55,6 +56,22 @@ def test_draws_replay_scalar_calls(bitgen):
         d.close()
         assert got == expect
         assert r_new.integers(1000, size=5).tolist() == r_ref.integers(1000, size=5).tolist()
+        assert r_new.random() == r_ref.random()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # duplicates: both versions hit NaN centroids
+def test_kmeans_bit_identical_to_reference():
+    """Vectorised centroid update (bincount) vs the former per-cluster ``mean(0)`` loop:
+    same labels and same generator position, on random, clustered and duplicated points."""
+    pick = np.random.default_rng(21)
+    for trial in range(30):
+        n = int(pick.integers(1, 70))
+        loc = pick.uniform(-300, 300, (n, 2)) * float(pick.uniform(0.01, 3))
+        if trial % 4 == 1:  # exact duplicates (ties in the assignment, empty clusters)
+            loc = np.repeat(loc[: max(1, n // 3)], 3, axis=0)[:n]
+        k = int(pick.integers(1, n + 1))
+        r_new, r_ref = np.random.default_rng(trial), np.random.default_rng(trial)
+        assert np.array_equal(kmeans(loc, k, r_new), ref.kmeans(loc, k, r_ref)), trial
         assert r_new.random() == r_ref.random()
 
 
@@ -153,6 +170,7 @@ def _plan_with_reference(monkeypatch, pos, cfg, seed):
         m.setattr(plan_pilots, "swap_matching",
                   lambda *a, rows=None, **k: ref.swap_matching(*a, **k))
         m.setattr(plan_alloc, "master_tree", ref.master_tree)
+        m.setattr(plan_clusters, "kmeans", ref.kmeans)
         rng = np.random.default_rng(seed)
         return plan_network(pos, np.ones(len(pos), bool), cfg, rng), rng.random()
 
