@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import netsim.sim.comm as sim_comm
+import netsim.comm.pilot_assignment as pilot_assignment
 from netsim.scenario import load_scenario
 from netsim.sim.comm import PilotComm
 from netsim.sim.engine import Simulation
@@ -21,13 +21,14 @@ SMALL = ["users.count=12", "deployment.antennas_per_ap=4", "frame.subframes=3",
 @pytest.fixture
 def count_assignments(monkeypatch):
     calls = []
-    real = sim_comm.dsatur_tabu
+    real = pilot_assignment.dsatur_tabu
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sim_comm, "dsatur_tabu", counted)
+    # the engine imports dsatur_tabu from its module at the call (lazy import)
+    monkeypatch.setattr(pilot_assignment, "dsatur_tabu", counted)
     return calls
 
 
@@ -40,6 +41,7 @@ def run(*overrides):
 def test_assignment_is_reused_while_nothing_changes(count_assignments):
     sim, t = run("run.frames=5")
     assert len(count_assignments) == 1  # pedestrians move ~1 cm per frame: far below 1 dB
+    assert sim.comm.n_assignments == 1
     ev = t["events"]
     assert not (ev.kind == "pilots_reassigned").any() if len(ev) else True
     assert t["frames"].comm_pilot_length.nunique() == 1
