@@ -118,6 +118,7 @@ def _per_entity_lines(ax, df, entity: str, x: str, y: str, max_legend: int = 10,
     with the median and the worst (largest) entity per time in colour."""
     groups = list(df.groupby(entity, sort=True))
     many = len(groups) > max_legend
+    name = "AP" if entity == "ap" else entity
     cmap = plt.get_cmap("viridis", max(len(groups), 2))
     for i, (k, g) in enumerate(groups):
         v = g[y].to_numpy(float)
@@ -125,8 +126,8 @@ def _per_entity_lines(ax, df, entity: str, x: str, y: str, max_legend: int = 10,
             v = transform(v)
         ax.plot(g[x].to_numpy(float), v, lw=0.6 if many else 1,
                 color="0.7" if many else cmap(i), alpha=0.6 if many else 1.0,
-                label=(f"{entity} {k}" if not many else
-                       (f"each {entity} ({len(groups)})" if i == 0 else None)))
+                label=(f"{name} {k}" if not many else
+                       (f"each {name} ({len(groups)})" if i == 0 else None)))
     if many:
         v = df[y].to_numpy(float)
         if transform is not None:
@@ -134,9 +135,9 @@ def _per_entity_lines(ax, df, entity: str, x: str, y: str, max_legend: int = 10,
         t = df[x].to_numpy(float)
         tab = (__import__("pandas").DataFrame({"t": t, "v": v}).groupby("t").v)
         ax.plot(tab.median().index, tab.median().to_numpy(), color="k", lw=1.5,
-                label=f"median over {entity}s")
+                label=f"median over {name}s")
         ax.plot(tab.max().index, tab.max().to_numpy(), color="tab:red", lw=1.2,
-                label=f"max over {entity}s")
+                label=f"max over {name}s")
 
 
 # ----------------------------------------------------------------------------- run figures
