@@ -65,6 +65,10 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str, str]]] = {
                     "(`sync_gated`)", "never"),
         "sensing_rmse_m": ("m", "RMS over users of the localization error", "a user has no "
                            "estimate (lost track)"),
+        "sensing_ratio_median": ("-", "median over users of users.crlb_ratio",
+                                 "any user without a ratio (genie sensing, lost estimate)"),
+        "tracked_fraction": ("-", "fraction of users tracked this frame (users.tracked)",
+                             "never"),
         "crlb_rms_m": ("m", "RMS over users of sqrt(CRLB) of the position", "genie sensing "
                        "(no bound is computed), or a user without a bound"),
         "beamformer_reused": ("-", "the beamformers of the previous frame were reused (nobody "
@@ -136,6 +140,13 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str, str]]] = {
         "crlb_m": ("m", "sqrt of the CRLB of the position (trace of the 2x2 bound)",
                    "genie sensing (no bound is computed)"),
         "speed_mps": ("m/s", "user speed", "never"),
+        "crlb_ratio": ("-", "loc_err_m / crlb_m: the error in units of its bound",
+                       "genie sensing (no bound), or no estimate"),
+        "tracked": ("-", "the user is tracked: error within 3 sqrt(CRLB), or within 1 cm",
+                    "never (False without an estimate)"),
+        "crlb_plan_m": ("m", "sqrt of the nominal CRLB the time allocation planned with (unit "
+                        "path gains; the frame's RCS draw is unknown in advance)",
+                        "genie sensing"),
     },
     "subframes": {
         "frame": ("-", "frame index", "never"),
@@ -183,6 +194,10 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                            "the correction is lost"),
     "music_fallback": ("-1", "MUSIC lost a tracked peak and searched the full grid of a "
                        "cluster (or kept the prediction)", "detail names the cluster APs"),
+    "sensing_lost": ("user", "MUSIC/ML did not detect the user's echo near its prediction",
+                     "the user coasts on its prediction and its search window widens"),
+    "sensing_reacquired": ("user", "a lost user was detected again", "detail gives the "
+                           "position; tracking resumes"),
     "beamformer_fallback": ("-1", "a robust beamforming design failed or was too large "
                             "(`max_sdp_dim`) and equal-power MRT was used", "detail gives the "
                             "solver status and a hint"),

@@ -6,7 +6,7 @@ describes what the tables say, never what the engine intended:
 * the algorithm of every phase, with oracles marked as such (``genie`` sync and sensing
   read the true offsets and positions; ``perfect`` CSI is the true channel): their
   "0 s" and "0 m" are not estimation results;
-* the fraction of user-frames that carry a position estimate (tracked);
+* the fraction of user-frames tracked (`users.tracked`: error within 3 sqrt(CRLB) or 1 cm);
 * APs that took part in sync rounds but were never corrected (every one of their
   estimates untrusted, or missing), which an average over APs hides;
 * a count of every event kind.
@@ -114,8 +114,11 @@ def run_summary(run) -> list[tuple[str, str]]:
         ]
     users = run.users
     if len(users):
-        tracked = np.isfinite(users.x_hat_m.to_numpy(float)) & np.isfinite(
-            users.y_hat_m.to_numpy(float))
+        if "tracked" in users:  # error within 3 sqrt(CRLB) or 1 cm (the engine's definition)
+            tracked = users.tracked.to_numpy(bool)
+        else:
+            tracked = np.isfinite(users.x_hat_m.to_numpy(float)) & np.isfinite(
+                users.y_hat_m.to_numpy(float))
         rows.append(("user-frames tracked" + tag_sense,
                      f"{100 * tracked.mean():.1f} % ({int(tracked.sum())} of {tracked.size})"))
     if sync_method and sync_method != "none":
