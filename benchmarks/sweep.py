@@ -107,6 +107,11 @@ def main() -> None:
         per_task = (w1 - sum(r["task_wall_s"] for r in rows1)) / len(rows1)
         print(f"overhead per task in the 1-worker sweep (wall not inside tasks): "
               f"{1e3 * per_task:.1f} ms")
+        # On a loaded machine the measured efficiency mostly reflects the CPU share each
+        # worker got; this is the efficiency the measured overhead allows on idle cores:
+        # n workers, tasks of task_cpu seconds, per-task overhead serialised at the scheduler.
+        print(f"efficiency bound from the overhead (idle cores, 2 workers): "
+              f"{task_cpu / (task_cpu + 2 * max(per_task, 0.0)):.3f}")
 
         print("\n== end to end: netsim.sweep.run_sweep (cluster start-up and table writing "
               "included) ==")
