@@ -106,6 +106,11 @@ class WMMSEConfig:
         sweeps and :data:`WMMSE_CONVERGED`: 5 sweeps end at most 0.01 % short (0.05 % with
         up to 100), in 20 ms instead of 32 ms CPU on average; on campus (M = 36) 38 ms
         instead of 100 ms per warm-started call.
+    sweeps_when_warm : int
+        The same cap when the kernel starts from a usable warm start (``init="given"``): 0,
+        straight to the refinement (the previous subframe's point is already in the basin;
+        measured on warm chains of umi_cellfree and campus calls: within 6e-4 of
+        :data:`WMMSE_CONVERGED` either way, CPU equal on umi_cellfree, 16 % less on campus).
     multiplier : {"bisection", "newton"}
         Root finder for the per-AP multiplier mu_m. "bisection" (spec default, 60 steps) or a
         monotone safeguarded Newton iteration on 1/||v(mu)|| (fewer steps, same result).
@@ -146,6 +151,7 @@ class WMMSEConfig:
     refine: Literal["spg", "none"] = "spg"
     refine_max_iter: int = 2000
     sweeps_before_refine: int = 5
+    sweeps_when_warm: int = 0
     multiplier: Literal["bisection", "newton"] = "bisection"
     bisection_steps: int = 60
     init: Literal["equal", "given"] = "equal"
@@ -332,7 +338,9 @@ def wmmse_power(
     hist_x: list[np.ndarray] = []  # Anderson history: sweep inputs x_j, each [n_assoc]
     hist_f: list[np.ndarray] = []  # residuals T(x_j) - x_j, each [n_assoc]
     n_anderson = 0
-    n_sweeps = min(cfg.max_iter, cfg.sweeps_before_refine) if refine else cfg.max_iter
+    n_sweeps = cfg.max_iter
+    if refine:
+        n_sweeps = min(cfg.max_iter, cfg.sweeps_when_warm if warm else cfg.sweeps_before_refine)
     for sweep in range(1, n_sweeps + 1):
         it = sweep
         x_in = v[assoc]  # [n_assoc]
