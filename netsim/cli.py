@@ -1,4 +1,4 @@
-"""Command-line interface: ``netsim run | validate | defaults | sweep | plot``.
+"""Command-line interface: ``netsim run | validate | defaults | sweep | plot | train-gnn``.
 
 ``python -m netsim ...`` is the same program.
 """
@@ -165,6 +165,52 @@ def cmd_sweep(args) -> int:
     return EXIT_OK
 
 
+def cmd_train_gnn(args) -> int:
+    """Train a seed-004 GNN on drops of a scenario's deployment (needs ``netsim[gnn]``)."""
+    import json
+
+    try:
+        from netsim.learn.train import TrainConfig, train, variant
+    except ImportError as exc:
+        print(f"error: train-gnn needs torch (pip install 'netsim[gnn]'): {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    from netsim.comm.power.gnn import save_gnn_weights
+    from netsim.learn.data import DropSpec
+
+    try:
+        sc = _load(args)
+    except ScenarioError as err:
+        _print_problems(err)
+        return EXIT_INVALID
+    try:
+        spec = DropSpec.from_scenario(sc)
+        cfg = variant(TrainConfig(framework=args.model, samples=args.samples, epochs=args.epochs,
+                                  seed=args.seed if args.seed is not None else 0,
+                                  batch=args.batch, patience=args.patience,
+                                  time_budget_s=args.time_budget), args.variant)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    log_file = open(args.log, "a") if args.log else None  # noqa: SIM115
+    def log(row):
+        if log_file is not None:
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+    try:
+        weights, hist = train(spec, cfg, progress=not args.quiet, log=log)
+    finally:
+        if log_file is not None:
+            log_file.close()
+    save_gnn_weights(args.out, weights)
+    tr = weights.meta["training"]
+    print(f"{args.model} ({args.variant}) on {spec.name}: {tr['samples']} samples, "
+          f"{tr['epochs_run']} epochs ({hist.stopped}), best validation net-SE "
+          f"{tr['best_val_net_se']:.2f} bit/s/Hz at epoch {tr['best_epoch']}, "
+          f"{tr['trainable_params']} parameters, {tr['cpu_s']:.0f} s CPU / {tr['wall_s']:.0f} s wall"
+          f" -> {args.out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     import netsim
 
@@ -212,6 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replications", type=int, help="replications per point (default: the file's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("train-gnn", help="train a seed-004 GNN (DTS or STS) on a scenario's drops")
+    p.add_argument("--scenario", required=True, help="scenario YAML file (channel.model: umi)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario field")
+    p.add_argument("--model", choices=["dts", "sts"], required=True)
+    p.add_argument("--samples", type=int, default=400, help="LSF drops (training + validation)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patience", type=int, default=8, help="early-stopping epochs")
+    p.add_argument("--variant", default="agnn",
+                   help="agnn (default), gnn (no attention), nofe (no random features), fix<tau_p>")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    p.add_argument("--time-budget", type=float, default=None, help="stop after this many wall seconds")
+    p.add_argument("--log", help="append one JSON line per epoch to this file")
+    p.add_argument("--out", required=True, help="weights file (.npz)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_gnn)
     return parser
 
 

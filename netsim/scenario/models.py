@@ -343,8 +343,10 @@ class CommConfig(_Section):
     beamforming: Literal["mrt", "mrt_plain", "main", "ei", "rzf"] = Field(
         "mrt", description="beamformer, designed once per frame"
     )
-    power: Literal["equal", "wmmse", "maxmin", "gnn"] = Field(
-        "equal", description="per-subframe power allocation"
+    power: Literal["equal", "wmmse", "maxmin", "gnn", "sts_gnn"] = Field(
+        "equal", description="power allocation: per subframe (equal, wmmse, maxmin, gnn = "
+        "DTS-Power-GNN) or once per frame from large-scale fading (sts_gnn = STS-GNN power "
+        "head; needs csi: pilots)"
     )
     wmmse_stop: Literal["window", "spec"] = Field(
         "window",
@@ -381,8 +383,10 @@ class CommConfig(_Section):
     association_eta_db: float = Field(
         -10.0, le=0.0, description="AP m serves user k if beta_mk >= eta * max_m beta_mk (dB); -inf: all"
     )
-    pilot_assignment: Literal["dsatur_tabu", "dsatur"] = Field(
-        "dsatur_tabu", description="frame-start pilot assignment (seed 004, spec 4.1-4.2)"
+    pilot_assignment: Literal["dsatur_tabu", "dsatur", "gnn"] = Field(
+        "dsatur_tabu", description="frame-start pilot length and assignment (seed 004): "
+        "dsatur_tabu / dsatur (spec 4.1-4.2) or gnn (DTS-Pilot-GNN; the STS-GNN pilot head "
+        "when power is sts_gnn)"
     )
     pilot_replan_db: float = Field(
         1.0, ge=0.0, le=100.0,
@@ -390,6 +394,19 @@ class CommConfig(_Section):
         "changed or a served link's large-scale gain moved more than this (dB) since the last "
         "assignment (an events row pilots_reassigned); 0: every frame (the seed's policy)",
     )
+    gnn_weights: str | None = Field(
+        None, description="DTS GNN weights (.npz from netsim train-gnn) for power/pilot_assignment "
+        "gnn; null: the shipped umi_cellfree weights"
+    )
+    sts_gnn_weights: str | None = Field(
+        None, description="STS GNN weights (.npz) for power: sts_gnn; null: the shipped weights"
+    )
+
+    @model_validator(mode="after")
+    def _check_gnn(self) -> CommConfig:
+        if self.power == "sts_gnn" and self.csi != "pilots":
+            raise ValueError("power: sts_gnn needs csi: pilots (it works on the LSF and association)")
+        return self
 
 
 # ----------------------------------------------------------------------------- channel

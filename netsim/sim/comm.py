@@ -25,7 +25,7 @@ import numpy as np
 
 from netsim.comm.association import associate
 from netsim.comm.location_csi import channel_error_radius
-from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation
+from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation, gnn
 from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig, wmmse_power
 from netsim.sim import methods
@@ -71,8 +71,9 @@ def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None) -> Power
                           v0=np.sqrt(prev_w) if warm else None)
         return PowerAllocation(res.power_w, res.iterations, res.objective, res.converged,
                                {"policy": "wmmse", **res.info})
+    cfg = sc.comm.gnn_weights if sc.comm.power == "gnn" else None  # None: shipped weights
     return POWER_ALLOCATORS[sc.comm.power](
-        ghat, err_var, assoc, sc.channel.noise_power_w, p_max, rng=sim.rngs["power"])
+        ghat, err_var, assoc, sc.channel.noise_power_w, p_max, rng=sim.rngs["power"], config=cfg)
 
 
 class LocationAwareComm:
@@ -180,6 +181,7 @@ class PilotComm:
         self.planned_assoc: np.ndarray | None = None  # [M, K] association it was made for
         self.planned_beta_db: np.ndarray | None = None  # [M, K] large-scale gains then (dB)
         self.n_assignments = 0  # DSatur(+Tabu) runs so far
+        self.frame_power: np.ndarray | None = None  # [M, K] STS-GNN power of this frame
 
     def assignment_stale(self, beta: np.ndarray, assoc: np.ndarray) -> str | None:
         """Why the pilot assignment must be recomputed (None: reuse it).
@@ -212,6 +214,8 @@ class PilotComm:
         beta = beta * net.online[:, None]
         self.beta = beta
         self.assoc = associate(beta, sc.comm.association_eta_db) & net.online[:, None]  # [M, K]
+        if sc.comm.power == "sts_gnn" or sc.comm.pilot_assignment == "gnn":
+            return self._gnn_frame_setup(beta)
         reason = self.assignment_stale(beta, self.assoc)
         if reason is None:
             return False  # reuse: estimation, RZF and power still run per subframe
@@ -234,6 +238,45 @@ class PilotComm:
             raise ValueError(f"pilot length {self.pilot_length} >= comm.coherence_slots")
         return False
 
+    def _gnn_frame_setup(self, beta: np.ndarray) -> bool:
+        """STS-GNN power (every frame) and Pilot-GNN / STS pilot head at frame start, with
+        random features from ``sim.rngs``; pilots follow the same re-planning rule as DSatur."""
+        sim = self.sim
+        sc = sim.scenario
+        noise, p_max = sc.channel.noise_power_w, sim.p_max_w * sim.net.online
+        self.frame_power, dec = None, None
+        if sc.comm.power == "sts_gnn":
+            self.frame_power, dec = gnn.sts_power(
+                sc.comm.sts_gnn_weights, beta, self.assoc, self.p_pilot_w, noise, p_max,
+                sim.rngs["pilots"])
+        reason = self.assignment_stale(beta, self.assoc)
+        if reason is None:
+            return False
+        if self.colour is not None and sc.comm.pilot_replan_db > 0.0:
+            sim.event("pilots_reassigned", -1, f"{sc.comm.pilot_assignment}: {reason}")
+        if sc.comm.pilot_assignment == "gnn":
+            if dec is None:
+                dec = gnn.gnn_pilot_assignment(sc.comm.gnn_weights, beta, self.assoc,
+                                               self.p_pilot_w, noise, sim.rngs["pilots"])
+            colour, tau_p = dec.colour, dec.tau_p
+        else:
+            from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
+
+            res = dsatur_tabu(
+                beta, self.assoc, sim.net.n_antennas, p_pilot_w=self.p_pilot_w,
+                p_max_w=float(sim.p_max_w.max()), noise_w=noise, tau_c=sc.comm.coherence_slots,
+                rng=sim.rngs["pilots"], config=TabuConfig(),
+                use_tabu=sc.comm.pilot_assignment == "dsatur_tabu")
+            colour, tau_p = res.colour, int(res.tau_p)
+        self.colour, self.pilot_length = colour, int(tau_p)
+        self.planned_assoc = self.assoc.copy()
+        with np.errstate(divide="ignore"):
+            self.planned_beta_db = 10.0 * np.log10(beta)
+        self.n_assignments += 1
+        if self.pilot_length >= sc.comm.coherence_slots:
+            raise ValueError(f"pilot length {self.pilot_length} >= comm.coherence_slots")
+        return False
+
     @property
     def p_pilot_w(self) -> float:
         return dbm_to_w(self.sim.scenario.comm.pilot_power_dbm)
@@ -244,7 +287,10 @@ class PilotComm:
         h_ul = h_true.transpose(1, 0, 2)  # [M, K, N] channel seen by the uplink pilots
         csi = prepare_subframe(h_ul, self.beta, self.assoc, self.colour, self.p_pilot_w,
                                sc.channel.noise_power_w, sim.rngs["pilots"])
-        alloc = _power(sim, csi.ghat, csi.err_var, self.assoc, self.power_w)
+        if self.frame_power is not None:  # STS-GNN: one power matrix for the whole frame
+            alloc = PowerAllocation(self.frame_power, 0, np.zeros(0), True, {"policy": "sts_gnn"})
+        else:
+            alloc = _power(sim, csi.ghat, csi.err_var, self.assoc, self.power_w)
         self.power_w = alloc.power_w
         w = csi.w * np.sqrt(alloc.power_w)[:, :, None]  # [M, K, N]
         factor = 1.0 - self.pilot_length / sc.comm.coherence_slots

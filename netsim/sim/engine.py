@@ -764,7 +764,9 @@ class Simulation:
             "algorithms": {
                 "sync": sc.sync.method, "sensing": sc.sensing.method,
                 "beamforming": sc.comm.beamforming, "power": sc.comm.power, "csi": sc.comm.csi,
+                "pilot_assignment": sc.comm.pilot_assignment,
             },
+            "gnn_weights": methods.gnn_meta(sc.comm),
             "n_aps": self.net.n_aps,
             "n_users": self.net.n_users,
         }

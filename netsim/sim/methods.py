@@ -235,6 +235,44 @@ SENSING_METHODS: dict[str, Callable] = {
 BEAMFORMERS: dict[str, Callable] = {"mrt_plain": mrt_directions}
 
 
+def gnn_frameworks(comm) -> dict[str, str | None]:
+    """GNN weights a scenario's comm section needs: {framework: path or None (shipped)}."""
+    need: dict[str, str | None] = {}
+    if comm.power == "gnn":
+        need["dts"] = comm.gnn_weights
+    if comm.power == "sts_gnn":
+        need["sts"] = comm.sts_gnn_weights
+    if comm.pilot_assignment == "gnn":
+        if comm.power == "sts_gnn":
+            need["sts"] = comm.sts_gnn_weights
+        else:
+            need["dts"] = comm.gnn_weights
+    return need
+
+
+def gnn_meta(comm) -> dict | None:
+    """Which GNN weights a run uses (path, training scenario and hash), for meta.json."""
+    from netsim.comm.power.gnn import resolve_weights
+
+    need = gnn_frameworks(comm)
+    return {fw: resolve_weights(path, fw).describe() for fw, path in need.items()} or None
+
+
+def _gnn_weight_problems(scenario: Scenario) -> list[str]:
+    from netsim.comm.power.gnn import GNNWeightsError, resolve_weights
+
+    problems = []
+    if scenario.comm.pilot_assignment == "gnn" and scenario.comm.csi != "pilots":
+        problems.append("comm.pilot_assignment: 'gnn' needs csi: pilots")
+    for fw, path in gnn_frameworks(scenario.comm).items():
+        key = "comm.gnn_weights" if fw == "dts" else "comm.sts_gnn_weights"
+        try:
+            resolve_weights(path, fw)
+        except GNNWeightsError as exc:
+            problems.append(f"{key}: {exc}")
+    return problems
+
+
 def check_available(scenario: Scenario) -> list[str]:
     """Problems with algorithm names that this build cannot run (empty list if all fine)."""
     problems = []
@@ -244,8 +282,9 @@ def check_available(scenario: Scenario) -> list[str]:
         # rzf is built into the pilot pipeline (netsim.sim.comm.PilotComm); main/ei/mrt are the
         # seed-003 designs of netsim.sim.comm.LocationAwareComm
         ("comm.beamforming", scenario.comm.beamforming, {"rzf", "main", "ei", "mrt", *BEAMFORMERS}),
-        ("comm.power", scenario.comm.power, set(POWER_ALLOCATORS)),
+        ("comm.power", scenario.comm.power, {*POWER_ALLOCATORS, "sts_gnn"}),
     ]
+    problems += _gnn_weight_problems(scenario)
     if scenario.comm.csi == "pilots" and scenario.comm.beamforming != "rzf":
         problems.append("comm.beamforming: csi 'pilots' uses distributed RZF; set beamforming: rzf")
     if scenario.comm.beamforming in ("main", "ei", "mrt") and scenario.comm.power != "equal":

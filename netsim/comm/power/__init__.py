@@ -25,8 +25,10 @@ Policies may ignore ``err_var`` (the GNN of the next issue uses ``ghat`` and ``a
 
 Registered policies: "equal" (P_max / |K_m| on each associated pair), "maxmin" (max-min fair
 surrogate SINR with a fixed per-UE power split over the serving APs; exact bisection on the
-common SINR target), "wmmse" (spec 4.3, :mod:`netsim.comm.wmmse`). Add a policy with
-:func:`register_power_allocator`.
+common SINR target), "wmmse" (spec 4.3, :mod:`netsim.comm.wmmse`, re-exported), "gnn" (the
+DTS-Power-GNN, numpy inference, :mod:`netsim.comm.power.gnn`; ``config`` = weights or their
+path). The STS-GNN power (once per frame, from LSF) is :func:`netsim.comm.power.gnn.sts_power`.
+Add a policy with :func:`register_power_allocator`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = [
     "equal_power",
     "maxmin_power",
     "wmmse_allocator",
+    "wmmse_power",
+    "gnn_allocator",
     "POWER_ALLOCATORS",
     "register_power_allocator",
     "get_power_allocator",
@@ -236,10 +240,13 @@ def wmmse_allocator(
     )
 
 
+from netsim.comm.power.gnn import gnn_allocator  # noqa: E402  (gnn imports PowerAllocation lazily)
+
 POWER_ALLOCATORS: dict[str, Callable[..., PowerAllocation]] = {
     "equal": equal_power,
     "maxmin": maxmin_power,
     "wmmse": wmmse_allocator,
+    "gnn": gnn_allocator,
 }
 
 

@@ -1,0 +1,368 @@
+"""numpy-only inference of the seed-004 GNNs (spec power.md 5.6): no torch needed.
+
+Weights file (``.npz``, written by ``netsim train-gnn`` / :mod:`netsim.learn.train`):
+
+* ``__meta__`` : 0-d str, JSON with ``format`` (= :data:`FORMAT`), ``framework`` ("dts" or
+  "sts"), ``models`` {name: GNNArch dict}, ``features`` (``snr_ref`` = P_ref / sigma^2 of the
+  power features), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
+* ``<model>/<param>`` : float64 arrays, weights ``[out, in]``, biases ``[out]``, batch norm
+  folded into ``<key>.scale`` / ``<key>.shift`` ``[channels]``.
+
+A DTS file holds ``pilot`` (DTS-Pilot-GNN) and ``power`` (DTS-Power-GNN); an STS file holds
+``sts`` (pilot and power heads). The GNNs are size-agnostic: any M, K, N runs.
+
+Public API
+----------
+* :func:`load_gnn_weights`, :func:`save_gnn_weights`, :func:`default_weights_path`
+* :func:`gnn_pilot_assignment` (Pilot-GNN or STS pilot head: colour, tau_p, soft X)
+* :func:`gnn_power` (DTS-Power-GNN for one subframe), :func:`sts_power` (STS power head)
+* :func:`gnn_allocator`: the ``comm.power: gnn`` entry of the power registry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netsim.comm.power.gnn_layers import (
+    GNNArch,
+    NumpyOps,
+    lsf_features,
+    pilot_bn_keys,
+    pilot_layer_names,
+    power_activation,
+    power_bn_keys,
+    power_forward,
+    power_layer_names,
+    ssf_features,
+    sts_forward,
+)
+
+__all__ = [
+    "FORMAT",
+    "GNNWeights",
+    "GNNWeightsError",
+    "PilotDecision",
+    "load_gnn_weights",
+    "save_gnn_weights",
+    "default_weights_path",
+    "gnn_pilot_assignment",
+    "gnn_power",
+    "sts_power",
+    "gnn_allocator",
+    "expected_params",
+]
+
+FORMAT = "netsim-gnn-1"
+_OPS = NumpyOps()
+_REQUIRED = {"dts": ("pilot", "power"), "sts": ("sts",)}
+
+
+class GNNWeightsError(ValueError):
+    """A GNN weights file is missing or malformed (the message names the file and the fault)."""
+
+
+@dataclass
+class GNNWeights:
+    """A loaded weights file.
+
+    framework : "dts" or "sts"; archs : {model name: GNNArch};
+    params : {model name: {param name: ndarray float64}}; meta : the file's JSON metadata;
+    path : where it was loaded from (recorded in the run's meta.json).
+    """
+
+    framework: str
+    archs: dict[str, GNNArch]
+    params: dict[str, dict[str, np.ndarray]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def snr_ref(self) -> float:
+        return float(self.meta["features"]["snr_ref"])
+
+    @property
+    def pilot_model(self) -> str:
+        return "pilot" if self.framework == "dts" else "sts"
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for meta.json: path, framework, training scenario and hash."""
+        tr = self.meta.get("training", {})
+        return {"path": self.path, "framework": self.framework,
+                "trained_on": tr.get("scenario"), "scenario_hash": tr.get("scenario_hash"),
+                "samples": tr.get("samples"), "models": {k: a.to_dict() for k, a in self.archs.items()}}
+
+
+def expected_params(arch: GNNArch) -> dict[str, tuple[int, ...]]:
+    """Names and shapes every exported model of ``arch`` must contain (BN folded)."""
+    if arch.kind == "power":
+        shapes, bn = power_layer_names(arch), power_bn_keys(arch)
+    else:
+        shapes, bn = pilot_layer_names(arch), pilot_bn_keys(arch)
+    for key, ch in bn.items():
+        shapes[key + ".scale"] = (ch,)
+        shapes[key + ".shift"] = (ch,)
+    return shapes
+
+
+def default_weights_path(framework: str) -> Path:
+    """Shipped weights trained on the umi_cellfree defaults (``netsim/data/<fw>_gnn.npz``)."""
+    if framework not in _REQUIRED:
+        raise ValueError(f"framework {framework!r}; allowed: 'dts', 'sts'")
+    return Path(str(resources.files("netsim") / "data" / f"{framework}_gnn.npz"))
+
+
+def save_gnn_weights(path: str | Path, weights: GNNWeights) -> None:
+    """Write ``weights`` as an npz (see the module docstring for the layout)."""
+    meta = dict(weights.meta)
+    meta.update(format=FORMAT, framework=weights.framework,
+                models={k: a.to_dict() for k, a in weights.archs.items()})
+    arrays = {f"{m}/{n}": np.asarray(v, dtype=np.float64)
+              for m, ps in weights.params.items() for n, v in ps.items()}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(Path(path), **arrays)
+
+
+def load_gnn_weights(path: str | Path) -> GNNWeights:
+    """Load and validate a weights file; every fault raises :class:`GNNWeightsError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise GNNWeightsError(f"GNN weights file {path}: not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # zip/npy format errors of every kind
+        raise GNNWeightsError(f"GNN weights file {path}: not a readable .npz ({exc})") from None
+    if "__meta__" not in data:
+        raise GNNWeightsError(f"GNN weights file {path}: no __meta__ entry (not a netsim GNN file)")
+    try:
+        meta = json.loads(str(data.pop("__meta__")))
+    except json.JSONDecodeError as exc:
+        raise GNNWeightsError(f"GNN weights file {path}: __meta__ is not JSON ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise GNNWeightsError(f"GNN weights file {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    fw = meta.get("framework")
+    if fw not in _REQUIRED:
+        raise GNNWeightsError(f"GNN weights file {path}: framework {fw!r}; allowed: 'dts', 'sts'")
+    try:
+        snr = float(meta["features"]["snr_ref"])
+    except (KeyError, TypeError, ValueError):
+        raise GNNWeightsError(f"GNN weights file {path}: features.snr_ref missing") from None
+    if not np.isfinite(snr) or snr <= 0:
+        raise GNNWeightsError(f"GNN weights file {path}: features.snr_ref = {snr} must be > 0")
+    archs: dict[str, GNNArch] = {}
+    params: dict[str, dict[str, np.ndarray]] = {}
+    for name in _REQUIRED[fw]:
+        try:
+            arch = GNNArch(**meta["models"][name])
+        except (KeyError, TypeError) as exc:
+            raise GNNWeightsError(f"GNN weights file {path}: model {name!r} missing or bad architecture ({exc})") from None
+        ps = {}
+        for pname, shape in expected_params(arch).items():
+            key = f"{name}/{pname}"
+            if key not in data:
+                raise GNNWeightsError(f"GNN weights file {path}: array {key!r} missing")
+            arr = np.asarray(data[key], dtype=np.float64)
+            if arr.shape != shape:
+                raise GNNWeightsError(f"GNN weights file {path}: array {key!r} has shape {arr.shape}, expected {shape}")
+            if not np.all(np.isfinite(arr)):
+                raise GNNWeightsError(f"GNN weights file {path}: array {key!r} has non-finite values")
+            ps[pname] = arr
+        archs[name], params[name] = arch, ps
+    return GNNWeights(fw, archs, params, meta, str(path))
+
+
+@lru_cache(maxsize=8)
+def _cached(path: str, mtime: float) -> GNNWeights:
+    return load_gnn_weights(path)
+
+
+def resolve_weights(weights: GNNWeights | str | Path | None, framework: str) -> GNNWeights:
+    """``weights`` itself, the file it names (cached), or the shipped file of ``framework``."""
+    if isinstance(weights, GNNWeights):
+        w = weights
+    else:
+        p = Path(weights) if weights else default_weights_path(framework)
+        mtime = p.stat().st_mtime if p.is_file() else -1.0
+        w = _cached(str(p), mtime)
+    if w.framework != framework:
+        raise GNNWeightsError(f"GNN weights file {w.path}: framework {w.framework!r}, "
+                              f"but a {framework!r} model is needed here")
+    return w
+
+
+@dataclass
+class PilotDecision:
+    """Pilot-GNN output of one frame.
+
+    colour : [K] int, PS of each UE relabelled to 0..tau_p-1 (empty rows of X~ removed);
+    tau_p : int; x_soft : [S, K] soft assignment (columns sum to 1); logits : [S, K].
+    """
+
+    colour: np.ndarray
+    tau_p: int
+    x_soft: np.ndarray
+    logits: np.ndarray
+
+
+def _relabel(colour: np.ndarray) -> np.ndarray:
+    _, inv = np.unique(colour, return_inverse=True)
+    return inv.astype(np.int64).reshape(colour.shape)
+
+
+def draw_random_features(arch: GNNArch, n_ue: int, rng: np.random.Generator | None) -> np.ndarray:
+    """PS-UE input ``[S, K]``: z ~ U(0, 1) (fresh per call), zeros for the w/o-FE ablation."""
+    n_ps = arch.n_ps or n_ue
+    if not arch.random_features:
+        return np.zeros((n_ps, n_ue))
+    if rng is None:
+        raise ValueError("the Pilot-GNN draws random features: give it a numpy Generator")
+    return rng.uniform(0.0, 1.0, size=(n_ps, n_ue))  # [S, K]
+
+
+def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z):
+    d0 = lsf_features(_OPS, np.asarray(beta, float)[None], np.asarray(assoc, float)[None],
+                      p_pilot_w / noise_w)  # [1, M, K, 2]
+    e0 = np.asarray(z, float)[None, :, :, None]  # [1, S, K, 1]
+    return sts_forward(_OPS, w.params[model], w.archs[model], d0, e0)
+
+
+def gnn_pilot_assignment(
+    weights: GNNWeights | str | Path | None,
+    beta: np.ndarray,
+    assoc: np.ndarray,
+    p_pilot_w: float,
+    noise_w: float,
+    rng: np.random.Generator | None,
+    *,
+    framework: str = "dts",
+    z: np.ndarray | None = None,
+) -> PilotDecision:
+    """Pilot length and assignment from the Pilot-GNN (DTS) or the STS pilot head (spec 5.2/5.5).
+
+    Parameters
+    ----------
+    beta : [M, K] linear LSF gains; assoc : [M, K] bool; p_pilot_w, noise_w : W;
+    rng : generator for the random features z ~ U(0, 1) [S, K] (or give ``z`` directly).
+
+    Test-phase rounding (5.5): each column's argmax gets the 1, empty rows are removed, and
+    tau_p is the number of rows left (1 <= tau_p <= S).
+    """
+    w = resolve_weights(weights, framework)
+    model = w.pilot_model
+    n_ue = beta.shape[1]
+    if z is None:
+        z = draw_random_features(w.archs[model], n_ue, rng)
+    _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z)
+    x = _OPS.softmax(logit, 1)[0]  # [S, K]
+    colour = _relabel(np.argmax(x, axis=0))
+    tau_p = int(colour.max()) + 1
+    if w.archs[model].n_ps:  # Fix(tau_p) ablation: the pilot length is the graph's PS count
+        tau_p = int(w.archs[model].n_ps)
+    return PilotDecision(colour, tau_p, x, logit[0])
+
+
+def power_graph(ghat: np.ndarray, assoc: np.ndarray, snr: float):
+    """AN-indexed Power-GNN inputs of one subframe (spec 3.7 "AN-indexed view").
+
+    ghat : [M, K, K] complex; assoc : [M, K] bool; snr : P_max / sigma^2.
+    Returns f0 [1, A, K, 4], an_k [1, A, K] one-hot of k(a), m_idx [A], k_idx [A] (AP-major).
+    """
+    m_idx, k_idx = np.nonzero(assoc)
+    g_an = ghat[m_idx, k_idx, :][None]  # [1, A, K]
+    an_k = np.eye(assoc.shape[1])[k_idx][None]  # [1, A, K]
+    f0 = ssf_features(_OPS, g_an.real, g_an.imag, assoc[m_idx, :][None].astype(float), snr)
+    return f0, an_k, m_idx, k_idx
+
+
+def gnn_power(
+    weights: GNNWeights | str | Path | None,
+    ghat: np.ndarray,
+    assoc: np.ndarray,
+    noise_w: float,
+    p_max_w: float | np.ndarray,
+) -> np.ndarray:
+    """DTS-Power-GNN for one subframe (eq. (12)), batched over leading axes.
+
+    Parameters
+    ----------
+    ghat : [..., M, K, K] complex, estimated equivalent channels (eq. (11))
+    assoc : [..., M, K] bool; noise_w : sigma^2 (W); p_max_w : float or [..., M] (W).
+    The SNR scale of the features is max(P_max) / sigma^2 of THIS deployment (the file's
+    ``features.snr_ref`` records the training value).
+
+    Returns
+    -------
+    power_w : [..., M, K] float64 (W), zero where a_mk = 0, sum_k p_mk <= P_max.
+    """
+    w = resolve_weights(weights, "dts")
+    lead = ghat.shape[:-3]
+    m, k = ghat.shape[-3:-1]
+    g = np.asarray(ghat).reshape((-1, m, k, k))
+    a = np.broadcast_to(np.asarray(assoc, bool), lead + (m, k)).reshape((-1, m, k))
+    pm = np.broadcast_to(np.asarray(p_max_w, float), lead + (m,)).reshape((-1, m))
+    snr = float(np.max(pm)) / noise_w if np.max(pm) > 0 else w.snr_ref
+    out = np.zeros(g.shape[:3])
+    for b in range(g.shape[0]):  # the AN graph differs per association
+        f0, an_k, m_idx, k_idx = power_graph(g[b], a[b], snr)
+        if m_idx.size == 0:
+            continue
+        logit = power_forward(_OPS, w.params["power"], w.archs["power"], f0, an_k,
+                              np.ones((1, m_idx.size)))[0]  # [A]
+        dense = np.zeros((1, m, k))
+        dense[0, m_idx, k_idx] = logit
+        out[b] = power_activation(_OPS, dense, a[b][None].astype(float), pm[b][None])[0]
+    return out.reshape(lead + (m, k))
+
+
+def sts_power(
+    weights: GNNWeights | str | Path | None,
+    beta: np.ndarray,
+    assoc: np.ndarray,
+    p_pilot_w: float,
+    noise_w: float,
+    p_max_w: float | np.ndarray,
+    rng: np.random.Generator | None,
+    *,
+    z: np.ndarray | None = None,
+) -> tuple[np.ndarray, PilotDecision]:
+    """STS-GNN (eq. (14)): one power matrix ``[M, K]`` for the frame and its pilot decision.
+
+    The power head never sees the PS-UE states (eq. (25)); z only affects the pilot head.
+    """
+    w = resolve_weights(weights, "sts")
+    n_ap, n_ue = beta.shape
+    if z is None:
+        z = draw_random_features(w.archs["sts"], n_ue, rng)
+    p_logit, logit = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z)
+    pm = np.broadcast_to(np.asarray(p_max_w, float), (n_ap,))[None]
+    power = power_activation(_OPS, p_logit, np.asarray(assoc, float)[None], pm)[0]
+    x = _OPS.softmax(logit, 1)[0]
+    colour = _relabel(np.argmax(x, axis=0))
+    tau_p = int(w.archs["sts"].n_ps) if w.archs["sts"].n_ps else int(colour.max()) + 1
+    return power, PilotDecision(colour, tau_p, x, logit[0])
+
+
+def gnn_allocator(
+    ghat: np.ndarray,
+    err_var: np.ndarray,
+    assoc: np.ndarray,
+    noise_w: float,
+    p_max_w: float | np.ndarray,
+    *,
+    rng: np.random.Generator | None = None,
+    config: GNNWeights | str | Path | None = None,
+):
+    """``comm.power: gnn`` policy (registry signature; ``config`` = weights or their path,
+    None = the shipped DTS weights). ``err_var`` and ``rng`` are not used (deterministic)."""
+    from netsim.comm.power import PowerAllocation
+
+    w = resolve_weights(config, "dts")
+    power = gnn_power(w, ghat, assoc, noise_w, p_max_w)
+    return PowerAllocation(power, 0, np.zeros(0), True, {"policy": "gnn", "weights": w.path})

@@ -1,0 +1,351 @@
+"""Layer arithmetic of the seed-004 edge GNNs, written ONCE for numpy and torch.
+
+Every function here takes an ``ops`` backend first (:class:`NumpyOps` here, the torch twin in
+:mod:`netsim.learn.torch_ops`) and a flat ``params`` mapping ``name -> array``. The numpy
+inference path (:mod:`netsim.comm.power.gnn`) and the torch training path call the very same
+functions, so the two can only differ through the backend primitives (tested to 1e-5 in
+float64 on random drops, and against a per-edge loop oracle in the unit tests).
+
+Graphs and updates (spec power.md 5.1-5.3; [R] neighbour sets, [C] widths/activations):
+
+* Pilot / STS GNN (per frame). AP-UE edges ``D [B, M, K, d]`` (features
+  ``[10 log10(beta p_u / sigma^2) / 30, a_mk]``), PS-UE edges ``E [B, S, K, e]`` (random
+  feature z ~ U(0, 1), or zeros for the "w/o FE" ablation). Per layer, eq. (25)-(27):
+
+      D' = act(BN(U1 D + V1 mean_{m' != m} D + V2 mean_{k' != k} D + b1))
+      E' = act(BN(U2 E + V3 mean_m D + V4 mean_{s' != s} E
+                  + V5 (1/(K-1)) sum_{i != k} alpha[k, i] E[s, i] + b2))
+      alpha[k, i] = sigmoid((1/M) sum_m (Wq D[m, k]) . (Wk D[m, i])),  alpha[k, k] = 0
+
+  (no activation/BN on the last layer; "no attention" ablation: alpha = 1 off the diagonal).
+  Heads: pilots x = softmax_s(E_L) (29); power from D_L through :func:`power_activation`.
+
+* DTS-Power-GNN (per subframe). One AN a = (m, k) per a_mk = 1; edges AN -> UE i stored as
+  ``F [B, A, K, f]`` with the one-hot ``an_k [B, A, K]`` of k(a) and a padding mask
+  ``[B, A]``; i == k(a) is the SIG edge, the rest INF.
+  Input ``[log10(1 + |g|^2 P_ref / sigma^2) / 5, cos(angle g), sin(angle g), a_mi]``,
+  g = Ghat[m, k, i]. SIG update (24) with U_s, V1 (INF at the same AN), V2 (SIG at UE k from
+  other ANs), V3 (INF at UE k); INF update with U_f, V4 (SIG at the same AN), V5 (other INF at
+  the same AN), V6 (SIG at UE i), V7 (other INF at UE i). Output on SIG edges.
+
+"Mean over others" is ``(sum - self) / (count - 1)`` with count - 1 = 0 giving 0 (the
+numerator is then exactly 0). Invalid ANs are zeroed before every aggregation.
+
+Batch norm: :meth:`NumpyOps.bn` applies the folded eval-mode affine ``x * scale + shift``
+(exported as ``<key>.scale``/``<key>.shift``); the torch backend uses batch statistics in
+training and the same affine in eval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NumpyOps",
+    "GNNArch",
+    "pilot_layer_names",
+    "power_layer_names",
+    "lsf_features",
+    "ssf_features",
+    "sts_forward",
+    "power_forward",
+    "power_activation",
+    "POWER_SAFETY",
+    "LEAKY_SLOPE",
+]
+
+LEAKY_SLOPE = 0.01  # LeakyReLU slope in hidden layers [C]
+POWER_SAFETY = 1.0 - 1e-12  # keeps sum_k p_mk <= P_max through floating-point rounding
+_MAG_FLOOR = 1e-12  # |g|^2 floor (in SNR units) inside the phase features
+
+
+class NumpyOps:
+    """numpy primitives used by the layer arithmetic (float64 inference backend)."""
+
+    name = "numpy"
+
+    @staticmethod
+    def einsum(eq: str, *xs: np.ndarray) -> np.ndarray:
+        return np.einsum(eq, *xs, optimize=True)
+
+    @staticmethod
+    def lin(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """x @ w.T over the last axis (one 2-D BLAS call instead of a batched matmul)."""
+        out = np.dot(x.reshape(-1, x.shape[-1]), w.T)
+        return out.reshape(x.shape[:-1] + (w.shape[0],))
+
+    @staticmethod
+    def cat(xs: list[np.ndarray], axis: int) -> np.ndarray:
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def sum(x: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
+        return x.sum(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def leaky_relu(x: np.ndarray) -> np.ndarray:
+        return np.where(x >= 0, x, LEAKY_SLOPE * x)
+
+    @staticmethod
+    def sigmoid(x: np.ndarray) -> np.ndarray:
+        return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+    @staticmethod
+    def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+        z = np.exp(x - x.max(axis=axis, keepdims=True))
+        return z / z.sum(axis=axis, keepdims=True)
+
+    @staticmethod
+    def log10(x: np.ndarray) -> np.ndarray:
+        return np.log10(x)
+
+    @staticmethod
+    def sqrt(x: np.ndarray) -> np.ndarray:
+        return np.sqrt(x)
+
+    @staticmethod
+    def clamp_min(x: np.ndarray, lo: float) -> np.ndarray:
+        return np.maximum(x, lo)
+
+    @staticmethod
+    def stack(xs: list[np.ndarray], axis: int) -> np.ndarray:
+        return np.stack(xs, axis=axis)
+
+    @staticmethod
+    def real(x: np.ndarray) -> np.ndarray:
+        return np.real(x)
+
+    @staticmethod
+    def imag(x: np.ndarray) -> np.ndarray:
+        return np.imag(x)
+
+    @staticmethod
+    def eye_like(n: int, like: np.ndarray) -> np.ndarray:
+        return np.eye(n, dtype=like.dtype)
+
+    @staticmethod
+    def where(c, a, b):
+        return np.where(c, a, b)
+
+    @staticmethod
+    def bn(x: np.ndarray, key: str, params: Mapping[str, Any], mask=None) -> np.ndarray:
+        return x * params[key + ".scale"] + params[key + ".shift"]
+
+
+@dataclass(frozen=True)
+class GNNArch:
+    """Architecture of one exported model (stored as JSON inside the weights file).
+
+    kind : "sts" (pilot + power heads, eqs. (25)-(27)), "pilot" (DTS-Pilot-GNN: the same
+        network, pilot head only) or "power" (DTS-Power-GNN, eq. (24))
+    layers : number of layers (7 for pilot/STS, 4 for power [R])
+    width : hidden width (8 [C])
+    att_width : attention key/query width
+    attention : False = the "-GNN" ablation (plain mean over i != k)
+    random_features : False = the "w/o FE" ablation (PS-UE edges start at 0)
+    n_ps : number of PS vertices; 0 = K_max = K (default), > 0 = the Fix(tau_p) ablation
+    """
+
+    kind: str
+    layers: int
+    width: int = 8
+    att_width: int = 8
+    attention: bool = True
+    random_features: bool = True
+    n_ps: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _widths(arch: GNNArch, first: int) -> list[tuple[int, int]]:
+    dims = [first] + [arch.width] * (arch.layers - 1) + [1]
+    return list(zip(dims[:-1], dims[1:], strict=True))
+
+
+def pilot_layer_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes of a pilot/STS GNN (weights as ``[out, in]``)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for l, ((di, do), (ei, eo)) in enumerate(zip(_widths(arch, 2), _widths(arch, 1), strict=True)):
+        p = f"sts.{l}."
+        for n in ("U1", "V1", "V2"):
+            shapes[p + n] = (do, di)
+        shapes[p + "b1"] = (do,)
+        shapes[p + "U2"] = (eo, ei)
+        shapes[p + "V3"] = (eo, di)
+        shapes[p + "V4"] = (eo, ei)
+        shapes[p + "V5"] = (eo, ei)
+        shapes[p + "b2"] = (eo,)
+        if arch.attention:
+            shapes[p + "Wq"] = (arch.att_width, di)
+            shapes[p + "Wk"] = (arch.att_width, di)
+    return shapes
+
+
+def pilot_bn_keys(arch: GNNArch) -> dict[str, int]:
+    """BN keys (name -> channels) of a pilot/STS GNN: every layer but the last."""
+    out = {}
+    for l in range(arch.layers - 1):
+        out[f"sts.{l}.bn_d"] = arch.width
+        out[f"sts.{l}.bn_e"] = arch.width
+    return out
+
+
+def power_layer_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes of the DTS-Power-GNN."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for l, (fi, fo) in enumerate(_widths(arch, 4)):
+        p = f"pow.{l}."
+        for n in ("Us", "V1", "V2", "V3", "Uf", "V4", "V5", "V6", "V7"):
+            shapes[p + n] = (fo, fi)
+        shapes[p + "bs"] = (fo,)
+        shapes[p + "bf"] = (fo,)
+    return shapes
+
+
+def power_bn_keys(arch: GNNArch) -> dict[str, int]:
+    out = {}
+    for l in range(arch.layers - 1):
+        out[f"pow.{l}.bn_sig"] = arch.width
+        out[f"pow.{l}.bn_inf"] = arch.width
+    return out
+
+
+def lsf_features(ops, beta, assoc, snr_pilot: float):
+    """AP-UE input features ``[B, M, K, 2]`` = [10 log10(beta p_u / sigma^2) / 30, a_mk].
+
+    beta : [B, M, K] linear gains (0 for an offline AP is floored at -300 dB);
+    assoc : [B, M, K] float in {0, 1}; snr_pilot = p_u / sigma^2 (linear).
+    """
+    x = ops.clamp_min(beta * snr_pilot, 1e-30)
+    return ops.stack([10.0 * ops.log10(x) / 30.0, assoc], -1)  # [B, M, K, 2]
+
+
+def ssf_features(ops, g_re, g_im, known, snr_ref: float):
+    """Power-GNN edge features ``[B, A, K, 4]`` from Ghat_AN = g_re + j g_im (real and
+    imaginary parts given separately so that the torch path stays differentiable at g = 0).
+
+    g_re, g_im : [B, A, K] Ghat[m(a), k(a), i] per AN a and UE i; known : [B, A, K] a_{m(a), i};
+    snr_ref = P_max / sigma^2 (linear).
+    """
+    re = g_re * snr_ref**0.5
+    im = g_im * snr_ref**0.5
+    p2 = re * re + im * im  # [B, A, K] |g|^2 P / sigma^2
+    mag = ops.sqrt(p2 + _MAG_FLOOR)
+    return ops.stack([ops.log10(1.0 + p2) / 5.0, re / mag, im / mag, known], -1)
+
+
+def _others(ops, x, axis: int, n: int):
+    """mean over the other entries along ``axis`` (size n): (sum - self) / (n - 1), 0 if n = 1."""
+    return (ops.sum(x, axis, keepdims=True) - x) / max(n - 1, 1)
+
+
+def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mask=None):
+    """Pilot/STS GNN forward pass, eqs. (25)-(27).
+
+    Parameters
+    ----------
+    d0 : [B, M, K, 2] AP-UE features (:func:`lsf_features`)
+    e0 : [B, S, K, 1] PS-UE features (z, or zeros)
+
+    Returns
+    -------
+    power_logit : [B, M, K] (AP-UE head), pilot_logit : [B, S, K] (PS-UE head)
+    """
+    d, e = d0, e0
+    n_ap, n_ue, n_ps = d0.shape[1], d0.shape[2], e0.shape[1]
+    off = 1.0 - ops.eye_like(n_ue, d0)  # [K, K]
+    for l in range(arch.layers):
+        p = f"sts.{l}."
+        dm = _others(ops, d, 1, n_ap)  # [B, M, K, d]
+        dk = _others(ops, d, 2, n_ue)
+        d_new = ops.lin(d, params[p + "U1"]) + ops.lin(dm, params[p + "V1"]) + ops.lin(dk, params[p + "V2"]) \
+            + params[p + "b1"]  # [B, M, K, d']
+        d_mean = ops.sum(d, 1, keepdims=True) / n_ap  # [B, 1, K, d]
+        es = _others(ops, e, 1, n_ps)  # [B, S, K, e]
+        if arch.attention:
+            q = ops.lin(d, params[p + "Wq"])  # [B, M, K, a]
+            kk = ops.lin(d, params[p + "Wk"])
+            alpha = ops.sigmoid(ops.einsum("bmka,bmia->bki", q, kk) / n_ap) * off  # [B, K, K]
+            att = ops.einsum("bki,bsid->bskd", alpha, e) / max(n_ue - 1, 1)  # [B, S, K, e]
+        else:  # "-GNN" ablation: plain mean over the other UEs on the same PS
+            att = ops.einsum("ki,bsid->bskd", off, e) / max(n_ue - 1, 1)  # [B, S, K, e]
+        e_new = ops.lin(e, params[p + "U2"]) + ops.lin(d_mean, params[p + "V3"]) + ops.lin(es, params[p + "V4"]) \
+            + ops.lin(att, params[p + "V5"]) + params[p + "b2"]  # [B, S, K, e']
+        if l < arch.layers - 1:
+            d_new = ops.leaky_relu(ops.bn(d_new, p + "bn_d", params, bn_mask))
+            e_new = ops.leaky_relu(ops.bn(e_new, p + "bn_e", params, None))
+        d, e = d_new, e_new
+    return d[..., 0], e[..., 0]
+
+
+def power_forward(ops, params: Mapping[str, Any], arch: GNNArch, f0, an_k, an_mask):
+    """DTS-Power-GNN forward pass, eq. (24) and its INF twin, on the AN-indexed graph.
+
+    Parameters
+    ----------
+    f0 : [B, A, K, 4] edge features (:func:`ssf_features`), edge (AN a, UE i)
+    an_k : [B, A, K] float one-hot of the UE k(a) that AN a serves (zero rows for padding)
+    an_mask : [B, A] float {0, 1}, 1 for a real AN (padding lets batches mix AN counts)
+
+    Returns
+    -------
+    logit : [B, A] SIG-edge outputs (meaningful where an_mask = 1)
+    """
+    n_ue = f0.shape[2]
+    mask = an_mask[:, :, None, None]  # [B, A, 1, 1]
+    n_k = ops.sum(an_k, 1)  # [B, K] |M_k|
+    n_an = ops.sum(an_mask, 1)  # [B]
+    cnt3 = n_an[:, None] - n_k  # [B, K] INF edges at UE k
+    c2 = ops.clamp_min(ops.einsum("bak,bk->ba", an_k, n_k) - 1.0, 1.0)[:, :, None]  # [B, A, 1]
+    c3 = ops.clamp_min(cnt3, 1.0)  # [B, K]
+    c6 = ops.clamp_min(n_k, 1.0)[:, None, :, None]  # [B, 1, K, 1]
+    c7 = ops.clamp_min(cnt3 - 1.0, 1.0)[:, None, :, None]  # [B, 1, K, 1]
+    sel = an_k[..., None]  # [B, A, K, 1] SIG-edge selector
+    f = f0
+    for l in range(arch.layers):
+        p = f"pow.{l}."
+        f = f * mask
+        sig = ops.sum(f * sel, 2)  # [B, A, d] SIG edge of each AN
+        row = ops.sum(f, 2)  # [B, A, d] sum over receivers i at the AN
+        sig_ue = ops.einsum("bak,bad->bkd", an_k, sig)  # [B, K, d] SIG edges at UE k
+        inf_ue = ops.sum(f, 1) - sig_ue  # [B, K, d] INF edges at UE k
+        v1 = (row - sig) / max(n_ue - 1, 1)
+        v2 = (ops.einsum("bak,bkd->bad", an_k, sig_ue) - sig) / c2
+        v3 = ops.einsum("bak,bkd->bad", an_k, inf_ue / c3[..., None])
+        s_new = ops.lin(sig, params[p + "Us"]) + ops.lin(v1, params[p + "V1"]) \
+            + ops.lin(v2, params[p + "V2"]) + ops.lin(v3, params[p + "V3"]) + params[p + "bs"]
+        # INF update; by linearity the three full-size terms share ONE matmul of f:
+        #   V5 mean_{j not in {k,i}} f[a,j] = (V5 row - V5 sig - V5 f) / (K - 2)
+        #   V7 mean_{other INF at UE i}      = (V7 inf_ue[i] - V7 f) / (count - 1)
+        fo = params[p + "Uf"].shape[0]
+        big = ops.lin(f, ops.cat([params[p + "Uf"], params[p + "V5"], params[p + "V7"]], 0))
+        uf, f5, f7 = big[..., :fo], big[..., fo:2 * fo], big[..., 2 * fo:]  # [B, A, K, d']
+        small5 = ops.lin(row - sig, params[p + "V5"])[:, :, None, :]  # [B, A, 1, d']
+        v4 = ops.lin(sig, params[p + "V4"])[:, :, None, :]  # [B, A, 1, d']
+        v6 = ops.lin(sig_ue, params[p + "V6"])[:, None] / c6  # [B, 1, K, d']
+        i7 = ops.lin(inf_ue, params[p + "V7"])[:, None]  # [B, 1, K, d']
+        i_new = uf + v4 + (small5 - f5) / max(n_ue - 2, 1) + v6 + (i7 - f7) / c7 \
+            + params[p + "bf"]  # [B, A, K, d']
+        if l < arch.layers - 1:
+            s_new = ops.leaky_relu(ops.bn(s_new, p + "bn_sig", params, an_mask))
+            i_new = ops.leaky_relu(ops.bn(i_new, p + "bn_inf", params, an_mask))
+        f = sel * s_new[:, :, None, :] + (1.0 - sel) * i_new  # [B, A, K, d']
+    return ops.sum(f * sel, 2)[..., 0]
+
+
+def power_activation(ops, logit, an_mask, p_max):
+    """Output activation of 5.1 [C]: q = sigmoid(z) a_mk, p = P_max q / max(1, sum_k q).
+
+    Always feasible: p >= 0, p = 0 where a_mk = 0 and sum_k p_mk <= P_max (the factor
+    :data:`POWER_SAFETY` = 1 - 1e-12 absorbs the rounding of the division and the sum).
+
+    logit, an_mask : [B, M, K]; p_max : [B, M] (W). Returns p : [B, M, K] (W).
+    """
+    q = ops.sigmoid(logit) * an_mask
+    s = ops.clamp_min(ops.sum(q, 2, keepdims=True), 1.0)  # [B, M, 1]
+    return p_max[:, :, None] * POWER_SAFETY * q / s

@@ -1,0 +1,88 @@
+"""GNN power control and pilot assignment inside the engine (seed 004 part 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from netsim.scenario import load_scenario
+from netsim.sim.engine import Simulation
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["users.count=14", "deployment.antennas_per_ap=4", "run.frames=2", "frame.subframes=3"]
+
+
+def run_umi(*overrides, out=None):
+    sc = load_scenario(ROOT / "scenarios/umi_cellfree.yaml", [*SMALL, *overrides])
+    sim = Simulation(sc, out)
+    return sim, sim.run().tables
+
+
+def _per_ap(sub):
+    ap_power = np.stack(sub.ap_power_w.to_numpy())  # [rows, M]
+    cols = [f"p{m}" for m in range(ap_power.shape[1])]
+    return sub.assign(**dict(zip(cols, ap_power.T, strict=True))).groupby(
+        ["frame", "subframe"])[cols].sum()
+
+
+@pytest.mark.parametrize("power", ["gnn", "sts_gnn"])
+def test_gnn_policies_run_and_meet_the_budget(power):
+    sim, t = run_umi(f"comm.power={power}", "comm.pilot_assignment=gnn")
+    sub, frames = t["subframes"], t["frames"]
+    p_max = 10 ** ((44 - 30) / 10)
+    per_ap = _per_ap(sub)
+    assert (per_ap.to_numpy() <= p_max).all() and (per_ap.to_numpy() > 0).any()
+    assert ((frames.comm_pilot_length >= 1) & (frames.comm_pilot_length <= 14)).all()
+    assert (sub.rate_bps_hz >= 0).all() and sub.rate_bps_hz.sum() > 0
+    if power == "sts_gnn":  # one power matrix per frame: every subframe carries the same
+        spread = per_ap.groupby(level="frame").agg(np.ptp).to_numpy()
+        assert np.all(spread <= 1e-12 * p_max)
+
+
+def test_gnn_runs_are_reproducible():
+    _, t1 = run_umi("comm.power=gnn", "comm.pilot_assignment=gnn")
+    _, t2 = run_umi("comm.power=gnn", "comm.pilot_assignment=gnn")
+    np.testing.assert_array_equal(t1["subframes"].rate_bps_hz, t2["subframes"].rate_bps_hz)
+
+
+def test_bad_weights_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "w.npz"
+    bad.write_text("garbage")
+    with pytest.raises(ValueError, match=f"comm.gnn_weights: GNN weights file {bad}"):
+        Simulation(load_scenario(ROOT / "scenarios/umi_cellfree.yaml",
+                                 [*SMALL, "comm.power=gnn", f"comm.gnn_weights={bad}"]))
+
+
+def test_sts_gnn_needs_pilot_csi():
+    with pytest.raises(Exception, match="sts_gnn needs csi: pilots"):
+        load_scenario(ROOT / "scenarios/umi_cellfree.yaml",
+                      ["comm.power=sts_gnn", "comm.csi=location", "comm.beamforming=mrt"])
+
+
+def test_cli_run_without_torch_records_the_weights(tmp_path):
+    """A fresh install without torch: torch is made unimportable in the child process."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    out = tmp_path / "run"
+    probe = ("import runpy, sys; sys.argv = ['netsim'] + sys.argv[1:]; "
+             "from netsim.cli import main; rc = main(sys.argv[1:]); "
+             "sys.exit(rc)")
+    cmd = [sys.executable, "-c", probe, "run", str(ROOT / "scenarios/umi_cellfree.yaml"),
+           "--frames", "1", "--out", str(out), "-q",
+           "--set", "comm.power=gnn", "--set", "comm.pilot_assignment=gnn",
+           *[x for s in SMALL[:2] for x in ("--set", s)], "--set", "frame.subframes=2"]
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{ROOT}")
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "finished"
+    assert meta["algorithms"]["power"] == "gnn" and meta["algorithms"]["pilot_assignment"] == "gnn"
+    dts = meta["gnn_weights"]["dts"]
+    assert dts["path"].endswith("dts_gnn.npz") and dts["trained_on"] == "umi_cellfree"
