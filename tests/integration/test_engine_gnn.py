@@ -69,11 +69,18 @@ def test_cli_run_without_torch_records_the_weights(tmp_path):
     """A fresh install without torch: torch is made unimportable in the child process."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    # an import hook (not sys.modules['torch'] = None, which scipy's array-API probe trips on)
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n")
     out = tmp_path / "run"
     probe = ("import runpy, sys; sys.argv = ['netsim'] + sys.argv[1:]; "
              "from netsim.cli import main; rc = main(sys.argv[1:]); "
-             "sys.exit(rc)")
+             "assert 'torch' not in sys.modules; sys.exit(rc)")
     cmd = [sys.executable, "-c", probe, "run", str(ROOT / "scenarios/umi_cellfree.yaml"),
            "--frames", "1", "--out", str(out), "-q",
            "--set", "comm.power=gnn", "--set", "comm.pilot_assignment=gnn",
