@@ -55,7 +55,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from netsim.phy.oscillator import ClockNoise
 
@@ -246,6 +245,8 @@ class ClockTracker:
         self.cov = np.zeros((n, 3, 3))  # [n, 3, 3]
         self.active = np.zeros(n, dtype=bool)  # [n]
         self.rejections = np.zeros(n, dtype=np.int64)  # [n]
+        from scipy import stats  # ~0.5 CPU-s to import: only runs that build a tracker pay it
+
         self._gate = {d: float(stats.chi2.ppf(config.gate_probability, d)) for d in (1, 2, 3)}
         self.active[self.reference] = True
 
