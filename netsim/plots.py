@@ -440,7 +440,8 @@ def fig_sweep(sweep, param: str, metrics: dict[str, tuple[str, str, bool]] | Non
             err = np.vstack([g["mean"] - g["lo"], g["hi"] - g["mean"]])
             err = np.where(np.isfinite(err), err, 0.0)
             lab = ", ".join(f"{o}={v}" for o, v in zip(others, key, strict=True)) or "mean"
-            ax.errorbar(x, g["mean"], yerr=err, marker="o", ms=4, capsize=3, lw=1, label=lab)
+            ax.errorbar(x, g["mean"], yerr=err, marker="o", ms=4, capsize=3, lw=1, label=lab,
+                        ls="-" if numeric else "none")  # categories: no lines between them
         if not numeric:
             ax.set_xticks(range(len(cats)), [str(c) for c in cats])
         elif len(np.unique(values)) <= 8:
