@@ -82,45 +82,112 @@ def cmd_defaults(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.resume is not None:
+        given = [opt for opt, val in (("SCENARIO", args.scenario), ("--set", args.set),
+                                      ("--seed", args.seed), ("--frames", args.frames),
+                                      ("--duration", args.duration), ("--out", args.out),
+                                      ("--overwrite", args.overwrite)) if val]
+        if given:
+            print(f"error: --resume continues a run as it was configured; drop {', '.join(given)}",
+                  file=sys.stderr)
+            return EXIT_INVALID
+        return _resume(args)
+    if args.scenario is None:
+        print("error: netsim run needs a SCENARIO file (or --resume DIR)", file=sys.stderr)
+        return EXIT_INVALID
     try:
         scenario = _load(args)
     except ScenarioError as err:
         _print_problems(err)
         return EXIT_INVALID
-    from tqdm import tqdm
-
+    from netsim.runs import RunDirError
     from netsim.sim.engine import Simulation
 
     out = Path(args.out or scenario.run.output_dir)
-    bar = None
-
-    def on_frame(frame: int, t_s: float, record: dict) -> None:
-        bar.update(1)
-        rate = record["sum_rate_bps_hz"]
-        bar.set_postfix_str(f"t={t_s:.3f} s, sum rate={rate:.2f} b/s/Hz", refresh=False)
-
+    progress = _Progress(args.quiet, scenario.name)
     try:
-        sim = Simulation(scenario, out, on_frame=on_frame)
+        sim = Simulation(scenario, out, on_frame=progress.on_frame, overwrite=args.overwrite)
+    except RunDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
-    bar = tqdm(total=sim.expected_frames(), unit="frame", disable=args.quiet, file=sys.stderr,
-               desc=scenario.name)
+    return _run(sim, out, progress)
+
+
+class _Progress:
+    """tqdm progress bar fed by the engine's ``on_frame`` callback."""
+
+    def __init__(self, quiet: bool, name: str) -> None:
+        self.quiet, self.name, self.bar = quiet, name, None
+
+    def open(self, total: int, done: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=done, unit="frame", disable=self.quiet,
+                        file=sys.stderr, desc=self.name)
+
+    def on_frame(self, frame: int, t_s: float, record: dict) -> None:
+        self.bar.update(1)
+        rate = record["sum_rate_bps_hz"]
+        self.bar.set_postfix_str(f"t={t_s:.3f} s, sum rate={rate:.2f} b/s/Hz", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(sim, out: Path, progress: _Progress) -> int:
+    import signal
+
+    from netsim.sim.engine import RunInterrupted
+
+    progress.open(sim.expected_frames(), sim.frame)
     try:
         sim.run()
+    except RunInterrupted as err:
+        progress.close()
+        print(f"interrupted ({err}); {sim.frame} frame(s) kept in {out}; continue with "
+              f"netsim run --resume {out}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: partial run kept in {out}", file=sys.stderr)
-        return 130
+        progress.close()
+        print(f"interrupted: partial run kept in {out}; continue with netsim run --resume {out}",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
     except Exception as err:  # noqa: BLE001 - reported, meta.json says failed
-        bar.close()
+        progress.close()
         print(f"error: run failed ({type(err).__name__}: {err}); partial run kept in {out}",
               file=sys.stderr)
         return EXIT_ERROR
-    bar.close()
+    progress.close()
     print(f"run directory: {out}")
     print(_summary_table(out))
     return EXIT_OK
+
+
+def _resume(args) -> int:
+    from netsim.runs import RunDirError, read_run_meta
+    from netsim.sim.engine import Simulation
+
+    out = Path(args.resume)
+    try:
+        meta = read_run_meta(out)
+        if meta.get("status") == "finished":
+            print(f"{out}: the run already finished ({meta.get('frames')} frames); nothing to resume")
+            print(_summary_table(out))
+            return EXIT_OK
+        progress = _Progress(args.quiet, meta.get("scenario_name", "resume"))
+        sim = Simulation.resume(out, on_frame=progress.on_frame)
+    except RunDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except ScenarioError as err:
+        _print_problems(err)
+        return EXIT_INVALID
+    print(f"resuming {out} at frame {sim.frame} (t = {sim.env.now:.6g} s)", file=sys.stderr)
+    return _run(sim, out, progress)
 
 
 def cmd_plot(args) -> int:
@@ -224,9 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a field, e.g. --set sync.method=ml (repeatable)")
 
-    p = sub.add_parser("run", help="run one simulation")
-    scenario_args(p)
-    p.add_argument("--out", help="run directory (default: run.output_dir of the scenario)")
+    p = sub.add_parser("run", help="run one simulation (or continue one with --resume DIR)")
+    p.add_argument("scenario", nargs="?", help="scenario YAML file (not with --resume)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a field, e.g. --set sync.method=ml (repeatable)")
+    p.add_argument("--out", help="run directory (default: run.output_dir of the scenario); a "
+                   "folder that holds another run is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear the run directory first when it holds an earlier run")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the killed or interrupted run in DIR from its last checkpoint")
     p.add_argument("--seed", type=int, help="root seed (overrides run.seed)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, help="number of frames")

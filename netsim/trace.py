@@ -1,12 +1,25 @@
 """Fixed-schema trace tables, buffered and streamed to Parquet in chunks.
 
 Each table's schema is defined once, in :data:`SCHEMAS`. Models emit records with
-:meth:`TraceWriter.emit` (scalars or equal-length arrays, one row per element);
-the writer checks the columns against the schema, buffers them and writes a
-Parquet *chunk* (``<table>/part-00000.parquet``) every ``flush_every_rows`` rows.
-A chunk is a complete Parquet file, so a run that is killed keeps every chunk
-flushed before it died. When the run closes normally, the chunks of a table are
-merged into one ``<table>.parquet`` file.
+:meth:`TraceWriter.emit` (scalars or equal-length arrays, one row per element). ``emit``
+only checks the column names and keeps references to the values; rows are expanded and
+converted to Arrow when they are flushed.
+
+Frame boundaries
+----------------
+The engine calls :meth:`TraceWriter.commit` when a frame's rows are complete. Only committed
+rows are ever written, and chunks are written only between frames (:meth:`flush`), so the
+tables of a run that is killed or fails always agree: no table holds a frame that another
+lacks. Each chunk is a complete Parquet file (``<table>/part-00000.parquet``, written to a
+temporary name and renamed), so a killed run keeps every chunk flushed before it died.
+
+When a run finishes, :meth:`TraceWriter.close` merges each table's chunks into one
+``<table>.parquet``, streaming them through :class:`pyarrow.parquet.ParquetWriter` so that
+memory at close does not grow with the length of the run.
+
+A writer can continue the chunk sequence of an earlier writer (``resume=`` the
+:meth:`position` saved in a checkpoint): chunks written after that position are deleted, so
+they can never enter a table twice.
 
 Units are SI and appear in the column names (``_s``, ``_hz``, ``_m``, ``_w``,
 ``_db``); ``_hz2`` and ``_s2`` are variances (Cramer-Rao bounds).
@@ -14,6 +27,7 @@ Units are SI and appear in the column names (``_s``, ``_hz``, ``_m``, ``_w``,
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Mapping
@@ -71,96 +85,195 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
+_PART = re.compile(r"part-(\d+)\.parquet$")
+
+
+class _TableSpec:
+    """Per-table constants of :meth:`TraceWriter.emit` (computed once)."""
+
+    __slots__ = ("is_list", "names", "nameset", "schema")
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.names = tuple(schema.names)
+        self.nameset = frozenset(self.names)
+        self.is_list = tuple(pa.types.is_list(f.type) for f in schema)
+
+
+_SPECS = {name: _TableSpec(schema) for name, schema in SCHEMAS.items()}
+
+
+def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int) -> pa.Array:
+    """Expand one column of buffered records (scalars broadcast, arrays as rows) to Arrow."""
+    typ = field.type
+    if pa.types.is_list(typ):
+        flat, lengths = [], []
+        for v, n in zip(values, counts, strict=True):
+            a = np.asarray(v, dtype=float)
+            if a.ndim <= 1:  # one list for every row of the record
+                a = np.broadcast_to(a.reshape(1, -1), (n, a.size))
+            flat.append(a.reshape(-1))
+            lengths.extend([a.shape[1]] * n)
+        offsets = np.zeros(n_total + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        values_arr = pa.array(np.concatenate(flat) if flat else np.zeros(0), type=typ.value_type)
+        return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values_arr)
+    if pa.types.is_string(typ):
+        out: list[str] = []
+        for v, n in zip(values, counts, strict=True):
+            if isinstance(v, np.ndarray) and v.ndim:
+                out.extend(str(x) for x in v)
+            else:
+                out.extend([str(v)] * int(n))
+        return pa.array(out, type=typ)
+    if not any(isinstance(v, np.ndarray) and v.ndim for v in values):
+        col = np.asarray(values)  # every record gave a scalar
+        if col.dtype == object:
+            col = np.array([np.asarray(v).item() for v in values])
+        if not np.all(counts == 1):
+            col = np.repeat(col, counts)
+    else:
+        col = np.concatenate([np.asarray(v).reshape(-1) if np.ndim(v) else np.full(n, v)
+                              for v, n in zip(values, counts, strict=True)])
+    return pa.array(col, type=typ, from_pandas=True)
+
 
 class TraceWriter:
-    """Buffers trace records per table and writes them to Parquet chunks.
+    """Buffers trace records per table and writes them to Parquet chunks between frames.
 
     Parameters
     ----------
     out_dir : path or None
-        Run directory. ``None`` keeps everything in memory (see :meth:`frames`).
+        Run directory. ``None`` keeps everything in memory (see :meth:`table`).
     flush_every_rows : int
-        Rows buffered per table before a chunk is written.
+        Committed rows of one table after which :meth:`flush_due` is true (and, in memory,
+        the rows are converted to Arrow).
     flush_every_s : float
-        Wall-clock seconds after which every table is flushed, however few rows it holds
-        (so a long run that is killed loses at most this much work).
+        Wall-clock seconds after which :meth:`flush_due` is true however few rows are buffered.
+    resume : mapping, optional
+        A :meth:`position` of an earlier writer on the same directory: continue its chunk
+        numbering and delete every chunk it had not reached (written after that position).
+        Without it the directory must hold no trace yet.
     """
 
     def __init__(self, out_dir: str | Path | None, flush_every_rows: int = 20_000,
-                 flush_every_s: float = 30.0) -> None:
+                 flush_every_s: float = 30.0, *, resume: Mapping[str, Any] | None = None) -> None:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.flush_every_rows = int(flush_every_rows)
         self.flush_every_s = float(flush_every_s)
-        self._last_flush = time.monotonic()
-        self._buffers: dict[str, list[dict[str, np.ndarray]]] = {t: [] for t in TABLES}
-        self._buffered_rows: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self.last_flush = time.monotonic()
+        # buffered records per table: (rows, values in schema order); the first
+        # _committed[t] records are complete frames
+        self._buffers: dict[str, list[tuple[int, tuple]]] = {t: [] for t in TABLES}
+        self._committed: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self._committed_rows: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self._pending_rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._chunks: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._memory: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
         self.rows_written: dict[str, int] = dict.fromkeys(TABLES, 0)
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            stale = [p.name for t in TABLES for p in (self.out_dir / t, self.out_dir / f"{t}.parquet")
+                     if p.exists()]
+            if stale:
+                raise FileExistsError(
+                    f"{self.out_dir} already holds trace tables ({', '.join(stale)}); "
+                    "clear the folder or resume the run")
+        else:
+            self._chunks.update({t: int(resume["chunks"][t]) for t in TABLES})
+            self.rows_written.update({t: int(resume["rows_written"][t]) for t in TABLES})
+            for t in TABLES:
+                self._drop_chunks_after(t, self._chunks[t])
+
+    def _drop_chunks_after(self, table: str, keep: int) -> None:
+        part_dir = self.out_dir / table
+        if not part_dir.exists():
+            return
+        for p in part_dir.iterdir():
+            m = _PART.match(p.name)
+            if m is None or int(m.group(1)) >= keep:
+                p.unlink()  # a chunk past the checkpoint, or a temporary file
 
     # ------------------------------------------------------------------ emit
     def emit(self, table: str, **columns: Any) -> None:
         """Append rows to ``table``.
 
         Every column of the table's schema must be given, and nothing else. Scalars are
-        broadcast to the length of the array columns (all arrays must share one length).
+        broadcast to the length of the array columns (all arrays must share one length);
+        a list column takes a 2-D array (one row of values per record) or a 1-D array (the
+        same list on every row). The values are kept by reference until the next flush:
+        do not modify an array in place after emitting it.
         """
-        schema = SCHEMAS.get(table)
-        if schema is None:
+        spec = _SPECS.get(table)
+        if spec is None:
             raise KeyError(f"unknown trace table {table!r}; tables: {', '.join(TABLES)}")
-        names = schema.names
-        if set(columns) != set(names):
-            missing = [n for n in names if n not in columns]
-            extra = [n for n in columns if n not in names]
+        if columns.keys() != spec.nameset:
+            missing = [n for n in spec.names if n not in columns]
+            extra = [n for n in columns if n not in spec.nameset]
             raise ValueError(f"trace table {table!r}: missing columns {missing}, unknown {extra}")
-        is_list = {f.name: pa.types.is_list(f.type) for f in schema}
-        # list columns take a 2-D array: one row of values per record
-        lengths = {np.shape(v)[0] if is_list[k] else np.size(v) for k, v in columns.items()
-                   if np.ndim(v) > (1 if is_list[k] else 0)}
-        if len(lengths) > 1:
-            raise ValueError(f"trace table {table!r}: array columns of different lengths {lengths}")
-        n = lengths.pop() if lengths else 1
-        record = {}
-        for name in names:
-            value = np.asarray(columns[name])
-            if is_list[name]:
-                value = np.broadcast_to(np.atleast_2d(value), (n, np.shape(np.atleast_2d(value))[-1]))
-                record[name] = np.empty(n, dtype=object)
-                record[name][:] = list(value)
-            else:
-                record[name] = np.broadcast_to(value, (n,))
-        self._buffers[table].append(record)
-        self._buffered_rows[table] += n
-        if self._buffered_rows[table] >= self.flush_every_rows:
-            self.flush(table)
-        elif self.out_dir is not None and time.monotonic() - self._last_flush > self.flush_every_s:
-            self.flush()
+        values = [columns[name] for name in spec.names]
+        n = 0
+        for j, is_list in enumerate(spec.is_list):
+            v = values[j]
+            if not isinstance(v, np.ndarray):
+                if not isinstance(v, (list, tuple)):
+                    continue  # a scalar
+                v = values[j] = np.asarray(v)
+            rows = v.shape[0] if v.ndim > is_list else 0
+            if rows:
+                if n and rows != n:
+                    lengths = {np.shape(x)[0] for x, il in zip(values, spec.is_list, strict=True)
+                               if np.ndim(x) > il}
+                    raise ValueError(f"trace table {table!r}: array columns of different "
+                                     f"lengths {lengths}")
+                n = rows
+        n = n or 1
+        self._buffers[table].append((n, values))
+        self._pending_rows[table] += n
+
+    def commit(self) -> None:
+        """Mark every row emitted so far as complete (called by the engine between frames)."""
+        for t in TABLES:
+            self._committed[t] = len(self._buffers[t])
+            self._committed_rows[t] += self._pending_rows[t]
+            self._pending_rows[t] = 0
+
+    def discard_uncommitted(self) -> None:
+        """Forget the rows emitted since the last :meth:`commit` (a frame that did not finish)."""
+        for t in TABLES:
+            del self._buffers[t][self._committed[t]:]
+            self._pending_rows[t] = 0
 
     # ------------------------------------------------------------------ flush
+    def flush_due(self) -> bool:
+        """True when a table holds ``flush_every_rows`` committed rows, or (with a run
+        directory) ``flush_every_s`` wall seconds have passed since the last flush."""
+        if any(r >= self.flush_every_rows for r in self._committed_rows.values()):
+            return True
+        return (self.out_dir is not None
+                and time.monotonic() - self.last_flush >= self.flush_every_s)
+
     def _to_arrow(self, table: str) -> pa.Table | None:
-        records = self._buffers[table]
-        if not records:
+        k = self._committed[table]
+        if k == 0:
             return None
-        schema = SCHEMAS[table]
-        arrays = []
-        for field in schema:
-            col = np.concatenate([r[field.name] for r in records])
-            if pa.types.is_string(field.type):
-                arrays.append(pa.array(col.astype(str), type=field.type))
-            elif pa.types.is_list(field.type):
-                arrays.append(pa.array([np.asarray(v, dtype=float) for v in col], type=field.type))
-            else:
-                arrays.append(pa.array(col, type=field.type, from_pandas=True))
-        self._buffers[table] = []
-        self._buffered_rows[table] = 0
-        return pa.Table.from_arrays(arrays, schema=schema)
+        records = self._buffers[table][:k]
+        del self._buffers[table][:k]
+        self._committed[table] = 0
+        self._committed_rows[table] = 0
+        spec = _SPECS[table]
+        counts = np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))
+        n_total = int(counts.sum())
+        arrays = [_column([r[1][j] for r in records], counts, f, n_total)
+                  for j, f in enumerate(spec.schema)]
+        return pa.Table.from_arrays(arrays, schema=spec.schema)
 
     def flush(self, table: str | None = None) -> None:
-        """Write the buffered rows of ``table`` (or of every table) as a new chunk."""
+        """Write the committed rows of ``table`` (or of every table) as a new chunk each."""
         if table is None:
-            self._last_flush = time.monotonic()
+            self.last_flush = time.monotonic()
         for name in [table] if table else TABLES:
             arrow = self._to_arrow(name)
             if arrow is None:
@@ -177,28 +290,23 @@ class TraceWriter:
             tmp.replace(part)  # atomic: a reader never sees a half-written chunk
             self._chunks[name] += 1
 
+    def position(self) -> dict[str, dict[str, int]]:
+        """Chunks and rows written so far per table (saved in checkpoints; see ``resume``)."""
+        return {"chunks": dict(self._chunks), "rows_written": dict(self.rows_written)}
+
     def close(self, merge: bool = True) -> None:
-        """Flush everything; with ``merge``, turn each table's chunks into ``<table>.parquet``."""
+        """Flush the committed rows (uncommitted ones are dropped); with ``merge``, turn each
+        table's chunks into ``<table>.parquet`` (streamed, one chunk in memory at a time)."""
+        self.discard_uncommitted()
         self.flush()
         if self.out_dir is None or not merge:
             return
         for name in TABLES:
-            target = self.out_dir / f"{name}.parquet"
-            part_dir = self.out_dir / name
-            parts = sorted(part_dir.glob("part-*.parquet")) if part_dir.exists() else []
-            if parts:
-                merged = pa.concat_tables([pq.read_table(p) for p in parts])
-            else:
-                merged = SCHEMAS[name].empty_table()
-            tmp = target.with_suffix(".tmp")
-            pq.write_table(merged, tmp)
-            tmp.replace(target)
-            if part_dir.exists():
-                shutil.rmtree(part_dir)
+            merge_chunks(self.out_dir, name, self.flush_every_rows)
 
     # ------------------------------------------------------------------ in-memory access
     def table(self, name: str):
-        """The rows of ``name`` written so far (in-memory writer, or flushed chunks) as pandas."""
+        """The committed rows of ``name`` (in-memory writer, or flushed chunks) as pandas."""
         self.flush(name)
         if self.out_dir is None:
             tables = self._memory[name]
@@ -210,14 +318,54 @@ class TraceWriter:
         return {name: self.table(name) for name in TABLES}
 
 
+def _parts(run_dir: Path, name: str) -> list[Path]:
+    part_dir = run_dir / name
+    if not part_dir.exists():
+        return []
+    parts = [p for p in part_dir.iterdir() if _PART.match(p.name)]
+    return sorted(parts, key=lambda p: int(_PART.match(p.name).group(1)))
+
+
+def merge_chunks(run_dir: str | Path, name: str, row_group_rows: int = 20_000) -> Path:
+    """Merge the chunks of table ``name`` into ``<name>.parquet`` and remove the chunk folder.
+
+    Chunks are read one at a time and written as row groups of about ``row_group_rows`` rows
+    through one :class:`pyarrow.parquet.ParquetWriter`, so peak memory is one row group, not
+    the table. The file is written under a temporary name and renamed; a merged file that
+    already exists (an earlier close that was killed while removing the chunks) is kept.
+    """
+    run_dir = Path(run_dir)
+    target = run_dir / f"{name}.parquet"
+    part_dir = run_dir / name
+    if target.exists():
+        shutil.rmtree(part_dir, ignore_errors=True)
+        return target
+    schema = SCHEMAS[name]
+    tmp = target.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        pending: list[pa.Table] = []
+        rows = 0
+        for part in _parts(run_dir, name):
+            chunk = pq.read_table(part, schema=schema)
+            pending.append(chunk)
+            rows += chunk.num_rows
+            if rows >= row_group_rows:
+                writer.write_table(pa.concat_tables(pending))
+                pending, rows = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending))
+    tmp.replace(target)
+    shutil.rmtree(part_dir, ignore_errors=True)
+    return target
+
+
 def read_table(run_dir: str | Path, name: str):
     """Read one table of a run directory: the merged file, or the chunks of an unfinished run."""
     run_dir = Path(run_dir)
     merged = run_dir / f"{name}.parquet"
     if merged.exists():
         return pq.read_table(merged).to_pandas()
-    part_dir = run_dir / name
-    parts = sorted(part_dir.glob("part-*.parquet")) if part_dir.exists() else []
+    parts = _parts(run_dir, name)
     if not parts:
         return SCHEMAS[name].empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+    return pa.concat_tables([pq.read_table(p, schema=SCHEMAS[name]) for p in parts]).to_pandas()

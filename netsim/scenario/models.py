@@ -472,10 +472,17 @@ class RunConfig(_Section):
     replication: int = Field(0, ge=0, description="replication number (independent substream)")
     output_dir: str = Field("runs/latest", description="run directory (CLI --out overrides)")
     flush_every_rows: int = Field(
-        20_000, ge=1, description="buffered trace rows per table before a Parquet chunk is written"
+        20_000, ge=1, description="buffered trace rows of one table after which every table is flushed "
+        "(at the next frame boundary, with a checkpoint)"
     )
     flush_every_s: float = Field(
-        30.0, gt=0.0, description="wall-clock seconds between flushes of every table (s)"
+        30.0, gt=0.0, description="wall-clock seconds between flushes of every table (at frame "
+        "boundaries; checkpoint_every_s also flushes) (s)"
+    )
+    checkpoint_every_s: float = Field(
+        5.0, gt=0.0, le=86_400.0,
+        description="wall-clock seconds between checkpoints (flush + state, at a frame "
+        "boundary); a killed run resumed with --resume loses at most this much work (s)",
     )
 
     @model_validator(mode="before")

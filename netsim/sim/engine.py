@@ -22,7 +22,13 @@ registries of :mod:`netsim.sim.methods` and emits records to a
 
 from __future__ import annotations
 
+import heapq
+import logging
 import math
+import os
+import pickle
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,7 +42,7 @@ import simpy
 import netsim
 from netsim.comm.rates import downlink_sinr, rates_bps_hz, subcarrier_frequencies
 from netsim.rng import RandomStreams
-from netsim.runs import write_meta
+from netsim.runs import CHECKPOINT_FILE, RunDirError, prepare_run_dir, read_run_meta, write_meta
 from netsim.scenario.loader import scenario_to_yaml
 from netsim.scenario.models import Scenario
 from netsim.sim import methods
@@ -46,29 +52,88 @@ from netsim.sim.world import Network
 from netsim.trace import TraceWriter
 from netsim.units import dbm_to_w
 
-__all__ = ["AccessPoint", "CentralUnit", "FronthaulLink", "RunSummary", "Simulation", "UserProcess",
-           "frame_timing", "run_scenario"]
+__all__ = ["AccessPoint", "CentralUnit", "Environment", "FronthaulLink", "RunInterrupted", "RunSummary",
+           "Scheduled", "Simulation", "UserProcess", "frame_timing", "run_scenario"]
 
 PHASES = ("sync", "sense", "comm", "power")
+CHECKPOINT_FORMAT = 1
+
+log = logging.getLogger(__name__)
+
+
+class Environment(simpy.Environment):
+    """A SimPy environment that can also schedule an event at an absolute time.
+
+    ``timeout(t - now)`` would round ``now + (t - now)``; a resumed run must wake its pending
+    calls at exactly the times the uninterrupted run had (``t_s`` saved in the checkpoint).
+    """
+
+    def timeout_at(self, t_s: float) -> simpy.events.Event:
+        if t_s < self.now:
+            raise ValueError(f"cannot schedule at {t_s} s, before now ({self.now} s)")
+        event = simpy.events.Event(self)
+        event._ok = True  # a triggered event, like a Timeout, processed at t_s
+        event._value = None
+        # same heap entry as Environment.schedule(), at the absolute time
+        heapq.heappush(self._queue, (t_s, simpy.core.NORMAL, next(self._eid), event))
+        return event
+
+
+class Scheduled:
+    """A call ``getattr(target, method)(*args)`` due at ``t_s``: plain, picklable data.
+
+    Every future action of the simulation that is pending across a frame boundary (fault
+    starts and ends, fronthaul messages in flight) is one of these, so a checkpoint saves it
+    and a resumed run re-schedules it at the same time and in the same order.
+    """
+
+    __slots__ = ("args", "event", "method", "seq", "t_s", "target")
+
+    def __init__(self, t_s: float, seq: int, target: Any, method: str, args: tuple) -> None:
+        self.t_s, self.seq, self.target, self.method, self.args = t_s, seq, target, method, args
+        self.event: simpy.events.Event | None = None  # runtime only
+
+    def __getstate__(self):
+        return (self.t_s, self.seq, self.target, self.method, self.args)
+
+    def __setstate__(self, state) -> None:
+        self.t_s, self.seq, self.target, self.method, self.args = state
+        self.event = None
 
 
 class FronthaulLink:
-    """A one-way fronthaul link: messages put now are delivered ``latency_s`` later, in order."""
+    """A one-way fronthaul link: messages put now are delivered ``latency_s`` later, in order.
 
-    def __init__(self, env: simpy.Environment, latency_s: float) -> None:
-        self.env = env
+    The receiving process waits on :meth:`receive` (a ``simpy.Store``). A message in flight is
+    a :class:`Scheduled` delivery of the simulation, so it survives a checkpoint; the store
+    itself is runtime state, rebuilt by :meth:`attach`.
+    """
+
+    def __init__(self, sim: Simulation, latency_s: float) -> None:
+        self.sim = sim
         self.latency_s = latency_s
+        self.env: simpy.Environment | None = None
+        self.store: simpy.Store | None = None
+        self.attach(sim.env)
+
+    def attach(self, env: simpy.Environment) -> None:
+        """Create the store in ``env`` (a new run or a resumed one)."""
+        self.env = env
         self.store = simpy.Store(env)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["env"] = state["store"] = None
+        return state
 
     def send(self, message: Any) -> None:
         if self.latency_s == 0:
             self.store.put(message)
             return
-        self.env.process(self._deliver(message))
+        self.sim.call_at(self.env.now + self.latency_s, self, "deliver", message)
 
-    def _deliver(self, message: Any):
-        yield self.env.timeout(self.latency_s)
-        yield self.store.put(message)
+    def deliver(self, message: Any) -> None:
+        self.store.put(message)
 
     def receive(self) -> simpy.events.Event:
         return self.store.get()
@@ -116,6 +181,9 @@ class AccessPoint:
         self.index = index
         self.process = None
 
+    def __getstate__(self):
+        return {**self.__dict__, "process": None}
+
     def start(self) -> None:
         """Nothing to start: the APs' downlink is one batch process of the CPU (issue 10)."""
 
@@ -133,6 +201,9 @@ class UserProcess:
         self.anchor_m = sim.net.user_pos_m[index]
         self.moved_m = 0.0
         self.process = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "process": None}
 
     def start(self) -> None:
         self.process = self.sim.env.process(self.run())
@@ -206,7 +277,7 @@ class CentralUnit:
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
-        self.uplink: FronthaulLink | None = None
+        self.uplink = FronthaulLink(sim, sim.scenario.fronthaul.latency_s)
         self.plan = None
         self.plan_time_s = 0.0
         self.replan_reason: str | None = "start"
@@ -217,20 +288,24 @@ class CentralUnit:
         self.sync = SyncCorrection(sim.scenario, net.n_aps, net.oscillators.carrier_hz,
                                    net.oscillators.noise)
         self.last_schedule: RoundSchedule | None = None
-        self.downlink: FronthaulLink | None = None
+        self.downlink = FronthaulLink(sim, sim.scenario.fronthaul.latency_s)  # CPU -> APs
         self.receiver = None
         self.deliverer = None
         self.process = None
 
-    def start(self) -> None:
-        """Create the uplink and both processes in the simulation's environment."""
+    def __getstate__(self):
+        return {**self.__dict__, "receiver": None, "deliverer": None, "process": None}
+
+    def start(self, scheduled: list[Scheduled] = ()) -> None:
+        """Start the receiver, the downlink deliverer, the ``scheduled`` calls (of a resumed
+        run) and the frame loop."""
         env = self.sim.env
-        if self.uplink is None or self.uplink.env is not env:
-            self.uplink = FronthaulLink(env, self.sim.scenario.fronthaul.latency_s)
-        if self.downlink is None or self.downlink.env is not env:
-            self.downlink = FronthaulLink(env, self.sim.scenario.fronthaul.latency_s)
+        self.uplink.attach(env)
+        self.downlink.attach(env)
         self.receiver = env.process(self.receive())
         self.deliverer = env.process(self.deliver())
+        for entry in scheduled:
+            env.process(self.sim._wait_and_call(entry))
         self.process = env.process(self.frames())
 
     def request_replan(self, reason: str) -> None:
@@ -339,7 +414,10 @@ class CentralUnit:
         sim = self.sim
         env = sim.env
         period_s = sim.scenario.frame.period_s
-        while not sim.done():
+        while True:
+            sim.frame_boundary()  # flush, checkpoint, stop on a signal: only between frames
+            if sim.done():
+                return
             t_frame = env.now
             sim.advance_world()
             ev, sim.frame_start = sim.frame_start, env.event()
@@ -349,8 +427,11 @@ class CentralUnit:
             yield from self.sync_phase(fs)
             yield from self.sense_phase(fs)
             yield from self.comm_phase(fs)
-            self.record(fs)
+            record = self.record(fs)
             sim.frame += 1
+            sim.trace.commit()  # the frame's rows are complete
+            if sim.on_frame is not None:
+                sim.on_frame(sim.frame - 1, env.now, record)
             if period_s is not None:
                 next_start = t_frame + period_s
                 if next_start > env.now:
@@ -483,8 +564,8 @@ class CentralUnit:
         sim.wall["comm"] += fs.wall_comm
         sim.wall["power"] += wall_power
 
-    def record(self, fs: FrameState) -> None:
-        """Emit the frame's users, aps and frames rows (and call ``on_frame``)."""
+    def record(self, fs: FrameState) -> dict:
+        """Emit the frame's users, aps and frames rows; return the frames row."""
         sim = self.sim
         sc, net = sim.scenario, sim.net
         timing, t_frame = fs.timing, fs.t_frame
@@ -531,8 +612,7 @@ class CentralUnit:
             wall_power_s=fs.wall_power,
         )
         sim.trace.emit("frames", **record)
-        if sim.on_frame is not None:
-            sim.on_frame(sim.frame, sim.env.now, record)
+        return record
 
     def certified_rate(self) -> float:
         """Certified worst-case minimum user rate of this frame's seed-003 design over the error
@@ -594,6 +674,20 @@ class CentralUnit:
         )
 
 
+class RunInterrupted(Exception):
+    """The run stopped at a frame boundary because the process got SIGTERM or SIGINT."""
+
+    def __init__(self, signum: int, frame: int) -> None:
+        self.signum = signum
+        self.frame = frame
+        super().__init__(f"{signal.Signals(signum).name} received; stopped after frame {frame - 1}")
+
+
+# attributes of a Simulation that live only while it runs (never checkpointed)
+_RUNTIME = ("env", "frame_start", "on_frame", "trace", "_stop_signal", "_last_save",
+            "_session_t0", "_old_handlers")
+
+
 class Simulation:
     """One simulation run of a scenario: the wiring of the network, the processes and the trace.
 
@@ -602,9 +696,12 @@ class Simulation:
     scenario : Scenario
         Validated scenario.
     out_dir : path, optional
-        Run directory; ``None`` keeps the trace in memory (``summary.tables``).
+        Run directory; ``None`` keeps the trace in memory (``summary.tables``). A folder that
+        holds another run is refused (:class:`netsim.runs.RunDirError`) unless ``overwrite``.
     on_frame : callable, optional
         Called after every frame as ``on_frame(frame, t_s, frame_record)`` (progress bars).
+    overwrite : bool
+        Clear ``out_dir`` first when it holds an earlier run.
 
     Attributes
     ----------
@@ -616,6 +713,20 @@ class Simulation:
     comm, sensing : the communication pipeline and the sensing model of the scenario
     rngs : dict of numpy.random.Generator
         Algorithm streams ``sync``, ``sensing``, ``power``, ``pilots``.
+    scheduled : dict of Scheduled
+        Pending calls (faults, fronthaul messages in flight), by sequence number.
+
+    Checkpoints
+    -----------
+    With a run directory, every flush of the trace (``run.flush_every_rows`` rows, or
+    ``run.checkpoint_every_s`` / ``run.flush_every_s`` wall seconds, or a stop signal) happens
+    at a frame boundary and is followed by a checkpoint: this object pickled without its
+    SimPy side (environment, processes, stores: see ``__getstate__`` of each class), with
+    every generator's state, the pending :class:`Scheduled` calls and the trace's position.
+    :meth:`resume` rebuilds the processes from it. State added to the simulation must
+    therefore be plain picklable attributes reachable from here (no generators, lambdas or
+    open files; the environment only through ``sim.env``), and every action pending across a
+    frame boundary must go through :meth:`call_at`.
     """
 
     def __init__(
@@ -623,6 +734,7 @@ class Simulation:
         scenario: Scenario,
         out_dir: str | Path | None = None,
         on_frame: Callable[[int, float, dict], None] | None = None,
+        overwrite: bool = False,
     ) -> None:
         problems = methods.check_available(scenario)
         if problems:
@@ -630,13 +742,17 @@ class Simulation:
                              + "\n  - ".join(problems))
         self.scenario = scenario
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if self.out_dir is not None:
+            prepare_run_dir(self.out_dir, overwrite=overwrite)
         self.on_frame = on_frame
         self.streams = RandomStreams(scenario.run.seed, scenario.run.replication)
         self.net = Network(scenario, self.streams)
-        self.env = simpy.Environment()
+        self.env = Environment()
         self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows,
                                  scenario.run.flush_every_s)
         self.frame_start = self.env.event()
+        self.scheduled: dict[int, Scheduled] = {}
+        self._next_seq = 0
         self.cpu = CentralUnit(self)
         self.aps = [AccessPoint(self, m) for m in range(self.net.n_aps)]
         self.users = [UserProcess(self, k) for k in range(self.net.n_users)]
@@ -650,17 +766,53 @@ class Simulation:
         self.comm = make_comm(self)
         self.sensing = methods.SENSING_METHODS[scenario.sensing.method](self)
         self._check_timing()
+        # run bookkeeping (checkpointed: a resumed run continues these)
+        self.started_utc: str | None = None
+        self.wall_before_s = 0.0  # wall seconds of earlier sessions of this run
+        self.resumed_utc: list[str] = []
+        self.checkpoint_error: str | None = None
+        self.last_checkpoint: dict[str, Any] | None = None
+        self._init_runtime()
         self._start_processes()
 
-    def _start_processes(self) -> None:
-        """Start every SimPy process (order fixed: APs, users, faults, CPU receiver, CPU loop)."""
+    def _init_runtime(self) -> None:
+        self._stop_signal: int | None = None
+        self._last_save = time.monotonic()
+        self._session_t0 = time.perf_counter()
+        self._old_handlers: dict[int, Any] = {}
+
+    def _start_processes(self, resume: bool = False) -> None:
+        """Start every SimPy process. New run: APs, users, faults, CPU receiver, CPU loop.
+        Resumed run: APs, users, CPU receiver, the pending calls in their order, CPU loop."""
         for ap in self.aps:
             ap.start()
         for user in self.users:
             user.start()
+        if resume:
+            self.cpu.start(sorted(self.scheduled.values(), key=lambda e: e.seq))
+            return
         for i, fault in enumerate(self.scenario.faults):
-            self.env.process(self._fault(i, fault))
+            self.call_at(self.env.now + fault.at_s, self, "_fault_down", i)
         self.cpu.start()
+
+    # ------------------------------------------------------------------ pending calls
+    def call_at(self, t_s: float, target: Any, method: str, *args: Any) -> Scheduled:
+        """Call ``getattr(target, method)(*args)`` at simulated time ``t_s``.
+
+        ``target`` and ``args`` must be picklable state of this simulation: the call is
+        saved in checkpoints while it is pending.
+        """
+        entry = Scheduled(t_s, self._next_seq, target, method, args)
+        self._next_seq += 1
+        self.scheduled[entry.seq] = entry
+        self.env.process(self._wait_and_call(entry))
+        return entry
+
+    def _wait_and_call(self, entry: Scheduled):
+        entry.event = self.env.timeout_at(entry.t_s)
+        yield entry.event
+        del self.scheduled[entry.seq]
+        getattr(entry.target, entry.method)(*entry.args)
 
     # ------------------------------------------------------------------ CPU state (aliases)
     @property
@@ -729,25 +881,136 @@ class Simulation:
         return max(1, math.ceil(run.duration_s / per))
 
     # ------------------------------------------------------------------ faults
-    def _fault(self, i: int, fault):
-        yield self.env.timeout(fault.at_s)
+    def _fault_down(self, i: int) -> None:
+        fault = self.scenario.faults[i]
         self.advance_world()
         self.net.online[fault.ap] = False
         self.event("outage", fault.ap, f"faults[{i}]: down for {fault.duration_s} s")
         self.cpu.sync.reset(fault.ap)
         self.cpu.request_replan(f"AP {fault.ap} outage")
-        if math.isinf(fault.duration_s):
-            return
-        yield self.env.timeout(fault.duration_s)
+        if not math.isinf(fault.duration_s):
+            self.call_at(self.env.now + fault.duration_s, self, "_fault_up", i)
+
+    def _fault_up(self, i: int) -> None:
+        fault = self.scenario.faults[i]
         self.advance_world()
         self.net.online[fault.ap] = True
         self.event("recovery", fault.ap, f"faults[{i}]: back online")
         self.cpu.sync.reset(fault.ap)
         self.cpu.request_replan(f"AP {fault.ap} recovery")
 
+    # ------------------------------------------------------------------ frame boundaries
+    def frame_boundary(self) -> None:
+        """Called by the CPU between frames (and before the first): commit the trace; flush
+        and checkpoint when due; stop here when a signal asked for it."""
+        self.trace.commit()
+        stop = self._stop_signal
+        if self.out_dir is None:
+            if self.trace.flush_due():
+                self.trace.flush()
+            return
+        every = self.scenario.run.checkpoint_every_s
+        if (stop is not None or self.done() or self.trace.flush_due()
+                or time.monotonic() - self._last_save >= every):
+            self.save()
+        if stop is not None:
+            raise RunInterrupted(stop, self.frame)
+
+    def save(self) -> None:
+        """Flush the trace, write the checkpoint and ``meta.json`` (at a frame boundary)."""
+        self.trace.flush()
+        if self._write_checkpoint():
+            self.last_checkpoint = {"frame": self.frame, "t_s": self.env.now,
+                                    "utc": datetime.now(UTC).isoformat()}
+        self._last_save = time.monotonic()
+        write_meta(self.out_dir, self._meta("running"))
+
+    def pending_is_checkpointable(self) -> bool:
+        """True when every event in the SimPy queue is a :class:`Scheduled` call's wake-up (or
+        one nobody waits for): only then does the checkpoint hold everything that is pending."""
+        known = {id(e.event) for e in self.scheduled.values() if e.event is not None}
+        return all(id(ev) in known or not ev.callbacks for *_, ev in self.env._queue)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in _RUNTIME:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self.env = self.trace = self.frame_start = self.on_frame = None
+        self._init_runtime()
+
+    def _write_checkpoint(self) -> bool:
+        if not self.pending_is_checkpointable():
+            log.debug("frame %d: an unregistered event is pending; no checkpoint", self.frame)
+            return False
+        try:
+            blob = pickle.dumps({
+                "format": CHECKPOINT_FORMAT, "netsim_version": netsim.__version__,
+                "frame": self.frame, "t_s": self.env.now, "trace": self.trace.position(),
+                "sim": self,
+            }, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as err:  # noqa: BLE001 - a checkpoint problem must not stop the run
+            self.checkpoint_error = f"{type(err).__name__}: {err}"
+            log.warning("checkpoint failed (%s); the run goes on without one", err)
+            return False
+        path = self.out_dir / CHECKPOINT_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+        return True
+
+    @classmethod
+    def resume(cls, run_dir: str | Path,
+               on_frame: Callable[[int, float, dict], None] | None = None) -> Simulation:
+        """The simulation of a killed or interrupted run, ready to :meth:`run` on from its
+        last checkpoint (from the start, with the folder's scenario, when it has none).
+
+        Raises
+        ------
+        RunDirError
+            ``run_dir`` is not a run directory, or the checkpoint cannot be used.
+        """
+        run_dir = Path(run_dir)
+        meta = read_run_meta(run_dir)
+        path = run_dir / CHECKPOINT_FILE
+        if not path.exists():
+            from netsim.scenario.loader import load_scenario
+
+            if not (run_dir / "scenario.yaml").exists():
+                raise RunDirError(f"{run_dir}: no checkpoint and no scenario.yaml to restart from")
+            scenario = load_scenario(run_dir / "scenario.yaml")
+            sim = cls(scenario, run_dir, on_frame, overwrite=True)
+            sim.resumed_utc = [datetime.now(UTC).isoformat()]
+            sim.started_utc = meta.get("started_utc")
+            return sim
+        try:
+            data = pickle.loads(path.read_bytes())
+        except Exception as err:  # noqa: BLE001 - unreadable or from incompatible code
+            raise RunDirError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {err})"
+                              ) from err
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise RunDirError(f"{path}: checkpoint format {data.get('format')} written by netsim "
+                              f"{data.get('netsim_version')}; this netsim reads format "
+                              f"{CHECKPOINT_FORMAT}")
+        sim: Simulation = data["sim"]
+        sim.out_dir = run_dir
+        sim.on_frame = on_frame
+        sc = sim.scenario
+        sim.trace = TraceWriter(run_dir, sc.run.flush_every_rows, sc.run.flush_every_s,
+                                resume=data["trace"])
+        sim.env = Environment(initial_time=data["t_s"])
+        sim.frame_start = sim.env.event()
+        sim.resumed_utc = [*sim.resumed_utc, datetime.now(UTC).isoformat()]
+        sim._start_processes(resume=True)
+        return sim
+
     # ------------------------------------------------------------------ run
-    def _meta(self, status: str, started: str, wall_s: float, error: str | None = None) -> dict:
+    def _meta(self, status: str, error: str | None = None) -> dict:
         sc = self.scenario
+        wall_s = self.wall_before_s + time.perf_counter() - self._session_t0
         return {
             "netsim_version": netsim.__version__,
             "scenario_name": sc.name,
@@ -755,12 +1018,16 @@ class Simulation:
             "replication": sc.run.replication,
             "status": status,
             "error": error,
-            "started_utc": started,
+            "started_utc": self.started_utc,
+            "resumed_utc": list(self.resumed_utc),
             "ended_utc": datetime.now(UTC).isoformat() if status != "running" else None,
+            "updated_utc": datetime.now(UTC).isoformat(),
             "frames": self.frame,
             "sim_time_s": self.env.now,
             "wall_s": wall_s,
             "wall_per_phase_s": dict(self.wall),
+            "checkpoint": self.last_checkpoint,
+            "checkpoint_error": self.checkpoint_error,
             "algorithms": {
                 "sync": sc.sync.method, "sensing": sc.sensing.method,
                 "beamforming": sc.comm.beamforming, "power": sc.comm.power, "csi": sc.comm.csi,
@@ -771,27 +1038,58 @@ class Simulation:
             "n_users": self.net.n_users,
         }
 
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM / SIGINT: stop at the next frame boundary (flush, checkpoint, ``status:
+        interrupted``); a second signal stops at once (the last frame boundary's state is
+        kept). Only with a run directory and in the main thread (not in Dask workers)."""
+        if self.out_dir is None or threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, _frame):
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+            self._stop_signal = signum
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[sig] = signal.signal(sig, handler)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, old in self._old_handlers.items():
+            signal.signal(sig, old)
+        self._old_handlers = {}
+
     def run(self) -> RunSummary:
-        """Run to the end. A failure stops the run with ``meta.json`` status ``failed``: every
-        record emitted before it is kept (flushed to Parquet) and the error is re-raised."""
-        started = datetime.now(UTC).isoformat()
-        t0 = time.perf_counter()
+        """Run to the end (a resumed simulation: from its checkpoint to the end).
+
+        A failure stops the run with ``meta.json`` status ``failed`` and the error re-raised;
+        SIGTERM/SIGINT stop it at the next frame boundary with status ``interrupted``
+        (:class:`RunInterrupted`). Either way the tables keep every complete frame (chunk
+        folders, readable by :func:`netsim.load_run`, resumable by :meth:`resume`); only a
+        finished run's chunks are merged into one Parquet file per table.
+        """
+        self._session_t0 = time.perf_counter()
+        self._last_save = time.monotonic()
+        if self.started_utc is None:
+            self.started_utc = datetime.now(UTC).isoformat()
         if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "scenario.yaml").write_text(scenario_to_yaml(self.scenario))
-            write_meta(self.out_dir, self._meta("running", started, 0.0))
+            write_meta(self.out_dir, self._meta("running"))
         status, error = "finished", None
+        self._install_signal_handlers()
         try:
             self.env.run(until=self.cpu.process)
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt too: keep what we have
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt | RunInterrupted) else "failed"
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            wall = time.perf_counter() - t0
-            self.trace.close(merge=True)
+            self._restore_signal_handlers()
+            wall = self.wall_before_s + time.perf_counter() - self._session_t0
+            self.trace.close(merge=status == "finished")
             if self.out_dir is not None:
-                write_meta(self.out_dir, self._meta(status, started, wall, error))
+                write_meta(self.out_dir, self._meta(status, error))
+                if status == "finished":
+                    (self.out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         tables = {} if self.out_dir is not None else self.trace.tables()
         return RunSummary(status=status, frames=self.frame, sim_time_s=self.env.now, wall_s=wall,
                           wall_per_phase_s=dict(self.wall), out_dir=self.out_dir, tables=tables)

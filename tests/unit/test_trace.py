@@ -28,16 +28,25 @@ def test_arrays_and_scalars_broadcast_into_rows():
     w.emit("subframes", frame=3, subframe=1, t_s=0.5, user=np.arange(4),
            power_w=ap_power.sum(axis=1), ap_power_w=ap_power, sinr_db=np.zeros(4),
            rate_bps_hz=np.full(4, 2.0))
+    w.commit()  # the frame is complete
     df = w.table("subframes")
     assert list(df.columns) == SCHEMAS["subframes"].names
     assert len(df) == 4 and (df.frame == 3).all() and list(df.user) == [0, 1, 2, 3]
     np.testing.assert_array_equal(np.stack(df.ap_power_w.to_numpy()), ap_power)
 
 
+def _frame_of_events(writer, frame, rows=1):
+    for _ in range(rows):
+        _event(writer, frame)
+    writer.commit()
+    if writer.flush_due():
+        writer.flush()
+
+
 def test_chunks_of_an_unfinished_run_are_readable(tmp_path):
     w = TraceWriter(tmp_path, flush_every_rows=3)
     for i in range(10):
-        _event(w, i)
+        _frame_of_events(w, i)
     # no close(): as if the process had been killed; 3 chunks of 3 rows are on disk
     parts = sorted((tmp_path / "events").glob("part-*.parquet"))
     assert len(parts) == 3
@@ -45,12 +54,96 @@ def test_chunks_of_an_unfinished_run_are_readable(tmp_path):
     assert list(df.frame) == list(range(9))
 
 
+def test_only_committed_rows_are_written(tmp_path):
+    """Rows of a frame that did not finish never reach a chunk, so the tables agree."""
+    w = TraceWriter(tmp_path, flush_every_rows=1)
+    _frame_of_events(w, 0, rows=2)
+    _event(w, 1)  # frame 1 starts ...
+    assert not w.flush_due() or w._committed_rows["events"] == 0
+    w.flush()  # ... and a flush now writes nothing of it
+    w.close()  # the run dies in frame 1
+    assert list(read_table(tmp_path, "events").frame) == [0, 0]
+
+
 def test_close_merges_chunks_into_one_file(tmp_path):
     w = TraceWriter(tmp_path, flush_every_rows=4)
     for i in range(10):
-        _event(w, i)
+        _frame_of_events(w, i)
     w.close()
     assert (tmp_path / "events.parquet").exists() and not (tmp_path / "events").exists()
     assert list(read_table(tmp_path, "events").frame) == list(range(10))
     # tables without rows still exist, with their schema
     assert list(read_table(tmp_path, "users").columns) == SCHEMAS["users"].names
+
+
+def test_streaming_merge_groups_small_chunks_into_row_groups(tmp_path):
+    import pyarrow.parquet as pq
+
+    w = TraceWriter(tmp_path, flush_every_rows=10)
+    for i in range(95):  # 95 one-row chunks (a flush after every frame)
+        _event(w, i)
+        w.commit()
+        w.flush()
+    w.close()
+    meta = pq.ParquetFile(tmp_path / "events.parquet").metadata
+    assert meta.num_rows == 95 and meta.num_row_groups == 10  # 9 groups of 10 rows + 5
+    assert list(read_table(tmp_path, "events").frame) == list(range(95))
+
+
+def test_a_new_writer_refuses_a_folder_with_tables(tmp_path):
+    w = TraceWriter(tmp_path, flush_every_rows=1)
+    _frame_of_events(w, 0)
+    with pytest.raises(FileExistsError, match="already holds trace tables"):
+        TraceWriter(tmp_path)
+
+
+def test_resume_drops_chunks_written_after_the_position(tmp_path):
+    w = TraceWriter(tmp_path, flush_every_rows=1)
+    for i in range(3):
+        _frame_of_events(w, i)
+    pos = w.position()
+    for i in range(3, 6):  # written after the checkpoint, then the process died
+        _frame_of_events(w, i)
+    (tmp_path / "events" / "part-00009.tmp").write_bytes(b"half a chunk")
+    w2 = TraceWriter(tmp_path, flush_every_rows=1, resume=pos)
+    assert sorted(p.name for p in (tmp_path / "events").iterdir()) == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    for i in range(3, 5):
+        _frame_of_events(w2, i)
+    w2.close()
+    assert list(read_table(tmp_path, "events").frame) == [0, 1, 2, 3, 4]
+
+
+def test_expansion_matches_row_by_row_records():
+    """Deferred expansion (scalars broadcast, arrays stacked, lists, NaN) against rows built
+    one by one in Python."""
+    rng = np.random.default_rng(5)
+    w = TraceWriter(None)
+    expected = []
+    for frame in range(7):
+        k = int(rng.integers(1, 5))
+        m = 3
+        p = rng.random((k, m))
+        sinr = rng.normal(size=k)
+        sinr[rng.random(k) < 0.3] = np.nan
+        w.emit("subframes", frame=frame, subframe=np.int64(frame % 2), t_s=0.1 * frame,
+               user=np.arange(k), power_w=p.sum(axis=1), ap_power_w=p if frame % 3 else p[0],
+               sinr_db=sinr, rate_bps_hz=list(np.full(k, 1.5)))
+        for u in range(k):
+            expected.append((frame, frame % 2, 0.1 * frame, u, p[u].sum(),
+                             list(p[u] if frame % 3 else p[0]), sinr[u], 1.5))
+    w.commit()
+    df = w.table("subframes")
+    assert len(df) == len(expected)
+    for row, exp in zip(df.itertuples(index=False), expected, strict=True):
+        assert (row.frame, row.subframe, row.user) == exp[:2] + exp[3:4]
+        assert row.t_s == exp[2] and row.power_w == exp[4] and row.rate_bps_hz == exp[7]
+        np.testing.assert_array_equal(row.ap_power_w, exp[5])
+        assert (np.isnan(row.sinr_db) and np.isnan(exp[6])) or row.sinr_db == exp[6]
+
+
+def test_mismatched_array_lengths_are_refused():
+    w = TraceWriter(None)
+    with pytest.raises(ValueError, match="different lengths"):
+        w.emit("users", frame=0, t_s=0.0, user=np.arange(3), x_m=np.zeros(2), y_m=0.0,
+               x_hat_m=0.0, y_hat_m=0.0, loc_err_m=0.0, crlb_m=0.0, speed_mps=0.0)
