@@ -43,12 +43,15 @@ def scenario(name, frames, *sets):
 
 # Algorithm combinations whose state must survive a checkpoint. Each one carries state that
 # a plain restart would lose: plan + corrections in flight (ml, fronthaul latency, an outage
-# that ends after the kill), sensing tracks (music), pilot assignment + WMMSE + fading (pilots).
+# that ends after the kill), sensing tracks (music), the CPU's Kalman clock tracks and adaptive
+# schedule, pilot assignment + WMMSE warm starts + fading (pilots).
 COMBOS = {
     "genie": ("quickstart", 7, [], 3),
     "ml_fault": ("quickstart", 7, ["sync.method=ml",
                                    "faults=[{at_s: 0.0035, ap: 1, duration_s: 0.004}]"], 2),
-    "crb_music": ("quickstart", 5, ["sync.method=crb", "sensing.method=music"], 2),
+    "crb_music": ("quickstart", 4, ["sync.method=crb", "sensing.method=music"], 2),
+    "kalman_adaptive": ("quickstart", 8, ["sync.method=crb", "sync.tracking=kalman",
+                                          "sync.schedule=adaptive"], 4),
     "pilots_wmmse": ("umi_cellfree", 4, ["users.count=8", "frame.subframes=3"], 1),
 }
 

@@ -145,5 +145,4 @@ def test_expansion_matches_row_by_row_records():
 def test_mismatched_array_lengths_are_refused():
     w = TraceWriter(None)
     with pytest.raises(ValueError, match="different lengths"):
-        w.emit("users", frame=0, t_s=0.0, user=np.arange(3), x_m=np.zeros(2), y_m=0.0,
-               x_hat_m=0.0, y_hat_m=0.0, loc_err_m=0.0, crlb_m=0.0, speed_mps=0.0)
+        w.emit("events", t_s=0.0, frame=np.arange(2), kind="x", entity=np.arange(3), detail="")
