@@ -63,7 +63,13 @@ def main() -> None:
     ap_.add_argument("--subframes", type=int, default=5, help="WMMSE calls timed per drop")
     ap_.add_argument("--repeat", type=int, default=3, help="timing repeats (minimum kept)")
     ap_.add_argument("--quick", action="store_true", help="shorter tabu (8 iter, 32 candidates)")
+    ap_.add_argument("--gnn", action="store_true",
+                     help="only the GNN section (GNN vs Dsatur-tabu+WMMSE on the same drops)")
     args = ap_.parse_args()
+    if args.gnn:
+        gnn_section(args)
+        engine_frame_cost()
+        return
     cfg = ChannelConfig.umi()
     sigma2 = noise_power_w(cfg)
     ap = hex_ap_positions(N_APS, cfg.isd_m)
@@ -136,6 +142,67 @@ def main() -> None:
         print(f"  N={n_ant:>2}: " + ", ".join(parts))
     print("\npaper Table VII (Dsatur-Tabu+WMMSE per frame, CPU, unit presumably ms): "
           "K=35: 246381, K=42: 315613, K=49: 376011")
+
+
+def gnn_section(args) -> None:
+    """GNN inference (numpy, shipped weights) next to WMMSE and Dsatur-tabu+WMMSE, same drops.
+
+    For K = 35, 42, 49 (M = 7, N = 16): ms per subframe of the DTS-Power-GNN and of WMMSE run
+    to convergence (tol 1e-7), ms per frame of the Pilot-GNN, the STS-GNN and Dsatur+tabu, the
+    per-frame decision time of each framework (pilots + 10 power decisions), the ratios, and
+    GNN net-SE as a fraction of Dsatur-tabu+WMMSE net-SE. CPU time (process_time) and wall.
+    """
+    from netsim.learn.data import DropSpec, draw_drops
+    from netsim.learn.evaluate import evaluate_frames
+
+    tabu = TabuConfig(max_iter=8, n_candidates=32) if args.quick else TabuConfig()
+    print(f"GNN section: {args.drops} drops x {N_SUBFRAMES} subframes per K, N = 16, CPU ms "
+          "(wall ms in brackets); WMMSE tol 1e-7")
+    print(f"{'K':>3} {'DTSpow/sf':>14} {'WMMSE/sf':>16} {'Pilot-GNN':>14} {'STS/frame':>14} "
+          f"{'Dsatur+tabu':>16} {'DTS frame':>14} {'base frame':>16} {'base/DTS':>9} "
+          f"{'base/STS':>9} {'SE DTS':>7} {'SE STS':>7}")
+    for k in (35, 42, 49):
+        spec = DropSpec.paper(N_APS, k, 16)
+        drops = draw_drops(spec, args.drops, RandomStreams(7).generator("bench-gnn", k))
+        res = {m: evaluate_frames(spec, drops, m, seed=11, tabu=tabu)
+               for m in ("dsatur_tabu+wmmse", "dts_gnn", "sts_gnn")}
+        def mean(m, f, res=res):
+            return 1e3 * float(np.mean([f(r) for r in res[m]]))
+        b, d, st = "dsatur_tabu+wmmse", "dts_gnn", "sts_gnn"
+        pw_d = (mean(d, lambda r: r.power_cpu_s) / N_SUBFRAMES, mean(d, lambda r: r.power_wall_s) / N_SUBFRAMES)
+        pw_b = (mean(b, lambda r: r.power_cpu_s) / N_SUBFRAMES, mean(b, lambda r: r.power_wall_s) / N_SUBFRAMES)
+        pil = (mean(d, lambda r: r.pilot_cpu_s), mean(d, lambda r: r.pilot_wall_s))
+        sts = (mean(st, lambda r: r.pilot_cpu_s + r.power_cpu_s), mean(st, lambda r: r.pilot_wall_s + r.power_wall_s))
+        tab = (mean(b, lambda r: r.pilot_cpu_s), mean(b, lambda r: r.pilot_wall_s))
+        fr_d = (pil[0] + N_SUBFRAMES * pw_d[0], pil[1] + N_SUBFRAMES * pw_d[1])
+        fr_b = (tab[0] + N_SUBFRAMES * pw_b[0], tab[1] + N_SUBFRAMES * pw_b[1])
+        se = {m: float(np.mean([r.net_se for r in res[m]])) for m in res}
+        cell = lambda x: f"{x[0]:8.2f} ({x[1]:.0f})"  # noqa: E731
+        print(f"{k:>3} {cell(pw_d):>14} {cell(pw_b):>16} {cell(pil):>14} {cell(sts):>14} "
+              f"{cell(tab):>16} {cell(fr_d):>14} {cell(fr_b):>16} {fr_b[0] / fr_d[0]:9.0f} "
+              f"{fr_b[0] / sts[0]:9.0f} {se[d] / se[b]:7.3f} {se[st] / se[b]:7.3f}")
+
+
+def engine_frame_cost(frames: int = 3) -> None:
+    """CPU time per umi_cellfree frame in the engine: GNN power + GNN pilots vs WMMSE + DSatur+Tabu
+    (same scenario, seed and frames; one run each, back to back)."""
+    from netsim.scenario import load_scenario
+    from netsim.sim.engine import Simulation
+
+    out = {}
+    for label, sets in (("wmmse+dsatur_tabu", ["comm.power=wmmse", "comm.pilot_assignment=dsatur_tabu"]),
+                        ("gnn+gnn", ["comm.power=gnn", "comm.pilot_assignment=gnn"]),
+                        ("sts_gnn+gnn", ["comm.power=sts_gnn", "comm.pilot_assignment=gnn"])):
+        sc = load_scenario("scenarios/umi_cellfree.yaml", [*sets, f"run.frames={frames}",
+                                                            "comm.pilot_replan_db=0"])
+        c0, w0 = time.process_time(), time.perf_counter()
+        Simulation(sc).run()
+        out[label] = ((time.process_time() - c0) / frames, (time.perf_counter() - w0) / frames)
+    base = out["wmmse+dsatur_tabu"][0]
+    print(f"\nengine umi_cellfree frame ({frames} frames, pilots re-assigned every frame):")
+    for label, (cpu, wall) in out.items():
+        print(f"  {label:>18}: {1e3 * cpu:9.1f} ms CPU ({1e3 * wall:.0f} ms wall), "
+              f"{100 * cpu / base:6.2f} % of wmmse+dsatur_tabu")
 
 
 if __name__ == "__main__":
