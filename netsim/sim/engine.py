@@ -975,6 +975,9 @@ class Simulation:
         """
         run_dir = Path(run_dir)
         meta = read_run_meta(run_dir)
+        if meta.get("status") == "finished":
+            raise RunDirError(f"{run_dir}: the run already finished ({meta.get('frames')} "
+                              "frames); nothing to resume")
         path = run_dir / CHECKPOINT_FILE
         if not path.exists():
             from netsim.scenario.loader import load_scenario

@@ -121,6 +121,8 @@ def test_resume_without_checkpoint_restarts_from_the_folder_scenario(tmp_path):
 def test_run_folder_rules(tmp_path):
     out = tmp_path / "run"
     Simulation(scenario("quickstart", 6), out).run()
+    with pytest.raises(RunDirError, match="already finished"):
+        Simulation.resume(out)  # never restarts (and so clears) a finished run
     with pytest.raises(RunDirError, match="holds another run .*--overwrite.*--resume"):
         Simulation(scenario("quickstart", 2), out)
     # --overwrite: the old run leaves no trace (fewer frames, other AP count)
