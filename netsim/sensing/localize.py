@@ -20,7 +20,7 @@ Pipeline (:func:`localize_cluster`)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -34,6 +34,8 @@ from netsim.sensing.optimize import maximize_2d
 __all__ = ["ClusterResult", "localize_cluster"]
 
 REL_PATHS = 0.6  # a detection lights at least this fraction of the best user's paths
+NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cluster AP [m]
+NEAR_AP_STEP_M = 0.04  # its step [m]
 
 
 @dataclass(frozen=True)
@@ -138,9 +140,9 @@ def localize_cluster(
     need = need_paths if need_paths is not None else (1 if m == 1 else min(m, 3))
     scale = stats.n_snapshots / noise_w
     sub: EchoSubspace = echo_subspace(stats.cov, m, n, noise_w, stats.n_snapshots, n_users * m, kind)
-    prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov)
     lo = np.asarray(lo_m, dtype=float)
     hi = np.asarray(hi_m, dtype=float)
+    prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov, lo, hi, exclusion_m)
     npts = 0
     if predicted_m is None:
         cand, npts = _acquisition_candidates(sub, prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m)
@@ -154,7 +156,7 @@ def localize_cluster(
         est_f = np.zeros((0, 2))
         for rnd in range(n_users):
             if rnd > 0:
-                resid = MlProblem(geom, _subtract(prob, est_f), prob.r)
+                resid = replace(prob, d=_subtract(prob, est_f))
                 c2, n2 = _acquisition_candidates(sub, resid, geom, lo, hi, step_m, exclusion_m,
                                                  2 * n_users + 6, tol_m, music=False)
                 npts += n2
@@ -188,27 +190,30 @@ def localize_cluster(
         pos, _ = ml_refine(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6)
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
-        searched = ~det
-        if np.any(~det):
-            for k in np.flatnonzero(~det):
-                others = pos[det]
-                c0 = pred[k]
-                box_lo = np.maximum(c0 - hw[k], lo)
-                box_hi = np.minimum(c0 + hw[k], hi)
-                if np.any(box_hi <= box_lo):
-                    box_lo, box_hi = c0 - hw[k], c0 + hw[k]
-                st = min(step_m, hw[k] / 2.0)
-                cand, n1 = candidates(sub, geom, box_lo, box_hi, st, exclusion_m, 12, others)
-                npts += n1
-                if cand.shape[0] == 0:
-                    continue
-                i, _ = _best_new(prob, cand, others, scale, snr_threshold, need)
-                if i < 0:
-                    pos[k] = pred[k]
-                    continue
-                a_o, w, minv = prob.new_user_terms(others)
-                pos[k], _ = _refine_new(prob, cand[i], a_o, w, minv, st / 4.0, tol_m)
-                det[k] = True  # provisionally; confirmed below
+        # a window search for the users not detected at their prediction, and for those whose
+        # window (track uncertainty) is wider than the ML step's basin (about a grid step)
+        searched = ~det | (hw > step_m)
+        for k in np.flatnonzero(searched):
+            keep = det.copy()
+            keep[k] = False
+            others = pos[keep]
+            c0 = pred[k]
+            box_lo = np.maximum(c0 - hw[k], lo)
+            box_hi = np.minimum(c0 + hw[k], hi)
+            if np.any(box_hi <= box_lo):
+                box_lo, box_hi = c0 - hw[k], c0 + hw[k]
+            st = min(step_m, hw[k] / 2.0)
+            resid = replace(prob, d=_subtract(prob, others))
+            cand, n1 = _acquisition_candidates(sub, resid, geom, box_lo, box_hi, st, exclusion_m,
+                                               8, tol_m)
+            npts += n1
+            cand = np.concatenate([pos[k][None], cand])  # the ML step's own answer competes
+            i, _ = _best_new(prob, cand, others, scale, snr_threshold, need)
+            if i < 0:
+                continue
+            a_o, w, minv = prob.new_user_terms(others)
+            pos[k], _ = _refine_new(prob, cand[i], a_o, w, minv, st / 4.0, tol_m)
+        if np.any(searched):
             pos, _ = ml_refine(prob, pos, 1e-3, tol_m, sweeps=3)
     ok = np.all(np.isfinite(pos), axis=1)
     n_paths = np.zeros(n_users, dtype=np.int64)
@@ -301,7 +306,8 @@ def _subtract(prob: MlProblem, pos: NDArray[np.float64]) -> NDArray[np.complex12
     return prob.d - fit
 
 
-def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol, music=True):  # noqa: ANN001, ANN202
+def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol, music=True,  # noqa: ANN001, ANN202
+                            near_ap_m=NEAR_AP_M):
     """Union of the ML image's and the MUSIC quality's strongest local maxima, each refined
     on the single-user ML criterion (so that they are ranked at their peaks)."""
     from scipy.ndimage import maximum_filter
@@ -320,6 +326,27 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     iy, ix = np.nonzero(peaks)
     order = np.argsort(img[iy, ix])[::-1][:n_cand]
     c_ml = pts[iy[order], ix[order]]  # [C, 2]
+    n_eval = int(ok.sum())
+    if near_ap_m > 0:
+        # deep near field of an AP: peaks far narrower than the grid step; a fine grid there
+        fine = min(step, NEAR_AP_STEP_M)
+        for c in geom.ap_centers_m:
+            b_lo = np.maximum(c - near_ap_m, lo)
+            b_hi = np.minimum(c + near_ap_m, hi)
+            if np.any(b_hi <= b_lo):
+                continue
+            nx2 = int(np.ceil((b_hi[0] - b_lo[0]) / fine)) + 1
+            ny2 = int(np.ceil((b_hi[1] - b_lo[1]) / fine)) + 1
+            gx, gy = np.meshgrid(np.linspace(b_lo[0], b_hi[0], nx2), np.linspace(b_lo[1], b_hi[1], ny2))
+            g2 = np.stack([gx, gy], axis=-1)  # [ny2, nx2, 2]
+            ok2 = _exclude(geom, g2, exclusion)
+            im2 = np.zeros(ok2.shape)
+            im2[ok2] = ml_image(prob, g2[ok2])
+            pk2 = (im2 == maximum_filter(im2, size=3, mode="constant", cval=0.0)) & (im2 > 0)
+            jy, jx = np.nonzero(pk2)
+            o2 = np.argsort(im2[jy, jx])[::-1][:4]
+            c_ml = np.concatenate([c_ml, g2[jy[o2], jx[o2]]])
+            n_eval += int(ok2.sum())
     if music:
         c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand)
         cand = np.concatenate([c_ml, c_mu])
@@ -333,7 +360,7 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     for i in order:
         if all(np.linalg.norm(p[i] - p[j]) > step / 10.0 for j in keep):
             keep.append(int(i))
-    return p[keep], 2 * int(ok.sum())
+    return p[keep], n_eval + (int(ok.sum()) if music else 0)
 
 
 def _refine_new(prob, start, a_o, w, minv, h0, tol):  # noqa: ANN001, ANN202

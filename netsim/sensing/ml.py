@@ -72,12 +72,22 @@ class MlProblem:
     geom: IsacGeometry
     d: NDArray[np.complex128]
     r: NDArray[np.complex128]
+    lo: NDArray[np.float64] | None = None
+    hi: NDArray[np.float64] | None = None
+    exclusion_m: float = 0.0
 
     @classmethod
-    def from_statistics(cls, geom: IsacGeometry, cross: ArrayLike, tx_cov: ArrayLike) -> MlProblem:
+    def from_statistics(cls, geom: IsacGeometry, cross: ArrayLike, tx_cov: ArrayLike,
+                        lo_m: ArrayLike | None = None, hi_m: ArrayLike | None = None,
+                        exclusion_m: float = 0.0) -> MlProblem:
+        """Build from :class:`~netsim.sensing.echo.EchoStatistics` parts; ``lo_m, hi_m`` (2,)
+        bound the admissible positions and points within ``exclusion_m`` of an AP centre are
+        not (the criterion is 0 there: users are on the site, not inside an AP's array)."""
         m, n = geom.n_aps, geom.n_antennas
         return cls(geom, np.asarray(cross, dtype=complex).reshape(m, n, m, n),
-                   np.asarray(tx_cov, dtype=complex))
+                   np.asarray(tx_cov, dtype=complex),
+                   None if lo_m is None else np.asarray(lo_m, dtype=float),
+                   None if hi_m is None else np.asarray(hi_m, dtype=float), float(exclusion_m))
 
     def _path_terms(self, a: NDArray[np.complex128]):  # noqa: ANN202
         """``c`` [..., s, t], ``R_t conj(a_t)`` [..., t, n] and ``H_kk`` [..., t] at responses a."""
@@ -164,6 +174,13 @@ class MlProblem:
         hmh = (hrow * mh).sum(axis=-1).real  # [B, S, M, M]
         den = np.maximum(hkk[:, :, None, :] - hmh, 1e-6 * hkk[:, :, None, :])  # [B, S, M, M]
         gains = np.abs(c - hw) ** 2 / den  # [B, S, M, M]
+        pts = np.asarray(pts_m, dtype=float)
+        if self.lo is not None and self.hi is not None:
+            inside = np.all((pts >= self.lo) & (pts <= self.hi), axis=-1)  # [B, S]
+            gains = gains * inside[..., None, None]
+        if self.exclusion_m > 0:
+            dist = np.linalg.norm(pts[..., None, :] - self.geom.ap_centers_m, axis=-1)  # [B, S, M]
+            gains = gains * np.all(dist > self.exclusion_m, axis=-1)[..., None, None]
         return gains if per_path else np.sum(gains, axis=(-2, -1))  # [B, S]
 
 

@@ -46,6 +46,8 @@ from netsim.units import dbm_to_w
 
 __all__ = ["CrlbSensing", "MusicSensing"]
 
+ACQUIRE_FRAMES = 2  # frames that run the acquisition for every user before tracking starts
+
 
 
 class MusicSensing:
@@ -72,6 +74,7 @@ class MusicSensing:
         self.lost = np.zeros(k, dtype=bool)
         self.detected = np.zeros(k, dtype=bool)  # this frame
         self.t_last = np.nan
+        self.n_frames = 0
         self._geoms: dict[tuple[int, ...], IsacGeometry] = {}
         self.planning_crlb_m2 = np.full(k, np.nan)  # nominal-RCS bound of the last frame [K]
         self.n_lost_events = 0
@@ -172,6 +175,7 @@ class MusicSensing:
         self.planning_crlb_m2 = plan
         self._update_tracks(est, crlb, detected, pred, dt)
         self.t_last = now
+        self.n_frames += 1
         return est, crlb
 
     def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
@@ -183,9 +187,11 @@ class MusicSensing:
             residual_cfo_hz=cfo_hz[aps], residual_to_s=to_s[aps], fidelity=cfg.fidelity,
             carrier_hz=sc.channel.carrier_hz, snapshot_s=cfg.snapshot_duration_s)
         lo, hi = self._region(aps)
-        exclusion = max(geom.aperture_m, 0.05)
+        exclusion = max(geom.aperture_m, 0.3)  # no user inside an AP's mounting
         hw = self.halfwidth[visible]
-        tracking = cfg.tracking and bool(np.all(np.isfinite(hw)))
+        # the first frame senses before any sync correction has arrived (bistatic paths are
+        # decorrelated): its tracks are confirmed by a second acquisition on the next frame
+        tracking = cfg.tracking and bool(np.all(np.isfinite(hw))) and self.n_frames >= ACQUIRE_FRAMES
         if tracking:
             span = float(np.max(hi - lo))
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
