@@ -99,7 +99,61 @@ def main() -> None:
             res, dt, mem, drss = _measure(lambda red=red, dpp=dpp: bi_rbo(red, 0.5, 0.05, dpp=dpp))
             print(f"{n:>3} {3 * n:>4} {label:>26} {res.t:7.3f} {res.n_solves:>6} {dt:9.1f} {dt / max(res.n_solves, 1):8.2f} {mem:9.1f} {drss:9.1f}")
     if not args.no_engine:
+        bench_sensing(args.quick)
         bench_engine(2 if args.quick else 5)
+
+
+def _sense_run(path: str, overrides: list[str]) -> dict:
+    """Run a scenario, timing the sensing model's CPU per frame (process_time)."""
+    from netsim.scenario import load_scenario
+    from netsim.sim.engine import Simulation
+
+    sc = load_scenario(path, overrides) if isinstance(path, str) else path
+    sim = Simulation(sc)
+    inner, cpu = sim.sensing, []
+
+    def timed(net, rng):  # noqa: ANN001, ANN202
+        t0 = time.process_time()
+        out = inner(net, rng)
+        cpu.append(time.process_time() - t0)
+        return out
+
+    sim.sensing = timed
+    u = sim.run().tables["users"]
+    late = u[u.frame >= 1]
+    return dict(cpu0=cpu[0], cpu=float(np.mean(cpu[1:])) if len(cpu) > 1 else cpu[0],
+                tracked=float(late.tracked.mean()), max_err=float(late.loc_err_m.max()),
+                ratio=u.groupby("user").crlb_ratio.median().to_numpy())
+
+
+def bench_sensing(quick: bool) -> None:
+    """Issue 9 targets: error / sqrt(CRLB), tracked fraction, CPU per frame of music vs crlb."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+    from sensing_family import family_scenario
+
+    n_paper, n_campus, n_fam, n_seeds = (20, 20, 10, 4) if quick else (100, 200, 30, 20)
+    print("\n== sensing (MUSIC acquisition/tracking + ML), CPU = process_time of the sensing model ==")
+    print(f"{'case':>34} {'frames':>6} {'CPU f0 ms':>9} {'CPU/fr ms':>9} {'tracked':>8} {'max err m':>9}  median err/sqrt(CRLB) per user")
+    cases = [("isac_paper static", "scenarios/isac_paper.yaml", ["users.mobility.model=static"], n_paper),
+             ("isac_paper 0.5 m/s", "scenarios/isac_paper.yaml", [], n_paper),
+             ("isac_paper crlb", "scenarios/isac_paper.yaml", ["sensing.method=crlb"], n_paper),
+             ("campus music", "scenarios/campus.yaml", ["sensing.method=music"], n_campus),
+             ("campus crlb", "scenarios/campus.yaml", ["sensing.method=crlb"], n_campus),
+             ("quickstart music", "scenarios/quickstart.yaml", ["sensing.method=music"], 40)]
+    for label, path, ov, n in cases:
+        r = _sense_run(path, [f"run.frames={n}", *ov])
+        print(f"{label:>34} {n:>6} {1e3 * r['cpu0']:9.1f} {1e3 * r['cpu']:9.1f} {r['tracked']:8.3f} "
+              f"{r['max_err']:9.3f}  " + " ".join(f"{x:.2f}" for x in r["ratio"]))
+    tr = []
+    for seed in range(n_seeds):
+        r = _sense_run(family_scenario(seed, n_fam), [])
+        tr.append(r["tracked"])
+        print(f"{'family seed ' + str(seed):>34} {n_fam:>6} {1e3 * r['cpu0']:9.1f} {1e3 * r['cpu']:9.1f} "
+              f"{r['tracked']:8.3f} {r['max_err']:9.3f}  " + " ".join(f"{x:.2f}" for x in r["ratio"]))
+    print(f"{'family: tracked user-frames':>34} {np.mean(tr):.4f} (after the first frame)")
 
 
 def bench_engine(frames: int) -> None:
