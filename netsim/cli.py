@@ -50,10 +50,30 @@ def cmd_validate(args) -> int:
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return EXIT_INVALID
+    from netsim.scenario.checks import algorithm_summary, cost_warnings
+
     print(f"{args.scenario}: OK ({scenario.n_aps} APs, {scenario.n_users} users, "
           f"sync={scenario.sync.method}, sensing={scenario.sensing.method}, "
           f"beamforming={scenario.comm.beamforming}, power={scenario.comm.power})")
+    for line in algorithm_summary(scenario):
+        print(f"  {line}")
+    for line in cost_warnings(scenario):
+        print(f"  warning: {line}")
     return EXIT_OK
+
+
+def _out_dir_problem(out: Path) -> str | None:
+    """Why ``out`` cannot hold a run directory (None: it can)."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out}: exists and is not a folder"
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {out}: {parent} is not writable"
+    return None
 
 
 def _summary_table(run_dir: Path) -> str:
@@ -105,6 +125,10 @@ def cmd_run(args) -> int:
 
     out = Path(args.out or scenario.run.output_dir)
     progress = _Progress(args.quiet, scenario.name)
+    problem = _out_dir_problem(out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     try:
         sim = Simulation(scenario, out, on_frame=progress.on_frame, overwrite=args.overwrite)
     except RunDirError as err:
@@ -112,6 +136,10 @@ def cmd_run(args) -> int:
         return EXIT_INVALID
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as err:
+        print(f"error: cannot create the run directory {out}: {err.strerror or err}",
+              file=sys.stderr)
         return EXIT_INVALID
     return _run(sim, out, progress)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,9 @@ class TraceWriter:
         self._chunks: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._memory: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
         self.rows_written: dict[str, int] = dict.fromkeys(TABLES, 0)
+        # optional check of every record before it is buffered, ``check(table, columns)``; it
+        # raises to refuse a record (the engine hooks netsim.sim.checks.check_record here)
+        self.check: Callable[[str, Mapping[str, Any]], None] | None = None
         if self.out_dir is None:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,6 +216,8 @@ class TraceWriter:
             missing = [n for n in spec.names if n not in columns]
             extra = [n for n in columns if n not in spec.nameset]
             raise ValueError(f"trace table {table!r}: missing columns {missing}, unknown {extra}")
+        if self.check is not None:
+            self.check(table, columns)
         values = [columns[name] for name in spec.names]
         n = 0
         for j, is_list in enumerate(spec.is_list):

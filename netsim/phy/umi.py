@@ -153,7 +153,8 @@ def _in_hexagon(p_xy: np.ndarray, centre_xy: np.ndarray, circumradius: float) ->
 
 
 def drop_users(
-    ap_xy: np.ndarray, n_ue: int, cfg: ChannelConfig, rng: np.random.Generator
+    ap_xy: np.ndarray, n_ue: int, cfg: ChannelConfig, rng: np.random.Generator,
+    max_rounds: int = 1000,
 ) -> np.ndarray:
     """Drop users uniformly in the union of the APs' hexagonal cells (spec 3.1 [C]).
 
@@ -166,22 +167,37 @@ def drop_users(
         Number of users K.
     cfg : ChannelConfig
     rng : numpy.random.Generator
+    max_rounds : int
+        Rejection rounds of ``4 K`` candidates before giving up.
 
     Returns
     -------
     ue_xy : ndarray, shape [K, 2], float64, metres
+
+    Raises
+    ------
+    ValueError
+        When ``max_rounds`` rounds do not find room for K users (``d_min_m`` close to or
+        beyond the cell's corner distance ``isd_m / sqrt(3)``).
     """
     circ = cfg.isd_m / np.sqrt(3.0)
     lo = ap_xy.min(axis=0) - circ
     hi = ap_xy.max(axis=0) + circ
     out = np.empty((0, 2))
-    while out.shape[0] < n_ue:
+    for _ in range(max_rounds):
+        if out.shape[0] >= n_ue:
+            return out[:n_ue]
         cand = rng.uniform(lo, hi, size=(4 * n_ue, 2))  # [P, 2]
         inside = _in_hexagon(cand, ap_xy, circ).any(axis=1)
         d2 = np.linalg.norm(cand[:, None, :] - ap_xy[None, :, :], axis=-1)  # [P, M]
         keep = inside & (d2.min(axis=1) >= cfg.d_min_m)
         out = np.concatenate([out, cand[keep]], axis=0)
-    return out[:n_ue]
+    if out.shape[0] >= n_ue:
+        return out[:n_ue]
+    raise ValueError(
+        f"drop_users: only {out.shape[0]} of {n_ue} users found room in {max_rounds} rounds of "
+        f"{4 * n_ue} candidates: d_min_m = {cfg.d_min_m} m leaves (almost) no area in cells "
+        f"whose corners are isd_m / sqrt(3) = {circ:.4g} m from their AP")
 
 
 def path_loss_db(d3_m: np.ndarray, cfg: ChannelConfig) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
+from reprlib import Repr
 from typing import Any
 
 import yaml
@@ -16,11 +17,17 @@ from pydantic import BaseModel, ValidationError
 
 from netsim.scenario.models import Scenario
 
+_REPR = Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 80, 80, 8, 8, 3
+reprlib_repr = _REPR.repr
+
 __all__ = [
     "ScenarioError",
     "apply_overrides",
     "load_scenario",
     "parse_scenario",
+    "parse_yaml_bytes",
+    "read_yaml",
     "scenario_to_yaml",
 ]
 
@@ -66,12 +73,14 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def format_validation_error(err: ValidationError) -> list[str]:
-    """One readable line per pydantic error: ``path: message (got value)``."""
+    """One readable line per pydantic error: ``path: message (got value)``; at most
+    :data:`MAX_PROBLEMS` lines, values clipped (bounded output whatever the input)."""
     problems = []
-    for e in err.errors():
+    errors = err.errors(include_url=False)
+    for e in errors[:MAX_PROBLEMS]:
         # drop pydantic's internal tags for tagged unions / function validators
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = _format_loc(loc)
+        path = _clip(_format_loc(loc))
         if e["type"] == "extra_forbidden":
             owner = _model_at(loc[:-1])
             allowed = sorted(owner.model_fields) if owner else []
@@ -82,67 +91,203 @@ def format_validation_error(err: ValidationError) -> list[str]:
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if not loc and e["type"] == "value_error":  # the cross-field checks: one line each
+            problems += [_clip(line, 400) for line in msg.splitlines()]
+            continue
         msg = msg.replace("Input should be", "must be")
+        if e["type"] == "finite_number":
+            msg = "must be a finite number (not NaN or infinity)"
         got = e.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        problems.append(f"{path}: {msg}{shown}")
+        shown = "" if isinstance(got, dict) else f" (got {_clip(_safe_repr(got))})"
+        problems.append(f"{path}: {_clip(msg, 400)}{shown}")
+    if len(errors) > MAX_PROBLEMS:
+        problems.append(f"... and {len(errors) - MAX_PROBLEMS} more problem(s)")
     return problems
 
 
-def _parse_value(text: str) -> Any:
+def _safe_repr(value: Any) -> str:
+    """repr() that stays cheap for huge or self-referencing values."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 300:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    if isinstance(value, list | tuple) and len(value) > 8:
+        return f"a list of {len(value)} items"
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return reprlib_repr(value)
+    except (RecursionError, ValueError):
+        return f"a {type(value).__name__}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Return a copy of ``data`` with ``a.b.c=value`` overrides applied.
 
     Values are parsed as YAML (``3``, ``1e-6``, ``true``, ``[1, 2]``, ``ml``). List items are
-    addressed by index (``faults.0.at_s=5``).
+    addressed by index (``faults.0.at_s=5``). A key that does not fit the data (an index into
+    a mapping, a field of a number, an index past the end) is a :class:`ScenarioError`.
     """
     data = copy.deepcopy(data)
     for item in overrides or []:
         if "=" not in item:
-            raise ScenarioError("--set", [f"'{item}': expected KEY=VALUE, e.g. sync.method=ml"])
+            raise ScenarioError("--set", [f"'{_clip(item)}': expected KEY=VALUE, e.g. sync.method=ml"])
         key, _, raw = item.partition("=")
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ScenarioError("--set", [f"'{_clip(key)}': empty field name in the key"])
+        try:
+            value = parse_yaml_bytes(raw.encode(), "--set") if raw.strip() else None
+        except ScenarioError:
+            value = raw
         node: Any = data
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
-                node = node[int(part)]
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise ScenarioError("--set", [f"{_clip(key)}: '{where}' is not an index of "
+                                                  f"the {len(node)}-item list"])
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
                 continue
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = _parse_value(raw)
-        else:
-            node[last] = _parse_value(raw)
+            if not isinstance(node, dict):
+                raise ScenarioError("--set", [f"{_clip(key)}: '{'.'.join(parts[:depth])}' is "
+                                              f"{type(node).__name__}, not a section"])
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
     return data
 
 
-def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
-    """Validate a plain dict into a :class:`Scenario` or raise :class:`ScenarioError`."""
+def parse_scenario(data: Any, source: str = "<scenario>", check_files: bool = False
+                   ) -> Scenario:
+    """Validate a plain dict into a :class:`Scenario` or raise :class:`ScenarioError`.
+
+    Every problem is listed: field errors (type, range, unknown keys); when the fields are
+    valid, every cross-field problem (:func:`netsim.scenario.checks.cross_field_problems`);
+    with ``check_files``, the referenced files (trajectories).
+    """
     if not isinstance(data, dict):
-        raise ScenarioError(source, ["(root): the file must contain a mapping of sections"])
+        raise ScenarioError(source, [_root_problem(data)])
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise ScenarioError(source, format_validation_error(err)) from None
+    except RecursionError:
+        raise ScenarioError(source, ["the scenario is nested too deeply"]) from None
+    from netsim.scenario.checks import file_problems
+
+    problems = file_problems(scenario) if check_files else []
+    if problems:
+        raise ScenarioError(source, _bounded(problems))
+    return scenario
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def _bounded(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problem(s)"]
+
+
+MAX_FILE_BYTES = 1_000_000
+"""Scenario files above this size are refused (a scenario is a few kB)."""
+MAX_DEPTH = 32
+"""Deepest YAML nesting accepted (a scenario needs 4 levels)."""
+MAX_NODES = 100_000
+"""Most YAML nodes a file may expand to, aliases counted at every use (alias bombs)."""
+MAX_PROBLEMS = 40
+"""At most this many problems are listed (the count of the rest is given)."""
+_MAX_SHOWN = 120
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses deep nesting before it recurses."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML hook
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _LimitError(f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _LimitError(Exception):
+    pass
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Number of nodes ``node`` stands for once every alias is expanded (memoised: linear)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once (PyYAML builds a cyclic object)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo) + _expanded_size(v, memo)
+    memo[key] = size
+    return size
+
+
+def parse_yaml_bytes(raw: bytes, source: str = "<scenario>") -> Any:
+    """Decode and parse YAML with bounded time, memory and error output.
+
+    Raises :class:`ScenarioError` for a file that is too large, not UTF-8, not YAML, nested
+    deeper than :data:`MAX_DEPTH`, expanding to more than :data:`MAX_NODES` nodes through
+    aliases, or holding a number Python refuses to convert (integers above 4300 digits).
+    """
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(source, [f"file is {len(raw)} bytes; a scenario must be under "
+                                     f"{MAX_FILE_BYTES} bytes"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ScenarioError(source, [f"line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x} "
+                                     f"at offset {err.start}); save the file as UTF-8"]) from None
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        size = _expanded_size(node, {})
+        if size > MAX_NODES:
+            raise _LimitError(f"the file expands to {size} YAML nodes through aliases "
+                              f"(limit {MAX_NODES}): refusing an alias bomb")
+        return loader.construct_document(node)
+    except _LimitError as err:
+        raise ScenarioError(source, [str(err)]) from None
+    except yaml.YAMLError as err:
+        msg = _clip(str(err).replace("\n", " "), 400)
+        raise ScenarioError(source, [f"YAML syntax error: {msg}"]) from None
+    except (ValueError, OverflowError, RecursionError, MemoryError) as err:
+        raise ScenarioError(source, [f"cannot read a value: {_clip(str(err), 200)}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _clip(text: str, n: int = _MAX_SHOWN) -> str:
+    return text if len(text) <= n else text[: n - 20] + f"... ({len(text)} chars)"
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of a scenario file (``{}`` for an empty file); see :func:`parse_yaml_bytes`."""
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(str(path), ["file not found"])
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ScenarioError(str(path), [f"YAML syntax error: {err}"]) from None
-    return data
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ScenarioError(str(path), [f"cannot read the file: {err.strerror}"]) from None
+    return parse_yaml_bytes(raw, str(path))
 
 
 def load_scenario(
@@ -151,14 +296,26 @@ def load_scenario(
     """Read, override and validate a scenario file.
 
     Relative file references inside the scenario (``users.mobility.trajectory_file``) are
-    resolved against the scenario file's folder when ``resolve_paths`` is true.
+    resolved against the scenario file's folder when ``resolve_paths`` is true; the referenced
+    files are checked (present, well-formed, one trajectory per user) as part of validation.
     """
     path = Path(path)
-    data = apply_overrides(read_yaml(path), overrides)
-    traj = ((data.get("users") or {}).get("mobility") or {}).get("trajectory_file")
-    if resolve_paths and isinstance(traj, str) and not Path(traj).is_absolute():
-        data["users"]["mobility"]["trajectory_file"] = str((path.parent / traj).resolve())
-    return parse_scenario(data, str(path))
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ScenarioError(str(path), [_root_problem(data)])
+    data = apply_overrides(data, overrides)
+    users = data.get("users")
+    mob = users.get("mobility") if isinstance(users, dict) else None
+    traj = mob.get("trajectory_file") if isinstance(mob, dict) else None
+    if resolve_paths and isinstance(traj, str) and traj and not Path(traj).is_absolute():
+        data["users"] = {**users, "mobility": {**mob, "trajectory_file": str(
+            (path.parent / traj).resolve())}}
+    return parse_scenario(data, str(path), check_files=True)
+
+
+def _root_problem(data: Any) -> str:
+    return (f"(root): the file must contain a mapping of sections (deployment:, users:, ...), "
+            f"got {type(data).__name__} {_clip(repr(data), 60)}")
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:

@@ -50,9 +50,11 @@ Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
 class _Section(BaseModel):
-    """Base of every scenario section: frozen, unknown keys forbidden."""
+    """Base of every scenario section: frozen, unknown keys forbidden, floats finite (NaN and
+    infinity are refused unless a field says otherwise)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- deployment
@@ -65,9 +67,10 @@ class ApLayout(_Section):
         "distance; hexagon: centre + 6 sites at distance isd_m (7 APs); list: positions_m",
     )
     count: int = Field(9, ge=1, le=1000, description="number of APs (ignored for 'list')")
-    min_distance_m: float = Field(5.0, ge=0.0, description="minimum AP spacing for 'random' (m)")
-    isd_m: float = Field(200.0, gt=0.0, description="inter-site distance for 'hexagon' (m)")
-    positions_m: list[Point] | None = Field(None, description="explicit [x, y] per AP (m)")
+    min_distance_m: float = Field(5.0, ge=0.0, le=1e5, description="minimum AP spacing for 'random' (m)")
+    isd_m: float = Field(200.0, gt=0.0, le=1e5, description="inter-site distance for 'hexagon' and the hex_cells user drop (m, at most 100 km)")
+    positions_m: list[Point] | None = Field(
+        None, max_length=1000, description="explicit [x, y] per AP (m), at most 1000")
 
     @model_validator(mode="after")
     def _check_list(self) -> ApLayout:
@@ -83,7 +86,8 @@ class OrientationConfig(_Section):
 
     mode: Literal["fixed", "random", "list"] = Field("fixed")
     angle_deg: float = Field(90.0, ge=-360.0, le=360.0, description="axis angle for 'fixed' (deg)")
-    angles_deg: list[float] | None = Field(None, description="one axis angle per AP for 'list'")
+    angles_deg: list[float] | None = Field(
+        None, max_length=1000, description="one axis angle per AP for 'list' (deg)")
 
 
 class DeploymentConfig(_Section):
@@ -97,7 +101,8 @@ class DeploymentConfig(_Section):
         0.5, gt=0.0, le=100.0, description="ULA element spacing in wavelengths"
     )
     orientation: OrientationConfig = Field(default_factory=OrientationConfig)
-    cpu_position_m: Point = Field(default_factory=lambda: [0.0, 0.0])
+    cpu_position_m: Point = Field(default_factory=lambda: [0.0, 0.0],
+                                  description="[x, y] of the CPU (m); informational")
 
 
 # ----------------------------------------------------------------------------- users
@@ -109,16 +114,18 @@ class MobilityConfig(_Section):
     speed_range_mps: tuple[float, float] = Field(
         (0.5, 1.5), description="[min, max] waypoint speed for random_waypoint (m/s)"
     )
-    pause_s: float = Field(0.0, ge=0.0, description="pause at each waypoint (s)")
+    pause_s: float = Field(0.0, ge=0.0, le=1e6, description="pause at each waypoint (s, at most 1e6)")
     trajectory_file: str | None = Field(
-        None, description="CSV with columns t_s,user,x_m,y_m (relative to the scenario file)"
+        None, max_length=4096,
+        description="CSV with columns t_s,user,x_m,y_m (relative to the scenario file); checked "
+        "at validation: present, well-formed, inside the area, one trajectory per user"
     )
 
     @model_validator(mode="after")
     def _check(self) -> MobilityConfig:
         lo, hi = self.speed_range_mps
-        if not (0.0 < lo <= hi):
-            raise ValueError("speed_range_mps must satisfy 0 < min <= max")
+        if not (0.0 < lo <= hi <= 100.0):
+            raise ValueError("speed_range_mps must satisfy 0 < min <= max <= 100 m/s")
         if self.model == "trajectory" and not self.trajectory_file:
             raise ValueError("model 'trajectory' needs trajectory_file")
         return self
@@ -128,16 +135,21 @@ class UsersConfig(_Section):
     """Single-antenna users (also the sensing targets)."""
 
     count: int = Field(4, ge=1, le=1000, description="number of users (ignored if positions_m)")
-    positions_m: list[Point] | None = Field(None, description="initial [x, y] per user (m)")
+    positions_m: list[Point] | None = Field(
+        None, max_length=1000, description="initial [x, y] per user (m), at most 1000")
     margin_m: float = Field(
-        1.0, ge=0.0, description="random initial positions keep this distance to the border (m)"
+        1.0, ge=0.0, le=1e5,
+        description="random initial positions keep this distance to the border (m)"
     )
     placement: Literal["uniform", "hex_cells"] = Field(
         "uniform",
         description="random initial positions: uniform in the area, or uniform in the APs' "
         "hexagonal cells at least min_ap_distance_m from every AP (seed 004)",
     )
-    min_ap_distance_m: float = Field(10.0, ge=0.0, description="hex_cells: minimum 2-D AP distance (m)")
+    min_ap_distance_m: float = Field(
+        10.0, ge=0.0, le=1e5,
+        description="hex_cells: minimum 2-D AP distance (m); below isd_m / sqrt(3), the cell's "
+        "corner distance")
     mobility: MobilityConfig = Field(default_factory=MobilityConfig)
 
 
@@ -162,7 +174,9 @@ class OscillatorConfig(_Section):
         1e-11, ge=0.0, le=1e-3, description="Allan deviation at 1 s due to random-walk FM noise"
     )
     phase_noise_rad2_per_s: float = Field(
-        0.0, ge=0.0, description="extra carrier-phase Wiener noise diffusion (rad^2/s)"
+        0.0, ge=0.0, le=1e6,
+        description="extra carrier-phase Wiener noise diffusion (rad^2/s); 1e6 already "
+        "randomizes the phase within a microsecond"
     )
 
 
@@ -191,8 +205,8 @@ class FrameConfig(_Section):
     min_comm_fraction: float = Field(0.05, gt=0.0, lt=1.0, description="lower clip of rho")
     max_comm_fraction: float = Field(0.99, gt=0.0, lt=1.0, description="upper clip of rho")
     period_s: float | None = Field(
-        None, gt=0.0,
-        description="frame repetition period (s); frames start this far apart and the network "
+        None, gt=0.0, le=86_400.0,
+        description="frame repetition period (s, at most a day); frames start this far apart and the network "
         "idles (oscillators and users still evolve) in between. Default: back to back",
     )
 
@@ -208,13 +222,17 @@ class SyncConfig(_Section):
     )
     period_frames: int = Field(1, ge=1, le=10**6, description="a sync round every N frames")
     replan_period_s: float = Field(
-        60.0, gt=0.0, description="re-plan clusters, masters and pilots this often (s)"
+        60.0, gt=0.0, le=1e9, description="re-plan clusters, masters and pilots this often (s)"
     )
     reference_ap: int | None = Field(
-        None, ge=0, description="AP that defines network time (default: chosen by the plan)"
+        None, ge=0, le=10**6,
+        description="AP that defines network time (default: chosen by the plan)"
     )
     pilot_length_chips: int = Field(256, ge=4, le=4096, description="pilot length N (chips)")
-    chip_time_s: float = Field(50e-9, gt=0.0, description="chip interval Ts (s)")
+    chip_time_s: float = Field(
+        50e-9, ge=1e-12, le=1e-3,
+        description="chip interval Ts (s), 1 ps (1 THz of bandwidth) to 1 ms",
+    )
     sinr_req_db: float = Field(15.0, ge=-20.0, le=60.0, description="per-link SINR requirement")
     overhead_budget_slots: int = Field(
         40, ge=1, le=10_000, description="budget L_S for 2 K_C + tau (slots)"
@@ -222,9 +240,11 @@ class SyncConfig(_Section):
     max_time_offset_chips: float = Field(
         8.0, gt=0.0, le=10_000.0, description="ML search window for the residual TO (chips)"
     )
-    tx_power_w: float = Field(1.0, gt=0.0, description="sync pilot transmit power (W)")
+    tx_power_w: float = Field(
+        1.0, gt=0.0, le=1e4, description="sync pilot transmit power (W, at most 10 kW)"
+    )
     max_cfo_hz: float = Field(
-        100e3, gt=0.0, description="ML search range of the CFO, +/- (Hz)"
+        100e3, gt=0.0, le=1e9, description="ML search range of the CFO, +/- (Hz, at most 1 GHz)"
     )
     min_sinr_db: float = Field(
         10.0, ge=-20.0, le=60.0,
@@ -289,16 +309,25 @@ class SensingConfig(_Section):
     fidelity: Literal["wishart", "snapshots"] = Field(
         "wishart", description="sample covariance from its Wishart law, or from echo snapshots"
     )
-    snapshot_duration_s: float = Field(1e-6, gt=0.0, description="T_u, one sensing snapshot (s)")
+    snapshot_duration_s: float = Field(
+        1e-6, ge=1e-12, le=1.0, description="T_u, one sensing snapshot (s), 1 ps to 1 s"
+    )
     max_snapshots: int = Field(
-        10_000, ge=1, description="cap on snapshots per frame (waveform fidelity cost)"
+        10_000, ge=1, le=10**6,
+        description="cap on snapshots per frame (waveform fidelity cost, at most 1e6)"
     )
     power_dbm: float = Field(30.0, ge=-30.0, le=60.0, description="per-AP sensing power (dBm)")
-    grid_step_m: float = Field(0.25, gt=0.0, description="MUSIC full-grid step (m)")
+    grid_step_m: float = Field(
+        0.25, ge=1e-4, le=1e4,
+        description="MUSIC full-grid step (m); the grid may hold at most 4e6 points",
+    )
     tracking: bool = Field(True, description="search a window around predicted positions")
-    tracking_window_m: float = Field(0.5, gt=0.0, description="half-width of the tracking window (m)")
+    tracking_window_m: float = Field(
+        0.5, gt=0.0, le=1e4, description="half-width of the tracking window (m)"
+    )
     refine_step_m: float = Field(
-        1e-3, gt=0.0, description="final step of the local peak refinement (m); in the seed-003 "
+        1e-3, ge=1e-9, le=10.0,
+        description="final step of the local peak refinement (m, 1 nm to 10 m); in the seed-003 "
         "room 1e-5 gives the same errors (median 2.6 mm against sqrt(CRLB) 0.13 mm): the step is "
         "not what limits MUSIC there"
     )
@@ -319,10 +348,11 @@ class SensingConfig(_Section):
         3, ge=1, le=64, description="each user is localized by its nearest APs (sensing cluster)"
     )
     range_m: float = Field(
-        30.0, gt=0.0, description="users within this distance of a cluster AP reflect into it (m)"
+        30.0, gt=0.0, le=1e6,
+        description="users within this distance of a cluster AP reflect into it (m)"
     )
     crlb_threshold_m2: float = Field(
-        1e-6, gt=0.0, description="per-user CRLB target of the time allocation (m^2)"
+        1e-6, gt=0.0, le=1e12, description="per-user CRLB target of the time allocation (m^2)"
     )
     rcs_m2: float = Field(
         1.0, gt=0.0, le=1e4,
@@ -341,7 +371,11 @@ class CommConfig(_Section):
         "geometric channel; pilots: uplink pilots + MMSE (seed 004)",
     )
     beamforming: Literal["mrt", "mrt_plain", "main", "ei", "rzf"] = Field(
-        "mrt", description="beamformer, designed once per frame"
+        "mrt_plain",
+        description="beamformer, designed once per frame. mrt_plain (default): maximum-ratio "
+        "transmission, fast at any size; rzf: regularized zero-forcing; the seed-003 robust "
+        "designs are opt-in: mrt and main (SDPs, seconds per frame, refused above the size "
+        "guard) and ei (error-ignorant)",
     )
     power: Literal["equal", "wmmse", "maxmin", "gnn", "sts_gnn"] = Field(
         "equal", description="power allocation: per subframe (equal, wmmse, maxmin, gnn = "
@@ -361,17 +395,18 @@ class CommConfig(_Section):
         8, ge=1, le=4096, description="subcarriers across the band on which rates are averaged"
     )
     cyclic_prefix_s: float = Field(
-        0.5e-6, ge=0.0, description="OFDM cyclic prefix: timing offsets beyond it cause ISI (s)"
+        0.5e-6, ge=0.0, le=1.0,
+        description="OFDM cyclic prefix: timing offsets beyond it cause ISI (s, at most 1 s)"
     )
     symbol_duration_s: float = Field(
-        4e-6, gt=0.0, description="OFDM symbol duration without CP (s)"
+        4e-6, ge=1e-12, le=1.0, description="OFDM symbol duration without CP (s), 1 ps to 1 s"
     )
     reuse_distance_m: float = Field(
-        0.0, ge=0.0,
+        0.0, ge=0.0, le=1e6,
         description="reuse last frame's beamformer if no user moved more than this (m)",
     )
     serving_aps: int = Field(
-        0, ge=0,
+        0, ge=0, le=1000,
         description="seed-003 designs (main/ei/mrt): each user is served by its this many "
         "strongest APs (user-centric cluster); 0: every AP serves every user (the paper)",
     )
@@ -381,7 +416,8 @@ class CommConfig(_Section):
         200, ge=2, le=100_000, description="tau_c: slots per coherence block (pilot overhead tau_p/tau_c)"
     )
     association_eta_db: float = Field(
-        -10.0, le=0.0, description="AP m serves user k if beta_mk >= eta * max_m beta_mk (dB); -inf: all"
+        -10.0, le=0.0, allow_inf_nan=True,
+        description="AP m serves user k if beta_mk >= eta * max_m beta_mk (dB); -inf: all",
     )
     pilot_assignment: Literal["dsatur_tabu", "dsatur", "gnn"] = Field(
         "dsatur_tabu", description="frame-start pilot length and assignment (seed 004): "
@@ -424,7 +460,8 @@ class ChannelConfig(_Section):
         10.0, ge=-50.0, le=300.0, description="Rician K factor; >= 300 dB means pure LOS"
     )
     min_doppler_hz: float = Field(
-        0.0, ge=0.0, description="Doppler floor for static users (scatterer motion, Hz)"
+        0.0, ge=0.0, le=1e6,
+        description="Doppler floor for static users (scatterer motion, Hz, at most 1 MHz)"
     )
     # --- umi (seed 004, 3GPP 38.901 street canyon)
     shadowing_std_db: float = Field(7.82, ge=0.0, le=30.0, description="umi: log-normal shadowing std (dB)")
@@ -454,10 +491,18 @@ class FronthaulConfig(_Section):
 class FaultConfig(_Section):
     """A scheduled fault."""
 
-    at_s: float = Field(..., ge=0.0, description="start time (s)")
-    ap: int = Field(..., ge=0, description="AP index")
+    at_s: float = Field(..., ge=0.0, le=1e9, description="start time (s)")
+    ap: int = Field(..., ge=0, le=10**6, description="AP index")
     kind: Literal["outage"] = Field("outage")
-    duration_s: float = Field(math.inf, gt=0.0, description="outage length (s); inf = permanent")
+    duration_s: float = Field(
+        math.inf, gt=0.0, allow_inf_nan=True, description="outage length (s); inf = permanent"
+    )
+
+    @model_validator(mode="after")
+    def _not_nan(self) -> FaultConfig:
+        if math.isnan(self.duration_s):
+            raise ValueError("duration_s must be a number of seconds or .inf, not NaN")
+        return self
 
 
 # ----------------------------------------------------------------------------- run
@@ -465,18 +510,25 @@ class RunConfig(_Section):
     """Run length, seed and output."""
 
     frames: int | None = Field(
-        None, ge=1, description="number of frames (default 20 when duration_s is not given)"
+        None, ge=1, le=10**9,
+        description="number of frames (default 20 when duration_s is not given; at most 1e9)"
     )
-    duration_s: float | None = Field(None, gt=0.0, description="simulated time (s)")
-    seed: int = Field(1, ge=0, description="root seed of every random stream")
-    replication: int = Field(0, ge=0, description="replication number (independent substream)")
+    duration_s: float | None = Field(
+        None, gt=0.0, le=1e9, description="simulated time (s, finite, at most 1e9 s)"
+    )
+    seed: int = Field(1, ge=0, lt=2**63, description="root seed of every random stream")
+    replication: int = Field(
+        0, ge=0, lt=2**63, description="replication number (independent substream)"
+    )
     output_dir: str = Field("runs/latest", description="run directory (CLI --out overrides)")
     flush_every_rows: int = Field(
-        20_000, ge=1, description="buffered trace rows of one table after which every table is flushed "
+        20_000, ge=1, le=10**8,
+        description="buffered trace rows of one table after which every table is flushed "
         "(at the next frame boundary, with a checkpoint)"
     )
     flush_every_s: float = Field(
-        30.0, gt=0.0, description="wall-clock seconds between flushes of every table (at frame "
+        30.0, gt=0.0, le=1e6,
+        description="wall-clock seconds between flushes of every table (at frame "
         "boundaries; checkpoint_every_s also flushes) (s)"
     )
     checkpoint_every_s: float = Field(
@@ -499,8 +551,9 @@ class RunConfig(_Section):
 class Scenario(_Section):
     """A complete, validated scenario."""
 
-    name: str = Field("scenario", description="free-form name, copied into meta.json")
-    description: str = Field("", description="free-form description")
+    name: str = Field("scenario", max_length=200,
+                      description="free-form name, copied into meta.json")
+    description: str = Field("", max_length=10_000, description="free-form description")
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     users: UsersConfig = Field(default_factory=UsersConfig)
     oscillators: OscillatorConfig = Field(default_factory=OscillatorConfig)
@@ -510,25 +563,16 @@ class Scenario(_Section):
     comm: CommConfig = Field(default_factory=CommConfig)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     fronthaul: FronthaulConfig = Field(default_factory=FronthaulConfig)
-    faults: list[FaultConfig] = Field(default_factory=list)
+    faults: list[FaultConfig] = Field(default_factory=list, max_length=10_000)
     run: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
-        n_ap = self.n_aps
-        for i, fault in enumerate(self.faults):
-            if fault.ap >= n_ap:
-                raise ValueError(f"faults[{i}].ap = {fault.ap} but there are only {n_ap} APs")
-        o = self.deployment.orientation
-        if o.mode == "list" and (o.angles_deg is None or len(o.angles_deg) != n_ap):
-            raise ValueError(f"deployment.orientation.angles_deg needs one angle per AP ({n_ap})")
-        for pts, what in ((self.deployment.aps.positions_m, "deployment.aps.positions_m"),
-                          (self.users.positions_m, "users.positions_m")):
-            for j, (x, y) in enumerate(pts or []):
-                if not (0 <= x <= self.deployment.width_m and 0 <= y <= self.deployment.height_m):
-                    raise ValueError(f"{what}[{j}] = [{x}, {y}] lies outside the area")
-        if self.sync.reference_ap is not None and self.sync.reference_ap >= n_ap:
-            raise ValueError(f"sync.reference_ap = {self.sync.reference_ap} >= number of APs")
+        from netsim.scenario.checks import cross_field_problems
+
+        problems = cross_field_problems(self)
+        if problems:  # one line per problem (the loader lists them separately)
+            raise ValueError("\n".join(problems))
         return self
 
     @property

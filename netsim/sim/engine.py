@@ -46,6 +46,7 @@ from netsim.runs import CHECKPOINT_FILE, RunDirError, prepare_run_dir, read_run_
 from netsim.scenario.loader import scenario_to_yaml
 from netsim.scenario.models import Scenario
 from netsim.sim import methods
+from netsim.sim.checks import check_record, mean_sinr_db
 from netsim.sim.comm import make_comm
 from netsim.sim.sync_correction import CorrectionBatch, RoundSchedule, SyncCorrection
 from netsim.sim.world import Network
@@ -607,7 +608,7 @@ class CentralUnit:
             sum_rate_bps_hz=float(np.mean(fs.rates_sum)),
             min_rate_bps_hz=float(np.mean(fs.rates_min)),
             certified_min_rate_bps_hz=self.certified_rate(),
-            mean_sinr_db=float(np.mean(fs.sinr_all)),
+            mean_sinr_db=mean_sinr_db(fs.sinr_all),  # served users only (dB)
             wall_sync_s=fs.wall_sync, wall_sense_s=fs.wall_sense, wall_comm_s=fs.wall_comm,
             wall_power_s=fs.wall_power,
         )
@@ -750,6 +751,7 @@ class Simulation:
         self.env = Environment()
         self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows,
                                  scenario.run.flush_every_s)
+        self.trace.check = check_record  # a non-finite rate/SINR/power/position fails the run
         self.frame_start = self.env.event()
         self.scheduled: dict[int, Scheduled] = {}
         self._next_seq = 0
@@ -1004,6 +1006,7 @@ class Simulation:
         sc = sim.scenario
         sim.trace = TraceWriter(run_dir, sc.run.flush_every_rows, sc.run.flush_every_s,
                                 resume=data["trace"])
+        sim.trace.check = check_record
         sim.env = Environment(initial_time=data["t_s"])
         sim.frame_start = sim.env.event()
         sim.resumed_utc = [*sim.resumed_utc, datetime.now(UTC).isoformat()]

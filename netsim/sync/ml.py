@@ -149,6 +149,9 @@ def ml_estimate(
     sb = np.broadcast_to(pilot, lead + pilot.shape[-1:]).reshape(-1, pilot.shape[-1])  # [B, N]
     db = np.broadcast_to(delays, lead + (n_taps,)).reshape(-1, n_taps)  # [B, L]
     n_b = yb.shape[0]
+    if n_b == 0:  # no link to estimate (e.g. a network of one AP): empty estimates
+        empty = np.zeros(lead)
+        return MlEstimate(empty, empty.copy(), np.zeros(lead + (n_taps,), complex), empty.copy())
     eta = float(to_range_chips)
     n_q = int(np.floor(eta + db.max())) + 3 if n_b else 3
     m = np.arange(n_samples)

@@ -304,6 +304,13 @@ def sync_round(
     th_int = guard - (x[int_tx] - x[rx][:, None]) / ts  # [n_link, I] chips
     eps_int = (fo[int_tx] - fo[rx][:, None]) * ts
     vs_int = np.maximum(th_int + d_int / c_ts - 0.5, 0.0)  # actual delay, one-chip spread
+    # An interferer whose pilot starts after the master's window has closed adds nothing to it:
+    # drop it (exact) rather than sizing the band matrices by its delay (time offsets of
+    # seconds are 1e7 chips: 20+ GiB before this guard).
+    late = vs_int >= m_win  # [n_link, I]
+    int_on &= ~late
+    p_int = np.where(late, 0.0, p_int)
+    vs_int = np.where(late, 0.0, vs_int)
 
     sig_e = cfg.tx_power_w * beta * 2 * n / 3
     sinr = 10 * np.log10(sig_e / (np.sum(p_int, 1) * 2 * n / 3 + m_win * cfg.noise_power_w))

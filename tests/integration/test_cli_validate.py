@@ -1,0 +1,55 @@
+"""`netsim validate` / `netsim run` on hostile input, as a user types them: clean errors only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def netsim_cli(*args):
+    return subprocess.run([sys.executable, "-m", "netsim", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_validate_prints_algorithms_and_cost_warnings():
+    res = netsim_cli("validate", "scenarios/campus.yaml", "--set", "comm.beamforming=main",
+                     "--set", "comm.serving_aps=0")
+    assert res.returncode == 0, res.stderr
+    assert "beamforming: main (robust SDP, seed 003)" in res.stdout
+    assert "warning: comm.beamforming: main is a robust SDP" in res.stdout
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"users: [1, 2]\n",
+                                     b"a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                                     b"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                                     b"e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nusers: *e\n"])
+def test_garbage_files_get_a_clean_error(tmp_path, content):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    for cmd in ("validate", "run"):
+        res = netsim_cli(cmd, str(bad), "--out", str(tmp_path / "o")) if cmd == "run" else \
+            netsim_cli(cmd, str(bad))
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr and len(res.stderr) < 5000
+        assert "is not a valid scenario" in res.stderr
+
+
+def test_run_refuses_an_out_that_is_a_file_or_read_only(tmp_path):
+    occupied = tmp_path / "file"
+    occupied.write_text("x")
+    res = netsim_cli("run", "scenarios/quickstart.yaml", "--frames", "1", "--out", str(occupied))
+    assert res.returncode == 2 and "exists and is not a folder" in res.stderr
+    assert "Traceback" not in res.stderr
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            res = netsim_cli("run", "scenarios/quickstart.yaml", "--frames", "1", "--out",
+                             str(ro / "sub" / "run"))
+        finally:
+            ro.chmod(0o700)
+        assert res.returncode == 2 and "is not writable" in res.stderr
