@@ -85,8 +85,10 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str, str]]] = {
                                       "frame's seed-003 robust design over its error balls",
                                       "beamforming is not main/ei/mrt, or the design fell "
                                       "back"),
-        "mean_sinr_db": ("dB", "mean effective SINR over user-subframes (see subframes."
-                         "sinr_db)", "never"),
+        "mean_sinr_db": ("dB", "mean in dB of the effective SINR (subframes.sinr_db) over the "
+                         "SERVED user-subframes only: users with zero rate (-3000 dB floor) "
+                         "are excluded and show as min_rate_bps_hz = 0; -3000 when nobody is "
+                         "served", "never"),
         "wall_sync_s": ("s", "wall-clock time of the sync phase (machine dependent)", "never"),
         "wall_sense_s": ("s", "wall-clock time of sensing", "never"),
         "wall_comm_s": ("s", "wall-clock time of communication (includes power control)",
