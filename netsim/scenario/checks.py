@@ -212,12 +212,12 @@ def cost_warnings(sc: Scenario) -> list[str]:
             out.append(f"comm.beamforming: {bf} is a robust SDP of dimension ~{dim} here, above "
                        f"the guard {SDP_DIM_GUARD}: every frame falls back to equal-power MRT "
                        "(logged); use mrt_plain, or comm.serving_aps to cluster")
-        elif dim > SDP_DIM_GUARD // 2:
-            out.append(f"comm.beamforming: {bf} solves an SDP of dimension ~{dim} every frame "
-                       "(seconds per frame); mrt_plain is the fast choice")
-    if bf == "ei" and m * n * k > 20_000:
-        out.append(f"comm.beamforming: ei solves a convex program over {m * n * k} variables per "
-                   "frame")
+        else:
+            out.append(f"comm.beamforming: {bf} solves a robust SDP of dimension ~{dim} every "
+                       "frame (seconds to minutes per frame); mrt_plain is the fast choice")
+    if bf == "ei":
+        out.append(f"comm.beamforming: ei solves a convex program over {m * n * k} complex "
+                   "variables every frame (seconds per frame); mrt_plain is the fast choice")
     if sc.comm.power in ("wmmse", "maxmin") and m * k > 20_000:
         out.append(f"comm.power: {sc.comm.power} iterates over {m} APs x {k} users every subframe")
     if sc.sync.method == "ml" and m > 100:
@@ -230,6 +230,11 @@ def cost_warnings(sc: Scenario) -> list[str]:
                    f"chip_time_s = {window_s:.3g} s): most links will be out of range and "
                    "left uncorrected")
     se = sc.sensing
+    dep = sc.deployment
+    points = (dep.width_m / se.grid_step_m + 1) * (dep.height_m / se.grid_step_m + 1)
+    if se.method == "music" and points > 1e5:
+        out.append(f"sensing: music searches a full grid of {points:.3g} points (grid_step_m = "
+                   f"{se.grid_step_m} m) at acquisition, over {m} APs x {n} antennas")
     if se.method == "music" and se.covariance == "optimized" and m > 8:
         out.append(f"sensing.covariance: optimized designs an SDP over {m} APs (practical for a "
                    "few APs only)")
