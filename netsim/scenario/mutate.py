@@ -303,12 +303,16 @@ def reduce_for_run(data: dict, max_users: int | None = None, cheap: bool = False
     """A cheaper copy of a scenario for smoke runs: at most 2 subframes and 2 subcarriers, at
     most 64 sensing snapshots per frame and 50 plan swap iterations; with ``max_users``, at most
     that many random users (``users.count``; explicit positions and trajectories are kept);
-    with ``cheap``, the isotropic sensing covariance instead of the optimized SDP. AP counts
+    with ``cheap``, the isotropic sensing covariance instead of the optimized SDP and mrt_plain
+    instead of the robust beamforming designs (mrt, main, ei). AP counts
     and antennas are kept: their cost is what ``netsim validate`` warns about."""
     data = copy.deepcopy(data)
     sensing = data.get("sensing")
     if cheap and isinstance(sensing, dict) and sensing.get("covariance") == "optimized":
         sensing["covariance"] = "isotropic"
+    comm = data.get("comm")
+    if cheap and isinstance(comm, dict) and comm.get("beamforming") in ("mrt", "main", "ei"):
+        comm["beamforming"] = "mrt_plain"  # the robust SDPs have their own tests (minutes, GBs)
     users = data.get("users")
     if max_users is not None and isinstance(users, dict) and not users.get("positions_m"):
         count = users.get("count")

@@ -9,7 +9,8 @@ Properties, for every file:
   5 s of CPU (a valid file takes ~0.05 s; the bound catches hangs and alias bombs, with a wide
   margin, and is CPU time, not wall time);
 * a file that validates runs two frames (reduced: 2 subframes, 2 subcarriers, at most 4 random
-  users, isotropic sensing covariance; see ``reduce_for_run``) to exit 0 with finite rates, SINRs, powers and positions, or to exit 1 with
+  users, isotropic sensing covariance, mrt_plain for the robust SDP designs; see
+  ``reduce_for_run``) to exit 0 with finite rates, SINRs, powers and positions, or to exit 1 with
   ``meta.json`` ``status: failed`` and a message; never a traceback.
 
 The default run draws 80 examples (deterministic: ``derandomize``); the ``slow`` variant 400.

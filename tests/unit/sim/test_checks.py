@@ -46,14 +46,13 @@ def test_estimates_may_be_missing_but_not_infinite():
 
 
 def test_trace_writer_refuses_a_record_when_checked():
+    from netsim.trace import SCHEMAS
+
     w = TraceWriter(None)
     w.check = check_record
-    with pytest.raises(NonFiniteValue):
-        w.emit("events", t_s=0.0, frame=0, kind="x", entity=0, detail="") or w.emit(
-            "aps", frame=0, t_s=0.0, ap=np.arange(2), x_m=np.array([0.0, np.nan]), y_m=np.zeros(2),
-            cluster=np.zeros(2), is_master=np.zeros(2, bool), is_reference=np.zeros(2, bool),
-            online=np.ones(2, bool), true_cfo_hz=np.zeros(2), est_cfo_hz=np.zeros(2),
-            residual_cfo_hz=np.zeros(2), true_to_s=np.zeros(2), est_to_s=np.zeros(2),
-            residual_to_s=np.zeros(2), residual_phase_rad=np.zeros(2), crb_cfo_hz2=np.zeros(2),
-            crb_to_s2=np.zeros(2))
-    assert len(w.table("aps")) == 0 and len(w.table("events")) == 1
+    cols = {name: np.zeros(2) for name in SCHEMAS["aps"].names}  # every column, 2 APs
+    cols["frame"], cols["ap"] = 0, np.arange(2)
+    w.emit("aps", **cols)
+    cols["x_m"] = np.array([0.0, np.nan])
+    with pytest.raises(NonFiniteValue, match=r"frame 0: aps.x_m = nan \(ap 1\)"):
+        w.emit("aps", **cols)
