@@ -245,7 +245,9 @@ def test_hard_fixture_provenance(name: str) -> None:
     both = assoc[:, :, None] & assoc[:, None, :]
     assert np.array_equal(assoc, assoc_f) and sigma2 == SIGMA2 and p_max == CFG.p_max_w
     assert np.allclose(np.where(both, csi.ghat, 0.0), ghat, rtol=1e-12, atol=0.0)
-    assert np.allclose(csi.err_var, err, rtol=1e-12, atol=0.0)
+    # err_var = beta - (estimated gain) cancels: its last digits depend on the BLAS build
+    # (5.6e-12 relative on s2027_d14_t2 with numpy 2.4), so 1e-9 rather than 1e-12
+    assert np.allclose(csi.err_var, err, rtol=1e-9, atol=0.0)
 
 
 def test_no_associated_pair_returns_at_once_converged():
