@@ -214,9 +214,14 @@ class MusicSensing:
         dep = sim.scenario.deployment
         span = float(max(dep.width_m, dep.height_m))
         was_acq = np.isfinite(self.halfwidth)
+        # velocity only from two tracked estimates: an acquisition frame may move a track by
+        # metres (frame 0 senses before the first correction), which is no speed
+        tracking_frame = self.n_frames >= ACQUIRE_FRAMES
         for k in range(est.shape[0]):
             if detected[k]:
-                if was_acq[k] and not self.lost[k] and dt > 0:
+                if not tracking_frame:
+                    self.vel[k] = 0.0
+                elif was_acq[k] and not self.lost[k] and dt > 0:
                     self.vel[k] = (est[k] - self.pos[k]) / dt
                 elif not was_acq[k] or self.lost[k]:
                     self.vel[k] = 0.0

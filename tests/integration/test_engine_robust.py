@@ -12,7 +12,7 @@ import pytest
 from netsim.scenario import load_scenario
 from netsim.sim.engine import Simulation
 
-SMALL = ["deployment.antennas_per_ap=5", "users.positions_m=[[5, 5], [15, 15]]", "run.frames=2"]
+SMALL = ["deployment.antennas_per_ap=5", "users.positions_m=[[5, 5], [15, 15]]", "run.frames=3"]
 
 
 def run(*overrides):
@@ -23,6 +23,13 @@ def run(*overrides):
 @pytest.mark.parametrize("scheme", ["ei", "mrt", "main"])
 def test_robust_design_runs_per_frame_with_a_certificate(scheme: str):
     t = run(f"comm.beamforming={scheme}")
+    # frame 0 senses before the first sync correction has arrived: its estimates are metres off
+    # and its bound is loose, so a robust design may be infeasible there (a logged fallback).
+    # From frame 1 on the users are tracked (within 1 cm; frame 2 also checks that the track's
+    # velocity is not taken from the acquisition jump) and every design must succeed.
+    users = t["users"]
+    assert (users[users.frame >= 1].loc_err_m < 0.01).all()
+    t = {name: df[df.frame >= 1] for name, df in t.items()}
     frames, subs, events = t["frames"], t["subframes"], t["events"]
     assert not (events.kind == "beamformer_fallback").any()
     # the design's certified worst-case min rate is logged next to the rates on the true channel
