@@ -47,6 +47,7 @@ from netsim.units import dbm_to_w
 __all__ = ["CrlbSensing", "MusicSensing"]
 
 ACQUIRE_FRAMES = 2  # frames that run the acquisition for every user before tracking starts
+MAX_TRACK_SPEED_MPS = 30.0  # a two-point velocity above this is an acquisition jump, not motion
 
 
 
@@ -214,15 +215,14 @@ class MusicSensing:
         dep = sim.scenario.deployment
         span = float(max(dep.width_m, dep.height_m))
         was_acq = np.isfinite(self.halfwidth)
-        # velocity only from two tracked estimates: an acquisition frame may move a track by
-        # metres (frame 0 senses before the first correction), which is no speed
-        tracking_frame = self.n_frames >= ACQUIRE_FRAMES
         for k in range(est.shape[0]):
             if detected[k]:
-                if not tracking_frame:
-                    self.vel[k] = 0.0
-                elif was_acq[k] and not self.lost[k] and dt > 0:
+                if was_acq[k] and not self.lost[k] and dt > 0:
                     self.vel[k] = (est[k] - self.pos[k]) / dt
+                    # an acquisition may move a track by metres (frame 0 senses before the first
+                    # sync correction has arrived): such a jump is a re-acquisition, not a speed
+                    if np.linalg.norm(self.vel[k]) > MAX_TRACK_SPEED_MPS:
+                        self.vel[k] = 0.0
                 elif not was_acq[k] or self.lost[k]:
                     self.vel[k] = 0.0
                 if self.lost[k]:
