@@ -8,6 +8,8 @@ the mean over its subframes (5). Every method sees the same fading and pilot noi
 Methods:
 * ``dsatur_tabu+wmmse`` : the numerical baseline (spec 4); WMMSE run to convergence with
   :data:`BASELINE_WMMSE` (tol 1e-7, cap 3000 sweeps) unless another config is given;
+GNN forward passes run in :data:`netsim.comm.power.gnn.FAST_DTYPE` (float32), as in the engine.
+
 * ``dts_gnn`` : DTS-Pilot-GNN at frame start + DTS-Power-GNN every subframe;
 * ``sts_gnn`` : STS-GNN once per frame (pilots and one power matrix);
 * ``dsatur_tabu+gnn`` / ``dts_pilot+wmmse`` : mixed pairs for ablations.
@@ -23,7 +25,13 @@ import numpy as np
 from netsim.comm.net_se import net_sum_se, sinr_true
 from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
 from netsim.comm.power import POWER_ALLOCATORS
-from netsim.comm.power.gnn import gnn_pilot_assignment, gnn_power, resolve_weights, sts_power
+from netsim.comm.power.gnn import (
+    FAST_DTYPE,
+    gnn_pilot_assignment,
+    gnn_power,
+    resolve_weights,
+    sts_power,
+)
 from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import WMMSEConfig
 from netsim.learn.data import Drops, DropSpec, draw_ssf
@@ -96,11 +104,11 @@ def evaluate_frames(
             colour, tau_p = pa.colour, int(pa.tau_p)
         elif method == "sts_gnn":
             sts_p, dec = sts_power(sts, beta, assoc, cfg.p_pilot_w, sigma2, cfg.p_max_w,
-                                   streams.generator("z", d))
+                                   streams.generator("z", d), dtype=FAST_DTYPE)
             colour, tau_p = dec.colour, dec.tau_p
         else:
             dec = gnn_pilot_assignment(dts, beta, assoc, cfg.p_pilot_w, sigma2,
-                                       streams.generator("z", d))
+                                       streams.generator("z", d), dtype=FAST_DTYPE)
             colour, tau_p = dec.colour, dec.tau_p
         w1, c1 = _clock()
         rng = streams.generator("ssf", d)
@@ -112,7 +120,7 @@ def evaluate_frames(
             if sts_p is not None:
                 power = sts_p
             elif method in ("dts_gnn", "dsatur_tabu+gnn"):
-                power = gnn_power(dts, csi.ghat, assoc, sigma2, cfg.p_max_w)
+                power = gnn_power(dts, csi.ghat, assoc, sigma2, cfg.p_max_w, dtype=FAST_DTYPE)
             else:
                 power = POWER_ALLOCATORS["wmmse"](csi.ghat, csi.err_var, assoc, sigma2,
                                                   cfg.p_max_w, config=wcfg).power_w

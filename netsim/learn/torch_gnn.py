@@ -34,7 +34,7 @@ from netsim.comm.power.gnn_layers import (
     sts_forward,
 )
 
-__all__ = ["TorchOps", "TorchGNN", "ChainInputs", "soft_chain", "BN_EPS"]
+__all__ = ["TorchOps", "TorchGNN", "ChainInputs", "soft_chain", "dts_power", "net_se", "BN_EPS"]
 
 BN_EPS = 1e-5
 
@@ -259,7 +259,7 @@ def _soft_csi(x, inp: ChainInputs, n_ps_fixed: int):
     return tau, ghat, g_true
 
 
-def _net_se(g_true, power, tau, tau_c: int):
+def net_se(g_true, power, tau, tau_c: int):
     """Net-SE (4) per (b, t): g_true [B, T, M, K, K], power [B, T, M, K] (noise units)."""
     amp = torch.sqrt(torch.clamp(power, min=1e-30))
     s = torch.einsum("btmik,btmi->btik", g_true, amp.to(g_true.dtype))  # [B, T, K, K]
@@ -268,6 +268,30 @@ def _net_se(g_true, power, tau, tau_c: int):
     interf = pw.sum(dim=-2) - sig
     rate = torch.log2(1.0 + sig / (interf + 1.0)).sum(dim=-1)  # [B, T]
     return (1.0 - tau[:, None] / tau_c) * rate
+
+
+
+def dts_power(ops, pw: TorchGNN, ghat, assoc, an_m, an_k, an_mask, p_max):
+    """DTS-Power-GNN on every subframe of a batch (noise units), as in the test phase.
+
+    ghat : [B, T, M, K, K] complex, ghat[..., m, k, i] = hhat_i^H w_k (eq. (11));
+    assoc : [B, M, K] float; an_m, an_k : [B, A] long, an_mask : [B, A] (:func:`an_index`);
+    p_max : [B, M] (W; noise power 1). Returns power [B, T, M, K] (W).
+    """
+    b, t, m, k = ghat.shape[:4]
+    bi = torch.arange(b, device=ghat.device)[:, None]  # [B, 1]
+    g_an = ghat.permute(0, 2, 3, 1, 4)[bi, an_m, an_k]  # [B, A, T, K]
+    n_an = g_an.shape[1]
+    g_an = g_an.permute(0, 2, 1, 3).reshape(b * t, n_an, k)  # [B*T, A, K]
+    known = assoc[bi, an_m]  # [B, A, K] a_{m(a), i}
+    oh_k = torch.nn.functional.one_hot(an_k, k).to(known.dtype) * an_mask[..., None]
+    oh_m = torch.nn.functional.one_hot(an_m, m).to(known.dtype) * an_mask[..., None]
+    rep = lambda x: x[:, None].expand((b, t) + x.shape[1:]).reshape((b * t,) + x.shape[1:])  # noqa: E731
+    snr = float(p_max.max())  # P_max / sigma^2 in noise units
+    f0 = ssf_features(ops, g_an.real, g_an.imag, rep(known), snr)
+    logit = power_forward(ops, pw.params(), pw.arch, f0, rep(oh_k), rep(an_mask))
+    dense = torch.einsum("na,nam,nak->nmk", logit, rep(oh_m), rep(oh_k))  # [B*T, M, K]
+    return power_activation(ops, dense, rep(assoc), rep(p_max)).reshape(b, t, m, k)
 
 
 def soft_chain(framework: str, nets: dict, inp: ChainInputs, ops: TorchOps | dict,
@@ -288,22 +312,9 @@ def soft_chain(framework: str, nets: dict, inp: ChainInputs, ops: TorchOps | dic
     tau, ghat, g_true = _soft_csi(x, inp, pnet.arch.n_ps)
     b, t, m, k = ghat.shape[:4]
     if framework == "dts":
-        pw = nets["power"]
-        bi = torch.arange(b, device=ghat.device)[:, None]  # [B, 1]
-        g_an = ghat.permute(0, 2, 3, 1, 4)[bi, inp.an_m, inp.an_k]  # [B, A, T, K]
-        n_an = g_an.shape[1]
-        g_an = g_an.permute(0, 2, 1, 3).reshape(b * t, n_an, k)  # [B*T, A, K]
-        known = inp.assoc[bi, inp.an_m]  # [B, A, K] a_{m(a), i}
-        oh_k = torch.nn.functional.one_hot(inp.an_k, k).to(known.dtype) * inp.an_mask[..., None]
-        oh_m = torch.nn.functional.one_hot(inp.an_m, m).to(known.dtype) * inp.an_mask[..., None]
-        rep = lambda x: x[:, None].expand((b, t) + x.shape[1:]).reshape((b * t,) + x.shape[1:])  # noqa: E731
-        snr = float(inp.p_max.max())  # P_max / sigma^2 in noise units
-        f0 = ssf_features(get("power"), g_an.real, g_an.imag, rep(known), snr)
-        logit = power_forward(get("power"), pw.params(), pw.arch, f0, rep(oh_k), rep(inp.an_mask))
-        dense = torch.einsum("na,nam,nak->nmk", logit, rep(oh_m), rep(oh_k))  # [B*T, M, K]
-        a_bt = rep(inp.assoc)
-        power = power_activation(get("power"), dense, a_bt, rep(inp.p_max)).reshape(b, t, m, k)
+        power = dts_power(get("power"), nets["power"], ghat, inp.assoc, inp.an_m, inp.an_k,
+                          inp.an_mask, inp.p_max)
     else:
         p = power_activation(get(pname), p_logit, inp.assoc, inp.p_max)  # [B, M, K]
         power = p[:, None].expand(b, t, m, k)
-    return _net_se(g_true, power, tau, inp.tau_c), x, tau
+    return net_se(g_true, power, tau, inp.tau_c), x, tau

@@ -248,7 +248,7 @@ class PilotComm:
         if sc.comm.power == "sts_gnn":
             self.frame_power, dec = gnn.sts_power(
                 sc.comm.sts_gnn_weights, beta, self.assoc, self.p_pilot_w, noise, p_max,
-                sim.rngs["pilots"])
+                sim.rngs["pilots"], dtype=gnn.FAST_DTYPE)
         reason = self.assignment_stale(beta, self.assoc)
         if reason is None:
             return False
@@ -257,7 +257,8 @@ class PilotComm:
         if sc.comm.pilot_assignment == "gnn":
             if dec is None:
                 dec = gnn.gnn_pilot_assignment(sc.comm.gnn_weights, beta, self.assoc,
-                                               self.p_pilot_w, noise, sim.rngs["pilots"])
+                                               self.p_pilot_w, noise, sim.rngs["pilots"],
+                                               dtype=gnn.FAST_DTYPE)
             colour, tau_p = dec.colour, dec.tau_p
         else:
             from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu

@@ -30,22 +30,26 @@ from typing import Any
 
 import numpy as np
 
+from netsim.comm.power.gnn_fast import (
+    pilot_plan,
+    power_activation_fast,
+    power_forward_fast,
+    power_plan,
+    sts_forward_fast,
+)
 from netsim.comm.power.gnn_layers import (
     GNNArch,
     NumpyOps,
-    lsf_features,
     pilot_bn_keys,
     pilot_layer_names,
-    power_activation,
     power_bn_keys,
-    power_forward,
     power_layer_names,
     ssf_features,
-    sts_forward,
 )
 
 __all__ = [
     "FORMAT",
+    "FAST_DTYPE",
     "GNNWeights",
     "GNNWeightsError",
     "PilotDecision",
@@ -60,6 +64,9 @@ __all__ = [
 ]
 
 FORMAT = "netsim-gnn-1"
+#: dtype of the forward passes in the simulator and the reproduction (float32 is about twice as
+#: fast; the public functions default to float64, the reference that torch is checked against)
+FAST_DTYPE = np.float32
 _OPS = NumpyOps()
 _REQUIRED = {"dts": ("pilot", "power"), "sts": ("sts",)}
 
@@ -82,6 +89,20 @@ class GNNWeights:
     params: dict[str, dict[str, np.ndarray]]
     meta: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def pilot_plan(self, model: str, n_ap: int, n_ue: int, n_ps: int, dtype=np.float64) -> list[dict]:
+        """Folded matrices of ``model`` for these sizes (:mod:`gnn_fast`), built once."""
+        key = ("pilot", model, n_ap, n_ue, n_ps, np.dtype(dtype).name)
+        if key not in self.cache:
+            self.cache[key] = pilot_plan(self.params[model], self.archs[model], n_ap, n_ue, n_ps, dtype)
+        return self.cache[key]
+
+    def power_plan(self, n_ue: int, dtype=np.float64) -> list[dict]:
+        key = ("power", n_ue, np.dtype(dtype).name)
+        if key not in self.cache:
+            self.cache[key] = power_plan(self.params["power"], self.archs["power"], n_ue, dtype)
+        return self.cache[key]
 
     @property
     def snr_ref(self) -> float:
@@ -226,11 +247,27 @@ def draw_random_features(arch: GNNArch, n_ue: int, rng: np.random.Generator | No
     return rng.uniform(0.0, 1.0, size=(n_ps, n_ue))  # [S, K]
 
 
-def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z):
-    d0 = lsf_features(_OPS, np.asarray(beta, float)[None], np.asarray(assoc, float)[None],
-                      p_pilot_w / noise_w)  # [1, M, K, 2]
-    e0 = np.asarray(z, float)[None, :, :, None]  # [1, S, K, 1]
-    return sts_forward(_OPS, w.params[model], w.archs[model], d0, e0)
+def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, dtype=np.float64):
+    """(power_logit [M, K], pilot_logit [S, K]) of one graph through the fast path."""
+    beta = np.asarray(beta, float)
+    n_ap, n_ue = beta.shape
+    z = np.asarray(z, float)  # [S, K]
+    d0 = np.empty((2, n_ue, n_ap), dtype)  # [2, K, M] channel-first UE-major lsf_features
+    d0[0] = np.log10(np.maximum(beta.T * (p_pilot_w / noise_w), 1e-30)) * (10.0 / 30.0)
+    d0[1] = np.asarray(assoc, float).T
+    e0 = z.T[None].astype(dtype)  # [1, K, S]
+    plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype)
+    p_logit, x_logit = sts_forward_fast(plan, w.archs[model], d0, e0)  # [K, M], [K, S]
+    return p_logit.T.astype(float), x_logit.T.astype(float)
+
+
+def _round_pilots(logit: np.ndarray, n_ps_fixed: int):
+    """softmax over s (29), argmax per column, empty rows removed: (x [S, K], colour [K], tau_p)."""
+    zz = np.exp(logit - logit.max(axis=0, keepdims=True))
+    x = zz / zz.sum(axis=0, keepdims=True)  # [S, K]
+    colour = _relabel(np.argmax(x, axis=0))
+    tau_p = int(n_ps_fixed) if n_ps_fixed else int(colour.max()) + 1
+    return x, colour, tau_p
 
 
 def gnn_pilot_assignment(
@@ -243,6 +280,7 @@ def gnn_pilot_assignment(
     *,
     framework: str = "dts",
     z: np.ndarray | None = None,
+    dtype=np.float64,
 ) -> PilotDecision:
     """Pilot length and assignment from the Pilot-GNN (DTS) or the STS pilot head (spec 5.2/5.5).
 
@@ -252,20 +290,17 @@ def gnn_pilot_assignment(
     rng : generator for the random features z ~ U(0, 1) [S, K] (or give ``z`` directly).
 
     Test-phase rounding (5.5): each column's argmax gets the 1, empty rows are removed, and
-    tau_p is the number of rows left (1 <= tau_p <= S).
+    tau_p is the number of rows left (1 <= tau_p <= S). ``dtype`` of the forward pass
+    (float64 default; float32 is faster, see :mod:`netsim.comm.power.gnn_fast`).
     """
     w = resolve_weights(weights, framework)
     model = w.pilot_model
     n_ue = beta.shape[1]
     if z is None:
         z = draw_random_features(w.archs[model], n_ue, rng)
-    _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z)
-    x = _OPS.softmax(logit, 1)[0]  # [S, K]
-    colour = _relabel(np.argmax(x, axis=0))
-    tau_p = int(colour.max()) + 1
-    if w.archs[model].n_ps:  # Fix(tau_p) ablation: the pilot length is the graph's PS count
-        tau_p = int(w.archs[model].n_ps)
-    return PilotDecision(colour, tau_p, x, logit[0])
+    _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z, dtype)
+    x, colour, tau_p = _round_pilots(logit, w.archs[model].n_ps)
+    return PilotDecision(colour, tau_p, x, logit)
 
 
 def power_graph(ghat: np.ndarray, assoc: np.ndarray, snr: float):
@@ -287,6 +322,8 @@ def gnn_power(
     assoc: np.ndarray,
     noise_w: float,
     p_max_w: float | np.ndarray,
+    *,
+    dtype=np.float64,
 ) -> np.ndarray:
     """DTS-Power-GNN for one subframe (eq. (12)), batched over leading axes.
 
@@ -295,7 +332,8 @@ def gnn_power(
     ghat : [..., M, K, K] complex, estimated equivalent channels (eq. (11))
     assoc : [..., M, K] bool; noise_w : sigma^2 (W); p_max_w : float or [..., M] (W).
     The SNR scale of the features is max(P_max) / sigma^2 of THIS deployment (the file's
-    ``features.snr_ref`` records the training value).
+    ``features.snr_ref`` records the training value). dtype : float64 (default) or float32
+    forward pass (:mod:`netsim.comm.power.gnn_fast`).
 
     Returns
     -------
@@ -309,15 +347,11 @@ def gnn_power(
     pm = np.broadcast_to(np.asarray(p_max_w, float), lead + (m,)).reshape((-1, m))
     snr = float(np.max(pm)) / noise_w if np.max(pm) > 0 else w.snr_ref
     out = np.zeros(g.shape[:3])
+    plan = w.power_plan(k, dtype)
     for b in range(g.shape[0]):  # the AN graph differs per association
-        f0, an_k, m_idx, k_idx = power_graph(g[b], a[b], snr)
-        if m_idx.size == 0:
-            continue
-        logit = power_forward(_OPS, w.params["power"], w.archs["power"], f0, an_k,
-                              np.ones((1, m_idx.size)))[0]  # [A]
-        dense = np.zeros((1, m, k))
-        dense[0, m_idx, k_idx] = logit
-        out[b] = power_activation(_OPS, dense, a[b][None].astype(float), pm[b][None])[0]
+        logit, m_idx, k_idx = power_forward_fast(plan, g[b], a[b], snr, dtype)
+        if m_idx.size:
+            out[b] = power_activation_fast(logit, m_idx, k_idx, (m, k), pm[b])
     return out.reshape(lead + (m, k))
 
 
@@ -331,6 +365,7 @@ def sts_power(
     rng: np.random.Generator | None,
     *,
     z: np.ndarray | None = None,
+    dtype=np.float64,
 ) -> tuple[np.ndarray, PilotDecision]:
     """STS-GNN (eq. (14)): one power matrix ``[M, K]`` for the frame and its pilot decision.
 
@@ -340,13 +375,12 @@ def sts_power(
     n_ap, n_ue = beta.shape
     if z is None:
         z = draw_random_features(w.archs["sts"], n_ue, rng)
-    p_logit, logit = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z)
-    pm = np.broadcast_to(np.asarray(p_max_w, float), (n_ap,))[None]
-    power = power_activation(_OPS, p_logit, np.asarray(assoc, float)[None], pm)[0]
-    x = _OPS.softmax(logit, 1)[0]
-    colour = _relabel(np.argmax(x, axis=0))
-    tau_p = int(w.archs["sts"].n_ps) if w.archs["sts"].n_ps else int(colour.max()) + 1
-    return power, PilotDecision(colour, tau_p, x, logit[0])
+    p_logit, logit = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z, dtype)
+    pm = np.broadcast_to(np.asarray(p_max_w, float), (n_ap,))
+    m_idx, k_idx = np.nonzero(np.asarray(assoc, bool))
+    power = power_activation_fast(p_logit[m_idx, k_idx], m_idx, k_idx, (n_ap, n_ue), pm)
+    x, colour, tau_p = _round_pilots(logit, w.archs["sts"].n_ps)
+    return power, PilotDecision(colour, tau_p, x, logit)
 
 
 def gnn_allocator(
@@ -360,9 +394,10 @@ def gnn_allocator(
     config: GNNWeights | str | Path | None = None,
 ):
     """``comm.power: gnn`` policy (registry signature; ``config`` = weights or their path,
-    None = the shipped DTS weights). ``err_var`` and ``rng`` are not used (deterministic)."""
+    None = the shipped DTS weights), run in :data:`FAST_DTYPE`. ``err_var`` and ``rng`` are
+    not used (deterministic)."""
     from netsim.comm.power import PowerAllocation
 
     w = resolve_weights(config, "dts")
-    power = gnn_power(w, ghat, assoc, noise_w, p_max_w)
+    power = gnn_power(w, ghat, assoc, noise_w, p_max_w, dtype=FAST_DTYPE)
     return PowerAllocation(power, 0, np.zeros(0), True, {"policy": "gnn", "weights": w.path})

@@ -22,7 +22,8 @@ from netsim.comm.power.gnn_layers import (  # noqa: E402
 )
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation  # noqa: E402
 from netsim.comm.subframe import prepare_subframe  # noqa: E402
-from netsim.learn.torch_gnn import ChainInputs, TorchGNN, TorchOps, _net_se, _soft_csi  # noqa: E402
+from netsim.learn.torch_gnn import ChainInputs, TorchGNN, TorchOps, _soft_csi  # noqa: E402
+from netsim.learn.torch_gnn import net_se as _net_se  # noqa: E402
 from netsim.phy import umi  # noqa: E402
 
 CFG = umi.ChannelConfig.umi()

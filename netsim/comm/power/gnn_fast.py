@@ -1,0 +1,207 @@
+"""Fast numpy forward passes of the seed-004 GNNs for single graphs (the simulator's path).
+
+The arithmetic is the one of :mod:`netsim.comm.power.gnn_layers` (eqs. (24)-(27), spec power.md
+5.1-5.3), which stays the reference that torch is trained with; this module evaluates the same
+functions for ONE graph with fewer, larger numpy calls, and is checked against the reference to
+1e-10 in float64 (tests/unit/comm/test_gnn_fast.py). What changes is only the order of the
+linear algebra:
+
+* batch norm (eval affine ``x * scale + shift``) is folded into the layer's matrices and bias;
+* "mean over the others" ``(sum - self) / (n - 1)`` is split into a self term, folded into the
+  self matrix (``U - V / (n - 1)``), and a per-row/per-column sum term;
+* every linear map that acts on the same input is one matmul with the matrices side by side;
+* states are stored channel first, ``D [d, K, M]``, ``E [e, K, S]``, ``F [d, A, K]``: every
+  linear map is one wide gemm ``W [out, in] @ X [in, ...]`` and every elementwise step runs on
+  contiguous blocks;
+* the Power-GNN keeps the SIG states ``[d, A]`` apart from the edge tensor (a gather and a
+  scatter by the flat index of (a, k(a)) instead of one-hot products), and its last layer
+  computes the SIG update only (the INF states of the last layer are never read).
+
+The folded matrices depend on the graph sizes (M, K, S) and on the dtype; they are built once per
+size (a "plan") and kept in ``weights.cache`` (plain dict of numpy arrays, rebuildable, pickles).
+``dtype=np.float32`` halves the memory traffic; float64 is the default and the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from netsim.comm.power.gnn_layers import LEAKY_SLOPE, POWER_SAFETY, GNNArch
+
+__all__ = ["pilot_plan", "power_plan", "sts_forward_fast", "power_forward_fast",
+           "power_activation_fast"]
+
+_MAG_FLOOR = 1e-12  # same floor as gnn_layers.ssf_features
+
+
+def _leaky(x: np.ndarray) -> np.ndarray:
+    """LeakyReLU with slope 0.01 < 1: max(x, 0.01 x) (identical values to the reference)."""
+    return np.maximum(x, LEAKY_SLOPE * x)
+
+
+def _bn(params: Mapping[str, Any], key: str, width: int, last: bool):
+    if last:
+        return np.ones(width), np.zeros(width)
+    return np.asarray(params[key + ".scale"]), np.asarray(params[key + ".shift"])
+
+
+def _mm(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """w [o, c] applied to the channel axis of x [c, ...] as ONE wide gemm -> [o, ...]."""
+    return np.dot(w, x.reshape(x.shape[0], -1)).reshape((w.shape[0],) + x.shape[1:])
+
+
+def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n_ps: int,
+               dtype=np.float64) -> list[dict]:
+    """Folded per-layer matrices (``W @ x`` form, [out, in]) of a pilot/STS GNN for (M, K, S)."""
+    cm, ck, cs = 1.0 / max(n_ap - 1, 1), 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ps - 1, 1)
+    layers = []
+    for l in range(arch.layers):
+        p = f"sts.{l}."
+        g = lambda n, p=p: np.asarray(params[p + n], float)  # noqa: E731  [out, in]
+        last = l == arch.layers - 1
+        sd, hd = _bn(params, p + "bn_d", g("U1").shape[0], last)
+        se, he = _bn(params, p + "bn_e", g("U2").shape[0], last)
+        sd, hd, se, he = sd[:, None], hd[:, None], se[:, None], he[:, None]
+        lay = {
+            "d_self": (g("U1") - cm * g("V1") - ck * g("V2")) * sd,  # [d', d]
+            "d_summ": cm * g("V1") * sd,  # applied to sum_m D
+            "d_sumk": ck * g("V2") * sd,  # applied to sum_k D
+            "d_bias": g("b1")[:, None] * sd + hd,  # [d', 1]
+            "e_self": (g("U2") - cs * g("V4")) * se,  # [e', e]
+            "e_sums": cs * g("V4") * se,  # applied to sum_s E
+            "e_dm": g("V3") / n_ap * se,  # applied to sum_m D (mean_m D of (26))
+            "e_att": ck * g("V5") * se,  # applied to sum_i alpha[k, i] E[s, i]
+            "e_bias": g("b2")[:, None] * se + he,
+            "qk": np.concatenate([g("Wq"), g("Wk")], 0) if arch.attention else None,  # [2a, d]
+            "last": last,
+        }
+        layers.append({k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in lay.items()})
+    return layers
+
+
+def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.ndarray):
+    """Pilot/STS GNN on one graph, channel-first layout.
+
+    d0 : [2, K, M] AP-UE features (lsf_features, channel first, UE-major);
+    e0 : [1, K, S] PS-UE features.
+    Returns power_logit [K, M], pilot_logit [K, S] (the reference's outputs transposed).
+    """
+    d, e = d0, e0
+    n_ue, n_ap = d0.shape[1], d0.shape[2]
+    off = 1.0 - np.eye(n_ue, dtype=d0.dtype)  # [K, K]
+    for lay in plan:
+        sum_m = d.sum(axis=2)  # [d, K]
+        if lay["qk"] is not None:
+            qk = _mm(lay["qk"], d)  # [2a, K, M]
+            a = qk.shape[0] // 2
+            q = qk[:a].transpose(1, 0, 2).reshape(n_ue, -1)  # [K, a*M]
+            kk = qk[a:].transpose(1, 0, 2).reshape(n_ue, -1)
+            z = (q @ kk.T) * (1.0 / n_ap)  # [K, K]
+            alpha = (0.5 * (1.0 + np.tanh(0.5 * z))) * off
+        else:
+            alpha = off
+        att = np.matmul(alpha, e)  # [e, K, S] sum_i alpha[k, i] E[., i, s]
+        e_new = _mm(lay["e_self"], e) + _mm(lay["e_att"], att) \
+            + (lay["e_sums"] @ e.sum(axis=2) + lay["e_dm"] @ sum_m + lay["e_bias"])[:, :, None]
+        d_new = _mm(lay["d_self"], d) + (lay["d_summ"] @ sum_m)[:, :, None] \
+            + (lay["d_sumk"] @ d.sum(axis=1) + lay["d_bias"])[:, None, :]  # [d', K, M]
+        if not lay["last"]:
+            d_new, e_new = _leaky(d_new), _leaky(e_new)
+        d, e = d_new, e_new
+    return d[0], e[0]
+
+
+def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.float64) -> list[dict]:
+    """Folded per-layer matrices ([out, in]) of the DTS-Power-GNN for K UEs (AN counts stay
+    runtime scalings)."""
+    c1, c5 = 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ue - 2, 1)
+    layers = []
+    for l in range(arch.layers):
+        p = f"pow.{l}."
+        g = lambda n, p=p: np.asarray(params[p + n], float)  # noqa: E731  [out, in]
+        last = l == arch.layers - 1
+        ss, hs = _bn(params, p + "bn_sig", g("Us").shape[0], last)
+        si, hi = _bn(params, p + "bn_inf", g("Uf").shape[0], last)
+        ss, hs, si, hi = ss[:, None], hs[:, None], si[:, None], hi[:, None]
+        zero = np.zeros_like(g("V4"))
+        # SIG-side input [s; row - s; (sig_ue[k] - s)/c2; inf_ue[k]/c3] -> [s_new; per-AN INF term]
+        w_sig = np.concatenate([g("Us"), c1 * g("V1"), g("V2"), g("V3")], 1) * ss  # [d', 4d]
+        w_an = np.concatenate([g("V4"), c5 * g("V5"), zero, zero], 1) * si
+        lay = {
+            "w_s": np.concatenate([w_sig, w_an], 0) if not last else w_sig,  # [2d', 4d] / [d', 4d]
+            "b_s": g("bs")[:, None] * ss + hs,  # [d', 1]
+            "w_f": np.concatenate([(g("Uf") - c5 * g("V5")) * si, g("V7") * si], 0),  # [2d', d]
+            "w_ue": np.concatenate([g("V6"), g("V7")], 1) * si,  # [d', 2d]
+            "b_f": g("bf")[:, None] * si + hi,  # [d', 1]
+            "last": last,
+        }
+        layers.append({k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in lay.items()})
+    return layers
+
+
+def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
+                       dtype=np.float64):
+    """DTS-Power-GNN on one subframe (eq. (24) and its INF twin), channel-first F [d, A, K].
+
+    ghat : [M, K, K] complex (eq. (11)); assoc : [M, K] bool; snr : P_max / sigma^2 (linear).
+    Returns logit [A] on the SIG edges and the AN index arrays m_idx, k_idx [A] (AP-major).
+    """
+    m_idx, k_idx = np.nonzero(assoc)
+    n_an, n_ue = m_idx.size, assoc.shape[1]
+    if n_an == 0:
+        return np.zeros(0), m_idx, k_idx
+    flat = np.arange(n_an) * n_ue + k_idx  # [A] SIG edges in the flattened (A, K) grid
+    g = ghat[m_idx, k_idx, :]  # [A, K] complex
+    re = (g.real * snr**0.5).astype(dtype)
+    im = (g.imag * snr**0.5).astype(dtype)
+    p2 = re * re + im * im
+    inv = 1.0 / np.sqrt(p2 + _MAG_FLOOR)
+    f = np.empty((4, n_an, n_ue), dtype)  # [4, A, K]
+    np.multiply(np.log10(1.0 + p2), 0.2, out=f[0])
+    np.multiply(re, inv, out=f[1])
+    np.multiply(im, inv, out=f[2])
+    f[3] = assoc[m_idx, :]
+    n_k = assoc.sum(axis=0).astype(dtype)  # [K] |M_k|
+    onehot = np.zeros((n_an, n_ue), dtype)  # [A, K]
+    onehot[np.arange(n_an), k_idx] = 1.0
+    c2 = 1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)  # [A]
+    c3 = 1.0 / np.maximum(n_an - n_k[k_idx], 1.0)  # [A]
+    c6 = 1.0 / np.maximum(n_k, 1.0)  # [K]
+    c7 = 1.0 / np.maximum(n_an - n_k - 1.0, 1.0)  # [K]
+    s = f.reshape(4, -1)[:, flat]  # [d, A] SIG states
+    for lay in plan:
+        row = f.sum(axis=2)  # [d, A] sum over the receivers at each AN
+        sig_ue = s @ onehot  # [d, K] SIG edges at each UE
+        inf_ue = f.sum(axis=1) - sig_ue  # [d, K] INF edges at each UE
+        x = np.concatenate([s, row - s, (sig_ue[:, k_idx] - s) * c2, inf_ue[:, k_idx] * c3], 0)
+        out = lay["w_s"] @ x  # [d', A] or [2d', A]
+        fo = lay["b_s"].shape[0]
+        s_new = out[:fo] + lay["b_s"]
+        if lay["last"]:
+            return s_new[0], m_idx, k_idx
+        big = _mm(lay["w_f"], f)  # [2d', A, K]
+        ue = lay["w_ue"] @ np.concatenate([sig_ue * c6, inf_ue * c7], 0) + lay["b_f"]  # [d', K]
+        big[fo:] *= c7
+        f = big[:fo] - big[fo:]
+        f += out[fo:, :, None]
+        f += ue[:, None, :]
+        f = _leaky(f)  # [d', A, K]
+        s = _leaky(s_new)
+        f.reshape(fo, -1)[:, flat] = s
+    raise ValueError("power plan has no layers")
+
+
+def power_activation_fast(logit: np.ndarray, m_idx: np.ndarray, k_idx: np.ndarray,
+                          shape: tuple[int, int], p_max: np.ndarray) -> np.ndarray:
+    """Output activation of 5.1 on the AN list: q = sigmoid(z), p = P_max q / max(1, sum_AP q).
+
+    logit, m_idx, k_idx : [A]; shape = (M, K); p_max : [M] (W). Returns p [M, K] float64 (W).
+    """
+    q = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logit, float)))  # [A]
+    load = np.maximum(np.bincount(m_idx, weights=q, minlength=shape[0]), 1.0)  # [M]
+    out = np.zeros(shape)
+    out[m_idx, k_idx] = p_max[m_idx] * POWER_SAFETY * q / load[m_idx]
+    return out

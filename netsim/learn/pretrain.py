@@ -1,0 +1,218 @@
+"""Pre-training of the DTS-Power-GNN on fixed (hard) pilots, optionally over a mix of N.
+
+The power head of DTS is trained alone, before the joint DTS training of
+:mod:`netsim.learn.train`: the pilots are fixed per drop (DSatur colourings and random proper
+colourings with more pilots, so that the head sees the contamination levels a learned pilot
+policy produces), and the estimated and true equivalent channels of every subframe are computed
+ONCE with the simulator's own numpy chain (:func:`netsim.comm.subframe.prepare_subframe`, the
+test-phase pipeline). The loss is then exactly the hard test-phase net-SE (4) of those
+subframes, and a training step is one Power-GNN pass instead of the full soft chain.
+
+The equivalent channels ``[M, K, K]`` do not depend on N, so drops of different antenna counts
+share one batch: training on a mix of N is how one Power-GNN serves every N of Table II.
+
+    from netsim.learn.pretrain import PowerSet, power_dataset, pretrain_power
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from netsim.comm.pilot_assignment import conflict_graph, dsatur, relabel
+from netsim.comm.subframe import prepare_subframe
+from netsim.learn.data import Drops, DropSpec, draw_drops, draw_ssf
+from netsim.learn.torch_gnn import TorchGNN, TorchOps, an_index, dts_power, net_se
+from netsim.phy.umi import channel_from_fading
+
+__all__ = ["PowerSet", "random_colouring", "power_dataset", "PretrainConfig", "pretrain_power",
+           "subframe_net_se"]
+
+
+@dataclass
+class PowerSet:
+    """Subframes with fixed pilots, in noise units (sigma^2 = 1).
+
+    ghat, g_true : [D, T, M, K, K] complex64, estimated (11) and true (10) equivalent channels
+    (entry [m, k, i] = (.)_i^H w_k); assoc : [D, M, K] bool; tau_p : [D] int; n_ant : [D] int;
+    p_max : float (W).
+    """
+
+    ghat: np.ndarray
+    g_true: np.ndarray
+    assoc: np.ndarray
+    tau_p: np.ndarray
+    n_ant: np.ndarray
+    p_max: float
+
+    def __len__(self) -> int:
+        return int(self.ghat.shape[0])
+
+
+def random_colouring(assoc: np.ndarray, n_colours: int, rng: np.random.Generator) -> np.ndarray:
+    """A random proper pilot colouring (no two UEs sharing an AP share a pilot).
+
+    UEs in random order take a random colour among the ``n_colours`` ones not used by a
+    conflicting UE; a UE with none free opens a new colour. Returns colour [K] relabelled to
+    0..tau_p-1.
+    """
+    a = assoc.astype(float)  # [M, K]
+    share = (a.T @ a) > 0  # [K, K]
+    np.fill_diagonal(share, False)
+    k = assoc.shape[1]
+    colour = -np.ones(k, dtype=np.int64)
+    top = n_colours
+    for u in rng.permutation(k):
+        used = set(colour[share[u] & (colour >= 0)].tolist())
+        free = [c for c in range(top) if c not in used]
+        if not free:
+            free = [top]
+            top += 1
+        colour[u] = free[int(rng.integers(len(free)))]
+    return relabel(colour)
+
+
+def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Generator, *,
+                  n_ant_mix: tuple[int, ...] = (), random_pilot_share: float = 0.5,
+                  drops: Drops | None = None) -> PowerSet:
+    """Draw ``n_drops`` drops x ``n_sub`` subframes with fixed pilots (module docstring).
+
+    n_ant_mix : antenna counts drawn uniformly per drop (empty: spec.n_ant);
+    random_pilot_share : share of drops with a random proper colouring of tau in
+    [tau_DSatur, K] instead of DSatur.
+    """
+    cfg = spec.channel
+    s2 = spec.noise_w
+    if drops is None:
+        drops = draw_drops(spec, n_drops, rng)
+    n_drops = len(drops)
+    m, k = spec.n_ap, spec.n_ue
+    ghat = np.zeros((n_drops, n_sub, m, k, k), np.complex64)
+    g_true = np.zeros_like(ghat)
+    tau = np.zeros(n_drops, np.int64)
+    n_ant = np.zeros(n_drops, np.int64)
+    mix = tuple(n_ant_mix) or (spec.n_ant,)
+    for d in range(n_drops):
+        beta, assoc = drops.beta[d], drops.assoc[d]
+        n = int(mix[int(rng.integers(len(mix)))])
+        colour = dsatur(conflict_graph(assoc, beta))
+        if rng.random() < random_pilot_share:
+            t0 = int(colour.max()) + 1
+            colour = random_colouring(assoc, int(rng.integers(t0, k + 1)), rng)
+        tau[d], n_ant[d] = int(colour.max()) + 1, n
+        for t in range(n_sub):
+            h = channel_from_fading(beta, draw_ssf((m, k, n), rng))  # [M, K, N]
+            csi = prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, s2, rng)
+            ghat[d, t] = csi.ghat / np.sqrt(s2)
+            g_true[d, t] = (csi.w @ np.conj(np.swapaxes(h, -1, -2))) / np.sqrt(s2)  # [M, K, K]
+    return PowerSet(ghat, g_true, drops.assoc.copy(), tau, n_ant, float(cfg.p_max_w))
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """epochs, batch (drops per step; all their subframes are used), lr (Adam, halved on a
+    validation plateau of ``plateau`` epochs), val_fraction, patience (early stop), seed,
+    time_budget_s (wall), threads (torch CPU threads)."""
+
+    epochs: int = 60
+    batch: int = 16
+    lr: float = 0.01
+    val_fraction: float = 0.1
+    patience: int = 10
+    plateau: int = 4
+    seed: int = 0
+    time_budget_s: float | None = None
+    threads: int = 1
+
+
+@dataclass
+class PretrainHistory:
+    loss: list[float] = field(default_factory=list)
+    val_net_se: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    wall_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = -np.inf
+    stopped: str = ""
+
+
+def _tensors(ps: PowerSet, idx, tau_c: int, dtype=torch.float32):
+    cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
+    a = ps.assoc[idx]
+    an_m, an_k, an_mask = an_index(a)
+    return (torch.as_tensor(ps.ghat[idx], dtype=cdt), torch.as_tensor(ps.g_true[idx], dtype=cdt),
+            torch.as_tensor(a, dtype=dtype), torch.as_tensor(an_m), torch.as_tensor(an_k),
+            torch.as_tensor(an_mask, dtype=dtype), torch.as_tensor(ps.tau_p[idx], dtype=dtype),
+            torch.full((len(idx), a.shape[1]), ps.p_max, dtype=dtype))
+
+
+def subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
+    """Hard net-SE (4) [B, T] of the Power-GNN on subframes ``idx`` of ``ps`` (torch)."""
+    g, gt, a, am, ak, mask, tau, pm = _tensors(ps, idx, tau_c)
+    power = dts_power(ops, net, g, a, am, ak, mask, pm)  # [B, T, M, K]
+    return net_se(gt, power, tau, tau_c)
+
+
+def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig, *,
+                   log=None) -> PretrainHistory:
+    """Train ``net`` (a "power" TorchGNN, updated in place; the best validation state is
+    restored at the end) to maximise the mean hard net-SE of ``ps``."""
+    torch.set_num_threads(max(1, cfg.threads))
+    rng = np.random.default_rng(cfg.seed)
+    n_val = max(2, int(round(cfg.val_fraction * len(ps))))
+    val = np.arange(n_val)
+    trn = np.arange(n_val, len(ps))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    hist = PretrainHistory()
+    best_state = None
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    since, since_lr = 0, 0
+    for ep in range(cfg.epochs):
+        net.train()
+        ops = TorchOps(net, training=True)
+        losses = []
+        order = rng.permutation(trn)
+        for s in range(0, len(order), cfg.batch):
+            idx = order[s:s + cfg.batch]
+            loss = -subframe_net_se(ops, net, ps, idx, tau_c).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        net.eval()
+        with torch.no_grad():
+            v = float(subframe_net_se(TorchOps(net, training=False), net, ps, val, tau_c).mean())
+        hist.loss.append(float(np.mean(losses)))
+        hist.val_net_se.append(v)
+        hist.lr.append(opt.param_groups[0]["lr"])
+        hist.wall_s.append(time.perf_counter() - t_wall)
+        hist.cpu_s.append(time.process_time() - t_cpu)
+        if v > hist.best_val:
+            hist.best_val, hist.best_epoch, since, since_lr = v, ep, 0, 0
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        else:
+            since += 1
+            since_lr += 1
+            if since_lr >= cfg.plateau:
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
+                since_lr = 0
+        if log is not None:
+            log({"stage": "pretrain_power", "epoch": ep, "loss": hist.loss[-1], "val_net_se": v,
+                 "best": hist.best_val, "lr": hist.lr[-1], "wall_s": hist.wall_s[-1],
+                 "cpu_s": hist.cpu_s[-1]})
+        if since >= cfg.patience:
+            hist.stopped = f"early stop after {cfg.patience} epochs without improvement"
+            break
+        if cfg.time_budget_s is not None and hist.wall_s[-1] > cfg.time_budget_s:
+            hist.stopped = f"time budget {cfg.time_budget_s} s reached"
+            break
+    else:
+        hist.stopped = "epoch cap"
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return hist

@@ -1,0 +1,79 @@
+"""Fast single-graph numpy path (netsim.comm.power.gnn_fast) against the shared reference
+layer arithmetic (netsim.comm.power.gnn_layers, which torch is checked against): random
+weights with non-trivial batch norm, random off-grid drops, several sizes, both attention
+modes, the Fix(tau_p) graph, float64 to 1e-10 and float32 to 1e-3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netsim.comm.power.gnn import gnn_pilot_assignment, gnn_power, sts_power
+from netsim.comm.power.gnn_layers import (
+    NumpyOps,
+    lsf_features,
+    power_activation,
+    power_forward,
+    ssf_features,
+    sts_forward,
+)
+
+from .test_gnn import NOISE, P_MAX, P_U, ghat_of, random_drop, random_weights
+
+OPS = NumpyOps()
+
+
+def _reference_power(w, ghat, assoc, p_max):
+    snr = float(np.max(p_max)) / NOISE
+    m_idx, k_idx = np.nonzero(assoc)
+    g = ghat[m_idx, k_idx, :][None]
+    f0 = ssf_features(OPS, g.real, g.imag, assoc[m_idx, :][None].astype(float), snr)
+    an_k = np.eye(assoc.shape[1])[k_idx][None]
+    logit = power_forward(OPS, w.params["power"], w.archs["power"], f0, an_k, np.ones((1, m_idx.size)))[0]
+    dense = np.zeros((1,) + assoc.shape)
+    dense[0, m_idx, k_idx] = logit
+    return power_activation(OPS, dense, assoc[None].astype(float), p_max[None])[0]
+
+
+def _reference_sts(w, model, beta, assoc, z):
+    d0 = lsf_features(OPS, beta[None], assoc[None].astype(float), P_U / NOISE)
+    return sts_forward(OPS, w.params[model], w.archs[model], d0, z[None, :, :, None])
+
+
+@pytest.mark.parametrize("seed,n_ap,n_ue,attention,n_ps",
+                         [(1, 4, 7, True, 0), (2, 3, 9, False, 0), (3, 6, 5, True, 3),
+                          (4, 1, 4, True, 0), (5, 5, 2, False, 0)])
+def test_fast_path_matches_reference(seed, n_ap, n_ue, attention, n_ps):
+    rng = np.random.default_rng(seed)
+    dts, sts = random_weights(rng, attention=attention, n_ps=n_ps)
+    for _ in range(3):
+        beta, assoc, h = random_drop(rng, n_ap, n_ue, int(rng.integers(1, 5)))
+        ghat = ghat_of(rng, beta, assoc, h) * rng.uniform(0.1, 10.0)
+        p_max = rng.uniform(1.0, 30.0, n_ap)
+        z = rng.uniform(0, 1, (n_ps or n_ue, n_ue))
+        ref = _reference_power(dts, ghat, assoc, p_max)
+        fast = gnn_power(dts, ghat, assoc, NOISE, p_max)
+        assert np.max(np.abs(fast - ref)) <= 1e-10 * P_MAX
+        f32 = gnn_power(dts, ghat, assoc, NOISE, p_max, dtype=np.float32)
+        assert np.max(np.abs(f32 - ref)) <= 1e-3 * P_MAX
+        assert np.all(f32.sum(axis=1) <= p_max) and np.all(f32[~assoc] == 0)
+        p_ref, x_ref = _reference_sts(sts, "sts", beta, assoc, z)
+        power, dec = sts_power(sts, beta, assoc, P_U, NOISE, p_max, None, z=z)
+        ref_p = power_activation(OPS, p_ref, assoc[None].astype(float), p_max[None])[0]
+        assert np.max(np.abs(power - ref_p)) <= 1e-10 * P_MAX
+        assert np.max(np.abs(dec.logits - x_ref[0])) <= 1e-10 * (1 + np.abs(x_ref).max())
+        _, x_pil = _reference_sts(dts, "pilot", beta, assoc, z)
+        pd = gnn_pilot_assignment(dts, beta, assoc, P_U, NOISE, None, z=z)
+        assert np.max(np.abs(pd.logits - x_pil[0])) <= 1e-10 * (1 + np.abs(x_pil).max())
+        assert np.array_equal(pd.colour, np.unique(np.argmax(x_pil[0], axis=0), return_inverse=True)[1])
+
+
+def test_plans_are_cached_per_size_and_dtype():
+    rng = np.random.default_rng(9)
+    dts, _ = random_weights(rng)
+    beta, assoc, h = random_drop(rng, 3, 6, 2)
+    ghat = ghat_of(rng, beta, assoc, h)
+    gnn_power(dts, ghat, assoc, NOISE, P_MAX)
+    gnn_power(dts, ghat, assoc, NOISE, P_MAX, dtype=np.float32)
+    gnn_pilot_assignment(dts, beta, assoc, P_U, NOISE, rng)
+    assert sorted(k[0] for k in dts.cache) == ["pilot", "power", "power"]
