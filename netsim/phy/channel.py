@@ -29,6 +29,7 @@ __all__ = [
     "angle_from_axis",
     "far_field_response",
     "jakes_correlation",
+    "LosChannel",
     "los_channel",
     "near_field_response",
     "nlos_initial",
@@ -61,9 +62,24 @@ def near_field_response(
     q = np.asarray(element_pos_m, dtype=float)  # [..., N, 2]
     c = np.asarray(center_m, dtype=float)  # [..., 2]
     p = np.asarray(point_m, dtype=float)  # [..., 2]
-    r_n = np.linalg.norm(p[..., None, :] - q, axis=-1)  # [..., N]
-    r = np.linalg.norm(p - c, axis=-1)  # [...]
+    r_n = _distance(p[..., 0, None], p[..., 1, None], q[..., 0], q[..., 1])  # [..., N]
+    r = _distance(p[..., 0], p[..., 1], c[..., 0], c[..., 1])  # [...]
     return np.exp(-2j * np.pi / wavelength_m * (r_n - r[..., None]))  # [..., N]
+
+
+def _distance(px: np.ndarray, py: np.ndarray, qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+    """``sqrt((px - qx)^2 + (py - qy)^2)`` (broadcast), m.
+
+    The same floating-point operations as ``np.linalg.norm(p - q, axis=-1)`` on the stacked
+    (x, y) pairs (squares, one addition, the square root), hence bit-identical to it, without
+    the (..., 2) intermediate and its strided reduction.
+    """
+    dx = np.asarray(px - qx)  # [...]
+    dy = py - qy  # [...]
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return np.sqrt(dx, out=dx)
 
 
 def far_field_response(
@@ -164,13 +180,62 @@ def los_channel(
     ndarray (K, M, N), complex128
         Seed 003 eq. (1), spec/isac.md 2.2.
     """
-    q = np.asarray(element_pos_m, dtype=float)  # [M, N, 2]
-    c = np.asarray(center_m, dtype=float)  # [M, 2]
-    p = np.asarray(user_pos_m, dtype=float)  # [K, 2]
-    a = near_field_response(q[None], c[None], p[:, None, :], wavelength_m)  # [K, M, N]
-    r = np.linalg.norm(p[:, None, :] - c[None], axis=-1)  # [K, M]
-    beta = path_gain(r, wavelength_m, path_loss_exponent, reference_amplitude)  # [K, M]
-    return beta[..., None] * a  # [K, M, N]
+    los = LosChannel(element_pos_m, center_m, wavelength_m, path_loss_exponent,
+                     reference_amplitude)
+    return los(user_pos_m)
+
+
+class LosChannel:
+    """Near-field LOS channels of fixed arrays to moving users (:func:`los_channel`).
+
+    The array geometry is split into contiguous coordinate arrays once, so that a channel
+    evaluation per subframe is only the distances, the phases and the path gains.
+    The result is bit-identical to :func:`los_channel` (same floating-point operations).
+
+    Parameters
+    ----------
+    element_pos_m : array_like (M, N, 2), [m]
+    center_m : array_like (M, 2), [m]
+    wavelength_m : float, [m]
+    path_loss_exponent : float, default 2
+    reference_amplitude : float, optional
+        See :func:`path_gain`.
+    """
+
+    def __init__(
+        self,
+        element_pos_m: ArrayLike,
+        center_m: ArrayLike,
+        wavelength_m: float,
+        path_loss_exponent: float = 2.0,
+        reference_amplitude: float | None = None,
+    ) -> None:
+        q = np.asarray(element_pos_m, dtype=float)  # [M, N, 2]
+        c = np.asarray(center_m, dtype=float)  # [M, 2]
+        if q.ndim != 3 or q.shape[-1] != 2 or c.shape != (q.shape[0], 2):
+            raise ValueError(f"element_pos_m must be (M, N, 2) and center_m (M, 2), got "
+                             f"{q.shape} and {c.shape}")
+        self.qx = np.ascontiguousarray(q[..., 0])  # [M, N]
+        self.qy = np.ascontiguousarray(q[..., 1])  # [M, N]
+        self.cx = np.ascontiguousarray(c[:, 0])  # [M]
+        self.cy = np.ascontiguousarray(c[:, 1])  # [M]
+        self.wavelength_m = float(wavelength_m)
+        self.path_loss_exponent = float(path_loss_exponent)
+        self.reference_amplitude = reference_amplitude
+        self._phase = -2j * np.pi / wavelength_m  # the constant of near_field_response
+
+    def __call__(self, user_pos_m: ArrayLike) -> NDArray[np.complex128]:
+        """Channels (K, M, N), complex128, of users at ``user_pos_m`` (K, 2), m."""
+        p = np.asarray(user_pos_m, dtype=float)  # [K, 2]
+        px, py = p[:, 0, None], p[:, 1, None]  # [K, 1]
+        r_n = _distance(px[..., None], py[..., None], self.qx, self.qy)  # [K, M, N]
+        r = _distance(px, py, self.cx, self.cy)  # [K, M]
+        r_n -= r[..., None]
+        a = np.exp(self._phase * r_n)  # [K, M, N] near-field response
+        beta = path_gain(r, self.wavelength_m, self.path_loss_exponent,
+                         self.reference_amplitude)  # [K, M]
+        # beta * a in this operand order: numpy's complex product is not bitwise symmetric
+        return np.multiply(beta[..., None], a, out=a)  # [K, M, N]
 
 
 def jakes_correlation(doppler_hz: ArrayLike, dt_s: ArrayLike) -> NDArray[np.float64]:

@@ -170,6 +170,12 @@ class RandomWaypointMobility:
         self._t_arrive = t_start + dist / speed
         self._t_end = self._t_arrive + self._pause
         self._dir = (dest - start) / dist if dist > 0 else np.zeros(2)
+        # the same quantities as Python floats: position() is called every subframe, and
+        # scalar arithmetic (the same operations, in the same order) is bit-identical and
+        # several times cheaper than on (2,) arrays
+        self._leg = (float(start[0]), float(start[1]), float(self._dir[0] * speed),
+                     float(self._dir[1] * speed), float(self._size[0]), float(self._size[1]))
+        self._leg_speed = float(np.hypot(*(self._dir * speed)))
 
     def _advance(self, t_s: float) -> None:
         t = float(t_s)
@@ -187,11 +193,14 @@ class RandomWaypointMobility:
                 )
 
     def position(self, t_s: float) -> NDArray[np.float64]:
-        self._advance(t_s)
+        if t_s >= self._t_end or t_s < self._t_start:
+            self._advance(t_s)
         if t_s >= self._t_arrive:
             return self._dest.copy()
-        p = self._start + self._dir * self._speed * (float(t_s) - self._t_start)
-        return np.clip(p, 0.0, self._size)
+        x0, y0, vx, vy, w, h = self._leg
+        dt = float(t_s) - self._t_start
+        # start + (dir speed) dt, clipped to the area
+        return np.array([min(max(x0 + vx * dt, 0.0), w), min(max(y0 + vy * dt, 0.0), h)])
 
     def velocity(self, t_s: float) -> NDArray[np.float64]:
         self._advance(t_s)
@@ -200,7 +209,9 @@ class RandomWaypointMobility:
         return self._dir * self._speed
 
     def speed_mps(self, t_s: float) -> float:
-        return float(np.hypot(*self.velocity(t_s)))
+        if t_s >= self._t_end or t_s < self._t_start:
+            self._advance(t_s)
+        return 0.0 if t_s >= self._t_arrive else self._leg_speed
 
 
 class TrajectoryMobility:

@@ -17,8 +17,8 @@ import numpy as np
 
 from netsim.phy import umi
 from netsim.phy.channel import (
+    LosChannel,
     jakes_correlation,
-    los_channel,
     nlos_initial,
     nlos_step,
     rician_channel,
@@ -159,6 +159,9 @@ class Network:
         self.element_pos_m = ula_element_positions(
             self.ap_center_m, axis, dep.antennas_per_ap, self.spacing_m)  # [M, N, 2]
         self.online = np.ones(n_ap, dtype=bool)  # [M]
+        # the fixed arrays' geometry, split once for the per-subframe LOS channel
+        self._los = LosChannel(self.element_pos_m, self.ap_center_m, self.wavelength_m,
+                               ch.path_loss_exponent)
 
         start = initial_user_positions(
             scenario, streams.generator("deployment", 1), self.ap_center_m)  # [K, 2]
@@ -229,8 +232,7 @@ class Network:
     # ------------------------------------------------------------------ channels
     def geometric_channel(self, user_pos_m: np.ndarray) -> np.ndarray:
         """Near-field LOS channel (K, M, N) for the given positions (the location-aware model)."""
-        return los_channel(self.element_pos_m, self.ap_center_m, user_pos_m, self.wavelength_m,
-                           self.scenario.channel.path_loss_exponent)
+        return self._los(user_pos_m)  # = los_channel(element_pos_m, ap_center_m, ...)
 
     def large_scale_gain(self, user_pos_m: np.ndarray | None = None) -> np.ndarray:
         """Large-scale power gain beta (M, K) at the given (default: true) positions.

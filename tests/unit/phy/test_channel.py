@@ -195,3 +195,42 @@ def test_rician_channel_power_and_k_factor() -> None:
         assert k_est == pytest.approx(kf, abs=0.02 + 0.03 * kf)
     with pytest.raises(ValueError):
         rician_channel(h_los, h_los, -1.0)
+
+
+def _los_oracle(q, c, p, lam, ple=2.0):
+    """The original formula (np.linalg.norm on stacked (x, y) pairs), kept as the oracle."""
+    r_n = np.linalg.norm(p[:, None, None, :] - q[None], axis=-1)  # [K, M, N]
+    r = np.linalg.norm(p[:, None, :] - c[None], axis=-1)  # [K, M]
+    a = np.exp(-2j * np.pi / lam * (r_n - r[..., None]))
+    return path_gain(r, lam, ple)[..., None] * a
+
+
+def test_los_channel_class_is_bit_identical_to_the_norm_formula() -> None:
+    """LosChannel (cached geometry, split coordinates) gives exactly the same bits as the
+    formula with np.linalg.norm, on random geometries, off-grid users and exponents."""
+    from netsim.phy.channel import LosChannel
+
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        m, n, k = (int(v) for v in rng.integers(1, 12, 3))
+        c = rng.uniform(-30, 120, (m, 2))
+        q = ula_element_positions(c, rng.uniform(0, np.pi, m), n, rng.uniform(1e-3, 0.05))
+        p = rng.uniform(-30, 120, (k, 2))
+        lam = float(rng.uniform(2e-3, 0.2))
+        ple = float(rng.choice([2.0, 2.9, 3.5]))
+        want = _los_oracle(q, c, p, lam, ple)
+        got = LosChannel(q, c, lam, ple)(p)
+        assert got.shape == (k, m, n)
+        assert np.array_equal(got.view(float), want.view(float))
+        assert np.array_equal(los_channel(q, c, p, lam, ple).view(float), want.view(float))
+
+
+def test_los_channel_class_rejects_bad_shapes_and_a_user_on_a_centre() -> None:
+    from netsim.phy.channel import LosChannel
+
+    with pytest.raises(ValueError, match="M, N, 2"):
+        LosChannel(np.zeros((3, 2)), np.zeros((3, 2)), LAM)
+    c = np.array([[1.0, 1.0]])
+    los = LosChannel(ula_element_positions(c, 0.0, 4, SPACING), c, LAM)
+    with pytest.raises(ValueError, match="> 0"):
+        los(c)

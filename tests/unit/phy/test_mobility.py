@@ -191,3 +191,21 @@ def test_load_trajectories_errors(tmp_path: Path) -> None:
         load_trajectories(_write(tmp_path, "t_s,user,x_m,y_m\n0,0,1,1\n1,0,11,1\n"), 10.0, 10.0)
     # without an area, the same file loads
     assert 0 in load_trajectories(_write(tmp_path, "t_s,user,x_m,y_m\n0,0,1,1\n1,0,11,1\n"))
+
+
+def test_random_waypoint_scalar_path_matches_array_formula() -> None:
+    """position()/speed_mps() (Python floats per leg) equal the (2,)-array formula bit for bit
+    over many legs, pauses included (the array formula is the oracle)."""
+    from netsim.phy.mobility import RandomWaypointMobility
+
+    rng = np.random.default_rng(4)
+    m = RandomWaypointMobility([3.0, 4.0], 20.0, 10.0, (0.5, 3.0), 0.7, rng)
+    for t in np.cumsum(rng.uniform(0, 0.4, 400)):
+        p = m.position(t)
+        if t >= m._t_arrive:
+            want = m._dest
+        else:
+            want = np.clip(m._start + m._dir * m._speed * (float(t) - m._t_start), 0.0, m._size)
+        assert np.array_equal(p, want)
+        v = 0.0 if t >= m._t_arrive else float(np.hypot(*(m._dir * m._speed)))
+        assert m.speed_mps(t) == v
