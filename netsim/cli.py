@@ -281,8 +281,10 @@ def cmd_train_gnn(args) -> int:
         spec = DropSpec.from_scenario(sc)
         cfg = variant(TrainConfig(framework=args.model, samples=args.samples, epochs=args.epochs,
                                   seed=args.seed if args.seed is not None else 0,
-                                  batch=args.batch, patience=args.patience,
-                                  time_budget_s=args.time_budget), args.variant)
+                                  batch=args.batch, patience=args.patience, lr=args.lr,
+                                  time_budget_s=args.time_budget, init=args.init,
+                                  n_ant_mix=tuple(int(x) for x in args.n_ant_mix.split(","))
+                                  if args.n_ant_mix else ()), args.variant)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -372,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="agnn",
                    help="agnn (default), gnn (no attention), nofe (no random features), fix<tau_p>")
     p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
+    p.add_argument("--n-ant-mix", metavar="N1,N2,...",
+                   help="train on a mix of antenna counts (one drawn per batch), e.g. 2,4,8,16")
+    p.add_argument("--init", metavar="FILE",
+                   help="start from these weights (.npz, e.g. pre-trained heads); fine-tunes with "
+                        "frozen batch norm")
     p.add_argument("--time-budget", type=float, default=None, help="stop after this many wall seconds")
     p.add_argument("--log", help="append one JSON line per epoch to this file")
     p.add_argument("--out", required=True, help="weights file (.npz)")

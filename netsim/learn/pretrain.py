@@ -29,7 +29,7 @@ from netsim.learn.torch_gnn import TorchGNN, TorchOps, an_index, dts_power, net_
 from netsim.phy.umi import channel_from_fading
 
 __all__ = ["PowerSet", "random_colouring", "power_dataset", "PretrainConfig", "pretrain_power",
-           "subframe_net_se"]
+           "subframe_net_se", "colouring_weights", "ColouringConfig", "pretrain_pilots"]
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _tensors(ps: PowerSet, idx, tau_c: int, dtype=torch.float32):
 
 def subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
     """Hard net-SE (4) [B, T] of the Power-GNN on subframes ``idx`` of ``ps`` (torch)."""
-    g, gt, a, am, ak, mask, tau, pm = _tensors(ps, idx, tau_c)
+    g, gt, a, am, ak, mask, tau, pm = _tensors(ps, idx, tau_c, next(net.parameters()).dtype)
     power = dts_power(ops, net, g, a, am, ak, mask, pm)  # [B, T, M, K]
     return net_se(gt, power, tau, tau_c)
 
@@ -205,6 +205,139 @@ def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig,
             log({"stage": "pretrain_power", "epoch": ep, "loss": hist.loss[-1], "val_net_se": v,
                  "best": hist.best_val, "lr": hist.lr[-1], "wall_s": hist.wall_s[-1],
                  "cpu_s": hist.cpu_s[-1]})
+        if since >= cfg.patience:
+            hist.stopped = f"early stop after {cfg.patience} epochs without improvement"
+            break
+        if cfg.time_budget_s is not None and hist.wall_s[-1] > cfg.time_budget_s:
+            hist.stopped = f"time budget {cfg.time_budget_s} s reached"
+            break
+    else:
+        hist.stopped = "epoch cap"
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return hist
+
+
+# ----------------------------------------------------------------------------- pilot head
+def colouring_weights(beta: np.ndarray, assoc: np.ndarray, gamma: float = 0.2) -> np.ndarray:
+    """Pair weights W [D, K, K] of the colouring pre-training loss (zero diagonal).
+
+    W_ki = 1 for UEs sharing an AP (a pilot conflict: spec 4.1's conflict graph) plus
+    gamma * min(w_ki, 1), w_ki = sum_m a_mk beta_mi / beta_mk + a_mi beta_mk / beta_mi the
+    contamination weight of spec 4.1, so that the head also prefers weakly coupled co-pilot pairs.
+    beta : [D, M, K] linear; assoc : [D, M, K] bool.
+    """
+    a = assoc.astype(float)
+    share = np.einsum("dmk,dmi->dki", a, a) > 0  # [D, K, K]
+    ratio = beta[:, :, None, :] / np.maximum(beta[:, :, :, None], 1e-300)  # [D, M, K, K] b_mi/b_mk
+    w = np.einsum("dmk,dmki->dki", a, ratio)
+    w = w + np.swapaxes(w, 1, 2)
+    out = share.astype(float) + gamma * np.minimum(w, 1.0)
+    k = beta.shape[2]
+    out[:, np.arange(k), np.arange(k)] = 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class ColouringConfig:
+    """Pilot-head pre-training: loss = sum_{k<i} W_ki (X^T X)_ki + mu tau_soft (soft graph
+    colouring with a pilot-length price mu; W from :func:`colouring_weights`). epochs, batch,
+    lr (Adam, halved on plateaus), val_fraction, patience, seed, time_budget_s, threads."""
+
+    epochs: int = 40
+    batch: int = 16
+    lr: float = 0.01
+    mu: float = 0.1
+    gamma: float = 0.2
+    val_fraction: float = 0.1
+    patience: int = 10
+    plateau: int = 4
+    seed: int = 0
+    time_budget_s: float | None = None
+    threads: int = 1
+
+
+def _hard_colouring_cost(x_logit: np.ndarray, share: np.ndarray, mu: float):
+    """(conflicting pairs, tau_p) per graph after test-phase rounding; x_logit [B, S, K]."""
+    col = np.argmax(x_logit, axis=1)  # [B, K]
+    same = col[:, :, None] == col[:, None, :]
+    k = col.shape[1]
+    same[:, np.arange(k), np.arange(k)] = False
+    conf = (same & share).sum(axis=(1, 2)) / 2
+    tau = np.array([np.unique(c).size for c in col])
+    return conf, tau
+
+
+def pretrain_pilots(net: TorchGNN, spec: DropSpec, drops: Drops, cfg: ColouringConfig, *,
+                    log=None) -> PretrainHistory:
+    """Train the pilot head of ``net`` (a "pilot" or "sts" TorchGNN, in place; best validation
+    state restored) as a soft graph colouring of the drops (see :class:`ColouringConfig`)."""
+    from netsim.comm.power.gnn_layers import lsf_features, sts_forward
+
+    torch.set_num_threads(max(1, cfg.threads))
+    rng = np.random.default_rng(cfg.seed)
+    n_val = max(2, int(round(cfg.val_fraction * len(drops))))
+    beta_n = drops.beta / spec.noise_w  # noise units
+    wts = colouring_weights(drops.beta, drops.assoc, cfg.gamma)  # [D, K, K]
+    share = wts >= 1.0
+    n_ps = net.arch.n_ps or spec.n_ue
+    val, trn = np.arange(n_val), np.arange(n_val, len(drops))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    hist = PretrainHistory()
+    best_state = None
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    since = since_lr = 0
+    z_val = rng.uniform(0.0, 1.0, (n_val, n_ps, spec.n_ue))
+
+    def forward(ops, idx, z):
+        b = torch.as_tensor(beta_n[idx], dtype=torch.float32)
+        a = torch.as_tensor(drops.assoc[idx], dtype=torch.float32)
+        d0 = lsf_features(ops, b, a, float(spec.channel.p_pilot_w))
+        e0 = torch.as_tensor(z, dtype=torch.float32)[..., None]
+        if not net.arch.random_features:
+            e0 = torch.zeros_like(e0)
+        return sts_forward(ops, net.params(), net.arch, d0, e0)[1]  # [B, S, K]
+
+    for ep in range(cfg.epochs):
+        net.train()
+        ops = TorchOps(net, training=True)
+        order = rng.permutation(trn)
+        losses = []
+        for s in range(0, len(order), cfg.batch):
+            idx = order[s:s + cfg.batch]
+            x = torch.softmax(forward(ops, idx, rng.uniform(0.0, 1.0, (len(idx), n_ps, spec.n_ue))), 1)
+            cp = torch.einsum("bsk,bsi->bki", x, x)  # [B, K, K] soft co-pilot matrix
+            conflict = 0.5 * (torch.as_tensor(wts[idx], dtype=torch.float32) * cp).sum(dim=(1, 2))
+            tau = (1.0 - torch.prod(1.0 - x, dim=2)).sum(dim=1)
+            loss = (conflict + cfg.mu * tau).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        net.eval()
+        with torch.no_grad():
+            logit = forward(TorchOps(net, training=False), val, z_val).numpy()
+        conf, tau = _hard_colouring_cost(logit, share[val], cfg.mu)
+        v = -float(np.mean(conf + cfg.mu * tau))  # higher is better
+        hist.loss.append(float(np.mean(losses)))
+        hist.val_net_se.append(v)
+        hist.lr.append(opt.param_groups[0]["lr"])
+        hist.wall_s.append(time.perf_counter() - t_wall)
+        hist.cpu_s.append(time.process_time() - t_cpu)
+        if v > hist.best_val:
+            hist.best_val, hist.best_epoch, since, since_lr = v, ep, 0, 0
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        else:
+            since += 1
+            since_lr += 1
+            if since_lr >= cfg.plateau:
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
+                since_lr = 0
+        if log is not None:
+            log({"stage": "pretrain_pilots", "epoch": ep, "loss": hist.loss[-1], "val_cost": -v,
+                 "val_conflicts": float(np.mean(conf)), "val_tau_p": float(np.mean(tau)),
+                 "lr": hist.lr[-1], "wall_s": hist.wall_s[-1], "cpu_s": hist.cpu_s[-1]})
         if since >= cfg.patience:
             hist.stopped = f"early stop after {cfg.patience} epochs without improvement"
             break

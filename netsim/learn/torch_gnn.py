@@ -160,6 +160,23 @@ class TorchGNN(torch.nn.Module):
             self.register_buffer(_safe(key) + "__mean", torch.zeros(ch, dtype=dtype))
             self.register_buffer(_safe(key) + "__var", torch.ones(ch, dtype=dtype))
 
+    @classmethod
+    def from_export(cls, arch: GNNArch, params: dict, dtype=torch.float32) -> TorchGNN:
+        """A net whose eval-mode function is exactly the exported (BN-folded) ``params``:
+        gamma = scale, beta = shift, running mean 0 and variance 1 - eps. Fine-tune it with
+        eval-mode BN (``TorchOps(training=False)``) to keep that equivalence."""
+        net = cls(arch, torch.Generator().manual_seed(0), dtype)
+        with torch.no_grad():
+            for n in net.names:
+                net.p[_safe(n)].copy_(torch.as_tensor(np.asarray(params[n]), dtype=dtype))
+            for key in net.bn_keys:
+                net.p[_safe(key + ".gamma")].copy_(torch.as_tensor(np.asarray(params[key + ".scale"]), dtype=dtype))
+                net.p[_safe(key + ".beta")].copy_(torch.as_tensor(np.asarray(params[key + ".shift"]), dtype=dtype))
+                mean, var = net.running(key)
+                mean.zero_()
+                var.fill_(1.0 - BN_EPS)
+        return net
+
     def running(self, key: str):
         return getattr(self, _safe(key) + "__mean"), getattr(self, _safe(key) + "__var")
 

@@ -42,7 +42,12 @@ class TrainConfig:
     half of the epochs when ``ramp``; sub_train : SSF draws per sample and step; val_sub :
     subframes per validation frame; patience : early-stopping epochs; width, attention,
     random_features, n_ps : architecture (ablations of 5.4); device : "auto", "cpu", "cuda";
-    threads : torch CPU threads; time_budget_s : stop after this much wall time (None: off).
+    threads : torch CPU threads; time_budget_s : stop after this much wall time (None: off);
+    n_ant_mix : antenna counts N drawn per batch (empty: the scenario's N); validation is then
+    the geometric mean of the validation net-SE over these N;
+    init : weights file (.npz of the same framework) to start from, e.g. pre-trained heads
+    (:mod:`netsim.learn.pretrain`); its nets are fine-tuned with eval-mode (frozen) batch norm,
+    so that the torch function stays exactly the exported one.
     """
 
     framework: str = "dts"
@@ -67,6 +72,8 @@ class TrainConfig:
     threads: int = 1
     time_budget_s: float | None = None
     dtype: str = "float32"
+    n_ant_mix: tuple[int, ...] = ()
+    init: str | None = None
 
 
 @dataclass
@@ -133,6 +140,15 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
     streams = RandomStreams(cfg.seed)
     gen = torch.Generator().manual_seed(int(streams.generator("init").integers(2**62)))
     nets = make_nets(cfg, gen, dtype)
+    frozen = False
+    if cfg.init:
+        from netsim.comm.power.gnn import load_gnn_weights
+
+        w0 = load_gnn_weights(cfg.init)
+        if w0.framework != cfg.framework:
+            raise ValueError(f"init {cfg.init}: framework {w0.framework!r}, need {cfg.framework!r}")
+        nets = {k: TorchGNN.from_export(w0.archs[k], w0.params[k], dtype) for k in w0.archs}
+        frozen = True
     for n in nets.values():
         n.to(device)
     params = [p for n in nets.values() for p in n.parameters()]
@@ -150,6 +166,9 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
                          "M": spec.n_ap, "K": spec.n_ue, "N": spec.n_ant,
                          "samples": len(drops), "train_samples": len(trn), "val_samples": len(val),
                          "config": asdict(cfg), "torch": torch.__version__, "device": device}}
+    if cfg.init:
+        meta["init_from"] = {"path": str(cfg.init), **{k: w0.meta.get(k) for k in
+                                                      ("training", "pretrain_power", "pretrain_pilots")}}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -161,13 +180,14 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
         rng = streams.generator("train-ssf", ep)
         lam = cfg.lam * min(1.0, ep / max(1.0, cfg.epochs / 2)) if cfg.ramp else cfg.lam
         order = shuffle.permutation(len(trn))
-        ops = {k: TorchOps(n, training=True) for k, n in nets.items()}
+        ops = {k: TorchOps(n, training=not frozen) for k, n in nets.items()}
         for n in nets.values():
             n.train()
         losses = []
         for s in range(0, len(order), cfg.batch):
             idx = order[s:s + cfg.batch]
-            inp = _batch(spec, trn, idx, cfg.sub_train, cfg.n_ps, rng, device, dtype)
+            spec_b = spec.with_(n_ant=int(rng.choice(cfg.n_ant_mix))) if cfg.n_ant_mix else spec
+            inp = _batch(spec_b, trn, idx, cfg.sub_train, cfg.n_ps, rng, device, dtype)
             se, x, _ = soft_chain(cfg.framework, nets, inp, ops, cfg.random_features)
             loss = -se.mean() + lam * (x * (1 - x)).sum(dim=(1, 2)).mean()
             opt.zero_grad()
@@ -177,13 +197,18 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
         for n in nets.values():
             n.eval()
         w = to_weights(cfg, nets, spec, meta)
-        res = evaluate_frames(spec, val, method, seed=cfg.seed + 7919, n_sub=cfg.val_sub,
-                              **({"dts": w} if cfg.framework == "dts" else {"sts": w}))
-        v = float(np.mean([r.net_se for r in res]))
+        vals, taus = [], []
+        for n_ant in (cfg.n_ant_mix or (spec.n_ant,)):
+            res = evaluate_frames(spec.with_(n_ant=int(n_ant)), val, method, seed=cfg.seed + 7919,
+                                  n_sub=cfg.val_sub,
+                                  **({"dts": w} if cfg.framework == "dts" else {"sts": w}))
+            vals.append(float(np.mean([r.net_se for r in res])))
+            taus.append(float(np.mean([r.tau_p for r in res])))
+        v = float(np.exp(np.mean(np.log(np.maximum(vals, 1e-9)))))
         hist.epoch.append(ep)
         hist.loss.append(float(np.mean(losses)))
         hist.val_net_se.append(v)
-        hist.val_tau_p.append(float(np.mean([r.tau_p for r in res])))
+        hist.val_tau_p.append(float(np.mean(taus)))
         hist.wall_s.append(time.perf_counter() - t_wall)
         hist.cpu_s.append(time.process_time() - t_cpu)
         if v > hist.best_val:
@@ -191,6 +216,7 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
         else:
             since_best += 1
         row = {"epoch": ep, "loss": hist.loss[-1], "val_net_se": v, "val_tau_p": hist.val_tau_p[-1],
+               "val_per_n": vals,
                "best": hist.best_val, "wall_s": hist.wall_s[-1], "cpu_s": hist.cpu_s[-1]}
         if log is not None:
             log(row)
