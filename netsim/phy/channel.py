@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import j0
 
+from netsim.phy.bessel import bessel_j0
 from netsim.phy.geometry import ula_element_offsets
 
 __all__ = [
@@ -239,8 +239,9 @@ class LosChannel:
 
 
 def jakes_correlation(doppler_hz: ArrayLike, dt_s: ArrayLike) -> NDArray[np.float64]:
-    """Jakes (Clarke) time correlation ``J0(2 pi f_D dt)`` (broadcast)."""
-    return j0(2 * np.pi * np.asarray(doppler_hz, dtype=float) * np.asarray(dt_s, dtype=float))
+    """Jakes (Clarke) time correlation ``J0(2 pi f_D dt)`` (broadcast; J0 of
+    :mod:`netsim.phy.bessel`, so that a run never imports ``scipy.special``)."""
+    return bessel_j0(2 * np.pi * np.asarray(doppler_hz, dtype=float) * np.asarray(dt_s, dtype=float))
 
 
 def _cn01(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray[np.complex128]:

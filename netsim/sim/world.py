@@ -191,6 +191,8 @@ class Network:
         self._nlos = nlos_initial((self.n_users, n_ap, dep.antennas_per_ap), self._fading_rng)
         self.t_s = 0.0
         self._fading_t = 0.0
+        self._rho_key: tuple | None = None  # (dt, Doppler bytes) of the cached correlation
+        self._rho: np.ndarray | None = None  # [K, 1, 1]
         self._user_pos = self._positions(0.0)  # [K, 2]
 
     # ------------------------------------------------------------------ sizes
@@ -276,7 +278,11 @@ class Network:
             return
         speeds = self.user_speeds_mps()  # [K]
         doppler = np.maximum(speeds / self.wavelength_m, self.scenario.channel.min_doppler_hz)
-        rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
+        key = (dt, doppler.tobytes())  # speeds are constant over a leg, dt over a frame
+        if self._rho_key != key:
+            self._rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
+            self._rho_key = key
+        rho = self._rho
         if self.model == "umi" and self.scenario.channel.fading_correlation == "iid":
             rho = np.zeros_like(rho)
         self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
