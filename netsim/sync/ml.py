@@ -9,19 +9,32 @@ The estimator maximises the energy of the projection of ``y`` onto the column sp
 It ignores the contamination (unweighted LS), as the paper does.
 
 Fast evaluation. Column ``l`` of ``S_p U(theta1)`` interpolates two integer shifts of the
-pilot, ``(1-f_l) s[m-k_l-1] + f_l s[m-k_l-2]``. So with the correlations
-``c_q(eps) = sum_m conj(s[m-q]) y[m] exp(-j 2 pi eps m)`` (one FFT per integer shift ``q``)
-and the pilot's shift Gram ``R[q, q'] = sum_m conj(s[m-q]) s[m-q']``, both ``B^H y`` and
-``B^H B`` at any ``(theta1, eps)`` are small linear combinations; no ``M``-length work per
-grid point.
+pilot, ``(1-f_l) s[m-k_l-1] + f_l s[m-k_l-2]`` with ``k_l = floor(theta1 + d_l)`` and
+``f_l = theta1 + d_l - k_l``. So with the correlations
+``c_q(eps) = sum_m conj(s[m-q]) y[m] exp(-j 2 pi eps m)`` and the pilot's shift Gram
+``R[q, q'] = sum_m conj(s[m-q]) s[m-q']``, both ``B^H y`` and ``B^H B`` at any
+``(theta1, eps)`` are small linear combinations; no ``M``-length work per search point.
+``B^H B`` does not depend on ``eps`` (``F^H F = I``), and when the window does not truncate
+the pilot ``R`` is Toeplitz, so ``B^H B`` depends on ``theta1`` only through the fractional
+delays: on a TO grid of step ``1/p`` chips it takes ``p`` distinct values.
 
-Procedure (vectorised over a batch of bursts, e.g. all slaves of one master):
-1. coarse grid: theta1 in ``{0, step, ..., eta}`` x CFO bins (FFT, ``fft_oversample * M``
-   points over ``[-0.5, 0.5)``; or a direct DFT on ``[-cfo_max, cfo_max]`` when a smaller CFO
-   search range is given);
-2. the ``n_candidates`` best local maxima of the TO profile and their two grid neighbours are refined by a vectorised pattern search on a 9 (TO) x 3 (CFO) stencil (move to
-   the best point; divide the TO step by 3 when the best TO offset is within one step of the
-   centre; when the centre CFO is best take a parabolic step in CFO and divide its step by 4);
+Search (vectorised over a batch of bursts, e.g. all links of one round):
+
+1. coarse grid: ``theta1`` in ``{0, step, ..., eta}`` x CFO cells. The CFO dimension of ``g``
+   for a known pilot is a multi-channel periodogram: one FFT of the de-spread samples
+   ``conj(s[m-q]) y[m]`` gives every CFO cell of ``[-0.5, 0.5)`` at once
+   (``fft_oversample * M`` points); for a small CFO range ``[-cfo_max, cfo_max]`` a direct DFT
+   on cells no wider than ``1 / (fft_oversample M)``. The Gram is factored once per distinct
+   fractional delay (Cholesky), not once per grid point.
+2. the ``n_candidates`` best local maxima of the TO profile ``max_eps g`` are refined in
+   ``n_refine`` levels. Each level (a) searches ``theta1`` on a 21-point grid of the current
+   step around the current point at fixed ``eps`` (``g`` is only piecewise smooth in
+   ``theta1``: kinks where a tap delay crosses a chip boundary, so no derivative is used in
+   TO), then divides the TO step by 10 (level 0: step = coarse step / 10, covering +- one
+   coarse step); (b) takes one safeguarded Newton step in ``eps`` (``g`` is smooth in eps;
+   its first and second derivatives come from the correlations weighted by ``-j 2 pi m`` and
+   ``(-j 2 pi m)^2``), kept only if ``g`` does not decrease. Every accepted move increases
+   ``g``, so the result is a local maximum of the same cost as the grid search of spec 4.
 3. the best refined candidate wins; ``h_hat`` from eq 38.
 """
 
@@ -35,6 +48,8 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.phy.pilots import shifted_pilot
 
 __all__ = ["MlEstimate", "ml_estimate", "wrap_cfo"]
+
+_LOAD = 1e-12  # diagonal loading of the Gram, relative to its mean diagonal (rank-deficient taps)
 
 
 @dataclass(frozen=True)
@@ -64,32 +79,295 @@ def wrap_cfo(eps: ArrayLike) -> NDArray[np.float64]:
     return (np.asarray(eps, dtype=float) + 0.5) % 1.0 - 0.5
 
 
-def _metric(
-    cq: NDArray, rq: NDArray, t: NDArray, delays: NDArray, return_taps: bool = False
-) -> NDArray | tuple[NDArray, NDArray]:
-    """``g`` on a grid. cq [P, Q, nE], rq [P, Q, Q], t [P, nT], delays [P, L] -> [P, nT, nE]."""
-    n_q = cq.shape[1]
-    x = t[:, :, None] + delays[:, None, :]  # [P, nT, L]
-    k = np.floor(x).astype(np.int64)
+def _interp(t: NDArray, delays: NDArray, n_q: int) -> tuple[NDArray, NDArray, NDArray]:
+    """Rows and weights of ``U`` (component-first layout, batch axes last).
+
+    t [P, n] chips, delays [P, L] chips -> (i0, i1 int [L, P, n], f [L, P, n]). Column ``l``
+    of ``U`` is ``(1 - f) e_{i0} + f e_{i1}``, ``i0 = floor(t + d_l) + 1``, ``i1 = i0 + 1``
+    (both clipped to ``0..n_q-1``).
+    """
+    x = np.add(t[None, :, :], delays.T[:, :, None], order="C")  # [L, P, n]
+    k = np.floor(x)
     f = x - k
-    idx = np.clip(np.stack([k + 1, k + 2], -1), 0, n_q - 1)  # [P, nT, L, 2]
-    wts = np.stack([1.0 - f, f], -1)  # [P, nT, L, 2]
-    p = np.arange(cq.shape[0])[:, None, None, None]
-    csel = cq[p, idx]  # [P, nT, L, 2, nE]
-    v = np.einsum("ptla,ptlae->ptle", wts, csel)  # [P, nT, L, nE]
-    rsel = rq[p[..., None, None], idx[:, :, :, None, :, None], idx[:, :, None, :, None, :]]
-    ww = wts[:, :, :, None, :, None] * wts[:, :, None, :, None, :]  # [P, nT, L, L, 2, 2]
-    gram = (ww * rsel).sum((-1, -2))  # [P, nT, L, L]
-    lt = gram.shape[-1]
-    load = 1e-12 * np.real(np.trace(gram, axis1=-2, axis2=-1))[..., None, None] / lt
-    if np.iscomplexobj(gram):
-        sol = np.linalg.solve(gram + load * np.eye(lt), v)  # [P, nT, L, nE]
-    else:  # real Gram: one real inverse, applied to the complex right-hand sides
-        sol = np.linalg.inv(gram + load * np.eye(lt)) @ v  # [P, nT, L, nE]
-    g = np.real(np.sum(np.conj(v) * sol, axis=2))  # [P, nT, nE]
-    if return_taps:
-        return g, sol
-    return g
+    i0 = np.clip(k.astype(np.int64) + 1, 0, n_q - 1)  # [L, P, n]
+    i1 = np.minimum(i0 + 1, n_q - 1)
+    return i0, i1, f
+
+
+def _gram(rq: NDArray, i0: NDArray, i1: NDArray, f: NDArray) -> NDArray:
+    """``B^H B`` from the shift Gram: rq [P, Q, Q], rows [L, P, n] -> [L, L, P, n]."""
+    n_q = rq.shape[1]
+    base = (np.arange(rq.shape[0]) * n_q * n_q)[:, None]  # [P, 1]
+    rf = rq.reshape(-1)
+    a0, a1 = (base + i0 * n_q)[:, None], (base + i1 * n_q)[:, None]  # [L, 1, P, n]
+    b0, b1 = i0[None], i1[None]  # [1, L, P, n]
+    g = 1.0 - f
+    fa, fb, ga, gb = f[:, None], f[None], g[:, None], g[None]
+    gram = ga * gb * rf[a0 + b0] + ga * fb * rf[a0 + b1]
+    gram += fa * gb * rf[a1 + b0] + fa * fb * rf[a1 + b1]  # [L, L, P, n]
+    return gram
+
+
+def _gram_toeplitz(r: NDArray, i0: NDArray, f: NDArray) -> NDArray:
+    """``B^H B`` from the pilot autocorrelation (no window truncation).
+
+    ``R[q, q'] = r[q - q']``, so with ``D = i0_l - i0_l'`` and ``g = 1 - f``::
+
+        G[l, l'] = (g_l g_l' + f_l f_l') r[D] + g_l f_l' r[D - 1] + f_l g_l' r[D + 1]
+
+    r [P, 2H+1] holds ``r[d]`` for ``d = -H..H`` (column ``d + H``, ``H`` at least the largest
+    row difference plus one); i0, f [L, P, n] -> [L, L, P, n].
+    """
+    n_lag = r.shape[1]
+    base = (np.arange(r.shape[0]) * n_lag + n_lag // 2)[:, None]  # [P, 1]
+    d = (base + i0)[:, None] - i0[None]  # [L, L, P, n] flat index of r[D]
+    rf = r.reshape(-1)
+    g = 1.0 - f
+    fa, fb, ga, gb = f[:, None], f[None], g[:, None], g[None]
+    gram = (ga * gb + fa * fb) * rf[d]
+    gram += ga * fb * rf[d - 1] + fa * gb * rf[d + 1]
+    return gram
+
+
+def _cholesky(gram: NDArray) -> list[list[NDArray]]:
+    """Lower Cholesky factor of small SPD (or Hermitian PD) matrices, entry by entry.
+
+    gram [L, L, ...] -> ``c[i][j]`` arrays of shape [...] (``i >= j``). Vectorised over the
+    trailing axes: for L <= 6 this is much faster than LAPACK's per-matrix call on stacks of
+    thousands of tiny matrices. A diagonal loading of ``_LOAD`` times the mean diagonal keeps
+    rank-deficient Grams (two taps between the same two chips) factorable.
+    """
+    n = gram.shape[0]
+    load = _LOAD * sum(np.real(gram[i, i]) for i in range(n)) / n  # [...]
+    tiny = np.finfo(float).tiny
+    c: list[list[NDArray]] = [[None] * n for _ in range(n)]  # type: ignore[list-item]
+    for j in range(n):
+        s = np.real(gram[j, j]) + load
+        for k in range(j):
+            s = s - np.abs(c[j][k]) ** 2
+        d = np.sqrt(np.maximum(s, tiny))
+        c[j][j] = d
+        for i in range(j + 1, n):
+            s2 = gram[i, j]
+            for k in range(j):
+                s2 = s2 - c[i][k] * np.conj(c[j][k])
+            c[i][j] = s2 / d
+    return c
+
+
+def _take(c: list[list[NDArray]], idx: NDArray) -> list[list[NDArray]]:
+    """Gather every factor entry along its last axis: entries [..., G0] -> [..., idx]."""
+    return [[None if x is None else x[..., idx] for x in row] for row in c]
+
+
+def _whiten(c: list[list[NDArray]], v: NDArray) -> NDArray:
+    """``u = C^{-1} v`` by forward substitution: c from :func:`_cholesky` ([...] entries),
+    v [E, L, ...] -> u [E, L, ...]; then ``g = ||u||^2 = v^H G^{-1} v``."""
+    n = v.shape[1]
+    u = []
+    for i in range(n):
+        r = v[:, i]
+        for k in range(i):
+            r = r - c[i][k] * u[k]
+        u.append(r / c[i][i])
+    return np.stack(u, 1)
+
+
+def _energy(u: NDArray) -> NDArray:
+    """``sum_l |u_l|^2``: u [E, L, ...] -> [E, ...]."""
+    return np.sum(u.real**2 + u.imag**2, axis=1)
+
+
+def _gather_v(cq: NDArray, i0: NDArray, i1: NDArray, f: NDArray) -> NDArray:
+    """``B^H y``: cq [E, P, Q] correlations, rows [L, P, n] -> v [E, L, P, n]."""
+    n_e, n_p, n_q = cq.shape
+    base = (np.arange(n_p) * n_q)[:, None]  # [P, 1]
+    cf = cq.reshape(n_e, -1)
+    return (1.0 - f) * cf[:, base + i0] + f * cf[:, base + i1]
+
+
+def _grid_period(step: float, n_grid: int) -> int:
+    """Smallest ``p`` with ``p * step`` an integer (fractional delays repeat), else ``n_grid``."""
+    for p in range(1, n_grid):
+        v = p * step
+        if v >= 0.5 and abs(v - round(v)) < 1e-9 * max(1.0, v):
+            return p
+    return n_grid
+
+
+def _correlate(zp: NDArray, e: NDArray, wm: NDArray) -> NDArray:
+    """Correlations and their eps-derivatives at ``eps = e``.
+
+    zp [P, W, M] de-spread samples, e [P], wm [M, 3] = ``(-j 2 pi m)^k``, k = 0, 1, 2
+    -> [3, P, W]: ``sum_m zp (-j 2 pi m)^k exp(-j 2 pi e m)``.
+    """
+    n_p, n_w, m = zp.shape
+    steer = np.exp(-2j * np.pi * e[:, None] * np.arange(m)[None, :])  # [P, M]
+    sw = steer[:, :, None] * wm[None]  # [P, M, 3]
+    return np.matmul(zp, sw).transpose(2, 0, 1)  # [3, P, W]
+
+
+def _coarse(
+    z: NDArray, rq: NDArray, rlag: NDArray | None, db: NDArray, eta: float, step: float,
+    full: bool, cfo_max: float, fft_oversample: int, n_c: int, max_batch: int,
+) -> tuple[NDArray, NDArray, float, float]:
+    """Coarse TO x CFO grid; the ``n_c`` best TO-profile peaks per burst.
+
+    z [B, Q, M], rq [B, Q, Q], rlag [B, 2Q+1] or None, db [B, L]
+    -> (cand_t [B, C], cand_e [B, C], TO step, CFO cell).
+    """
+    n_b, n_q, n_samples = z.shape
+    n_taps = db.shape[1]
+    if full:
+        nfft = 1 << int(np.ceil(np.log2(fft_oversample * n_samples)))
+        eps_grid = np.fft.fftfreq(nfft)  # [K]
+        de0 = 1.0 / nfft
+    else:
+        cell = 1.0 / (fft_oversample * n_samples)
+        n_e = int(np.ceil(cfo_max / cell))
+        eps_grid = np.linspace(-cfo_max, cfo_max, 2 * n_e + 1)  # [K], spacing <= cell
+        de0 = eps_grid[1] - eps_grid[0] if eps_grid.size > 1 else cell
+        steer = np.exp(-2j * np.pi * np.outer(eps_grid, np.arange(n_samples)))  # [K, M]
+    n_t = int(np.round(eta / step)) + 1
+    t_grid = np.linspace(0.0, eta, n_t)  # [G]
+    dt0 = t_grid[1] - t_grid[0] if n_t > 1 else step
+    period = _grid_period(dt0, n_t) if rlag is not None else n_t
+    cls = np.arange(n_t) % period  # [G] Gram class of each grid TO
+    n_c = min(n_c, n_t)
+    n_k = eps_grid.size
+    chunk = max(1, min(max_batch, int(4e6 // max(1, n_t * n_taps * n_k * 2))))
+    cand_t = np.zeros((n_b, n_c))
+    cand_e = np.zeros((n_b, n_c))
+    for b0 in range(0, n_b, chunk):
+        sl = slice(b0, min(n_b, b0 + chunk))
+        zz = z[sl]
+        nb = zz.shape[0]
+        if full:
+            cq = np.fft.fft(zz, nfft, axis=-1).transpose(2, 0, 1)  # [K, b, Q]
+        else:
+            cq = (steer @ zz.transpose(2, 0, 1).reshape(n_samples, -1)).reshape(n_k, nb, n_q)
+        d = db[sl]
+        i0, i1, f = _interp(np.broadcast_to(t_grid[:period], (nb, period)), d, n_q)
+        if rlag is not None:
+            gram = _gram_toeplitz(rlag[sl], i0, f)
+        else:
+            gram = _gram(rq[sl], i0, i1, f)
+        chol = _take(_cholesky(gram), cls)  # entries [b, G]
+        i0, i1, f = _interp(np.broadcast_to(t_grid, (nb, n_t)), d, n_q)
+        g = _energy(_whiten(chol, _gather_v(cq, i0, i1, f)))  # [K, b, G]
+        kbest = np.argmax(g, 0)  # [b, G]
+        prof = np.max(g, 0)  # [b, G]
+        left = np.concatenate([np.full((nb, 1), -np.inf), prof[:, :-1]], 1)
+        right = np.concatenate([prof[:, 1:], np.full((nb, 1), -np.inf)], 1)
+        peak = np.where((prof >= left) & (prof >= right), prof, -np.inf)
+        order = np.argsort(-peak, -1, kind="stable")[:, :n_c]  # [b, C]
+        # fewer peaks than candidates: repeat the global best
+        order = np.where(np.isfinite(np.take_along_axis(peak, order, -1)), order, order[:, :1])
+        cand_t[sl] = t_grid[order]
+        cand_e[sl] = eps_grid[np.take_along_axis(kbest, order, -1)]
+    return cand_t, cand_e, dt0, de0
+
+
+def _refine(
+    z: NDArray, rq: NDArray, rlag: NDArray | None, db: NDArray, owner: NDArray, t: NDArray,
+    e: NDArray, eta: float, dt0: float, de0: float, e_lo: float, e_hi: float, n_levels: int,
+) -> tuple[NDArray, NDArray, NDArray]:
+    """Refine candidates (see module notes): z [B, Q, M], rq [B, Q, Q], rlag [B, 2Q+1]
+    (autocorrelation lags -Q..Q, None when the window truncates the pilot), db [B, L],
+    owner [P] (burst of each candidate), t, e [P] -> (t [P], e [P], g [P])."""
+    n_p = t.size
+    n_q, n_samples = z.shape[1], z.shape[2]
+    dp = db[owner]  # [P, L]
+    off = np.arange(-10.0, 11.0)  # 21 TO offsets
+    reach = 1.2 * dt0  # total TO move over all levels is < 1.12 coarse steps
+    t_lo = np.maximum(t - reach, 0.0)
+    t_hi = np.minimum(t + reach, eta)
+    q0 = np.clip(np.floor(t_lo + dp.min(1)).astype(np.int64), 0, n_q - 1)  # [P]
+    n_w = min(n_q, int(np.ceil(2 * reach + np.max(dp.max(1) - dp.min(1)))) + 4)
+    q0 = np.minimum(q0, n_q - n_w)
+    qi = q0[:, None] + np.arange(n_w)  # [P, W]
+    zp = z[owner[:, None], qi]  # [P, W, M]
+    if rlag is None:
+        rp = rq[owner[:, None, None], qi[:, :, None], qi[:, None, :]]  # [P, W, W]
+
+        def gram(i0: NDArray, i1: NDArray, f: NDArray) -> NDArray:
+            return _gram(rp, i0, i1, f)
+    else:
+        h = rlag.shape[1] // 2
+        rl = rlag[owner][:, h - n_w : h + n_w + 1].copy()  # [P, 2W+1], lags -W..W
+
+        def gram(i0: NDArray, i1: NDArray, f: NDArray) -> NDArray:
+            return _gram_toeplitz(rl, i0, f)
+
+    wm = (-2j * np.pi * np.arange(n_samples)[:, None]) ** np.arange(3)[None, :]  # [M, 3]
+    rows = np.arange(n_p)
+    cq = _correlate(zp, e, wm)  # [3, P, W]
+    de_max = np.full(n_p, 0.5 * de0)
+    g_cur = np.full(n_p, -np.inf)
+
+    def newton_eps(t, e, cq, de_max):  # noqa: ANN001, ANN202
+        """One safeguarded Newton step in eps at (t, e): kept only if g does not decrease."""
+        i0, i1, f = _interp((t - q0)[:, None], dp, n_w)
+        chol = _cholesky(gram(i0, i1, f))
+        u = _whiten(chol, _gather_v(cq, i0, i1, f))[..., 0]  # [3, L, P]
+        u0 = np.conj(u[0])
+        g0 = np.sum(np.abs(u[0]) ** 2, 0)  # [P]
+        g1 = 2 * np.real(np.sum(u0 * u[1], 0))  # dg/deps
+        g2 = 2 * np.real(np.sum(u0 * u[2], 0)) + 2 * np.sum(np.abs(u[1]) ** 2, 0)
+        newton = -g1 / np.where(g2 < 0, g2, -1.0)
+        step = np.clip(np.where(g2 < 0, newton, np.sign(g1) * de_max), -de_max, de_max)
+        e_new = np.clip(e + step, e_lo, e_hi)
+        cn = _correlate(zp, e_new, wm)
+        g_new = _energy(_whiten(chol, _gather_v(cn[:1], i0, i1, f)))[0, :, 0]  # [P]
+        ok = g_new >= g0
+        e = np.where(ok, e_new, e)
+        cq = np.where(ok[:, None], cn, cq)
+        de_max = np.where(ok, np.maximum(2 * np.abs(step), 1e-3 * de0), 0.25 * np.abs(step))
+        return e, cq, de_max, np.where(ok, g_new, g0)
+
+    def profiled(t: NDArray, cq: NDArray, de_max: NDArray) -> NDArray:
+        """CFO-profiled metric at TO points t [P, n]: g at the CFO of cq [3, P, W] plus the
+        gain of the (bounded) Newton step in eps each point would take -> [P, n]. Ranking by it
+        follows the TO-CFO ridge of the ambiguity function (strong for chirp-like pilots such
+        as Zadoff-Chu) instead of the TO optimum at the current, slightly wrong, CFO."""
+        i0, i1, f = _interp(t - q0[:, None], dp, n_w)
+        u = _whiten(_cholesky(gram(i0, i1, f)), _gather_v(cq, i0, i1, f))  # [3, L, P, n]
+        u0 = np.conj(u[0])
+        g0 = np.sum(np.abs(u[0]) ** 2, 0)  # [P, n]
+        g1 = 2 * np.real(np.sum(u0 * u[1], 0))
+        g2 = 2 * np.real(np.sum(u0 * u[2], 0)) + 2 * np.sum(np.abs(u[1]) ** 2, 0)
+        dm = de_max[:, None]
+        de = np.where(g2 < 0, -g1 / np.where(g2 < 0, g2, -1.0), np.sign(g1) * dm)
+        de = np.clip(de, -dm, dm)
+        return g0 + np.maximum(g1 * de + 0.5 * g2 * de**2, 0.0)
+
+    # the coarse CFO cell is off by up to half a cell, which biases the best TO (TO-CFO
+    # coupling): settle eps first
+    e, cq, de_max, g_cur = newton_eps(t, e, cq, de_max)
+    dt = dt0 / 10.0
+    for lev in range(n_levels):
+        # (a) TO grid (+- one previous step) ranked by the CFO-profiled metric
+        tt = np.clip(t[:, None] + dt * off, t_lo[:, None], t_hi[:, None])  # [P, 21]
+        g = profiled(tt, cq, de_max)  # [P, 21]
+        jb = np.argmax(g, -1)  # [P]
+        t = tt[rows, jb]
+        if lev == n_levels - 1:
+            # last level: parabolic vertex through the best grid point and its neighbours,
+            # kept only where it raises the profiled g (not across a kink)
+            inner = (jb > 0) & (jb < off.size - 1)
+            jm, jp = np.maximum(jb - 1, 0), np.minimum(jb + 1, off.size - 1)
+            gm, gc, gp = g[rows, jm], g[rows, jb], g[rows, jp]
+            curv = gm - 2 * gc + gp
+            ok = inner & (curv < 0)
+            shift = np.where(ok, 0.5 * (gm - gp) / np.where(ok, curv, -1.0), 0.0)
+            t_par = np.clip(t + np.clip(shift, -1.0, 1.0) * dt, t_lo, t_hi)
+            g_par = profiled(t_par[:, None], cq, de_max)[:, 0]
+            t = np.where(ok & (g_par > gc), t_par, t)
+        dt /= 10.0
+        # (b) Newton in eps at the new TO
+        e, cq, de_max, g_cur = newton_eps(t, e, cq, de_max)
+    e, cq, de_max, g_cur = newton_eps(t, e, cq, de_max)  # final eps polish at the final TO
+    return t, e, g_cur
 
 
 def ml_estimate(
@@ -102,7 +380,7 @@ def ml_estimate(
     to_step_chips: float = 0.1,
     fft_oversample: int = 1,
     n_candidates: int = 2,
-    n_refine: int = 24,
+    n_refine: int = 3,
     max_batch: int = 64,
 ) -> MlEstimate:
     """ML estimate of TO, CFO and taps of one desired link per burst (eq 37-39).
@@ -125,13 +403,14 @@ def ml_estimate(
     to_step_chips : float
         Coarse TO grid step (chips).
     fft_oversample : int
-        CFO grid density: bins of ``1 / (fft_oversample * M)``.
+        CFO grid density: cells of at most ``1 / (fft_oversample * M)``.
     n_candidates : int
-        Number of coarse TO peaks refined (guards against the near-equal secondary peaks of
-        the multipath triangle model, spec 4); each is refined from itself and from its two grid
-        neighbours (the true maximum can sit beyond a kink of g).
+        Number of coarse TO-profile peaks refined (guards against the near-equal secondary
+        peaks of the multipath triangle model, spec 4).
     n_refine : int
-        Compass-search iterations.
+        Refinement levels; level ``r`` searches the TO with a step of
+        ``to_step_chips / 10^(r+1)`` and takes one Newton step in CFO; the last level ends
+        with a parabolic TO step (3 levels: grid 1e-4 chips, then sub-grid).
     max_batch : int
         Bursts processed together in the coarse stage (memory bound).
 
@@ -153,134 +432,61 @@ def ml_estimate(
         empty = np.zeros(lead)
         return MlEstimate(empty, empty.copy(), np.zeros(lead + (n_taps,), complex), empty.copy())
     eta = float(to_range_chips)
-    n_q = int(np.floor(eta + db.max())) + 3 if n_b else 3
+    n_q = int(np.floor(eta + db.max())) + 3
     m = np.arange(n_samples)
 
-    # Shifted pilots, correlation inputs and shift Gram (exact, window truncation included).
+    # Shifted pilots, de-spread samples and shift Gram (exact, window truncation included).
     shifts = shifted_pilot(sb, np.broadcast_to(np.arange(n_q), (n_b, n_q)), n_samples)  # [B, Q, M]
     z = np.conj(shifts) * yb[:, None, :]  # [B, Q, M]
     n_c_len = sb.shape[-1]
-    if n_q - 1 + n_c_len <= n_samples:  # no truncation: R[q, q'] = r[q - q'], r = autocorrelation
+    toeplitz = n_q - 1 + n_c_len <= n_samples
+    if toeplitz:  # no truncation: R[q, q'] = r[q - q'], r = autocorrelation
         nfft_r = 1 << int(np.ceil(np.log2(2 * n_c_len)))
         sf = np.fft.fft(sb, nfft_r, axis=-1)
         r = np.fft.ifft(np.abs(sf) ** 2, axis=-1)  # r[d] = sum_n conj(s[n]) s[n+d]  [B, nfft]
         lag = np.arange(n_q)[:, None] - np.arange(n_q)[None, :]  # [Q, Q]
-        rq = r[:, lag % nfft_r]  # [B, Q, Q]
         if not np.iscomplexobj(sb):
-            rq = rq.real.copy()  # real pilots: real Gram (faster gathers and solves)
+            r = r.real  # real pilots: real Gram
+        rq = r[:, lag % nfft_r]  # [B, Q, Q]
+        rlag = r[:, np.arange(-n_q, n_q + 1) % nfft_r]  # [B, 2Q+1], lags -Q..Q
     else:
         rq = np.conj(shifts) @ np.swapaxes(shifts, -1, -2)  # [B, Q, Q]
+        rlag = None
 
-    # Coarse CFO grid.
     full = cfo_max_norm is None or cfo_max_norm >= 0.5
-    if full:
-        nfft = 1 << int(np.ceil(np.log2(fft_oversample * n_samples)))
-        eps_grid = np.fft.fftfreq(nfft)  # [K]
-        de0 = 1.0 / nfft
-    else:
-        de0 = 1.0 / (fft_oversample * n_samples)
-        n_e = int(np.ceil(cfo_max_norm / de0))
-        eps_grid = np.arange(-n_e, n_e + 1) * de0  # [K]
-    t_grid = np.linspace(0.0, eta, int(np.round(eta / to_step_chips)) + 1)  # [G]
-    dt0 = t_grid[1] - t_grid[0] if t_grid.size > 1 else to_step_chips
-    n_c = min(n_candidates, t_grid.size)
-
-    cand_t = np.zeros((n_b, 3 * n_c))
-    cand_e = np.zeros((n_b, 3 * n_c))
-    n_k = eps_grid.size
-    chunk = max(1, int(2e6 // max(1, t_grid.size * n_taps * n_k * 2)))
-    chunk = min(chunk, max_batch)
-    for b0 in range(0, n_b, chunk):
-        sl = slice(b0, min(n_b, b0 + chunk))
-        if full:
-            cq = np.fft.fft(z[sl], nfft, axis=-1)  # [b, Q, K]
-        else:
-            steer = np.exp(-2j * np.pi * np.outer(m, eps_grid))  # [M, K]
-            zz = z[sl]
-            cq = (zz.reshape(-1, n_samples) @ steer).reshape(
-                zz.shape[:2] + (steer.shape[1],)
-            )  # [b, Q, K]
-        nb = cq.shape[0]
-        g = _metric(cq, rq[sl], np.broadcast_to(t_grid, (nb, t_grid.size)), db[sl])  # [b, G, K]
-        kbest = np.argmax(g, -1)  # [b, G]
-        prof = np.take_along_axis(g, kbest[..., None], -1)[..., 0]  # [b, G]
-        left = np.concatenate([np.full((nb, 1), -np.inf), prof[:, :-1]], 1)
-        right = np.concatenate([prof[:, 1:], np.full((nb, 1), -np.inf)], 1)
-        peak = np.where((prof >= left) & (prof >= right), prof, -np.inf)
-        order = np.argsort(-peak, -1)[:, :n_c]  # [b, C]
-        # fall back to the global best if fewer peaks than candidates
-        order = np.where(np.isfinite(np.take_along_axis(peak, order, -1)), order, order[:, :1])
-        # also start from both grid neighbours of the best peak: the true maximum may sit on
-        # the far side of a kink of g (taps crossing a chip boundary) from the best grid point
-        nb_lo = np.maximum(order - 1, 0)
-        nb_hi = np.minimum(order + 1, t_grid.size - 1)
-        order = np.concatenate([order, nb_lo, nb_hi], 1)  # [b, 3 C]
-        cand_t[sl] = t_grid[order]
-        cand_e[sl] = eps_grid[np.take_along_axis(kbest, order, -1)]
-
-    # Compass-search refinement of every candidate, all at once, on a local band of shifts.
-    n_c = 3 * n_c
-    n_p = n_b * n_c
+    cfo_max = 0.5 if full else float(cfo_max_norm)
+    cand_t, cand_e, dt0, de0 = _coarse(
+        z, rq, rlag, db, eta, to_step_chips, full, cfo_max, fft_oversample, n_candidates,
+        max_batch,
+    )
+    n_c = cand_t.shape[1]
     owner = np.repeat(np.arange(n_b), n_c)  # [P]
-    t = cand_t.reshape(-1).copy()
-    e = cand_e.reshape(-1).copy()
-    dp = db[owner]  # [P, L]
-    reach = 1.5  # chips the search may move away from its candidate
-    t_lo = np.maximum(t - reach, 0.0)
-    t_hi = np.minimum(t + reach, eta)
-    q0 = np.clip(np.floor(t_lo + dp.min(1)).astype(np.int64), 0, n_q - 1)  # [P]
-    n_w = min(n_q, int(np.ceil(2 * reach + np.max(dp.max(1) - dp.min(1)))) + 4)
-    q0 = np.minimum(q0, n_q - n_w)
-    qi = q0[:, None] + np.arange(n_w)  # [P, W]
-    zp = z[owner[:, None], qi]  # [P, W, M]
-    rp = rq[owner[:, None, None], qi[:, :, None], qi[:, None, :]]  # [P, W, W]
-    dt = np.full(n_p, dt0 / 2)
-    de = np.full(n_p, de0 / 2)
-    off_t = np.arange(-4.0, 5.0)  # 9 TO offsets: robust to the kinks of g in theta1
-    off_e = np.array([-1.0, 0.0, 1.0])
-    e_lo, e_hi = (-np.inf, np.inf) if full else (-float(cfo_max_norm), float(cfo_max_norm))
-    g_best = np.full(n_p, -np.inf)
-    rows = np.arange(n_p)
-    for _ in range(n_refine):
-        tt = np.clip(t[:, None] + dt[:, None] * off_t, t_lo[:, None], t_hi[:, None])  # [P, 9]
-        ee = np.clip(e[:, None] + de[:, None] * off_e, e_lo, e_hi)  # [P, 3]
-        base = np.exp(-2j * np.pi * m[None, :] * ee[:, 1:2])  # [P, M]
-        rot = np.exp(-2j * np.pi * m[None, :] * de[:, None])  # [P, M]
-        steer = np.stack([base * np.conj(rot), base, base * rot], -1)  # [P, M, 3]
-        cq = zp @ steer  # [P, W, 3]
-        g = _metric(cq, rp, tt - q0[:, None], dp).reshape(n_p, 9, 3)  # [P, 9, 3]
-        j = np.argmax(g.reshape(n_p, 27), -1)
-        jt, je = j // 3, j % 3
-        t = tt[rows, jt]
-        g_best = g[rows, jt, je]
-        # CFO: g is smooth in eps -> parabolic step when the centre is best
-        g3 = g[rows, jt]  # [P, 3]
-        curv = g3[:, 0] - 2 * g3[:, 1] + g3[:, 2]
-        step = np.where(curv < 0, 0.5 * (g3[:, 0] - g3[:, 2]) / np.where(curv < 0, curv, -1.0), 0.0)
-        step = np.clip(step, -1.0, 1.0)
-        centre_e = je == 1
-        e = np.where(centre_e, np.clip(e + step * de, e_lo, e_hi), ee[rows, je])
-        # independent step control: TO step shrinks by 3 when the best TO is within one step
-        dt = np.where(np.abs(jt - 4) <= 1, dt / 3, dt)
-        de = np.where(centre_e, de / 4, de)
-    # the parabolic CFO step was not evaluated: re-evaluate the metric at (t, e)
-    steer = np.exp(-2j * np.pi * m[None, :] * e[:, None])  # [P, M]
-    cq = np.sum(zp * steer[:, None, :], -1)[..., None]  # [P, W, 1]
-    g_best = _metric(cq, rp, (t - q0)[:, None], dp)[:, 0, 0]
+    e_lo, e_hi = (-np.inf, np.inf) if full else (-cfo_max, cfo_max)
+    t, e, g_best = _refine(
+        z, rq, rlag, db, owner, cand_t.reshape(-1), cand_e.reshape(-1), eta, dt0, de0, e_lo, e_hi,
+        n_refine,
+    )
 
-    # Choose the best candidate and compute the taps there.
-    gb = g_best.reshape(n_b, n_c)
-    win = np.argmax(gb, -1)  # [B]
+    # Choose the best candidate and compute the taps there (eq 38).
+    win = np.argmax(g_best.reshape(n_b, n_c), -1)  # [B]
     sel = np.arange(n_b) * n_c + win
     t_hat, e_hat = t[sel], e[sel]
     steer = np.exp(-2j * np.pi * m[None, :] * e_hat[:, None])  # [B, M]
-    cq = np.sum(z * steer[:, None, :], -1)[..., None]  # [B, Q, 1]
-    g, sol = _metric(cq, rq, t_hat[:, None], db, return_taps=True)
-    taps = sol[:, 0, :, 0]  # [B, L]
+    cq = np.sum(z * steer[:, None, :], -1)  # [B, Q]
+    i0, i1, f = _interp(t_hat[:, None], db, n_q)
+    if rlag is not None:
+        gram = _gram_toeplitz(rlag, i0, f)[..., 0]  # [L, L, B]
+    else:
+        gram = _gram(rq, i0, i1, f)[..., 0]
+    gram = np.moveaxis(gram, -1, 0)  # [B, L, L]
+    v = _gather_v(cq[None], i0, i1, f)[0, ..., 0].T  # [B, L]
+    diag = _LOAD * np.real(np.trace(gram, axis1=-2, axis2=-1)) / n_taps  # [B]
+    taps = np.linalg.solve(gram + diag[:, None, None] * np.eye(n_taps), v[..., None])[..., 0]
+    g = np.real(np.sum(np.conj(v) * taps, -1))  # [B]
     e_out = wrap_cfo(e_hat) if full else e_hat
     return MlEstimate(
         t_hat.reshape(lead),
         e_out.reshape(lead),
         taps.reshape(lead + (n_taps,)),
-        g[:, 0, 0].reshape(lead),
+        g.reshape(lead),
     )

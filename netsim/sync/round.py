@@ -116,7 +116,7 @@ class SyncRoundConfig:
     path_loss: PathLossModel = field(default_factory=PathLossModel)
     pilot_kind: str = "bpsk"
     to_step_chips: float = 0.1
-    n_refine: int = 24
+    n_refine: int = 3
     n_candidates: int = 2
     cond_limit: float = COND_LIMIT
     min_sinr_db: float = 10.0
