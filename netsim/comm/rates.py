@@ -55,7 +55,8 @@ def isi_amplitude_factor(
         Residual timing offsets (s).
     """
     excess = np.maximum(np.abs(to_s) - cyclic_prefix_s, 0.0)  # [M]
-    return np.clip(1.0 - excess / symbol_duration_s, 0.0, 1.0)
+    # clip to [0, 1] (excess >= 0, so only the lower bound can bind)
+    return np.maximum(np.minimum(1.0 - excess / symbol_duration_s, 1.0), 0.0)
 
 
 def downlink_sinr(
@@ -95,18 +96,24 @@ def downlink_sinr(
     tau = np.zeros(n_aps) if to_s is None else np.asarray(to_s, dtype=float)
     freqs = np.zeros(1) if subcarrier_hz is None else np.asarray(subcarrier_hz, dtype=float)
     g = isi_amplitude_factor(tau, cyclic_prefix_s, symbol_duration_s)  # [M]
+    inside_cp = bool(g.min() == 1.0)  # every offset within the cyclic prefix: g = 1, no ISI
 
     # per-AP amplitude of stream j at user k: b[k, j, m] = h_{m,k}^H w_{m,j}
     b = np.einsum("kmn,jmn->kjm", h_true.conj(), w)  # [K, K, M]
-    rot = g * np.exp(-1j * (phase[None, :] + 2 * np.pi * freqs[:, None] * tau[None, :]))  # [F, M]
+    rot = np.exp(-1j * (phase[None, :] + 2 * np.pi * freqs[:, None] * tau[None, :]))  # [F, M]
+    if not inside_cp:  # (g = 1 would change no bit)
+        rot = g * rot
     a = np.einsum("fm,kjm->fkj", rot, b)  # [F, K, K]
     power = np.abs(a) ** 2  # [F, K, K]
     desired = np.einsum("fkk->fk", power)  # [F, K]
     interference = power.sum(axis=2) - desired  # [F, K]
+    if inside_cp:  # (1 - g^2) |b|^2 summed is exactly 0
+        return desired / (interference + noise_w)
     isi = ((1.0 - g**2)[None, None, :] * np.abs(b) ** 2).sum(axis=(1, 2))  # [K]
     return desired / (interference + isi[None, :] + noise_w)
 
 
 def rates_bps_hz(sinr: np.ndarray) -> np.ndarray:
     """Spectral efficiency ``mean_f log2(1 + SINR[f, k])`` per user (bit/s/Hz), shape (K,)."""
-    return np.log2(1.0 + sinr).mean(axis=0)
+    x = np.log2(1.0 + sinr)  # [F, K]
+    return np.add.reduce(x, axis=0) / x.shape[0]  # = x.mean(axis=0)

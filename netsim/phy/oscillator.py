@@ -28,6 +28,7 @@ for the oscillator drift between synchronization rounds of seed 000 (``spec/sync
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,8 @@ __all__ = [
     "allan_deviation_model",
     "clock_transition",
 ]
+
+_SQRT12 = math.sqrt(12.0)
 
 
 @dataclass(frozen=True)
@@ -270,13 +273,14 @@ class OscillatorBank:
         z = self._rng.standard_normal((4 if qphi > 0.0 else 3, self.n))  # [3 or 4, n]
         # Noise of (x, y) with covariance Q, written without cancellation:
         # w_y = sqrt(q2 dt) z1;  w_x = sqrt(q1 dt) z0 + sqrt(q2) dt^1.5 (z1/2 + z2/sqrt(12)).
-        sq2 = np.sqrt(q2)
-        w_y = sq2 * np.sqrt(dt) * z[1]  # [n]
-        w_x = np.sqrt(q1 * dt) * z[0] + sq2 * dt**1.5 * (0.5 * z[1] + z[2] / np.sqrt(12.0))  # [n]
+        # scalar factors with math.sqrt (correctly rounded, the same values as np.sqrt)
+        sq2 = math.sqrt(q2)
+        w_y = sq2 * math.sqrt(dt) * z[1]  # [n]
+        w_x = math.sqrt(q1 * dt) * z[0] + sq2 * dt**1.5 * (0.5 * z[1] + z[2] / _SQRT12)  # [n]
         self._x += self._y * dt + 0.5 * a * dt * dt + w_x
         self._y += a * dt + w_y
         if qphi > 0.0:
-            self._phi_w += np.sqrt(qphi * dt) * z[3]
+            self._phi_w += math.sqrt(qphi * dt) * z[3]
         self._t_s = t_new
 
     def correct(
@@ -337,6 +341,11 @@ class OscillatorBank:
         ii = np.asarray(i, dtype=np.intp)
         jj = np.asarray(j, dtype=np.intp)
         return self._x[ii] - self._x[jj]
+
+    def relative_to(self, j: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Every oscillator's time offset [s] and CFO [Hz] relative to oscillator ``j``:
+        ``to_s(arange(n), j)`` and ``cfo_hz(arange(n), j)`` (the same values), (n,) each."""
+        return self._x - self._x[j], self._carrier_hz * (self._y - self._y[j])
 
     def snapshot(self) -> dict[str, NDArray[np.float64] | float]:
         """Copies of the state: ``t_s`` (float), ``time_offset_s``, ``freq_offset``,

@@ -13,6 +13,7 @@ offline APs, sync columns of frames without a round, certified rates of non-robu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,15 +73,29 @@ def check_record(table: str, columns: Mapping[str, Any]) -> None:
         for name in names:
             if name not in columns:
                 continue
-            v = np.asarray(columns[name], dtype=float)
-            bad = np.isinf(v) if allow_nan else ~np.isfinite(v)
-            if bad.any():
-                flat = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1)
-                                      if bad.ndim > 1 else bad.ravel())
-                row = int(flat[0]) if flat.size else 0
-                frame = int(np.atleast_1d(columns.get("frame", -1))[0])
-                raise NonFiniteValue(table, name, frame, row, _entity(table, columns, row),
-                                     float(v.ravel()[np.flatnonzero(bad.ravel())[0]]))
+            v = columns[name]
+            # fast path: a finite sum (or scalar) means every value is finite; a sum that is
+            # not finite (a NaN/inf, or an overflow) gets the element-wise check below
+            if isinstance(v, float | int | np.floating | np.integer):
+                if math.isfinite(v):
+                    continue
+            elif isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
+                if v.size == 0 or math.isfinite(np.add.reduce(v, axis=None)):
+                    continue
+            _check_column(table, columns, name, allow_nan)
+
+
+def _check_column(table: str, columns: Mapping[str, Any], name: str, allow_nan: bool) -> None:
+    """Element-wise check of one column (raises :class:`NonFiniteValue` on a bad value)."""
+    v = np.asarray(columns[name], dtype=float)
+    bad = np.isinf(v) if allow_nan else ~np.isfinite(v)
+    if bad.any():
+        flat = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1)
+                              if bad.ndim > 1 else bad.ravel())
+        row = int(flat[0]) if flat.size else 0
+        frame = int(np.atleast_1d(columns.get("frame", -1))[0])
+        raise NonFiniteValue(table, name, frame, row, _entity(table, columns, row),
+                             float(v.ravel()[np.flatnonzero(bad.ravel())[0]]))
 
 
 def mean_sinr_db(sinr_db: Sequence[np.ndarray] | np.ndarray) -> float:

@@ -88,6 +88,7 @@ class LocationAwareComm:
         self.power_w: np.ndarray | None = None  # [M, K] last allocation (warm start), W
         self.alloc_fresh = False  # power_w was computed on this frame's (unchanged) estimates
         self.alloc_converged = True
+        self._w_cache: tuple | None = None  # (power_w, directions, w) of the last subframe
 
     def frame_setup(self, est_pos: np.ndarray, crlb_m2: np.ndarray) -> bool:
         """Design the frame's beamformers; True when the last ones were re-used."""
@@ -166,7 +167,11 @@ class LocationAwareComm:
             alloc = _power(self.sim, self.ghat, self.err_var, self.assoc, self.power_w)
             power, iterations, converged = alloc.power_w, alloc.iterations, alloc.converged
             self.power_w, self.alloc_converged, self.alloc_fresh = power, converged, True
-        w = self.directions * np.sqrt(power).T[:, :, None]  # [K, M, N]
+        if self._w_cache is not None and self._w_cache[0] is power and self._w_cache[1] is self.directions:
+            w = self._w_cache[2]  # the same allocation on the same directions: the same w
+        else:
+            w = self.directions * np.sqrt(power).T[:, :, None]  # [K, M, N]
+            self._w_cache = (power, self.directions, w)
         return SubframeTx(w, power, 1.0, iterations, converged)
 
 

@@ -529,12 +529,15 @@ class CentralUnit:
         fs.reused = sim.comm.frame_setup(fs.est_pos, fs.crlb_m2)
         wall_power = 0.0
         not_converged = 0
+        users = np.arange(net.n_users)  # [K] shared by the frame's subframe rows (read-only)
         for s in range(sc.frame.subframes):
             t_sub = comm_start + s * timing.subframe_s
             if t_sub > env.now:
                 yield env.timeout(t_sub - env.now)
             sim.advance_world()
-            h_true = net.true_channel() * net.online[None, :, None]  # [K, M, N]
+            h_true = net.true_channel()  # [K, M, N]
+            if not net.online.all():  # offline APs send nothing (x 1 would change no bit)
+                h_true = h_true * net.online[None, :, None]
             to_s, _, phase = net.offsets_to(ref)
             wp = time.perf_counter()
             tx = sim.comm.subframe(h_true)
@@ -542,10 +545,11 @@ class CentralUnit:
             sinr = downlink_sinr(h_true, tx.w, sc.channel.noise_power_w, phase, to_s,
                                  sim.subcarrier_hz, sc.comm.cyclic_prefix_s,
                                  sc.comm.symbol_duration_s)  # [F, K]
-            rate = tx.rate_factor * rates_bps_hz(sinr)  # [K]
-            sinr_eff_db = 10 * np.log10(2.0 ** rates_bps_hz(sinr) - 1.0 + 1e-300)  # [K]
+            se = rates_bps_hz(sinr)  # [K] bit/s/Hz before the pre-log factor
+            rate = tx.rate_factor * se  # [K]
+            sinr_eff_db = 10 * np.log10(2.0 ** se - 1.0 + 1e-300)  # [K]
             sim.trace.emit("subframes", frame=sim.frame, subframe=s, t_s=env.now,
-                           user=np.arange(net.n_users), power_w=tx.power_w.sum(axis=0),
+                           user=users, power_w=tx.power_w.sum(axis=0),
                            ap_power_w=tx.power_w.T,
                            sinr_db=sinr_eff_db, rate_bps_hz=rate)
             fs.rates_sum.append(rate.sum())

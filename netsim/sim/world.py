@@ -292,7 +292,7 @@ class Network:
     def offsets_to(self, reference_ap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each AP's (time offset s, CFO Hz, carrier phase rad) relative to ``reference_ap``."""
         osc = self.oscillators
-        idx = np.arange(self.n_aps)
         phase = osc.phase_rad
         dphi = np.angle(np.exp(1j * (phase - phase[reference_ap])))  # wrapped to (-pi, pi]
-        return osc.to_s(idx, reference_ap), osc.cfo_hz(idx, reference_ap), dphi
+        to_s, cfo_hz = osc.relative_to(reference_ap)  # [M], [M]
+        return to_s, cfo_hz, dphi
