@@ -144,18 +144,23 @@ def _residual(sub: EchoSubspace, geom: IsacGeometry, others_m: ArrayLike | None)
 
 
 def _quality(sub: EchoSubspace, geom: IsacGeometry, res: _Residual, pts_m: ArrayLike,
-             dtype: type = np.complex128, chunk: int = 16384) -> NDArray[np.float64]:
+             dtype: type = np.complex128, chunk: int = 16384,
+             steering: NDArray | None = None) -> NDArray[np.float64]:
+    """``steering`` (P, M, N): the responses at the points, if already computed (in ``dtype``)."""
     pts = np.asarray(pts_m, dtype=float)
     shape = pts.shape[:-1]
     pts = pts.reshape(-1, 2)
     n = sub.n_antennas
     out = np.zeros(pts.shape[0])
     ur = res.ur.astype(dtype)
+    if steering is not None and steering.shape[0] != pts.shape[0]:
+        raise ValueError("steering must hold one response per point")
     for s in range(0, pts.shape[0], chunk):
-        a = near_response(geom, pts[s:s + chunk], dtype)  # [P, M, N]
-        z = np.einsum("pmn,mnd->pmd", a.conj(), ur)  # [P, M, d_r]
+        a = near_response(geom, pts[s:s + chunk], dtype) if steering is None else steering[s:s + chunk]  # [P, M, N]
+        act = a.conj().transpose(1, 0, 2)  # [M, P, N]
+        z = np.matmul(act, ur).transpose(1, 0, 2)  # [P, M, d_r]
         if res.ao.shape[-1]:
-            ga = np.einsum("pmn,mnj->pmj", a.conj(), res.ao.astype(dtype))  # [P, M, J]
+            ga = np.matmul(act, res.ao.astype(dtype)).transpose(1, 0, 2)  # [P, M, J]
             den = n - np.einsum("pmj,mji,pmi->pm", ga, res.ginv, ga.conj()).real  # [P, M]
         else:
             den = np.full(a.shape[:2], float(n))
@@ -178,11 +183,12 @@ def point_quality(sub: EchoSubspace, geom: IsacGeometry, pts_m: ArrayLike,
 
 
 def _exclude(geom: IsacGeometry, pts: NDArray[np.float64], exclusion_m: float) -> NDArray[np.bool_]:
-    d = np.linalg.norm(pts[..., None, :] - geom.ap_centers_m, axis=-1)  # [..., M]
-    return np.all(d > exclusion_m, axis=-1)
+    dc = pts[..., None, :] - geom.ap_centers_m  # [..., M, 2]
+    d2 = dc[..., 0] * dc[..., 0] + dc[..., 1] * dc[..., 1]  # [..., M] squared distance [m^2]
+    return np.all(d2 > exclusion_m * exclusion_m, axis=-1)
 
 
-def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand):  # noqa: ANN001, ANN202
+def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None):  # noqa: ANN001, ANN202
     nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
     ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
     xs = np.linspace(lo[0], hi[0], nx)
@@ -191,7 +197,7 @@ def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand):  # noqa: ANN
     pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
     ok = _exclude(geom, pts, exclusion_m)
     img = np.zeros(ok.shape)
-    img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64)
+    img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64, steering=steering)
     peaks = (img == maximum_filter(img, size=3, mode="constant", cval=0.0)) & (img > 0)
     iy, ix = np.nonzero(peaks)
     order = np.argsort(img[iy, ix])[::-1][:n_cand]
@@ -298,9 +304,14 @@ def candidates(
     exclusion_m: float = 0.1,
     n_cand: int = 16,
     others_m: ArrayLike | None = None,
+    steering: NDArray | None = None,
 ) -> tuple[NDArray[np.float64], int]:
     """Refined MUSIC candidates in a box: the ``n_cand`` strongest local maxima of the quality
     on a ``step_m`` grid (others projected out), each climbed to its peak.
+
+    steering : ndarray (P, M, N) complex64 or None
+        Responses at the grid's admissible points (row-major over the grid), if already
+        computed (the acquisition's ML image holds them).
 
     Returns
     -------
@@ -311,7 +322,7 @@ def candidates(
     """
     res = _residual(sub, geom, others_m)
     cand, _, npts = _candidates(sub, geom, res, np.asarray(lo_m, float), np.asarray(hi_m, float),
-                                step_m, exclusion_m, n_cand)
+                                step_m, exclusion_m, n_cand, steering)
     if cand.shape[0] == 0:
         return cand, npts
     p, q = _refine(sub, geom, res, cand, step_m / 2.0, step_m / 50.0)

@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.sensing.acquire import EchoSubspace, candidates, echo_subspace
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.echo import EchoStatistics
-from netsim.sensing.ml import MlProblem, ml_refine
+from netsim.sensing.ml import MlImageCache, MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_2d
 
 __all__ = ["ClusterResult", "localize_cluster"]
@@ -145,7 +145,9 @@ def localize_cluster(
     prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov, lo, hi, exclusion_m)
     npts = 0
     if predicted_m is None:
-        cand, npts = _acquisition_candidates(sub, prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m)
+        images = MlImageCache(prob)  # the grids' image terms, shared by the rounds below
+        cand, npts = _acquisition_candidates(sub, prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
+                                             images=images)
         # successive cancellation: each round images the residual of the users found so far
         # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
         # the round maximises the joint likelihood of the set; a final swap pass over all
@@ -158,7 +160,8 @@ def localize_cluster(
             if rnd > 0:
                 resid = replace(prob, d=_subtract(prob, est_f))
                 c2, n2 = _acquisition_candidates(sub, resid, geom, lo, hi, step_m, exclusion_m,
-                                                 2 * n_users + 6, tol_m, music=False)
+                                                 2 * n_users + 6, tol_m, music=False, images=images,
+                                                 fit_pos=est_f)
                 npts += n2
                 pool.append(c2)
                 allc = np.concatenate([est_f, *pool[1:], cand]) if rnd > 0 else cand
@@ -292,28 +295,24 @@ def _subtract(prob: MlProblem, pos: NDArray[np.float64]) -> NDArray[np.complex12
     """``D`` minus the fitted echoes of the users at ``pos`` (per-path LS gains ``H^{-1} c``)."""
     if pos.shape[0] == 0:
         return prob.d
-    a = prob_near(prob, pos)  # [J, M, N]
-    c, rv, _ = prob._path_terms(a)  # [J, M(s), M(t)]
-    u = np.einsum("isn,jsn->sij", a.conj(), a)
-    v = np.einsum("jtn,itn->tij", a, rv)
-    h = u[:, None] * v[None, :]  # [M, M, J, J]
-    j = pos.shape[0]
-    reg = 1e-9 * np.abs(np.trace(h, axis1=-2, axis2=-1))[..., None, None] * np.eye(j)
-    beta = np.linalg.solve(h + reg, np.moveaxis(c, 0, -1)[..., None])[..., 0]  # [M(s), M(t), J]
+    a, beta = prob.fit_gains(pos)  # [J, M, N], [M(s), M(t), J]
     # fitted block (s, t): sum_j beta_j a_s(p_j) a_t(p_j)^T R_t
     at_r = np.einsum("jtq,tqn->jtn", a, prob.r)  # [J, M(t), N]: a_t^T R_t
     fit = np.einsum("stj,jsp,jtn->sptn", beta, a, at_r)  # [M, N, M, N]
     return prob.d - fit
 
 
-def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol, music=True,  # noqa: ANN001, ANN202
-                            near_ap_m=NEAR_AP_M):
+def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol, music=True,  # noqa: ANN001, ANN202, PLR0913
+                            near_ap_m=NEAR_AP_M, images=None, fit_pos=None):
     """Union of the ML image's and the MUSIC quality's strongest local maxima, each refined
-    on the single-user ML criterion (so that they are ranked at their peaks)."""
+    on the single-user ML criterion (so that they are ranked at their peaks).
+
+    ``images`` (:class:`netsim.sensing.ml.MlImageCache` of the cluster's full problem) keeps
+    each grid's image terms between successive-cancellation rounds; ``prob`` is then the
+    residual problem of the users at ``fit_pos`` and the images are its residual images."""
     from scipy.ndimage import maximum_filter
 
     from netsim.sensing.acquire import _exclude
-    from netsim.sensing.ml import ml_image
 
     nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
     ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
@@ -321,7 +320,7 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
     ok = _exclude(geom, pts, exclusion)
     img = np.zeros(ok.shape)
-    img[ok] = ml_image(prob, pts[ok])
+    img[ok] = _image(prob, pts[ok], images, fit_pos)
     peaks = (img == maximum_filter(img, size=3, mode="constant", cval=0.0)) & (img > 0)
     iy, ix = np.nonzero(peaks)
     order = np.argsort(img[iy, ix])[::-1][:n_cand]
@@ -341,14 +340,15 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
             g2 = np.stack([gx, gy], axis=-1)  # [ny2, nx2, 2]
             ok2 = _exclude(geom, g2, exclusion)
             im2 = np.zeros(ok2.shape)
-            im2[ok2] = ml_image(prob, g2[ok2])
+            im2[ok2] = _image(prob, g2[ok2], images, fit_pos)
             pk2 = (im2 == maximum_filter(im2, size=3, mode="constant", cval=0.0)) & (im2 > 0)
             jy, jx = np.nonzero(pk2)
             o2 = np.argsort(im2[jy, jx])[::-1][:4]
             c_ml = np.concatenate([c_ml, g2[jy[o2], jx[o2]]])
             n_eval += int(ok2.sum())
     if music:
-        c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand)
+        steer = images.get(pts[ok]).a if images is not None else None  # the ML image's responses
+        c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand, steering=steer)
         cand = np.concatenate([c_ml, c_mu])
     else:
         cand = c_ml
@@ -361,6 +361,15 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
         if all(np.linalg.norm(p[i] - p[j]) > step / 10.0 for j in keep):
             keep.append(int(i))
     return p[keep], n_eval + (int(ok.sum()) if music else 0)
+
+
+def _image(prob, pts, images, fit_pos):  # noqa: ANN001, ANN202
+    """ML image of ``prob`` at ``pts`` (P, 2); from the cache as a residual image when given."""
+    from netsim.sensing.ml import ml_image
+
+    if images is None:
+        return ml_image(prob, pts)
+    return images.get(pts).values(fit_pos)
 
 
 def _refine_new(prob, start, a_o, w, minv, h0, tol):  # noqa: ANN001, ANN202

@@ -1,0 +1,135 @@
+"""Fast evaluation kernels of the ML step (issue 9, speed) against slow, independent oracles:
+the steering vectors of ``netsim.sensing.steering``, per-point loops over paths, and the
+concentrated likelihood written out with explicit matrix inverses. Geometries of our own
+(random orientations, 2-wavelength spacing, off-grid points, points near an AP)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netsim.sensing.config import IsacGeometry
+from netsim.sensing.fim import isotropic_covariance
+from netsim.sensing.ml import MlImage, MlImageCache, MlProblem, ml_image, near_response
+from netsim.sensing.steering import array_response
+
+LAM = 299_792_458.0 / 28e9
+
+
+def geometry(rng: np.random.Generator, m: int = 3, n: int = 8) -> IsacGeometry:
+    c = rng.uniform(0, 30, (m, 2))
+    return IsacGeometry(ap_centers_m=c, ap_axis_rad=rng.uniform(0, np.pi, m), n_antennas=n,
+                        spacing_m=2 * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
+
+
+def problem(rng: np.random.Generator, g: IsacGeometry, iso: bool) -> MlProblem:
+    m, n = g.n_aps, g.n_antennas
+    d = rng.standard_normal((m * n, m * n)) + 1j * rng.standard_normal((m * n, m * n))
+    if iso:
+        r = isotropic_covariance(g, 2.0)
+    else:
+        v = rng.standard_normal((m, n, n)) + 1j * rng.standard_normal((m, n, n))
+        r = np.einsum("mij,mkj->mik", v, v.conj()) / n
+    return MlProblem.from_statistics(g, d, r)
+
+
+def slow_c(prob: MlProblem, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``c_st = a_s^H D_st conj(a_t)`` and ``H_pp,t = N a_t^T R_t conj(a_t)`` at one point, by loops."""
+    g = prob.geom
+    m, n = g.n_aps, g.n_antennas
+    a = array_response(g, p[None])[0]  # [M, N]
+    c = np.zeros((m, m), complex)
+    for s in range(m):
+        for t in range(m):
+            c[s, t] = a[s].conj() @ prob.d[s, :, t, :] @ a[t].conj()
+    hpp = np.array([n * (a[t] @ prob.r[t] @ a[t].conj()).real for t in range(m)])
+    return c, hpp
+
+
+def test_near_response_matches_the_steering_module_for_any_chunk():
+    rng = np.random.default_rng(3)
+    g = geometry(rng)
+    pts = rng.uniform(-5, 35, (2500, 2))
+    ref = array_response(g, pts)  # [P, M, N]
+    for chunk in (1, 7, 1024, 10_000):
+        np.testing.assert_allclose(near_response(g, pts, chunk=chunk), ref, rtol=0, atol=1e-9)
+        a32 = near_response(g, pts, np.complex64, chunk=chunk)
+        assert a32.dtype == np.complex64
+        np.testing.assert_allclose(a32, ref, rtol=0, atol=1e-4)  # phase in float32: <= 1e-5 rad
+    assert near_response(g, np.zeros((0, 2))).shape == (0, g.n_aps, g.n_antennas)
+    assert near_response(g, pts[:6].reshape(2, 3, 2)).shape == (2, 3, g.n_aps, g.n_antennas)
+
+
+@pytest.mark.parametrize("iso", [True, False])
+def test_ml_image_equals_a_per_point_loop(iso):
+    rng = np.random.default_rng(4 + iso)
+    g = geometry(rng)
+    prob = problem(rng, g, iso)
+    pts = np.concatenate([rng.uniform(0, 30, (40, 2)), g.ap_centers_m + 0.2])  # near APs too
+    img = ml_image(prob, pts)
+    ref = []
+    for p in pts:
+        c, hpp = slow_c(prob, p)
+        ref.append(np.sum(np.abs(c) ** 2 / hpp[None, :]))
+    np.testing.assert_allclose(img, ref, rtol=2e-5)  # complex64 responses
+
+
+@pytest.mark.parametrize("iso", [True, False])
+def test_residual_image_equals_the_image_of_the_explicit_residual(iso):
+    """Rank-J update of :class:`MlImage` vs the image of ``D - sum_j beta a_s a_t^T R_t`` formed
+    block by block (the fitted echo written out)."""
+    rng = np.random.default_rng(6 + iso)
+    g = geometry(rng)
+    prob = problem(rng, g, iso)
+    pts = rng.uniform(0, 30, (300, 2))
+    fit = rng.uniform(0, 30, (3, 2))
+    cache = MlImageCache(prob)
+    im = cache.get(pts)
+    assert cache.get(pts.copy()) is im  # same points: same image terms
+    a, beta = prob.fit_gains(fit)  # [J, M, N], [M, M, J]
+    m, n = g.n_aps, g.n_antennas
+    d2 = prob.d.copy()
+    for s in range(m):
+        for t in range(m):
+            for j in range(fit.shape[0]):
+                d2[s, :, t, :] -= beta[s, t, j] * np.outer(a[j, s], a[j, t] @ prob.r[t])
+    ref = ml_image(MlProblem(g, d2, prob.r), pts)
+    got = im.values(fit)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * ref.max())
+    np.testing.assert_allclose(im.values(None), ml_image(prob, pts), rtol=1e-6)
+    # the fitted users explain their own echo: the residual image there is (nearly) zero
+    at_fit = MlImage(prob, fit).values(fit)
+    assert np.all(at_fit < 1e-3 * ml_image(prob, fit))
+
+
+def concentrated(prob: MlProblem, pos: np.ndarray) -> float:
+    """``sum_paths c_S^H H_SS^{-1} c_S`` with explicit inverses (the ML criterion's definition)."""
+    g = prob.geom
+    m = g.n_aps
+    a = array_response(g, pos)  # [J, M, N]
+    tot = 0.0
+    for s in range(m):
+        for t in range(m):
+            c = np.array([a[i, s].conj() @ prob.d[s, :, t, :] @ a[i, t].conj() for i in range(len(pos))])
+            h = np.array([[(a[i, s].conj() @ a[j, s]) * (a[j, t] @ prob.r[t] @ a[i, t].conj())
+                           for j in range(len(pos))] for i in range(len(pos))])
+            tot += float(np.real(c.conj() @ np.linalg.solve(h, c)))
+    return tot
+
+
+@pytest.mark.parametrize("iso", [True, False])
+def test_criterion_is_the_likelihood_gain_of_one_more_user(iso):
+    """``f_k(p) = f(others + p) - f(others)`` (Schur complement) at trial points, for 0 and 2 others."""
+    rng = np.random.default_rng(8 + iso)
+    g = geometry(rng)
+    prob = problem(rng, g, iso)
+    trial = rng.uniform(0, 30, (1, 5, 2))
+    for n_others in (0, 2):
+        others = rng.uniform(0, 30, (n_others, 2))
+        a_o, w, minv = prob.new_user_terms(others if n_others else None)
+        got = prob.criterion(trial, a_o, w, minv)[0]  # [5]
+        per = prob.criterion(trial, a_o, w, minv, per_path=True)[0]  # [5, M, M]
+        np.testing.assert_allclose(per.sum(axis=(-2, -1)), got, rtol=1e-12)
+        base = concentrated(prob, others) if n_others else 0.0
+        ref = [concentrated(prob, np.concatenate([others, p[None]])) - base for p in trial[0]]
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9 * max(abs(base), 1.0))
