@@ -238,6 +238,32 @@ def fig7(ctx: Ctx) -> pd.DataFrame:
     return df
 
 
+def training_totals(meta: dict) -> dict:
+    """Samples (LSF drops, summed over stages), CPU and wall seconds (where recorded) of every
+    training stage behind a weights file: its own joint training, the pre-training stages it
+    records (``pretrain_power`` / ``pretrain_pilots``) and, recursively, the file it was
+    fine-tuned from (``init_from``)."""
+    tr = meta.get("training") or {}
+    out = {"samples": int(tr.get("samples") or 0), "cpu_s": float(tr.get("cpu_s") or 0.0),
+           "wall_s": float(tr.get("wall_s") or 0.0), "stages": []}
+    if tr:
+        out["stages"].append(f"joint {tr.get('samples')} drops x {tr.get('epochs_run')} ep")
+    for key in ("pretrain_power", "pretrain_pilots"):
+        st = meta.get(key) or {}
+        n = int(st.get("drops_seen") or st.get("drops") or 0)
+        if n or st.get("cpu_s"):
+            out["samples"] += n
+            out["cpu_s"] += float(st.get("cpu_s") or 0.0)
+            out["wall_s"] += float(st.get("wall_s") or 0.0)
+            out["stages"].append(f"{key} {n} drops")
+    if meta.get("init_from"):
+        sub = training_totals(meta["init_from"])
+        for k in ("samples", "cpu_s", "wall_s"):
+            out[k] += sub[k]
+        out["stages"] += sub["stages"]
+    return out
+
+
 def fig10_table6(ctx: Ctx, train_sweep: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fig. 10 (net-SE vs training samples) and Table VI (samples, params, training time)."""
     spec = _spec()
@@ -261,9 +287,9 @@ def fig10_table6(ctx: Ctx, train_sweep: bool) -> tuple[pd.DataFrame, pd.DataFram
                              "source": "trained here"})
     for fw, w in (("dts", ctx.dts), ("sts", ctx.sts)):
         f = ctx.frames(spec, ctx.drops, f"{fw}_gnn")
-        tr = w.meta["training"]
-        rows.append({"method": LABEL[f"{fw}_gnn"], "samples": tr["samples"], "net_se": f.net_se.mean(),
-                     "baseline": base, "cpu_s": tr["cpu_s"], "wall_s": tr["wall_s"],
+        tot = training_totals(w.meta)
+        rows.append({"method": LABEL[f"{fw}_gnn"], "samples": tot["samples"], "net_se": f.net_se.mean(),
+                     "baseline": base, "cpu_s": tot["cpu_s"], "wall_s": tot["wall_s"],
                      "source": "shipped weights"})
     df = pd.DataFrame(rows)
     _save(df, ctx, "fig10")
@@ -287,10 +313,12 @@ def fig10_table6(ctx: Ctx, train_sweep: bool) -> tuple[pd.DataFrame, pd.DataFram
         if w is None:
             continue
         tr = w.meta["training"]
+        tot = training_totals(w.meta)
         ps, pp, pt = PAPER_T6.get(label, (np.nan, np.nan, ""))
-        t6.append({"GNN": label, "samples": tr["samples"], "trainable_params": tr["trainable_params"],
-                   "epochs": tr["epochs_run"], "train_cpu_s": round(tr["cpu_s"], 1),
-                   "train_wall_s": round(tr["wall_s"], 1), "device": tr.get("device", "cpu"),
+        t6.append({"GNN": label, "samples": tot["samples"], "trainable_params": tr["trainable_params"],
+                   "epochs": tr["epochs_run"], "train_cpu_s": round(tot["cpu_s"], 1),
+                   "train_wall_s": round(tot["wall_s"], 1), "stages": "; ".join(tot["stages"]),
+                   "device": tr.get("device", "cpu"),
                    "best_val_net_se": round(tr["best_val_net_se"], 2),
                    "paper_samples": ps, "paper_params": pp, "paper_time_rtx3080ti": pt})
     t6 = pd.DataFrame(t6)

@@ -233,8 +233,10 @@ class PilotDecision:
 
 
 def _relabel(colour: np.ndarray) -> np.ndarray:
-    _, inv = np.unique(colour, return_inverse=True)
-    return inv.astype(np.int64).reshape(colour.shape)
+    """Non-negative ints relabelled to 0..n-1 in increasing order (= np.unique's inverse)."""
+    used = np.zeros(int(colour.max()) + 1, dtype=bool)
+    used[colour] = True
+    return (np.cumsum(used) - 1)[colour].astype(np.int64)
 
 
 def draw_random_features(arch: GNNArch, n_ue: int, rng: np.random.Generator | None) -> np.ndarray:

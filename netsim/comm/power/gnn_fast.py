@@ -70,11 +70,11 @@ def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n
             "d_summ": cm * g("V1") * sd,  # applied to sum_m D
             "d_sumk": ck * g("V2") * sd,  # applied to sum_k D
             "d_bias": g("b1")[:, None] * sd + hd,  # [d', 1]
-            "e_self": (g("U2") - cs * g("V4")) * se,  # [e', e]
             "e_sums": cs * g("V4") * se,  # applied to sum_s E
             "e_dm": g("V3") / n_ap * se,  # applied to sum_m D (mean_m D of (26))
-            "e_att": ck * g("V5") * se,  # applied to sum_i alpha[k, i] E[s, i]
             "e_bias": g("b2")[:, None] * se + he,
+            # [U2 - V4/(S-1) | V5/(K-1)] applied to [E; sum_i alpha[k, i] E[., i, s]]  [e', 2e]
+            "e_both": np.concatenate([(g("U2") - cs * g("V4")) * se, ck * g("V5") * se], 1),
             "qk": np.concatenate([g("Wq"), g("Wk")], 0) if arch.attention else None,  # [2a, d]
             "last": last,
         }
@@ -104,10 +104,11 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
         else:
             alpha = off
         att = np.matmul(alpha, e)  # [e, K, S] sum_i alpha[k, i] E[., i, s]
-        e_new = _mm(lay["e_self"], e) + _mm(lay["e_att"], att) \
-            + (lay["e_sums"] @ e.sum(axis=2) + lay["e_dm"] @ sum_m + lay["e_bias"])[:, :, None]
-        d_new = _mm(lay["d_self"], d) + (lay["d_summ"] @ sum_m)[:, :, None] \
-            + (lay["d_sumk"] @ d.sum(axis=1) + lay["d_bias"])[:, None, :]  # [d', K, M]
+        e_new = _mm(lay["e_both"], np.concatenate([e, att], 0))  # U2' e + V5' att, one gemm
+        e_new += (lay["e_sums"] @ e.sum(axis=2) + lay["e_dm"] @ sum_m + lay["e_bias"])[:, :, None]
+        d_new = _mm(lay["d_self"], d)  # [d', K, M]
+        d_new += (lay["d_summ"] @ sum_m)[:, :, None]
+        d_new += (lay["d_sumk"] @ d.sum(axis=1) + lay["d_bias"])[:, None, :]
         if not lay["last"]:
             d_new, e_new = _leaky(d_new), _leaky(e_new)
         d, e = d_new, e_new
