@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from netsim.trace import TABLES, read_table
+from netsim.trace import POSITION_FILE, TABLES, read_table
 
 __all__ = ["CHECKPOINT_FILE", "Run", "RunDirError", "holds_run", "load_run", "prepare_run_dir",
            "read_meta", "read_run_meta", "write_meta"]
@@ -47,7 +47,7 @@ def write_meta(run_dir: str | Path, meta: dict[str, Any]) -> None:
 def holds_run(path: str | Path) -> bool:
     """True when ``path`` holds (part of) a run: meta.json, a checkpoint or a trace table."""
     path = Path(path)
-    names = {"meta.json", "meta.json.tmp", CHECKPOINT_FILE, "scenario.yaml"}
+    names = {"meta.json", "meta.json.tmp", CHECKPOINT_FILE, "scenario.yaml", POSITION_FILE}
     names |= {t for t in TABLES} | {f"{t}.parquet" for t in TABLES}
     return any((path / n).exists() for n in names)
 

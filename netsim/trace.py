@@ -11,7 +11,10 @@ The engine calls :meth:`TraceWriter.commit` when a frame's rows are complete. On
 rows are ever written, and chunks are written only between frames (:meth:`flush`), so the
 tables of a run that is killed or fails always agree: no table holds a frame that another
 lacks. Each chunk is a complete Parquet file (``<table>/part-00000.parquet``, written to a
-temporary name and renamed), so a killed run keeps every chunk flushed before it died.
+temporary name and renamed), so a killed run keeps every chunk flushed before it died. After
+each flush the number of chunks of every table is written to ``trace.json`` (atomically);
+readers take only those chunks, so a run killed half-way through a flush (one table's chunk
+written, the next one's not yet) still reads as whole frames in every table.
 
 When a run finishes, :meth:`TraceWriter.close` merges each table's chunks into one
 ``<table>.parquet``, streaming them through :class:`pyarrow.parquet.ParquetWriter` so that
@@ -38,7 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["SCHEMAS", "TABLES", "TraceWriter", "read_table"]
+__all__ = ["POSITION_FILE", "SCHEMAS", "TABLES", "TraceWriter", "iter_columns", "read_table",
+           "table_files", "table_rows"]
 
 f64, i64, b1, s = pa.float64(), pa.int64(), pa.bool_(), pa.string()
 
@@ -86,6 +90,8 @@ SCHEMAS: dict[str, pa.Schema] = {
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 _PART = re.compile(r"part-(\d+)\.parquet$")
+POSITION_FILE = "trace.json"
+"""Chunks per table after the last complete flush (see *Frame boundaries*)."""
 
 
 class _TableSpec:
@@ -189,6 +195,7 @@ class TraceWriter:
             self.rows_written.update({t: int(resume["rows_written"][t]) for t in TABLES})
             for t in TABLES:
                 self._drop_chunks_after(t, self._chunks[t])
+            _write_position(self.out_dir, self._chunks)  # before any chunk of this session
 
     def _drop_chunks_after(self, table: str, keep: int) -> None:
         part_dir = self.out_dir / table
@@ -294,6 +301,8 @@ class TraceWriter:
             pq.write_table(arrow, tmp)
             tmp.replace(part)  # atomic: a reader never sees a half-written chunk
             self._chunks[name] += 1
+        if self.out_dir is not None:  # after every table's chunk: readers see whole flushes
+            _write_position(self.out_dir, self._chunks)
 
     def position(self) -> dict[str, dict[str, int]]:
         """Chunks and rows written so far per table (saved in checkpoints; see ``resume``)."""
@@ -308,6 +317,7 @@ class TraceWriter:
             return
         for name in TABLES:
             merge_chunks(self.out_dir, name, self.flush_every_rows)
+        (self.out_dir / POSITION_FILE).unlink(missing_ok=True)  # every table is one file now
 
     # ------------------------------------------------------------------ in-memory access
     def table(self, name: str):
@@ -323,21 +333,62 @@ class TraceWriter:
         return {name: self.table(name) for name in TABLES}
 
 
+def _write_position(run_dir: Path, chunks: Mapping[str, int]) -> None:
+    import json
+    import os
+
+    path = run_dir / POSITION_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"chunks": dict(chunks)}, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _flushed_chunks(run_dir: Path, name: str) -> int | None:
+    """Chunks of ``name`` in the last complete flush (None: no ``trace.json``, take all)."""
+    import json
+
+    try:
+        return int(json.loads((run_dir / POSITION_FILE).read_text())["chunks"][name])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable (a foreign file): every chunk, as before the file existed
+
+
 def _parts(run_dir: Path, name: str) -> list[Path]:
     part_dir = run_dir / name
     if not part_dir.exists():
         return []
-    parts = [p for p in part_dir.iterdir() if _PART.match(p.name)]
-    return sorted(parts, key=lambda p: int(_PART.match(p.name).group(1)))
+    limit = _flushed_chunks(run_dir, name)
+    parts = [(int(m.group(1)), p) for p in part_dir.iterdir() if (m := _PART.match(p.name))]
+    return [p for i, p in sorted(parts) if limit is None or i < limit]
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly the columns of ``schema``: a column missing from an older run's
+    file becomes nulls, a column of another type is cast (for chunks of unfinished runs)."""
+    if table.schema.equals(schema):
+        return table
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+            else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _read_file(path: Path) -> pa.Table:
+    """One Parquet file, read with :class:`pyarrow.parquet.ParquetFile` (no ``pyarrow.dataset``,
+    whose import alone costs about 50 MB of memory)."""
+    with pq.ParquetFile(path) as pf:
+        return pf.read(use_threads=False)
 
 
 def merge_chunks(run_dir: str | Path, name: str, row_group_rows: int = 20_000) -> Path:
     """Merge the chunks of table ``name`` into ``<name>.parquet`` and remove the chunk folder.
 
-    Chunks are read one at a time and written as row groups of about ``row_group_rows`` rows
-    through one :class:`pyarrow.parquet.ParquetWriter`, so peak memory is one row group, not
-    the table. The file is written under a temporary name and renamed; a merged file that
-    already exists (an earlier close that was killed while removing the chunks) is kept.
+    Chunks are read one record batch at a time and written as row groups of about
+    ``row_group_rows`` rows through one :class:`pyarrow.parquet.ParquetWriter`, so peak memory
+    is about one row group, not the table. The file is written under a temporary name and
+    renamed; a merged file that already exists (an earlier close that was killed while removing
+    the chunks) is kept.
     """
     run_dir = Path(run_dir)
     target = run_dir / f"{name}.parquet"
@@ -347,18 +398,22 @@ def merge_chunks(run_dir: str | Path, name: str, row_group_rows: int = 20_000) -
         return target
     schema = SCHEMAS[name]
     tmp = target.with_suffix(".tmp")
+    batch_rows = max(1, int(row_group_rows))
     with pq.ParquetWriter(tmp, schema) as writer:
-        pending: list[pa.Table] = []
+        pending: list[pa.RecordBatch] = []
         rows = 0
         for part in _parts(run_dir, name):
-            chunk = pq.read_table(part, schema=schema)
-            pending.append(chunk)
-            rows += chunk.num_rows
-            if rows >= row_group_rows:
-                writer.write_table(pa.concat_tables(pending))
-                pending, rows = [], 0
+            with pq.ParquetFile(part) as pf:
+                for batch in pf.iter_batches(batch_size=batch_rows, use_threads=False):
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    if rows >= batch_rows:
+                        writer.write_table(_conform(pa.Table.from_batches(pending), schema),
+                                           row_group_size=rows)
+                        pending, rows = [], 0
         if pending:
-            writer.write_table(pa.concat_tables(pending))
+            writer.write_table(_conform(pa.Table.from_batches(pending), schema),
+                               row_group_size=rows)
     tmp.replace(target)
     shutil.rmtree(part_dir, ignore_errors=True)
     return target
@@ -369,8 +424,63 @@ def read_table(run_dir: str | Path, name: str):
     run_dir = Path(run_dir)
     merged = run_dir / f"{name}.parquet"
     if merged.exists():
-        return pq.read_table(merged).to_pandas()
+        return _read_file(merged).to_pandas()
     parts = _parts(run_dir, name)
     if not parts:
         return SCHEMAS[name].empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(p, schema=SCHEMAS[name]) for p in parts]).to_pandas()
+    schema = SCHEMAS[name]
+    return pa.concat_tables([_conform(_read_file(p), schema) for p in parts]).to_pandas()
+
+
+def table_files(run_dir: str | Path, name: str) -> list[Path]:
+    """The Parquet files that hold table ``name``: the merged file, or the chunks of an
+    unfinished run in order (empty when the table has no rows)."""
+    run_dir = Path(run_dir)
+    merged = run_dir / f"{name}.parquet"
+    return [merged] if merged.exists() else _parts(run_dir, name)
+
+
+def iter_columns(run_dir: str | Path, name: str, columns: list[str],
+                 batch_rows: int = 65_536):
+    """Stream some columns of one table of a run directory, one record batch at a time.
+
+    Only the named columns are read, and at most ``batch_rows`` rows of them are in memory
+    at a time, so a statistic over a long run needs memory of one batch (no pandas).
+
+    Yields
+    ------
+    dict of str to numpy.ndarray
+        One entry per requested column that the table's files hold (a column missing from an
+        older run's files is left out), each ``[rows]``: float columns with NaN for nulls,
+        bool columns with False for nulls.
+    """
+    import pyarrow.compute as pc
+
+    for path in table_files(run_dir, name):
+        with pq.ParquetFile(path) as pf:
+            have = [c for c in columns if c in pf.schema_arrow.names]
+            if not have:
+                if pf.metadata.num_rows:
+                    yield {}
+                continue
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=have, use_threads=False):
+                out: dict[str, np.ndarray] = {}
+                for col_name, col in zip(batch.schema.names, batch.columns, strict=True):
+                    if pa.types.is_boolean(col.type):  # null -> False (no scalar: no pandas)
+                        if col.null_count:
+                            col = pc.and_kleene(col, col.is_valid())
+                        out[col_name] = col.to_numpy(zero_copy_only=False)
+                    elif pa.types.is_integer(col.type) and col.null_count:
+                        out[col_name] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+                    else:
+                        out[col_name] = col.to_numpy(zero_copy_only=False)
+                yield out
+
+
+def table_rows(run_dir: str | Path, name: str) -> int:
+    """Number of rows of table ``name`` of a run directory (from the file footers only)."""
+    total = 0
+    for path in table_files(run_dir, name):
+        with pq.ParquetFile(path) as pf:
+            total += pf.metadata.num_rows
+    return total

@@ -65,3 +65,101 @@ def test_summary_does_not_mark_a_real_estimator_as_oracle(tmp_path):
     rows = dict(run_summary(load_run(out)))
     assert rows["sync"] == "crb, every 1 frame(s)" and "(oracle)" not in rows["sync"]
     assert "residual |TO| max" in rows  # a real estimate: not marked
+
+
+def _expected_rows(out):
+    """The summary statistics computed independently with pandas on whole tables."""
+    run = load_run(out)
+    f, u, ev = run.frames, run.users, run.events
+
+    def fmean(x):
+        x = x[np.isfinite(x)]
+        return x.mean()
+
+    return {
+        "frames": len(f),
+        "sum": fmean(f.sum_rate_bps_hz.to_numpy(float)),
+        "min": fmean(f.min_rate_bps_hz.to_numpy(float)),
+        "to_max": np.nanmax(np.abs(f.residual_to_max_s.to_numpy(float))),
+        "tracked": (int(u.tracked.sum()), len(u)),
+        "events": ev.kind.value_counts().to_dict(),
+    }
+
+
+def test_streamed_summary_matches_whole_table_statistics(tmp_path):
+    """Many small chunks (an unfinished run) and the merged file give the statistics that
+    pandas gives on the whole tables."""
+    out = tmp_path / "run"
+    sc = load_scenario(REPO / "scenarios" / "quickstart.yaml", [
+        "run.frames=12", "users.count=3", "sync.method=crb", "run.flush_every_rows=5",
+        "faults=[{at_s: 0.03, ap: 2, duration_s: 0.03}]"])
+    sim = Simulation(sc, out)
+    sim.trace.close = lambda merge=True, _c=sim.trace.close: _c(merge=False)  # keep the chunks
+    sim.run()
+    assert len(list((out / "subframes").glob("part-*.parquet"))) > 3
+    for merged in (False, True):
+        if merged:
+            from netsim.trace import TABLES, merge_chunks
+
+            for t in TABLES:
+                merge_chunks(out, t, 7)
+        exp = _expected_rows(out)
+        rows = dict(run_summary(load_run(out)))
+        assert rows["frames"] == str(exp["frames"]) == "12"
+        assert rows["sum rate (mean)"] == f"{exp['sum']:.4g} bit/s/Hz"
+        assert rows["min user rate (mean)"] == f"{exp['min']:.4g} bit/s/Hz"
+        assert rows["residual |TO| max"] == f"{exp['to_max']:.3g} s"
+        n, total = exp["tracked"]
+        tracked = next(v for k, v in rows.items() if k.startswith("user-frames tracked"))
+        assert tracked.endswith(f"({n} of {total})")
+        assert rows["events"] == ", ".join(f"{k}: {v}" for k, v in sorted(exp["events"].items()))
+
+
+def test_streamed_never_corrected_matches_the_dataframe_version(tmp_path):
+    """never_corrected_aps on a run directory (aps and events streamed from several chunks)
+    agrees with the same tables given as DataFrames."""
+    from netsim.runs import Run
+    from netsim.trace import TraceWriter
+
+    fake = fake_run(untrusted=[(0, 2), (2, 2), (2, 3)], est_nan={(0, 1)}, n_aps=5, frames=4)
+    w = TraceWriter(tmp_path, flush_every_rows=4)
+    for fr in range(4):
+        w.emit("events", t_s=0.0, frame=fr, kind="replan", entity=-1, detail="")
+        for a in fake.events[fake.events.frame == fr].entity:
+            w.emit("events", t_s=0.0, frame=fr, kind="sync_untrusted", entity=int(a), detail="")
+        a = fake.aps[fake.aps.frame == fr]
+        nan = np.full(len(a), np.nan)
+        w.emit("aps", frame=fr, t_s=0.0, ap=a.ap.to_numpy(), x_m=0.0, y_m=0.0, cluster=0,
+               is_master=False, is_reference=a.is_reference.to_numpy(), online=True,
+               true_cfo_hz=0.0, est_cfo_hz=a.est_cfo_hz.to_numpy(float), residual_cfo_hz=0.0,
+               true_to_s=0.0, est_to_s=0.0, residual_to_s=0.0, residual_phase_rad=0.0,
+               crb_cfo_hz2=nan, crb_to_s2=nan, track_to_std_s=nan, track_cfo_std_hz=nan,
+               track_phase_std_rad=nan)
+        w.commit()
+        if w.flush_due():
+            w.flush()
+    w.flush()
+    assert len(list((tmp_path / "aps").glob("part-*.parquet"))) >= 3
+    run = Run(tmp_path, {}, tables={"frames": fake.frames})
+    assert never_corrected_aps(run) == never_corrected_aps(fake) == [2]
+    # six frames: AP 2 is trusted on the third round (frame 4), so no AP is left uncorrected
+    fake6 = fake_run(untrusted=[(0, 2), (2, 2), (2, 3)], est_nan={(0, 1)}, n_aps=5, frames=6)
+    assert never_corrected_aps(fake6) == []
+
+
+def test_summary_of_a_run_directory_does_not_need_pandas(tmp_path):
+    """The CLI's end-of-run summary streams columns with pyarrow: pandas is never imported
+    (it costs memory and start-up time in every ``netsim run``)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    Simulation(load_scenario(REPO / "scenarios" / "quickstart.yaml",
+                             ["run.frames=3", "users.count=2"]), out).run()
+    code = ("import sys; sys.modules['pandas'] = None\n"  # any import of pandas fails
+            "from netsim.runs import load_run\nfrom netsim.summary import run_summary\n"
+            f"rows = dict(run_summary(load_run({str(out)!r})))\n"
+            "assert rows['frames'] == '3', rows\nprint('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
