@@ -34,6 +34,7 @@ __all__ = [
     "near_field_response",
     "nlos_initial",
     "nlos_step",
+    "nlos_steps",
     "path_gain",
     "rician_channel",
 ]
@@ -278,6 +279,36 @@ def nlos_step(
     if np.any(np.abs(rho) > 1):
         raise ValueError("correlation must lie in [-1, 1]")
     return rho * g + np.sqrt(1.0 - rho * rho) * _cn01(g.shape, rng)
+
+
+def nlos_steps(
+    state: ArrayLike, correlations: ArrayLike, rng: np.random.Generator
+) -> NDArray[np.complex128]:
+    """``S`` successive :func:`nlos_step` calls at once; returns every state, (S, ...).
+
+    Draws the same numbers in the same order (one ``(S, 2, ...)`` block is the ``S``
+    ``(2, ...)`` blocks of the single steps), and each state comes from the same operations,
+    so the result is bit-identical to the loop of single steps.
+
+    Parameters
+    ----------
+    state : array_like (...), complex
+    correlations : array_like (S, ...) broadcastable per step to ``state``, real in [-1, 1]
+    rng : numpy.random.Generator
+    """
+    g = np.asarray(state, dtype=complex)  # [...]
+    rho = np.asarray(correlations, dtype=float)  # [S, ...]
+    if np.any(np.abs(rho) > 1):
+        raise ValueError("correlation must lie in [-1, 1]")
+    n_steps = rho.shape[0]
+    z = rng.standard_normal((n_steps, 2, *g.shape))  # [S, 2, ...]
+    w = (z[:, 0] + 1j * z[:, 1]) / np.sqrt(2.0)  # [S, ...] the CN(0, 1) draws of _cn01
+    scale = np.sqrt(1.0 - rho * rho)  # [S, ...]
+    out = np.empty((n_steps, *g.shape), dtype=complex)  # [S, ...]
+    for s in range(n_steps):
+        g = rho[s] * g + scale[s] * w[s]
+        out[s] = g
+    return out
 
 
 def rician_channel(

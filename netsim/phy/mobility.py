@@ -33,6 +33,11 @@ class MobilityModel(Protocol):
 
     def speed_mps(self, t_s: float) -> float: ...
 
+    def peek(self, t_s: float) -> tuple[NDArray[np.float64], float] | None:
+        """``(position(t_s), speed_mps(t_s))`` without changing the model's state, or None
+        when that would need new random draws (a random waypoint's next leg)."""
+        ...
+
 
 def _point(p: ArrayLike, name: str) -> NDArray[np.float64]:
     a = np.array(p, dtype=float).reshape(-1)
@@ -67,6 +72,9 @@ class StaticMobility:
 
     def speed_mps(self, t_s: float) -> float:
         return 0.0
+
+    def peek(self, t_s: float) -> tuple[NDArray[np.float64], float]:
+        return self._p.copy(), 0.0
 
 
 class ConstantVelocityMobility:
@@ -117,6 +125,9 @@ class ConstantVelocityMobility:
 
     def speed_mps(self, t_s: float) -> float:
         return float(np.hypot(*self._v))
+
+    def peek(self, t_s: float) -> tuple[NDArray[np.float64], float]:
+        return self.position(t_s), self.speed_mps(t_s)  # closed form: no state
 
 
 class RandomWaypointMobility:
@@ -213,6 +224,11 @@ class RandomWaypointMobility:
             self._advance(t_s)
         return 0.0 if t_s >= self._t_arrive else self._leg_speed
 
+    def peek(self, t_s: float) -> tuple[NDArray[np.float64], float] | None:
+        if t_s >= self._t_end or t_s < self._t_start:
+            return None  # another leg (new draws) or before this one
+        return self.position(t_s), self.speed_mps(t_s)  # within the leg: no state change
+
 
 class TrajectoryMobility:
     """Piecewise-linear trajectory through given knots, clamped outside its time span.
@@ -257,6 +273,9 @@ class TrajectoryMobility:
 
     def speed_mps(self, t_s: float) -> float:
         return float(np.hypot(*self.velocity(t_s)))
+
+    def peek(self, t_s: float) -> tuple[NDArray[np.float64], float]:
+        return self.position(t_s), self.speed_mps(t_s)  # closed form: no state
 
 
 def load_trajectories(

@@ -530,12 +530,26 @@ class CentralUnit:
         wall_power = 0.0
         not_converged = 0
         users = np.arange(net.n_users)  # [K] shared by the frame's subframe rows (read-only)
+        # the subframes' times, as the timeouts below produce them (now + (t_sub - now)), and
+        # their true channels in one batch (None: evaluated one by one)
+        times, now = [], env.now
+        for s in range(sc.frame.subframes):
+            t_sub = comm_start + s * timing.subframe_s
+            if t_sub > now:
+                now = now + (t_sub - now)
+            times.append(now)
+        h_batch = net.true_channels(times)
         for s in range(sc.frame.subframes):
             t_sub = comm_start + s * timing.subframe_s
             if t_sub > env.now:
                 yield env.timeout(t_sub - env.now)
             sim.advance_world()
-            h_true = net.true_channel()  # [K, M, N]
+            if h_batch is None:
+                h_true = net.true_channel()  # [K, M, N]
+            elif env.now != times[s]:  # cannot happen: the batch assumed these times
+                raise RuntimeError(f"subframe {s} at {env.now} s, the batch assumed {times[s]} s")
+            else:
+                h_true = h_batch[s]  # [K, M, N]
             if not net.online.all():  # offline APs send nothing (x 1 would change no bit)
                 h_true = h_true * net.online[None, :, None]
             to_s, _, phase = net.offsets_to(ref)

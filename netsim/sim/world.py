@@ -21,6 +21,7 @@ from netsim.phy.channel import (
     jakes_correlation,
     nlos_initial,
     nlos_step,
+    nlos_steps,
     rician_channel,
 )
 from netsim.phy.geometry import (
@@ -265,6 +266,62 @@ class Network:
             return h_los
         self._advance_fading()
         return rician_channel(h_los, self._nlos, self.k_factor)
+
+    def true_channels(self, times_s: list[float], max_elements: int = 2_000_000
+                      ) -> np.ndarray | None:
+        """The channels ``true_channel()`` would return at ``times_s`` (S,), in one batch.
+
+        For the subframes of a frame: evaluating at the non-decreasing times ``times_s``
+        (the first one now) gives exactly the arrays, fading state and draws of ``S``
+        successive ``advance_to(t); true_channel()`` calls, with the per-call overhead paid
+        once. Returns (S, K, M, N), or None where the batch does not apply (UMi model, a user
+        whose mobility would need new random draws within the span, more than
+        ``max_elements`` channel entries): then call :meth:`true_channel` per time.
+        """
+        n_t = len(times_s)
+        if self.model == "umi" or n_t == 0 or times_s[0] < self._fading_t:
+            return None
+        if n_t * self.n_users * self.n_aps * self.n_antennas > max_elements:
+            return None
+        pos = np.empty((n_t, self.n_users, 2))  # [S, K, 2]
+        speed = np.empty((n_t, self.n_users))  # [S, K]
+        for k, model in enumerate(self.mobility):
+            for s, t in enumerate(times_s):
+                got = model.peek(t)
+                if got is None:
+                    return None
+                pos[s, k], speed[s, k] = got
+        h_los = self.geometric_channel(pos.reshape(-1, 2)).reshape(
+            n_t, self.n_users, self.n_aps, self.n_antennas)  # [S, K, M, N]
+        if not np.isfinite(self.k_factor):
+            return h_los
+        # the fading steps of the sequential calls: one per time later than the last one
+        steps, rhos, t_last = [], [], self._fading_t
+        min_doppler = self.scenario.channel.min_doppler_hz
+        for s, t in enumerate(times_s):
+            dt = t - t_last
+            if dt <= 0:
+                continue
+            doppler = np.maximum(speed[s] / self.wavelength_m, min_doppler)  # [K]
+            key = (dt, doppler.tobytes())
+            if self._rho_key != key:
+                self._rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
+                self._rho_key = key
+            steps.append(s)
+            rhos.append(self._rho)
+            t_last = t
+        nlos = np.empty(h_los.shape, dtype=complex)  # [S, K, M, N]
+        g, done = self._nlos, 0
+        if steps:
+            states = nlos_steps(g, np.stack(rhos), self._fading_rng)  # [n_steps, K, M, N]
+        for s in range(n_t):
+            if done < len(steps) and steps[done] == s:
+                g = states[done]
+                done += 1
+            nlos[s] = g
+        self._nlos = g.copy() if steps else g
+        self._fading_t = t_last
+        return rician_channel(h_los, nlos, self.k_factor)
 
     def _advance_fading(self) -> None:
         """Step the NLOS Gauss-Markov fading from its last evaluation to now.

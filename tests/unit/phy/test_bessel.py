@@ -36,3 +36,12 @@ def test_j0_rejects_non_finite() -> None:
         bessel_j0([0.1, np.nan])
     with pytest.raises(ValueError, match="finite"):
         bessel_j0(np.inf)
+
+
+def test_j0_value_does_not_depend_on_the_batch() -> None:
+    """Each value depends on its argument alone (node count per argument), so one-by-one and
+    batched evaluation agree bit for bit, across the small/octave boundary too."""
+    x = np.random.default_rng(3).uniform(-40, 40, 300)  # [n]
+    x[:3] = [16.0, 16.000000001, 0.0]
+    batch = bessel_j0(x)
+    assert all(bessel_j0(v) == batch[i] for i, v in enumerate(x))
