@@ -112,6 +112,14 @@ _SPECS = {name: _TableSpec(schema) for name, schema in SCHEMAS.items()}
 def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int) -> pa.Array:
     """Expand one column of buffered records (scalars broadcast, arrays as rows) to Arrow."""
     typ = field.type
+    if pa.types.is_list(typ) and all(type(v) is np.ndarray and v.ndim == 2 for v in values):
+        # the engine's case (one row of values per row): no per-record Python work
+        widths = np.fromiter((v.shape[1] for v in values), dtype=np.int64, count=len(values))
+        offsets = np.zeros(n_total + 1, dtype=np.int32)
+        np.cumsum(np.repeat(widths, counts), out=offsets[1:])
+        flat = np.concatenate([v.reshape(-1) for v in values]).astype(float, copy=False)
+        values_arr = pa.array(flat, type=typ.value_type)
+        return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values_arr)
     if pa.types.is_list(typ):
         flat, lengths = [], []
         for v, n in zip(values, counts, strict=True):
@@ -132,7 +140,9 @@ def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int
             else:
                 out.extend([str(v)] * int(n))
         return pa.array(out, type=typ)
-    if not any(isinstance(v, np.ndarray) and v.ndim for v in values):
+    if all(type(v) is np.ndarray and v.ndim == 1 for v in values):
+        col = np.concatenate(values)  # every record gave one array (its rows)
+    elif not any(isinstance(v, np.ndarray) and v.ndim for v in values):
         col = np.asarray(values)  # every record gave a scalar
         if col.dtype == object:
             col = np.array([np.asarray(v).item() for v in values])
@@ -278,8 +288,8 @@ class TraceWriter:
         spec = _SPECS[table]
         counts = np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))
         n_total = int(counts.sum())
-        arrays = [_column([r[1][j] for r in records], counts, f, n_total)
-                  for j, f in enumerate(spec.schema)]
+        columns = list(zip(*(r[1] for r in records), strict=True))  # per column: the records' values
+        arrays = [_column(list(columns[j]), counts, f, n_total) for j, f in enumerate(spec.schema)]
         return pa.Table.from_arrays(arrays, schema=spec.schema)
 
     def flush(self, table: str | None = None) -> None:

@@ -69,20 +69,30 @@ def check_record(table: str, columns: Mapping[str, Any]) -> None:
         The keyword arguments of :meth:`TraceWriter.emit` (scalars or arrays; list columns
         2-D).
     """
-    for names, allow_nan in ((FINITE.get(table, ()), False), (FINITE_OR_NAN.get(table, ()), True)):
-        for name in names:
-            if name not in columns:
+    for name, allow_nan in _PLAN.get(table, ()):
+        v = columns.get(name, _MISSING)
+        if v is _MISSING:
+            continue
+        # fast path: a finite sum (or scalar) means every value is finite; a sum that is
+        # not finite (a NaN/inf, or an overflow) gets the element-wise check below
+        t = type(v)
+        if t is np.ndarray:
+            if v.size == 0 or (v.dtype.kind in "fiub"
+                               and math.isfinite(np.add.reduce(v, axis=None))):
                 continue
-            v = columns[name]
-            # fast path: a finite sum (or scalar) means every value is finite; a sum that is
-            # not finite (a NaN/inf, or an overflow) gets the element-wise check below
-            if isinstance(v, float | int | np.floating | np.integer):
-                if math.isfinite(v):
-                    continue
-            elif isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
-                if v.size == 0 or math.isfinite(np.add.reduce(v, axis=None)):
-                    continue
-            _check_column(table, columns, name, allow_nan)
+        elif t is float or t is int or t is bool or t is np.float64:
+            if math.isfinite(v):
+                continue
+        elif isinstance(v, float | int | np.floating | np.integer) and math.isfinite(v):
+            continue
+        _check_column(table, columns, name, allow_nan)
+
+
+_MISSING = object()
+_PLAN: dict[str, tuple[tuple[str, bool], ...]] = {
+    t: tuple((n, False) for n in FINITE.get(t, ())) + tuple((n, True) for n in FINITE_OR_NAN.get(t, ()))
+    for t in set(FINITE) | set(FINITE_OR_NAN)
+}
 
 
 def _check_column(table: str, columns: Mapping[str, Any], name: str, allow_nan: bool) -> None:
