@@ -145,18 +145,22 @@ def cmd_run(args) -> int:
 
 
 class _Progress:
-    """tqdm progress bar fed by the engine's ``on_frame`` callback."""
+    """tqdm progress bar fed by the engine's ``on_frame`` callback; none with ``--quiet`` or
+    when stderr is not a terminal (logs, pipes), and then tqdm is not even imported."""
 
     def __init__(self, quiet: bool, name: str) -> None:
         self.quiet, self.name, self.bar = quiet, name, None
 
     def open(self, total: int, done: int) -> None:
+        if self.quiet or not sys.stderr.isatty():
+            return
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=done, unit="frame", disable=self.quiet,
-                        file=sys.stderr, desc=self.name)
+        self.bar = tqdm(total=total, initial=done, unit="frame", file=sys.stderr, desc=self.name)
 
     def on_frame(self, frame: int, t_s: float, record: dict) -> None:
+        if self.bar is None:
+            return
         self.bar.update(1)
         rate = record["sum_rate_bps_hz"]
         self.bar.set_postfix_str(f"t={t_s:.3f} s, sum rate={rate:.2f} b/s/Hz", refresh=False)
