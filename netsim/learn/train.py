@@ -168,7 +168,8 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
                          "config": asdict(cfg), "torch": torch.__version__, "device": device}}
     if cfg.init:
         meta["init_from"] = {"path": str(cfg.init), **{k: w0.meta.get(k) for k in
-                                                      ("training", "pretrain_power", "pretrain_pilots")}}
+                                                      ("training", "pretrain_power", "pretrain_pilots",
+                                                       "init_from")}}
     bar = None
     if progress:
         from tqdm import tqdm

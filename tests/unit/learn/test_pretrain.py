@@ -118,3 +118,20 @@ def test_stages_run_end_to_end(tmp_path):
     p = gnn_power(load_gnn_weights(tmp_path / "out.npz"), ghat, ps.assoc[0], spec.noise_w,
                   spec.channel.p_max_w)
     assert np.all(p.sum(axis=1) <= spec.channel.p_max_w) and np.all(p[~ps.assoc[0]] == 0)
+
+
+def test_cli_fine_tunes_the_shipped_weights_on_a_mix_of_n(tmp_path):
+    from netsim.cli import main
+    from netsim.comm.power.gnn import default_weights_path
+
+    out = tmp_path / "ft.npz"
+    rc = main(["train-gnn", "--scenario", "scenarios/umi_cellfree.yaml", "--model", "dts",
+               "--samples", "8", "--epochs", "1", "--batch", "4", "--n-ant-mix", "2,4",
+               "--init", str(default_weights_path("dts")), "--lr", "0.001",
+               "--set", "users.count=10", "-q", "--out", str(out)])
+    assert rc == 0
+    w = load_gnn_weights(out)
+    cfg = w.meta["training"]["config"]
+    assert cfg["n_ant_mix"] == [2, 4] and cfg["init"] == str(default_weights_path("dts"))
+    # the provenance chain of the shipped file survives: fine-tune <- fine-tune <- pre-training
+    assert w.meta["init_from"]["init_from"]["pretrain_power"]["drops_seen"] > 0
