@@ -16,6 +16,7 @@ every problem is returned (a user fixes a file in one pass):
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 
@@ -58,30 +59,62 @@ def _inside(p: np.ndarray, w: float, h: float, tol: float = 1e-9) -> np.ndarray:
     return (p[..., 0] >= -tol) & (p[..., 0] <= w + tol) & (p[..., 1] >= -tol) & (p[..., 1] <= h + tol)
 
 
-def cross_field_problems(sc: Scenario) -> list[str]:
-    """Every cross-field problem of a scenario whose fields are valid (empty: it can run)."""
+def _blocked(skip: Collection[tuple[str, ...]], *deps: str) -> bool:
+    """True when a check that reads the fields ``deps`` (dotted paths; a section stands for
+    all its fields) would read one of the ``skip`` fields (invalid, replaced by defaults)."""
+    for dep in deps:
+        parts = tuple(dep.split("."))
+        for bad in skip:
+            n = min(len(parts), len(bad))
+            if parts[:n] == tuple(bad[:n]):
+                return True
+    return False
+
+
+APS = ("deployment.aps",)
+"""Fields behind ``Scenario.n_aps`` and the AP positions."""
+AREA = ("deployment.width_m", "deployment.height_m")
+N_USERS = ("users.count", "users.positions_m")
+
+
+def cross_field_problems(sc: Scenario, skip: Collection[tuple[str, ...]] = ()) -> list[str]:
+    """Every cross-field problem of a scenario (empty: it can run).
+
+    ``skip`` lists fields that were invalid in the file (each a tuple of keys, e.g.
+    ``("deployment", "aps", "count")``) and hold defaults in ``sc``: a check that reads one of
+    them is not run, so that every other problem can be shown together with the field errors
+    without inventing problems from the defaults.
+    """
     out: list[str] = []
     dep, users, n_ap = sc.deployment, sc.users, sc.n_aps
     w, h = dep.width_m, dep.height_m
 
-    for i, fault in enumerate(sc.faults):
+    def ok(*deps: str) -> bool:
+        return not _blocked(skip, *deps)
+
+    for i, fault in enumerate(sc.faults if ok("faults", *APS) else ()):
         if fault.ap >= n_ap:
             out.append(f"faults[{i}].ap = {fault.ap} but there are only {n_ap} APs (0..{n_ap - 1})")
-    if sc.sync.reference_ap is not None and sc.sync.reference_ap >= n_ap:
+    if ok("sync.reference_ap", *APS) and sc.sync.reference_ap is not None \
+            and sc.sync.reference_ap >= n_ap:
         out.append(f"sync.reference_ap = {sc.sync.reference_ap} but there are only {n_ap} APs")
     o = dep.orientation
-    if o.mode == "list" and (o.angles_deg is None or len(o.angles_deg) != n_ap):
+    orient_ok = ok("deployment.orientation", *APS)
+    if orient_ok and o.mode == "list" and (o.angles_deg is None or len(o.angles_deg) != n_ap):
         got = 0 if o.angles_deg is None else len(o.angles_deg)
         out.append(f"deployment.orientation.angles_deg: needs one angle per AP ({n_ap}), got {got}")
-    if o.mode == "list" and o.angles_deg and any(abs(a) > 360 for a in o.angles_deg):
+    if orient_ok and o.mode == "list" and o.angles_deg and any(abs(a) > 360 for a in o.angles_deg):
         out.append("deployment.orientation.angles_deg: angles must lie in [-360, 360] deg")
 
-    for pts, what in ((dep.aps.positions_m if dep.aps.layout == "list" else None,
-                       "deployment.aps.positions_m"), (users.positions_m, "users.positions_m")):
+    for pts, what, deps in ((dep.aps.positions_m if dep.aps.layout == "list" else None,
+                             "deployment.aps.positions_m", APS),
+                            (users.positions_m, "users.positions_m", ("users.positions_m",))):
+        if not ok(*deps, *AREA):
+            continue
         for j, (x, y) in enumerate(pts or []):
             if not (0 <= x <= w and 0 <= y <= h):
                 out.append(f"{what}[{j}] = [{x}, {y}] lies outside the area ({w} x {h} m)")
-    ap_xy = deterministic_ap_positions(sc)
+    ap_xy = deterministic_ap_positions(sc) if ok(*APS, *AREA) else None
     if ap_xy is not None and len(ap_xy) > 1:
         d = np.linalg.norm(ap_xy[:, None] - ap_xy[None], axis=-1) + np.eye(len(ap_xy)) * 1e9
         i, j = np.unravel_index(np.argmin(d), d.shape)
@@ -94,14 +127,15 @@ def cross_field_problems(sc: Scenario) -> list[str]:
         out.append(f"deployment.aps: a hexagon with isd_m = {aps.isd_m} m around the centre does "
                    f"not fit in the {w} x {h} m area (needs width >= 2 isd_m, height >= "
                    f"1.73 isd_m)")
-    if aps.layout == "random" and aps.min_distance_m > 0:
+    if ok(*APS, *AREA) and aps.layout == "random" and aps.min_distance_m > 0:
         # densest disc packing: n discs of diameter d need n (sqrt(3)/2) d^2 of the grown area
         d = aps.min_distance_m
         if aps.count * math.sqrt(3) / 2 * d * d > (w + d) * (h + d):
             out.append(f"deployment.aps: {aps.count} APs at least min_distance_m = {d} m apart "
                        f"cannot fit in the {w} x {h} m area")
 
-    if users.placement == "hex_cells" and not users.positions_m:
+    if ok("users.placement", "users.positions_m", "users.min_ap_distance_m", *APS) \
+            and users.placement == "hex_cells" and not users.positions_m:
         corner = aps.isd_m / math.sqrt(3.0)  # farthest point of a hexagonal cell from its AP
         if users.min_ap_distance_m >= 0.95 * corner:
             out.append(f"users.min_ap_distance_m = {users.min_ap_distance_m} m leaves no room in "
@@ -115,25 +149,30 @@ def cross_field_problems(sc: Scenario) -> list[str]:
                            f"{aps.isd_m} m) reach [{lo[0]:.4g}, {lo[1]:.4g}] .. [{hi[0]:.4g}, "
                            f"{hi[1]:.4g}] m, outside the {w} x {h} m area; enlarge "
                            "deployment.width_m/height_m or reduce isd_m")
-    if users.margin_m * 2 >= min(w, h) and not users.positions_m and users.placement == "uniform":
+    if ok("users.margin_m", "users.positions_m", "users.placement", *AREA) \
+            and users.margin_m * 2 >= min(w, h) and not users.positions_m \
+            and users.placement == "uniform":
         out.append(f"users.margin_m = {users.margin_m} m leaves no room in the {w} x {h} m area")
 
     fr = sc.frame
-    if fr.min_comm_fraction > fr.max_comm_fraction:
+    if ok("frame.min_comm_fraction", "frame.max_comm_fraction") \
+            and fr.min_comm_fraction > fr.max_comm_fraction:
         out.append(f"frame.min_comm_fraction = {fr.min_comm_fraction} > frame.max_comm_fraction "
                    f"= {fr.max_comm_fraction}")
     longest = sc.sync.overhead_budget_slots * fr.sync_slot_s + fr.sense_comm_duration_s
-    if fr.period_s is not None and longest > fr.period_s:
+    if ok("sync.overhead_budget_slots", "frame.sync_slot_s", "frame.sense_comm_duration_s",
+          "frame.period_s") and fr.period_s is not None and longest > fr.period_s:
         out.append(f"frame.period_s = {fr.period_s} s is shorter than one frame ({longest:.6g} s: "
                    f"sync.overhead_budget_slots x frame.sync_slot_s + frame.sense_comm_duration_s)")
-    if sc.run.duration_s is not None:
+    if ok("run", "frame.period_s", "frame.sense_comm_duration_s") \
+            and sc.run.duration_s is not None:
         shortest = fr.period_s or fr.sense_comm_duration_s
         if sc.run.duration_s / shortest > MAX_RUN_FRAMES:
             out.append(f"run.duration_s = {sc.run.duration_s} s is more than {MAX_RUN_FRAMES:.0e} "
                        f"frames of {shortest:.3g} s")
 
     se = sc.sensing
-    if se.method == "music":
+    if ok("sensing.method", "sensing.grid_step_m", *AREA) and se.method == "music":
         points = (w / se.grid_step_m + 1) * (h / se.grid_step_m + 1)
         if points > MAX_MUSIC_GRID_POINTS:
             out.append(f"sensing.grid_step_m = {se.grid_step_m} m gives a MUSIC grid of "
@@ -141,16 +180,20 @@ def cross_field_problems(sc: Scenario) -> list[str]:
                        f"{MAX_MUSIC_GRID_POINTS:.0e}); use a coarser step")
 
     mob = users.mobility
-    if mob.model == "trajectory" and users.positions_m is None and mob.trajectory_file is None:
+    if ok("users.mobility", "users.positions_m") and mob.model == "trajectory" \
+            and users.positions_m is None and mob.trajectory_file is None:
         out.append("users.mobility.trajectory_file: needed by model 'trajectory'")
     return out
 
 
-def file_problems(sc: Scenario) -> list[str]:
-    """Problems of the files a scenario references (the trajectory CSV)."""
+def file_problems(sc: Scenario, skip: Collection[tuple[str, ...]] = ()) -> list[str]:
+    """Problems of the files a scenario references (the trajectory CSV); nothing when it
+    would read a ``skip`` field (see :func:`cross_field_problems`)."""
     from pathlib import Path
 
     mob = sc.users.mobility
+    if _blocked(skip, "users.mobility", *N_USERS, *AREA):
+        return []
     if mob.model != "trajectory" or not mob.trajectory_file:
         return []
     path = Path(mob.trajectory_file)

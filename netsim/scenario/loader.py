@@ -165,24 +165,83 @@ def parse_scenario(data: Any, source: str = "<scenario>", check_files: bool = Fa
                    ) -> Scenario:
     """Validate a plain dict into a :class:`Scenario` or raise :class:`ScenarioError`.
 
-    Every problem is listed: field errors (type, range, unknown keys); when the fields are
-    valid, every cross-field problem (:func:`netsim.scenario.checks.cross_field_problems`);
-    with ``check_files``, the referenced files (trajectories).
+    Every problem is listed in one pass: field errors (type, range, unknown keys), every
+    cross-field problem (:func:`netsim.scenario.checks.cross_field_problems`) and, with
+    ``check_files``, the referenced files (trajectories). When some fields are invalid, the
+    cross-field and file checks that do not read any of them still run (on the scenario with
+    the invalid fields left out, see :func:`_without_invalid`).
     """
     if not isinstance(data, dict):
         raise ScenarioError(source, [_root_problem(data)])
+    from netsim.scenario.checks import cross_field_problems, file_problems
+
+    invalid: set[tuple[str, ...]] = set()
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data, context=_NO_CROSS)
+        problems: list[str] = []
     except ValidationError as err:
-        raise ScenarioError(source, format_validation_error(err)) from None
+        problems = format_validation_error(err)
+        scenario, invalid = _without_invalid(data, err)
     except RecursionError:
         raise ScenarioError(source, ["the scenario is nested too deeply"]) from None
-    from netsim.scenario.checks import file_problems
-
-    problems = file_problems(scenario) if check_files else []
+    if scenario is not None:
+        problems += cross_field_problems(scenario, skip=invalid)
+        if check_files:
+            problems += file_problems(scenario, skip=invalid)
     if problems:
         raise ScenarioError(source, _bounded(problems))
     return scenario
+
+
+_NO_CROSS = {"cross_checks": False}
+_PARTIAL_ROUNDS = 4
+
+
+def _drop(data: dict[str, Any], loc: tuple[Any, ...]) -> tuple[tuple[str, ...], bool] | None:
+    """Delete from ``data`` the value a pydantic error ``loc`` points at: the deepest mapping
+    key on the path (a list is dropped whole; union tags and missing keys end the walk).
+
+    Returns the dropped key path and whether it is exactly ``loc`` (None: nothing to drop,
+    an error of the root itself)."""
+    node: Any = data
+    parent, key, path = None, None, []
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            parent, key, node = node, part, node[part]
+            path.append(part)
+        else:
+            break
+    if parent is None:
+        return None
+    del parent[key]
+    return tuple(path), len(path) == len(loc)
+
+
+def _without_invalid(data: dict[str, Any], err: ValidationError
+                     ) -> tuple[Scenario | None, set[tuple[str, ...]]]:
+    """The scenario with every invalid field left out (defaults instead), and those fields.
+
+    Unknown keys are dropped without counting as invalid (no known field changes). Dropping
+    a value can expose another error (a section validator now sees a default), so this is
+    repeated a few times; ``None`` when the rest still does not validate.
+    """
+    data = copy.deepcopy(data)
+    invalid: set[tuple[str, ...]] = set()
+    for _ in range(_PARTIAL_ROUNDS):
+        for e in err.errors(include_url=False):
+            dropped = _drop(data, tuple(e["loc"]))
+            if dropped is None:
+                return None, invalid
+            path, exact = dropped
+            if not (exact and e["type"] == "extra_forbidden"):
+                invalid.add(path)
+        try:
+            return Scenario.model_validate(data, context=_NO_CROSS), invalid
+        except ValidationError as again:
+            err = again
+        except RecursionError:
+            break
+    return None, invalid
 
 
 def _bounded(problems: list[str]) -> list[str]:

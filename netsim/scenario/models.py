@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 __all__ = [
     "ApLayout",
@@ -567,9 +567,11 @@ class Scenario(_Section):
     run: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Scenario:
+    def _cross_checks(self, info: ValidationInfo) -> Scenario:
         from netsim.scenario.checks import cross_field_problems
 
+        if info.context and info.context.get("cross_checks") is False:
+            return self  # the loader runs them itself, next to the field errors
         problems = cross_field_problems(self)
         if problems:  # one line per problem (the loader lists them separately)
             raise ValueError("\n".join(problems))

@@ -185,3 +185,52 @@ def test_parse_yaml_bytes_limits():
         parse_yaml_bytes(b"#" * 1_000_001)
     with pytest.raises(ScenarioError, match="YAML syntax error"):
         parse_yaml_bytes(b"a: [1\n")
+
+
+def test_field_and_cross_field_problems_are_listed_together():
+    """One pass shows the field errors and every cross-field problem that reads no invalid
+    field; a check that would read an invalid field (here the AP list) is not run on defaults."""
+    data = {
+        "deployment": {"width_m": 50, "height_m": 50, "antennas_per_ap": -3,
+                       "aps": {"layout": "list", "positions_m": [[10, 10], [60, 10]]}},
+        "users": {"positions_m": [[1, 1], [-1, 3]]},
+        "faults": [{"at_s": 1.0, "ap": 5}],
+        "sync": {"reference_ap": 7, "method": "bogus"},
+        "frame": {"period_s": 0.001},
+        "channel": {"carrier_hz": "x"},
+        "oops": 1,
+    }
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data)
+    text = "\n".join(info.value.problems)
+    for needle in ("deployment.antennas_per_ap", "sync.method", "channel.carrier_hz",
+                   "oops: unknown field", "faults[0].ap = 5 but there are only 2 APs",
+                   "sync.reference_ap = 7", "deployment.aps.positions_m[1] = [60.0, 10.0]",
+                   "users.positions_m[1] = [-1.0, 3.0]", "frame.period_s = 0.001 s is shorter"):
+        assert needle in text, (needle, text)
+    assert len(info.value.problems) == 9, text
+    # the AP list itself invalid: nothing is checked against the default 9 APs, the checks
+    # that do not read the APs still run
+    data["deployment"]["aps"]["positions_m"] = "bad"
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data)
+    text = "\n".join(info.value.problems)
+    assert "deployment.aps.positions_m: must be a valid list" in text
+    assert "users.positions_m[1] = [-1.0, 3.0]" in text and "frame.period_s = 0.001" in text
+    assert "faults[0]" not in text and "reference_ap" not in text and "only 9 APs" not in text
+    # an invalid area: no position is checked against the default area
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({"deployment": {"width_m": -1}, "users": {"positions_m": [[200, 1]]},
+                        "frame": {"min_comm_fraction": 0.9, "max_comm_fraction": 0.5}})
+    text = "\n".join(info.value.problems)
+    assert "deployment.width_m" in text and "min_comm_fraction = 0.9" in text
+    assert "users.positions_m[0]" not in text and len(info.value.problems) == 2, text
+
+
+def test_trajectory_file_problems_come_with_the_field_errors(tmp_path):
+    (tmp_path / "s.yaml").write_text("users:\n  count: 2\n  mobility: {model: trajectory, "
+                                     "trajectory_file: missing.csv}\nsync: {method: nope}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(tmp_path / "s.yaml")
+    text = "\n".join(info.value.problems)
+    assert "sync.method" in text and "missing.csv not found" in text, text
