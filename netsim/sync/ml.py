@@ -183,7 +183,12 @@ def _gather_v(cq: NDArray, i0: NDArray, i1: NDArray, f: NDArray) -> NDArray:
     n_e, n_p, n_q = cq.shape
     base = (np.arange(n_p) * n_q)[:, None]  # [P, 1]
     cf = cq.reshape(n_e, -1)
-    return (1.0 - f) * cf[:, base + i0] + f * cf[:, base + i1]
+    v0 = np.take(cf, base + i0, axis=1)  # [E, L, P, n]
+    v1 = np.take(cf, base + i1, axis=1)
+    v1 -= v0
+    v1 *= f
+    v1 += v0
+    return v1  # (1 - f) v0 + f v1
 
 
 def _grid_period(step: float, n_grid: int) -> int:

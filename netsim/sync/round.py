@@ -295,10 +295,10 @@ def sync_round(
     int_tx = np.zeros((n_link, max(n_int, 1)), dtype=np.int64)
     int_on = np.zeros((n_link, max(n_int, 1)), dtype=bool)
     if n_int:
-        for ln in range(n_link):
-            idx = np.flatnonzero(same[ln])
-            int_tx[ln, : idx.size] = tx[idx]
-            int_on[ln, : idx.size] = True
+        # each link's co-pilot links in ascending order, packed to the left
+        order = np.argsort(~same, axis=1, kind="stable")[:, :n_int]  # [n_link, I]
+        int_on = np.take_along_axis(same, order, 1)
+        int_tx = np.where(int_on, tx[order], 0)
     d_int = np.linalg.norm(pos[int_tx] - pos[rx][:, None], axis=-1)  # [n_link, I]
     p_int = np.where(int_on, cfg.tx_power_w * cfg.path_loss.gain(d_int), 0.0)  # [n_link, I]
     th_int = guard - (x[int_tx] - x[rx][:, None]) / ts  # [n_link, I] chips
