@@ -310,18 +310,17 @@ class Network:
             steps.append(s)
             rhos.append(self._rho)
             t_last = t
-        nlos = np.empty(h_los.shape, dtype=complex)  # [S, K, M, N]
         g, done = self._nlos, 0
         if steps:
             states = nlos_steps(g, np.stack(rhos), self._fading_rng)  # [n_steps, K, M, N]
-        for s in range(n_t):
+        for s in range(n_t):  # per subframe: (K, M, N) temporaries stay small
             if done < len(steps) and steps[done] == s:
                 g = states[done]
                 done += 1
-            nlos[s] = g
+            h_los[s] = rician_channel(h_los[s], g, self.k_factor)
         self._nlos = g.copy() if steps else g
         self._fading_t = t_last
-        return rician_channel(h_los, nlos, self.k_factor)
+        return h_los
 
     def _advance_fading(self) -> None:
         """Step the NLOS Gauss-Markov fading from its last evaluation to now.
