@@ -441,9 +441,12 @@ def ml_estimate(
     m = np.arange(n_samples)
 
     # Shifted pilots, de-spread samples and shift Gram (exact, window truncation included).
-    shifts = shifted_pilot(sb, np.broadcast_to(np.arange(n_q), (n_b, n_q)), n_samples)  # [B, Q, M]
-    z = np.conj(shifts) * yb[:, None, :]  # [B, Q, M]
+    # z[b, q, m] = conj(s[m - q]) y[m]: windows of the zero-padded conjugate pilot
     n_c_len = sb.shape[-1]
+    pad = np.zeros((n_b, n_samples + n_q - 1), dtype=np.result_type(sb, yb))
+    pad[:, n_q - 1 : n_q - 1 + min(n_c_len, n_samples)] = np.conj(sb[:, :n_samples])
+    win = np.lib.stride_tricks.sliding_window_view(pad, n_samples, axis=-1)[:, ::-1]  # [B, Q, M]
+    z = win * yb[:, None, :]  # [B, Q, M]
     toeplitz = n_q - 1 + n_c_len <= n_samples
     if toeplitz:  # no truncation: R[q, q'] = r[q - q'], r = autocorrelation
         nfft_r = 1 << int(np.ceil(np.log2(2 * n_c_len)))
@@ -455,6 +458,7 @@ def ml_estimate(
         rq = r[:, lag % nfft_r]  # [B, Q, Q]
         rlag = r[:, np.arange(-n_q, n_q + 1) % nfft_r]  # [B, 2Q+1], lags -Q..Q
     else:
+        shifts = shifted_pilot(sb, np.broadcast_to(np.arange(n_q), (n_b, n_q)), n_samples)
         rq = np.conj(shifts) @ np.swapaxes(shifts, -1, -2)  # [B, Q, Q]
         rlag = None
 
