@@ -41,6 +41,8 @@ COLUMN_DOCS: dict[str, dict[str, tuple[str, str, str]]] = {
         "frame": ("-", "frame index, from 0", "never"),
         "t_s": ("s", "network time at the start of the frame", "never"),
         "sync_ran": ("-", "a sync round ran in this frame (every `sync.period_frames`)", "never"),
+        "sync_rounds": ("-", "sync rounds in this frame: 0, 1, or 2 when a phase-acquisition "
+                        "round followed the first (`sync.acquisition_round`)", "never"),
         "replanned": ("-", "the sync plan (clusters, masters, pilots) was recomputed", "never"),
         "sync_duration_s": ("s", "air time of the sync phase (0 without a round)", "never"),
         "sense_duration_s": ("s", "sensing phase, (1 - rho) T", "never"),

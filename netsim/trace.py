@@ -49,7 +49,7 @@ f64, i64, b1, s = pa.float64(), pa.int64(), pa.bool_(), pa.string()
 SCHEMAS: dict[str, pa.Schema] = {
     "frames": pa.schema([
         ("frame", i64), ("t_s", f64),
-        ("sync_ran", b1), ("replanned", b1),
+        ("sync_ran", b1), ("sync_rounds", i64), ("replanned", b1),
         ("sync_duration_s", f64), ("sense_duration_s", f64), ("comm_duration_s", f64),
         ("overhead_fraction", f64), ("comm_fraction", f64),
         ("n_online_aps", i64), ("n_clusters", i64), ("n_pilots", i64),

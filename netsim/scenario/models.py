@@ -281,8 +281,22 @@ class SyncConfig(_Section):
         description="kalman: innovation gate, chi-square quantile of the normalised innovation",
     )
     phase_lock_std_rad: float = Field(
-        0.5, gt=0.0, le=3.0,
-        description="kalman: phase innovations are used once their predicted std is below this (rad)",
+        1.0, gt=0.0, le=3.0,
+        description="kalman: phase innovations are used once their std given the round's TO and "
+        "CFO innovations is below this (rad); the 2 pi ambiguity is then a Gaussian mixture over "
+        "the integer, collapsed to its mean and covariance",
+    )
+    acquisition_lock_std_rad: float = Field(
+        2.0, gt=0.0, le=3.0,
+        description="kalman: the same threshold for the second (acquisition) round of a frame",
+    )
+    acquisition_round: bool = Field(
+        True,
+        description="kalman: when a scheduled AP's carrier phase is not predictable (new track, "
+        "reset, not yet locked) and would stay predictable over the sync period once locked, a "
+        "second round follows the first at once for its clusters (counted in the overhead); the "
+        "phase change over that short gap resolves the CFO. adaptive: only with "
+        "adaptive_max_phase_rad",
     )
     lost_after_rounds: int = Field(
         3, ge=1, le=10_000,

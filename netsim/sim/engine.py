@@ -153,6 +153,7 @@ class SyncReport:
     crb_to_s2: np.ndarray | None = None
     crb_cfo_hz2: np.ndarray | None = None
     crb_phase_rad2: np.ndarray | None = None
+    acquisition: bool = False  # the frame's second (phase-acquisition) round
 
 
 @dataclass
@@ -264,6 +265,7 @@ class FrameState:
     wall_comm: float = 0.0
     wall_power: float = 0.0
     n_gated: int = 0
+    sync_rounds: int = 0
 
 
 class CentralUnit:
@@ -360,7 +362,8 @@ class CentralUnit:
                           f"was AP {old.reference_ap}")
         return True
 
-    def send_reports(self, meas: methods.SyncMeasurement, t_meas: float) -> None:
+    def send_reports(self, meas: methods.SyncMeasurement, t_meas: float,
+                     acquisition: bool = False) -> None:
         """Each measuring AP reports its estimates to the CPU over the uplink."""
         measured_by = meas.measured_by
         for sender in np.unique(measured_by[measured_by >= 0]):
@@ -373,7 +376,7 @@ class CentralUnit:
                 sender=int(sender), t_meas_s=t_meas, aps=aps, to_s=meas.est_to_s[aps],
                 cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps],
                 crb_to_s2=meas.crb_to_s2[aps], crb_cfo_hz2=meas.crb_cfo_hz2[aps],
-                crb_phase_rad2=phase_var[aps]))
+                crb_phase_rad2=phase_var[aps], acquisition=acquisition))
 
     def receive(self):
         """CPU side of the uplink: each sync report -> (tracker) -> one correction batch."""
@@ -451,25 +454,59 @@ class CentralUnit:
         if opportunity:
             sched = self.sync.schedule(self.plan, net.online, self.sync_horizon(fs.t_frame))
             fs.sync_due = sched.n_clusters > 0
+        waited = 0.0
         if fs.sync_due:
-            meas = methods.SYNC_METHODS[sc.sync.method](net, self.plan, sim.rngs["sync"])
-            meas = _restrict(meas, sched.aps)
+            # phase acquisition (sync.acquisition_round): decided before the first round
+            acq = self.sync.acquisition(self.plan, sched, env.now, self.sync_interval_s())
+            meas = self.sync_round(sched.aps)
             invalid = np.zeros(net.n_aps, dtype=bool)
             invalid[meas.invalid] = True
-            for ap in meas.invalid:
-                sim.event("sync_untrusted", int(ap),
-                          "estimate not trusted (low SINR, out of range or singular FIM); "
-                          "not corrected this round")
-            self.send_reports(meas, env.now)
             self.last_meas = meas
             self.last_schedule = (sched.aps, invalid)
             fs.meas = meas
             slots = sched.overhead_slots
+            fs.sync_rounds = 1
+            if acq is not None and acq.n_clusters > 0:
+                # the second round starts when the first ends, and not before the first's
+                # corrections are in place (uplink + downlink latency)
+                waited = max(slots * sc.frame.sync_slot_s,
+                             2.0 * sc.fronthaul.latency_s + sc.frame.sync_slot_s)
+                fs.wall_sync += time.perf_counter() - w0
+                if waited > 0:
+                    yield env.timeout(waited)
+                w0 = time.perf_counter()
+                sim.advance_world()
+                self.sync_round(acq.aps, acquisition=True)
+                slots += acq.overhead_slots
+                fs.sync_rounds = 2
         fs.timing = frame_timing(sc, slots, self.comm_fraction)
-        fs.wall_sync = time.perf_counter() - w0
+        if waited > fs.timing.sync_s:  # the wait for the corrections is sync air time too
+            fs.timing.sync_s = waited
+        fs.wall_sync += time.perf_counter() - w0
         sim.wall["sync"] += fs.wall_sync
-        if fs.timing.sync_s > 0:
-            yield env.timeout(fs.timing.sync_s)
+        if fs.timing.sync_s - waited > 0:
+            yield env.timeout(fs.timing.sync_s - waited)
+
+    def sync_round(self, aps: np.ndarray, acquisition: bool = False) -> methods.SyncMeasurement:
+        """One sync round now over the APs ``aps`` (M,) bool: measure, log the untrusted
+        estimates, send the reports up."""
+        sim = self.sim
+        meas = methods.SYNC_METHODS[sim.scenario.sync.method](sim.net, self.plan, sim.rngs["sync"])
+        meas = _restrict(meas, aps)
+        for ap in meas.invalid:
+            sim.event("sync_untrusted", int(ap),
+                      "estimate not trusted (low SINR, out of range or singular FIM); "
+                      "not corrected this round")
+        self.send_reports(meas, sim.env.now, acquisition)
+        return meas
+
+    def sync_interval_s(self) -> float:
+        """Time between two sync opportunities (s): ``period_frames`` frames."""
+        sc = self.sim.scenario
+        fr = sc.frame
+        frame_s = (fr.period_s if fr.period_s is not None
+                   else fr.sense_comm_duration_s + sc.sync.overhead_budget_slots * fr.sync_slot_s)
+        return sc.sync.period_frames * frame_s
 
     def sync_horizon(self, t_frame: float) -> float:
         """When the correction of the next sync opportunity would land at the earliest (s):
@@ -606,7 +643,8 @@ class CentralUnit:
         res_cfo, res_to = ap_rows["residual_cfo_hz"][online], ap_rows["residual_to_s"][online]
         res_phase = ap_rows["residual_phase_rad"][online]
         record = dict(
-            frame=sim.frame, t_s=t_frame, sync_ran=fs.sync_due, replanned=fs.replanned,
+            frame=sim.frame, t_s=t_frame, sync_ran=fs.sync_due, sync_rounds=fs.sync_rounds,
+            replanned=fs.replanned,
             sync_duration_s=timing.sync_s, sense_duration_s=timing.sense_s,
             comm_duration_s=timing.comm_s,
             overhead_fraction=timing.sync_s / (timing.sync_s + sc.frame.sense_comm_duration_s),

@@ -85,7 +85,8 @@ class SyncCorrection:
         if self.mode == "kalman":
             cfg = TrackerConfig(noise=noise, carrier_hz=carrier_hz,
                                 gate_probability=sync.gate_probability,
-                                phase_lock_std_rad=sync.phase_lock_std_rad)
+                                phase_lock_std_rad=sync.phase_lock_std_rad,
+                                acquisition_lock_std_rad=sync.acquisition_lock_std_rad)
             ref = sync.reference_ap if sync.reference_ap is not None else 0
             self.tracker = ClockTracker(n_aps, cfg, reference=ref)
         self.bounds = np.array([
@@ -93,6 +94,8 @@ class SyncCorrection:
             np.inf if sync.adaptive_max_cfo_hz is None else sync.adaptive_max_cfo_hz,
             np.inf if sync.adaptive_max_phase_rad is None else sync.adaptive_max_phase_rad,
         ])  # [3] s, Hz, rad
+        self.acquire = bool(getattr(sync, "acquisition_round", False))
+        self.noise = noise
         self.lost_after = int(sync.lost_after_rounds)
         self.untrusted_rounds = np.zeros(n_aps, dtype=np.int64)  # [M] consecutive
         self.gated_this_frame = 0
@@ -128,25 +131,36 @@ class SyncCorrection:
         if self.schedule_mode == "periodic" or parent is None or self.tracker is None:
             return RoundSchedule(aps=(cluster >= 0) & online, n_clusters=len(plan.masters),
                                  overhead_slots=int(plan.overhead_slots))
-        n_c = len(plan.masters)
         std = self.tracker.residual_std(t_horizon_s)  # [M, 3]
-        ref = self.tracker.reference
         need_ap = (~np.isfinite(std).all(axis=1) | (std > self.bounds).any(axis=1))  # [M]
-        need_ap &= online & (cluster >= 0) & (np.arange(len(cluster)) != ref)
-        need = np.zeros(n_c, dtype=bool)  # [K_C]
-        need[np.unique(cluster[need_ap])] = True
-        for c in np.flatnonzero(need):  # chain closure towards the reference cluster
-            p = int(parent[c])
-            while p >= 0 and not need[p]:
-                need[p] = True
-                p = int(parent[p])
-        aps = (cluster >= 0) & online & need[np.maximum(cluster, 0)]  # [M]
-        if not need.any():
-            return RoundSchedule(aps=aps, n_clusters=0, overhead_slots=0)
-        pilots = np.asarray(plan.pilot_of_ap)[aps]
-        n_pilots = int(np.unique(pilots[pilots >= 0]).size)
-        k = int(need.sum())
-        return RoundSchedule(aps=aps, n_clusters=k, overhead_slots=2 * k + n_pilots)
+        return _clusters_for(plan, online, need_ap, self.tracker.reference)
+
+    def acquisition(self, plan, first: RoundSchedule, t_s: float, interval_s: float
+                    ) -> RoundSchedule | None:
+        """Second round right after ``first`` (phase acquisition), or ``None``.
+
+        An AP of ``first`` needs it when its phase innovation at ``t_s``, given the TO and CFO
+        innovations, would have a std above ``phase_lock_std_rad`` (new or reset track, CFO not yet known well
+        enough: the round could not resolve the 2 pi ambiguity), provided the oscillator noise
+        alone over the sync period ``interval_s`` (:func:`netsim.sync.tracking.phase_floor_rad`)
+        stays below 0.5 rad, so that a locked phase stays locked from round to round. Under
+        ``adaptive`` only when a phase bound is set. The round measures the clusters of those APs
+        (and their master chains); the phase change over the short gap between the two rounds
+        resolves the CFO to ``sqrt(2 var_phi + (2 pi f_c)^2 2 q1 gap) / (2 pi gap)``.
+        """
+        if self.tracker is None or not self.acquire or first.n_clusters == 0:
+            return None
+        if self.schedule_mode == "adaptive" and not np.isfinite(self.bounds[2]):
+            return None
+        from netsim.sync.tracking import phase_floor_rad
+
+        if float(phase_floor_rad(interval_s, self.noise, self.carrier_hz)) >= 0.5:
+            return None
+        std = self.tracker.phase_std_given_rest(t_s)  # [M] (inf: no track yet)
+        need_ap = first.aps & (std > self.tracker.config.phase_lock_std_rad)  # [M]
+        if not need_ap.any():
+            return None
+        return _clusters_for(plan, first.aps, need_ap, self.tracker.reference)
 
     # ------------------------------------------------------------------ rounds
     def note_round(self, measured: np.ndarray, untrusted: np.ndarray) -> np.ndarray:
@@ -193,7 +207,8 @@ class SyncCorrection:
         aps, z, var = aps[usable], z[usable], var[usable]
         if aps.size == 0:
             return None
-        upd = trk.update(aps, report.t_meas_s, z, var)
+        upd = trk.update(aps, report.t_meas_s, z, var,
+                         acquisition=bool(getattr(report, "acquisition", False)))
         for j in np.flatnonzero(upd.gated):
             restarted = " (restarted the track)" if upd.initialized[j] else ""
             event("sync_gated", int(aps[j]),
@@ -221,3 +236,25 @@ class SyncCorrection:
         if self.tracker is None:
             return np.full((n, 3), np.nan)
         return self.tracker.residual_std(t_s)
+
+
+def _clusters_for(plan, online: np.ndarray, need_ap: np.ndarray, ref: int) -> RoundSchedule:
+    """Round over the clusters of the APs ``need_ap`` (M,) bool, closed along their master
+    chains towards the reference cluster (the slaves' offsets are chained through them)."""
+    cluster = np.asarray(plan.cluster_of_ap)  # [M]
+    parent = plan.master_parent
+    need_ap = need_ap & online & (cluster >= 0) & (np.arange(len(cluster)) != ref)  # [M]
+    need = np.zeros(len(plan.masters), dtype=bool)  # [K_C]
+    need[np.unique(cluster[need_ap])] = True
+    for c in np.flatnonzero(need):  # chain closure towards the reference cluster
+        p = int(parent[c])
+        while p >= 0 and not need[p]:
+            need[p] = True
+            p = int(parent[p])
+    aps = (cluster >= 0) & online & need[np.maximum(cluster, 0)]  # [M]
+    if not need.any():
+        return RoundSchedule(aps=aps, n_clusters=0, overhead_slots=0)
+    pilots = np.asarray(plan.pilot_of_ap)[aps]
+    n_pilots = int(np.unique(pilots[pilots >= 0]).size)
+    k = int(need.sum())
+    return RoundSchedule(aps=aps, n_clusters=k, overhead_slots=2 * k + n_pilots)

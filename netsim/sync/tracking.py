@@ -24,12 +24,19 @@ them, and the filter uses that tie.
 
 A sync round measures ``z = s + v``, ``v ~ N(0, R)``, ``R = diag(CRB_TO, CRB_CFO, var_phi)``
 (the per-round bounds of :mod:`netsim.sync.round`; the phase variance of
-:func:`netsim.sim.methods.over_the_air_sync`). The phase is measured modulo ``2 pi``: its
-innovation is wrapped to ``(-pi, pi]``, which is only meaningful while the predicted
-innovation standard deviation is below ``phase_lock_std_rad``. Until then (acquisition: the
-CFO is not yet known well enough to predict the phase across one sync period) the update uses
-the time offset and CFO only, and the phase component is re-initialised from the
-measurement (its prior is uniform on the circle).
+:func:`netsim.sim.methods.over_the_air_sync`). The phase is measured modulo ``2 pi``: the true
+innovation is ``nu + 2 pi n e_3`` for an unknown integer ``n`` (integer ambiguity, as in
+carrier-phase GNSS). Under the Gaussian prediction each hypothesis has the weight
+``p_n ~ exp(-q(n)/2)``, ``q(n) = (nu + 2 pi n e_3)^T S^-1 (nu + 2 pi n e_3)`` (eq. T4): the TO
+and CFO innovations of the same round take part, since they are correlated with the predicted
+phase. The phase is used (with the most likely ``n``) only when that hypothesis is certain,
+``max_n p_n >= phase_lock_probability``, and the phase innovation's std given the TO and CFO
+innovations, ``1/sqrt((S^-1)_33)``, is below ``phase_lock_std_rad``. Otherwise (acquisition:
+the CFO is not yet known well enough to predict the phase since the last round) the update uses
+the time offset and CFO only, and the phase component is re-initialised from the measurement
+(its prior is uniform on the circle). Two rounds a short ``tau`` apart make the phase
+predictable with a CFO known only to ``1/(2 pi tau)``-ish accuracy; that is how the engine
+acquires phase lock at start-up (``sync.acquisition_round``).
 
 Innovation gate: the normalised innovation squared ``NIS = nu^T S^-1 nu``, ``S = P + R``, is
 chi-square with as many degrees of freedom as measured components; a measurement with NIS
@@ -155,8 +162,24 @@ class TrackerConfig:
     carrier_hz : float, [Hz]
     gate_probability : float, default 0.9999
         Innovation gate: a measurement whose NIS exceeds this chi-square quantile is rejected.
-    phase_lock_std_rad : float, default 0.5
-        Phase innovations are used (wrapped) only while their predicted std is below this.
+    phase_lock_std_rad : float, default 1.0
+        Phase innovations are used only while their std given the round's TO and CFO
+        innovations is below this (rad): the wrong integer then has a probability below
+        ``2 Phi(-pi)`` ~ 2e-3, and it matters, since a wrong integer at a regular round spacing
+        ``T`` is a CFO error of exactly ``1/T`` that the phase of the following rounds cannot see
+        (aliasing).
+    acquisition_lock_std_rad : float, default 2.0
+        The same for an acquisition round (``update(..., acquisition=True)``), a short ``tau``
+        after the previous one: a wrong integer there is a CFO error of ``1/tau``, which the
+        next regular round's phase innovation shows (unless ``T/tau`` is close to an integer)
+        and the gate rejects, so a looser threshold is safe.
+    phase_lock_probability : float, default 0.999
+        Integer hypotheses with a posterior probability below ``1 -`` this are pruned from the
+        mixture; ``TrackUpdate.phase_used`` reports the updates whose best integer had at least
+        this probability (eq. T4 of docs/models.md).
+    phase_gate_std_rad : float, default 0.5
+        The gate includes the phase innovation when its conditional std is below this (rad);
+        above, the gate tests the TO and CFO innovations only.
     max_rejections : int, default 3
         Consecutive gate rejections that re-initialise a track from the measurement.
     """
@@ -164,7 +187,10 @@ class TrackerConfig:
     noise: ClockNoise
     carrier_hz: float
     gate_probability: float = 0.9999
-    phase_lock_std_rad: float = 0.5
+    phase_lock_std_rad: float = 1.0
+    acquisition_lock_std_rad: float = 2.0
+    phase_lock_probability: float = 0.999
+    phase_gate_std_rad: float = 0.5
     max_rejections: int = 3
 
     def __post_init__(self) -> None:
@@ -174,6 +200,9 @@ class TrackerConfig:
             raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
         if not (self.phase_lock_std_rad > 0):
             raise ValueError("phase_lock_std_rad must be > 0")
+        if not 0.5 <= self.phase_lock_probability < 1.0:
+            raise ValueError("phase_lock_probability must be in [0.5, 1), got "
+                             f"{self.phase_lock_probability}")
         if self.max_rejections < 1:
             raise ValueError("max_rejections must be >= 1")
 
@@ -196,7 +225,13 @@ class TrackUpdate:
     dof : ndarray (k,), int
         Degrees of freedom of the NIS: 3 with the phase, 2 without (acquisition), 0 if none.
     phase_used : ndarray (k,), bool
-        The phase innovation was used (the track is phase-locked).
+        The phase innovation was used and its integer ambiguity resolved (posterior probability
+        of the best integer at least ``phase_lock_probability``): the track is phase-locked.
+    integer_probability : ndarray (k,), float
+        Posterior probability of the best integer (NaN where the phase was not used).
+    integer : ndarray (k,), float
+        The best integer ``n`` added to the wrapped phase innovation, in cycles (NaN where the
+        phase was not used).
     """
 
     accepted: NDArray[np.bool_]
@@ -205,6 +240,8 @@ class TrackUpdate:
     nis: NDArray[np.float64]
     dof: NDArray[np.int64]
     phase_used: NDArray[np.bool_]
+    integer_probability: NDArray[np.float64]
+    integer: NDArray[np.float64]
 
 
 class ClockTracker:
@@ -231,6 +268,8 @@ class ClockTracker:
         Track initialised.
     rejections : ndarray (n,), int
         Consecutive gate rejections.
+    meas_var : ndarray (n, 3), float
+        Last measurement variances (internal units); inf before the first one.
     """
 
     def __init__(self, n: int, config: TrackerConfig, reference: int = 0) -> None:
@@ -245,6 +284,7 @@ class ClockTracker:
         self.cov = np.zeros((n, 3, 3))  # [n, 3, 3]
         self.active = np.zeros(n, dtype=bool)  # [n]
         self.rejections = np.zeros(n, dtype=np.int64)  # [n]
+        self.meas_var = np.full((n, 3), np.inf)  # [n, 3]
         from scipy import stats  # ~0.5 CPU-s to import: only runs that build a tracker pay it
 
         self._gate = {d: float(stats.chi2.ppf(config.gate_probability, d)) for d in (1, 2, 3)}
@@ -305,6 +345,72 @@ class ClockTracker:
         _, p = self.predict(t_s, idx)
         return np.sqrt(np.diagonal(p, axis1=-2, axis2=-1))
 
+    def phase_std_given_rest(self, t_s: float, idx: ArrayLike | None = None,
+                             var: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Std of a round's phase innovation at ``t_s`` given its TO and CFO innovations (rad).
+
+        ``1/sqrt((S^-1)_33)`` with ``S = P(t_s) + diag(var)``; it does not depend on the
+        measured values, so it tells beforehand whether a round at ``t_s`` can resolve the
+        phase ambiguity (it can when this is well below ``pi``).
+
+        Parameters
+        ----------
+        t_s : float, [s]
+        idx : array_like (k,), int, optional (all tracks)
+        var : array_like (k, 3), float, optional
+            Measurement variances (s^2, Hz^2, rad^2); default each track's last ones.
+
+        Returns
+        -------
+        ndarray (k,), float, [rad]; inf for inactive tracks (or without variances), 0 for the
+        reference.
+        """
+        i = self._idx(idx)
+        _, p = self._predicted(i, t_s)  # [k, 3, 3]
+        r = (self.meas_var[i] if var is None
+             else np.asarray(var, dtype=float).reshape(i.size, 3) / _SCALE**2)  # [k, 3]
+        out = np.full(i.size, np.inf)  # [k]
+        ok = self.active[i] & np.isfinite(r).all(axis=1) & (i != self.reference)  # [k]
+        if ok.any():
+            s = p[ok] + np.einsum("ji,ik->jik", r[ok], np.eye(3))  # [j, 3, 3]
+            sr = s[:, :2, :2]  # [j, 2, 2]
+            c = s[:, :2, 2]  # [j, 2]
+            cond = s[:, 2, 2] - np.einsum("ji,ji->j", c, np.linalg.solve(sr, c[..., None])[..., 0])
+            out[ok] = np.sqrt(np.maximum(cond, 0.0))
+        out[i == self.reference] = 0.0
+        return out
+
+    def _phase_hypothesis(self, nu: NDArray, s: NDArray) -> tuple[NDArray, ...]:
+        """Integer phase ambiguity of innovations ``nu`` (j, 3) with covariance ``s`` (j, 3, 3).
+
+        Returns, per row (j,): the most likely integer ``n_b``, its posterior probability among
+        the hypotheses ``nu + 2 pi n e_3`` (eq. T4), the posterior mean and variance of
+        ``n - n_b``, and the std of the phase innovation given the other two components.
+        """
+        w = np.linalg.inv(s)  # [j, 3, 3]
+        w33 = w[:, 2, 2]  # [j]
+        b = np.einsum("ji,ji->j", w[:, 2, :], nu)  # [j]: (S^-1 nu)_3
+        n_star = -b / (2.0 * np.pi * w33)  # [j] continuous minimiser of q(n)
+        cand = np.round(n_star)[:, None] + np.arange(-6, 7)[None, :]  # [j, 13]
+        # q(n) - q(0) = 4 pi n b + 4 pi^2 n^2 w33
+        dq = 4.0 * np.pi * cand * b[:, None] + 4.0 * np.pi**2 * cand**2 * w33[:, None]  # [j, 13]
+        pw = np.exp(-0.5 * (dq - dq.min(axis=1, keepdims=True)))  # [j, 13]
+        pw /= pw.sum(axis=1, keepdims=True)
+        best = np.argmax(pw, axis=1)  # [j]
+        rows = np.arange(cand.shape[0])
+        p_b = pw[rows, best].copy()  # [j]
+        # prune hypotheses below 1 - phase_lock_probability (a Gaussian-sum filter's pruning):
+        # a 1e-4 weight 1/gap away would otherwise inflate the CFO variance tenfold; the rare
+        # wrong integer this leaves is caught by the gate at the next rounds
+        pw = np.where(pw >= 1.0 - self.config.phase_lock_probability, pw, 0.0)
+        pw[rows, best] = np.maximum(pw[rows, best], 1e-300)
+        pw /= pw.sum(axis=1, keepdims=True)
+        n_b = cand[rows, best]  # [j]
+        d = cand - n_b[:, None]  # [j, 13]
+        d_mean = np.sum(pw * d, axis=1)  # [j]
+        d_var = np.maximum(np.sum(pw * d**2, axis=1) - d_mean**2, 0.0)  # [j]
+        return n_b, p_b, d_mean, d_var, 1.0 / np.sqrt(w33)
+
     # ------------------------------------------------------------------ mutation
     def reset(self, idx: ArrayLike | None = None) -> None:
         """Forget tracks (outage, recovery): the next measurement re-initialises them."""
@@ -313,9 +419,11 @@ class ClockTracker:
         self.mean[i] = 0.0
         self.cov[i] = 0.0
         self.rejections[i] = 0
+        self.meas_var[i] = np.inf
         self.active[self.reference] = True
 
-    def update(self, idx: ArrayLike, t_s: float, z: ArrayLike, var: ArrayLike) -> TrackUpdate:
+    def update(self, idx: ArrayLike, t_s: float, z: ArrayLike, var: ArrayLike,
+               acquisition: bool = False) -> TrackUpdate:
         """Fuse one round's measurements of tracks ``idx`` taken at ``t_s``.
 
         Parameters
@@ -328,6 +436,9 @@ class ClockTracker:
             Measured (TO s, CFO Hz, phase rad) relative to the reference.
         var : array_like (k, 3), float
             Measurement variances (s^2, Hz^2, rad^2), > 0 and finite.
+        acquisition : bool, default False
+            An acquisition round (shortly after the previous one): the phase is used up to
+            ``acquisition_lock_std_rad`` instead of ``phase_lock_std_rad``.
 
         Returns
         -------
@@ -343,7 +454,8 @@ class ClockTracker:
             raise ValueError("measurements must be finite with finite variances > 0")
         out = dict(accepted=np.zeros(k, bool), initialized=np.zeros(k, bool),
                    gated=np.zeros(k, bool), nis=np.full(k, np.nan),
-                   dof=np.zeros(k, np.int64), phase_used=np.zeros(k, bool))
+                   dof=np.zeros(k, np.int64), phase_used=np.zeros(k, bool),
+                   integer_probability=np.full(k, np.nan), integer=np.full(k, np.nan))
         new = ~self.active[i]  # [k]
         old = ~new
         if old.any():
@@ -352,48 +464,67 @@ class ClockTracker:
             r = rr[old]  # [j, 3]
             nu = zz[old] - m  # [j, 3]
             nu[:, 2] = wrap_phase(nu[:, 2])
-            lock = np.sqrt(p[:, 2, 2] + r[:, 2]) < self.config.phase_lock_std_rad  # [j]
-            dof = np.where(lock, 3, 2)  # [j]
             s = p + np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3]
-            # NIS on the used components (phase block masked out when unlocked)
-            s_used = s.copy()
-            s_used[~lock, 2, :] = 0.0
-            s_used[~lock, :, 2] = 0.0
-            s_used[~lock, 2, 2] = 1.0
-            nu_used = nu.copy()
-            nu_used[~lock, 2] = 0.0
-            nis = np.einsum("ji,ji->j", nu_used, np.linalg.solve(s_used, nu_used[..., None])[..., 0])
-            thr = np.where(lock, self._gate[3], self._gate[2])  # [j]
+            # integer phase ambiguity (eq. T4): the wrapped phase gives a mixture over the
+            # hypotheses nu + 2 pi n e_3; it is collapsed to its exact mean and covariance
+            n_best, p_best, dn_mean, dn_var, std_c = self._phase_hypothesis(nu, s)  # [j] x 5
+            lock_std = (self.config.acquisition_lock_std_rad if acquisition
+                        else self.config.phase_lock_std_rad)
+            use = std_c < lock_std  # [j]: deterministic given S (no selection on nu)
+            nu[use, 2] += 2.0 * np.pi * n_best[use]
+            # NIS with the phase where its conditional std is small (no selection on nu), else
+            # on (TO, CFO) alone
+            gph = use & (std_c < self.config.phase_gate_std_rad)  # [j]
+            dof = np.where(gph, 3, 2)  # [j]
+            w = np.linalg.inv(s)  # [j, 3, 3]
+            nis3 = np.einsum("ji,jik,jk->j", nu, w, nu)
+            nu2 = nu[:, :2]
+            nis2 = np.einsum("ji,ji->j", nu2, np.linalg.solve(s[:, :2, :2], nu2[..., None])[..., 0])
+            nis = np.where(gph, nis3, nis2)  # [j]
+            thr = np.where(gph, self._gate[3], self._gate[2])  # [j]
             ok = nis <= thr  # [j]
-            # Kalman gain on the used components: K = P H^T S^-1 (Joseph-form covariance)
-            h = np.broadcast_to(np.eye(3), (io.size, 3, 3)).copy()  # [j, 3, 3]
-            h[~lock, 2, 2] = 0.0
-            gain = np.swapaxes(np.linalg.solve(s_used, (p @ np.swapaxes(h, -1, -2)).swapaxes(-1, -2)),
-                               -1, -2)  # [j, 3, 3]
-            gain[~lock, :, 2] = 0.0
-            m_new = m + np.einsum("jik,jk->ji", gain, nu_used)  # [j, 3]
-            ikh = np.eye(3) - gain @ h  # [j, 3, 3]
+            # phase used: full 3-component update K = P S^-1 (Joseph form) of the best
+            # hypothesis, plus the spread of the other hypotheses along K e_3 - e_3 (a 2 pi
+            # phase shift is the same phase, so only the TO and CFO means move by 2 pi K e_3)
             rmat = np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3]
-            p_new = ikh @ p @ np.swapaxes(ikh, -1, -2) + gain @ rmat @ np.swapaxes(gain, -1, -2)
-            # acquisition: the phase prior is uniform on the circle; restart it from the measurement
-            unl = ~lock
-            m_new[unl, 2] = zz[old][unl, 2]
-            p_new[unl, 2, :] = 0.0
-            p_new[unl, :, 2] = 0.0
-            p_new[unl, 2, 2] = r[unl, 2]
+            gain = p @ w  # [j, 3, 3]
+            ikh = np.eye(3) - gain  # [j, 3, 3]
+            p_full = ikh @ p @ np.swapaxes(ikh, -1, -2) + gain @ rmat @ np.swapaxes(gain, -1, -2)
+            k3 = gain[:, :, 2].copy()  # [j, 3]
+            k3[:, 2] -= 1.0
+            m_full = m + np.einsum("jik,jk->ji", gain, nu) + 2.0 * np.pi * dn_mean[:, None] * k3
+            p_full += (2.0 * np.pi) ** 2 * dn_var[:, None, None] * np.einsum("ji,jk->jik", k3, k3)
+            # phase not used (conditional std too large: the circle carries no information on
+            # the CFO): TO and CFO update, phase restarted from the measurement
+            g2 = np.swapaxes(np.linalg.solve(s[:, :2, :2], np.swapaxes(p[:, :, :2], -1, -2)),
+                             -1, -2)  # [j, 3, 2]
+            m_two = m + np.einsum("jik,jk->ji", g2, nu2)  # [j, 3]
+            ikh2 = np.eye(3) - np.concatenate([g2, np.zeros((io.size, 3, 1))], axis=2)
+            p_two = (ikh2 @ p @ np.swapaxes(ikh2, -1, -2)
+                     + g2 @ rmat[:, :2, :2] @ np.swapaxes(g2, -1, -2))  # [j, 3, 3]
+            m_two[:, 2] = zz[old][:, 2]
+            p_two[:, 2, :] = 0.0
+            p_two[:, :, 2] = 0.0
+            p_two[:, 2, 2] = r[:, 2]
+            m_new = np.where(use[:, None], m_full, m_two)  # [j, 3]
+            p_new = np.where(use[:, None, None], p_full, p_two)  # [j, 3, 3]
             m_new[:, 2] = wrap_phase(m_new[:, 2])
+            lock = use & (p_best >= self.config.phase_lock_probability)  # [j] (diagnostic)
             # gated measurements: coast on the prediction
             rej = ~ok
             m_new[rej], p_new[rej] = m[rej], p[rej]
             self.mean[io] = m_new
             self.cov[io] = 0.5 * (p_new + np.swapaxes(p_new, -1, -2))
             self.t_s[io] = float(t_s)
+            self.meas_var[io] = r
             self.rejections[io] = np.where(ok, 0, self.rejections[io] + 1)
             out["accepted"][old] = ok
             out["gated"][old] = rej
             out["nis"][old] = nis
             out["dof"][old] = dof
             out["phase_used"][old] = lock & ok
+            out["integer_probability"][old] = np.where(use, p_best, np.nan)
+            out["integer"][old] = np.where(use, n_best, np.nan)
             # too many rejections in a row: the track is the outlier, restart it
             restart = np.zeros(k, bool)
             restart[np.flatnonzero(old)[self.rejections[io] >= self.config.max_rejections]] = True
@@ -404,6 +535,7 @@ class ClockTracker:
             self.mean[ini] = zz[new]
             self.mean[ini, 2] = wrap_phase(self.mean[ini, 2])
             self.cov[ini] = np.einsum("ji,ik->jik", rr[new], np.eye(3))
+            self.meas_var[ini] = rr[new]
             self.t_s[ini] = float(t_s)
             self.active[ini] = True
             self.rejections[ini] = 0

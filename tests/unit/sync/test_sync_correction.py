@@ -101,3 +101,37 @@ def test_per_round_batch_carries_the_estimates_at_the_measurement_time():
     b = _feed(kal, [1, 2], 0.5)
     assert b.t_ref_s == 0.5 + 1e-4  # the prediction for the arrival time
     assert np.isnan(kal.residual_std(1.0)[3]).all() and kal.residual_std(1.0)[0].sum() == 0
+
+
+def test_acquisition_round_only_for_tracks_without_a_predictable_phase():
+    corr = _corr("sync.tracking=kalman")
+    corr.on_replan(None, FakePlan())
+    online = np.ones(8, bool)
+    first = corr.schedule(FakePlan(), online, 0.01)
+    # no tracks yet: the whole round is repeated (same clusters, same cost)
+    acq = corr.acquisition(FakePlan(), first, 0.0, 0.01)
+    assert acq is not None and acq.n_clusters == 3 and acq.overhead_slots == 9
+    # 128-chip-like round: CFO std 400 Hz, phase std 5 mrad; a second round 0.74 ms later
+    _feed(corr, np.arange(1, 8), 0.0, var=(1e-19, 400.0**2, 2.5e-5))
+    # 10 ms later the phase is unpredictable (2 pi 0.01 400 = 25 rad): acquisition again
+    acq = corr.acquisition(FakePlan(), first, 0.01, 0.01)
+    assert acq is not None and acq.n_clusters == 3
+    # a track whose CFO is known to 2 Hz predicts the phase over 10 ms (0.26 rad diffusion):
+    # only cluster 2 (AP 7 reset) and its chain need the second round
+    for ap in range(1, 8):
+        corr.reset(ap)
+    _feed(corr, np.arange(1, 8), 0.0, var=(1e-19, 4.0, 2.5e-5))
+    assert corr.acquisition(FakePlan(), first, 0.01, 0.01) is None
+    corr.reset(7)
+    acq = corr.acquisition(FakePlan(), first, 0.01, 0.01)
+    assert acq.n_clusters == 3 and np.flatnonzero(acq.aps).tolist() == list(range(8))
+    # phase that the oscillators alone spread by > 0.5 rad per sync period: never acquired
+    assert corr.acquisition(FakePlan(), first, 0.01, 1.0) is None
+    # switched off, without tracking, and under adaptive without a phase bound: never
+    assert _corr("sync.tracking=kalman", "sync.acquisition_round=false").acquisition(
+        FakePlan(), first, 0.0, 0.01) is None
+    assert _corr().acquisition(FakePlan(), first, 0.0, 0.01) is None
+    ada = _corr("sync.tracking=kalman", "sync.schedule=adaptive")
+    assert ada.acquisition(FakePlan(), first, 0.0, 0.01) is None
+    ada = _corr("sync.tracking=kalman", "sync.schedule=adaptive", "sync.adaptive_max_phase_rad=0.3")
+    assert ada.acquisition(FakePlan(), first, 0.0, 0.01) is not None
