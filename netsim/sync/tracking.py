@@ -29,14 +29,17 @@ innovation is ``nu + 2 pi n e_3`` for an unknown integer ``n`` (integer ambiguit
 carrier-phase GNSS). Under the Gaussian prediction each hypothesis has the weight
 ``p_n ~ exp(-q(n)/2)``, ``q(n) = (nu + 2 pi n e_3)^T S^-1 (nu + 2 pi n e_3)`` (eq. T4): the TO
 and CFO innovations of the same round take part, since they are correlated with the predicted
-phase. The phase is used (with the most likely ``n``) only when that hypothesis is certain,
-``max_n p_n >= phase_lock_probability``, and the phase innovation's std given the TO and CFO
-innovations, ``1/sqrt((S^-1)_33)``, is below ``phase_lock_std_rad``. Otherwise (acquisition:
-the CFO is not yet known well enough to predict the phase since the last round) the update uses
-the time offset and CFO only, and the phase component is re-initialised from the measurement
-(its prior is uniform on the circle). Two rounds a short ``tau`` apart make the phase
-predictable with a CFO known only to ``1/(2 pi tau)``-ish accuracy; that is how the engine
-acquires phase lock at start-up (``sync.acquisition_round``).
+phase. The phase is used once the std of its innovation given the TO and CFO innovations,
+``1/sqrt((S^-1)_33)``, is below ``phase_lock_std_rad`` (a decision on ``S`` alone, so it does
+not select on the measured values); the update then takes the most likely integer and the
+mixture's spread over the others (weights below ``1 - phase_lock_probability`` pruned) is
+added to its mean and covariance (exact first two moments). Otherwise (acquisition: the CFO is
+not yet known well enough to predict the phase since the last round) the update uses the
+time offset and CFO only, and the phase component is re-initialised from the measurement
+(its prior is uniform on the circle). A round a short ``tau`` after the previous one
+(``acquisition=True``, the engine's ``sync.acquisition_round``) makes the phase predictable
+with a CFO known only to a fraction of ``1/tau``; it may use the phase up to
+``acquisition_lock_std_rad``.
 
 Innovation gate: the normalised innovation squared ``NIS = nu^T S^-1 nu``, ``S = P + R``, is
 chi-square with as many degrees of freedom as measured components; a measurement with NIS
