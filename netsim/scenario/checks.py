@@ -24,12 +24,18 @@ from netsim.scenario.models import Scenario
 
 __all__ = [
     "MAX_MUSIC_GRID_POINTS",
+    "MAX_ROBUST_CPU_S_PER_FRAME",
+    "MAX_ROBUST_MEMORY_BYTES",
     "MAX_RUN_FRAMES",
     "SDP_DIM_GUARD",
     "algorithm_summary",
     "cost_warnings",
     "cross_field_problems",
     "file_problems",
+    "max_robust_dim",
+    "robust_design_cost",
+    "robust_guard_problem",
+    "robust_problem_size",
 ]
 
 MAX_MUSIC_GRID_POINTS = 4_000_000
@@ -179,6 +185,11 @@ def cross_field_problems(sc: Scenario, skip: Collection[tuple[str, ...]] = ()) -
                        f"{points:.3g} points over the {w} x {h} m area (limit "
                        f"{MAX_MUSIC_GRID_POINTS:.0e}); use a coarser step")
 
+    if ok("comm", *APS, *N_USERS, "deployment.antennas_per_ap"):
+        refused = robust_guard_problem(sc)
+        if refused:
+            out.append(refused)
+
     mob = users.mobility
     if ok("users.mobility", "users.positions_m") and mob.model == "trajectory" \
             and users.positions_m is None and mob.trajectory_file is None:
@@ -219,13 +230,103 @@ def file_problems(sc: Scenario, skip: Collection[tuple[str, ...]] = ()) -> list[
     return []
 
 
-def _sdp_dim(sc: Scenario) -> int:
-    """Rough reduced SDP dimension of the seed-003 robust designs (sum over APs of the users'
-    span they serve, at most N per AP)."""
+def robust_problem_size(sc: Scenario) -> tuple[int, int]:
+    """``(d, K)`` of the seed-003 robust design a run of ``sc`` solves every frame: an upper
+    bound of the reduced dimension d (:func:`netsim.comm.robust.reduce_problem`, attained for
+    generic channels) and the number of users K.
+
+    Main and EI span, on every AP that serves somebody, all K users' channel blocks
+    (``min(N, K)`` coordinates per AP); MRT spans only the served channels (one coordinate per
+    served AP-user pair, at most N per AP). With ``comm.serving_aps = L`` at most ``K L`` APs
+    serve somebody.
+    """
     m, k, n = sc.n_aps, sc.n_users, sc.deployment.antennas_per_ap
-    serving = sc.comm.serving_aps
-    per_ap = k if serving == 0 else min(k, math.ceil(k * min(serving, m) / m))
-    return m * min(n, per_ap)
+    per_user = m if sc.comm.serving_aps == 0 else min(sc.comm.serving_aps, m)
+    active = min(m, k * per_user)
+    if sc.comm.beamforming == "mrt":
+        return min(k * per_user, active * n), k
+    return active * min(n, k), k
+
+
+# Cost of one interior-point solve of the robust SDP (14)/(26), measured with
+# benchmarks/robust_cost.py (Clarabel through cvxpy, one core, random channels): the size is
+# s = K d^2 real unknowns of the LMIs' blocks (Main: K Hermitian d x d matrices).
+#   K=2 d=4 (s=32): 10.6 MB, 0.53 s;  K=2 d=8 (128): 17.9 MB, 0.75 s;
+#   K=2 d=16 (512): 112 MB, 4.3 s;   K=4 d=16 (1024): 272 MB, 13.8 s;
+#   K=4 d=24 (2304): over 150 s (one solve, not finished).
+# MRT (26) has the same K LMIs of size d + 1 but only K small blocks P_k: at K=4 d=16 it took
+# 108 MB and 3.7 s, 0.40 and 0.27 of Main; those factors scale the same law.
+# Above the largest finished point the model grows like a dense factorisation of s unknowns,
+# memory ~ s^2 and time ~ s^3 (steeper than the measured local slopes 1.3 and 1.7, so the
+# extrapolation over-estimates rather than under-estimates); below it, the measured slopes.
+_COST_ANCHOR_S = 1024.0
+_COST_ANCHOR_BYTES = 272e6
+_COST_ANCHOR_CPU_S = 13.8
+_COST_LOCAL_EXP = (1.3, 1.7)
+_COST_FAR_EXP = (2.0, 3.0)
+SOLVES_PER_FRAME = 12
+"""Interior-point solves of one robust design (bisection on the rate to 0.01 bit/s/Hz, plus the
+certificate and re-powering; 10 measured at d = 4)."""
+MAX_ROBUST_MEMORY_BYTES = 2 * 2**30
+"""Largest estimated memory of one robust SDP solve accepted (2 GiB)."""
+_MRT_FACTOR = (0.40, 0.27)
+MAX_ROBUST_CPU_S_PER_FRAME = 600.0
+"""Largest estimated CPU time of the robust design of one frame accepted (s, one core)."""
+
+
+def robust_design_cost(scheme: str, d: int, k: int) -> tuple[float, float]:
+    """Estimated ``(peak bytes of one solve, CPU seconds per frame)`` of a robust design.
+
+    ``scheme`` "main" or "mrt" (SDP: size ``s = K d^2``), "ei" (SOCP over ``K d`` complex
+    unknowns: size ``s = K d``, the same law); see the measured points above.
+    """
+    size = float(k) * d * d if scheme in ("main", "mrt") else float(k) * d
+    ratio = max(size, 1.0) / _COST_ANCHOR_S
+    e_mem, e_cpu = _COST_LOCAL_EXP if ratio <= 1.0 else _COST_FAR_EXP
+    f_mem, f_cpu = _MRT_FACTOR if scheme == "mrt" else (1.0, 1.0)
+    return (f_mem * _COST_ANCHOR_BYTES * ratio ** e_mem,
+            f_cpu * SOLVES_PER_FRAME * _COST_ANCHOR_CPU_S * ratio ** e_cpu)
+
+
+def max_robust_dim(scheme: str, k: int) -> int:
+    """Largest reduced dimension d whose estimated cost is within both limits (the run-time
+    guard passed to :func:`netsim.comm.robust.design_beamformers` as ``max_sdp_dim``)."""
+    lo, hi = 0, 1
+    while _within_limits(scheme, hi, k) and hi < 1 << 20:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _within_limits(scheme, mid, k) else (lo, mid)
+    return lo
+
+
+def _within_limits(scheme: str, d: int, k: int) -> bool:
+    mem, cpu = robust_design_cost(scheme, d, k)
+    return mem <= MAX_ROBUST_MEMORY_BYTES and cpu <= MAX_ROBUST_CPU_S_PER_FRAME
+
+
+def robust_guard_problem(sc: Scenario) -> str | None:
+    """Why the robust design of ``sc`` is refused (estimated memory or time above the limits),
+    or None."""
+    bf = sc.comm.beamforming
+    if bf not in ("main", "mrt", "ei"):
+        return None
+    d, k = robust_problem_size(sc)
+    mem, cpu = robust_design_cost(bf, d, k)
+    if mem <= MAX_ROBUST_MEMORY_BYTES and cpu <= MAX_ROBUST_CPU_S_PER_FRAME:
+        return None
+    return (f"comm.beamforming = {bf}: the robust design here has dimension d = {d} for {k} "
+            f"users, an estimated {_bytes(mem)} of memory and {_seconds(cpu)} of CPU per frame "
+            f"(limits {_bytes(MAX_ROBUST_MEMORY_BYTES)} and {MAX_ROBUST_CPU_S_PER_FRAME:.0f} s); "
+            f"use comm.serving_aps (user-centric clusters), fewer users, or mrt_plain")
+
+
+def _bytes(x: float) -> str:
+    return f"{x / 2**30:.3g} GiB" if x >= 2**30 else f"{x / 2**20:.3g} MiB"
+
+
+def _seconds(x: float) -> str:
+    return f"{x / 3600:.3g} h" if x >= 3600 else f"{x:.3g} s"
 
 
 def algorithm_summary(sc: Scenario) -> list[str]:
@@ -249,18 +350,12 @@ def cost_warnings(sc: Scenario) -> list[str]:
     out: list[str] = []
     m, k, n = sc.n_aps, sc.n_users, sc.deployment.antennas_per_ap
     bf = sc.comm.beamforming
-    if bf in ("mrt", "main"):
-        dim = _sdp_dim(sc)
-        if dim > SDP_DIM_GUARD:
-            out.append(f"comm.beamforming: {bf} is a robust SDP of dimension ~{dim} here, above "
-                       f"the guard {SDP_DIM_GUARD}: every frame falls back to equal-power MRT "
-                       "(logged); use mrt_plain, or comm.serving_aps to cluster")
-        else:
-            out.append(f"comm.beamforming: {bf} solves a robust SDP of dimension ~{dim} every "
-                       "frame (seconds to minutes per frame); mrt_plain is the fast choice")
-    if bf == "ei":
-        out.append(f"comm.beamforming: ei solves a convex program over {m * n * k} complex "
-                   "variables every frame (seconds per frame); mrt_plain is the fast choice")
+    if bf in ("mrt", "main", "ei"):
+        d, k_users = robust_problem_size(sc)
+        mem, cpu = robust_design_cost(bf, d, k_users)
+        out.append(f"comm.beamforming: {bf} solves a robust {'SOCP' if bf == 'ei' else 'SDP'} "
+                   f"of dimension ~{d} for {k_users} users every frame (estimated {_bytes(mem)}, "
+                   f"{_seconds(cpu)} of CPU per frame); mrt_plain is the fast choice")
     if sc.comm.power in ("wmmse", "maxmin") and m * k > 20_000:
         out.append(f"comm.power: {sc.comm.power} iterates over {m} APs x {k} users every subframe")
     if sc.sync.method == "ml" and m > 100:

@@ -126,6 +126,7 @@ class LocationAwareComm:
         balls (4) grown from this frame's position CRLB. A solver failure or an infeasible
         design falls back to equal-power MRT (logged)."""
         from netsim.comm.robust import design_beamformers  # cvxpy: only runs that use it
+        from netsim.scenario.checks import SDP_DIM_GUARD, max_robust_dim
 
         sim = self.sim
         sc, net = sim.scenario, sim.net
@@ -140,9 +141,12 @@ class LocationAwareComm:
             top = np.argsort(-gain, axis=1, kind="stable")[:, :n_srv]  # [K, L]
             serving = np.zeros((n_aps, k_users), dtype=bool)
             serving[top, np.arange(k_users)[:, None]] = True
+        # resource guard (netsim.scenario.checks): the largest dimension whose estimated memory
+        # and time are within the limits; above it the design is refused before cvxpy allocates
+        max_dim = min(SDP_DIM_GUARD, max_robust_dim(sc.comm.beamforming, k_users))
         res = design_beamformers(
             sc.comm.beamforming, h_hat, eps, float(sim.p_max_w.max()), sc.channel.noise_power_w,
-            sim.comm_fraction, n_aps, serving=serving)
+            sim.comm_fraction, n_aps, serving=serving, max_sdp_dim=max_dim)
         self.last_design = res
         if res.status != "ok":
             sim.event("beamformer_fallback", -1,

@@ -15,11 +15,15 @@ def netsim_cli(*args):
 
 
 def test_validate_prints_algorithms_and_cost_warnings():
+    res = netsim_cli("validate", "scenarios/campus.yaml", "--set", "comm.beamforming=mrt")
+    assert res.returncode == 0, res.stderr
+    assert "beamforming: mrt (robust SDP, seed 003)" in res.stdout
+    assert "warning: comm.beamforming: mrt solves a robust SDP of dimension ~18" in res.stdout
+    # Main over every AP of the campus: refused before anything is allocated (resource guard)
     res = netsim_cli("validate", "scenarios/campus.yaml", "--set", "comm.beamforming=main",
                      "--set", "comm.serving_aps=0")
-    assert res.returncode == 0, res.stderr
-    assert "beamforming: main (robust SDP, seed 003)" in res.stdout
-    assert "warning: comm.beamforming: main is a robust SDP" in res.stdout
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "comm.beamforming = main: the robust design here has dimension d = 216" in res.stderr
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"users: [1, 2]\n",

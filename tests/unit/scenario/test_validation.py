@@ -171,10 +171,12 @@ def test_defaults_are_fast_and_the_summary_names_the_algorithms():
     assert sc.comm.beamforming == "mrt_plain"
     assert "beamforming: mrt_plain" in algorithm_summary(sc)
     assert cost_warnings(sc) == []
-    big = parse_scenario({"comm": {"beamforming": "mrt"}, "deployment": {"aps": {"count": 36}},
-                          "users": {"count": 6}})
-    (w,) = cost_warnings(big)
-    assert "above the guard 96" in w and "mrt_plain" in w
+    with pytest.raises(ScenarioError, match="comm.beamforming = mrt: .* dimension d = 216"):
+        parse_scenario({"comm": {"beamforming": "mrt"}, "deployment": {"aps": {"count": 36}},
+                        "users": {"count": 6}})
+    small = parse_scenario({"comm": {"beamforming": "mrt"}, "users": {"count": 2}})
+    (w,) = cost_warnings(small)
+    assert "mrt solves a robust SDP of dimension ~18 for 2 users" in w and "mrt_plain" in w
     far = parse_scenario({"sync": {"method": "ml"}, "oscillators": {"initial_time_offset_s": 1.0}})
     assert any("far beyond the sync search window" in w for w in cost_warnings(far))
 
@@ -234,3 +236,34 @@ def test_trajectory_file_problems_come_with_the_field_errors(tmp_path):
         load_scenario(tmp_path / "s.yaml")
     text = "\n".join(info.value.problems)
     assert "sync.method" in text and "missing.csv not found" in text, text
+
+
+def test_robust_designs_above_the_resource_guard_are_refused():
+    """The estimated memory / time of the robust designs (netsim.scenario.checks) refuses the
+    campus Main design (d = 108 for 6 users: terabytes) and accepts the paper-size one."""
+    from netsim.scenario.checks import (
+        MAX_ROBUST_CPU_S_PER_FRAME,
+        MAX_ROBUST_MEMORY_BYTES,
+        max_robust_dim,
+        robust_design_cost,
+        robust_problem_size,
+    )
+
+    with pytest.raises(ScenarioError, match="comm.beamforming = main: the robust design here "
+                                            "has dimension d = 108 for 6 users"):
+        load_scenario("scenarios/campus.yaml", ["comm.beamforming=main"])
+    sc = load_scenario("scenarios/isac_paper.yaml", ["comm.beamforming=main"])
+    assert robust_problem_size(sc) == (12, 4)  # the paper's d = 12 (3 APs x 4 users)
+    assert any("main solves a robust SDP of dimension ~12" in w for w in cost_warnings(sc))
+    # the model passes through the measured points it was fitted to (benchmarks/robust_cost.py)
+    for d, k, mb, cpu in ((16, 4, 272, 13.8), (16, 2, 112, 4.3)):
+        mem, per_frame = robust_design_cost("main", d, k)
+        assert 0.5 < mem / (mb * 1e6) < 2.0 and 0.5 < per_frame / 12 / cpu < 2.0
+    # monotone in the sizes, and the run-time bound is the largest accepted dimension
+    for scheme in ("main", "mrt", "ei"):
+        dims = [max_robust_dim(scheme, k) for k in (1, 2, 4, 8, 16)]
+        assert dims == sorted(dims, reverse=True) and dims[-1] >= 1
+        d = dims[2]
+        for dd, inside in ((d, True), (d + 1, False)):
+            mem, cpu = robust_design_cost(scheme, dd, 4)
+            assert (mem <= MAX_ROBUST_MEMORY_BYTES and cpu <= MAX_ROBUST_CPU_S_PER_FRAME) == inside
