@@ -53,8 +53,18 @@ __all__ = [
 
 def _psd_sqrt(r: NDArray[np.complex128]) -> NDArray[np.complex128]:
     """Hermitian PSD square root of (..., n, n) matrices."""
+    n = r.shape[-1]
+    diag = np.real(np.diagonal(r, axis1=-2, axis2=-1))[..., :1]  # [..., 1]
+    if np.array_equal(r, diag[..., None] * np.eye(n)) and np.all(diag >= 0):  # sigma I (isotropic)
+        return np.sqrt(diag)[..., None] * np.eye(n, dtype=complex)
     w, v = np.linalg.eigh(0.5 * (r + np.conj(np.swapaxes(r, -1, -2))))
-    return np.einsum("...ij,...j,...kj->...ik", v, np.sqrt(np.maximum(w, 0.0)), v.conj())
+    return np.matmul(v * np.sqrt(np.maximum(w, 0.0))[..., None, :], np.conj(np.swapaxes(v, -1, -2)))
+
+
+def _per_block(g: NDArray[np.complex128], f: NDArray[np.complex128], n: int) -> NDArray[np.complex128]:
+    """``g * kron(f, ones((n, n)))`` for an (M N, M N) matrix and (M, M) block factors."""
+    m = f.shape[0]
+    return (g.reshape(m, n, m, n) * f[:, None, :, None]).reshape(m * n, m * n)
 
 
 def _block_diag(r: NDArray[np.complex128]) -> NDArray[np.complex128]:
@@ -128,7 +138,7 @@ def echo_covariance(
     """
     c = g @ _block_diag(r) @ g.conj().T  # [MN, MN]
     if cfo_gamma is not None:
-        c = c * np.kron(cfo_gamma, np.ones((n_antennas, n_antennas)))
+        c = _per_block(c, np.asarray(cfo_gamma), n_antennas)
     return c + noise_w * np.eye(c.shape[0])
 
 
@@ -188,7 +198,7 @@ def sample_echo_covariance(
     fc = carrier_hz if carrier_hz is not None else 299_792_458.0 / geom.wavelength_m
     g = echo_channel(geom, p, alpha, model)  # [MN, MN]
     fto = sync_path_factors(m, residual_to_s, fc, pulse_s if pulse_s is not None else snapshot_s)  # [M, M]
-    g = g * np.kron(fto, np.ones((n, n)))
+    g = _per_block(g, fto, n)
     big_l = int(n_snapshots)
     cfo = None if residual_cfo_hz is None else np.asarray(residual_cfo_hz, dtype=float)
     if fidelity == "wishart" and big_l >= m * n:
@@ -311,17 +321,19 @@ def sample_echo_statistics(
         g = echo_channel(geom, p, alpha)  # [MN, MN]
         fto = sync_path_factors(m, residual_to_s, fc, pulse_s if pulse_s is not None else snapshot_s)
         gam = cross_cfo_factors(residual_cfo_hz, m, big_l, snapshot_s)  # [rx, tx]
-        g = g * np.kron(fto * gam, np.ones((n, n)))
+        g = _per_block(g, fto * gam, n)
         xi = (rng.standard_normal((m * n, m, n)) + 1j * rng.standard_normal((m * n, m, n))) / np.sqrt(2)
-        e = np.sqrt(noise_w / big_l) * np.einsum("imn,mnq->imq", xi, _psd_sqrt(rr))  # [MN, M, N]
-        cross = (np.einsum("imn,mnq->imq", g.reshape(m * n, m, n), rr) + e).reshape(m * n, m * n)
+        # per transmit block m: Xi_m R_m^{1/2} and G_{., m} R_m (batched over m)
+        e = np.sqrt(noise_w / big_l) * np.matmul(xi.transpose(1, 0, 2), _psd_sqrt(rr))  # [M, MN, N]
+        gr = np.matmul(g.reshape(m * n, m, n).transpose(1, 0, 2), rr)  # [M, MN, N]
+        cross = (gr + e).transpose(1, 0, 2).reshape(m * n, m * n)
         return EchoStatistics(cov, cross, rr, big_l)
     if fidelity not in ("wishart", "snapshots"):
         raise ValueError(f"fidelity must be 'wishart' or 'snapshots', got {fidelity!r}")
     fc = carrier_hz if carrier_hz is not None else 299_792_458.0 / geom.wavelength_m
     g = echo_channel(geom, p, alpha)  # [MN, MN]
     fto = sync_path_factors(m, residual_to_s, fc, pulse_s if pulse_s is not None else snapshot_s)
-    g = g * np.kron(fto, np.ones((n, n)))
+    g = _per_block(g, fto, n)
     rs = _psd_sqrt(rr)  # [M, N, N]
     s = (rng.standard_normal((m, n, big_l)) + 1j * rng.standard_normal((m, n, big_l))) / np.sqrt(2)
     x = np.matmul(rs, s).reshape(m * n, big_l)  # [MN, L]

@@ -72,9 +72,11 @@ def echo_channel(
     """
     a = array_response(geom, user_pos_m, model)  # [K, M, N]
     b = echo_gains(geom, user_pos_m, alpha)  # [K, M(tx), M(rx)]
-    g = np.einsum("kts,ksp,ktq->sptq", b, a, a)  # [M(rx), N, M(tx), N]
     m, n = geom.n_aps, geom.n_antennas
-    return g.reshape(m * n, m * n)
+    u = np.swapaxes(b, 1, 2)[..., None] * a[:, :, None, :]  # [K, M(s), M(t), N(p)]: beta_kts a_ksp
+    # G[s p, t q] = sum_k beta_kts a_ksp a_ktq: one (N x K) @ (K x N) product per path (s, t)
+    g = np.matmul(u.transpose(1, 2, 3, 0), a.transpose(1, 0, 2)[None])  # [M(s), M(t), N, N]
+    return g.transpose(0, 2, 1, 3).reshape(m * n, m * n)
 
 
 def isotropic_covariance(geom: IsacGeometry, power_w: float) -> NDArray[np.complex128]:
@@ -316,30 +318,32 @@ def fast_position_crb(
     rr = np.asarray(r, dtype=complex)  # [M, N, N]
     a, da = array_response_grad(geom, p)  # [K, M, N], [K, 2, M, N]
     beta = echo_gains(geom, p, alpha)  # [K, M(t), M(s)]
-    ra = np.einsum("tnq,ltq->ltn", rr, a.conj())  # [K, M, N]: R_t conj(a_lt)
-    rd = np.einsum("tnq,ldtq->ldtn", rr, da.conj())  # [K, 2, M, N]: R_t conj(d_ltd)
-    au = np.einsum("lsn,ksn->slk", a.conj(), a)  # [M, K(l), K(k)]
-    adu = np.einsum("lsn,kcsn->slkc", a.conj(), da)  # [M, K, K, 2]
-    dau = np.einsum("ldsn,ksn->sldk", da.conj(), a)  # [M, K, 2, K]
-    ddu = np.einsum("ldsn,kcsn->sldkc", da.conj(), da)  # [M, K, 2, K, 2]
-    vaa = np.einsum("ktn,ltn->tkl", a, ra)  # [M, K, K]
-    vda = np.einsum("kctn,ltn->tkcl", da, ra)  # [M, K, 2, K]
-    vad = np.einsum("ktn,ldtn->tkld", a, rd)  # [M, K, K, 2]
-    vdd = np.einsum("kctn,ldtn->tkcld", da, rd)  # [M, K, 2, K, 2]
+    m, n = geom.n_aps, geom.n_antennas
+    # every inner product below is an entry of two Gram matrices of e = [a, da/dx, da/dy]:
+    # gram_s = e_s^H e_s (receive side) and vg_t = e_t^T R_t conj(e_t) (transmit side)
+    e = np.concatenate([a[:, None], da], axis=1)  # [K, 3, M, N]
+    et = np.ascontiguousarray(e.transpose(2, 0, 1, 3)).reshape(m, 3 * k, n)  # [M, (K 3), N]
+    etc = et.conj()
+    gram = np.matmul(etc, et.transpose(0, 2, 1)).reshape(m, k, 3, k, 3)  # [s, l, i, k, j]
+    g = gram.transpose(0, 3, 4, 1, 2)  # [s, k, j, l, i]: conj(e_{l,i,s}) . e_{k,j,s}
+    vg = np.matmul(np.matmul(et, rr), etc.transpose(0, 2, 1)).reshape(m, k, 3, k, 3)  # [t, k, j, l, i]
+    g00, gd0, g0d, gdd = g[:, :, 0, :, 0], g[:, :, 1:, :, 0], g[:, :, 0, :, 1:], g[:, :, 1:, :, 1:]
+    v00, vd0, v0d, vdd = vg[:, :, 0, :, 0], vg[:, :, 1:, :, 0], vg[:, :, 0, :, 1:], vg[:, :, 1:, :, 1:]
     b = np.transpose(beta, (2, 1, 0))  # [M(s), M(t), K]
     # Q[s, t, k, l] = (a_ls^H a_ks)(a_kt^T R_t conj a_lt)
-    q = au.transpose(0, 2, 1)[:, None] * vaa[None]  # [s, t, k, l]
-    # P[s, t, k, c, l] = beta_kts (adu[s,l,k,c] vaa[t,k,l] + au[s,l,k] vda[t,k,c,l])
-    pm = (np.einsum("slkc,tkl->stkcl", adu, vaa) + np.einsum("slk,tkcl->stkcl", au, vda))
-    pm = pm * b[:, :, :, None, None]  # [s, t, k, c, l]
-    # T[(k,c),(l,d)] = sum_st beta_kts conj(beta_lts) [...]
+    q = g00[:, None] * v00[None]  # [s, t, k, l]
+    # P[s, t, k, c, l] = beta_kts <D_kc, E_lst>
+    pm = gd0[:, None] * v00[None, :, :, None, :] + g00[:, None, :, None, :] * vd0[None]  # [s, t, k, c, l]
+    pm = pm * b[:, :, :, None, None]
+    # T[(k,c),(l,d)] = sum_st beta_kts conj(beta_lts) <D_kc, D_ld>
     bb = b[:, :, :, None] * b.conj()[:, :, None, :]  # [s, t, k, l]
-    tt = (np.einsum("sldkc,tkl->stkcld", ddu, vaa) + np.einsum("sldk,tkcl->stkcld", dau, vda)
-          + np.einsum("slkc,tkld->stkcld", adu, vad) + np.einsum("slk,tkcld->stkcld", au, vdd))
-    tt = np.einsum("stkl,stkcld->kcld", bb, tt).reshape(2 * k, 2 * k)  # [(k c), (l d)]
+    inner = (gdd[:, None] * v00[None, :, :, None, :, None]
+             + g0d[:, None, :, None] * vd0[None, :, :, :, :, None]
+             + gd0[:, None, :, :, :, None] * v0d[None, :, :, None]
+             + g00[:, None, :, None, :, None] * vdd[None])  # [s, t, k, c, l, d]
+    tt = (bb[:, :, :, None, :, None] * inner).reshape(m * m, -1).sum(axis=0).reshape(2 * k, 2 * k)
     if not exact_jbb:
         q = q * np.eye(k)
-    m = geom.n_aps
     pf = pm.reshape(m, m, 2 * k, k)  # [s, t, (k c), l]
     scale = np.abs(np.trace(q, axis1=-2, axis2=-1)).max()
     x = np.linalg.solve(q / scale + 1e-14 * np.eye(k), np.swapaxes(pf.conj(), -1, -2))  # [s, t, l, (kc)]

@@ -54,8 +54,9 @@ class ClusterResult:
     n_points : int
         Spectrum evaluations on grids.
     signal_dim : int
+        Dimension of the MUSIC signal subspace (0 when no search needed it).
     kind : str
-        MUSIC spectrum used ("composite" or "rare").
+        MUSIC spectrum used ("composite" or "rare"; "none" when no search needed it).
     """
 
     positions_m: NDArray[np.float64]
@@ -139,14 +140,20 @@ def localize_cluster(
     m, n = geom.n_aps, geom.n_antennas
     need = need_paths if need_paths is not None else (1 if m == 1 else min(m, 3))
     scale = stats.n_snapshots / noise_w
-    sub: EchoSubspace = echo_subspace(stats.cov, m, n, noise_w, stats.n_snapshots, n_users * m, kind)
+    subs: list[EchoSubspace] = []  # the MUSIC subspace, formed on first use (tracking rarely needs it)
+
+    def subspace() -> EchoSubspace:
+        if not subs:
+            subs.append(echo_subspace(stats.cov, m, n, noise_w, stats.n_snapshots, n_users * m, kind))
+        return subs[0]
+
     lo = np.asarray(lo_m, dtype=float)
     hi = np.asarray(hi_m, dtype=float)
     prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov, lo, hi, exclusion_m)
     npts = 0
     if predicted_m is None:
         images = MlImageCache(prob)  # the grids' image terms, shared by the rounds below
-        cand, npts = _acquisition_candidates(sub, prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
+        cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
                                              images=images)
         # successive cancellation: each round images the residual of the users found so far
         # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
@@ -159,7 +166,7 @@ def localize_cluster(
         for rnd in range(n_users):
             if rnd > 0:
                 resid = replace(prob, d=_subtract(prob, est_f))
-                c2, n2 = _acquisition_candidates(sub, resid, geom, lo, hi, step_m, exclusion_m,
+                c2, n2 = _acquisition_candidates(subspace(), resid, geom, lo, hi, step_m, exclusion_m,
                                                  2 * n_users + 6, tol_m, music=False, images=images,
                                                  fit_pos=est_f)
                 npts += n2
@@ -207,7 +214,7 @@ def localize_cluster(
                 box_lo, box_hi = c0 - hw[k], c0 + hw[k]
             st = min(step_m, hw[k] / 2.0)
             resid = replace(prob, d=_subtract(prob, others))
-            cand, n1 = _acquisition_candidates(sub, resid, geom, box_lo, box_hi, st, exclusion_m,
+            cand, n1 = _acquisition_candidates(subspace(), resid, geom, box_lo, box_hi, st, exclusion_m,
                                                8, tol_m)
             npts += n1
             cand = np.concatenate([pos[k][None], cand])  # the ML step's own answer competes
@@ -228,7 +235,8 @@ def localize_cluster(
     # bistatic paths of every user alike)
     need_rel = max(need, int(np.ceil(REL_PATHS * n_paths.max()))) if n_users else need
     detected = ok & (n_paths >= need_rel)
-    return ClusterResult(pos, detected, n_paths, searched, npts, sub.dim, sub.kind)
+    dim, used = (subs[0].dim, subs[0].kind) if subs else (0, "none")
+    return ClusterResult(pos, detected, n_paths, searched, npts, dim, used)
 
 
 def _joint_value(c: NDArray, h: NDArray, sets: NDArray) -> NDArray[np.float64]:

@@ -31,6 +31,8 @@ from netsim.sensing.optimize import maximize_2d
 
 __all__ = ["MlImage", "MlImageCache", "MlProblem", "ml_image", "ml_refine", "near_response"]
 
+ML_FOLLOW = 16.0  # stencil half width may follow a converging Newton step down by this factor
+
 
 def near_response(geom: IsacGeometry, points_m: ArrayLike, dtype: type = np.complex128,
                   chunk: int = 1024) -> NDArray:
@@ -392,7 +394,8 @@ def ml_refine(
         def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
             return problem.criterion(pts, a_est, w[idx], minv[idx])
 
-        new, gain = maximize_2d(fun, pos, h if s == 0 else np.maximum(h / 10, 10 * tol_m), tol_m)
+        new, gain = maximize_2d(fun, pos, h if s == 0 else np.maximum(h / 10, 10 * tol_m), tol_m,
+                                follow=ML_FOLLOW)
         moved = np.linalg.norm(new - pos, axis=1)
         h = np.maximum(moved, 10 * tol_m)
         pos = new

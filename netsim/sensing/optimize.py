@@ -6,7 +6,8 @@ point climbs its own peak. One iteration evaluates the objective on a 3 x 3 sten
 width ``h`` around the current point, fits ``f(p + h d) ~ c + g.d + d^T A d`` by least squares,
 tries the Newton point ``d* = -A^{-1} g / 2`` (clipped to 2 stencil widths) when ``A`` is
 negative definite, and keeps the best of the stencil and the Newton point. ``h`` follows the
-step length (at least a quarter of itself) and shrinks by 4 when nothing improves; a point is
+step length (at least ``1 / follow`` of itself, a quarter by default) and shrinks by 4 when
+nothing improves; a point is
 done when ``h < tol``. All starting points advance together (one objective call per stage).
 """
 
@@ -32,6 +33,7 @@ def maximize_2d(
     h0: float | NDArray[np.float64],
     tol: float,
     max_iter: int = 40,
+    follow: float = 4.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Maximise B objectives, each from its own start.
 
@@ -47,6 +49,10 @@ def maximize_2d(
     tol : float [m]
         Final stencil half width.
     max_iter : int
+    follow : float
+        After an improving step the half width becomes the step length, clipped to
+        ``[h / follow, 2 h]`` (a larger value lets a converging Newton sequence reach ``tol`` in
+        fewer stages).
 
     Returns
     -------
@@ -90,6 +96,6 @@ def maximize_2d(
         step = np.linalg.norm(cand - p[idx], axis=-1)
         p[idx] = np.where(better[:, None], cand, p[idx])
         f[idx] = np.where(better, fc, f[idx])
-        h[idx] = np.where(better, np.clip(step, hp / 4.0, 2.0 * hp), hp / 4.0)
+        h[idx] = np.where(better, np.clip(step, hp / follow, 2.0 * hp), hp / 4.0)
         active[idx] = h[idx] >= tol
     return p, f

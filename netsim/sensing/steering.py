@@ -76,14 +76,19 @@ def array_response_grad(
     """
     p = np.asarray(points_m, dtype=float)  # [..., 2]
     q = geom.element_positions_m  # [M, N, 2]
-    dn = p[..., None, None, :] - q  # [..., M, N, 2]
-    rn = np.linalg.norm(dn, axis=-1)  # [..., M, N]
-    dc = p[..., None, :] - geom.ap_centers_m  # [..., M, 2]
-    rc = np.linalg.norm(dc, axis=-1)  # [..., M]
+    c = geom.ap_centers_m  # [M, 2]
+    dx = p[..., None, None, 0] - q[..., 0]  # [..., M, N]
+    dy = p[..., None, None, 1] - q[..., 1]
+    rn = np.sqrt(dx * dx + dy * dy)  # [..., M, N]
+    cx = p[..., None, 0] - c[:, 0]  # [..., M]
+    cy = p[..., None, 1] - c[:, 1]
+    rc = np.sqrt(cx * cx + cy * cy)  # [..., M]
     k = geom.wavenumber
     a = np.exp(-1j * k * (rn - rc[..., None]))  # [..., M, N]
-    g = dn / rn[..., None] - (dc / rc[..., None])[..., None, :]  # [..., M, N, 2]
-    da = -1j * k * np.moveaxis(g, -1, -3) * a[..., None, :, :]  # [..., 2, M, N]
+    mk = -1j * k * a  # [..., M, N]
+    gx = dx / rn - (cx / rc)[..., None]  # [..., M, N]
+    gy = dy / rn - (cy / rc)[..., None]
+    da = np.stack([mk * gx, mk * gy], axis=-3)  # [..., 2, M, N]
     return a, da
 
 

@@ -77,6 +77,7 @@ class MusicSensing:
         self.t_last = np.nan
         self.n_frames = 0
         self._geoms: dict[tuple[int, ...], IsacGeometry] = {}
+        self._iso: dict[str, np.ndarray] = {}  # isotropic covariance per cluster geometry
         self.planning_crlb_m2 = np.full(k, np.nan)  # nominal-RCS bound of the last frame [K]
         self.n_lost_events = 0
         self.n_searches = 0
@@ -106,17 +107,21 @@ class MusicSensing:
         cfg = self.sim.scenario.sensing
         if cfg.covariance == "optimized":
             return self.cache.get(geom, self.initial_pos, self.power_w, exact_jbb=True).r
-        return isotropic_covariance(geom, self.power_w)
+        iso = self.__dict__.setdefault("_iso", {})  # read-only (M, N, N) per cluster geometry
+        key = geom.key()
+        if key not in iso:
+            iso[key] = isotropic_covariance(geom, self.power_w)
+        return iso[key]
 
     def _clusters(self, network, anchor: np.ndarray) -> dict[tuple[int, ...], list[int]]:
         cfg = self.sim.scenario.sensing
         online = np.flatnonzero(network.online)
         s = min(cfg.aps_per_user, online.size)
         clusters: dict[tuple[int, ...], list[int]] = {}
+        d = np.linalg.norm(network.ap_center_m[online][None] - anchor[:, None], axis=-1)  # [K, A]
+        near = np.sort(online[np.argsort(d, axis=1, kind="stable")[:, :s]], axis=1)  # [K, s]
         for k in range(network.n_users):
-            d = np.linalg.norm(network.ap_center_m[online] - anchor[k], axis=1)
-            key = tuple(sorted(int(a) for a in online[np.argsort(d, kind="stable")[:s]]))
-            clusters.setdefault(key, []).append(k)
+            clusters.setdefault(tuple(int(a) for a in near[k]), []).append(k)
         return clusters
 
     def _effective_alpha(self, alpha, aps, to_s, cfo_hz, n_snap, fc, t_u):  # noqa: ANN001, ANN202
