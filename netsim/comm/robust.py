@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,7 @@ __all__ = [
     "margin_over_rho",
     "monte_carlo_min_sinr",
     "mrt_bases",
+    "path_bisection",
     "rank_one",
     "reduce_problem",
     "repower",
@@ -450,7 +452,7 @@ class _RobustSdp:
         for sv in solvers:
             try:
                 kw = {"eps": 1e-6, "max_iters": 20000} if sv == "SCS" else _CLARABEL_OPTS
-                self.prob.solve(solver=sv, **kw)
+                self.prob.solve(solver=sv, warm_start=False, **kw)
                 status = self.prob.status
             except BaseException as exc:  # noqa: BLE001 - solver failure = infeasible (Clarabel can panic)
                 _reraise_interrupt(exc)
@@ -510,6 +512,114 @@ def rate_upper_bound(red: ReducedProblem, rho: float) -> float:
     return float(rho * np.log2(1 + red.pbar * np.min(norms) ** 2))
 
 
+def path_bisection(
+    solve_at: Callable[[float], tuple[bool, object]],
+    lo0: float,
+    up0: float,
+    zeta: float,
+    guess: float | None = None,
+    max_gallop: int = 4,
+) -> tuple[float, object | None, int]:
+    """Bisection on a monotone feasibility test, reproducing the plain loop's decisions.
+
+    The plain loop is ``while up - lo > zeta: t = (lo + up)/2; lo or up = t`` from
+    ``(lo0, up0)``, solving at every midpoint. Its result (the last feasible midpoint and the
+    solution there) depends only on which midpoints are feasible, and feasibility is monotone in
+    t (a larger rate threshold only shrinks the feasible set of (14)/(26)). So every midpoint of
+    the plain path that lies below a solved feasible point, or above a solved infeasible one, is
+    decided without a solve. With a ``guess`` of the answer (the previous frame's threshold), the
+    two ends of the final plain-path interval that contains the guess are solved first; when the
+    guess is off, the search gallops away from it (steps doubling) until it brackets the answer,
+    then finishes with the plain midpoints. The returned point is always a midpoint of the plain
+    path that was itself solved feasible, so a good guess gives the plain loop's result with about
+    two solves instead of ``log2((up0 - lo0)/zeta)``; a poor one costs a few extra solves.
+    Without a guess this is the plain loop, solve for solve.
+
+    Parameters
+    ----------
+    solve_at : callable t -> (feasible, solution)
+    lo0, up0 : float
+        Start bracket (lo0 is taken as feasible, up0 as infeasible, neither is solved).
+    zeta : float
+        Tolerance of the plain loop.
+    guess : float or None
+        Expected answer.
+    max_gallop : int
+        Most galloping probes before falling back to the plain midpoints.
+
+    Returns
+    -------
+    (t, solution, n_solves): ``t = lo0`` and ``solution = None`` when no midpoint is feasible.
+    """
+    known: dict[float, bool] = {}
+    sols: dict[float, object] = {}
+    n = 0
+
+    def probe(t: float) -> bool:
+        nonlocal n
+        ok, sol = solve_at(t)
+        n += 1
+        known[t] = bool(ok)
+        if ok:
+            sols[t] = sol
+        return bool(ok)
+
+    def walk(assume: float | None) -> tuple[float | None, float, float]:
+        """Follow the plain path; returns (first undecided midpoint or None, final lo, final up)."""
+        a = max((t for t, ok in known.items() if ok), default=-np.inf)
+        b = min((t for t, ok in known.items() if not ok), default=np.inf)
+        lo, up = lo0, up0
+        while up - lo > zeta:
+            t = 0.5 * (lo + up)
+            if t in known:
+                ok = known[t]
+            elif t <= a:
+                ok = True
+            elif t >= b:
+                ok = False
+            elif assume is not None:
+                ok = t <= assume
+            else:
+                return t, lo, up
+            lo, up = (t, up) if ok else (lo, t)
+        return None, lo, up
+
+    if guess is not None and np.isfinite(guess) and lo0 < guess < up0:
+        g = float(guess)
+        _, plo, pup = walk(g)
+        step = max(pup - plo, 0.5 * zeta)
+        going = 0  # -1 down, +1 up, 0 not yet known
+        for _ in range(max_gallop):
+            _, plo, pup = walk(g)
+            if going <= 0 and plo > lo0 and plo not in known:
+                if not probe(plo):
+                    going, g = -1, max(plo - step, 0.5 * (lo0 + plo))
+                    step *= 2.0
+                    continue
+                if going < 0:
+                    break  # bracketed from above
+            if going >= 0 and pup < up0 and pup not in known:
+                if probe(pup):
+                    going, g = 1, min(pup + step, 0.5 * (pup + up0))
+                    step *= 2.0
+                    continue
+            break
+    limit = 4 * int(np.ceil(np.log2(max((up0 - lo0) / zeta, 2.0)))) + 2 * max_gallop + 8
+    while n < limit:
+        t, lo, _ = walk(None)
+        if t is not None:
+            probe(t)
+            continue
+        if lo <= lo0:
+            return lo0, None, n
+        if lo in sols:
+            return lo, sols[lo], n
+        probe(lo)  # decided feasible by monotonicity but not solved itself: solve it for its W
+    _, lo, _ = walk(None)
+    best = max((t for t in sols if t <= lo), default=None)
+    return (best, sols[best], n) if best is not None else (lo0, None, n)
+
+
 def bi_rbo(
     red: ReducedProblem,
     rho: float,
@@ -520,6 +630,7 @@ def bi_rbo(
     mrt: bool = False,
     dpp: bool = True,
     directions: list[NDArray[np.complex128]] | None = None,
+    guess: float | None = None,
 ) -> BiRboResult:
     """Algorithm 1 (Bi-RBO), or Bi-RPO-MRT with ``mrt=True``: bisection on t with the SDR (14)/(26).
 
@@ -540,6 +651,9 @@ def bi_rbo(
     directions : list of (d, r_k) arrays or None
         Restrict ``W_k = B_k P_k B_k^H`` to given bases (as the MRT model (26) does with the
         MRT bases); used to re-optimise the powers of extracted rank-one directions.
+    guess : float or None
+        Expected threshold (e.g. the previous frame's): same result as without it, usually with
+        far fewer SDP solves (see :func:`path_bisection`).
     """
     t0 = time.perf_counter()
     if t_up is None:
@@ -547,19 +661,19 @@ def bi_rbo(
     best = init if (init is not None and init.feasible) else BiRboResult(t_lo, None, None, False)
     lo, up = (t_lo if best.feasible else 0.0), max(t_up, t_lo)
     sdp = _RobustSdp(red, mrt=mrt, dpp=True, directions=directions) if dpp else None
-    n_solves = 0
-    while up - lo > zeta:
-        t = 0.5 * (lo + up)
+
+    def solve_at(t: float) -> tuple[bool, BiRboResult | None]:
         gamma = 2.0 ** (t / rho) - 1.0
         solver = sdp if sdp is not None else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma, directions=directions)
         ok, w, lam = solver.solve(gamma)
-        n_solves += 1
-        if ok:
-            p = [np.asarray(pk.value) for pk in solver.p] if solver.mrt else None
-            best = BiRboResult(t, w, lam, True, p_mats=p)
-            lo = t
-        else:
-            up = t
+        if not ok:
+            return False, None
+        p = [np.asarray(pk.value) for pk in solver.p] if solver.mrt else None
+        return True, BiRboResult(t, w, lam, True, p_mats=p)
+
+    _, found, n_solves = path_bisection(solve_at, lo, up, zeta, guess)
+    if found is not None:
+        best = found
     best.n_solves = n_solves
     best.solve_s = time.perf_counter() - t0
     return best
@@ -584,23 +698,31 @@ def rank_one(red: ReducedProblem, w_mats: NDArray[np.complex128]) -> NDArray[np.
     return np.sqrt(eta) * x
 
 
-def repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float = 1e-2) -> NDArray[np.complex128] | None:
+def repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float = 1e-2,
+            guess: float | None = None) -> NDArray[np.complex128] | None:
     """Robust power re-optimisation of fixed beam directions (netsim addition to Alg. 2 step 6).
 
     Bi-RBO restricted to ``W_k = p_k b_k b_k^H`` with ``b_k = x_k / ||x_k||`` (the model (26)
     with one direction per user): the scaling ``eta`` of the rank-one step shrinks every user
     alike, this gives each user the power the certificate needs. Returns normalised reduced
-    beamformers (K, d) ``sqrt(p_k) b_k``, or None if nothing is feasible.
+    beamformers (K, d) ``sqrt(p_k) b_k``, or None if nothing is feasible. ``guess`` is an
+    expected threshold for the bisection (see :func:`bi_rbo`).
     """
+    return _repower(red, x, rho, zeta, guess)[0]
+
+
+def _repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float,
+             guess: float | None) -> tuple[NDArray[np.complex128] | None, float, int]:
+    """:func:`repower` plus its threshold t and the number of solves."""
     nrm = np.linalg.norm(x, axis=1)
     if np.any(nrm <= 0):
-        return None
+        return None, 0.0, 0
     b = x / nrm[:, None]
-    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b])
+    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b], guess=guess)
     if not res.feasible or res.p_mats is None:
-        return None
+        return None, 0.0, res.n_solves
     p = np.maximum(np.array([np.real(pk.reshape(-1)[0]) for pk in res.p_mats]), 0.0)  # [K]
-    return np.sqrt(p)[:, None] * b
+    return np.sqrt(p)[:, None] * b, float(res.t), res.n_solves
 
 
 def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # noqa: ANN001
@@ -645,29 +767,35 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
     gam_out = np.zeros(k_users)
     lam_out = np.zeros((m, k_users))
     exact = red.exact_users
+    prob = None
     for k in range(k_users):
         if exact[k]:  # no error ball: the certified SINR is the SINR itself
             sig, intf = _received_powers(red, w_mats, k)
             gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
             continue
-        gv = cp.Variable(nonneg=True)
-        lv = cp.Variable(m, nonneg=True)
+        if prob is None:  # one parametrised (DPP) problem, compiled once for every user
+            gv = cp.Variable(nonneg=True)
+            lv = cp.Variable(m, nonneg=True)
+            p_a0 = cp.Parameter((d + 1, d + 1), complex=True)
+            p_a1 = cp.Parameter((d + 1, d + 1), complex=True)
+            p_l = cp.Parameter((d + 1, m))
+            expr = p_a0 + gv * p_a1 + cp.diag(p_l @ lv)
+            prob = cp.Problem(cp.Maximize(gv), [0.5 * (expr + expr.H) >> 0])
         s_other = w_mats.sum(axis=0) - w_mats[k]
         g = red.g[k]
         # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
-        a0 = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
-        a1 = -np.block([[s_other, (s_other @ g)[:, None]], [(g.conj() @ s_other)[None, :], np.array([[np.real(g.conj() @ s_other @ g) + 1.0]])]])
+        p_a0.value = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
+        p_a1.value = -np.block([[s_other, (s_other @ g)[:, None]], [(g.conj() @ s_other)[None, :], np.array([[np.real(g.conj() @ s_other @ g) + 1.0]])]])
         # sum_m lam_m L_m with L_m = blkdiag(D_m, -eps_mk^2), as one affine map (fast compile)
         lmat = np.zeros((d + 1, m))  # diagonal of every L_m, stacked
         lmat[:d] = e
         lmat[d] = -red.eps2[:, k]
-        expr = a0 + gv * a1 + cp.diag(lmat @ lv)
-        prob = cp.Problem(cp.Maximize(gv), [0.5 * (expr + expr.H) >> 0])
+        p_l.value = lmat
         lam_k = np.zeros(m)
         gam_sdp = 0.0
         for sv in ("CLARABEL", "SCS"):
             try:
-                prob.solve(solver=sv, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
+                prob.solve(solver=sv, warm_start=False, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
                 if prob.status in _OK and lv.value is not None:
                     lam_k = np.maximum(np.asarray(lv.value, dtype=float), 0.0)
                     gam_sdp = float(gv.value)
@@ -721,8 +849,12 @@ def monte_carlo_min_sinr(
 # --------------------------------------------------------------------------------------------
 # EI (error-ignorant) SOCP, eq. (22)-(23)
 # --------------------------------------------------------------------------------------------
-def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2) -> tuple[float, NDArray[np.complex128] | None, int]:
-    """Bisection on t with the SOCP (22) (eps = 0); returns (t, x (K, d) normalised reduced, n_solves)."""
+def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2,
+            guess: float | None = None) -> tuple[float, NDArray[np.complex128] | None, int]:
+    """Bisection on t with the SOCP (22) (eps = 0); returns (t, x (K, d) normalised reduced, n_solves).
+
+    ``guess``: expected threshold (same result, fewer solves; see :func:`path_bisection`).
+    """
     import cvxpy as cp
 
     k_users, d = red.n_users, red.dim
@@ -745,29 +877,21 @@ def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2) -> tuple[float,
         for kk in np.nonzero(~serves[mm])[0]:
             cons.append(x[kk, idx] == 0)
     prob = cp.Problem(cp.Minimize(0), cons)
-    lo, up = 0.0, rate_upper_bound(red, rho)
-    best = None
-    n = 0
-    while up - lo > zeta:
-        t = 0.5 * (lo + up)
+    def solve_at(t: float) -> tuple[bool, NDArray[np.complex128] | None]:
         sg.value = float(np.sqrt(2.0 ** (t / rho) - 1.0))
-        ok = False
         for sv in ("CLARABEL", "SCS"):
             try:
-                prob.solve(solver=sv, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
+                prob.solve(solver=sv, warm_start=False, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
                 if prob.status in _OK:
-                    ok = True
-                    break
+                    return True, np.asarray(x.value)
                 if prob.status in ("infeasible", "infeasible_inaccurate"):
-                    break
+                    return False, None
             except BaseException as exc:  # noqa: BLE001 - includes pyo3 PanicException
                 _reraise_interrupt(exc)
                 continue
-        n += 1
-        if ok:
-            lo, best = t, np.asarray(x.value)
-        else:
-            up = t
+        return False, None
+
+    lo, best, n = path_bisection(solve_at, 0.0, rate_upper_bound(red, rho), zeta, guess)
     return lo, best, n
 
 
@@ -894,6 +1018,7 @@ def design_beamformers(
     repower_directions: bool = True,
     serving: ArrayLike | None = None,
     max_sdp_dim: int = 96,
+    hint: BeamformingResult | None = None,
 ) -> BeamformingResult:
     """Design beamformers at a fixed time allocation rho (one frame; no rho search).
 
@@ -926,6 +1051,12 @@ def design_beamformers(
         Main/MRT: refuse (status "too_large") when the reduced dimension d exceeds this, instead
         of an interior-point solve that would exhaust memory (96: Main at d = 108 needs six
         108 x 108 Hermitian blocks; the paper size is d = 12).
+    hint : BeamformingResult or None
+        The previous frame's design of the same scheme: its thresholds (``t_sdr`` and
+        ``extra["t_repower"]``) are the guesses of this frame's bisections. The bisections then
+        take the same decisions as without a hint (the result does not depend on it, up to a
+        solver that contradicts itself at the feasibility boundary) with about two SDP solves
+        each instead of ``log2(t_up / zeta)``; see :func:`path_bisection`.
 
     Returns
     -------
@@ -943,13 +1074,24 @@ def design_beamformers(
             # every accepted point re-verified, so they are not the user's concern in a run
             warnings.simplefilter("ignore", UserWarning)
             return _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving,
-                           max_sdp_dim, t0)
+                           max_sdp_dim, t0, _hints(hint, scheme))
     except BaseException as exc:  # noqa: BLE001 - a solver failure (even a Rust panic) is a status
         _reraise_interrupt(exc)
         return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "solver_error", 0, time.perf_counter() - t0, {"error": repr(exc)})
 
 
-def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, max_sdp_dim, t0):  # noqa: ANN001, ANN202, PLR0913
+def _hints(hint: BeamformingResult | None, scheme: str) -> dict[str, float]:
+    """Bisection guesses taken from a previous design of the same scheme (empty if unusable)."""
+    if hint is None or hint.status != "ok" or hint.extra.get("scheme") != scheme:
+        return {}
+    out = {"t_sdr": float(hint.t_sdr)}
+    if "t_repower" in hint.extra:
+        out["t_repower"] = float(hint.extra["t_repower"])
+    return {k: v for k, v in out.items() if np.isfinite(v) and v > 0}
+
+
+def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, max_sdp_dim, t0,  # noqa: ANN001, ANN202, PLR0913
+            guesses):
     """Body of :func:`design_beamformers` (raises on solver failure; the caller turns it into a status)."""
     k_users = hh.shape[0]
     zero = np.zeros_like(hh)
@@ -961,25 +1103,27 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
         # an interior-point solve would need tens of GB (campus without clusters asked for 71 GB)
         return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "too_large", 0, time.perf_counter() - t0,
                                  {"dim": red.dim, "hint": "serve each user from a cluster of APs (comm.serving_aps)"})
+    extra: dict = {"scheme": scheme}
     if scheme in ("main", "mrt"):
-        res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"))
+        res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"), guess=guesses.get("t_sdr"))
         if not res.feasible:
-            return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0)
+            return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0, extra)
         x = rank_one(red, res.w_mats)
         gam, rate = certify(red, x, rho)
         if repower_directions:
-            x2 = repower(red, x, rho, zeta)
+            # the repowered threshold lies between the rank-one certificate and the SDR's t
+            x2, extra["t_repower"], extra["n_solves_repower"] = _repower(red, x, rho, zeta, guesses.get("t_repower", rate))
             if x2 is not None:
                 gam2, rate2 = certify(red, x2, rho)
                 if rate2 > rate:
                     x, gam, rate = x2, gam2, rate2
-        return BeamformingResult(red.lift(x), rho, float(res.t), gam, rate, "ok", res.n_solves, time.perf_counter() - t0)
+        return BeamformingResult(red.lift(x), rho, float(res.t), gam, rate, "ok", res.n_solves, time.perf_counter() - t0, extra)
     if scheme == "ei":
         red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
-        t_sdr, x, n_s = ei_socp(red0, rho, zeta)
+        t_sdr, x, n_s = ei_socp(red0, rho, zeta, guesses.get("t_sdr"))
         if x is None:
-            return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0)
+            return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0, extra)
     else:  # mrt_plain
         x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
     gam, rate = certify(red, x, rho)
-    return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0)
+    return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0, extra)
