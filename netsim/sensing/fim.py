@@ -316,12 +316,28 @@ def fast_position_crb(
     if n_snapshots <= 0 or k == 0:
         return np.full((k, 2, 2), np.inf)
     rr = np.asarray(r, dtype=complex)  # [M, N, N]
-    a, da = array_response_grad(geom, p)  # [K, M, N], [K, 2, M, N]
-    beta = echo_gains(geom, p, alpha)  # [K, M(t), M(s)]
     m, n = geom.n_aps, geom.n_antennas
+    # responses, their gradients and the two-hop gains from one pass over the geometry
+    q = geom.element_positions_m  # [M, N, 2]
+    c = geom.ap_centers_m  # [M, 2]
+    dx = p[:, None, None, 0] - q[..., 0]  # [K, M, N]
+    dy = p[:, None, None, 1] - q[..., 1]
+    rn = np.sqrt(dx * dx + dy * dy)  # [K, M, N]
+    cx = p[:, None, 0] - c[:, 0]  # [K, M]
+    cy = p[:, None, 1] - c[:, 1]
+    rc = np.sqrt(cx * cx + cy * cy)  # [K, M]
+    wk = geom.wavenumber
+    e = np.empty((k, 3, m, n), dtype=complex)  # [K, 3, M, N]: a, da/dx, da/dy
+    e[:, 0] = np.exp(-1j * wk * (rn - rc[..., None]))
+    mk = -1j * wk * e[:, 0]
+    e[:, 1] = mk * (dx / rn - (cx / rc)[..., None])
+    e[:, 2] = mk * (dy / rn - (cy / rc)[..., None])
+    one = np.sqrt(geom.kappa0) / rc * np.exp(-1j * wk * rc)  # [K, M]
+    beta = one[:, :, None] * one[:, None, :]  # [K, M(t), M(s)]
+    if alpha is not None:
+        beta = beta * np.asarray(alpha)
     # every inner product below is an entry of two Gram matrices of e = [a, da/dx, da/dy]:
     # gram_s = e_s^H e_s (receive side) and vg_t = e_t^T R_t conj(e_t) (transmit side)
-    e = np.concatenate([a[:, None], da], axis=1)  # [K, 3, M, N]
     et = np.ascontiguousarray(e.transpose(2, 0, 1, 3)).reshape(m, 3 * k, n)  # [M, (K 3), N]
     etc = et.conj()
     gram = np.matmul(etc, et.transpose(0, 2, 1)).reshape(m, k, 3, k, 3)  # [s, l, i, k, j]

@@ -77,7 +77,7 @@ class MusicSensing:
         self.t_last = np.nan
         self.n_frames = 0
         self._geoms: dict[tuple[int, ...], IsacGeometry] = {}
-        self._iso: dict[str, np.ndarray] = {}  # isotropic covariance per cluster geometry
+        self._iso: dict[tuple[bytes, bytes], np.ndarray] = {}  # isotropic covariance per cluster geometry
         self.planning_crlb_m2 = np.full(k, np.nan)  # nominal-RCS bound of the last frame [K]
         self.n_lost_events = 0
         self.n_searches = 0
@@ -108,7 +108,7 @@ class MusicSensing:
         if cfg.covariance == "optimized":
             return self.cache.get(geom, self.initial_pos, self.power_w, exact_jbb=True).r
         iso = self.__dict__.setdefault("_iso", {})  # read-only (M, N, N) per cluster geometry
-        key = geom.key()
+        key = (geom.ap_centers_m.tobytes(), geom.ap_axis_rad.tobytes())
         if key not in iso:
             iso[key] = isotropic_covariance(geom, self.power_w)
         return iso[key]
