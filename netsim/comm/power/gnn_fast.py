@@ -185,11 +185,13 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
             return s_new[0], m_idx, k_idx
         big = _mm(lay["w_f"], f)  # [2d', A, K]
         ue = lay["w_ue"] @ np.concatenate([sig_ue * c6, inf_ue * c7], 0) + lay["b_f"]  # [d', K]
-        big[fo:] *= c7
-        f = big[:fo] - big[fo:]
-        f += out[fo:, :, None]
-        f += ue[:, None, :]
-        f = _leaky(f)  # [d', A, K]
+        tail = big[fo:]
+        tail *= c7
+        tail -= ue[:, None, :]
+        tail -= out[fo:, :, None]
+        f = big[:fo]  # contiguous view: U' f - V7 f / c7 + per-AN + per-UE terms, in place
+        f -= tail
+        np.maximum(f, LEAKY_SLOPE * f, out=f)  # LeakyReLU in place  [d', A, K]
         s = _leaky(s_new)
         f.reshape(fo, -1)[:, flat] = s
     raise ValueError("power plan has no layers")
