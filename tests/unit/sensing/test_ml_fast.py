@@ -87,7 +87,7 @@ def test_residual_image_equals_the_image_of_the_explicit_residual(iso):
     im = cache.get(pts)
     assert cache.get(pts.copy()) is im  # same points: same image terms
     a, beta = prob.fit_gains(fit)  # [J, M, N], [M, M, J]
-    m, n = g.n_aps, g.n_antennas
+    m = g.n_aps
     d2 = prob.d.copy()
     for s in range(m):
         for t in range(m):
