@@ -883,7 +883,9 @@ def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2,
         sg.value = float(np.sqrt(2.0 ** (t / rho) - 1.0))
         for sv in ("CLARABEL", "SCS"):
             try:
-                prob.solve(solver=sv, warm_start=False, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
+                # cvxpy's cached solver, as before: EI's accepted points are not re-verified and its
+                # certificate moved a lot with fresh solvers (0.67 vs 1.19 on an isac_paper frame)
+                prob.solve(solver=sv, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
                 if prob.status in _OK:
                     return True, np.asarray(x.value)
                 if prob.status in ("infeasible", "infeasible_inaccurate"):

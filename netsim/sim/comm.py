@@ -144,11 +144,11 @@ class LocationAwareComm:
         # resource guard (netsim.scenario.checks): the largest dimension whose estimated memory
         # and time are within the limits; above it the design is refused before cvxpy allocates
         max_dim = min(SDP_DIM_GUARD, max_robust_dim(sc.comm.beamforming, k_users))
-        # the previous frame's design guesses this frame's bisection thresholds: same decisions
-        # and beamformers, about two SDP solves per bisection instead of eleven
+        # no hint=self.last_design: in isac_paper the SDR threshold moves by up to 1 bit/s/Hz
+        # between frames, so the previous frame's guess cost more solves than it saved (14 vs 11)
         res = design_beamformers(
             sc.comm.beamforming, h_hat, eps, float(sim.p_max_w.max()), sc.channel.noise_power_w,
-            sim.comm_fraction, n_aps, serving=serving, max_sdp_dim=max_dim, hint=self.last_design)
+            sim.comm_fraction, n_aps, serving=serving, max_sdp_dim=max_dim)
         self.last_design = res
         if res.status != "ok":
             sim.event("beamformer_fallback", -1,
