@@ -255,10 +255,11 @@ class SyncConfig(_Section):
     )
     # -- clock tracking at the CPU and adaptive scheduling (issue 14; netsim.sync.tracking)
     tracking: Literal["none", "kalman"] = Field(
-        "none",
-        description="none: each round's estimate is applied once (per-round correction); "
-        "kalman: a Kalman filter per AP on (TO, CFO, carrier phase) fuses the rounds and the CPU "
-        "corrects with its prediction at the correction's arrival time",
+        "kalman",
+        description="none: each round's estimate is applied once (per-round correction, seed "
+        "000); kalman: a Kalman filter per AP on (TO, CFO, carrier phase) fuses the rounds and "
+        "the CPU corrects with its prediction at the correction's arrival time (ml and crb only: "
+        "genie estimates are exact, there is nothing to fuse)",
     )
     schedule: Literal["periodic", "adaptive"] = Field(
         "periodic",

@@ -78,7 +78,8 @@ class SyncCorrection:
 
     def __init__(self, scenario, n_aps: int, carrier_hz: float, noise) -> None:
         sync = scenario.sync
-        self.mode = sync.tracking
+        # genie estimates are exact: nothing to fuse, so the tracker runs for ml / crb only
+        self.mode = sync.tracking if sync.method in ("ml", "crb") else "none"
         self.schedule_mode = sync.schedule
         self.carrier_hz = float(carrier_hz)
         self.tracker: ClockTracker | None = None

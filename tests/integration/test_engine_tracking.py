@@ -30,8 +30,8 @@ def _rms(x):
 
 def test_tracking_lowers_residuals_with_the_same_channel_and_mobility_draws():
     common = ["run.frames=40", "sync.method=crb"]
-    _, off = run(*common)
-    _, on = run(*common, "sync.tracking=kalman")
+    _, off = run(*common, "sync.tracking=none")
+    _, on = run(*common)  # kalman: the default
     f_off, f_on = off["frames"].iloc[20:], on["frames"].iloc[20:]
     # fused CFO: several times below one round's error; phase then predictable across a frame
     assert _rms(f_on.residual_cfo_rms_hz) < 0.3 * _rms(f_off.residual_cfo_rms_hz)
@@ -149,6 +149,15 @@ def test_ml_and_crb_agree_in_distribution_with_tracking_on():
         assert z["ml"][k] == pytest.approx(1.0, rel=0.25), z
 
 
+def test_kalman_is_the_default_for_over_the_air_sync_and_off_for_genie():
+    sim, t = run("run.frames=3", "sync.method=crb")
+    assert sim.scenario.sync.tracking == "kalman" and sim.cpu.sync.tracker is not None
+    assert t["aps"].track_to_std_s.notna().any()
+    sim, t = run("run.frames=3", "sync.method=genie")
+    assert sim.cpu.sync.tracker is None and t["aps"].track_to_std_s.isna().all()
+    assert (t["frames"].sync_rounds <= 1).all()
+
+
 def test_correction_state_is_picklable():
     sim, _ = run("run.frames=3", "sync.method=crb", "sync.tracking=kalman")
     clone = pickle.loads(pickle.dumps(sim.cpu.sync))
@@ -157,4 +166,4 @@ def test_correction_state_is_picklable():
 
 def test_adaptive_without_tracking_is_refused():
     with pytest.raises(ValueError, match="adaptive"):
-        load_scenario("scenarios/quickstart.yaml", ["sync.schedule=adaptive"])
+        load_scenario("scenarios/quickstart.yaml", ["sync.schedule=adaptive", "sync.tracking=none"])

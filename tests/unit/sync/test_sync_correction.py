@@ -93,7 +93,7 @@ def test_untrusted_rounds_in_a_row_are_counted_per_ap_and_reported_once():
 
 
 def test_per_round_batch_carries_the_estimates_at_the_measurement_time():
-    corr = _corr()
+    corr = _corr("sync.tracking=none")
     batch = _feed(corr, [1, 2], 0.5)
     assert batch.t_ref_s == 0.5 and corr.tracker is None
     kal = _corr("sync.tracking=kalman")
@@ -130,7 +130,8 @@ def test_acquisition_round_only_for_tracks_without_a_predictable_phase():
     # switched off, without tracking, and under adaptive without a phase bound: never
     assert _corr("sync.tracking=kalman", "sync.acquisition_round=false").acquisition(
         FakePlan(), first, 0.0, 0.01) is None
-    assert _corr().acquisition(FakePlan(), first, 0.0, 0.01) is None
+    assert _corr("sync.tracking=none").acquisition(FakePlan(), first, 0.0, 0.01) is None
+    assert _corr("sync.method=genie").acquisition(FakePlan(), first, 0.0, 0.01) is None
     ada = _corr("sync.tracking=kalman", "sync.schedule=adaptive")
     assert ada.acquisition(FakePlan(), first, 0.0, 0.01) is None
     ada = _corr("sync.tracking=kalman", "sync.schedule=adaptive", "sync.adaptive_max_phase_rad=0.3")
