@@ -202,6 +202,10 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                      "the user coasts on its prediction and its search window widens"),
     "sensing_reacquired": ("user", "a lost user was detected again", "detail gives the "
                            "position; tracking resumes"),
+    "sensing_ambiguous": ("user", "an acquisition left the user's echo with two explanations "
+                          "within 20 nats of log-likelihood (e.g. a ULA mirror ghost near end-fire), "
+                          "or none detected", "the user's sensing cluster grows by one AP (up to "
+                          "twice `sensing.aps_per_user`) and it is acquired again in the same frame"),
     "beamformer_fallback": ("-1", "a robust beamforming design failed or was too large "
                             "(`max_sdp_dim`) and equal-power MRT was used", "detail gives the "
                             "solver status and a hint"),

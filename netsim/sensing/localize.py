@@ -31,7 +31,7 @@ from netsim.sensing.echo import EchoStatistics
 from netsim.sensing.ml import MlImageCache, MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_2d
 
-__all__ = ["ClusterResult", "localize_cluster"]
+__all__ = ["ClusterResult", "localize_cluster", "mirror_points"]
 
 REL_PATHS = 0.6  # a detection lights at least this fraction of the best user's paths
 NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cluster AP [m]
@@ -66,6 +66,8 @@ class ClusterResult:
     n_points: int
     signal_dim: int
     kind: str
+    gap_nats: NDArray[np.float64] | None = None
+    ambiguous: NDArray[np.bool_] | None = None
 
 
 def _path_snr(prob: MlProblem, pos: NDArray[np.float64], scale: float) -> NDArray[np.float64]:
@@ -102,6 +104,7 @@ def localize_cluster(
     snr_threshold: float = 25.0,
     need_paths: int | None = None,
     tol_m: float = 1e-7,
+    ambiguity_nats: float = 20.0,
 ) -> ClusterResult:
     """Localise the K users whose echoes one cluster's APs receive.
 
@@ -151,6 +154,7 @@ def localize_cluster(
     hi = np.asarray(hi_m, dtype=float)
     prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov, lo, hi, exclusion_m)
     npts = 0
+    gap = np.full(n_users, np.inf)
     if predicted_m is None:
         images = MlImageCache(prob)  # the grids' image terms, shared by the rounds below
         cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
@@ -182,16 +186,20 @@ def localize_cluster(
                              swap_fixed=True)
         found = [allc[i] for i in sel]
         est = np.array(found).reshape(-1, 2)
+        gap_e = np.zeros(0)
         if est.shape[0]:
             est, _ = ml_refine(prob, est, step_m / 10.0, tol_m, sweeps=6)
+            est, gap_e = _resolve_alternatives(prob, geom, est, allc, scale, step_m, tol_m)
         anchors = np.asarray(anchors_m, dtype=float).reshape(-1, 2) if anchors_m is not None else None
         pos = np.full((n_users, 2), np.nan)
         if est.shape[0] and anchors is not None:
             cost = np.linalg.norm(anchors[:, None] - est[None], axis=-1)  # [K, J]
             ri, ci = linear_sum_assignment(cost)
             pos[ri] = est[ci]
+            gap[ri] = gap_e[ci]
         elif est.shape[0]:
             pos[: est.shape[0]] = est
+            gap[: est.shape[0]] = gap_e
         searched = np.ones(n_users, dtype=bool)
     else:
         pred = np.asarray(predicted_m, dtype=float).reshape(-1, 2)
@@ -236,7 +244,10 @@ def localize_cluster(
     need_rel = max(need, int(np.ceil(REL_PATHS * n_paths.max()))) if n_users else need
     detected = ok & (n_paths >= need_rel)
     dim, used = (subs[0].dim, subs[0].kind) if subs else (0, "none")
-    return ClusterResult(pos, detected, n_paths, searched, npts, dim, used)
+    # an acquisition that leaves a user with a second explanation of about equal likelihood, or
+    # none detected, cannot tell where it is from this cluster's echoes
+    ambiguous = (gap < ambiguity_nats) | ~detected if predicted_m is None else np.zeros(n_users, bool)
+    return ClusterResult(pos, detected, n_paths, searched, npts, dim, used, gap, ambiguous)
 
 
 def _joint_value(c: NDArray, h: NDArray, sets: NDArray) -> NDArray[np.float64]:
@@ -383,3 +394,78 @@ def _image(prob, pts, images, fit_pos):  # noqa: ANN001, ANN202
 def _refine_new(prob, start, a_o, w, minv, h0, tol):  # noqa: ANN001, ANN202
     p, f = maximize_2d(lambda idx, pts: prob.criterion(pts, a_o, w, minv), np.asarray(start)[None], h0, tol)
     return p[0], f[0]
+
+
+def mirror_points(geom: IsacGeometry, pts_m: ArrayLike) -> NDArray[np.float64]:
+    """Mirror images of points across every AP's array line, (..., M, 2) [m].
+
+    A ULA's response is exactly symmetric about the line through its elements
+    (``|p - q_n| = |p' - q_n|`` for the mirror ``p'`` of ``p``): each AP alone cannot tell a point
+    from its mirror, and a user seen near end-fire by several APs may have a ghost of almost
+    equal likelihood near one of these images.
+    """
+    p = np.asarray(pts_m, dtype=float)  # [..., 2]
+    c = geom.ap_centers_m  # [M, 2]
+    u = geom.axis_unit  # [M, 2]
+    d = p[..., None, :] - c  # [..., M, 2]
+    along = np.sum(d * u, axis=-1)  # [..., M]
+    return c + 2.0 * along[..., None] * u - d  # [..., M, 2]
+
+
+def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.float64],
+                          pool: NDArray[np.float64], scale: float, step_m: float, tol_m: float,
+                          rounds: int = 3) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Best other explanation of each user's echo, and the log-likelihood gap to it.
+
+    For user j, with the other users held at their estimates, the alternatives are the
+    acquisition candidates and the mirror images of ``est_j`` (:func:`mirror_points`) farther than
+    ``step_m`` from every estimate, each climbed on the single-user criterion ``f_j``. By the
+    Schur complement the joint log-likelihood of the set changes by ``scale (f_j(alt) -
+    f_j(est_j))`` nats when j is moved there. A better alternative replaces the estimate (the
+    set is then refined again); otherwise the gap ``scale (f_j(est_j) - max f_j(alt))`` is returned
+    (``inf`` when there is no alternative): a small gap means the frame cannot tell the two
+    points apart.
+
+    Returns
+    -------
+    est : ndarray (J, 2) [m]
+    gap : ndarray (J,) [nats]
+    """
+    est = est.copy()
+    k = est.shape[0]
+    gap = np.full(k, np.inf)
+    for _ in range(rounds):
+        moved = False
+        for j in range(k):
+            others = np.delete(est, j, axis=0)
+            a_o, w, minv = prob.new_user_terms(others)
+
+            def crit(idx, x, a_o=a_o, w=w, minv=minv):  # noqa: ANN001, ANN202
+                return prob.criterion(x, a_o, w, minv)
+
+            cand = np.concatenate([pool.reshape(-1, 2), mirror_points(geom, est[j])])
+            dist = np.linalg.norm(cand[:, None] - est[None], axis=-1)  # [C, J]
+            cand = cand[np.all(dist > step_m, axis=1)]
+            if cand.shape[0] == 0:
+                gap[j] = np.inf
+                continue
+            f_c = crit(None, cand[None])[0]  # [C]
+            n_pool = cand.shape[0] - geom.n_aps
+            top = np.argsort(f_c[: max(n_pool, 0)])[::-1][:4]
+            start = np.concatenate([cand[top], cand[max(n_pool, 0):]])
+            p, f = maximize_2d(crit, start, step_m / 2.0, step_m / 100.0)
+            dist = np.linalg.norm(p[:, None] - est[None], axis=-1)  # [S, J]
+            far = np.all(dist > step_m, axis=1)
+            if not np.any(far):
+                gap[j] = np.inf
+                continue
+            i = int(np.flatnonzero(far)[np.argmax(f[far])])
+            f0 = float(crit(None, est[j][None, None])[0, 0])
+            gap[j] = scale * (f0 - f[i])
+            if gap[j] < -1.0:  # a better explanation the search missed: take it
+                est[j] = p[i]
+                est, _ = ml_refine(prob, est, step_m / 10.0, tol_m, sweeps=3)
+                moved = True
+        if not moved:
+            break
+    return est, gap

@@ -48,6 +48,8 @@ __all__ = ["CrlbSensing", "MusicSensing"]
 
 ACQUIRE_FRAMES = 2  # frames that run the acquisition for every user before tracking starts
 MAX_TRACK_SPEED_MPS = 30.0  # a two-point velocity above this is an acquisition jump, not motion
+AMBIGUITY_ROUNDS = 2  # re-acquisitions with a grown cluster within one frame
+AMBIGUITY_NATS = 20.0  # log-likelihood gap below which an acquisition is ambiguous
 
 
 
@@ -81,6 +83,7 @@ class MusicSensing:
         self.planning_crlb_m2 = np.full(k, np.nan)  # nominal-RCS bound of the last frame [K]
         self.n_lost_events = 0
         self.n_searches = 0
+        self.extra_aps = np.zeros(k, dtype=np.int64)  # APs added to a user's cluster (ambiguity)
 
     # ------------------------------------------------------------------ helpers
     def _geometry(self, aps: np.ndarray) -> IsacGeometry:
@@ -113,15 +116,16 @@ class MusicSensing:
             iso[key] = isotropic_covariance(geom, self.power_w)
         return iso[key]
 
-    def _clusters(self, network, anchor: np.ndarray) -> dict[tuple[int, ...], list[int]]:
+    def _clusters(self, network, anchor: np.ndarray,
+                  users: list[int] | None = None) -> dict[tuple[int, ...], list[int]]:
         cfg = self.sim.scenario.sensing
         online = np.flatnonzero(network.online)
-        s = min(cfg.aps_per_user, online.size)
         clusters: dict[tuple[int, ...], list[int]] = {}
-        d = np.linalg.norm(network.ap_center_m[online][None] - anchor[:, None], axis=-1)  # [K, A]
-        near = np.sort(online[np.argsort(d, axis=1, kind="stable")[:, :s]], axis=1)  # [K, s]
-        for k in range(network.n_users):
-            clusters.setdefault(tuple(int(a) for a in near[k]), []).append(k)
+        for k in range(network.n_users) if users is None else users:
+            s = min(cfg.aps_per_user + int(self.extra_aps[k]), online.size)
+            d = np.linalg.norm(network.ap_center_m[online] - anchor[k], axis=1)
+            key = tuple(sorted(int(a) for a in online[np.argsort(d, kind="stable")[:s]]))
+            clusters.setdefault(key, []).append(k)
         return clusters
 
     def _effective_alpha(self, alpha, aps, to_s, cfo_hz, n_snap, fc, t_u):  # noqa: ANN001, ANN202
@@ -153,7 +157,38 @@ class MusicSensing:
         plan = np.full(n_users, np.nan)
         need_plan = sc.frame.time_allocation != "fixed"
         detected = np.ones(n_users, dtype=bool)
-        for key, members in sorted(self._clusters(network, anchor).items()):
+        n_online = int(np.sum(network.online))
+        todo = self._clusters(network, anchor)
+        force: set[int] = set()
+        for _round in range(1 + AMBIGUITY_ROUNDS):
+            redo = self._sense_clusters(network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,
+                                        fc, need_plan, est, crlb, plan, detected)
+            # a user whose acquisition left two explanations of its echo of about equal
+            # likelihood (mirror ghosts of ULAs seen near end-fire) gets more APs, at once
+            redo = [k for k in redo if int(self.extra_aps[k]) < cfg.aps_per_user
+                    and cfg.aps_per_user + int(self.extra_aps[k]) < n_online]
+            if not redo or _round == AMBIGUITY_ROUNDS:
+                break
+            for k in redo:
+                self.extra_aps[k] += 1
+                sim.event("sensing_ambiguous", k, f"user {k}: two explanations of its echo within "
+                          f"{AMBIGUITY_NATS:g} nats; its sensing cluster grows to "
+                          f"{cfg.aps_per_user + int(self.extra_aps[k])} APs")
+            todo = self._clusters(network, anchor, redo)
+            force = set(redo)
+        self.planning_crlb_m2 = plan
+        self._update_tracks(est, crlb, detected, pred, dt)
+        self.t_last = now
+        self.n_frames += 1
+        return est, crlb
+
+    def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
+                        fc, need_plan, est, crlb, plan, detected):
+        """Sense the clusters ``todo`` (key -> members), writing the members' rows of ``est``,
+        ``crlb``, ``plan``, ``detected``; returns the members left ambiguous by an acquisition."""
+        cfg = self.sim.scenario.sensing
+        ambiguous: list[int] = []
+        for key, members in sorted(todo.items()):
             aps = np.array(key)
             geom = self._geometry(aps)
             d_users = np.linalg.norm(true_pos[:, None, :] - network.ap_center_m[aps][None], axis=-1)
@@ -166,8 +201,9 @@ class MusicSensing:
             exact = True  # the structured bound costs K^3 per path: no need for the diagonal J_bb
             bound = fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
                                         exact_jbb=exact, alpha=alpha_eff)  # [V, 2, 2]
-            pos, det = self._estimate(network, rng, geom, aps, visible, members, alpha, bound, r,
-                                      n_snap, to_s, cfo_hz, pred, true_pos)
+            pos, det, amb = self._estimate(network, rng, geom, aps, visible, members, alpha, bound, r,
+                                           n_snap, to_s, cfo_hz, pred, true_pos,
+                                           force_acquire=bool(force & set(members)))
             if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
                 nominal = self._effective_alpha(np.ones((v, m, m), complex), aps, to_s, cfo_hz, n_snap,
                                                 fc, cfg.snapshot_duration_s)
@@ -178,14 +214,12 @@ class MusicSensing:
                     est[k], crlb[k], detected[k] = pos[j], np.trace(bound[j]), det[j]
                     if need_plan:
                         plan[k] = bnom[j]
-        self.planning_crlb_m2 = plan
-        self._update_tracks(est, crlb, detected, pred, dt)
-        self.t_last = now
-        self.n_frames += 1
-        return est, crlb
+                    if amb[j]:
+                        ambiguous.append(k)
+        return ambiguous
 
     def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
-                  to_s, cfo_hz, pred, true_pos):
+                  to_s, cfo_hz, pred, true_pos, force_acquire=False):
         sc = self.sim.scenario
         cfg = sc.sensing
         stats = sample_echo_statistics(
@@ -197,7 +231,8 @@ class MusicSensing:
         hw = self.halfwidth[visible]
         # the first frame senses before any sync correction has arrived (bistatic paths are
         # decorrelated): its tracks are confirmed by a second acquisition on the next frame
-        tracking = cfg.tracking and bool(np.all(np.isfinite(hw))) and self.n_frames >= ACQUIRE_FRAMES
+        tracking = (cfg.tracking and bool(np.all(np.isfinite(hw))) and self.n_frames >= ACQUIRE_FRAMES
+                    and not force_acquire)
         if tracking:
             span = float(np.max(hi - lo))
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
@@ -206,14 +241,16 @@ class MusicSensing:
         else:
             anchors = np.where(np.isfinite(pred[visible]), pred[visible], true_pos[visible])
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
-                                   anchors_m=anchors, kind=cfg.spectrum, exclusion_m=exclusion)
+                                   anchors_m=anchors, kind=cfg.spectrum, exclusion_m=exclusion,
+                                   ambiguity_nats=AMBIGUITY_NATS)
         self.n_searches += int(np.sum(res.searched))
         pos = res.positions_m.copy()
         bad = ~np.all(np.isfinite(pos), axis=1)
         if np.any(bad):  # nothing found for them: keep the prediction, or the cluster centre
             fill = np.where(np.isfinite(pred[visible]), pred[visible], 0.5 * (lo + hi))
             pos[bad] = fill[bad]
-        return pos, res.detected & ~bad
+        amb = res.ambiguous if res.ambiguous is not None else np.zeros(len(visible), dtype=bool)
+        return pos, res.detected & ~bad, amb & ~bad
 
     def _update_tracks(self, est, crlb, detected, pred, dt) -> None:  # noqa: ANN001
         sim = self.sim
@@ -262,9 +299,10 @@ class CrlbSensing(MusicSensing):
     fidelity = "crlb"
 
     def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
-                  to_s, cfo_hz, pred, true_pos):
+                  to_s, cfo_hz, pred, true_pos, force_acquire=False):
         c = np.where(np.isfinite(bound), bound, 0.0)  # [V, 2, 2]
         w, vec = np.linalg.eigh(0.5 * (c + np.swapaxes(c, -1, -2)))
         z = rng.standard_normal((len(visible), 2))
         step = np.einsum("vij,vj->vi", vec, np.sqrt(np.maximum(w, 0.0)) * z)  # [V, 2]
-        return true_pos[visible] + step, np.ones(len(visible), dtype=bool)
+        ok = np.ones(len(visible), dtype=bool)
+        return true_pos[visible] + step, ok, ~ok

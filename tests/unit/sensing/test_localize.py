@@ -138,3 +138,49 @@ def test_a_user_moved_out_of_its_window_is_not_detected_and_is_found_by_its_own_
     assert list(tr.searched) == [False, False, True]
     assert np.all(tr.detected)
     assert np.all(np.linalg.norm(tr.positions_m - p, axis=1) < 0.01)
+
+
+def _parallel_ulas(centers, n=8):
+    c = np.array(centers, dtype=float)
+    return IsacGeometry(ap_centers_m=c, ap_axis_rad=np.full(len(c), np.pi / 2), n_antennas=n,
+                        spacing_m=0.5 * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
+
+
+def test_a_ula_cannot_tell_a_point_from_its_mirror():
+    """mirror_points: each AP's response at the mirror of p across its own array line equals its
+    response at p (|p - q_n| is unchanged), and differs for an AP on another line."""
+    from netsim.sensing.localize import mirror_points
+    from netsim.sensing.ml import near_response
+
+    rng = np.random.default_rng(21)
+    g = campus_like(rng, 1.0)
+    p = rng.uniform(3, 22, 2)
+    q = mirror_points(g, p)  # [M, 2]
+    a_p = near_response(g, p)  # [M, N]
+    for m in range(g.n_aps):
+        a_q = near_response(g, q[m])  # [M, N]
+        np.testing.assert_allclose(a_q[m], a_p[m], atol=1e-9)
+        assert np.abs(a_q - a_p).max() > 0.1  # not the mirror of the others
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_end_fire_mirror_ghost_is_flagged_and_a_fourth_ap_resolves_it(seed):
+    """Three parallel ULAs, two of them on one line, a user 0.84 m from that line (the quickstart
+    geometry): the mirror ghost has the truth's likelihood within 20 nats, whichever of the two
+    the acquisition returns, so the user is flagged ambiguous; a fourth AP off that line makes
+    the gap hundreds of nats and the estimate lands at the bound."""
+    p = np.array([[30.84, 38.71]])
+    for centers, ambiguous in (([[30, 10], [10, 30], [30, 30]], True),
+                               ([[30, 10], [10, 30], [30, 30], [10, 10]], False)):
+        g = _parallel_ulas(centers)
+        rng = np.random.default_rng(seed)
+        alpha = rcs(rng, 1, g.n_aps)
+        r = isotropic_covariance(g, dbm_to_w(30.0))
+        st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, alpha)
+        res = localize_cluster(st, g, NOISE, 1, np.zeros(2), np.full(2, 40.0), 0.25, anchors_m=p,
+                               exclusion_m=0.3)
+        assert bool(res.ambiguous[0]) is ambiguous, res.gap_nats
+        if not ambiguous:
+            crlb = np.trace(fast_position_crb(g, p, r, 2000, NOISE, alpha=alpha)[0])
+            assert res.gap_nats[0] > 100
+            assert np.linalg.norm(res.positions_m[0] - p[0]) < 5 * np.sqrt(crlb)
