@@ -143,7 +143,7 @@ def bench_sensing(quick: bool) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
     from sensing_family import family_scenario
 
-    n_paper, n_campus, n_fam, n_seeds = (20, 20, 10, 4) if quick else (100, 200, 30, 20)
+    n_paper, n_campus, n_fam, n_seeds = (100, 20, 10, 4) if quick else (100, 200, 10, 20)
     print("\n== sensing (MUSIC acquisition/tracking + ML), CPU = process_time of the sensing model ==")
     print(f"CPU f0/f1: the two acquisition frames; CPU med/mean: frames >= {ACQUIRE_FRAMES} (tracking)")
     print(f"{'case':>34} {'frames':>6} {'CPU f0 ms':>9} {'f1 ms':>8} {'med ms':>7} {'mean ms':>7} {'tracked':>8} "

@@ -441,7 +441,8 @@ def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.f
             a_o, w, minv = prob.new_user_terms(others)
 
             def crit(idx, x, a_o=a_o, w=w, minv=minv):  # noqa: ANN001, ANN202
-                return prob.criterion(x, a_o, w, minv)
+                x = np.asarray(x)  # [b, S, 2]: every row is the same problem (user j)
+                return prob.criterion(x.reshape(1, -1, 2), a_o, w, minv).reshape(x.shape[:-1])
 
             cand = np.concatenate([pool.reshape(-1, 2), mirror_points(geom, est[j])])
             dist = np.linalg.norm(cand[:, None] - est[None], axis=-1)  # [C, J]

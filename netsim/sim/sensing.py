@@ -30,7 +30,10 @@ Tracks (plain arrays, checkpoint-safe)
 Per user: last estimate, velocity (two-point, from consecutive detections), window half width
 ``3 sqrt(CRLB) + 2 (|v| + 0.5 m/s) dt + 5 mm``, and a lost flag. A user not detected coasts on
 its prediction, its window triples per frame (up to the cluster region) and a
-``sensing_lost`` event is logged; ``sensing_reacquired`` when it is found again.
+``sensing_lost`` event is logged; ``sensing_reacquired`` when it is found again. A user that an
+acquisition leaves ambiguous (a second explanation of its echo within ``AMBIGUITY_NATS``, e.g. a
+ULA mirror ghost, or no detection) gets one more AP in its cluster (``extra_aps``, kept for its
+later frames) and is acquired again in the same frame (``sensing_ambiguous`` event).
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from netsim.units import dbm_to_w
 __all__ = ["CrlbSensing", "MusicSensing"]
 
 ACQUIRE_FRAMES = 2  # frames that run the acquisition for every user before tracking starts
-MAX_TRACK_SPEED_MPS = 30.0  # a two-point velocity above this is an acquisition jump, not motion
+MAX_TRACK_SPEED_MPS = 30.0  # a two-point velocity above this is an acquisition jump, not motion;
+# lower when the scenario's mobility model bounds the speed (twice its top speed + 1 m/s)
 AMBIGUITY_ROUNDS = 2  # re-acquisitions with a grown cluster within one frame
 AMBIGUITY_NATS = 20.0  # log-likelihood gap below which an acquisition is ambiguous
 
@@ -84,6 +88,11 @@ class MusicSensing:
         self.n_lost_events = 0
         self.n_searches = 0
         self.extra_aps = np.zeros(k, dtype=np.int64)  # APs added to a user's cluster (ambiguity)
+        mob = sc.users.mobility
+        top = {"static": 0.0, "constant_velocity": mob.speed_mps,
+               "random_waypoint": mob.speed_range_mps[1]}.get(mob.model, MAX_TRACK_SPEED_MPS)
+        # speed prior of the user class: a faster two-point velocity is an acquisition jump
+        self.max_speed_mps = min(MAX_TRACK_SPEED_MPS, 2.0 * top + 1.0)
 
     # ------------------------------------------------------------------ helpers
     def _geometry(self, aps: np.ndarray) -> IsacGeometry:
@@ -263,7 +272,7 @@ class MusicSensing:
                     self.vel[k] = (est[k] - self.pos[k]) / dt
                     # an acquisition may move a track by metres (frame 0 senses before the first
                     # sync correction has arrived): such a jump is a re-acquisition, not a speed
-                    if np.linalg.norm(self.vel[k]) > MAX_TRACK_SPEED_MPS:
+                    if np.linalg.norm(self.vel[k]) > self.max_speed_mps:
                         self.vel[k] = 0.0
                 elif not was_acq[k] or self.lost[k]:
                     self.vel[k] = 0.0
