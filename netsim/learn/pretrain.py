@@ -140,6 +140,51 @@ class PretrainHistory:
     stopped: str = ""
 
 
+class _EpochBook:
+    """The epoch bookkeeping both pre-training stages share: history rows, the best validation
+    state, Adam's learning rate halved after ``plateau`` epochs without a new best, and the
+    stopping rule (``patience`` epochs without a new best, or the wall-time budget)."""
+
+    def __init__(self, hist: PretrainHistory, cfg):
+        self.hist, self.cfg = hist, cfg
+        self.best_state = None
+        self.since = self.since_lr = 0
+        self.t_wall, self.t_cpu = time.perf_counter(), time.process_time()
+
+    def end_epoch(self, ep: int, losses: list[float], v: float, net: TorchGNN, opt) -> None:
+        hist = self.hist
+        hist.loss.append(float(np.mean(losses)))
+        hist.val_net_se.append(v)
+        hist.lr.append(opt.param_groups[0]["lr"])
+        hist.wall_s.append(time.perf_counter() - self.t_wall)
+        hist.cpu_s.append(time.process_time() - self.t_cpu)
+        if v > hist.best_val:
+            hist.best_val, hist.best_epoch, self.since, self.since_lr = v, ep, 0, 0
+            self.best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        else:
+            self.since += 1
+            self.since_lr += 1
+            if self.since_lr >= self.cfg.plateau:
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
+                self.since_lr = 0
+
+    def should_stop(self) -> bool:
+        cfg, hist = self.cfg, self.hist
+        if self.since >= cfg.patience:
+            hist.stopped = f"early stop after {cfg.patience} epochs without improvement"
+            return True
+        if cfg.time_budget_s is not None and hist.wall_s[-1] > cfg.time_budget_s:
+            hist.stopped = f"time budget {cfg.time_budget_s} s reached"
+            return True
+        return False
+
+    def finish(self, net: TorchGNN) -> PretrainHistory:
+        if self.best_state is not None:
+            net.load_state_dict(self.best_state)
+        return self.hist
+
+
 def _tensors(ps: PowerSet, idx, tau_c: int, dtype=torch.float32):
     cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
     a = ps.assoc[idx]
@@ -168,9 +213,7 @@ def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig,
     trn = np.arange(n_val, len(ps))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     hist = PretrainHistory()
-    best_state = None
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
-    since, since_lr = 0, 0
+    book = _EpochBook(hist, cfg)
     for ep in range(cfg.epochs):
         net.train()
         ops = TorchOps(net, training=True)
@@ -186,36 +229,16 @@ def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig,
         net.eval()
         with torch.no_grad():
             v = float(subframe_net_se(TorchOps(net, training=False), net, ps, val, tau_c).mean())
-        hist.loss.append(float(np.mean(losses)))
-        hist.val_net_se.append(v)
-        hist.lr.append(opt.param_groups[0]["lr"])
-        hist.wall_s.append(time.perf_counter() - t_wall)
-        hist.cpu_s.append(time.process_time() - t_cpu)
-        if v > hist.best_val:
-            hist.best_val, hist.best_epoch, since, since_lr = v, ep, 0, 0
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-        else:
-            since += 1
-            since_lr += 1
-            if since_lr >= cfg.plateau:
-                for g in opt.param_groups:
-                    g["lr"] *= 0.5
-                since_lr = 0
+        book.end_epoch(ep, losses, v, net, opt)
         if log is not None:
             log({"stage": "pretrain_power", "epoch": ep, "loss": hist.loss[-1], "val_net_se": v,
                  "best": hist.best_val, "lr": hist.lr[-1], "wall_s": hist.wall_s[-1],
                  "cpu_s": hist.cpu_s[-1]})
-        if since >= cfg.patience:
-            hist.stopped = f"early stop after {cfg.patience} epochs without improvement"
-            break
-        if cfg.time_budget_s is not None and hist.wall_s[-1] > cfg.time_budget_s:
-            hist.stopped = f"time budget {cfg.time_budget_s} s reached"
+        if book.should_stop():
             break
     else:
         hist.stopped = "epoch cap"
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    return hist
+    return book.finish(net)
 
 
 # ----------------------------------------------------------------------------- pilot head
@@ -284,9 +307,7 @@ def pretrain_pilots(net: TorchGNN, spec: DropSpec, drops: Drops, cfg: ColouringC
     val, trn = np.arange(n_val), np.arange(n_val, len(drops))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     hist = PretrainHistory()
-    best_state = None
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
-    since = since_lr = 0
+    book = _EpochBook(hist, cfg)
     z_val = rng.uniform(0.0, 1.0, (n_val, n_ps, spec.n_ue))
 
     def forward(ops, idx, z):
@@ -319,33 +340,13 @@ def pretrain_pilots(net: TorchGNN, spec: DropSpec, drops: Drops, cfg: ColouringC
             logit = forward(TorchOps(net, training=False), val, z_val).numpy()
         conf, tau = _hard_colouring_cost(logit, share[val], cfg.mu)
         v = -float(np.mean(conf + cfg.mu * tau))  # higher is better
-        hist.loss.append(float(np.mean(losses)))
-        hist.val_net_se.append(v)
-        hist.lr.append(opt.param_groups[0]["lr"])
-        hist.wall_s.append(time.perf_counter() - t_wall)
-        hist.cpu_s.append(time.process_time() - t_cpu)
-        if v > hist.best_val:
-            hist.best_val, hist.best_epoch, since, since_lr = v, ep, 0, 0
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
-        else:
-            since += 1
-            since_lr += 1
-            if since_lr >= cfg.plateau:
-                for g in opt.param_groups:
-                    g["lr"] *= 0.5
-                since_lr = 0
+        book.end_epoch(ep, losses, v, net, opt)
         if log is not None:
             log({"stage": "pretrain_pilots", "epoch": ep, "loss": hist.loss[-1], "val_cost": -v,
                  "val_conflicts": float(np.mean(conf)), "val_tau_p": float(np.mean(tau)),
                  "lr": hist.lr[-1], "wall_s": hist.wall_s[-1], "cpu_s": hist.cpu_s[-1]})
-        if since >= cfg.patience:
-            hist.stopped = f"early stop after {cfg.patience} epochs without improvement"
-            break
-        if cfg.time_budget_s is not None and hist.wall_s[-1] > cfg.time_budget_s:
-            hist.stopped = f"time budget {cfg.time_budget_s} s reached"
+        if book.should_stop():
             break
     else:
         hist.stopped = "epoch cap"
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    return hist
+    return book.finish(net)
