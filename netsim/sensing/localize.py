@@ -333,17 +333,21 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
 
     from netsim.sensing.acquire import _exclude
 
+    def grid_peaks(g_lo, g_hi, nx, ny, n_keep):
+        """The ``n_keep`` highest local maxima of the ML image on an ``ny x nx`` grid."""
+        gx, gy = np.meshgrid(np.linspace(g_lo[0], g_hi[0], nx), np.linspace(g_lo[1], g_hi[1], ny))
+        g = np.stack([gx, gy], axis=-1)  # [ny, nx, 2]
+        g_ok = _exclude(geom, g, exclusion)
+        im = np.zeros(g_ok.shape)
+        im[g_ok] = _image(prob, g[g_ok], images, fit_pos)
+        pk = (im == maximum_filter(im, size=3, mode="constant", cval=0.0)) & (im > 0)
+        jy, jx = np.nonzero(pk)
+        o = np.argsort(im[jy, jx])[::-1][:n_keep]
+        return g, g_ok, g[jy[o], jx[o]]
+
     nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
     ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
-    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], nx), np.linspace(lo[1], hi[1], ny))
-    pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
-    ok = _exclude(geom, pts, exclusion)
-    img = np.zeros(ok.shape)
-    img[ok] = _image(prob, pts[ok], images, fit_pos)
-    peaks = (img == maximum_filter(img, size=3, mode="constant", cval=0.0)) & (img > 0)
-    iy, ix = np.nonzero(peaks)
-    order = np.argsort(img[iy, ix])[::-1][:n_cand]
-    c_ml = pts[iy[order], ix[order]]  # [C, 2]
+    pts, ok, c_ml = grid_peaks(lo, hi, nx, ny, n_cand)  # c_ml [C, 2]
     n_eval = int(ok.sum())
     if near_ap_m > 0:
         # deep near field of an AP: peaks far narrower than the grid step; a fine grid there
@@ -355,15 +359,8 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
                 continue
             nx2 = int(np.ceil((b_hi[0] - b_lo[0]) / fine)) + 1
             ny2 = int(np.ceil((b_hi[1] - b_lo[1]) / fine)) + 1
-            gx, gy = np.meshgrid(np.linspace(b_lo[0], b_hi[0], nx2), np.linspace(b_lo[1], b_hi[1], ny2))
-            g2 = np.stack([gx, gy], axis=-1)  # [ny2, nx2, 2]
-            ok2 = _exclude(geom, g2, exclusion)
-            im2 = np.zeros(ok2.shape)
-            im2[ok2] = _image(prob, g2[ok2], images, fit_pos)
-            pk2 = (im2 == maximum_filter(im2, size=3, mode="constant", cval=0.0)) & (im2 > 0)
-            jy, jx = np.nonzero(pk2)
-            o2 = np.argsort(im2[jy, jx])[::-1][:4]
-            c_ml = np.concatenate([c_ml, g2[jy[o2], jx[o2]]])
+            _, ok2, c2 = grid_peaks(b_lo, b_hi, nx2, ny2, 4)
+            c_ml = np.concatenate([c_ml, c2])
             n_eval += int(ok2.sum())
     if music:
         steer = images.get(pts[ok]).a if images is not None else None  # the ML image's responses
