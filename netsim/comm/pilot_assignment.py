@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from netsim.comm.csi_mmse import (
@@ -34,6 +33,7 @@ from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
 from netsim.phy.umi import channel_from_fading, draw_small_scale_fading
 
 __all__ = [
+    "ConflictGraph",
     "conflict_graph",
     "dsatur",
     "is_proper_colouring",
@@ -48,9 +48,43 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class ConflictGraph:
+    """UE conflict graph of spec 4.1 as a dense adjacency matrix (no networkx needed).
+
+    Attributes
+    ----------
+    adjacency : ndarray [K, K] bool, symmetric, False on the diagonal; True = the two UEs
+        must not share a PS
+    strength : ndarray [K] float, sum_m beta_mk (DSatur's third tie-break; zeros without beta)
+
+    The few read-only methods of a networkx graph that callers use (``number_of_nodes``,
+    ``number_of_edges``, ``edges``, ``neighbors``) are provided; :func:`dsatur` also accepts
+    any networkx graph on nodes 0..K-1.
+    """
+
+    adjacency: np.ndarray
+    strength: np.ndarray
+
+    def number_of_nodes(self) -> int:
+        return int(self.adjacency.shape[0])
+
+    def number_of_edges(self) -> int:
+        return int(np.triu(self.adjacency, 1).sum())
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        """Edges (i, j) with i < j, in row-major order."""
+        ii, jj = np.nonzero(np.triu(self.adjacency, 1))
+        return list(zip(ii.tolist(), jj.tolist(), strict=True))
+
+    def neighbors(self, k: int) -> list[int]:
+        return np.flatnonzero(self.adjacency[k]).tolist()
+
+
 def conflict_graph(
     assoc: np.ndarray, beta: np.ndarray | None = None, theta: float | None = None
-) -> nx.Graph:
+) -> ConflictGraph:
     """UE conflict graph (spec 4.1).
 
     Parameters
@@ -64,7 +98,7 @@ def conflict_graph(
 
     Returns
     -------
-    networkx.Graph on nodes 0..K-1; node attribute ``strength`` = sum_m beta_mk if beta given.
+    ConflictGraph on nodes 0..K-1; ``strength`` = sum_m beta_mk if beta given (else zeros).
     """
     a = assoc.astype(float)
     n_ue = assoc.shape[1]
@@ -77,48 +111,63 @@ def conflict_graph(
         w = np.einsum("mk,mki->ki", a, ratio)
         w = w + w.T
         share &= w > theta
-    g = nx.Graph()
-    g.add_nodes_from(range(n_ue))
-    ii, jj = np.nonzero(np.triu(share))
-    g.add_edges_from(zip(ii.tolist(), jj.tolist(), strict=True))
-    if beta is not None:
-        nx.set_node_attributes(g, {k: float(s) for k, s in enumerate(beta.sum(axis=0))}, "strength")
-    return g
+    strength = beta.sum(axis=0).astype(float) if beta is not None else np.zeros(n_ue)  # [K]
+    return ConflictGraph(share, strength)
 
 
-def dsatur(graph: nx.Graph) -> np.ndarray:
+def _as_adjacency(graph) -> tuple[np.ndarray, np.ndarray]:
+    """(adjacency [K, K] bool, strength [K]) of a ConflictGraph or a networkx graph."""
+    if isinstance(graph, ConflictGraph):
+        return graph.adjacency, graph.strength
+    n = graph.number_of_nodes()  # networkx graph on nodes 0..n-1 (duck-typed, no import)
+    adj = np.zeros((n, n), dtype=bool)
+    for u, v in graph.edges:
+        if u != v:
+            adj[u, v] = adj[v, u] = True
+    strength = np.array([graph.nodes[k].get("strength", 0.0) for k in range(n)], dtype=float)
+    return adj, strength
+
+
+def dsatur(graph) -> np.ndarray:
     """DSatur colouring with the spec 4.1 tie-breaking (deterministic).
 
     Parameters
     ----------
-    graph : networkx.Graph with nodes 0..K-1 (optional node attribute ``strength``)
+    graph : ConflictGraph (:func:`conflict_graph`) or a networkx graph with nodes 0..K-1
+        (optional node attribute ``strength``)
 
     Returns
     -------
     colour : ndarray, shape [K], int64, colours 0..tau_p-1
+
+    Each step picks the uncoloured UE with the most distinct colours among its neighbours,
+    then the larger degree, then the larger strength, then the lower index, and gives it the
+    smallest colour no neighbour has.
     """
-    n = graph.number_of_nodes()
+    adj, strength = _as_adjacency(graph)
+    n = adj.shape[0]
     colour = -np.ones(n, dtype=np.int64)
-    nbrs = [sorted(graph.neighbors(k)) for k in range(n)]
-    deg = np.array([len(x) for x in nbrs])
-    strength = np.array([graph.nodes[k].get("strength", 0.0) for k in range(n)])
-    sat_sets: list[set[int]] = [set() for _ in range(n)]
+    if n == 0:
+        return colour
+    deg = adj.sum(axis=1)  # [K]
+    seen = np.zeros((n, n + 1), dtype=bool)  # [K, colours] colour c used by a neighbour
+    # lexicographic key (saturation, degree, strength, -index): rank the static part once
+    order = np.lexsort((-np.arange(n), strength, deg))  # ascending static key
+    static_rank = np.empty(n, dtype=np.int64)
+    static_rank[order] = np.arange(n)  # [K] larger = preferred among equal saturation
+    sat = np.zeros(n, dtype=np.int64)  # [K]
+    uncoloured = np.ones(n, dtype=bool)
     for _ in range(n):
-        best = -1
-        best_key: tuple[int, int, float, int] | None = None
-        for k in range(n):
-            if colour[k] >= 0:
-                continue
-            key = (len(sat_sets[k]), int(deg[k]), float(strength[k]), -k)
-            if best_key is None or key > best_key:
-                best, best_key = k, key
-        used = {int(colour[i]) for i in nbrs[best] if colour[i] >= 0}
-        c = 0
-        while c in used:
-            c += 1
+        key = np.where(uncoloured, sat * n + static_rank, -1)  # [K]
+        best = int(np.argmax(key))
+        free = np.flatnonzero(~seen[best])
+        c = int(free[0])
         colour[best] = c
-        for i in nbrs[best]:
-            sat_sets[i].add(c)
+        uncoloured[best] = False
+        nb = adj[best]  # [K]
+        new = nb & ~seen[:, c]
+        seen[new, c] = True
+        sat[new] += 1
     return colour
 
 

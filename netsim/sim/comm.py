@@ -232,7 +232,7 @@ class PilotComm:
             return False  # reuse: estimation, RZF and power still run per subframe
         if self.colour is not None and sc.comm.pilot_replan_db > 0.0:
             sim.event("pilots_reassigned", -1, f"{sc.comm.pilot_assignment}: {reason}")
-        from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu  # networkx: seed-004 runs
+        from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
 
         res = dsatur_tabu(
             beta, self.assoc, net.n_antennas, p_pilot_w=self.p_pilot_w,

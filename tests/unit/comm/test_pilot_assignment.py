@@ -10,6 +10,7 @@ from netsim.comm.association import associate
 from netsim.comm.csi_mmse import mmse_estimate, pilot_observation
 from netsim.comm.net_se import net_sum_se, sinr_true
 from netsim.comm.pilot_assignment import (
+    ConflictGraph,
     NetSEProxy,
     TabuConfig,
     colour_to_matrix,
@@ -63,8 +64,59 @@ def test_dsatur_on_network_drops(seed: int) -> None:
     assert colour.max() + 1 >= assoc.sum(axis=1).max()
     assert np.array_equal(colour, dsatur(conflict_graph(assoc, beta)))  # deterministic
     # networkx's own DSatur (different tie-breaking) lands on a similar pilot length
-    ref = nx.coloring.greedy_color(g, strategy="DSATUR")
+    nxg = nx.Graph()
+    nxg.add_nodes_from(range(g.number_of_nodes()))
+    nxg.add_edges_from(g.edges)
+    ref = nx.coloring.greedy_color(nxg, strategy="DSATUR")
     assert abs((colour.max() + 1) - (max(ref.values()) + 1)) <= 2
+
+
+def _dsatur_loop(adj: np.ndarray, strength: np.ndarray) -> np.ndarray:
+    """Slow, obvious DSatur (spec 4.1 keys as a tuple, saturation as Python sets): oracle."""
+    n = adj.shape[0]
+    colour = -np.ones(n, dtype=np.int64)
+    sat: list[set[int]] = [set() for _ in range(n)]
+    for _ in range(n):
+        best = max((k for k in range(n) if colour[k] < 0),
+                   key=lambda k: (len(sat[k]), int(adj[k].sum()), float(strength[k]), -k))
+        used = {int(colour[i]) for i in np.flatnonzero(adj[best]) if colour[i] >= 0}
+        c = 0
+        while c in used:
+            c += 1
+        colour[best] = c
+        for i in np.flatnonzero(adj[best]):
+            sat[i].add(c)
+    return colour
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_array_dsatur_equals_set_loop_on_random_graphs(seed: int) -> None:
+    # own random graphs: random sizes and densities, quantised strengths so that every
+    # tie-break level (saturation, degree, strength, index) is exercised
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(20):
+        n = int(rng.integers(1, 40))
+        adj = np.triu(rng.random((n, n)) < rng.uniform(0.0, 0.9), 1)
+        adj = adj | adj.T
+        strength = np.round(rng.uniform(0, 3, n)) if seed % 2 else rng.uniform(0, 1, n)
+        colour = dsatur(ConflictGraph(adj, strength))
+        assert np.array_equal(colour, _dsatur_loop(adj, strength))
+        assert not np.any(adj & (colour[:, None] == colour[None, :]))  # proper
+
+
+def test_conflict_graph_edges_are_the_shared_ap_pairs() -> None:
+    beta, assoc = drop(7, n_ue=17)
+    g = conflict_graph(assoc, beta)
+    ref = {(k, i) for k in range(17) for i in range(k + 1, 17) if np.any(assoc[:, k] & assoc[:, i])}
+    assert set(g.edges) == ref and g.number_of_edges() == len(ref)
+    assert g.number_of_nodes() == 17
+    assert all(set(g.neighbors(k)) == {i for e in ref for i in e if k in e} - {k} for k in range(17))
+    # the same colouring whether DSatur gets our graph or the equivalent networkx graph
+    nxg = nx.Graph()
+    nxg.add_nodes_from(range(17))
+    nxg.add_edges_from(g.edges)
+    nx.set_node_attributes(nxg, {k: float(v) for k, v in enumerate(beta.sum(axis=0))}, "strength")
+    assert np.array_equal(dsatur(g), dsatur(nxg))
 
 
 def test_threshold_graph_is_subgraph() -> None:
