@@ -12,6 +12,7 @@ from netsim.phy.oscillator import ClockNoise, OscillatorBank, clock_transition
 from netsim.sync.tracking import (
     ClockTracker,
     TrackerConfig,
+    chi2_quantile,
     phase_floor_rad,
     tracking_transition,
     wrap_phase,
@@ -336,3 +337,21 @@ def test_two_rounds_a_short_gap_apart_resolve_the_cfo_from_the_phase() -> None:
     assert np.isfinite(p).all()
     hits = (upd.integer == n_true)[~res].sum()
     assert abs(hits - p.sum()) < 4 * np.sqrt(np.sum(p * (1 - p))), (hits, p.sum())
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3])
+def test_gate_quantile_matches_scipy_chi2_without_importing_it(dof) -> None:
+    """The tracker's own chi-square quantile (closed-form survival functions + bisection)
+    against scipy.stats.chi2.ppf (independent implementation) over the probabilities a gate
+    uses; hostile input gets a clear error."""
+    for p in (0.01, 0.3, 0.5, 0.9, 0.99, 0.9999, 1 - 1e-9):
+        want = stats.chi2.ppf(p, dof)
+        assert chi2_quantile(p, dof) == pytest.approx(want, rel=1e-13, abs=0.0)
+    # the survival function at the quantile is the complement (a property, not a number)
+    x = chi2_quantile(0.95, dof)
+    assert stats.chi2.sf(x, dof) == pytest.approx(0.05, rel=1e-12)
+    for bad in (0.0, 1.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            chi2_quantile(bad, dof)
+    with pytest.raises(ValueError):
+        chi2_quantile(0.9, 4)
