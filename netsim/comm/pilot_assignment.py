@@ -262,7 +262,10 @@ class NetSEProxy:
         G[m,j,i]  = sqrt(p_m,idx) w[m, j] . conj(h[m, i]);  S[k, i] = sum_{(m,j): idx = k} G
 
     and the SINR of eq. (3) from S. :meth:`evaluate_dense` is the full-size [M, K] form
-    (the test oracle); both agree to rounding.
+    (the test oracle); both agree to rounding. :meth:`evaluate_moves` gives the same J for a
+    batch of single moves from one assignment (what tabu evaluates): the pilot sums are the
+    current ones plus or minus the moved user's channel, and the streams of all candidates
+    come from one product per draw; :func:`tabu_reassign` uses it when the objective has it.
     """
 
     def __init__(
@@ -355,6 +358,93 @@ class NetSEProxy:
         j = net_sum_se(sinr, tau_p[:, None], self.tau_c).mean(axis=-1)  # [B]
         return float(j[0]) if single else j
 
+    def _move_layout(self) -> None:
+        """Index tables of :meth:`evaluate_moves`, built once per proxy."""
+        self._pair_m, self._pair_j = np.nonzero(self.mask)  # [n_AN] served pairs (m, j)
+        self._pair_u = self.idx[self._pair_m, self._pair_j]  # [n_AN] user of each pair
+        self._pair_amp = self.amp_c[0, self._pair_m, self._pair_j, 0][:, None, None]  # sqrt(p)
+        n_s, n_ap, n_ant, n_ue = self.h_herm.shape
+        self._h_stack = np.ascontiguousarray(self.h_herm.reshape(n_s, n_ap * n_ant, n_ue))
+
+    def evaluate_moves(self, colour: np.ndarray, users: np.ndarray,
+                       pilots: np.ndarray) -> np.ndarray:
+        """J of the single moves (user ``users[b]`` to pilot ``pilots[b]``) from ``colour``.
+
+        Parameters
+        ----------
+        colour : ndarray [K] int, the current assignment
+        users, pilots : ndarray [B] int, the moves (pilots[b] != colour[users[b]])
+
+        Returns
+        -------
+        j : ndarray [B], the proxy J of each moved assignment; equals ``self(cands)`` (the
+        same formula, candidates batched per AP; rounding aside: pilot sums are formed as
+        the current sums plus or minus the moved user's channel)
+        """
+        if not hasattr(self, "_pair_m"):
+            self._move_layout()
+        colour = np.asarray(colour)
+        users = np.asarray(users, dtype=np.int64)
+        pilots = np.asarray(pilots, dtype=np.int64)
+        n_b = users.shape[0]
+        n_s, n_ap, n_ue, n_ant = self.h.shape
+        n_max = self.idx.shape[1]
+        c = np.repeat(colour[None], n_b, axis=0)  # [B, K]
+        old = colour[users]  # [B] pilot the moved user leaves
+        c[np.arange(n_b), users] = pilots
+        tau_p = np.asarray(pilot_length(c), dtype=float).reshape(n_b)  # [B]
+        tpp = tau_p * self.p_pilot_w  # [B]
+        cp = (c[:, :, None] == c[:, None, :]).astype(float)  # [B, K, K]
+        psi = tpp[:, None, None] * (self.beta @ cp) + self.noise_w  # [B, M, K]
+        cvar = self.beta - tpp[:, None, None] * self.beta**2 / psi  # [B, M, K]
+        err = np.where(self.assoc, cvar, self.beta)  # [B, M, K]
+        reg = err.sum(axis=-1) + self.noise_w / self.p_pilot_w  # [B, M]  a_m
+        # observations of the current assignment on the served pairs (one gather per call):
+        # y0[s, m, j] = sum_{i: c_i = c_idx} h[s, m, i], n0[s, m, j] = noise[s, m, c_idx]
+        n_p = int(max(colour.max(), pilots.max())) + 1
+        onehot = (np.arange(n_p)[:, None] == colour[None, :]).astype(float)  # [P, K]
+        ysum = (onehot @ self.h_view).view(complex)  # [S, M, P, N]
+        rows = np.arange(n_ap)[:, None]
+        col0 = colour[self.idx]  # [M, n_max]
+        y0 = ysum[:, rows, col0]  # [S, M, n_max, N]
+        n0 = self.noise[:, rows, col0]  # [S, M, n_max, N]
+        # a move takes h[k] out of the old pilot's sum and into the new one's; the moved
+        # user's own pairs also see the new pilot's noise
+        col_c = c[:, self.idx].transpose(1, 0, 2)  # [M, B, n_max] pilot after the move
+        delta = (col_c == pilots[None, :, None]) * 1.0 - (col_c == old[None, :, None])  # [M,B,n]
+        hk = self.h[:, :, users]  # [S, M, B, N]
+        y = y0[:, :, None] + delta[None, :, :, :, None] * hk[:, :, :, None, :]  # [S,M,B,n,N]
+        # the moved user's own pairs: the new pilot's sum (with itself) and the new noise
+        own = self.mask[:, None, :] & (self.idx[:, None, :] == users[None, :, None])  # [M, B, n]
+        mb, bb, jb = np.nonzero(own)
+        y_own = ysum[:, mb, pilots[bb]] + self.h[:, mb, users[bb]]  # [S, n_own, N]
+        y *= np.sqrt(tpp)[None, None, :, None, None]
+        y += self.noise_sd * n0[:, :, None]
+        y[:, mb, bb, jb] = (np.sqrt(tpp)[bb][None, :, None] * y_own
+                            + self.noise_sd * self.noise[:, mb, pilots[bb]])
+        psi_c = np.take_along_axis(psi, self.idx[None], axis=2)  # [B, M, n_max]
+        coef = np.where(self.mask, np.sqrt(tpp)[:, None, None] * self.beta_c / psi_c, 0.0)
+        hhat = coef.transpose(1, 0, 2)[None, :, :, :, None] * y  # [S, M, B, n_max, N]
+        mat = np.conj(hhat) @ np.swapaxes(hhat, -1, -2)  # [S, M, B, n, n] gram
+        diag = mat.reshape(n_s, n_ap, n_b, n_max * n_max)[..., :: n_max + 1]  # [S, M, B, n]
+        diag += reg.T[None, :, :, None]  # + a_m I
+        wbar_t = np.linalg.solve(np.swapaxes(mat, -1, -2), hhat)  # [S, M, B, n, N]
+        wp = wbar_t[:, self._pair_m, :, self._pair_j]  # [n_AN, S, B, N] served pairs only
+        norm2 = (wp.view(float) ** 2) @ np.ones(2 * n_ant)  # [n_AN, S, B]
+        ok = norm2 > 0
+        scale = np.where(ok, self._pair_amp / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)
+        # each user's beamformers over all APs side by side (zero where not served), unit-norm
+        # RZF times sqrt(p); S[k, i] = sum_m w[m, k] . conj(h[m, i]) as one product per draw
+        w_user = np.zeros((n_s, n_b, n_ue, n_ap, n_ant), dtype=complex)  # [S, B, K, M, N]
+        w_user[:, :, self._pair_u, self._pair_m] = (wp * scale[..., None]).transpose(1, 2, 0, 3)
+        amp = w_user.reshape(n_s, n_b * n_ue, n_ap * n_ant) @ self._h_stack  # [S, B*K, K]
+        amp = amp.reshape(n_s, n_b, n_ue, n_ue)  # [S, B, K, K] S[k, i]
+        pw = amp.real**2 + amp.imag**2
+        sig = np.diagonal(pw, axis1=-2, axis2=-1)  # [S, B, K]
+        sinr = sig / (pw.sum(axis=-2) - sig + self.noise_w)  # [S, B, K]
+        j = net_sum_se(sinr, tau_p[None, :], self.tau_c).mean(axis=0)  # [B]
+        return j
+
     def evaluate_dense(self, colours: np.ndarray) -> np.ndarray:
         """J on the full [M, K, N] grid with the engine's kernels (test oracle), [B]."""
         c = np.atleast_2d(np.asarray(colours))  # [B, K]
@@ -411,7 +501,11 @@ def tabu_reassign(
                 moves = moves[np.sort(pick)]
             cands = np.repeat(cur[None], moves.shape[0], axis=0)  # [B, K]
             cands[np.arange(moves.shape[0]), moves[:, 0]] = moves[:, 1]
-            j_c = np.asarray(objective(cands))  # [B]
+            by_moves = getattr(objective, "evaluate_moves", None)
+            if by_moves is not None:  # single moves from cur, batched per AP (NetSEProxy)
+                j_c = np.asarray(by_moves(cur, moves[:, 0], moves[:, 1]))  # [B]
+            else:
+                j_c = np.asarray(objective(cands))  # [B]
             n_eval += moves.shape[0]
             is_tabu = np.array([(int(k), int(s)) in tabu for k, s in moves])
             allowed = ~is_tabu | (j_c > j_best)  # aspiration

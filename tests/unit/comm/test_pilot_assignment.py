@@ -216,3 +216,28 @@ def test_tabu_with_served_pair_proxy_matches_dense_oracle():
     slow = tabu_reassign(colour0, proxy.evaluate_dense, np.random.default_rng(4), cfg)
     assert np.array_equal(fast.colour, slow.colour)
     np.testing.assert_allclose(fast.j_best_trace, slow.j_best_trace, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("seed", "n_ant", "p_assoc"), [(0, 1, 0.3), (1, 4, 0.5), (2, 6, 0.9)])
+def test_batched_moves_equal_dense_pipeline(seed, n_ant, p_assoc):
+    # own geometry (M = 5, K = 12) with an AP serving nobody and a user served by every AP;
+    # the moves include ones that empty a pilot (tau_p shrinks) and ones onto an unused pilot
+    # (tau_p grows), and users of every association size
+    rng = np.random.default_rng(80 + seed)
+    m, k = 5, 12
+    beta = 10 ** rng.uniform(-13, -8, size=(m, k))
+    assoc = rng.random((m, k)) < p_assoc
+    assoc[rng.integers(0, m, size=k), np.arange(k)] = True
+    assoc[0] = False
+    assoc[1:, 0] = True
+    proxy = NetSEProxy(beta, assoc, n_ant, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                       noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(seed))
+    colour = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 1, 3, 6])  # pilot 6 held by user 11 alone
+    users = np.array([11, 0, 5, 1, 8, 11, 4, 0])
+    pilots = np.array([0, 7, 1, 3, 0, 9, 6, 6])  # 7 and 9: unused pilots
+    cands = np.repeat(colour[None], users.size, axis=0)
+    cands[np.arange(users.size), users] = pilots
+    j = proxy.evaluate_moves(colour, users, pilots)
+    np.testing.assert_allclose(j, proxy.evaluate_dense(cands), rtol=1e-10)
+    np.testing.assert_allclose(j, proxy(cands), rtol=1e-12)
+    assert j[0] != j[5]  # the same user on different pilots: different J
