@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.ndimage import maximum_filter
 
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.ml import near_response
 from netsim.sensing.optimize import maximize_2d
+from netsim.sensing.peaks import local_max_3x3
 
 __all__ = ["EchoSubspace", "acquire", "box_search", "candidates", "echo_subspace", "point_quality"]
 
@@ -198,7 +198,7 @@ def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None
     ok = _exclude(geom, pts, exclusion_m)
     img = np.zeros(ok.shape)
     img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64, steering=steering)
-    peaks = (img == maximum_filter(img, size=3, mode="constant", cval=0.0)) & (img > 0)
+    peaks = local_max_3x3(img) & (img > 0)
     iy, ix = np.nonzero(peaks)
     order = np.argsort(img[iy, ix])[::-1][:n_cand]
     return pts[iy[order], ix[order]], img[iy[order], ix[order]], int(ok.sum())

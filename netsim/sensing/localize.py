@@ -30,6 +30,7 @@ from netsim.sensing.config import IsacGeometry
 from netsim.sensing.echo import EchoStatistics
 from netsim.sensing.ml import MlImageCache, MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_2d
+from netsim.sensing.peaks import local_max_3x3, min_cost_assignment
 
 __all__ = ["ClusterResult", "localize_cluster", "mirror_points"]
 
@@ -138,8 +139,6 @@ def localize_cluster(
     -------
     ClusterResult
     """
-    from scipy.optimize import linear_sum_assignment
-
     m, n = geom.n_aps, geom.n_antennas
     need = need_paths if need_paths is not None else (1 if m == 1 else min(m, 3))
     scale = stats.n_snapshots / noise_w
@@ -194,7 +193,7 @@ def localize_cluster(
         pos = np.full((n_users, 2), np.nan)
         if est.shape[0] and anchors is not None:
             cost = np.linalg.norm(anchors[:, None] - est[None], axis=-1)  # [K, J]
-            ri, ci = linear_sum_assignment(cost)
+            ri, ci = min_cost_assignment(cost)
             pos[ri] = est[ci]
             gap[ri] = gap_e[ci]
         elif est.shape[0]:
@@ -329,8 +328,6 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     ``images`` (:class:`netsim.sensing.ml.MlImageCache` of the cluster's full problem) keeps
     each grid's image terms between successive-cancellation rounds; ``prob`` is then the
     residual problem of the users at ``fit_pos`` and the images are its residual images."""
-    from scipy.ndimage import maximum_filter
-
     from netsim.sensing.acquire import _exclude
 
     def grid_peaks(g_lo, g_hi, nx, ny, n_keep):
@@ -340,7 +337,7 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
         g_ok = _exclude(geom, g, exclusion)
         im = np.zeros(g_ok.shape)
         im[g_ok] = _image(prob, g[g_ok], images, fit_pos)
-        pk = (im == maximum_filter(im, size=3, mode="constant", cval=0.0)) & (im > 0)
+        pk = local_max_3x3(im) & (im > 0)
         jy, jx = np.nonzero(pk)
         o = np.argsort(im[jy, jx])[::-1][:n_keep]
         return g, g_ok, g[jy[o], jx[o]]
@@ -372,9 +369,10 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     p, f = maximize_2d(lambda idx, x: prob.criterion(x, a_o, w, minv), cand, step / 2.0, step / 100.0)
     # candidates that climbed the same peak: keep one (the strongest)
     order = np.argsort(f)[::-1]
+    far = np.sqrt(np.sum(np.square(p[:, None] - p[None]), axis=-1)) > step / 10.0  # [C, C]
     keep: list[int] = []
     for i in order:
-        if all(np.linalg.norm(p[i] - p[j]) > step / 10.0 for j in keep):
+        if far[i, keep].all():
             keep.append(int(i))
     return p[keep], n_eval + (int(ok.sum()) if music else 0)
 
