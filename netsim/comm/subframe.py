@@ -18,11 +18,72 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netsim.comm.csi_mmse import estimate_channels
+from netsim.comm.csi_mmse import (
+    copilot_matrix,
+    draw_pilot_noise,
+    estimate_channels,
+    pilot_length,
+    unknown_variance,
+)
 from netsim.comm.net_se import equivalent_channel_estimated, net_sum_se, sinr_true
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
 
-__all__ = ["SubframeCSI", "SubframeRates", "prepare_subframe", "evaluate_subframe"]
+__all__ = ["SubframeCSI", "SubframeRates", "PilotStatics", "pilot_statics", "prepare_subframe",
+           "evaluate_subframe"]
+
+
+@dataclass(frozen=True)
+class PilotStatics:
+    """The parts of the pilot chain that stay fixed while (beta, assoc, colour) do, i.e. for a
+    whole frame in the engine (spec 2: LSF, association and pilots are per frame).
+
+    cp : [K, K] complex, co-pilot matrix Cp (complex so that Cp @ h needs no cast)
+    gain : [1, 1, 1] float, sqrt(tau_p p_u)
+    noise_idx : [M, K, N] int, PS of each (AP, UE) row (which pilot-noise row it sees)
+    noise_sd : float, sqrt(sigma^2) [sqrt(W)]
+    coef : [M, K] float, sqrt(tau_p p_u) beta_mk / psi_mk on associated pairs, else 0 (3.5)
+    err_var : [M, K] float, c_mk where associated, beta_mk elsewhere
+    reg : [M] float, RZF regulariser a_m (3.6)
+    """
+
+    cp: np.ndarray
+    gain: np.ndarray
+    noise_idx: np.ndarray
+    noise_sd: float
+    coef: np.ndarray
+    err_var: np.ndarray
+    reg: np.ndarray
+
+
+def pilot_statics(
+    beta: np.ndarray,
+    assoc: np.ndarray,
+    colour: np.ndarray,
+    p_pilot_w: float,
+    noise_w: float,
+    n_ant: int,
+) -> PilotStatics:
+    """:class:`PilotStatics` of ``beta [M, K]``, ``assoc [M, K]``, ``colour [K]`` (W, N).
+
+    Computed with the very operations of :func:`netsim.comm.csi_mmse.pilot_observation`,
+    :func:`~netsim.comm.csi_mmse.mmse_estimate` and :func:`~netsim.comm.rzf.rzf_regularisation`,
+    so :func:`prepare_subframe` gives bit-identical results with or without them.
+    """
+    colour = np.asarray(colour)
+    n_ap, n_ue = assoc.shape
+    tau_p = np.asarray(pilot_length(colour), dtype=float)  # 0-d
+    cp = copilot_matrix(colour)  # [K, K]
+    gain = np.sqrt(tau_p * p_pilot_w)[..., None, None, None]  # [1, 1, 1]
+    noise_idx = np.ascontiguousarray(
+        np.broadcast_to(colour[None, :, None], (n_ap, n_ue, n_ant)))  # [M, K, N]
+    contam = beta @ cp  # [M, K]
+    psi = tau_p[..., None, None] * p_pilot_w * contam + noise_w  # [M, K]
+    tp = tau_p[..., None, None]
+    coef = np.sqrt(tp * p_pilot_w) * beta / psi * assoc  # [M, K]
+    c = beta - tp * p_pilot_w * beta**2 / psi  # [M, K]
+    err = unknown_variance(beta, c, assoc)  # [M, K]
+    return PilotStatics(cp.astype(complex), gain, noise_idx, float(np.sqrt(noise_w)), coef, err,
+                        rzf_regularisation(err, noise_w, p_pilot_w))
 
 
 @dataclass
@@ -64,6 +125,7 @@ def prepare_subframe(
     rng: np.random.Generator,
     *,
     unknown: str = "statistical",
+    statics: PilotStatics | None = None,
 ) -> SubframeCSI:
     """Pilots + MMSE estimation + distributed RZF + estimated equivalent channels.
 
@@ -71,10 +133,20 @@ def prepare_subframe(
     ----------
     h : [M, K, N] complex true (uplink) channels; beta : [M, K]; assoc : [M, K] bool;
     colour : [K] int pilot indices; p_pilot_w, noise_w : W; rng : pilot-noise generator;
-    unknown : value of Ghat for unassociated pairs ("statistical" [C] default or "zero").
+    unknown : value of Ghat for unassociated pairs ("statistical" [C] default or "zero");
+    statics : :func:`pilot_statics` of the same (beta, assoc, colour), optional: skips
+        recomputing them (the result is bit-identical).
     """
-    hhat, err = estimate_channels(h, beta, assoc, colour, p_pilot_w, noise_w, rng)
-    w = rzf_beamformers(hhat, assoc, rzf_regularisation(err, noise_w, p_pilot_w))
+    if statics is None:
+        hhat, err = estimate_channels(h, beta, assoc, colour, p_pilot_w, noise_w, rng)
+        reg = rzf_regularisation(err, noise_w, p_pilot_w)  # [M]
+    else:
+        y = statics.gain * (statics.cp @ h)  # [M, K, N] sum_i Cp[k,i] h[m,i,:]
+        noise = draw_pilot_noise(h.shape, rng)  # [M, K_max = K, N]
+        y = y + statics.noise_sd * np.take_along_axis(noise, statics.noise_idx, axis=-2)
+        hhat = statics.coef[..., None] * y  # [M, K, N]
+        err, reg = statics.err_var, statics.reg
+    w = rzf_beamformers(hhat, assoc, reg)
     ghat = equivalent_channel_estimated(hhat, w, beta, assoc, unknown=unknown)  # type: ignore[arg-type]
     return SubframeCSI(hhat, err, w, ghat)
 

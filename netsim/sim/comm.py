@@ -26,7 +26,7 @@ import numpy as np
 from netsim.comm.association import associate
 from netsim.comm.location_csi import channel_error_radius
 from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation, gnn
-from netsim.comm.subframe import prepare_subframe
+from netsim.comm.subframe import pilot_statics, prepare_subframe
 from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig, wmmse_power
 from netsim.sim import methods
 from netsim.units import dbm_to_w
@@ -297,8 +297,15 @@ class PilotComm:
         sim = self.sim
         sc = sim.scenario
         h_ul = h_true.transpose(1, 0, 2)  # [M, K, N] channel seen by the uplink pilots
+        key = (self.beta, self.assoc, self.colour)
+        cached = getattr(self, "_statics", None)
+        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
+            # what the pilot chain keeps fixed while this frame's beta, assoc and pilots do
+            cached = (key, pilot_statics(self.beta, self.assoc, self.colour, self.p_pilot_w,
+                                         sc.channel.noise_power_w, h_ul.shape[-1]))
+            self._statics = cached
         csi = prepare_subframe(h_ul, self.beta, self.assoc, self.colour, self.p_pilot_w,
-                               sc.channel.noise_power_w, sim.rngs["pilots"])
+                               sc.channel.noise_power_w, sim.rngs["pilots"], statics=cached[1])
         if self.frame_power is not None:  # STS-GNN: one power matrix for the whole frame
             alloc = PowerAllocation(self.frame_power, 0, np.zeros(0), True, {"policy": "sts_gnn"})
         else:
