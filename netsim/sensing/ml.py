@@ -319,9 +319,16 @@ class MlImage:
                 act = self.a[s0:s0 + self.chunk].conj().transpose(1, 0, 2)  # [M, P, N]
                 g = np.matmul(act, fit[0])  # [M(s), P, J]: a_s(p)^H a_s(p_j)
                 h = np.matmul(act, fit[1])  # [M(t), P, J]: a_t(p_j)^T R_t conj(a_t(p))
+                gt = g.transpose(1, 0, 2)  # [P, M(s), J]
                 ht = h.transpose(1, 0, 2)  # [P, M(t), J]
-                corr = np.stack([(g[i][:, None, :] * fit[2][i]) * ht for i in range(g.shape[0])],
-                                axis=1).sum(axis=-1)  # [P, M(s), M(t)]
+                bt = fit[2]  # [M(s), M(t), J]
+                if bt.shape[-1] < 8:  # one term per user, summed in order (as a short numpy sum)
+                    corr = (gt[:, :, None, 0] * bt[None, :, :, 0]) * ht[:, None, :, 0]  # [P, M, M]
+                    for j in range(1, bt.shape[-1]):
+                        corr += (gt[:, :, None, j] * bt[None, :, :, j]) * ht[:, None, :, j]
+                else:
+                    corr = np.stack([(g[i][:, None, :] * bt[i]) * ht for i in range(g.shape[0])],
+                                    axis=1).sum(axis=-1)  # [P, M(s), M(t)]
                 c = c - corr
             e = (c.real ** 2 + c.imag ** 2).sum(axis=1)  # [P, M(t)]
             out[s0:s0 + self.chunk] = np.sum(e / np.maximum(self.hpp[s0:s0 + self.chunk], 1e-30), axis=-1,
