@@ -29,7 +29,7 @@ from netsim.learn.torch_gnn import TorchGNN, TorchOps, an_index, dts_power, net_
 from netsim.phy.umi import channel_from_fading
 
 __all__ = ["PowerSet", "random_colouring", "power_dataset", "PretrainConfig", "pretrain_power",
-           "subframe_net_se", "colouring_weights", "ColouringConfig", "pretrain_pilots"]
+           "subframe_net_se", "sts_subframe_net_se", "colouring_weights", "ColouringConfig", "pretrain_pilots"]
 
 
 @dataclass
@@ -38,7 +38,8 @@ class PowerSet:
 
     ghat, g_true : [D, T, M, K, K] complex64, estimated (11) and true (10) equivalent channels
     (entry [m, k, i] = (.)_i^H w_k); assoc : [D, M, K] bool; tau_p : [D] int; n_ant : [D] int;
-    p_max : float (W).
+    p_max : float (W); beta : [D, M, K] LSF gains / sigma^2 (the STS power head's input);
+    p_pilot : p_u (W, = p_u / sigma^2 in noise units).
     """
 
     ghat: np.ndarray
@@ -47,6 +48,8 @@ class PowerSet:
     tau_p: np.ndarray
     n_ant: np.ndarray
     p_max: float
+    beta: np.ndarray | None = None
+    p_pilot: float = 0.0
 
     def __len__(self) -> int:
         return int(self.ghat.shape[0])
@@ -77,12 +80,14 @@ def random_colouring(assoc: np.ndarray, n_colours: int, rng: np.random.Generator
 
 def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Generator, *,
                   n_ant_mix: tuple[int, ...] = (), random_pilot_share: float = 0.5,
-                  drops: Drops | None = None) -> PowerSet:
+                  drops: Drops | None = None, pilot_source=None) -> PowerSet:
     """Draw ``n_drops`` drops x ``n_sub`` subframes with fixed pilots (module docstring).
 
     n_ant_mix : antenna counts drawn uniformly per drop (empty: spec.n_ant);
     random_pilot_share : share of drops with a random proper colouring of tau in
-    [tau_DSatur, K] instead of DSatur.
+    [tau_DSatur, K] instead of the main pilot source;
+    pilot_source : callable(beta [M, K], assoc [M, K], rng) -> colour [K] giving the main
+    pilots (e.g. the Pilot-GNN with its test-phase rounding); None = DSatur.
     """
     cfg = spec.channel
     s2 = spec.noise_w
@@ -99,23 +104,29 @@ def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Gener
         beta, assoc = drops.beta[d], drops.assoc[d]
         n = int(mix[int(rng.integers(len(mix)))])
         colour = dsatur(conflict_graph(assoc, beta))
+        if pilot_source is not None:
+            t_ds = int(colour.max()) + 1
+            colour = relabel(np.asarray(pilot_source(beta, assoc, rng)))
+        else:
+            t_ds = int(colour.max()) + 1
         if rng.random() < random_pilot_share:
-            t0 = int(colour.max()) + 1
-            colour = random_colouring(assoc, int(rng.integers(t0, k + 1)), rng)
+            colour = random_colouring(assoc, int(rng.integers(t_ds, k + 1)), rng)
         tau[d], n_ant[d] = int(colour.max()) + 1, n
         for t in range(n_sub):
             h = channel_from_fading(beta, draw_ssf((m, k, n), rng))  # [M, K, N]
             csi = prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, s2, rng)
             ghat[d, t] = csi.ghat / np.sqrt(s2)
             g_true[d, t] = (csi.w @ np.conj(np.swapaxes(h, -1, -2))) / np.sqrt(s2)  # [M, K, K]
-    return PowerSet(ghat, g_true, drops.assoc.copy(), tau, n_ant, float(cfg.p_max_w))
+    return PowerSet(ghat, g_true, drops.assoc.copy(), tau, n_ant, float(cfg.p_max_w),
+                    drops.beta / s2, float(cfg.p_pilot_w))
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """epochs, batch (drops per step; all their subframes are used), lr (Adam, halved on a
     validation plateau of ``plateau`` epochs), val_fraction, patience (early stop), seed,
-    time_budget_s (wall), threads (torch CPU threads)."""
+    time_budget_s (wall), threads (torch CPU threads), frozen_bn (fine-tune with eval-mode
+    batch norm, e.g. a net loaded with :meth:`TorchGNN.from_export`)."""
 
     epochs: int = 60
     batch: int = 16
@@ -126,6 +137,7 @@ class PretrainConfig:
     seed: int = 0
     time_budget_s: float | None = None
     threads: int = 1
+    frozen_bn: bool = False
 
 
 @dataclass
@@ -202,10 +214,30 @@ def subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
     return net_se(gt, power, tau, tau_c)
 
 
+def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
+    """Hard net-SE (4) [B, T] of the STS power head (one power matrix per frame, from the LSF
+    features only, eq. (14)) on the fixed-pilot subframes ``idx`` of ``ps`` (torch)."""
+    from netsim.comm.power.gnn_layers import lsf_features, power_activation, sts_forward
+
+    dt = next(net.parameters()).dtype
+    cdt = torch.complex64 if dt == torch.float32 else torch.complex128
+    beta = torch.as_tensor(ps.beta[idx], dtype=dt)  # [B, M, K]
+    a = torch.as_tensor(ps.assoc[idx], dtype=dt)
+    d0 = lsf_features(ops, beta, a, ps.p_pilot)
+    n_ps = net.arch.n_ps or beta.shape[2]
+    e0 = torch.zeros((len(idx), n_ps, beta.shape[2], 1), dtype=dt)  # the power head never reads E
+    p_logit, _ = sts_forward(ops, net.params(), net.arch, d0, e0)
+    p = power_activation(ops, p_logit, a, torch.full(beta.shape[:2], ps.p_max, dtype=dt))  # [B, M, K]
+    gt = torch.as_tensor(ps.g_true[idx], dtype=cdt)
+    power = p[:, None].expand(gt.shape[:4])  # [B, T, M, K]
+    return net_se(gt, power, torch.as_tensor(ps.tau_p[idx], dtype=dt), tau_c)
+
+
 def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig, *,
                    log=None) -> PretrainHistory:
-    """Train ``net`` (a "power" TorchGNN, updated in place; the best validation state is
-    restored at the end) to maximise the mean hard net-SE of ``ps``."""
+    """Train ``net`` (a "power" TorchGNN, or the power head of an "sts" one; updated in place,
+    the best validation state is restored at the end) to maximise the mean hard net-SE of ``ps``."""
+    se_fn = sts_subframe_net_se if net.arch.kind == "sts" else subframe_net_se
     torch.set_num_threads(max(1, cfg.threads))
     rng = np.random.default_rng(cfg.seed)
     n_val = max(2, int(round(cfg.val_fraction * len(ps))))
@@ -216,19 +248,21 @@ def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig,
     book = _EpochBook(hist, cfg)
     for ep in range(cfg.epochs):
         net.train()
-        ops = TorchOps(net, training=True)
+        # frozen_bn: eval-mode batch norm, so that a net from TorchGNN.from_export keeps
+        # computing exactly the exported function while it is fine-tuned
+        ops = TorchOps(net, training=not cfg.frozen_bn)
         losses = []
         order = rng.permutation(trn)
         for s in range(0, len(order), cfg.batch):
             idx = order[s:s + cfg.batch]
-            loss = -subframe_net_se(ops, net, ps, idx, tau_c).mean()
+            loss = -se_fn(ops, net, ps, idx, tau_c).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
         net.eval()
         with torch.no_grad():
-            v = float(subframe_net_se(TorchOps(net, training=False), net, ps, val, tau_c).mean())
+            v = float(se_fn(TorchOps(net, training=False), net, ps, val, tau_c).mean())
         book.end_epoch(ep, losses, v, net, opt)
         if log is not None:
             log({"stage": "pretrain_power", "epoch": ep, "loss": hist.loss[-1], "val_net_se": v,

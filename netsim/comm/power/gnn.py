@@ -109,6 +109,11 @@ class GNNWeights:
         return float(self.meta["features"]["snr_ref"])
 
     @property
+    def rounding(self) -> str:
+        """Test-phase pilot rounding of this file (``meta["pilot_rounding"]``, default argmax)."""
+        return str(self.meta.get("pilot_rounding", "argmax"))
+
+    @property
     def pilot_model(self) -> str:
         return "pilot" if self.framework == "dts" else "sts"
 
@@ -254,20 +259,73 @@ def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, 
     beta = np.asarray(beta, float)
     n_ap, n_ue = beta.shape
     z = np.asarray(z, float)  # [S, K]
-    d0 = np.empty((2, n_ue, n_ap), dtype)  # [2, K, M] channel-first UE-major lsf_features
-    d0[0] = np.log10(np.maximum(beta.T * (p_pilot_w / noise_w), 1e-30)) * (10.0 / 30.0)
-    d0[1] = np.asarray(assoc, float).T
-    e0 = z.T[None].astype(dtype)  # [1, K, S]
+    d0 = np.empty((n_ue, n_ap, 2), dtype)  # [K, M, 2] channel-last UE-major lsf_features
+    d0[:, :, 0] = np.log10(np.maximum(beta.T * (p_pilot_w / noise_w), 1e-30)) * (10.0 / 30.0)
+    d0[:, :, 1] = np.asarray(assoc, float).T
+    e0 = z.T[:, :, None].astype(dtype)  # [K, S, 1]
     plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype)
     p_logit, x_logit = sts_forward_fast(plan, w.archs[model], d0, e0)  # [K, M], [K, S]
     return p_logit.T.astype(float), x_logit.T.astype(float)
 
 
-def _round_pilots(logit: np.ndarray, n_ps_fixed: int):
-    """softmax over s (29), argmax per column, empty rows removed: (x [S, K], colour [K], tau_p)."""
+#: test-phase rounding rules of the pilot head (see :func:`round_pilots`)
+PILOT_ROUNDINGS = ("argmax", "conflict_free", "reuse")
+
+
+def conflict_free_colour(x: np.ndarray, assoc: np.ndarray, *, reuse: bool) -> np.ndarray:
+    """Sequential, conflict-aware rounding of a soft pilot assignment.
+
+    UEs are visited in decreasing confidence ``max_s x[s, k]``; each takes, among the pilots
+    no already-decided UE that shares an AP with it holds (spec 4.1's conflict graph: a_mk =
+    a_mi = 1 for some m), the one with the largest ``x[s, k]``. ``reuse=True`` prefers pilots
+    already taken by some UE (a new pilot only opens when none of those is allowed), which
+    keeps tau_p near a greedy colouring's; ``reuse=False`` only removes the conflicts. When
+    every pilot is blocked (S < K, the Fix(tau_p) ablations), the pilot with the fewest
+    conflicting holders (then the largest x) is taken.
+
+    x : [S, K] soft assignment (columns sum to 1); assoc : [M, K] bool.
+    Returns colour [K] int in 0..S-1 (not relabelled).
+    """
+    n_ps, n_ue = x.shape
+    a = np.asarray(assoc, float)  # [M, K]
+    share = (a.T @ a) > 0  # [K, K] UEs sharing an AP
+    np.fill_diagonal(share, False)
+    order = np.argsort(-x.max(axis=0), kind="stable")  # [K] most confident first
+    colour = -np.ones(n_ue, dtype=np.int64)
+    held = np.zeros((n_ps, n_ue), dtype=bool)  # [S, K] pilot s held by UE k
+    opened = np.zeros(n_ps, dtype=bool)
+    for u in order:
+        blocked = held[:, share[u]].sum(axis=1)  # [S] conflicting holders per pilot
+        free = blocked == 0
+        cand = free & opened if reuse else free
+        if not cand.any():
+            cand = free
+        if cand.any():
+            s = int(np.argmax(np.where(cand, x[:, u], -np.inf)))
+        else:  # fewer pilots than needed: least-conflicting pilot, then the largest x
+            s = int(np.lexsort((-x[:, u], blocked))[0])
+        colour[u] = s
+        held[s, u] = True
+        opened[s] = True
+    return colour
+
+
+def _round_pilots(logit: np.ndarray, n_ps_fixed: int, rounding: str = "argmax",
+                  assoc: np.ndarray | None = None):
+    """softmax over s (29), then the rounding rule, empty rows removed:
+    (x [S, K], colour [K], tau_p). ``argmax``: each column's argmax (spec 5.5);
+    ``conflict_free`` / ``reuse``: :func:`conflict_free_colour` (needs ``assoc`` [M, K])."""
     zz = np.exp(logit - logit.max(axis=0, keepdims=True))
     x = zz / zz.sum(axis=0, keepdims=True)  # [S, K]
-    colour = _relabel(np.argmax(x, axis=0))
+    if rounding == "argmax":
+        raw = np.argmax(x, axis=0)
+    elif rounding in ("conflict_free", "reuse"):
+        if assoc is None:
+            raise ValueError(f"pilot rounding {rounding!r} needs the association matrix")
+        raw = conflict_free_colour(x, assoc, reuse=rounding == "reuse")
+    else:
+        raise ValueError(f"pilot rounding {rounding!r}; allowed: {PILOT_ROUNDINGS}")
+    colour = _relabel(raw)
     tau_p = int(n_ps_fixed) if n_ps_fixed else int(colour.max()) + 1
     return x, colour, tau_p
 
@@ -283,6 +341,7 @@ def gnn_pilot_assignment(
     framework: str = "dts",
     z: np.ndarray | None = None,
     dtype=np.float64,
+    rounding: str | None = None,
 ) -> PilotDecision:
     """Pilot length and assignment from the Pilot-GNN (DTS) or the STS pilot head (spec 5.2/5.5).
 
@@ -301,7 +360,7 @@ def gnn_pilot_assignment(
     if z is None:
         z = draw_random_features(w.archs[model], n_ue, rng)
     _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z, dtype)
-    x, colour, tau_p = _round_pilots(logit, w.archs[model].n_ps)
+    x, colour, tau_p = _round_pilots(logit, w.archs[model].n_ps, rounding or w.rounding, assoc)
     return PilotDecision(colour, tau_p, x, logit)
 
 
@@ -368,6 +427,7 @@ def sts_power(
     *,
     z: np.ndarray | None = None,
     dtype=np.float64,
+    rounding: str | None = None,
 ) -> tuple[np.ndarray, PilotDecision]:
     """STS-GNN (eq. (14)): one power matrix ``[M, K]`` for the frame and its pilot decision.
 
@@ -381,7 +441,7 @@ def sts_power(
     pm = np.broadcast_to(np.asarray(p_max_w, float), (n_ap,))
     m_idx, k_idx = np.nonzero(np.asarray(assoc, bool))
     power = power_activation_fast(p_logit[m_idx, k_idx], m_idx, k_idx, (n_ap, n_ue), pm)
-    x, colour, tau_p = _round_pilots(logit, w.archs["sts"].n_ps)
+    x, colour, tau_p = _round_pilots(logit, w.archs["sts"].n_ps, rounding or w.rounding, assoc)
     return power, PilotDecision(colour, tau_p, x, logit)
 
 

@@ -10,9 +10,10 @@ linear algebra:
 * "mean over the others" ``(sum - self) / (n - 1)`` is split into a self term, folded into the
   self matrix (``U - V / (n - 1)``), and a per-row/per-column sum term;
 * every linear map that acts on the same input is one matmul with the matrices side by side;
-* states are stored channel first, ``D [d, K, M]``, ``E [e, K, S]``, ``F [d, A, K]``: every
-  linear map is one wide gemm ``W [out, in] @ X [in, ...]`` and every elementwise step runs on
-  contiguous blocks;
+* the pilot/STS states are stored UE-major and channel-last, ``D [K, M, d]``, ``E [K, S, e]``:
+  every channel map is one gemm ``X [K * M, d] @ W [d, d']`` and the attention sum over the
+  other UEs one gemm ``alpha [K, K] @ E [K, S * e]``; the Power-GNN's edge states are channel
+  first, ``F [d, A, K]`` (one wide gemm ``W [out, in] @ F`` per map);
 * the Power-GNN keeps the SIG states ``[d, A]`` apart from the edge tensor (a gather and a
   scatter by the flat index of (a, k(a)) instead of one-hot products), and its last layer
   computes the SIG update only (the INF states of the last layer are never read).
@@ -55,7 +56,8 @@ def _mm(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n_ps: int,
                dtype=np.float64) -> list[dict]:
-    """Folded per-layer matrices (``W @ x`` form, [out, in]) of a pilot/STS GNN for (M, K, S)."""
+    """Folded per-layer matrices of a pilot/STS GNN for (M, K, S), stored TRANSPOSED
+    (``[in, out]``, applied as ``X [..., in] @ W``: the states are channel-last)."""
     cm, ck, cs = 1.0 / max(n_ap - 1, 1), 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ps - 1, 1)
     layers = []
     for l in range(arch.layers):
@@ -70,49 +72,69 @@ def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n
             "d_summ": cm * g("V1") * sd,  # applied to sum_m D
             "d_sumk": ck * g("V2") * sd,  # applied to sum_k D
             "d_bias": g("b1")[:, None] * sd + hd,  # [d', 1]
-            "e_sums": cs * g("V4") * se,  # applied to sum_s E
-            "e_dm": g("V3") / n_ap * se,  # applied to sum_m D (mean_m D of (26))
+            # per-UE term of E': [V4/(S-1) | V3/M] applied to [sum_s E; sum_m D]  [e', e + d]
+            "e_k": np.concatenate([cs * g("V4") * se, g("V3") / n_ap * se], 1),
             "e_bias": g("b2")[:, None] * se + he,
-            # [U2 - V4/(S-1) | V5/(K-1)] applied to [E; sum_i alpha[k, i] E[., i, s]]  [e', 2e]
-            "e_both": np.concatenate([(g("U2") - cs * g("V4")) * se, ck * g("V5") * se], 1),
+            "e_self": (g("U2") - cs * g("V4")) * se,  # [e', e]
+            "e_att": ck * g("V5") * se,  # applied to sum_i alpha[k, i] E[i]
             "qk": np.concatenate([g("Wq"), g("Wk")], 0) if arch.attention else None,  # [2a, d]
-            "last": last,
         }
-        layers.append({k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in lay.items()})
+        lay = {k: (np.ascontiguousarray(v.T).astype(dtype) if v is not None else None)
+               for k, v in lay.items()}
+        lay["last"] = last
+        layers.append(lay)
     return layers
 
 
 def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.ndarray):
-    """Pilot/STS GNN on one graph, channel-first layout.
+    """Pilot/STS GNN on one graph, UE-major channel-last layout.
 
-    d0 : [2, K, M] AP-UE features (lsf_features, channel first, UE-major);
-    e0 : [1, K, S] PS-UE features.
+    d0 : [K, M, 2] AP-UE features (lsf_features, UE-major); e0 : [K, S, 1] PS-UE features.
+    Every channel map is ONE gemm on ``[K * M, d]`` / ``[K * S, e]`` and the attention sum
+    ``sum_i alpha[k, i] E[i]`` ONE gemm ``alpha [K, K] @ E [K, S * e]``; by linearity the
+    attention matrix V5 is applied before that sum.
     Returns power_logit [K, M], pilot_logit [K, S] (the reference's outputs transposed).
     """
     d, e = d0, e0
-    n_ue, n_ap = d0.shape[1], d0.shape[2]
+    n_ue, n_ap, n_ps = d0.shape[0], d0.shape[1], e0.shape[1]
     off = 1.0 - np.eye(n_ue, dtype=d0.dtype)  # [K, K]
+    # sums over a middle axis as (batched) products with ones: numpy's reductions over a
+    # non-last axis with 8 channels are several times slower
+    one_m, one_s, one_k = (np.ones(n, dtype=d0.dtype) for n in (n_ap, n_ps, n_ue))
     for lay in plan:
-        sum_m = d.sum(axis=2)  # [d, K]
+        cd, ce = d.shape[2], e.shape[2]
+        d2 = d.reshape(-1, cd)  # [K*M, d]
+        e2 = e.reshape(-1, ce)  # [K*S, e]
+        sum_m = np.matmul(one_m, d)  # [K, d]
         if lay["qk"] is not None:
-            qk = _mm(lay["qk"], d)  # [2a, K, M]
-            a = qk.shape[0] // 2
-            q = qk[:a].transpose(1, 0, 2).reshape(n_ue, -1)  # [K, a*M]
-            kk = qk[a:].transpose(1, 0, 2).reshape(n_ue, -1)
-            z = (q @ kk.T) * (1.0 / n_ap)  # [K, K]
-            alpha = (0.5 * (1.0 + np.tanh(0.5 * z))) * off
+            a = lay["qk"].shape[1] // 2
+            qk = np.dot(d2, lay["qk"]).reshape(n_ue, n_ap, 2 * a)  # [K, M, 2a]
+            q = qk[:, :, :a].reshape(n_ue, -1)  # [K, M*a]
+            kk = qk[:, :, a:].reshape(n_ue, -1)
+            z = np.dot(q, kk.T)  # [K, K]
+            z *= 0.5 / n_ap
+            np.tanh(z, out=z)
+            z += 1.0
+            z *= 0.5 * off  # sigmoid, zero diagonal  [K, K]
+            alpha = z
         else:
             alpha = off
-        att = np.matmul(alpha, e)  # [e, K, S] sum_i alpha[k, i] E[., i, s]
-        e_new = _mm(lay["e_both"], np.concatenate([e, att], 0))  # U2' e + V5' att, one gemm
-        e_new += (lay["e_sums"] @ e.sum(axis=2) + lay["e_dm"] @ sum_m + lay["e_bias"])[:, :, None]
-        d_new = _mm(lay["d_self"], d)  # [d', K, M]
-        d_new += (lay["d_summ"] @ sum_m)[:, :, None]
-        d_new += (lay["d_sumk"] @ d.sum(axis=1) + lay["d_bias"])[:, None, :]
+        fo = lay["e_self"].shape[1]
+        v5e = np.dot(e2, lay["e_att"]).reshape(n_ue, -1)  # [K, S*e'] V5' E
+        e_new = np.dot(alpha, v5e).reshape(n_ue, n_ps, fo)  # [K, S, e'] sum_i alpha[k, i] V5' E[i]
+        e_new += np.dot(e2, lay["e_self"]).reshape(n_ue, n_ps, fo)
+        per_k = np.dot(np.concatenate([np.matmul(one_s, e), sum_m], 1), lay["e_k"]) + lay["e_bias"]  # [K, e']
+        e_new += per_k[:, None, :]
+        do = lay["d_self"].shape[1]
+        d_new = np.dot(d2, lay["d_self"]).reshape(n_ue, n_ap, do)  # [K, M, d']
+        d_new += np.dot(sum_m, lay["d_summ"])[:, None, :]
+        sum_k = np.dot(one_k, d.reshape(n_ue, -1)).reshape(n_ap, cd)  # [M, d]
+        d_new += (np.dot(sum_k, lay["d_sumk"]) + lay["d_bias"])[None, :, :]
         if not lay["last"]:
-            d_new, e_new = _leaky(d_new), _leaky(e_new)
+            np.maximum(d_new, LEAKY_SLOPE * d_new, out=d_new)
+            np.maximum(e_new, LEAKY_SLOPE * e_new, out=e_new)
         d, e = d_new, e_new
-    return d[0], e[0]
+    return d[:, :, 0], e[:, :, 0]
 
 
 def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.float64) -> list[dict]:
