@@ -34,6 +34,7 @@ from netsim.comm.power.gnn_fast import (
     pilot_plan,
     power_activation_fast,
     power_forward_fast,
+    power_graph_fast,
     power_plan,
     sts_forward_fast,
 )
@@ -61,6 +62,8 @@ __all__ = [
     "sts_power",
     "gnn_allocator",
     "expected_params",
+    "PILOT_ROUNDINGS",
+    "conflict_free_colour",
 ]
 
 FORMAT = "netsim-gnn-1"
@@ -104,6 +107,16 @@ class GNNWeights:
             self.cache[key] = power_plan(self.params["power"], self.archs["power"], n_ue, dtype)
         return self.cache[key]
 
+    def power_graph(self, assoc: np.ndarray, dtype=np.float64) -> dict:
+        """AN graph of ``assoc`` (:func:`gnn_fast.power_graph_fast`); the last one is kept, so
+        that the subframes of a frame (one association) build it once."""
+        key = (np.asarray(assoc, bool).tobytes(), assoc.shape, np.dtype(dtype).name)
+        last = self.cache.get("power_graph")
+        if last is None or last[0] != key:
+            last = (key, power_graph_fast(assoc, dtype))
+            self.cache["power_graph"] = last
+        return last[1]
+
     @property
     def snr_ref(self) -> float:
         return float(self.meta["features"]["snr_ref"])
@@ -112,6 +125,13 @@ class GNNWeights:
     def rounding(self) -> str:
         """Test-phase pilot rounding of this file (``meta["pilot_rounding"]``, default argmax)."""
         return str(self.meta.get("pilot_rounding", "argmax"))
+
+    def with_rounding(self, rounding: str) -> GNNWeights:
+        """The same networks with another test-phase pilot rounding (:data:`PILOT_ROUNDINGS`)."""
+        if rounding not in PILOT_ROUNDINGS:
+            raise ValueError(f"pilot rounding {rounding!r}; allowed: {PILOT_ROUNDINGS}")
+        return GNNWeights(self.framework, self.archs, self.params,
+                          {**self.meta, "pilot_rounding": rounding}, self.path)
 
     @property
     def pilot_model(self) -> str:
@@ -122,7 +142,8 @@ class GNNWeights:
         tr = self.meta.get("training", {})
         return {"path": self.path, "framework": self.framework,
                 "trained_on": tr.get("scenario"), "scenario_hash": tr.get("scenario_hash"),
-                "samples": tr.get("samples"), "models": {k: a.to_dict() for k, a in self.archs.items()}}
+                "samples": tr.get("samples"), "pilot_rounding": self.rounding,
+                "models": {k: a.to_dict() for k, a in self.archs.items()}}
 
 
 def expected_params(arch: GNNArch) -> dict[str, tuple[int, ...]]:
@@ -182,6 +203,9 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
         raise GNNWeightsError(f"GNN weights file {path}: features.snr_ref missing") from None
     if not np.isfinite(snr) or snr <= 0:
         raise GNNWeightsError(f"GNN weights file {path}: features.snr_ref = {snr} must be > 0")
+    if meta.get("pilot_rounding", "argmax") not in PILOT_ROUNDINGS:
+        raise GNNWeightsError(f"GNN weights file {path}: pilot_rounding {meta.get('pilot_rounding')!r}; "
+                              f"allowed: {PILOT_ROUNDINGS}")
     archs: dict[str, GNNArch] = {}
     params: dict[str, dict[str, np.ndarray]] = {}
     for name in _REQUIRED[fw]:
@@ -268,34 +292,54 @@ def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, 
     return p_logit.T.astype(float), x_logit.T.astype(float)
 
 
-#: test-phase rounding rules of the pilot head (see :func:`round_pilots`)
-PILOT_ROUNDINGS = ("argmax", "conflict_free", "reuse")
+#: test-phase rounding rules of the pilot head (see :func:`_round_pilots`)
+PILOT_ROUNDINGS = ("argmax", "conflict_free", "reuse", "dsatur")
 
 
-def conflict_free_colour(x: np.ndarray, assoc: np.ndarray, *, reuse: bool) -> np.ndarray:
+def conflict_free_colour(x: np.ndarray, assoc: np.ndarray, *, reuse: bool,
+                         order: str = "confidence") -> np.ndarray:
     """Sequential, conflict-aware rounding of a soft pilot assignment.
 
-    UEs are visited in decreasing confidence ``max_s x[s, k]``; each takes, among the pilots
-    no already-decided UE that shares an AP with it holds (spec 4.1's conflict graph: a_mk =
-    a_mi = 1 for some m), the one with the largest ``x[s, k]``. ``reuse=True`` prefers pilots
-    already taken by some UE (a new pilot only opens when none of those is allowed), which
-    keeps tau_p near a greedy colouring's; ``reuse=False`` only removes the conflicts. When
-    every pilot is blocked (S < K, the Fix(tau_p) ablations), the pilot with the fewest
+    UEs are visited one at a time; each takes, among the pilots that no already-decided UE
+    sharing an AP with it holds (spec 4.1's conflict graph: a_mk = a_mi = 1 for some m), the one
+    with the largest ``x[s, k]``: the Pilot-GNN decides WHICH pilot, the rule only keeps the
+    result conflict-free.
+
+    reuse : prefer pilots already held by some UE (a new pilot opens only when none of those is
+        allowed), which keeps tau_p near a greedy colouring's; False only removes the conflicts;
+    order : "confidence" visits UEs in decreasing ``max_s x[s, k]``; "saturation" visits next
+        the undecided UE with the most distinct pilots among its conflicting, decided UEs, then
+        the most conflicts, then the highest confidence (the DSatur order of spec 4.1).
+
+    When every pilot is blocked (S < K, the Fix(tau_p) ablations), the pilot with the fewest
     conflicting holders (then the largest x) is taken.
 
     x : [S, K] soft assignment (columns sum to 1); assoc : [M, K] bool.
     Returns colour [K] int in 0..S-1 (not relabelled).
     """
+    if order not in ("confidence", "saturation"):
+        raise ValueError(f"order {order!r}; allowed: 'confidence', 'saturation'")
     n_ps, n_ue = x.shape
     a = np.asarray(assoc, float)  # [M, K]
     share = (a.T @ a) > 0  # [K, K] UEs sharing an AP
     np.fill_diagonal(share, False)
-    order = np.argsort(-x.max(axis=0), kind="stable")  # [K] most confident first
+    conf = x.max(axis=0)  # [K] in (0, 1]
     colour = -np.ones(n_ue, dtype=np.int64)
-    held = np.zeros((n_ps, n_ue), dtype=bool)  # [S, K] pilot s held by UE k
+    cnt = np.zeros((n_ps, n_ue), dtype=np.int64)  # [S, K] decided conflicting UEs on pilot s
     opened = np.zeros(n_ps, dtype=bool)
-    for u in order:
-        blocked = held[:, share[u]].sum(axis=1)  # [S] conflicting holders per pilot
+    if order == "saturation":
+        # key = saturation * K^2 + degree * K + confidence (confidence < 1 <= K: lexicographic)
+        n_sat = np.zeros(n_ue)
+        static = share.sum(axis=1) * float(n_ue) + conf  # [K]
+        big = float(n_ue) ** 2
+    else:
+        seq = np.argsort(-conf, kind="stable")  # [K] most confident first
+    for step in range(n_ue):
+        if order == "saturation":
+            u = int(np.argmax(np.where(colour < 0, n_sat * big + static, -np.inf)))
+        else:
+            u = int(seq[step])
+        blocked = cnt[:, u]  # [S]
         free = blocked == 0
         cand = free & opened if reuse else free
         if not cand.any():
@@ -305,8 +349,11 @@ def conflict_free_colour(x: np.ndarray, assoc: np.ndarray, *, reuse: bool) -> np
         else:  # fewer pilots than needed: least-conflicting pilot, then the largest x
             s = int(np.lexsort((-x[:, u], blocked))[0])
         colour[u] = s
-        held[s, u] = True
         opened[s] = True
+        nb = share[u]  # [K] UEs in conflict with u
+        if order == "saturation":
+            n_sat += nb & (cnt[s] == 0)  # s is a new pilot in those UEs' neighbourhoods
+        cnt[s, nb] += 1
     return colour
 
 
@@ -314,15 +361,17 @@ def _round_pilots(logit: np.ndarray, n_ps_fixed: int, rounding: str = "argmax",
                   assoc: np.ndarray | None = None):
     """softmax over s (29), then the rounding rule, empty rows removed:
     (x [S, K], colour [K], tau_p). ``argmax``: each column's argmax (spec 5.5);
-    ``conflict_free`` / ``reuse``: :func:`conflict_free_colour` (needs ``assoc`` [M, K])."""
+    ``conflict_free`` / ``reuse`` / ``dsatur``: :func:`conflict_free_colour` in confidence order
+    without / with pilot reuse, or in DSatur order with reuse (needs ``assoc`` [M, K])."""
     zz = np.exp(logit - logit.max(axis=0, keepdims=True))
     x = zz / zz.sum(axis=0, keepdims=True)  # [S, K]
     if rounding == "argmax":
         raw = np.argmax(x, axis=0)
-    elif rounding in ("conflict_free", "reuse"):
+    elif rounding in ("conflict_free", "reuse", "dsatur"):
         if assoc is None:
             raise ValueError(f"pilot rounding {rounding!r} needs the association matrix")
-        raw = conflict_free_colour(x, assoc, reuse=rounding == "reuse")
+        raw = conflict_free_colour(x, assoc, reuse=rounding != "conflict_free",
+                                   order="saturation" if rounding == "dsatur" else "confidence")
     else:
         raise ValueError(f"pilot rounding {rounding!r}; allowed: {PILOT_ROUNDINGS}")
     colour = _relabel(raw)
@@ -350,9 +399,11 @@ def gnn_pilot_assignment(
     beta : [M, K] linear LSF gains; assoc : [M, K] bool; p_pilot_w, noise_w : W;
     rng : generator for the random features z ~ U(0, 1) [S, K] (or give ``z`` directly).
 
-    Test-phase rounding (5.5): each column's argmax gets the 1, empty rows are removed, and
-    tau_p is the number of rows left (1 <= tau_p <= S). ``dtype`` of the forward pass
-    (float64 default; float32 is faster, see :mod:`netsim.comm.power.gnn_fast`).
+    Test-phase rounding: ``rounding`` (None = the weights file's ``meta["pilot_rounding"]``,
+    "argmax" when absent) is one of :data:`PILOT_ROUNDINGS`; "argmax" is spec 5.5 (each
+    column's argmax gets the 1), the others are :func:`conflict_free_colour`. Empty rows are
+    removed and tau_p is the number of rows left (1 <= tau_p <= S). ``dtype`` of the forward
+    pass (float64 default; float32 is faster, see :mod:`netsim.comm.power.gnn_fast`).
     """
     w = resolve_weights(weights, framework)
     model = w.pilot_model
@@ -386,7 +437,8 @@ def gnn_power(
     *,
     dtype=np.float64,
 ) -> np.ndarray:
-    """DTS-Power-GNN for one subframe (eq. (12)), batched over leading axes.
+    """DTS-Power-GNN for one subframe (eq. (12)), batched over leading axes (one forward pass
+    for all of them when ``assoc`` is a single [M, K] matrix, e.g. the T subframes of a frame).
 
     Parameters
     ----------
@@ -409,8 +461,14 @@ def gnn_power(
     snr = float(np.max(pm)) / noise_w if np.max(pm) > 0 else w.snr_ref
     out = np.zeros(g.shape[:3])
     plan = w.power_plan(k, dtype)
+    if np.ndim(assoc) == 2 and g.shape[0] > 1:  # one association: ONE batched pass, one graph
+        logit, m_idx, k_idx = power_forward_fast(plan, g, a[0], snr, dtype, w.power_graph(a[0], dtype))
+        if m_idx.size:
+            for b in range(g.shape[0]):
+                out[b] = power_activation_fast(logit[b], m_idx, k_idx, (m, k), pm[b])
+        return out.reshape(lead + (m, k))
     for b in range(g.shape[0]):  # the AN graph differs per association
-        logit, m_idx, k_idx = power_forward_fast(plan, g[b], a[b], snr, dtype)
+        logit, m_idx, k_idx = power_forward_fast(plan, g[b], a[b], snr, dtype, w.power_graph(a[b], dtype))
         if m_idx.size:
             out[b] = power_activation_fast(logit, m_idx, k_idx, (m, k), pm[b])
     return out.reshape(lead + (m, k))
@@ -432,6 +490,7 @@ def sts_power(
     """STS-GNN (eq. (14)): one power matrix ``[M, K]`` for the frame and its pilot decision.
 
     The power head never sees the PS-UE states (eq. (25)); z only affects the pilot head.
+    ``rounding`` as in :func:`gnn_pilot_assignment`.
     """
     w = resolve_weights(weights, "sts")
     n_ap, n_ue = beta.shape

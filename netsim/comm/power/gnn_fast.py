@@ -32,7 +32,7 @@ import numpy as np
 
 from netsim.comm.power.gnn_layers import LEAKY_SLOPE, POWER_SAFETY, GNNArch
 
-__all__ = ["pilot_plan", "power_plan", "sts_forward_fast", "power_forward_fast",
+__all__ = ["pilot_plan", "power_plan", "sts_forward_fast", "power_graph_fast", "power_forward_fast",
            "power_activation_fast"]
 
 _MAG_FLOOR = 1e-12  # same floor as gnn_layers.ssf_features
@@ -165,57 +165,82 @@ def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.flo
     return layers
 
 
-def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
-                       dtype=np.float64):
-    """DTS-Power-GNN on one subframe (eq. (24) and its INF twin), channel-first F [d, A, K].
+def power_graph_fast(assoc: np.ndarray, dtype=np.float64) -> dict:
+    """Index arrays and aggregation scalings of the AN-indexed Power-GNN graph of one
+    association (they depend on nothing else: built once per frame, reused by every subframe).
 
-    ghat : [M, K, K] complex (eq. (11)); assoc : [M, K] bool; snr : P_max / sigma^2 (linear).
-    Returns logit [A] on the SIG edges and the AN index arrays m_idx, k_idx [A] (AP-major).
+    assoc : [M, K] bool. Returns a dict with m_idx, k_idx [A] (AP-major ANs), flat [A] (SIG
+    edges in the flattened (A, K) grid), onehot [A, K], c2, c3 [A], c6, c7 [K], known [A, K].
     """
+    assoc = np.asarray(assoc, bool)
     m_idx, k_idx = np.nonzero(assoc)
     n_an, n_ue = m_idx.size, assoc.shape[1]
+    n_k = assoc.sum(axis=0).astype(dtype)  # [K] |M_k|
+    onehot = np.zeros((n_an, n_ue), dtype)  # [A, K]
+    onehot[np.arange(n_an), k_idx] = 1.0
+    return {
+        "m_idx": m_idx, "k_idx": k_idx, "flat": np.arange(n_an) * n_ue + k_idx, "onehot": onehot,
+        "c2": (1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)).astype(dtype),  # [A]
+        "c3": (1.0 / np.maximum(n_an - n_k[k_idx], 1.0)).astype(dtype),  # [A]
+        "c6": (1.0 / np.maximum(n_k, 1.0)).astype(dtype),  # [K]
+        "c7": (1.0 / np.maximum(n_an - n_k - 1.0, 1.0)).astype(dtype),  # [K]
+        "known": assoc[m_idx, :].astype(dtype),  # [A, K]
+    }
+
+
+def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
+                       dtype=np.float64, graph: dict | None = None):
+    """DTS-Power-GNN (eq. (24) and its INF twin), channel-first F [d, T, A, K], on one subframe
+    or on T subframes that share one association (one batched pass: the graph is built once).
+
+    ghat : [M, K, K] or [T, M, K, K] complex (eq. (11)); assoc : [M, K] bool;
+    snr : P_max / sigma^2 (linear); graph : :func:`power_graph_fast` of ``assoc`` (built here
+    when None).
+    Returns logit [A] (or [T, A]) on the SIG edges and the AN index arrays m_idx, k_idx [A]
+    (AP-major).
+    """
+    gr = graph if graph is not None else power_graph_fast(assoc, dtype)
+    m_idx, k_idx, flat = gr["m_idx"], gr["k_idx"], gr["flat"]
+    single = ghat.ndim == 3
+    g3 = ghat[None] if single else ghat  # [T, M, K, K]
+    n_t, n_an, n_ue = g3.shape[0], m_idx.size, g3.shape[2]
     if n_an == 0:
-        return np.zeros(0), m_idx, k_idx
-    flat = np.arange(n_an) * n_ue + k_idx  # [A] SIG edges in the flattened (A, K) grid
-    g = ghat[m_idx, k_idx, :]  # [A, K] complex
+        return (np.zeros(0) if single else np.zeros((n_t, 0))), m_idx, k_idx
+    g = g3[:, m_idx, k_idx, :]  # [T, A, K] complex
     re = (g.real * snr**0.5).astype(dtype)
     im = (g.imag * snr**0.5).astype(dtype)
     p2 = re * re + im * im
     inv = 1.0 / np.sqrt(p2 + _MAG_FLOOR)
-    f = np.empty((4, n_an, n_ue), dtype)  # [4, A, K]
+    f = np.empty((4, n_t, n_an, n_ue), dtype)  # [4, T, A, K]
     np.multiply(np.log10(1.0 + p2), 0.2, out=f[0])
     np.multiply(re, inv, out=f[1])
     np.multiply(im, inv, out=f[2])
-    f[3] = assoc[m_idx, :]
-    n_k = assoc.sum(axis=0).astype(dtype)  # [K] |M_k|
-    onehot = np.zeros((n_an, n_ue), dtype)  # [A, K]
-    onehot[np.arange(n_an), k_idx] = 1.0
-    c2 = 1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)  # [A]
-    c3 = 1.0 / np.maximum(n_an - n_k[k_idx], 1.0)  # [A]
-    c6 = 1.0 / np.maximum(n_k, 1.0)  # [K]
-    c7 = 1.0 / np.maximum(n_an - n_k - 1.0, 1.0)  # [K]
-    s = f.reshape(4, -1)[:, flat]  # [d, A] SIG states
+    f[3] = gr["known"]
+    onehot, c2, c3, c6, c7 = gr["onehot"], gr["c2"], gr["c3"], gr["c6"], gr["c7"]
+    s = f.reshape(4, n_t, -1)[:, :, flat]  # [d, T, A] SIG states
     for lay in plan:
-        row = f.sum(axis=2)  # [d, A] sum over the receivers at each AN
-        sig_ue = s @ onehot  # [d, K] SIG edges at each UE
-        inf_ue = f.sum(axis=1) - sig_ue  # [d, K] INF edges at each UE
-        x = np.concatenate([s, row - s, (sig_ue[:, k_idx] - s) * c2, inf_ue[:, k_idx] * c3], 0)
-        out = lay["w_s"] @ x  # [d', A] or [2d', A]
+        row = f.sum(axis=3)  # [d, T, A] sum over the receivers at each AN
+        sig_ue = s @ onehot  # [d, T, K] SIG edges at each UE
+        inf_ue = f.sum(axis=2) - sig_ue  # [d, T, K] INF edges at each UE
+        x = np.concatenate([s, row - s, (sig_ue[:, :, k_idx] - s) * c2, inf_ue[:, :, k_idx] * c3], 0)
+        out = _mm(lay["w_s"], x)  # [d', T, A] or [2d', T, A]
         fo = lay["b_s"].shape[0]
-        s_new = out[:fo] + lay["b_s"]
+        s_new = out[:fo] + lay["b_s"][:, :, None]
         if lay["last"]:
-            return s_new[0], m_idx, k_idx
-        big = _mm(lay["w_f"], f)  # [2d', A, K]
-        ue = lay["w_ue"] @ np.concatenate([sig_ue * c6, inf_ue * c7], 0) + lay["b_f"]  # [d', K]
+            logit = s_new[0]  # [T, A]
+            return (logit[0] if single else logit), m_idx, k_idx
+        big = _mm(lay["w_f"], f)  # [2d', T, A, K]
+        ue = _mm(lay["w_ue"], np.concatenate([sig_ue * c6, inf_ue * c7], 0)) \
+            + lay["b_f"][:, :, None]  # [d', T, K]
         tail = big[fo:]
         tail *= c7
-        tail -= ue[:, None, :]
-        tail -= out[fo:, :, None]
+        tail -= ue[:, :, None, :]
+        tail -= out[fo:, :, :, None]
         f = big[:fo]  # contiguous view: U' f - V7 f / c7 + per-AN + per-UE terms, in place
         f -= tail
-        np.maximum(f, LEAKY_SLOPE * f, out=f)  # LeakyReLU in place  [d', A, K]
+        np.maximum(f, LEAKY_SLOPE * f, out=f)  # LeakyReLU in place  [d', T, A, K]
         s = _leaky(s_new)
-        f.reshape(fo, -1)[:, flat] = s
+        f.reshape(fo, n_t, -1)[:, :, flat] = s
     raise ValueError("power plan has no layers")
 
 

@@ -76,4 +76,23 @@ def test_plans_are_cached_per_size_and_dtype():
     gnn_power(dts, ghat, assoc, NOISE, P_MAX)
     gnn_power(dts, ghat, assoc, NOISE, P_MAX, dtype=np.float32)
     gnn_pilot_assignment(dts, beta, assoc, P_U, NOISE, rng)
-    assert sorted(k[0] for k in dts.cache) == ["pilot", "power", "power"]
+    assert sorted(k[0] for k in dts.cache if k != "power_graph") == ["pilot", "power", "power"]
+    # the AN graph of the last association is kept (one per frame), and a new one replaces it
+    assert dts.cache["power_graph"][1]["m_idx"].size == assoc.sum()
+    assoc2 = assoc.copy()
+    assoc2[:, 0] = True
+    gnn_power(dts, ghat, assoc2, NOISE, P_MAX)
+    assert dts.cache["power_graph"][1]["m_idx"].size == assoc2.sum()
+
+
+def test_subframes_of_one_frame_in_one_batched_pass():
+    """T subframes sharing the association: one batched forward pass equals T single ones."""
+    rng = np.random.default_rng(12)
+    dts, _ = random_weights(rng)
+    beta, assoc, _ = random_drop(rng, 4, 9, 3)
+    stack = np.stack([ghat_of(rng, beta, assoc, random_drop(rng, 4, 9, 3)[2]) for _ in range(5)])
+    batched = gnn_power(dts, stack, assoc, NOISE, P_MAX)  # [5, M, K]
+    single = np.stack([gnn_power(dts, g, assoc, NOISE, P_MAX) for g in stack])
+    np.testing.assert_allclose(batched, single, rtol=1e-12, atol=1e-18)
+    per_sub = gnn_power(dts, stack, np.broadcast_to(assoc, (5,) + assoc.shape).copy(), NOISE, P_MAX)
+    np.testing.assert_allclose(per_sub, single, rtol=1e-12, atol=1e-18)

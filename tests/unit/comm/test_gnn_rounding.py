@@ -40,11 +40,11 @@ def _drop(rng, n_ap, n_ue, density):
 
 
 @pytest.mark.parametrize("seed,n_ap,n_ue,density", [(1, 5, 17, 0.3), (2, 9, 40, 0.15), (3, 3, 11, 0.8)])
-@pytest.mark.parametrize("reuse", [False, True])
-def test_rounding_is_a_proper_colouring(seed, n_ap, n_ue, density, reuse):
+@pytest.mark.parametrize("reuse,order", [(False, "confidence"), (True, "confidence"), (True, "saturation")])
+def test_rounding_is_a_proper_colouring(seed, n_ap, n_ue, density, reuse, order):
     rng = np.random.default_rng(seed)
     assoc, x = _drop(rng, n_ap, n_ue, density)
-    col = conflict_free_colour(x, assoc, reuse=reuse)
+    col = conflict_free_colour(x, assoc, reuse=reuse, order=order)
     share = _conflicts(assoc)
     same = col[:, None] == col[None, :]
     assert not (same & share).any()
@@ -69,7 +69,7 @@ def test_rounding_is_ue_permutation_equivariant():
     rng = np.random.default_rng(11)
     assoc, x = _drop(rng, 5, 20, 0.3)
     perm = rng.permutation(20)
-    for rule in ("argmax", "conflict_free", "reuse"):
+    for rule in ("argmax", "conflict_free", "reuse", "dsatur"):
         logit = np.log(x)
         _, c0, t0 = _round_pilots(logit, 0, rule, assoc)
         _, c1, t1 = _round_pilots(logit[:, perm], 0, rule, assoc[:, perm])
@@ -91,6 +91,24 @@ def test_too_few_pilots_fall_back_to_least_conflict():
         _round_pilots(logit, 0, "nearest", assoc)
     with pytest.raises(ValueError, match="association"):
         _round_pilots(logit, 0, "reuse", None)
+    with pytest.raises(ValueError, match="order"):
+        conflict_free_colour(x, assoc, reuse=True, order="random")
+
+
+def test_saturation_order_colours_a_bipartite_graph_with_two_pilots():
+    """DSatur is exact on bipartite graphs (Brelaz 1979): an even cycle of UEs, consecutive
+    UEs sharing one AP, needs 2 pilots whatever the soft assignment says."""
+    rng = np.random.default_rng(9)
+    k = 10
+    assoc = np.zeros((k, k), dtype=bool)  # AP j serves UEs j and j+1 (mod k)
+    assoc[np.arange(k), np.arange(k)] = True
+    assoc[np.arange(k), (np.arange(k) + 1) % k] = True
+    for _ in range(5):
+        logit = 2.0 * rng.standard_normal((k, k))
+        x = np.exp(logit) / np.exp(logit).sum(axis=0, keepdims=True)
+        col = conflict_free_colour(x, assoc, reuse=True, order="saturation")
+        assert np.unique(col).size == 2
+        assert np.all(col != np.roll(col, -1))
 
 
 def test_shipped_weights_round_without_conflicts_on_a_real_drop():
@@ -102,7 +120,7 @@ def test_shipped_weights_round_without_conflicts_on_a_real_drop():
     share = _conflicts(assoc)
     z = rng.uniform(size=(42, 42))
     arg = gnn_pilot_assignment(None, beta, assoc, CFG.p_pilot_w, NOISE, None, z=z, rounding="argmax")
-    reu = gnn_pilot_assignment(None, beta, assoc, CFG.p_pilot_w, NOISE, None, z=z, rounding="reuse")
+    reu = gnn_pilot_assignment(None, beta, assoc, CFG.p_pilot_w, NOISE, None, z=z, rounding="dsatur")
     _, sdec = sts_power(None, beta, assoc, CFG.p_pilot_w, NOISE, CFG.p_max_w, None, z=z, rounding="reuse")
     np.testing.assert_array_equal(arg.x_soft, reu.x_soft)  # rounding only: same soft output
     for dec in (reu, sdec):
