@@ -365,6 +365,7 @@ class NetSEProxy:
         self._pair_amp = self.amp_c[0, self._pair_m, self._pair_j, 0][:, None, None]  # sqrt(p)
         n_s, n_ap, n_ant, n_ue = self.h_herm.shape
         self._h_stack = np.ascontiguousarray(self.h_herm.reshape(n_s, n_ap * n_ant, n_ue))
+        self._w_user: dict[int, np.ndarray] = {}  # work arrays by batch size
 
     def evaluate_moves(self, colour: np.ndarray, users: np.ndarray,
                        pilots: np.ndarray) -> np.ndarray:
@@ -435,7 +436,9 @@ class NetSEProxy:
         scale = np.where(ok, self._pair_amp / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)
         # each user's beamformers over all APs side by side (zero where not served), unit-norm
         # RZF times sqrt(p); S[k, i] = sum_m w[m, k] . conj(h[m, i]) as one product per draw
-        w_user = np.zeros((n_s, n_b, n_ue, n_ap, n_ant), dtype=complex)  # [S, B, K, M, N]
+        w_user = self._w_user.get(n_b)  # [S, B, K, M, N], zero off the served pairs
+        if w_user is None:  # the served entries are overwritten by every call
+            w_user = self._w_user[n_b] = np.zeros((n_s, n_b, n_ue, n_ap, n_ant), dtype=complex)
         w_user[:, :, self._pair_u, self._pair_m] = (wp * scale[..., None]).transpose(1, 2, 0, 3)
         amp = w_user.reshape(n_s, n_b * n_ue, n_ap * n_ant) @ self._h_stack  # [S, B*K, K]
         amp = amp.reshape(n_s, n_b, n_ue, n_ue)  # [S, B, K, K] S[k, i]
