@@ -323,6 +323,65 @@ def conflict_free_colour(x: np.ndarray, assoc: np.ndarray, *, reuse: bool,
     a = np.asarray(assoc, float)  # [M, K]
     share = (a.T @ a) > 0  # [K, K] UEs sharing an AP
     np.fill_diagonal(share, False)
+    if n_ps >= n_ue:  # a free pilot always exists (<= K - 1 conflicts): the scalar loop
+        return _colour_scalar(x, share, reuse, order)
+    return _colour_numpy(x, share, reuse, order)
+
+
+def _colour_scalar(x: np.ndarray, share: np.ndarray, reuse: bool, order: str) -> np.ndarray:
+    """:func:`conflict_free_colour` for S >= K with Python ints as pilot bit sets (about 5x
+    faster than the array loop at K = 42); the same visiting order, ties and choices as
+    :func:`_colour_numpy` (tested equal)."""
+    n_ps, n_ue = x.shape
+    conf = x.max(axis=0)  # [K]
+    pref = np.argsort(-x, axis=0, kind="stable").T.tolist()  # [K][S] pilots by decreasing x
+    nbrs = [np.flatnonzero(row).tolist() for row in share]  # conflicting UEs of each UE
+    blocked = [0] * n_ue  # bit s set: a conflicting, decided UE holds pilot s
+    opened = 0
+    colour = [-1] * n_ue
+    if order == "saturation":
+        big = float(n_ue) ** 2
+        n_sat = np.zeros(n_ue)
+        static = share.sum(axis=1) * float(n_ue) + conf  # [K]
+        key = n_sat * big + static  # [K], -inf once decided
+    else:
+        seq = np.argsort(-conf, kind="stable").tolist()
+    for step in range(n_ue):
+        if order == "saturation":
+            u = int(np.argmax(key))
+            key[u] = -np.inf
+        else:
+            u = seq[step]
+        bu = blocked[u]
+        s = -1
+        if reuse:
+            for c in pref[u]:
+                if not (bu >> c) & 1 and (opened >> c) & 1:
+                    s = c
+                    break
+        if s < 0:
+            for c in pref[u]:
+                if not (bu >> c) & 1:
+                    s = c
+                    break
+        colour[u] = s
+        opened |= 1 << s
+        bit = 1 << s
+        new = []
+        for j in nbrs[u]:
+            if not blocked[j] & bit:
+                blocked[j] |= bit
+                new.append(j)
+        if order == "saturation" and new:
+            n_sat[new] += 1.0
+            live = [j for j in new if colour[j] < 0]
+            key[live] = n_sat[live] * big + static[live]
+    return np.asarray(colour, dtype=np.int64)
+
+
+def _colour_numpy(x: np.ndarray, share: np.ndarray, reuse: bool, order: str) -> np.ndarray:
+    """The array form of :func:`conflict_free_colour` (any S, incl. S < K)."""
+    n_ps, n_ue = x.shape
     conf = x.max(axis=0)  # [K] in (0, 1]
     colour = -np.ones(n_ue, dtype=np.int64)
     cnt = np.zeros((n_ps, n_ue), dtype=np.int64)  # [S, K] decided conflicting UEs on pilot s

@@ -128,3 +128,17 @@ def test_shipped_weights_round_without_conflicts_on_a_real_drop():
         assert not (same & share).any()
         assert dec.tau_p == np.unique(dec.colour).size
     assert reu.tau_p <= arg.tau_p
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_scalar_and_array_loops_agree(seed):
+    """The bit-set loop (S >= K) and the array loop make the same choices, ties included."""
+    from netsim.comm.power.gnn import _colour_numpy, _colour_scalar
+
+    rng = np.random.default_rng(seed)
+    assoc, x = _drop(rng, 6, 35, 0.3)
+    x = np.round(x, 2) + 1e-9  # many exact ties in x and in the confidences
+    share = _conflicts(assoc)
+    for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation")):
+        np.testing.assert_array_equal(_colour_scalar(x, share, reuse, order),
+                                      _colour_numpy(x, share, reuse, order))
