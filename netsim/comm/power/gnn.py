@@ -162,7 +162,13 @@ def default_weights_path(framework: str) -> Path:
     """Shipped weights trained on the umi_cellfree defaults (``netsim/data/<fw>_gnn.npz``)."""
     if framework not in _REQUIRED:
         raise ValueError(f"framework {framework!r}; allowed: 'dts', 'sts'")
-    return Path(str(resources.files("netsim") / "data" / f"{framework}_gnn.npz"))
+    return _data_dir() / f"{framework}_gnn.npz"
+
+
+@lru_cache(maxsize=1)
+def _data_dir() -> Path:
+    """The package's data folder (importlib.resources costs ~1 ms a call: looked up once)."""
+    return Path(str(resources.files("netsim") / "data"))
 
 
 def save_gnn_weights(path: str | Path, weights: GNNWeights) -> None:
