@@ -82,11 +82,11 @@ def spg_refine(
     max_iter : iteration cap
     """
     v = into_budget(v, assoc, p_max)
-    f, s, tt = model.evaluate(v)
+    f, s, tt, inter = model.evaluate_full(v)
     trace = [f]
     if not f > 0.0:
         return SPGResult(v, np.asarray(trace), 0, True, 0.0)
-    g = np.where(assoc, model.gradient(v, s, tt), 0.0)  # [M, K]
+    g = np.where(assoc, model.gradient(v, s, tt, inter), 0.0)  # [M, K]
     gmax = float(np.abs(g).max())
     scale = float(np.sqrt(p_max.max())) if p_max.max() > 0 else 1.0
     alpha = scale / gmax if gmax > 0 else 1.0
@@ -107,7 +107,7 @@ def spg_refine(
             tot = (v_new**2).sum(axis=1)
             if (tot > p_max).any():  # rounding of the convex combination
                 v_new = into_budget(v_new, assoc, p_max)
-            f_new, s_new, tt_new = model.evaluate(v_new)
+            f_new, s_new, tt_new, inter_new = model.evaluate_full(v_new)
             if f_new >= f + _ARMIJO * lam * slope:
                 accepted = True
                 break
@@ -116,7 +116,7 @@ def spg_refine(
             converged = True
             it -= 1
             break
-        g_new = np.where(assoc, model.gradient(v_new, s_new, tt_new), 0.0)
+        g_new = np.where(assoc, model.gradient(v_new, s_new, tt_new, inter_new), 0.0)
         step = v_new - v
         sy = float((step * (g - g_new)).sum())
         alpha = float((step * step).sum()) / sy if sy > 0 else 1e3 * alpha

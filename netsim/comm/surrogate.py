@@ -71,16 +71,25 @@ class SurrogateModel:
 
     def evaluate(self, v: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(Rsur [bit/s/Hz], s [K, K], Tt [K]) at amplitudes v [M, K] (sqrt(W))."""
+        f, s, tt, _ = self.evaluate_full(v)
+        return f, s, tt
+
+    def evaluate_full(self, v: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(Rsur, s [K, K], Tt [K], I [K]) at v: :meth:`evaluate` plus the interference-plus-
+        noise power I_i = Tt_i - |s_ii|^2 that :meth:`gradient` needs again."""
         s = self.amplitudes(v)  # [K, K]
         tt = self.total_power(s, v)  # [K]
         s_diag = np.diagonal(s)
-        sig = s_diag.real**2 + s_diag.imag**2  # [K]
-        return float(np.sum(np.log2(tt / (tt - sig)))), s, tt
-
-    def gradient(self, v: np.ndarray, s: np.ndarray, tt: np.ndarray) -> np.ndarray:
-        """dRsur/dv [M, K] at v (with s, Tt from :meth:`evaluate` at the same v)."""
-        s_diag = np.diagonal(s)
         inter = tt - (s_diag.real**2 + s_diag.imag**2)  # [K] I_i
+        return float(np.log2(tt / inter).sum()), s, tt, inter
+
+    def gradient(self, v: np.ndarray, s: np.ndarray, tt: np.ndarray,
+                 inter: np.ndarray | None = None) -> np.ndarray:
+        """dRsur/dv [M, K] at v (with s, Tt and optionally I from :meth:`evaluate_full` at the
+        same v)."""
+        s_diag = np.diagonal(s)
+        if inter is None:
+            inter = tt - (s_diag.real**2 + s_diag.imag**2)  # [K] I_i
         c = 1.0 / tt - 1.0 / inter  # [K]
         wgt = np.conj(s) * c[None, :]  # [K(j), K(i)]
         coh = np.matmul(self.a_t, wgt[:, :, None])[:, :, 0].real.T  # [M, K]
