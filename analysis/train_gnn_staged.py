@@ -19,6 +19,10 @@ Stages (the settings and seeds below are the ones the shipped file was made with
    (``netsim train-gnn --model dts --samples 220 --epochs 12 --patience 5 --lr 0.003
    --n-ant-mix 2,4,8,16 --init stage3.npz --seed 21``).
 
+5. the test-phase pilot rounding of the output is set to ``--rounding`` (default ``dsatur``:
+   conflict-free in DSatur order, the GNN choosing each UE's pilot; the shipped file was made
+   by setting it on the stage-4 output, networks unchanged).
+
 The output's metadata records every stage (``init_from``, ``pretrain_power``), and
 ``analysis/reproduce_gnn.py`` sums their samples and CPU time in Table VI.
 """
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from netsim.comm.power.gnn import GNNWeights, load_gnn_weights, save_gnn_weights
+from netsim.comm.power.gnn import PILOT_ROUNDINGS, GNNWeights, load_gnn_weights, save_gnn_weights
 from netsim.comm.power.gnn_layers import GNNArch
 from netsim.learn.data import DropSpec
 from netsim.learn.pretrain import PretrainConfig, power_dataset, pretrain_power
@@ -53,6 +57,8 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--pilot-from", required=True, help="DTS weights whose pilot head is used")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, not the recipe)")
+    ap.add_argument("--rounding", default="dsatur", choices=PILOT_ROUNDINGS,
+                    help="test-phase pilot rounding written into the output (default dsatur)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -87,7 +93,7 @@ def main() -> None:
     cfg = TrainConfig(framework="dts", samples=24 if q else 220, epochs=1 if q else 12, patience=5,
                       lr=0.003, n_ant_mix=MIX, init=str(args.out / "stage3.npz"), seed=21)
     w, hist = train(DropSpec.from_scenario(sc), cfg, log=log)
-    save_gnn_weights(args.out / "dts_gnn.npz", w)
+    save_gnn_weights(args.out / "dts_gnn.npz", w.with_rounding(args.rounding))
     print(f"stage 4: {hist.stopped}; best validation {hist.best_val:.2f} -> {args.out / 'dts_gnn.npz'}")
 
 
