@@ -340,21 +340,25 @@ def _colour_scalar(x: np.ndarray, share: np.ndarray, reuse: bool, order: str) ->
     :func:`_colour_numpy` (tested equal)."""
     n_ps, n_ue = x.shape
     conf = x.max(axis=0)  # [K]
-    pref = np.argsort(-x, axis=0, kind="stable").T.tolist()  # [K][S] pilots by decreasing x
-    nbrs = [np.flatnonzero(row).tolist() for row in share]  # conflicting UEs of each UE
+    pref = np.argsort(-x.T, axis=1, kind="stable").tolist()  # [K][S] pilots by decreasing x
+    cols = np.nonzero(share)[1].tolist()  # row-major: the conflicting UEs of UE 0, 1, ...
+    ends = np.cumsum(share.sum(axis=1)).tolist()
+    nbrs = [cols[e - n:e] for e, n in zip(ends, share.sum(axis=1).tolist(), strict=True)]
     blocked = [0] * n_ue  # bit s set: a conflicting, decided UE holds pilot s
     opened = 0
     colour = [-1] * n_ue
     if order == "saturation":
         big = float(n_ue) ** 2
-        n_sat = np.zeros(n_ue)
-        static = share.sum(axis=1) * float(n_ue) + conf  # [K]
-        key = n_sat * big + static  # [K], -inf once decided
+        n_sat = [0.0] * n_ue
+        static = (share.sum(axis=1) * float(n_ue) + conf).tolist()  # [K]
+        key = list(static)  # n_sat * big + static; -inf once decided
+        pick = key.__getitem__
+        ues = range(n_ue)
     else:
         seq = np.argsort(-conf, kind="stable").tolist()
     for step in range(n_ue):
         if order == "saturation":
-            u = int(np.argmax(key))
+            u = max(ues, key=pick)  # the first maximal key, as np.argmax
             key[u] = -np.inf
         else:
             u = seq[step]
@@ -373,15 +377,13 @@ def _colour_scalar(x: np.ndarray, share: np.ndarray, reuse: bool, order: str) ->
         colour[u] = s
         opened |= 1 << s
         bit = 1 << s
-        new = []
         for j in nbrs[u]:
             if not blocked[j] & bit:
                 blocked[j] |= bit
-                new.append(j)
-        if order == "saturation" and new:
-            n_sat[new] += 1.0
-            live = [j for j in new if colour[j] < 0]
-            key[live] = n_sat[live] * big + static[live]
+                if order == "saturation":
+                    n_sat[j] += 1.0
+                    if colour[j] < 0:
+                        key[j] = n_sat[j] * big + static[j]
     return np.asarray(colour, dtype=np.int64)
 
 
