@@ -246,13 +246,16 @@ class MlProblem:
             hk = hkk[:, :, None, :]  # [B, S, 1, M(t)]
             den = np.maximum(hk - hmh, 1e-6 * hk)  # [B, S, M, M]
             gains = np.abs(c - hw) ** 2 / den  # [B, S, M, M]
+        admissible = None  # [B, S] inside the box and outside every AP's mounting
         if self.lo is not None and self.hi is not None:
-            inside = np.all((pts >= self.lo) & (pts <= self.hi), axis=-1)  # [B, S]
-            gains = gains * inside[..., None, None]
+            px, py = pts[..., 0], pts[..., 1]  # [B, S]
+            admissible = (px >= self.lo[0]) & (px <= self.hi[0]) & (py >= self.lo[1]) & (py <= self.hi[1])
         if self.exclusion_m > 0:
             dc = pts[..., None, :] - self.geom.ap_centers_m  # [B, S, M, 2]
-            far = np.all(np.einsum("...i,...i->...", dc, dc) > self.exclusion_m ** 2, axis=-1)  # [B, S]
-            gains = gains * far[..., None, None]
+            far = (np.einsum("...i,...i->...", dc, dc) > self.exclusion_m ** 2).all(axis=-1)  # [B, S]
+            admissible = far if admissible is None else admissible & far
+        if admissible is not None:  # (0/1 factors: the same values as one multiply per mask)
+            gains = gains * admissible[..., None, None]
         return gains if per_path else np.sum(gains, axis=(-2, -1))  # [B, S]
 
 

@@ -130,10 +130,14 @@ class MusicSensing:
         cfg = self.sim.scenario.sensing
         online = np.flatnonzero(network.online)
         clusters: dict[tuple[int, ...], list[int]] = {}
-        for k in range(network.n_users) if users is None else users:
+        ks = list(range(network.n_users)) if users is None else list(users)
+        if not ks:
+            return clusters
+        d = np.linalg.norm(network.ap_center_m[online][None] - anchor[ks][:, None], axis=-1)  # [K, A]
+        near = online[np.argsort(d, kind="stable", axis=1)]  # [K, A] nearest first
+        for i, k in enumerate(ks):
             s = min(cfg.aps_per_user + int(self.extra_aps[k]), online.size)
-            d = np.linalg.norm(network.ap_center_m[online] - anchor[k], axis=1)
-            key = tuple(sorted(int(a) for a in online[np.argsort(d, kind="stable")[:s]]))
+            key = tuple(sorted(int(a) for a in near[i, :s]))
             clusters.setdefault(key, []).append(k)
         return clusters
 
