@@ -7,9 +7,13 @@ Pipeline (:func:`localize_cluster`)
   echo-waveform correlation, each pick's echo explained away (Schur complement,
   :class:`netsim.sensing.ml.MlProblem`) before the next: a ridge or grating-lobe ghost of a user
   already taken explains nothing new, so it cannot outrank a weaker true user.
-* **Tracking** (predictions given): the ML step starts from each prediction (Jacobi sweeps);
-  only users whose echo is not detected there get a search, in their own window (MUSIC
-  candidates in the box, others projected out, ranked by ML gain). No full-grid search for all.
+* **Tracking** (predictions given): the ML step starts from each prediction; only users whose
+  echo is not detected there get a search, in their own window (MUSIC candidates in the box,
+  others projected out, ranked by ML gain), and the window's answer gets the acquisition's
+  ambiguity check. No full-grid search for all.
+* **ML step** (:func:`netsim.sensing.joint.ml_step`): per-user sweeps kept monotone in the joint
+  likelihood, then users whose echo signatures are coupled (a close pair in one resolution
+  cell) are refined jointly.
 * **Detection**: per path (tx m, rx m'), the ML gain of the user at its estimate against the
   other users, in units of its noise-only mean ``sigma^2 / L``, is Exp(1) under noise; a user is
   detected when at least ``need_paths`` paths, and at least ``REL_PATHS`` of the paths of the
@@ -28,7 +32,8 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.sensing.acquire import EchoSubspace, candidates, echo_subspace
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.echo import EchoStatistics
-from netsim.sensing.ml import MlImageCache, MlProblem, ml_refine
+from netsim.sensing.joint import ml_step
+from netsim.sensing.ml import MlImageCache, MlProblem
 from netsim.sensing.optimize import maximize_2d
 from netsim.sensing.peaks import local_max_3x3, min_cost_assignment
 
@@ -134,6 +139,10 @@ def localize_cluster(
         Per-path detection threshold (in noise-only means).
     need_paths : int or None
         Paths needed for a detection (default 2, or 1 with a single AP).
+    ambiguity_nats : float
+        A user whose best other explanation (:func:`_resolve_alternatives`) is within this
+        log-likelihood gap is flagged ``ambiguous``: every acquired user, and in tracking every
+        user that needed a window search (``inf`` turns the tracking check off).
 
     Returns
     -------
@@ -179,7 +188,7 @@ def localize_cluster(
             sel = _select_subset(prob, allc, len(found_idx) + 1, passes=0, fixed=found_idx)
             if len(sel) <= len(found_idx):
                 break
-            est_f, _ = ml_refine(prob, allc[sel], step_m / 10.0, tol_m, sweeps=3)
+            est_f = _ml_step(prob, allc[sel], step_m / 10.0, tol_m, sweeps=3)
         allc = np.concatenate([est_f, *pool[1:], cand])
         sel = _select_subset(prob, allc, est_f.shape[0], passes=3, fixed=list(range(est_f.shape[0])),
                              swap_fixed=True)
@@ -187,7 +196,7 @@ def localize_cluster(
         est = np.array(found).reshape(-1, 2)
         gap_e = np.zeros(0)
         if est.shape[0]:
-            est, _ = ml_refine(prob, est, step_m / 10.0, tol_m, sweeps=6)
+            est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=6)
             est, gap_e = _resolve_alternatives(prob, geom, est, allc, scale, step_m, tol_m)
         anchors = np.asarray(anchors_m, dtype=float).reshape(-1, 2) if anchors_m is not None else None
         pos = np.full((n_users, 2), np.nan)
@@ -204,12 +213,13 @@ def localize_cluster(
         pred = np.asarray(predicted_m, dtype=float).reshape(-1, 2)
         hw = np.broadcast_to(np.asarray(halfwidth_m if halfwidth_m is not None else step_m, dtype=float),
                              (n_users,)).copy()
-        pos, _ = ml_refine(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6)
+        pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6)
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
         # window (track uncertainty) is wider than the ML step's basin (about a grid step)
         searched = ~det | (hw > step_m)
+        window_pool: list[NDArray[np.float64]] = []
         for k in np.flatnonzero(searched):
             keep = det.copy()
             keep[k] = False
@@ -225,13 +235,20 @@ def localize_cluster(
                                                8, tol_m)
             npts += n1
             cand = np.concatenate([pos[k][None], cand])  # the ML step's own answer competes
+            window_pool.append(cand)
             i, _ = _best_new(prob, cand, others, scale, snr_threshold, need)
             if i < 0:
                 continue
             a_o, w, minv = prob.new_user_terms(others)
             pos[k], _ = _refine_new(prob, cand[i], a_o, w, minv, st / 4.0, tol_m)
         if np.any(searched):
-            pos, _ = ml_refine(prob, pos, 1e-3, tol_m, sweeps=3)
+            pos = _ml_step(prob, pos, 1e-3, tol_m, sweeps=3)
+            # the window search's answer gets the acquisition's ambiguity check: its best other
+            # explanation among the window's candidates and the mirror images of the estimate
+            if np.isfinite(ambiguity_nats) and np.all(np.isfinite(pos)):
+                pos, gap_w = _resolve_alternatives(prob, geom, pos, np.concatenate(window_pool), scale,
+                                                   step_m, tol_m, only=np.flatnonzero(searched))
+                gap[searched] = gap_w[searched]
     ok = np.all(np.isfinite(pos), axis=1)
     n_paths = np.zeros(n_users, dtype=np.int64)
     if np.any(ok):
@@ -245,8 +262,18 @@ def localize_cluster(
     dim, used = (subs[0].dim, subs[0].kind) if subs else (0, "none")
     # an acquisition that leaves a user with a second explanation of about equal likelihood, or
     # none detected, cannot tell where it is from this cluster's echoes
-    ambiguous = (gap < ambiguity_nats) | ~detected if predicted_m is None else np.zeros(n_users, bool)
+    # (tracking: a window search whose answer has such a second explanation)
+    ambiguous = (gap < ambiguity_nats) | ~detected if predicted_m is None else gap < ambiguity_nats
     return ClusterResult(pos, detected, n_paths, searched, npts, dim, used, gap, ambiguous)
+
+
+def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
+             sweeps: int) -> NDArray[np.float64]:
+    """The ML step (:func:`netsim.sensing.joint.ml_step`): per-user sweeps kept monotone in the
+    joint likelihood, then a joint refinement of every group of coupled users (a close pair
+    inside one resolution cell, where per-user sweeps stop centimetres short)."""
+    pos, _, _ = ml_step(prob, start, h0, tol, sweeps)
+    return pos
 
 
 def _joint_value(c: NDArray, h: NDArray, sets: NDArray) -> NDArray[np.float64]:
@@ -409,7 +436,8 @@ def mirror_points(geom: IsacGeometry, pts_m: ArrayLike) -> NDArray[np.float64]:
 
 def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.float64],
                           pool: NDArray[np.float64], scale: float, step_m: float, tol_m: float,
-                          rounds: int = 3) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+                          rounds: int = 3, only: ArrayLike | None = None
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Best other explanation of each user's echo, and the log-likelihood gap to it.
 
     For user j, with the other users held at their estimates, the alternatives are the
@@ -421,6 +449,8 @@ def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.f
     (``inf`` when there is no alternative): a small gap means the frame cannot tell the two
     points apart.
 
+    ``only`` (indices) restricts the check to those users (the others' gaps stay ``inf``).
+
     Returns
     -------
     est : ndarray (J, 2) [m]
@@ -429,9 +459,10 @@ def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.f
     est = est.copy()
     k = est.shape[0]
     gap = np.full(k, np.inf)
+    users = range(k) if only is None else [int(j) for j in np.asarray(only).ravel()]
     for _ in range(rounds):
         moved = False
-        for j in range(k):
+        for j in users:
             others = np.delete(est, j, axis=0)
             a_o, w, minv = prob.new_user_terms(others)
 
@@ -460,7 +491,7 @@ def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.f
             gap[j] = scale * (f0 - f[i])
             if gap[j] < -1.0:  # a better explanation the search missed: take it
                 est[j] = p[i]
-                est, _ = ml_refine(prob, est, step_m / 10.0, tol_m, sweeps=3)
+                est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=3)
                 moved = True
         if not moved:
             break

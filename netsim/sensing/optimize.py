@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["maximize_2d"]
+__all__ = ["maximize_2d", "maximize_nd"]
 
 _OFFS = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [1, -1], [-1, 1], [-1, -1]],
                  dtype=float)  # [9, 2]
@@ -96,6 +96,101 @@ def maximize_2d(
         step = np.linalg.norm(cand - p[idx], axis=-1)
         p[idx] = np.where(better[:, None], cand, p[idx])
         f[idx] = np.where(better, fc, f[idx])
+        h[idx] = np.where(better, np.clip(step, hp / follow, 2.0 * hp), hp / 4.0)
+        active[idx] = h[idx] >= tol
+    return p, f
+
+
+def _nd_stencil(n: int) -> NDArray[np.float64]:
+    """Offsets ``+-e_i`` and ``e_i + e_j`` (i < j) of the n-D quadratic stencil, (2n + n(n-1)/2, n)."""
+    eye = np.eye(n)
+    pairs = [eye[i] + eye[j] for i in range(n) for j in range(i + 1, n)]
+    return np.concatenate([eye, -eye, np.array(pairs).reshape(-1, n)])
+
+
+def maximize_nd(
+    fun: Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]],
+    p0: NDArray[np.float64],
+    h0: float | NDArray[np.float64],
+    tol: float,
+    max_iter: int = 60,
+    follow: float = 4.0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """:func:`maximize_2d` in n dimensions (the joint ML step of coupled users, n = 2 x users).
+
+    One iteration evaluates the objective at ``p + h d`` for the stencil offsets ``d = +-e_i``
+    and ``e_i + e_j`` (i < j): ``1 + 2n + n(n-1)/2`` values (with the centre) determine the
+    quadratic model ``f(p + h d) ~ c + g.d + d^T A d`` exactly (central differences:
+    ``g_i = (f_i^+ - f_i^-) / 2``, ``A_ii = (f_i^+ + f_i^- - 2 f_0) / 2``,
+    ``2 A_ij = f_ij - f_i^+ - f_j^+ + f_0``). When ``A`` is negative definite the Newton point
+    ``d* = -A^{-1} g / 2`` (clipped to 2 stencil widths) is tried; the best of the stencil and
+    the Newton point is kept, and ``h`` follows the step as in :func:`maximize_2d`. Objective
+    values may be ``-inf`` (inadmissible points); such a stencil falls back on its best point.
+
+    Parameters
+    ----------
+    fun : callable ``fun(idx (b,), pts (b, S, n)) -> (b, S)``
+    p0 : ndarray (B, n)
+    h0 : float or ndarray (B,)
+        Initial stencil half width (same unit as p).
+    tol : float
+        Final stencil half width.
+    max_iter : int
+    follow : float
+        See :func:`maximize_2d`.
+
+    Returns
+    -------
+    p : ndarray (B, n)
+        Local maximisers.
+    f : ndarray (B,)
+    """
+    p = np.array(p0, dtype=float)
+    if p.ndim != 2:
+        raise ValueError(f"p0 must be (B, n), got shape {p.shape}")
+    b, n = p.shape
+    offs = _nd_stencil(n)  # [Q, n]
+    iu, ju = np.triu_indices(n, 1)
+    h = np.broadcast_to(np.asarray(h0, dtype=float), (b,)).copy()  # [B]
+    f = fun(np.arange(b), p[:, None, :])[:, 0]  # [B]
+    active = np.isfinite(f)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        hp = h[idx]
+        pts = p[idx, None, :] + hp[:, None, None] * offs[None]  # [b, Q, n]
+        fs = fun(idx, pts)  # [b, Q]
+        f0 = f[idx]
+        fp, fm, fij = fs[:, :n], fs[:, n:2 * n], fs[:, 2 * n:]  # [b, n], [b, n], [b, n(n-1)/2]
+        with np.errstate(invalid="ignore"):  # -inf - -inf on inadmissible stencils (not used)
+            g = 0.5 * (fp - fm)  # [b, n]
+            diag = 0.5 * (fp + fm - 2.0 * f0[:, None])
+            off = 0.5 * (fij - fp[:, iu] - fp[:, ju] + f0[:, None])
+        a = np.zeros((idx.size, n, n))  # [b, n, n]
+        a[:, np.arange(n), np.arange(n)] = diag
+        a[:, iu, ju] = off
+        a[:, ju, iu] = off
+        finite = np.all(np.isfinite(fs), axis=1)
+        a_safe = np.where(finite[:, None, None], a, -np.eye(n))
+        g_safe = np.where(finite[:, None], g, 0.0)
+        ev = np.linalg.eigvalsh(a_safe)  # [b, n] ascending
+        ok = finite & (ev[:, -1] < 0)
+        d = -0.5 * np.linalg.solve(np.where(ok[:, None, None], a_safe, -np.eye(n)), g_safe[..., None])[..., 0]
+        nd = np.linalg.norm(d, axis=-1)
+        d = np.where((nd > 2.0)[:, None], d * (2.0 / np.maximum(nd, 1e-300))[:, None], d)
+        ib = np.argmax(np.where(np.isfinite(fs), fs, -np.inf), axis=1)
+        d = np.where(ok[:, None], d, offs[ib])
+        trial = p[idx] + hp[:, None] * d  # [b, n]
+        ft = fun(idx, trial[:, None, :])[:, 0]  # [b]
+        fbest_st = fs[np.arange(idx.size), ib]
+        use_trial = ft >= fbest_st
+        cand = np.where(use_trial[:, None], trial, pts[np.arange(idx.size), ib])
+        fc = np.where(use_trial, ft, fbest_st)
+        better = fc > f0
+        step = np.linalg.norm(cand - p[idx], axis=-1)
+        p[idx] = np.where(better[:, None], cand, p[idx])
+        f[idx] = np.where(better, fc, f0)
         h[idx] = np.where(better, np.clip(step, hp / follow, 2.0 * hp), hp / 4.0)
         active[idx] = h[idx] >= tol
     return p, f

@@ -5,7 +5,8 @@ Sensing clusters
 Each user is localized by a *sensing cluster*: the ``sensing.aps_per_user`` online APs nearest
 to its predicted position (the first frame, with no track yet, uses the APs nearest to the
 true position, standing for the serving APs the CPU knows from the user's uplink; the true
-position also decides which acquired peak gets which user identity, never the estimate).
+position also decides which acquired peak gets which user identity in the two acquisition
+frames, never the estimate).
 Users whose clusters coincide are processed together. For a cluster:
 
 1. every user within ``sensing.range_m`` of a cluster AP reflects: the frame's RCS
@@ -33,7 +34,9 @@ its prediction, its window triples per frame (up to the cluster region) and a
 ``sensing_lost`` event is logged; ``sensing_reacquired`` when it is found again. A user that an
 acquisition leaves ambiguous (a second explanation of its echo within ``AMBIGUITY_NATS``, e.g. a
 ULA mirror ghost, or no detection) gets one more AP in its cluster (``extra_aps``, kept for its
-later frames) and is acquired again in the same frame (``sensing_ambiguous`` event).
+later frames) and is acquired again in the same frame (``sensing_ambiguous`` event), with the RCS draws of the paths
+it had already seen in that frame (the new AP's paths are fresh draws). A window search (lost or
+uncertain track) gets the same check and the same remedy.
 """
 
 from __future__ import annotations
@@ -173,9 +176,10 @@ class MusicSensing:
         n_online = int(np.sum(network.online))
         todo = self._clusters(network, anchor)
         force: set[int] = set()
+        drawn: dict[tuple[int, int, int], complex] = {}  # this frame's RCS draw per (user, tx AP, rx AP)
         for _round in range(1 + AMBIGUITY_ROUNDS):
             redo = self._sense_clusters(network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,
-                                        fc, need_plan, est, crlb, plan, detected)
+                                        fc, need_plan, est, crlb, plan, detected, drawn, _round > 0)
             # a user whose acquisition left two explanations of its echo of about equal
             # likelihood (mirror ghosts of ULAs seen near end-fire) gets more APs, at once
             redo = [k for k in redo if int(self.extra_aps[k]) < cfg.aps_per_user
@@ -196,9 +200,14 @@ class MusicSensing:
         return est, crlb
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
-                        fc, need_plan, est, crlb, plan, detected):
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse):
         """Sense the clusters ``todo`` (key -> members), writing the members' rows of ``est``,
-        ``crlb``, ``plan``, ``detected``; returns the members left ambiguous by an acquisition."""
+        ``crlb``, ``plan``, ``detected``; returns the members left ambiguous by an acquisition.
+
+        ``drawn`` collects the frame's RCS coefficient of every (user, tx AP, rx AP) path; with
+        ``reuse`` (a grown cluster sensed again in the same frame) the paths already drawn keep
+        their coefficient (the same echo, seen by more APs); the draw itself is made in full
+        either way, so the random stream does not depend on what is reused."""
         cfg = self.sim.scenario.sensing
         ambiguous: list[int] = []
         for key, members in sorted(todo.items()):
@@ -210,6 +219,7 @@ class MusicSensing:
             m = len(aps)
             r = self._covariance(geom)
             alpha = (rng.standard_normal((v, m, m)) + 1j * rng.standard_normal((v, m, m))) / np.sqrt(2)
+            self._share_draws(alpha, visible, aps, drawn, reuse)  # [V, tx, rx]
             alpha_eff = self._effective_alpha(alpha, aps, to_s, cfo_hz, n_snap, fc, cfg.snapshot_duration_s)
             exact = True  # the structured bound costs K^3 per path: no need for the diagonal J_bb
             bound = fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
@@ -231,6 +241,19 @@ class MusicSensing:
                         ambiguous.append(k)
         return ambiguous
 
+    @staticmethod
+    def _share_draws(alpha: np.ndarray, visible: list[int], aps: np.ndarray,
+                     drawn: dict[tuple[int, int, int], complex], reuse: bool) -> None:
+        """Record ``alpha`` [V, tx, rx] in ``drawn``; with ``reuse``, overwrite the paths drawn before."""
+        for j, k in enumerate(visible):
+            for a, ta in enumerate(aps):
+                for b, rb in enumerate(aps):
+                    key = (int(k), int(ta), int(rb))
+                    if reuse and key in drawn:
+                        alpha[j, a, b] = drawn[key]
+                    else:
+                        drawn.setdefault(key, complex(alpha[j, a, b]))
+
     def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
                   to_s, cfo_hz, pred, true_pos, force_acquire=False):
         sc = self.sim.scenario
@@ -250,9 +273,15 @@ class MusicSensing:
             span = float(np.max(hi - lo))
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
                                    predicted_m=pred[visible], halfwidth_m=np.minimum(hw, span),
-                                   kind=cfg.spectrum, exclusion_m=exclusion)
+                                   kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS)
         else:
-            anchors = np.where(np.isfinite(pred[visible]), pred[visible], true_pos[visible])
+            # identities: a track's prediction, except in the acquisition frames, which take them
+            # from the uplink like frame 0 (the true positions): frame 0's estimates come before
+            # the first sync correction, often off by more than half a close pair's separation
+            # (family seed 1: 0.25-0.36 m for a 0.41 m pair), so nearest assignment to them
+            # would be a coin flip that the tracks then keep
+            confirmed = np.isfinite(pred[visible]) & (self.n_frames >= ACQUIRE_FRAMES)
+            anchors = np.where(confirmed, pred[visible], true_pos[visible])
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
                                    anchors_m=anchors, kind=cfg.spectrum, exclusion_m=exclusion,
                                    ambiguity_nats=AMBIGUITY_NATS)

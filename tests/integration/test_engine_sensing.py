@@ -98,20 +98,22 @@ def test_events_log_a_lost_and_reacquired_track():
     assert users[users.frame >= 2].tracked.all()
 
 
-@pytest.mark.parametrize("seed", [3, 4, 5])
+@pytest.mark.parametrize("seed", [3, 1, 5])
 def test_random_family_is_tracked(seed):
     """Own geometries (tests/integration/sensing_family.py): random APs and orientations,
-    off-grid users (seed 3), a pair 0.3-0.6 m apart (4), a user 1-2 m from an AP (5): after the
-    two acquisition frames every user-frame is tracked and within 1 m."""
-    u = Simulation(family_scenario(seed, 8)).run().tables["users"]
-    late = u[u.frame >= 2]
+    off-grid users (seed 3), a pair 0.41 m apart seen by 1-wavelength arrays (1: its identities
+    swapped before the acquisition frames took them from the uplink, and it needs the joint
+    pair refinement), a user 1-2 m from an AP (5): after the first frame every user-frame is
+    tracked and within 1 m."""
+    u = Simulation(family_scenario(seed, 6)).run().tables["users"]
+    late = u[u.frame >= 1]
     assert late.tracked.all(), late[~late.tracked]
     assert late.loc_err_m.max() < 1.0
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("NETSIM_SLOW_SENSING"),
-                    reason="about 30 CPU-min: set NETSIM_SLOW_SENSING=1 (CI runs slow tests too)")
+                    reason="about 5 CPU-min: set NETSIM_SLOW_SENSING=1 (CI runs slow tests too)")
 def test_random_family_20_seeds():
     """Issue 9 target on the full family (20 seeds x 10 frames): >= 99.5 % of user-frames after
     the first frame tracked, none off by more than 1 m, every lost track re-acquired."""
