@@ -367,6 +367,19 @@ def cost_warnings(sc: Scenario) -> list[str]:
                    f"is far beyond the sync search window (sync.max_time_offset_chips x "
                    f"chip_time_s = {window_s:.3g} s): most links will be out of range and "
                    "left uncorrected")
+    # two APs' initial CFOs differ by N(0, 2 (ppm 1e-6 f_c)^2); beyond max_cfo_hz their link is
+    # out of the search range, and an AP corrected to the reference stays that far from the
+    # other's cluster, so its APs are never trusted (measured on campus with 100 kHz: 5 links
+    # of 41 out of range, 13 APs untrusted from frame 0, 10 re-plans in 30 frames)
+    pair_std_hz = math.sqrt(2.0) * sc.oscillators.initial_offset_ppm * 1e-6 * sc.channel.carrier_hz
+    if sc.sync.method in ("ml", "crb") and sc.sync.max_cfo_hz < 4.0 * pair_std_hz:
+        p_out = math.erfc(sc.sync.max_cfo_hz / pair_std_hz / math.sqrt(2.0))
+        out.append(f"sync.max_cfo_hz = {sc.sync.max_cfo_hz:.3g} Hz is only "
+                   f"{sc.sync.max_cfo_hz / pair_std_hz:.2f} x the std of two APs' initial CFO "
+                   f"difference (sqrt(2) x oscillators.initial_offset_ppm x carrier_hz = "
+                   f"{pair_std_hz:.3g} Hz): each sync link is out of range with probability "
+                   f"{p_out:.2g} at start-up, and its APs stay uncorrected; use >= "
+                   f"{4.0 * pair_std_hz:.3g} Hz")
     se = sc.sensing
     dep = sc.deployment
     points = (dep.width_m / se.grid_step_m + 1) * (dep.height_m / se.grid_step_m + 1)

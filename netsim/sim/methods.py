@@ -134,6 +134,7 @@ def _plan_config(scenario: Scenario) -> SyncPlanConfig:
         pilot_length_chips=sync.pilot_length_chips, tx_power_w=sync.tx_power_w,
         noise_power_w=scenario.channel.noise_power_w, chip_time_s=sync.chip_time_s,
         swap_iterations=sync.swap_iterations,
+        trust_sinr_db=sync.min_sinr_db, trust_guard_chips=sync.max_time_offset_chips,
     )
 
 

@@ -17,12 +17,18 @@ from numpy.typing import NDArray
 from netsim.sync.channel import SPEED_OF_LIGHT_M_S, LinkTaps, draw_link_taps
 from netsim.sync.crb import contamination_diag, crb_to_cfo
 from netsim.sync.plan_clusters import alg1_clusters
-from netsim.sync.plan_config import SyncPlan, SyncPlanConfig, max_cluster_distance
+from netsim.sync.plan_config import (
+    SyncPlan,
+    SyncPlanConfig,
+    max_cluster_distance,
+    rx_energy_factor,
+)
 from netsim.sync.plan_pilots import alg2_pilot_sharing, received_power_matrix, sinr_db
 
 __all__ = [
     "ChannelBank",
     "evaluate_crb",
+    "untrusted_aps",
     "alg3_allocation",
     "master_tree",
     "plan_network",
@@ -115,6 +121,78 @@ def evaluate_crb(
     return res.to_chips2, res.cfo_norm2
 
 
+def untrusted_aps(
+    loc: NDArray,
+    masters: NDArray,
+    clu_of_slave: NDArray,
+    slaves: NDArray,
+    pilot_of_slave: NDArray,
+    cfg: SyncPlanConfig,
+) -> NDArray[np.bool_]:
+    """APs of an allocation whose chain to the reference has a link the round will not trust.
+
+    The sync round (:func:`netsim.sync.round.sync_round`) trusts a link when its average-power
+    SINR (spec 5.2) is at least ``cfg.trust_sinr_db``, with the noise of its observation
+    window ``M_r = N + ceil(2 g + d_max / (c Ts) + 1.5 (L - 1)) + 3`` samples (``g`` =
+    ``cfg.trust_guard_chips``; ``1.5 (L - 1)`` bounds the excess delay of the spec-6.2 taps):
+
+    * slave ``i`` -> its master: ``Pmat[i, i] / (sum_{i' co-pilot} Pmat[i, i'] + M_r sigma^2)``;
+    * master ``k`` <-> its parent in :func:`master_tree` (dedicated slots, no interference):
+      ``Pt beta(d) 2N/3 / (M_r sigma^2)``.
+
+    An AP is untrusted when its own link or any master link up to the reference is below the
+    threshold. Co-pilot interferers are all counted (the round drops those whose pilot lands
+    after its window, so this is conservative). Geometry only: an estimate can still be
+    untrusted for an out-of-range offset (see ``sync.max_cfo_hz``).
+
+    Parameters
+    ----------
+    loc : ndarray, shape (n, 2), m
+        Node positions.
+    masters : ndarray, shape (K_C,), int
+        Node of each cluster's master.
+    clu_of_slave, slaves, pilot_of_slave : ndarray, shape (S,), int
+        Cluster, node and pilot of each slave.
+    cfg : SyncPlanConfig
+
+    Returns
+    -------
+    ndarray, shape (n,), bool
+        True for an untrusted node; all False when ``cfg.trust_sinr_db`` is None.
+    """
+    n = loc.shape[0]
+    bad = np.zeros(n, dtype=bool)
+    if cfg.trust_sinr_db is None or n == 0:
+        return bad
+    kc = masters.size
+    ref, parent = master_tree(loc[masters], cfg)
+    child = np.flatnonzero(parent >= 0)  # [C]
+    d_m = np.linalg.norm(loc[masters[child]] - loc[masters[parent[child]]], axis=1)  # [C] m
+    d_s = np.linalg.norm(loc[slaves] - loc[masters[clu_of_slave]], axis=1)  # [S] m
+    d_max = max(float(d_m.max()) if d_m.size else 0.0, float(d_s.max()) if d_s.size else 0.0)
+    c_ts = SPEED_OF_LIGHT_M_S * cfg.chip_time_s
+    m_r = cfg.pilot_length_chips + math.ceil(
+        2.0 * cfg.trust_guard_chips + d_max / c_ts + 1.5 * (cfg.n_taps - 1)) + 3
+    noise = m_r * cfg.noise_power_w  # W
+    e = cfg.tx_power_w * rx_energy_factor(cfg.pilot_length_chips)
+    with np.errstate(divide="ignore"):
+        ok_m = 10 * np.log10(e * cfg.path_loss.gain(d_m) / noise) >= cfg.trust_sinr_db  # [C]
+        pmat = received_power_matrix(loc, slaves, masters[clu_of_slave], cfg)  # [S, S] W
+        ok_s = sinr_db(pmat, pilot_of_slave, noise) >= cfg.trust_sinr_db  # [S]
+    link_ok = np.ones(kc, dtype=bool)
+    link_ok[child] = ok_m
+    chain_ok = np.zeros(kc, dtype=bool)
+    for k in range(kc):
+        v, good = k, True
+        while v >= 0:
+            good = good and bool(link_ok[v])
+            v = int(parent[v])
+        chain_ok[k] = good
+    bad[masters] = ~chain_ok
+    bad[slaves] = ~(ok_s & chain_ok[clu_of_slave])
+    return bad
+
+
 def _finite_sum(x: NDArray) -> float:
     return float(np.sum(x[np.isfinite(x)]))
 
@@ -133,7 +211,9 @@ def alg3_allocation(
     Returns
     -------
     dict with ``kc, labels [n], masters [kc], slaves [S], pilot [S], tau, obj, sum_crb,
-    crb_to [S], crb_cfo [S], sinr_db [S], dsatur_overhead``; or None if no ``K_C`` fits ``L_S``.
+    crb_to [S], crb_cfo [S], sinr_db [S], dsatur_overhead, untrusted`` (APs behind a link
+    below ``cfg.trust_sinr_db``, :func:`untrusted_aps`; candidates with fewer win first); or
+    None if no ``K_C`` fits ``L_S``.
     """
     n = loc.shape[0]
     ls = cfg.overhead_budget_slots
@@ -141,7 +221,7 @@ def alg3_allocation(
     noise = cfg.n_samples * cfg.noise_power_w
     kc = max(1, cfg.kc_start)
     best = None
-    best_key = np.inf
+    best_key = (n + 1, np.inf)  # (untrusted APs, selection key): trusted chains first
     while 2 * kc < ls and kc <= n:
         kc1, lab, mas = alg1_clusters(loc, dmax, rng, kc, cfg.kmeans_restarts)
         sizes = np.bincount(lab, minlength=kc1) - 1
@@ -165,8 +245,9 @@ def alg3_allocation(
         else:
             cto = ccfo = np.full(slaves.size, np.nan)
             key = -obj
-        if key < best_key or best is None:
-            best_key = key
+        n_bad = int(untrusted_aps(loc, mas, clu, slaves, pil, cfg).sum())
+        if (n_bad, key) < best_key or best is None:
+            best_key = (n_bad, key)
             best = dict(
                 kc=kc1,
                 labels=lab,
@@ -180,6 +261,7 @@ def alg3_allocation(
                 crb_cfo=ccfo,
                 sinr_db=sinr,
                 dsatur_overhead=2 * kc1 + int(p0.max()) + 1 if p0.size else 2 * kc1,
+                untrusted=n_bad,
             )
         kc = kc1 + 1
     return best

@@ -64,6 +64,16 @@ class SyncPlanConfig:
         master links along the master tree; without this the paper's objective prefers as
         many clusters as the budget allows, because masters contribute nothing), or ``"sinr"``
         (the cheaper objective of eq 56).
+    trust_sinr_db : float or None
+        Trust check of Algorithm 3 (not in the paper): the SINR below which the sync round
+        will not trust a link (``sync.min_sinr_db``, :class:`~netsim.sync.round.SyncRoundConfig`).
+        Every candidate's chain links (slave -> master and the two-way master-tree links) get
+        the SINR the round predicts for them, and a candidate with fewer APs behind a link
+        below it always wins (then the usual key decides). None (default): no check.
+    trust_guard_chips : float
+        Half-width ``g`` of the round's TO search window (chips, ``sync.max_time_offset_chips``):
+        the round's noise window is ``N + ceil(2 g + max delay) + 3`` samples, which the trust
+        check uses (the plan's own SINR uses ``M = N + window_margin``). Default 0.
     """
 
     sinr_req_db: float = 15.0
@@ -82,6 +92,8 @@ class SyncPlanConfig:
     kmeans_restarts: int = 5
     objective: str = "per_slave"
     selection: str = "composite"
+    trust_sinr_db: float | None = None
+    trust_guard_chips: float = 0.0
 
     @property
     def n_samples(self) -> int:
