@@ -126,12 +126,15 @@ def _sense_run(path: str, overrides: list[str]) -> dict:
         return out
 
     sim.sensing = timed
-    u = sim.run().tables["users"]
+    tables = sim.run().tables
+    u, ev = tables["users"], tables["events"]
     late = u[u.frame >= 1]
     steady = cpu[ACQUIRE_FRAMES:] if len(cpu) > ACQUIRE_FRAMES else cpu[-1:]
     return dict(cpu0=cpu[0], cpu1=cpu[1] if len(cpu) > 1 else np.nan,
                 cpu_med=float(np.median(steady)), cpu=float(np.mean(steady)),
                 tracked=float(late.tracked.mean()), max_err=float(late.loc_err_m.max()),
+                n_late=len(late), n_tracked=int(late.tracked.sum()),
+                lost=int((ev.kind == "sensing_lost").sum()), reacq=int((ev.kind == "sensing_reacquired").sum()),
                 ratio=u.groupby("user").crlb_ratio.median().to_numpy())
 
 
@@ -158,13 +161,16 @@ def bench_sensing(quick: bool) -> None:
         r = _sense_run(path, [f"run.frames={n}", *ov])
         print(f"{label:>34} {n:>6} {_cpu_cols(r)} {r['tracked']:8.3f} "
               f"{r['max_err']:9.3f}  " + " ".join(f"{x:.2f}" for x in r["ratio"]))
-    tr = []
+    fam = []
     for seed in range(n_seeds):
         r = _sense_run(family_scenario(seed, n_fam), [])
-        tr.append(r["tracked"])
+        fam.append(r)
         print(f"{'family seed ' + str(seed):>34} {n_fam:>6} {_cpu_cols(r)} "
               f"{r['tracked']:8.3f} {r['max_err']:9.3f}  " + " ".join(f"{x:.2f}" for x in r["ratio"]))
-    print(f"{'family: tracked user-frames':>34} {np.mean(tr):.4f} (after the first frame)")
+    n_tr, n_all = sum(r["n_tracked"] for r in fam), sum(r["n_late"] for r in fam)
+    print(f"{'family: tracked user-frames':>34} {n_tr}/{n_all} = {n_tr / n_all:.4f} (after the first frame), "
+          f"max error {max(r['max_err'] for r in fam):.4f} m, sensing_lost {sum(r['lost'] for r in fam)}, "
+          f"sensing_reacquired {sum(r['reacq'] for r in fam)}")
 
 
 def _cpu_cols(r: dict) -> str:
