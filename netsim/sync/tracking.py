@@ -181,10 +181,20 @@ def tracking_transition(
     qxx = q1 * dt + q2 * dt**3 / 3.0  # [...] s^2
     qxy = q2 * dt**2 / 2.0  # [...] s
     qyy = q2 * dt  # [...]
-    g = np.array([[1.0 / _NS, 0.0], [0.0, fc], [2.0 * np.pi * fc, 0.0]])  # [3, 2]
-    q2x2 = np.stack([np.stack([qxx, qxy], -1), np.stack([qxy, qyy], -1)], -2)  # [..., 2, 2]
-    q3 = g @ q2x2 @ g.T  # [..., 3, 3]
-    q3[..., 2, 2] += qphi * dt
+    # Q3 = G Q2 G^T with G = [[1/ns, 0], [0, f_c], [2 pi f_c, 0]] (3, 2): every G row has one
+    # non-zero, so each entry is one product (G_i q) G_l, written out in the order the
+    # matrix product evaluates it (bit-identical to it, without the stacking)
+    ga, gb, gc = 1.0 / _NS, fc, 2.0 * np.pi * fc
+    q3 = np.empty((*dt.shape, 3, 3))  # [..., 3, 3]
+    q3[..., 0, 0] = ga * qxx * ga
+    q3[..., 0, 1] = ga * qxy * gb
+    q3[..., 0, 2] = ga * qxx * gc
+    q3[..., 1, 0] = gb * qxy * ga
+    q3[..., 1, 1] = gb * qyy * gb
+    q3[..., 1, 2] = gb * qxy * gc
+    q3[..., 2, 0] = gc * qxx * ga
+    q3[..., 2, 1] = gc * qxy * gb
+    q3[..., 2, 2] = gc * qxx * gc + qphi * dt
     return f, k * q3
 
 

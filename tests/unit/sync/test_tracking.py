@@ -355,3 +355,22 @@ def test_gate_quantile_matches_scipy_chi2_without_importing_it(dof) -> None:
             chi2_quantile(bad, dof)
     with pytest.raises(ValueError):
         chi2_quantile(0.9, 4)
+
+
+def test_transition_process_noise_is_the_matrix_product_bit_for_bit() -> None:
+    """Q3 written out entry by entry equals G Q2 G^T of eq. T1 (the product form, built here
+    independently) exactly, for random intervals, both noise levels and carriers."""
+    g = np.random.default_rng(7)
+    for noise in (CAMPUS, DRIFT):
+        for fc in (28e9, 3.5e9):
+            dt = g.exponential(g.choice([1e-3, 1.0, 60.0]), (6,))
+            for rel in (True, False):
+                _, q3 = tracking_transition(dt, noise, fc, rel)
+                qxx = noise.white_fm_s2_per_s * dt + noise.random_walk_fm_per_s * dt**3 / 3.0
+                qxy = noise.random_walk_fm_per_s * dt**2 / 2.0
+                qyy = noise.random_walk_fm_per_s * dt
+                gm = np.array([[1.0 / 1e-9, 0.0], [0.0, fc], [2.0 * np.pi * fc, 0.0]])
+                q2 = np.stack([np.stack([qxx, qxy], -1), np.stack([qxy, qyy], -1)], -2)
+                want = gm @ q2 @ gm.T
+                want[..., 2, 2] += noise.phase_noise_rad2_per_s * dt
+                np.testing.assert_array_equal(q3, (2.0 if rel else 1.0) * want)
