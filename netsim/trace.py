@@ -118,8 +118,8 @@ def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int
         offsets = np.zeros(n_total + 1, dtype=np.int32)
         np.cumsum(np.repeat(widths, counts), out=offsets[1:])
         flat = np.concatenate([v.reshape(-1) for v in values]).astype(float, copy=False)
-        values_arr = pa.array(flat, type=typ.value_type)
-        return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values_arr)
+        values_arr = _numpy_to_arrow(flat, typ.value_type)
+        return pa.ListArray.from_arrays(_numpy_to_arrow(offsets, pa.int32()), values_arr)
     if pa.types.is_list(typ):
         flat, lengths = [], []
         for v, n in zip(values, counts, strict=True):
@@ -130,8 +130,8 @@ def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int
             lengths.extend([a.shape[1]] * n)
         offsets = np.zeros(n_total + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
-        values_arr = pa.array(np.concatenate(flat) if flat else np.zeros(0), type=typ.value_type)
-        return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values_arr)
+        values_arr = _numpy_to_arrow(np.concatenate(flat) if flat else np.zeros(0), typ.value_type)
+        return pa.ListArray.from_arrays(_numpy_to_arrow(offsets, pa.int32()), values_arr)
     if pa.types.is_string(typ):
         out: list[str] = []
         for v, n in zip(values, counts, strict=True):
@@ -139,7 +139,7 @@ def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int
                 out.extend(str(x) for x in v)
             else:
                 out.extend([str(v)] * int(n))
-        return pa.array(out, type=typ)
+        return _strings_to_arrow(out)
     if all(type(v) is np.ndarray and v.ndim == 1 for v in values):
         col = np.concatenate(values)  # every record gave one array (its rows)
     elif not any(isinstance(v, np.ndarray) and v.ndim for v in values):
@@ -151,7 +151,52 @@ def _column(values: list[Any], counts: np.ndarray, field: pa.Field, n_total: int
     else:
         col = np.concatenate([np.asarray(v).reshape(-1) if np.ndim(v) else np.full(n, v)
                               for v, n in zip(values, counts, strict=True)])
+    return _numpy_to_arrow(col, typ)
+
+
+# Arrow arrays are built from their buffers: ``pa.array`` on a numpy array or a list imports
+# pandas (about 0.4 CPU-s, a third of a short run's start-up) to check for pandas objects.
+_NUMPY_OF = {pa.float64(): np.float64, pa.int64(): np.int64, pa.int32(): np.int32}
+
+
+def _validity(valid: np.ndarray) -> pa.Buffer | None:
+    """Arrow validity bitmap of a boolean mask (None when every entry is valid)."""
+    if valid.all():
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _numpy_to_arrow(col: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """``pa.array(col, type=typ, from_pandas=True)`` without importing pandas.
+
+    Float64, int64/int32 and bool columns of the matching numpy kinds are wrapped from their
+    buffers (NaN of a float column becomes null, as with ``from_pandas=True``); anything else
+    (object arrays, a float array for an integer column, ...) goes through ``pa.array``.
+    """
+    col = np.asarray(col)
+    kind = col.dtype.kind
+    n = int(col.size)
+    if col.ndim == 1 and pa.types.is_boolean(typ) and kind == "b":
+        return pa.Array.from_buffers(typ, n, [None, pa.py_buffer(
+            np.packbits(col, bitorder="little"))])
+    dtype = _NUMPY_OF.get(typ)
+    if col.ndim == 1 and dtype is not None and (
+            (dtype is np.float64 and kind in "fiu") or (dtype is not np.float64 and kind in "iub")):
+        data = np.ascontiguousarray(col, dtype=dtype)
+        validity = _validity(~np.isnan(data)) if kind == "f" else None
+        return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(data)],
+                                     null_count=-1 if validity is not None else 0)
     return pa.array(col, type=typ, from_pandas=True)
+
+
+def _strings_to_arrow(values: list[str]) -> pa.Array:
+    """``pa.array(values, type=pa.string())`` without importing pandas."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)),
+              out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(encoded),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
 class TraceWriter:
@@ -464,8 +509,6 @@ def iter_columns(run_dir: str | Path, name: str, columns: list[str],
         older run's files is left out), each ``[rows]``: float columns with NaN for nulls,
         bool columns with False for nulls.
     """
-    import pyarrow.compute as pc
-
     for path in table_files(run_dir, name):
         with pq.ParquetFile(path) as pf:
             have = [c for c in columns if c in pf.schema_arrow.names]
@@ -474,17 +517,45 @@ def iter_columns(run_dir: str | Path, name: str, columns: list[str],
                     yield {}
                 continue
             for batch in pf.iter_batches(batch_size=batch_rows, columns=have, use_threads=False):
-                out: dict[str, np.ndarray] = {}
-                for col_name, col in zip(batch.schema.names, batch.columns, strict=True):
-                    if pa.types.is_boolean(col.type):  # null -> False (no scalar: no pandas)
-                        if col.null_count:
-                            col = pc.and_kleene(col, col.is_valid())
-                        out[col_name] = col.to_numpy(zero_copy_only=False)
-                    elif pa.types.is_integer(col.type) and col.null_count:
-                        out[col_name] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-                    else:
-                        out[col_name] = col.to_numpy(zero_copy_only=False)
-                yield out
+                yield {col_name: _arrow_to_numpy(col)
+                       for col_name, col in zip(batch.schema.names, batch.columns, strict=True)}
+
+
+def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """``n`` bits of an Arrow bitmap from bit ``offset``, as a bool array."""
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little", count=offset + n)[offset:].astype(bool)
+
+
+def _arrow_to_numpy(col: pa.Array) -> np.ndarray:
+    """A column of a record batch as numpy, read from its buffers: ``Array.to_numpy`` imports
+    pandas (0.4 CPU-s). Floats: NaN for nulls; bools: False for nulls; integers: int64, or
+    float64 with NaN when a value is null; strings: an object array (None for nulls). Other
+    types go through ``to_numpy``."""
+    n, offset = len(col), col.offset
+    typ = col.type
+    bufs = col.buffers()
+    valid = None if col.null_count == 0 or bufs[0] is None else _bits(bufs[0], offset, n)
+    if pa.types.is_boolean(typ):
+        out = _bits(bufs[1], offset, n) if n else np.zeros(0, dtype=bool)
+        return out & valid if valid is not None else out
+    if pa.types.is_floating(typ) or pa.types.is_integer(typ):
+        dtype = np.dtype(typ.to_pandas_dtype())
+        data = np.frombuffer(bufs[1], dtype=dtype, count=offset + n)[offset:] if n else \
+            np.zeros(0, dtype=dtype)
+        if valid is None:
+            return data
+        out = data.astype(np.float64)
+        out[~valid] = np.nan
+        return out
+    if pa.types.is_string(typ):
+        offs = np.frombuffer(bufs[1], dtype=np.int32, count=offset + n + 1)[offset:]
+        raw = bufs[2].to_pybytes() if bufs[2] is not None else b""
+        out = np.array([raw[offs[i]:offs[i + 1]].decode("utf-8") for i in range(n)], dtype=object)
+        if valid is not None:
+            out[~valid] = None
+        return out
+    return col.to_numpy(zero_copy_only=False)
 
 
 def table_rows(run_dir: str | Path, name: str) -> int:

@@ -54,7 +54,7 @@ class _Section(BaseModel):
     infinity are refused unless a field says otherwise)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              allow_inf_nan=False)
+                              allow_inf_nan=False, defer_build=True)
 
 
 # ----------------------------------------------------------------------------- deployment

@@ -220,3 +220,91 @@ def test_a_flush_killed_half_way_reads_as_whole_frames(tmp_path):
     w2.close()
     assert list(read_table(tmp_path, "events").frame) == [0, 1, 2, 3]
     assert not (tmp_path / "trace.json").exists()
+
+
+def test_arrow_from_buffers_equals_pa_array():
+    """The pandas-free builders give the arrays ``pa.array(..., from_pandas=True)`` gives
+    (NaN -> null, packed bools, UTF-8 strings), on random and edge-case columns."""
+    import pyarrow as pa
+
+    from netsim.trace import _numpy_to_arrow, _strings_to_arrow
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 7, 8, 9, 1000):
+        x = rng.standard_normal(n)
+        x[rng.random(n) < 0.3] = np.nan
+        x[rng.random(n) < 0.1] = np.inf
+        cases = [(x, pa.float64()), (x[::2], pa.float64()), (rng.integers(-5, 5, n), pa.int64()),
+                 (rng.random(n) < 0.5, pa.bool_()), (rng.random(n) < 0.5, pa.int64()),
+                 (np.arange(n, dtype=np.int32), pa.int32()), (np.arange(n), pa.float64()),
+                 (rng.integers(0, 9, n).astype(float), pa.int64()),  # slow path (pa.array)
+                 (np.array([None] * n, dtype=object), pa.float64())]
+        for col, typ in cases:
+            got = _numpy_to_arrow(col, typ)
+            want = pa.array(col, type=typ, from_pandas=True)
+            assert got.type == want.type and got.equals(want), (n, typ)
+            assert got.null_count == want.null_count
+        words = ["", "replan", "é ünïcode ✓", "a,b"] * (n // 4 + 1)
+        assert _strings_to_arrow(words[:n]).equals(pa.array(words[:n], type=pa.string()))
+
+
+def test_a_flush_does_not_import_pandas(tmp_path):
+    """Writing the trace needs pyarrow only (pandas costs ~0.4 CPU-s of start-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from netsim.trace import TraceWriter\n"
+        f"w = TraceWriter({str(tmp_path)!r})\n"
+        "w.emit('events', t_s=0.0, frame=0, kind='replan', entity=-1, detail='start')\n"
+        "w.emit('users', frame=0, t_s=0.0, user=np.arange(2), x_m=np.zeros(2), y_m=np.ones(2),"
+        " x_hat_m=np.full(2, np.nan), y_hat_m=np.zeros(2), loc_err_m=np.zeros(2),"
+        " crlb_m=np.zeros(2), speed_mps=np.zeros(2), crlb_ratio=np.zeros(2),"
+        " tracked=np.ones(2, bool), crlb_plan_m=np.zeros(2))\n"
+        "w.emit('subframes', frame=0, subframe=0, t_s=0.0, user=np.arange(2),"
+        " power_w=np.ones(2), ap_power_w=np.ones((2, 3)), sinr_db=np.ones(2),"
+        " rate_bps_hz=np.ones(2))\n"
+        "w.commit(); w.close()\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from netsim.trace import read_table
+
+    users = read_table(tmp_path, "users")
+    assert users["x_hat_m"].isna().tolist() == [True, True]
+    assert users["tracked"].tolist() == [True, True]
+
+
+def test_arrow_to_numpy_from_buffers_matches_to_numpy():
+    """Reading columns from their buffers (no pandas) gives what ``to_numpy`` gives, with
+    iter_columns' null conventions, also on sliced arrays (non-zero offsets)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from netsim.trace import _arrow_to_numpy
+
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 9, 300):
+        mask = rng.random(n) < 0.25
+        floats = pa.array(rng.standard_normal(n), mask=mask)
+        ints = pa.array(rng.integers(-9, 9, n), mask=mask)
+        bools = pa.array(rng.random(n) < 0.5, mask=mask)
+        strs = pa.array([f"k{i}é" for i in range(n)], mask=mask)
+        for arr in (floats, ints, bools, strs):
+            for a in (arr, arr.slice(min(3, n)), arr.slice(min(1, n), max(0, n - 2))):
+                got = _arrow_to_numpy(a)
+                if pa.types.is_boolean(a.type):
+                    want = pc.fill_null(a, False).to_numpy(zero_copy_only=False)
+                elif pa.types.is_integer(a.type) and a.null_count:
+                    want = pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False)
+                else:
+                    want = a.to_numpy(zero_copy_only=False)
+                assert got.dtype == want.dtype and got.shape == want.shape
+                if got.dtype == object:
+                    assert list(got) == list(want)
+                else:
+                    np.testing.assert_array_equal(got, want)
+        no_null = pa.array(rng.integers(0, 5, n))
+        assert _arrow_to_numpy(no_null).dtype == np.int64
