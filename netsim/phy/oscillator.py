@@ -266,11 +266,17 @@ class OscillatorBank:
             raise ValueError(f"time must not go backwards: t_s={t_new} < current {self._t_s}")
         if dt == 0.0:
             return
+        qphi = self._noise.phase_noise_rad2_per_s
+        z = self._rng.standard_normal((4 if qphi > 0.0 else 3, self.n))  # [3 or 4, n]
+        self._step(dt, z)
+        self._t_s = t_new
+
+    def _step(self, dt: float, z: NDArray[np.float64]) -> None:
+        """The state update of one ``advance_to`` over ``dt`` > 0 with its draws ``z``."""
         q1 = self._noise.white_fm_s2_per_s
         q2 = self._noise.random_walk_fm_per_s
         a = self._noise.aging_per_s
         qphi = self._noise.phase_noise_rad2_per_s
-        z = self._rng.standard_normal((4 if qphi > 0.0 else 3, self.n))  # [3 or 4, n]
         # Noise of (x, y) with covariance Q, written without cancellation:
         # w_y = sqrt(q2 dt) z1;  w_x = sqrt(q1 dt) z0 + sqrt(q2) dt^1.5 (z1/2 + z2/sqrt(12)).
         # scalar factors with math.sqrt (correctly rounded, the same values as np.sqrt)
@@ -281,7 +287,47 @@ class OscillatorBank:
         self._y += a * dt + w_y
         if qphi > 0.0:
             self._phi_w += math.sqrt(qphi * dt) * z[3]
-        self._t_s = t_new
+
+    def advance_through(self, times_s: list[float]
+                        ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``advance_to(t)`` for each of the non-decreasing ``times_s`` (S,), in one go.
+
+        The draws of all steps are taken in one block (the same numbers in the same order as
+        the single calls) and each step does the same operations, so the final state and the
+        returned history are bit-identical to ``S`` successive :meth:`advance_to` calls.
+
+        Returns
+        -------
+        time_offset_s : ndarray (S, n), float64, [s]
+            ``x`` after each step.
+        phase_rad : ndarray (S, n), float64, [rad]
+            :attr:`phase_rad` after each step.
+        """
+        n_t = len(times_s)
+        x_hist = np.empty((n_t, self.n))  # [S, n]
+        phase_hist = np.empty((n_t, self.n))  # [S, n]
+        t_prev, dts = self._t_s, []
+        for t in times_s:
+            t_new = float(t)
+            if not np.isfinite(t_new):
+                raise ValueError(f"t_s must be finite, got {t}")
+            if t_new < t_prev:
+                raise ValueError(f"time must not go backwards: t_s={t_new} < current {t_prev}")
+            dts.append(t_new - t_prev)
+            t_prev = t_new
+        n_steps = sum(dt > 0.0 for dt in dts)
+        qphi = self._noise.phase_noise_rad2_per_s
+        z = self._rng.standard_normal((n_steps, 4 if qphi > 0.0 else 3, self.n)) if n_steps \
+            else None  # [steps, 3 or 4, n]
+        done = 0
+        for s, dt in enumerate(dts):
+            if dt > 0.0:
+                self._step(dt, z[done])
+                done += 1
+                self._t_s = float(times_s[s])
+            x_hist[s] = self._x
+            phase_hist[s] = self.phase_rad
+        return x_hist, phase_hist
 
     def correct(
         self,

@@ -194,7 +194,7 @@ class Network:
         self._fading_t = 0.0
         self._rho_key: tuple | None = None  # (dt, Doppler bytes) of the cached correlation
         self._rho: np.ndarray | None = None  # [K, 1, 1]
-        self._user_pos = self._positions(0.0)  # [K, 2]
+        self._pos: np.ndarray | None = self._positions(0.0)  # [K, 2]; None: not yet at t_s
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -225,7 +225,38 @@ class Network:
             return
         self.oscillators.advance_to(t_s)
         self.t_s = t_s
-        self._user_pos = self._positions(t_s)
+        self._pos = None  # evaluated when asked for (mobility is path-independent in time)
+
+    def advance_through(self, times_s: list[float], reference_ap: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``advance_to(t); offsets_to(reference_ap)`` for each of the non-decreasing
+        ``times_s`` (S,) in one go (bit-identical to the sequence; see
+        :meth:`OscillatorBank.advance_through`). For a stretch in which nothing else acts
+        on the oscillators (no correction, no fault).
+
+        Returns
+        -------
+        to_s : ndarray (S, M), float64, [s]
+            Time offset of every AP relative to ``reference_ap`` at each time.
+        phase_rad : ndarray (S, M), float64, [rad]
+            Carrier phase relative to ``reference_ap``, wrapped to (-pi, pi].
+        """
+        if len(times_s) and times_s[0] < self.t_s:
+            raise ValueError(f"network time must not go backwards ({times_s[0]} < {self.t_s})")
+        x, phase = self.oscillators.advance_through(times_s)  # [S, M] each
+        if len(times_s) and times_s[-1] > self.t_s:
+            self.t_s = times_s[-1]
+            self._pos = None
+        ref = reference_ap
+        dphi = np.angle(np.exp(1j * (phase - phase[:, ref, None])))  # [S, M]
+        return x - x[:, ref, None], dphi
+
+    @property
+    def _user_pos(self) -> np.ndarray:
+        """True user positions now, (K, 2) m (computed at the first use after a move)."""
+        if self._pos is None:
+            self._pos = self._positions(self.t_s)
+        return self._pos
 
     @property
     def user_pos_m(self) -> np.ndarray:

@@ -241,3 +241,33 @@ def test_correct_with_phase_subtracts_the_phase_estimate():
     # the phase keeps evolving with the (uncorrected) frequency offset afterwards
     bank.advance_to(2e-3)
     np.testing.assert_allclose(bank.phase_rad[1], 2 * np.pi * 1e9 * -2e-6 * 1e-3, rtol=1e-9)
+
+
+@pytest.mark.parametrize("phase_noise", [0.0, 3.0])
+def test_advance_through_equals_successive_advance_to(phase_noise) -> None:
+    """The batched advance (the engine's subframes) gives the same bits as one advance_to per
+    time: same draws in the same order, same arithmetic; repeated times draw nothing."""
+    rng_times = np.random.default_rng(5)
+    noise = ClockNoise.from_allan(3e-11, 2e-12, aging_per_s=1e-12, phase_noise_rad2_per_s=phase_noise)
+    times = list(0.2 + np.cumsum(rng_times.exponential(1e-3, 12)))
+    times.insert(4, times[3])  # a zero step
+    one = OscillatorBank(np.zeros(7) + 1e-7, np.linspace(-1e-6, 1e-6, 7), noise, 28e9,
+                         np.random.default_rng(9))
+    two = OscillatorBank(np.zeros(7) + 1e-7, np.linspace(-1e-6, 1e-6, 7), noise, 28e9,
+                         np.random.default_rng(9))
+    one.advance_to(0.1)
+    two.advance_to(0.1)
+    one.correct([2], 1e-8, 1e-7, phase_rad=0.3)
+    two.correct([2], 1e-8, 1e-7, phase_rad=0.3)
+    x_hist, phase_hist = two.advance_through(times)
+    for s, t in enumerate(times):
+        one.advance_to(t)
+        np.testing.assert_array_equal(x_hist[s], one.time_offset_s)
+        np.testing.assert_array_equal(phase_hist[s], one.phase_rad)
+    assert two.t_s == one.t_s
+    np.testing.assert_array_equal(two.freq_offset, one.freq_offset)
+    one.advance_to(times[-1] + 1e-3)
+    two.advance_to(times[-1] + 1e-3)  # the generators are at the same place
+    np.testing.assert_array_equal(two.time_offset_s, one.time_offset_s)
+    with pytest.raises(ValueError, match="backwards"):
+        two.advance_through([times[0]])
