@@ -18,11 +18,11 @@ import numpy as np
 from netsim.phy import umi
 from netsim.phy.channel import (
     LosChannel,
+    fading_steps_polar,
     jakes_correlation,
     nlos_initial,
     nlos_step,
-    nlos_steps,
-    rician_channel,
+    rician_polar,
 )
 from netsim.phy.geometry import (
     grid_positions,
@@ -265,8 +265,9 @@ class Network:
 
     # ------------------------------------------------------------------ channels
     def geometric_channel(self, user_pos_m: np.ndarray) -> np.ndarray:
-        """Near-field LOS channel (K, M, N) for the given positions (the location-aware model)."""
-        return self._los(user_pos_m)  # = los_channel(element_pos_m, ap_center_m, ...)
+        """Near-field LOS channel (K, M, N) for the given positions (the location-aware model;
+        :meth:`LosChannel.fast`: phases within 1e-6 rad of :func:`los_channel`)."""
+        return self._los.fast(user_pos_m)
 
     def large_scale_gain(self, user_pos_m: np.ndarray | None = None) -> np.ndarray:
         """Large-scale power gain beta (M, K) at the given (default: true) positions.
@@ -292,11 +293,11 @@ class Network:
         if self.model == "umi":
             self._advance_fading()
             return np.sqrt(self.large_scale_gain().T)[:, :, None] * self._nlos  # [K, M, N]
-        h_los = self.geometric_channel(self._user_pos)  # [K, M, N]
         if not np.isfinite(self.k_factor):
-            return h_los
+            return self.geometric_channel(self._user_pos)  # [K, M, N]
+        amp, cos, sin = self._los.polar(self._user_pos)  # [K, M], [K, M, N] x 2
         self._advance_fading()
-        return rician_channel(h_los, self._nlos, self.k_factor)
+        return rician_polar(amp, cos, sin, self._nlos, self.k_factor)  # [K, M, N]
 
     def true_channels(self, times_s: list[float], max_elements: int = 2_000_000
                       ) -> np.ndarray | None:
@@ -322,10 +323,12 @@ class Network:
                 if got is None:
                     return None
                 pos[s, k], speed[s, k] = got
-        h_los = self.geometric_channel(pos.reshape(-1, 2)).reshape(
-            n_t, self.n_users, self.n_aps, self.n_antennas)  # [S, K, M, N]
+        shape = (n_t, self.n_users, self.n_aps, self.n_antennas)
         if not np.isfinite(self.k_factor):
-            return h_los
+            return self.geometric_channel(pos.reshape(-1, 2)).reshape(shape)  # [S, K, M, N]
+        amp, cos, sin = self._los.polar(pos.reshape(-1, 2))
+        amp = amp.reshape(shape[:3])  # [S, K, M]
+        cos, sin = cos.reshape(shape), sin.reshape(shape)  # [S, K, M, N]
         # the fading steps of the sequential calls: one per time later than the last one
         steps, rhos, t_last = [], [], self._fading_t
         min_doppler = self.scenario.channel.min_doppler_hz
@@ -341,17 +344,19 @@ class Network:
             steps.append(s)
             rhos.append(self._rho)
             t_last = t
-        g, done = self._nlos, 0
+        g = np.empty(shape, dtype=complex)  # [S, K, M, N] the fading state at each time
         if steps:
-            states = nlos_steps(g, np.stack(rhos), self._fading_rng)  # [n_steps, K, M, N]
-        for s in range(n_t):  # per subframe: (K, M, N) temporaries stay small
-            if done < len(steps) and steps[done] == s:
-                g = states[done]
-                done += 1
-            h_los[s] = rician_channel(h_los[s], g, self.k_factor)
-        self._nlos = g.copy() if steps else g
+            states = fading_steps_polar(self._nlos, np.stack(rhos), self._fading_rng)
+            first = steps[0]
+            g[:first] = self._nlos
+            bounds = [*steps, n_t]
+            for i in range(len(steps)):  # a state holds until the next step
+                g[bounds[i]:bounds[i + 1]] = states[i]
+            self._nlos = states[-1].copy()
+        else:
+            g[:] = self._nlos
         self._fading_t = t_last
-        return h_los
+        return rician_polar(amp, cos, sin, g, self.k_factor)  # [S, K, M, N]
 
     def _advance_fading(self) -> None:
         """Step the NLOS Gauss-Markov fading from its last evaluation to now.
@@ -370,9 +375,12 @@ class Network:
             self._rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
             self._rho_key = key
         rho = self._rho
-        if self.model == "umi" and self.scenario.channel.fading_correlation == "iid":
-            rho = np.zeros_like(rho)
-        self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
+        if self.model == "umi":
+            if self.scenario.channel.fading_correlation == "iid":
+                rho = np.zeros_like(rho)
+            self._nlos = nlos_step(self._nlos, rho, self._fading_rng)
+        else:  # the near-field Rician model: polar draws (as in true_channels)
+            self._nlos = fading_steps_polar(self._nlos, rho[None], self._fading_rng)[0]
         self._fading_t = self.t_s
 
     # ------------------------------------------------------------------ sync state
