@@ -54,6 +54,7 @@ __all__ = [
     "nlos_steps",
     "path_gain",
     "rician_channel",
+    "rician_fading_polar",
     "rician_polar",
 ]
 
@@ -393,20 +394,10 @@ def fading_steps_polar(
         The state after each step.
     """
     g = np.asarray(state, dtype=complex)  # [...]
-    rho = np.asarray(correlations, dtype=float)  # [S, ...]
-    if np.any(np.abs(rho) > 1):
-        raise ValueError("correlation must lie in [-1, 1]")
-    n_steps = rho.shape[0]
-    # per-step factors aligned with the state's trailing axes: (S, 1, ..., *rho.shape[1:])
-    rho = rho.reshape((n_steps,) + (1,) * max(0, g.ndim - rho.ndim + 1) + rho.shape[1:])
-    u = rng.random((n_steps, 2, *g.shape))  # [S, 2, ...] the blocks of S single steps
-    w_re, w_im = _polar_draws(u[:, 0], u[:, 1])  # [S, ...] each
-    scale = np.sqrt(1.0 - rho * rho)  # [S, ...]
-    w_re *= scale
-    w_im *= scale
-    out = np.empty((n_steps, *g.shape), dtype=complex)  # [S, ...]
+    rho, w_re, w_im = _innovations(g.shape, correlations, rng)
+    out = np.empty((rho.shape[0], *g.shape), dtype=complex)  # [S, ...]
     g_re, g_im = g.real.copy(), g.imag.copy()  # [...] contiguous
-    for s in range(n_steps):
+    for s in range(rho.shape[0]):
         g_re *= rho[s]
         g_re += w_re[s]
         g_im *= rho[s]
@@ -414,6 +405,79 @@ def fading_steps_polar(
         out[s].real = g_re
         out[s].imag = g_im
     return out
+
+
+def _innovations(shape: tuple[int, ...], correlations: ArrayLike, rng: np.random.Generator
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per-step correlations aligned with ``shape`` (S, 1.., *) and the scaled innovations
+    ``sqrt(1 - rho^2) w`` (real, imaginary parts, (S, *shape)) of :func:`fading_steps_polar`."""
+    rho = np.asarray(correlations, dtype=float)  # [S, ...]
+    if np.any(np.abs(rho) > 1):
+        raise ValueError("correlation must lie in [-1, 1]")
+    n_steps = rho.shape[0]
+    # per-step factors aligned with the state's trailing axes: (S, 1, ..., *rho.shape[1:])
+    rho = rho.reshape((n_steps,) + (1,) * max(0, len(shape) - rho.ndim + 1) + rho.shape[1:])
+    u = rng.random((n_steps, 2, *shape))  # [S, 2, ...] the blocks of S single steps
+    w_re, w_im = _polar_draws(u[:, 0], u[:, 1])  # [S, ...] each
+    scale = np.sqrt(1.0 - rho * rho)  # [S, ...]
+    w_re *= scale
+    w_im *= scale
+    return rho, w_re, w_im
+
+
+def rician_fading_polar(
+    amp: NDArray[np.float64], cos: NDArray[np.float64], sin: NDArray[np.float64],
+    state: NDArray[np.complex128], correlations: ArrayLike, stepped: list[bool],
+    k_factor_linear: float, rng: np.random.Generator,
+) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
+    """Rician channels of ``S`` times with the fading advanced in between, fused.
+
+    For each time ``s`` (in order): when ``stepped[s]``, one :func:`fading_steps_polar` step
+    with the next entry of ``correlations``; then ``h[s] = rician_polar(amp[s], cos[s],
+    sin[s], g, K)``. The same draws and element-wise operations as those calls (hence the
+    same bits), without the intermediate complex arrays.
+
+    Parameters
+    ----------
+    amp : ndarray (S, ..., M), float64
+    cos, sin : ndarray (S, ..., M, N), float64
+    state : ndarray (..., M, N), complex128
+        Fading state before the first time.
+    correlations : array_like (steps, ...), one entry per True of ``stepped``
+    stepped : list of bool (S,)
+    k_factor_linear : float, finite, >= 0
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    h : ndarray (S, ..., M, N), complex128
+    state : ndarray (..., M, N), complex128
+        Fading state after the last time.
+    """
+    kf = float(k_factor_linear)
+    if not 0 <= kf < np.inf:
+        raise ValueError(f"k_factor_linear must be finite and >= 0, got {k_factor_linear}")
+    g = np.asarray(state, dtype=complex)  # [..., M, N]
+    g_re, g_im = g.real.copy(), g.imag.copy()
+    if sum(stepped):
+        rho, w_re, w_im = _innovations(g.shape, correlations, rng)
+    a_los = (np.sqrt(kf / (kf + 1)) * amp)[..., None]  # [S, ..., M, 1]
+    a_nlos = (np.sqrt(1 / (kf + 1)) * amp)[..., None]  # [S, ..., M, 1]
+    h_re = a_los * cos  # [S, ..., M, N]
+    los_im = a_los * sin  # [S, ..., M, N]
+    h_im = np.empty_like(h_re)
+    done = 0
+    for s, step in enumerate(stepped):
+        if step:
+            g_re *= rho[done]
+            g_re += w_re[done]
+            g_im *= rho[done]
+            g_im += w_im[done]
+            done += 1
+        h_re[s] += a_nlos[s] * g_re
+        np.subtract(a_nlos[s] * g_im, los_im[s], out=h_im[s])
+    return _assemble(h_re, h_im), _assemble(g_re, g_im)
+
 
 
 def nlos_initial(shape: int | tuple[int, ...], rng: np.random.Generator) -> NDArray[np.complex128]:

@@ -229,6 +229,23 @@ class RandomWaypointMobility:
             return None  # another leg (new draws) or before this one
         return self.position(t_s), self.speed_mps(t_s)  # within the leg: no state change
 
+    def peek_times(self, times_s: ArrayLike
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """:meth:`peek` at several times (T,) at once: positions (T, 2) and speeds (T,), or
+        None when one of them is outside the current leg. The same operations as
+        :meth:`position` element by element, hence the same bits."""
+        t = np.asarray(times_s, dtype=float)  # [T]
+        if t.size == 0 or t.max() >= self._t_end or t.min() < self._t_start:
+            return None
+        x0, y0, vx, vy, w, h = self._leg
+        dt = t - self._t_start  # [T]
+        pos = np.empty((t.size, 2))  # [T, 2]
+        pos[:, 0] = np.minimum(np.maximum(x0 + vx * dt, 0.0), w)
+        pos[:, 1] = np.minimum(np.maximum(y0 + vy * dt, 0.0), h)
+        arrived = t >= self._t_arrive  # [T]
+        pos[arrived] = self._dest
+        return pos, np.where(arrived, 0.0, self._leg_speed)
+
 
 class TrajectoryMobility:
     """Piecewise-linear trajectory through given knots, clamped outside its time span.

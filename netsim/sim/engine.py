@@ -584,15 +584,17 @@ class CentralUnit:
         h_all, w_all, phase_all, to_all, t_all, txs = [], [], [], [], [], []
         for s in range(sc.frame.subframes):
             t_sub = comm_start + s * timing.subframe_s
-            if t_sub > env.now:
-                yield env.timeout(t_sub - env.now)
-            if quiet:
+            if quiet:  # no other process acts before times[-1]: no need to wake up per subframe
                 to_s, phase = to_hist[s], phase_hist[s]
+                t_all.append(times[s])
             else:
+                if t_sub > env.now:
+                    yield env.timeout(t_sub - env.now)
                 sim.advance_world()
+                t_all.append(env.now)
             if h_batch is None:
                 h_true = net.true_channel()  # [K, M, N]
-            elif env.now != times[s]:  # cannot happen: the batch assumed these times
+            elif t_all[-1] != times[s]:  # cannot happen: the batch assumed these times
                 raise RuntimeError(f"subframe {s} at {env.now} s, the batch assumed {times[s]} s")
             else:
                 h_true = h_batch[s]  # [K, M, N]
@@ -607,9 +609,10 @@ class CentralUnit:
             w_all.append(tx.w)
             phase_all.append(phase)
             to_all.append(to_s)
-            t_all.append(env.now)
             txs.append(tx)
             not_converged += not tx.converged
+        if quiet and times[-1] > env.now:  # the time the last subframe's timeout reached
+            yield env.timeout_at(times[-1])
         # every subframe's SINR in one batch (the same values as one call per subframe)
         sinr = downlink_sinr_batch(np.stack(h_all), np.stack(w_all), sc.channel.noise_power_w,
                                    np.stack(phase_all), np.stack(to_all), sim.subcarrier_hz,

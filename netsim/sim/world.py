@@ -22,6 +22,7 @@ from netsim.phy.channel import (
     jakes_correlation,
     nlos_initial,
     nlos_step,
+    rician_fading_polar,
     rician_polar,
 )
 from netsim.phy.geometry import (
@@ -318,6 +319,13 @@ class Network:
         pos = np.empty((n_t, self.n_users, 2))  # [S, K, 2]
         speed = np.empty((n_t, self.n_users))  # [S, K]
         for k, model in enumerate(self.mobility):
+            many = getattr(model, "peek_times", None)
+            if many is not None:  # random waypoint: all times at once (same bits)
+                got = many(times_s)
+                if got is None:
+                    return None
+                pos[:, k], speed[:, k] = got
+                continue
             for s, t in enumerate(times_s):
                 got = model.peek(t)
                 if got is None:
@@ -330,33 +338,31 @@ class Network:
         amp = amp.reshape(shape[:3])  # [S, K, M]
         cos, sin = cos.reshape(shape), sin.reshape(shape)  # [S, K, M, N]
         # the fading steps of the sequential calls: one per time later than the last one
-        steps, rhos, t_last = [], [], self._fading_t
-        min_doppler = self.scenario.channel.min_doppler_hz
+        steps, dts, t_last = [], [], self._fading_t
         for s, t in enumerate(times_s):
             dt = t - t_last
             if dt <= 0:
                 continue
-            doppler = np.maximum(speed[s] / self.wavelength_m, min_doppler)  # [K]
-            key = (dt, doppler.tobytes())
-            if self._rho_key != key:
-                self._rho = jakes_correlation(doppler, dt)[:, None, None]  # [K, 1, 1]
-                self._rho_key = key
             steps.append(s)
-            rhos.append(self._rho)
+            dts.append(dt)
             t_last = t
-        g = np.empty(shape, dtype=complex)  # [S, K, M, N] the fading state at each time
+        rhos = np.zeros((0, self.n_users, 1, 1))
         if steps:
-            states = fading_steps_polar(self._nlos, np.stack(rhos), self._fading_rng)
-            first = steps[0]
-            g[:first] = self._nlos
-            bounds = [*steps, n_t]
-            for i in range(len(steps)):  # a state holds until the next step
-                g[bounds[i]:bounds[i + 1]] = states[i]
-            self._nlos = states[-1].copy()
-        else:
-            g[:] = self._nlos
+            doppler = np.maximum(speed[steps] / self.wavelength_m,
+                                 self.scenario.channel.min_doppler_hz)  # [steps, K]
+            # J0 is evaluated element by element (netsim.phy.bessel): one call for all steps
+            # gives the values of one call per step
+            rho = jakes_correlation(doppler, np.asarray(dts)[:, None])  # [steps, K]
+            self._rho_key = (dts[-1], doppler[-1].tobytes())
+            self._rho = rho[-1][:, None, None]  # [K, 1, 1] (the one-by-one path's cache)
+            rhos = rho[:, :, None, None]  # [steps, K, 1, 1]
+        stepped = [False] * n_t
+        for s in steps:
+            stepped[s] = True
+        h, self._nlos = rician_fading_polar(amp, cos, sin, self._nlos, rhos, stepped,
+                                            self.k_factor, self._fading_rng)  # [S, K, M, N]
         self._fading_t = t_last
-        return rician_polar(amp, cos, sin, g, self.k_factor)  # [S, K, M, N]
+        return h
 
     def _advance_fading(self) -> None:
         """Step the NLOS Gauss-Markov fading from its last evaluation to now.
