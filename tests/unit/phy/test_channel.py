@@ -343,3 +343,28 @@ def test_rician_polar_equals_the_rician_combination_of_the_exact_los() -> None:
         assert np.max(np.abs(got - want) / scale) < 2e-6
     with pytest.raises(ValueError):
         rician_polar(amp, cos, sin, g, np.inf)
+
+
+def test_fused_rician_fading_equals_steps_then_combination() -> None:
+    """rician_fading_polar (the engine's batch) = fading_steps_polar + rician_polar per time,
+    bit for bit, with times that do and do not step the fading."""
+    from netsim.phy.channel import LosChannel, fading_steps_polar, rician_fading_polar, rician_polar
+
+    rng = np.random.default_rng(18)
+    centers = rng.uniform(0, 40, (3, 2))
+    q = ula_element_positions(centers, rng.uniform(0, np.pi, 3), 5, SPACING)
+    los = LosChannel(q, centers, LAM)
+    users = rng.uniform(0, 40, (4, 2, 2))  # [S, K, 2]
+    amp, cos, sin = los.polar(users.reshape(-1, 2))
+    amp, cos, sin = amp.reshape(4, 2, 3), cos.reshape(4, 2, 3, 5), sin.reshape(4, 2, 3, 5)
+    stepped = [True, False, True, True]
+    rhos = rng.uniform(0.1, 0.99, (3, 2, 1, 1))
+    g0 = nlos_initial((2, 3, 5), rng)
+    h, g_end = rician_fading_polar(amp, cos, sin, g0, rhos, stepped, 4.0, np.random.default_rng(3))
+    r, g, done = np.random.default_rng(3), g0, 0
+    for s, step in enumerate(stepped):
+        if step:
+            g = fading_steps_polar(g, rhos[done:done + 1], r)[0]
+            done += 1
+        np.testing.assert_array_equal(h[s], rician_polar(amp[s], cos[s], sin[s], g, 4.0))
+    np.testing.assert_array_equal(g_end, g)

@@ -209,3 +209,25 @@ def test_random_waypoint_scalar_path_matches_array_formula() -> None:
         assert np.array_equal(p, want)
         v = 0.0 if t >= m._t_arrive else float(np.hypot(*(m._dir * m._speed)))
         assert m.speed_mps(t) == v
+
+
+def test_peek_times_equals_peek_one_by_one() -> None:
+    """RandomWaypointMobility.peek_times (the engine's per-frame batch) gives the bits of one
+    peek per time, through moving, arrival and pause, and refuses times off the current leg."""
+    for seed in range(5):
+        model = RandomWaypointMobility([3.0, 4.0], 10.0, 8.0, (2.0, 5.0), 0.3,
+                                       np.random.default_rng(seed))
+        t = 0.0
+        for _ in range(40):
+            times = list(t + np.sort(np.random.default_rng(seed).uniform(0, 0.05, 7)))
+            many = model.peek_times(times)
+            single = [model.peek(x) for x in times]
+            if any(v is None for v in single):
+                assert many is None
+                model.position(times[-1])  # move on to the next leg
+            else:
+                pos, speed = many
+                np.testing.assert_array_equal(pos, np.array([p for p, _ in single]))
+                np.testing.assert_array_equal(speed, np.array([v for _, v in single]))
+            t = times[-1]
+    assert model.peek_times([]) is None
