@@ -154,9 +154,9 @@ def bench_sensing(quick: bool) -> None:
     cases = [("isac_paper static", "scenarios/isac_paper.yaml", ["users.mobility.model=static"], n_paper),
              ("isac_paper 0.5 m/s", "scenarios/isac_paper.yaml", [], n_paper),
              ("isac_paper crlb", "scenarios/isac_paper.yaml", ["sensing.method=crlb"], n_paper),
-             ("campus music", "scenarios/campus.yaml", ["sensing.method=music"], n_campus),
-             ("campus crlb", "scenarios/campus.yaml", ["sensing.method=crlb"], n_campus),
-             ("quickstart music", "scenarios/quickstart.yaml", ["sensing.method=music"], 40)]
+             ("campus music", "scenarios/campus.yaml", ["sensing.method=music", "sync.method=genie"], n_campus),
+             ("campus crlb", "scenarios/campus.yaml", ["sensing.method=crlb", "sync.method=genie"], n_campus),
+             ("quickstart music", "scenarios/quickstart.yaml", ["sensing.method=music", "sync.method=genie"], 40)]
     for label, path, ov, n in cases:
         r = _sense_run(path, [f"run.frames={n}", *ov])
         print(f"{label:>34} {n:>6} {_cpu_cols(r)} {r['tracked']:8.3f} "
@@ -188,7 +188,7 @@ def bench_sensing_timing(frames: int) -> None:
     for method in ("music", "crlb"):
         for users in (3, 6, 12):
             r = _sense_run("scenarios/campus.yaml", [f"run.frames={frames}", f"sensing.method={method}",
-                                                     f"users.count={users}"])
+                                                     f"users.count={users}", "sync.method=genie"])
             print(f"{method + ' ' + str(users) + ' users':>26} {_cpu_cols(r)} {1e3 * r['cpu'] / users:7.1f} "
                   f"{r['tracked']:8.3f}")
 
@@ -211,7 +211,7 @@ def bench_engine(frames: int) -> None:
     runs = [("isac_paper", b) for b in ("mrt_plain", "ei", "mrt", "main")]
     runs += [("campus", b) for b in ("mrt_plain", "ei", "mrt")]
     for name, bf in runs:
-        extra = ["comm.serving_aps=3"] if name == "campus" else []
+        extra = ["comm.serving_aps=3", "sync.method=genie"] if name == "campus" else []
         sc = load_scenario(f"scenarios/{name}.yaml", [f"run.frames={frames}", "sensing.method=music",
                                                       f"comm.beamforming={bf}", *extra])
         summary = Simulation(sc).run()

@@ -48,7 +48,7 @@ def write_sweep(folder: Path, frames: int, tasks: int) -> Path:
     path = folder / "bench.yaml"
     path.write_text(
         f"base: {REPO / 'scenarios' / 'quickstart.yaml'}\n"
-        f"set: [run.frames={frames}]\n"
+        f"set: [run.frames={frames}, sync.method=genie, sensing.method=genie]\n"
         f"grid:\n  run.seed: {list(range(tasks))}\n"
         "replications: 1\nseed: 1\n")
     return path

@@ -7,6 +7,9 @@ import sys
 
 import netsim
 
+# the cheap reference models, for tests that check something other than sync or sensing
+CHEAP = ("--set", "sync.method=genie", "--set", "sensing.method=genie")
+
 
 def netsim_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "netsim", *args], capture_output=True,
@@ -15,6 +18,7 @@ def netsim_cli(*args, cwd=None):
 
 def test_run_writes_a_run_directory_and_prints_a_summary(tmp_path):
     out = tmp_path / "run"
+    # the bundled defaults: ML sync + MUSIC sensing, end to end (a few CPU-s)
     res = netsim_cli("run", "scenarios/quickstart.yaml", "--out", str(out), "--frames", "5",
                      "--set", "users.count=2")
     assert res.returncode == 0, res.stderr
@@ -44,7 +48,7 @@ def test_run_refuses_an_invalid_override(tmp_path):
 def test_plot_writes_pngs(tmp_path):
     out = tmp_path / "run"
     assert netsim_cli("run", "scenarios/quickstart.yaml", "--out", str(out), "--frames", "3",
-                      "-q").returncode == 0
+                      *CHEAP, "-q").returncode == 0
     res = netsim_cli("plot", str(out))
     assert res.returncode == 0, res.stderr
     for name in ("rates", "sync", "users", "sinr_cdf"):
@@ -54,7 +58,7 @@ def test_plot_writes_pngs(tmp_path):
 def test_sweep_runs_grid_times_replications(tmp_path):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
-        "base: {base}\nset: [run.frames=3]\ngrid:\n  sync.method: [none, genie]\n"
+        "base: {base}\nset: [run.frames=3, sensing.method=genie]\ngrid:\n  sync.method: [none, genie]\n"
         "replications: 2\nout: {out}\n".format(base=__import__("os").path.abspath(
             "scenarios/quickstart.yaml"), out=tmp_path / "sw"))
     res = netsim_cli("sweep", str(sweep), "--workers", "1")

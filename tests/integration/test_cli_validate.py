@@ -44,7 +44,7 @@ def test_garbage_files_get_a_clean_error(tmp_path, content):
 def test_run_refuses_an_out_that_is_a_file_or_read_only(tmp_path):
     occupied = tmp_path / "file"
     occupied.write_text("x")
-    res = netsim_cli("run", "scenarios/quickstart.yaml", "--frames", "1", "--out", str(occupied))
+    res = netsim_cli("run", "scenarios/quickstart.yaml", "--frames", "1", "--set", "sensing.method=genie", "--out", str(occupied))
     assert res.returncode == 2 and "exists and is not a folder" in res.stderr
     assert "Traceback" not in res.stderr
     if os.geteuid() != 0:  # root writes anywhere
@@ -52,7 +52,7 @@ def test_run_refuses_an_out_that_is_a_file_or_read_only(tmp_path):
         ro.mkdir()
         ro.chmod(0o500)
         try:
-            res = netsim_cli("run", "scenarios/quickstart.yaml", "--frames", "1", "--out",
+            res = netsim_cli("run", "scenarios/quickstart.yaml", "--frames", "1", "--set", "sensing.method=genie", "--out",
                              str(ro / "sub" / "run"))
         finally:
             ro.chmod(0o700)

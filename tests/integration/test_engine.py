@@ -17,7 +17,9 @@ from netsim.trace import SCHEMAS
 
 
 def quick(*overrides):
-    return load_scenario("scenarios/quickstart.yaml", list(overrides))
+    # genie sync and sensing (cheap references) unless a test overrides them
+    return load_scenario("scenarios/quickstart.yaml",
+                         ["sync.method=genie", "sensing.method=genie", *overrides])
 
 
 def test_quickstart_writes_five_tables_and_finished_meta(tmp_path):

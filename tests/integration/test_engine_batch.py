@@ -29,7 +29,8 @@ CASES = {
 
 
 def _tables(overrides, monkeypatch=None, calls=None):
-    sc = load_scenario("scenarios/quickstart.yaml", ["run.frames=40", *overrides])
+    sc = load_scenario("scenarios/quickstart.yaml", ["run.frames=40", "sync.method=genie",
+                                                  "sensing.method=genie", *overrides])
     if monkeypatch is not None:
         monkeypatch.setattr(Network, "true_channels", lambda self, times, **kw: None)
     elif calls is not None:

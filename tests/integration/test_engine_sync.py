@@ -8,7 +8,8 @@ import pytest
 from netsim.scenario import load_scenario
 from netsim.sim.engine import Simulation
 
-BASE = ["deployment.aps.count=9", "deployment.width_m=60", "deployment.height_m=60",
+BASE = ["sync.method=genie", "sensing.method=genie",  # cheap references unless a test says
+        "deployment.aps.count=9", "deployment.width_m=60", "deployment.height_m=60",
         "users.mobility.model=static", "sync.pilot_length_chips=64", "sync.swap_iterations=200",
         "oscillators.initial_time_offset_s=5e-8", "oscillators.initial_offset_ppm=1.0",
         "frame.subframes=2"]

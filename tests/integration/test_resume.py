@@ -46,11 +46,11 @@ def scenario(name, frames, *sets):
 # that ends after the kill), sensing tracks (music), the CPU's Kalman clock tracks and adaptive
 # schedule, pilot assignment + WMMSE warm starts + fading (pilots).
 COMBOS = {
-    "genie": ("quickstart", 7, [], 3),
-    "ml_fault": ("quickstart", 7, ["sync.method=ml",
+    "genie": ("quickstart", 7, ["sync.method=genie", "sensing.method=genie"], 3),
+    "ml_fault": ("quickstart", 7, ["sync.method=ml", "sensing.method=genie",
                                    "faults=[{at_s: 0.0035, ap: 1, duration_s: 0.004}]"], 2),
     "crb_music": ("quickstart", 4, ["sync.method=crb", "sensing.method=music"], 2),
-    "kalman_adaptive": ("quickstart", 8, ["sync.method=crb", "sync.tracking=kalman",
+    "kalman_adaptive": ("quickstart", 8, ["sync.method=crb", "sensing.method=genie", "sync.tracking=kalman",
                                           "sync.schedule=adaptive"], 4),
     "pilots_wmmse": ("umi_cellfree", 4, ["users.count=8", "frame.subframes=3"], 1),
 }

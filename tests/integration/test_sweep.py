@@ -23,10 +23,11 @@ BASE = REPO / "scenarios" / "quickstart.yaml"
 
 
 def write_sweep(path: Path, grid: str, replications: int = 3, set_: str = "", seed: int = 7):
-    # a small, fast grid: 2 users standing still, 3 frames
+    # a small, fast grid: 2 users standing still, 3 frames, genie sync and sensing (references)
+    pins = "sensing.method=genie" + ("" if "sync.method" in grid else ", sync.method=genie")
     path.write_text(
         f"base: {BASE}\n"
-        f"set: [run.frames=3, users.count=2, users.mobility.model=static{set_}]\n"
+        f"set: [run.frames=3, users.count=2, users.mobility.model=static, {pins}{set_}]\n"
         f"grid:\n{grid}"
         f"replications: {replications}\nseed: {seed}\n")
     return path

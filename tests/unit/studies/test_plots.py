@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     """A short run with an outage (so events appear) and APs placed on the area's border."""
     out = tmp_path_factory.mktemp("plots") / "run"
     sc = load_scenario(REPO / "scenarios" / "quickstart.yaml", [
-        "run.frames=12", "sync.method=crb", "users.count=2",
+        "run.frames=12", "sync.method=crb", "sensing.method=genie", "users.count=2",
         "deployment.aps={layout: list, positions_m: [[0, 0], [40, 0], [0, 40], [40, 40]]}",
         "faults=[{at_s: 0.03, ap: 1, duration_s: 0.04}]"])
     Simulation(sc, out).run()

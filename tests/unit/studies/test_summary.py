@@ -39,7 +39,8 @@ def test_an_ap_untrusted_on_every_round_is_never_corrected():
 def test_summary_marks_oracles_and_counts_events(tmp_path):
     out = tmp_path / "run"
     sc = load_scenario(REPO / "scenarios" / "quickstart.yaml", [
-        "run.frames=6", "users.count=2", "faults=[{at_s: 0.02, ap: 1, duration_s: 0.02}]"])
+        "run.frames=6", "users.count=2", "sync.method=genie", "sensing.method=genie",
+        "faults=[{at_s: 0.02, ap: 1, duration_s: 0.02}]"])
     Simulation(sc, out).run()
     rows = dict(run_summary(load_run(out)))
     assert rows["sync"].startswith("genie (oracle")
@@ -91,7 +92,8 @@ def test_streamed_summary_matches_whole_table_statistics(tmp_path):
     pandas gives on the whole tables."""
     out = tmp_path / "run"
     sc = load_scenario(REPO / "scenarios" / "quickstart.yaml", [
-        "run.frames=12", "users.count=3", "sync.method=crb", "run.flush_every_rows=5",
+        "run.frames=12", "users.count=3", "sync.method=crb", "sensing.method=genie",
+        "run.flush_every_rows=5",
         "faults=[{at_s: 0.03, ap: 2, duration_s: 0.03}]"])
     sim = Simulation(sc, out)
     sim.trace.close = lambda merge=True, _c=sim.trace.close: _c(merge=False)  # keep the chunks
@@ -155,7 +157,8 @@ def test_summary_of_a_run_directory_does_not_need_pandas(tmp_path):
 
     out = tmp_path / "run"
     Simulation(load_scenario(REPO / "scenarios" / "quickstart.yaml",
-                             ["run.frames=3", "users.count=2"]), out).run()
+                             ["run.frames=3", "users.count=2", "sync.method=genie",
+                              "sensing.method=genie"]), out).run()
     code = ("import sys; sys.modules['pandas'] = None\n"  # any import of pandas fails
             "from netsim.runs import load_run\nfrom netsim.summary import run_summary\n"
             f"rows = dict(run_summary(load_run({str(out)!r})))\n"
