@@ -348,8 +348,10 @@ class CentralUnit:
         self.replan_reason = None
         self.sync.on_replan(old, self.plan)
         n_clusters = len(self.plan.masters)
+        weak = int(getattr(self.plan, "predicted_untrusted", 0))
         sim.event("replan", -1, f"{reason}: {n_clusters} cluster(s), {self.plan.n_pilots} pilot(s), "
-                  f"reference AP {self.plan.reference_ap}")
+                  f"reference AP {self.plan.reference_ap}"
+                  + (f"; {weak} AP(s) behind a link predicted below sync.min_sinr_db" if weak else ""))
         if old is not None:
             before = set(int(m) for m in old.masters)
             after = set(int(m) for m in self.plan.masters)

@@ -426,6 +426,7 @@ def plan_network(
         within_budget=within and 2 * kc + tau <= cfg.overhead_budget_slots,
         planned_sinr_db=sinr,
         sum_crb=float(best.get("sum_crb", float("nan"))),
+        predicted_untrusted=int(best.get("untrusted", 0)),
     )
 
 

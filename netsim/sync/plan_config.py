@@ -129,6 +129,9 @@ class SyncPlan:
         Average-power SINR (spec 5.2) of each slave on its pilot; NaN for others.
     sum_crb : float
         Sum of CRB_TO + CRB_CFO (normalised units) of the chosen allocation (NaN if not computed).
+    predicted_untrusted : int
+        APs behind a chain link whose predicted SINR is below ``SyncPlanConfig.trust_sinr_db``
+        (:func:`netsim.sync.plan_alloc.untrusted_aps`; 0 without the check).
     """
 
     cluster_of_ap: NDArray[np.int64]
@@ -141,6 +144,7 @@ class SyncPlan:
     within_budget: bool = True
     planned_sinr_db: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     sum_crb: float = float("nan")
+    predicted_untrusted: int = 0
 
     @property
     def n_ap(self) -> int:

@@ -37,6 +37,7 @@ def test_planner_trusted_aps_are_trusted_by_the_round(seed) -> None:
     mas = plan.masters
     slaves = plan.slaves()
     bad = untrusted_aps(loc, mas, plan.cluster_of_ap[slaves], slaves, plan.pilot_of_ap[slaves], on)
+    assert plan.predicted_untrusted == int(bad.sum())
     rcfg = SyncRoundConfig(pilot_length_chips=64, max_to_s=GUARD * 50e-9, tx_power_w=1e-2,
                            min_sinr_db=10.0)
     zero = np.zeros(n)
