@@ -303,10 +303,16 @@ class _RobustSdp:
     """cvxpy model of (14) (``mrt=False``) or (26) (``mrt=True``) with gamma as a parameter."""
 
     def __init__(self, red: ReducedProblem, mrt: bool = False, dpp: bool = True, gamma: float = 1.0,
-                 zf_coords: bool | None = None, directions: list[NDArray[np.complex128]] | None = None) -> None:
+                 zf_coords: bool | None = None, directions: list[NDArray[np.complex128]] | None = None,
+                 power_scale: bool = False) -> None:
         import cvxpy as cp
 
         self.red, self.mrt = red, mrt
+        # power_scale: minimise the common per-AP budget factor s (sum_k P_m(W_k) <= s pbar) instead
+        # of the total power; the SDP at gamma is feasible iff s* <= 1 (see _scale_guided_known)
+        self.s = cp.Variable(nonneg=True) if power_scale else None
+        self.power_scale = power_scale
+        budget = self.s * red.pbar if power_scale else red.pbar
         d, k_users, m = red.dim, red.n_users, red.n_aps
         e = red.indicator  # [d, M]
         self.gam = cp.Parameter(nonneg=True, value=gamma) if dpp else None
@@ -318,7 +324,7 @@ class _RobustSdp:
         self.mrt = mrt
         self.t_mat = None if mrt else (zf_coordinates(red.g) if (dpp if zf_coords is None else zf_coords) else None)
         if self.t_mat is not None:
-            self._build_zf(red, gam)
+            self._build_zf(red, gam, budget)
             return
         if mrt:
             if directions is None:
@@ -336,22 +342,22 @@ class _RobustSdp:
                 gmk = np.einsum("ia,im,ib->mab", b.conj(), e[:, active], b)  # [M_act, r, r]
                 coef = np.transpose(gmk, (0, 2, 1)).reshape(active.size, -1, order="F")  # vec(G^T), column-major
                 power = power + cp.real(coef @ cp.vec(pk, order="F"))
-            cons.append(power <= red.pbar)
-            obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply((b.conj().T @ b).T, pk))) for b, pk in zip(self.bk, self.p, strict=True)])))
+            cons.append(power <= budget)
+            obj = cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply((b.conj().T @ b).T, pk))) for b, pk in zip(self.bk, self.p, strict=True)]))
         else:
             self.x = [cp.Variable((d, d), hermitian=True) for _ in range(k_users)]
             xs = self.x
             cons = [xk >> 0 for xk in self.x]
             for mm in range(m):
-                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xk)))) for xk in xs])) <= red.pbar)
-            obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.trace(xk)) for xk in xs])))
+                cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xk)))) for xk in xs])) <= budget)
+            obj = cp.sum(cp.hstack([cp.real(cp.trace(xk)) for xk in xs]))
             for mm, kk in zip(*np.nonzero(~red.serves), strict=True):
                 if e[:, mm].any():  # W_k >= 0 with no power on AP m: zero block
                     cons.append(cp.real(cp.sum(cp.multiply(e[:, mm], cp.diag(xs[kk])))) == 0)
         if mrt:
             self._mrt_lmis(red, gam, cons)
             self.xs = xs
-            self.prob = cp.Problem(obj, cons)
+            self.prob = cp.Problem(self._objective(obj), cons)
             return
         s = xs[0]
         for xk in xs[1:]:
@@ -372,7 +378,7 @@ class _RobustSdp:
             ])
             cons.append(0.5 * (phi + phi.H) >> 0)
         self.xs = xs
-        self.prob = cp.Problem(obj, cons)
+        self.prob = cp.Problem(self._objective(obj), cons)
 
     def _mrt_lmis(self, red: ReducedProblem, gam, cons: list) -> None:  # noqa: ANN001
         """LMIs (13) for ``W_j = B_j P_j B_j^H``, written per user k as
@@ -399,7 +405,7 @@ class _RobustSdp:
             phi = terms[k] - gam * interference + cp.diag(lmat @ self.lam[:, k]) - gam * corner
             cons.append(0.5 * (phi + phi.H) >> 0)
 
-    def _build_zf(self, red: ReducedProblem, gam) -> None:  # noqa: ANN001 - float or cp.Parameter
+    def _build_zf(self, red: ReducedProblem, gam, budget) -> None:  # noqa: ANN001 - float or cp.Parameter
         """(14) in zero-forcing coordinates ``W_k = T Y_k T^H`` (see :func:`zf_coordinates`).
 
         With ``g_i^H T = e_i^T`` the LMI of user k becomes, by congruence with ``blkdiag(T^-1, 1)``,
@@ -419,12 +425,12 @@ class _RobustSdp:
         cons = [yk >> 0 for yk in self.y]
         pms = [t_mat.conj().T @ np.diag(e[:, mm]) @ t_mat for mm in range(m)]  # tr(D_m T Y T^H) = tr(P_m Y)
         for pm in pms:
-            cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(pm.T, yk))) for yk in self.y])) <= red.pbar)
+            cons.append(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(pm.T, yk))) for yk in self.y])) <= budget)
         for mm, kk in zip(*np.nonzero(~red.serves), strict=True):
             if e[:, mm].any():  # no power of user kk on AP mm (Y >= 0 makes it a zero block)
                 cons.append(cp.real(cp.sum(cp.multiply(pms[mm].T, self.y[kk]))) == 0)
         tt = t_mat.conj().T @ t_mat
-        obj = cp.Minimize(cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(tt.T, yk))) for yk in self.y])))
+        obj = cp.sum(cp.hstack([cp.real(cp.sum(cp.multiply(tt.T, yk))) for yk in self.y]))
         d_tilde = [t_inv @ np.diag(e[:, mm]) @ t_inv.conj().T for mm in range(m)]
         s = self.y[0]
         for yk in self.y[1:]:
@@ -445,7 +451,58 @@ class _RobustSdp:
             ])
             cons.append(0.5 * (phi + phi.H) >> 0)
         self.xs = self.y
-        self.prob = cp.Problem(obj, cons)
+        self.prob = cp.Problem(self._objective(obj), cons)
+
+    def _objective(self, total_power):  # noqa: ANN001, ANN202 - cvxpy expressions
+        """Total (normalised) power, or the budget factor s of a ``power_scale`` model."""
+        import cvxpy as cp
+
+        return cp.Minimize(self.s) if self.power_scale else cp.Minimize(total_power)
+
+    def solve_scale(self, gamma: float) -> float | None:
+        """Smallest budget factor ``s*`` at gamma (``power_scale=True`` models only).
+
+        Returns ``inf`` when no power meets the robust SINR constraints (interference-limited),
+        None when the solver failed or its point does not pass the numerical LMI check. The
+        value is an upper bound on s* only to solver accuracy; callers keep a margin around 1.
+        """
+        if self.gam is not None:
+            self.gam.value = float(gamma)
+        try:
+            self.prob.solve(solver="CLARABEL", warm_start=False, **_CLARABEL_OPTS)
+            status = self.prob.status
+        except BaseException as exc:  # noqa: BLE001 - solver failure (Clarabel can panic)
+            _reraise_interrupt(exc)
+            return None
+        if status in ("infeasible", "infeasible_inaccurate"):
+            return np.inf
+        if status not in _OK or self.s.value is None:
+            return None
+        w, lam = self._point()
+        if not self._verified(w, lam, gamma):
+            return None
+        return float(self.s.value)
+
+    def _point(self) -> tuple[NDArray[np.complex128], NDArray[np.float64]]:
+        """Solver point as (W (K, d, d) Hermitian, lam (M, K) >= 0)."""
+        w = np.stack([np.asarray(x.value) for x in self.xs])
+        if self.t_mat is not None:
+            w = self.t_mat @ w @ self.t_mat.conj().T  # back to W_k = T Y_k T^H
+        w = 0.5 * (w + np.conj(np.swapaxes(w, 1, 2)))
+        return w, np.maximum(np.asarray(self.lam.value, dtype=float), 0.0)
+
+    def _verified(self, w: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float) -> bool:
+        """Numerical check of the robust SINR constraints (13) of a solver point."""
+        for k in range(self.red.n_users):
+            if self.exact[k]:
+                marg, scale = _sinr_margin(self.red, w, gamma, k)
+                if marg < -1e-6 * max(1.0, scale):
+                    return False
+                continue
+            ev = np.linalg.eigvalsh(_phi(self.red, w, lam, gamma, k))
+            if ev[0] < -1e-6 * max(1.0, float(np.max(np.abs(ev)))):
+                return False
+        return True
 
     def solve(self, gamma: float, solvers: tuple[str, ...] = ("CLARABEL", "SCS")) -> tuple[bool, NDArray | None, NDArray | None]:
         """Solve at gamma; returns (feasible, W (K, d, d), lam (M, K)), verified numerically."""
@@ -462,20 +519,8 @@ class _RobustSdp:
             if status in ("infeasible", "infeasible_inaccurate"):
                 return False, None, None
             if status in _OK:
-                w = np.stack([np.asarray(x.value) for x in self.xs])
-                if self.t_mat is not None:
-                    w = self.t_mat @ w @ self.t_mat.conj().T  # back to W_k = T Y_k T^H
-                w = 0.5 * (w + np.conj(np.swapaxes(w, 1, 2)))
-                lam = np.maximum(np.asarray(self.lam.value, dtype=float), 0.0)
-                ok = True
-                for k in range(self.red.n_users):
-                    if self.exact[k]:
-                        marg, scale = _sinr_margin(self.red, w, gamma, k)
-                        ok &= bool(marg >= -1e-6 * max(1.0, scale))
-                        continue
-                    ev = np.linalg.eigvalsh(_phi(self.red, w, lam, gamma, k))
-                    ok &= bool(ev[0] >= -1e-6 * max(1.0, float(np.max(np.abs(ev)))))
-                if ok:
+                w, lam = self._point()
+                if self._verified(w, lam, gamma):
                     return True, w, lam
                 continue
         return False, None, None
@@ -504,6 +549,7 @@ class BiRboResult:
     n_solves: int = 0
     solve_s: float = 0.0
     p_mats: list[NDArray[np.complex128]] | None = None  # MRT/direction models: P_k (r_k, r_k) per user
+    decisions: dict[float, bool] | None = None  # every threshold decided by the search: t -> feasible
 
 
 def rate_upper_bound(red: ReducedProblem, rho: float) -> float:
@@ -521,6 +567,7 @@ def path_bisection(
     zeta: float,
     guess: float | None = None,
     max_gallop: int = 4,
+    known: dict[float, bool] | None = None,
 ) -> tuple[float, object | None, int]:
     """Bisection on a monotone feasibility test, reproducing the plain loop's decisions.
 
@@ -548,12 +595,18 @@ def path_bisection(
         Expected answer.
     max_gallop : int
         Most galloping probes before falling back to the plain midpoints.
+    known : dict or None
+        Decisions known beforehand, ``t -> feasible`` (e.g. from a cheaper problem whose
+        feasibility is equivalent, or implied by a relaxation: a threshold infeasible for the
+        SDR is infeasible for any restriction of it). They decide midpoints exactly as solved
+        ones do, but carry no solution: the returned point is still solved here. The dict is
+        updated in place with every decision taken (the caller may reuse them).
 
     Returns
     -------
     (t, solution, n_solves): ``t = lo0`` and ``solution = None`` when no midpoint is feasible.
     """
-    known: dict[float, bool] = {}
+    known = {} if known is None else known
     sols: dict[float, object] = {}
     n = 0
 
@@ -633,6 +686,7 @@ def bi_rbo(
     dpp: bool = True,
     directions: list[NDArray[np.complex128]] | None = None,
     guess: float | None = None,
+    known: dict[float, bool] | None = None,
 ) -> BiRboResult:
     """Algorithm 1 (Bi-RBO), or Bi-RPO-MRT with ``mrt=True``: bisection on t with the SDR (14)/(26).
 
@@ -656,6 +710,9 @@ def bi_rbo(
     guess : float or None
         Expected threshold (e.g. the previous frame's): same result as without it, usually with
         far fewer SDP solves (see :func:`path_bisection`).
+    known : dict or None
+        Decisions ``t -> feasible`` known beforehand (see :func:`path_bisection`); the result's
+        ``decisions`` holds them plus every decision of this search.
     """
     t0 = time.perf_counter()
     if t_up is None:
@@ -673,9 +730,11 @@ def bi_rbo(
         p = [np.asarray(pk.value) for pk in solver.p] if solver.mrt else None
         return True, BiRboResult(t, w, lam, True, p_mats=p)
 
-    _, found, n_solves = path_bisection(solve_at, lo, up, zeta, guess)
+    decisions = {} if known is None else dict(known)
+    _, found, n_solves = path_bisection(solve_at, lo, up, zeta, guess, known=decisions)
     if found is not None:
         best = found
+    best.decisions = decisions
     best.n_solves = n_solves
     best.solve_s = time.perf_counter() - t0
     return best
@@ -714,13 +773,13 @@ def repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: fl
 
 
 def _repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float,
-             guess: float | None) -> tuple[NDArray[np.complex128] | None, float, int]:
-    """:func:`repower` plus its threshold t and the number of solves."""
+             guess: float | None, known: dict[float, bool] | None = None) -> tuple[NDArray[np.complex128] | None, float, int]:
+    """:func:`repower` plus its threshold t and the number of solves (``known``: see :func:`bi_rbo`)."""
     nrm = np.linalg.norm(x, axis=1)
     if np.any(nrm <= 0):
         return None, 0.0, 0
     b = x / nrm[:, None]
-    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b], guess=guess)
+    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b], guess=guess, known=known)
     if not res.feasible or res.p_mats is None:
         return None, 0.0, res.n_solves
     p = np.maximum(np.array([np.real(pk.reshape(-1)[0]) for pk in res.p_mats]), 0.0)  # [K]
@@ -1115,8 +1174,17 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
         x = rank_one(red, res.w_mats)
         gam, rate = certify(red, x, rho)
         if repower_directions:
-            # the repowered threshold lies between the rank-one certificate and the SDR's t
-            x2, extra["t_repower"], extra["n_solves_repower"] = _repower(red, x, rho, zeta, guesses.get("t_repower", rate))
+            # The repowered threshold lies between the rank-one certificate and the SDR's t, and
+            # both bisections walk the same plain path (same bracket and tolerance). The direction
+            # model is a restriction of the SDR, so every threshold the SDR found infeasible is
+            # infeasible for it, and every threshold up to the rank-one certificate is feasible
+            # for it (the scaled rank-one beams themselves): only the thresholds in between are
+            # solved (one or two when the SDR solution is rank one, instead of ~11).
+            rep_known = {t: False for t, ok in (res.decisions or {}).items() if not ok}
+            if rate > 0 and rate < min(rep_known, default=np.inf):
+                rep_known[rate] = True
+            x2, extra["t_repower"], extra["n_solves_repower"] = _repower(
+                red, x, rho, zeta, guesses.get("t_repower", float(res.t)), known=rep_known)
             if x2 is not None:
                 gam2, rate2 = certify(red, x2, rho)
                 if rate2 > rate:
