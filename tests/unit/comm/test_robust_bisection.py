@@ -126,3 +126,94 @@ def test_design_hint_from_the_previous_frame_keeps_the_certified_rate(scheme: st
     other = design_beamformers("ei" if scheme == "main" else "main", h1, eps1, *args)
     mixed = design_beamformers(scheme, h2, eps2, *args, hint=other)
     assert mixed.n_solves == cold.n_solves and mixed.t_sdr == cold.t_sdr
+
+
+def test_known_decisions_keep_the_plain_loop_result_and_save_solves():
+    """Decisions known beforehand (consistent with the true threshold, as a relaxation's
+    infeasible points and a restriction's feasible point are) change nothing but the cost."""
+    rng = np.random.default_rng(11)
+    for _ in range(500):
+        up0 = rng.uniform(1.0, 20.0)
+        thr = rng.uniform(0.0, up0)
+        zeta = 10 ** rng.uniform(-3, -1)
+        known = {t: False for t in rng.uniform(thr, up0, size=rng.integers(0, 6))}
+        if rng.random() < 0.7:
+            known[thr - rng.uniform(0, 0.5) * thr] = True  # a lower bound (not a midpoint)
+        calls: list[float] = []
+
+        def solve(t: float, thr=thr, calls=calls):  # noqa: ANN001, ANN202
+            calls.append(t)
+            return t <= thr, t
+
+        lo_p, best_p, n_p = _plain(lambda t, thr=thr: t <= thr, 0.0, up0, zeta)
+        lo, sol, n = path_bisection(solve, 0.0, up0, zeta, thr if rng.random() < 0.5 else None, known=dict(known))
+        assert lo == lo_p and sol == best_p
+        assert all(t not in known for t in calls)  # a known decision is never solved again
+        assert n <= n_p + 1
+
+
+@pytest.fixture(scope="module")
+def sdr():
+    """The bisection of the shared instance at rho = 0.5 (one solve path for the tests below)."""
+    h, eps = _instance()
+    red = reduce_problem(h, eps, CFG.comm_power_w, CFG.noise_w, 2)
+    return red, bi_rbo(red, 0.5, 0.01)
+
+
+def test_repower_reuses_the_sdr_decisions(sdr):  # noqa: ANN001
+    """The repower bisection seeded with the SDR's infeasible thresholds and the rank-one
+    certificate (as design_beamformers does) ends where the plain repower bisection ends."""
+    from netsim.comm.robust import _repower, certify, rank_one
+
+    red, res = sdr
+    x = rank_one(red, res.w_mats)
+    _, rate = certify(red, x, 0.5)
+    known = {t: False for t, ok in res.decisions.items() if not ok}
+    assert known and rate < min(known)
+    known[rate] = True
+    x_plain, t_plain, n_plain = _repower(red, x, 0.5, 0.01, None)
+    x_seed, t_seed, n_seed = _repower(red, x, 0.5, 0.01, float(res.t), known=known)
+    assert t_seed == t_plain
+    np.testing.assert_allclose(x_seed, x_plain, rtol=0, atol=1e-5 * np.abs(x_plain).max())
+    assert n_seed <= 2 < n_plain
+
+
+def test_power_scale_problem_decides_like_the_feasibility_sdp(sdr):  # noqa: ANN001
+    """s* <= 1 of the budget-factor SDP exactly when the feasibility SDP (14) is feasible, and
+    s* grows with the threshold (an independent, value-giving form of the same test)."""
+    from netsim.comm.robust import _RobustSdp
+
+    red, res = sdr
+    t_star = res.t
+    feas, scaled = _RobustSdp(red), _RobustSdp(red, power_scale=True)
+    values = []
+    for t in (0.5 * t_star, t_star - 0.02, t_star + 0.05, 1.5 * t_star):
+        gamma = 2.0 ** (t / 0.5) - 1.0
+        s = scaled.solve_scale(gamma)
+        assert s is not None
+        values.append(s)
+        if abs(s - 1.0) > 1e-4:
+            assert (s < 1.0) == feas.solve(gamma)[0]
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
+
+
+def test_a_clarabel_failure_is_retried_before_the_scs_fallback(sdr):  # noqa: ANN001
+    from netsim.comm.robust import _RobustSdp
+
+    red, res = sdr
+    sdp = _RobustSdp(red)
+    gamma = 2.0 ** (0.5 * res.t / 0.5) - 1.0
+    ok_ref, w_ref, _ = sdp.solve(gamma)
+    real = sdp.prob.solve
+    calls: list[str] = []
+
+    def flaky(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        calls.append(kw["solver"])
+        if len(calls) == 1:
+            raise RuntimeError("numerical failure")  # stands for a Clarabel SolverError / panic
+        return real(*a, **kw)
+
+    sdp.prob.solve = flaky
+    ok, w, _ = sdp.solve(gamma)
+    assert ok_ref and ok and calls == ["CLARABEL", "CLARABEL"]
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-4 * np.abs(w_ref).max())
