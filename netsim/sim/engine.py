@@ -616,7 +616,13 @@ class CentralUnit:
         if quiet and times[-1] > env.now:  # the time the last subframe's timeout reached
             yield env.timeout_at(times[-1])
         # every subframe's SINR in one batch (the same values as one call per subframe)
-        sinr = downlink_sinr_batch(np.stack(h_all), np.stack(w_all), sc.channel.noise_power_w,
+        # the batch itself when no subframe masked it (no copy); one w when every subframe
+        # sent the same array (location-aware CSI with a per-frame allocation)
+        h_stack = (h_batch if h_batch is not None and len(h_all) == len(h_batch)
+                   and all(h.base is h_batch for h in h_all) else np.stack(h_all))
+        w_stack = (np.broadcast_to(w_all[0], (len(w_all), *w_all[0].shape))
+                   if all(w is w_all[0] for w in w_all) else np.stack(w_all))
+        sinr = downlink_sinr_batch(h_stack, w_stack, sc.channel.noise_power_w,
                                    np.stack(phase_all), np.stack(to_all), sim.subcarrier_hz,
                                    sc.comm.cyclic_prefix_s,
                                    sc.comm.symbol_duration_s)  # [S, F, K]
