@@ -144,12 +144,21 @@ class MusicSensing:
             clusters.setdefault(key, []).append(k)
         return clusters
 
-    def _effective_alpha(self, alpha, aps, to_s, cfo_hz, n_snap, fc, t_u):  # noqa: ANN001, ANN202
-        """Path coefficients seen by the ML step and the bound: RCS x TO loss x CFO coherence."""
-        m = len(aps)
-        f_to = sync_path_factors(m, to_s[aps], fc, t_u)  # [rx, tx]
-        gam = cross_cfo_factors(cfo_hz[aps], m, n_snap, t_u)  # [rx, tx]
-        return alpha * (f_to * gam).T[None]  # [V, tx, rx]
+    @staticmethod
+    def _effective_alpha(alpha, aps, pair):  # noqa: ANN001, ANN205
+        """Path coefficients seen by the ML step and the bound: RCS x TO loss x CFO coherence.
+
+        ``pair`` [tx, rx] over every AP (:meth:`_pair_factors`): the factors are elementwise in
+        the pair's offsets, so the cluster's entries are the same as from its own offsets."""
+        return alpha * pair[np.ix_(aps, aps)][None]  # [V, tx, rx]
+
+    @staticmethod
+    def _pair_factors(to_s, cfo_hz, n_snap, fc, t_u):  # noqa: ANN001, ANN205
+        """TO loss x CFO coherence of every AP pair, transposed to [tx, rx]."""
+        n_all = to_s.shape[0]
+        f_to = sync_path_factors(n_all, to_s, fc, t_u)  # [rx, tx]
+        gam = cross_cfo_factors(cfo_hz, n_all, n_snap, t_u)  # [rx, tx]
+        return (f_to * gam).T  # [tx, rx]
 
     # ------------------------------------------------------------------ one frame
     def __call__(self, network, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -210,6 +219,7 @@ class MusicSensing:
         either way, so the random stream does not depend on what is reused."""
         cfg = self.sim.scenario.sensing
         ambiguous: list[int] = []
+        pair = self._pair_factors(to_s, cfo_hz, n_snap, fc, cfg.snapshot_duration_s)  # [tx, rx], all APs
         for key, members in sorted(todo.items()):
             aps = np.array(key)
             geom = self._geometry(aps)
@@ -220,7 +230,7 @@ class MusicSensing:
             r = self._covariance(geom)
             alpha = (rng.standard_normal((v, m, m)) + 1j * rng.standard_normal((v, m, m))) / np.sqrt(2)
             self._share_draws(alpha, visible, aps, drawn, reuse)  # [V, tx, rx]
-            alpha_eff = self._effective_alpha(alpha, aps, to_s, cfo_hz, n_snap, fc, cfg.snapshot_duration_s)
+            alpha_eff = self._effective_alpha(alpha, aps, pair)
             exact = True  # the structured bound costs K^3 per path: no need for the diagonal J_bb
             bound = fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
                                         exact_jbb=exact, alpha=alpha_eff)  # [V, 2, 2]
@@ -228,8 +238,7 @@ class MusicSensing:
                                            n_snap, to_s, cfo_hz, pred, true_pos,
                                            force_acquire=bool(force & set(members)))
             if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
-                nominal = self._effective_alpha(np.ones((v, m, m), complex), aps, to_s, cfo_hz, n_snap,
-                                                fc, cfg.snapshot_duration_s)
+                nominal = self._effective_alpha(np.ones((v, m, m), complex), aps, pair)
                 bnom = np.trace(fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
                                                     exact_jbb=exact, alpha=nominal), axis1=1, axis2=2)
             for j, k in enumerate(visible):
