@@ -1182,8 +1182,11 @@ def _zf_seed(red: ReducedProblem, rho: float) -> dict[float, bool]:
     if not np.any(per_ap > 0):
         return {}
     x = x * np.sqrt(red.pbar / per_ap.max())
-    _, rate = certify(red, x, rho)
-    return {rate: True} if rate > 0 else {}
+    try:
+        _, rate = certify(red, x, rho)
+    except Exception:  # noqa: BLE001 - a seed is optional: without it the bisection solves as before
+        return {}
+    return {rate: True} if np.isfinite(rate) and rate > 0 else {}
 
 
 def _hints(hint: BeamformingResult | None, scheme: str) -> dict[str, float]:

@@ -217,3 +217,19 @@ def test_a_clarabel_failure_is_retried_before_the_scs_fallback(sdr):  # noqa: AN
     ok, w, _ = sdp.solve(gamma)
     assert ok_ref and ok and calls == ["CLARABEL", "CLARABEL"]
     np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-4 * np.abs(w_ref).max())
+
+
+def test_zero_forcing_seed_is_a_feasible_threshold_of_the_sdr(sdr):  # noqa: ANN001
+    """The ZF seed of design_beamformers("main") is an independent feasible point: the SDP
+    (14) solved there is feasible, and it lies below the bisection's answer plus its tolerance."""
+    from netsim.comm.robust import _RobustSdp, _zf_seed
+
+    red, res = sdr
+    seed = _zf_seed(red, 0.5)
+    assert len(seed) == 1
+    (t_zf, ok), = seed.items()
+    assert ok and 0.0 < t_zf < res.t + 0.01
+    gamma = 2.0 ** (t_zf * (1 - 1e-6) / 0.5) - 1.0
+    assert _RobustSdp(red).solve(gamma)[0]
+    served = reduce_problem(*_instance(), CFG.comm_power_w, CFG.noise_w, 2, serving=np.ones((2, 2), bool))
+    assert _zf_seed(served, 0.5) == {}  # clusters: no seed (ZF ignores them)
