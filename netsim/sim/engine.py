@@ -57,7 +57,9 @@ __all__ = ["AccessPoint", "CentralUnit", "Environment", "FronthaulLink", "RunInt
            "Scheduled", "Simulation", "UserProcess", "frame_timing", "run_scenario"]
 
 PHASES = ("sync", "sense", "comm", "power")
-CHECKPOINT_FORMAT = 1
+# Bump when the pickled state changes shape, so an old checkpoint gets a clear error instead of
+# an AttributeError on resume. 2: Network keeps user positions in `_pos` (was `_user_pos`).
+CHECKPOINT_FORMAT = 2
 
 log = logging.getLogger(__name__)
 
