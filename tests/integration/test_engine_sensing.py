@@ -113,7 +113,8 @@ def test_random_family_is_tracked():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("NETSIM_SLOW_SENSING"),
-                    reason="about 5 CPU-min: set NETSIM_SLOW_SENSING=1 (CI runs slow tests too)")
+                    reason="about 5 CPU-min, 13 min wall alone on a loaded machine: set NETSIM_SLOW_SENSING=1 "
+                           "(CI runs slow tests too)")
 def test_random_family_20_seeds():
     """Issue 9 target on the full family (20 seeds x 10 frames): >= 99.5 % of user-frames after
     the first frame tracked, none off by more than 1 m, every lost track re-acquired."""

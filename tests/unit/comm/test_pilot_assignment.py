@@ -183,18 +183,25 @@ def test_dsatur_tabu_properties() -> None:
     assert res.j_best_trace[-1] >= res.j_best_trace[0]
 
 
+def hostile_association(rng: np.random.Generator, m: int, k: int, p_assoc: float):
+    """Random gains ``[m, k]`` and association with every user served, AP 0 serving nobody and
+    user 0 served by every other AP."""
+    beta = 10 ** rng.uniform(-13, -8, size=(m, k))
+    assoc = rng.random((m, k)) < p_assoc
+    assoc[rng.integers(0, m, size=k), np.arange(k)] = True
+    assoc[0] = False
+    assoc[1:, 0] = True
+    return beta, assoc
+
+
 @pytest.mark.parametrize(("seed", "n_ant", "p_assoc"), [(0, 1, 0.3), (1, 4, 0.5), (2, 16, 0.4),
                                                         (3, 3, 0.9)])
 def test_served_pair_proxy_equals_dense_pipeline_on_random_geometries(seed, n_ant, p_assoc):
     # own geometry: M = 5 APs at random spots, K = 11 users, random association with one AP
     # serving nobody and one user served by every AP; candidates include pilot-length changes
     rng = np.random.default_rng(50 + seed)
-    m, k = 5, 11
-    beta = 10 ** rng.uniform(-13, -8, size=(m, k))
-    assoc = rng.random((m, k)) < p_assoc
-    assoc[rng.integers(0, m, size=k), np.arange(k)] = True
-    assoc[0] = False
-    assoc[1:, 0] = True
+    k = 11
+    beta, assoc = hostile_association(rng, 5, k, p_assoc)
     proxy = NetSEProxy(beta, assoc, n_ant, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
                        noise_w=SIGMA2, tau_c=200, n_draws=3, rng=np.random.default_rng(seed))
     colours = rng.integers(0, k, size=(9, k))
@@ -224,12 +231,8 @@ def test_batched_moves_equal_dense_pipeline(seed, n_ant, p_assoc):
     # the moves include ones that empty a pilot (tau_p shrinks) and ones onto an unused pilot
     # (tau_p grows), and users of every association size
     rng = np.random.default_rng(80 + seed)
-    m, k = 5, 12
-    beta = 10 ** rng.uniform(-13, -8, size=(m, k))
-    assoc = rng.random((m, k)) < p_assoc
-    assoc[rng.integers(0, m, size=k), np.arange(k)] = True
-    assoc[0] = False
-    assoc[1:, 0] = True
+    k = 12
+    beta, assoc = hostile_association(rng, 5, k, p_assoc)
     proxy = NetSEProxy(beta, assoc, n_ant, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
                        noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(seed))
     colour = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 1, 3, 6])  # pilot 6 held by user 11 alone

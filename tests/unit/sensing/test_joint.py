@@ -3,6 +3,9 @@ on geometries of our own: random AP orientations, 1-wavelength spacing, pairs 0.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,26 +18,16 @@ from netsim.sensing.ml import MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_nd
 from netsim.sim.sensing import MusicSensing
 
-LAM = 299_792_458.0 / 28e9
-NOISE = 4e-13  # W, about a 20 MHz receiver
+sys.path.insert(0, str(Path(__file__).parent))
+from sensing_scenes import LAM, NOISE, rcs, three_ap_cluster  # noqa: E402
+
 L_SNAP = 2000
-
-
-def cluster(rng: np.random.Generator, spacing_wl: float = 1.0) -> IsacGeometry:
-    """Three APs about 25 m apart, random orientations, 16-element ULAs."""
-    c = np.array([[0.0, 0.0], [25.0, 0.0], [0.0, 25.0]]) + rng.uniform(-2, 2, (3, 2))
-    return IsacGeometry(ap_centers_m=c, ap_axis_rad=rng.uniform(0, np.pi, 3), n_antennas=16,
-                        spacing_m=spacing_wl * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
-
-
-def rcs(rng, k, m=3):
-    return (rng.standard_normal((k, m, m)) + 1j * rng.standard_normal((k, m, m))) / np.sqrt(2)
 
 
 def pair_scene(rng: np.random.Generator):
     """A pair 0.3-0.6 m apart (one resolution cell of 16 x 1-wavelength arrays at 8-17 m) and a
     third user elsewhere; the frame's statistics, problem and per-user CRLB."""
-    g = cluster(rng)
+    g = three_ap_cluster(rng, 1.0)
     p = np.zeros((3, 2))
     p[0] = rng.uniform(8, 17, 2)
     ang = rng.uniform(0, 2 * np.pi)
@@ -139,7 +132,7 @@ def test_ml_step_is_the_per_user_refinement_when_users_are_resolved():
     """Well separated users (no coupling, monotone sweeps): bitwise the result of ml_refine, so
     the bundled scenarios' tables do not move."""
     rng = np.random.default_rng(8)
-    g = cluster(rng, 2.0)
+    g = three_ap_cluster(rng, 2.0)
     p = np.array([[5.0, 6.0], [18.0, 4.0], [7.0, 19.0]]) + rng.uniform(-1, 1, (3, 2))
     r = isotropic_covariance(g, dbm_to_w(30.0))
     st = sample_echo_statistics(g, p, r, L_SNAP, NOISE, rng, rcs(rng, 3))

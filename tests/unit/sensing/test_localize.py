@@ -3,6 +3,9 @@ our own (random AP orientations, off-grid users, 2-wavelength spacing), not the 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,27 +16,17 @@ from netsim.sensing.localize import localize_cluster
 from netsim.sensing.ml import MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_2d
 
+sys.path.insert(0, str(Path(__file__).parent))
+from sensing_scenes import LAM, NOISE, rcs, three_ap_cluster  # noqa: E402
+
 CFG = IsacConfig()
-LAM = 299_792_458.0 / 28e9
-NOISE = 4e-13  # W, about a 20 MHz receiver
-
-
-def campus_like(rng: np.random.Generator, spacing_wl: float = 2.0) -> IsacGeometry:
-    """Three APs about 25 m apart with random orientations (campus-like cluster)."""
-    c = np.array([[0.0, 0.0], [25.0, 0.0], [0.0, 25.0]]) + rng.uniform(-2, 2, (3, 2))
-    return IsacGeometry(ap_centers_m=c, ap_axis_rad=rng.uniform(0, np.pi, 3), n_antennas=16,
-                        spacing_m=spacing_wl * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
-
-
-def rcs(rng, k, m=3):
-    return (rng.standard_normal((k, m, m)) + 1j * rng.standard_normal((k, m, m))) / np.sqrt(2)
 
 
 def test_structured_crb_equals_the_dense_fim():
     """fast_position_crb vs the dense FIM of eq. (2) (independent construction), random R and
     alpha, exact and diagonal J_bb: equal to rounding."""
     rng = np.random.default_rng(0)
-    g = campus_like(rng)
+    g = three_ap_cluster(rng, 2.0)
     for k in (1, 3):
         p = rng.uniform(3, 22, (k, 2))
         v = rng.standard_normal((3, 16, 16)) + 1j * rng.standard_normal((3, 16, 16))
@@ -49,7 +42,7 @@ def test_structured_crb_equals_the_dense_fim():
 def test_crb_scales_with_the_rcs_draw():
     """The bound at the frame's gains: doubling every path amplitude divides it by 4."""
     rng = np.random.default_rng(1)
-    g = campus_like(rng)
+    g = three_ap_cluster(rng, 2.0)
     p = rng.uniform(3, 22, (2, 2))
     r = isotropic_covariance(g, 1.0)
     alpha = rcs(rng, 2)
@@ -101,7 +94,7 @@ def test_acquisition_then_tracking_on_random_geometries(seed, case):
     """Acquisition over the whole region (no prediction) finds every user, then tracking from
     perturbed predictions stays at the bound; 2-wavelength spacing, random orientations."""
     rng = np.random.default_rng(10 + seed)
-    g = campus_like(rng)
+    g = three_ap_cluster(rng, 2.0)
     p = rng.uniform(3, 22, (3, 2))
     if case == "close pair":
         p[1] = p[0] + [0.35, 0.2]
@@ -127,7 +120,7 @@ def test_a_user_moved_out_of_its_window_is_not_detected_and_is_found_by_its_own_
     """A prediction 3 m off: the ML step there explains no echo (not detected), the user's own
     window search (3.5 m) finds it; the other users are not searched."""
     rng = np.random.default_rng(7)
-    g = campus_like(rng)
+    g = three_ap_cluster(rng, 2.0)
     p = rng.uniform(3, 22, (3, 2))
     r = isotropic_covariance(g, dbm_to_w(30.0))
     st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, rcs(rng, 3))
@@ -153,7 +146,7 @@ def test_a_ula_cannot_tell_a_point_from_its_mirror():
     from netsim.sensing.ml import near_response
 
     rng = np.random.default_rng(21)
-    g = campus_like(rng, 1.0)
+    g = three_ap_cluster(rng, 1.0)
     p = rng.uniform(3, 22, 2)
     q = mirror_points(g, p)  # [M, 2]
     a_p = near_response(g, p)  # [M, N]
