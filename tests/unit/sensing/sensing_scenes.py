@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from netsim.sensing.config import IsacGeometry
+from netsim.sensing.config import IsacGeometry, dbm_to_w
+from netsim.sensing.echo import sample_echo_statistics
+from netsim.sensing.fim import isotropic_covariance
 
 LAM = 299_792_458.0 / 28e9  # m, 28 GHz carrier
 NOISE = 4e-13  # W, about a 20 MHz receiver
@@ -21,3 +23,21 @@ def three_ap_cluster(rng: np.random.Generator, spacing_wl: float) -> IsacGeometr
 def rcs(rng: np.random.Generator, k: int, m: int = 3) -> np.ndarray:
     """CN(0, 1) reflection coefficients of ``k`` users on ``m`` x ``m`` AP pairs, ``[k, m, m]``."""
     return (rng.standard_normal((k, m, m)) + 1j * rng.standard_normal((k, m, m))) / np.sqrt(2)
+
+
+MIRROR_USER_M = np.array([[30.84, 38.71]])  # 0.84 m from the line x = 30 that two of the APs share
+MIRROR_APS = ([[30, 10], [10, 30], [30, 30]], [[30, 10], [10, 30], [30, 30], [10, 10]])
+
+
+def mirror_ghost_scene(centers, seed: int, snapshots: int):
+    """The end-fire mirror geometry of the quickstart ghost: 8-element half-wavelength ULAs, all
+    parallel (axis at 90 degrees), at ``centers``; the user at ``MIRROR_USER_M``; one frame's echo
+    statistics at 30 dBm isotropic excitation. Returns (geometry, echo statistics, per-AP
+    covariance ``[M, N, N]``, reflection coefficients ``[1, M, M]``)."""
+    c = np.array(centers, dtype=float)
+    g = IsacGeometry(ap_centers_m=c, ap_axis_rad=np.full(len(c), np.pi / 2), n_antennas=8,
+                     spacing_m=0.5 * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
+    rng = np.random.default_rng(seed)
+    alpha = rcs(rng, 1, g.n_aps)
+    r = isotropic_covariance(g, dbm_to_w(30.0))
+    return g, sample_echo_statistics(g, MIRROR_USER_M, r, snapshots, NOISE, rng, alpha), r, alpha

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netsim.sensing.config import IsacGeometry, dbm_to_w
+from netsim.sensing.config import dbm_to_w
 from netsim.sensing.echo import sample_echo_statistics
 from netsim.sensing.fim import fast_position_crb, isotropic_covariance
 from netsim.sensing.joint import COUPLED, coupled_groups, coupling, joint_value, ml_step
@@ -19,7 +19,14 @@ from netsim.sensing.optimize import maximize_nd
 from netsim.sim.sensing import MusicSensing
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sensing_scenes import LAM, NOISE, rcs, three_ap_cluster  # noqa: E402
+from sensing_scenes import (  # noqa: E402
+    MIRROR_APS,
+    MIRROR_USER_M,
+    NOISE,
+    mirror_ghost_scene,
+    rcs,
+    three_ap_cluster,
+)
 
 L_SNAP = 2000
 
@@ -144,26 +151,15 @@ def test_ml_step_is_the_per_user_refinement_when_users_are_resolved():
     np.testing.assert_array_equal(pos, ref)
 
 
-def _parallel_ulas(centers, n=8):
-    c = np.array(centers, dtype=float)
-    return IsacGeometry(ap_centers_m=c, ap_axis_rad=np.full(len(c), np.pi / 2), n_antennas=n,
-                        spacing_m=0.5 * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_window_search_flags_a_mirror_ghost(seed):
     """Tracking with an uncertain track (window 2.5 m, so the user is searched): the end-fire
     mirror geometry (two of three parallel ULAs on one line, user 0.84 m from it) leaves the
     window's answer with a second explanation within 20 nats (ambiguous, as at acquisition); a
     fourth AP off that line removes it."""
-    p = np.array([[30.84, 38.71]])
-    for centers, ambiguous in (([[30, 10], [10, 30], [30, 30]], True),
-                               ([[30, 10], [10, 30], [30, 30], [10, 10]], False)):
-        g = _parallel_ulas(centers)
-        rng = np.random.default_rng(seed)
-        alpha = rcs(rng, 1, g.n_aps)
-        r = isotropic_covariance(g, dbm_to_w(30.0))
-        st = sample_echo_statistics(g, p, r, L_SNAP, NOISE, rng, alpha)
+    p = MIRROR_USER_M
+    for centers, ambiguous in zip(MIRROR_APS, (True, False), strict=True):
+        g, st, _, _ = mirror_ghost_scene(centers, seed, L_SNAP)
         res = localize_cluster(st, g, NOISE, 1, np.zeros(2), np.full(2, 40.0), 0.25,
                                predicted_m=p + [[0.3, -0.2]], halfwidth_m=2.5, exclusion_m=0.3)
         assert res.searched[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netsim.sensing.config import IsacConfig, IsacGeometry, dbm_to_w
+from netsim.sensing.config import IsacConfig, dbm_to_w
 from netsim.sensing.echo import sample_echo_statistics
 from netsim.sensing.fim import fast_position_crb, isotropic_covariance, position_crb_matrix
 from netsim.sensing.localize import localize_cluster
@@ -17,7 +17,14 @@ from netsim.sensing.ml import MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_2d
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sensing_scenes import LAM, NOISE, rcs, three_ap_cluster  # noqa: E402
+from sensing_scenes import (  # noqa: E402
+    MIRROR_APS,
+    MIRROR_USER_M,
+    NOISE,
+    mirror_ghost_scene,
+    rcs,
+    three_ap_cluster,
+)
 
 CFG = IsacConfig()
 
@@ -133,12 +140,6 @@ def test_a_user_moved_out_of_its_window_is_not_detected_and_is_found_by_its_own_
     assert np.all(np.linalg.norm(tr.positions_m - p, axis=1) < 0.01)
 
 
-def _parallel_ulas(centers, n=8):
-    c = np.array(centers, dtype=float)
-    return IsacGeometry(ap_centers_m=c, ap_axis_rad=np.full(len(c), np.pi / 2), n_antennas=n,
-                        spacing_m=0.5 * LAM, wavelength_m=LAM, kappa0=LAM / (4 * np.pi) ** 1.5)
-
-
 def test_a_ula_cannot_tell_a_point_from_its_mirror():
     """mirror_points: each AP's response at the mirror of p across its own array line equals its
     response at p (|p - q_n| is unchanged), and differs for an AP on another line."""
@@ -162,14 +163,9 @@ def test_an_end_fire_mirror_ghost_is_flagged_and_a_fourth_ap_resolves_it(seed):
     geometry): the mirror ghost has the truth's likelihood within 20 nats, whichever of the two
     the acquisition returns, so the user is flagged ambiguous; a fourth AP off that line makes
     the gap hundreds of nats and the estimate lands at the bound."""
-    p = np.array([[30.84, 38.71]])
-    for centers, ambiguous in (([[30, 10], [10, 30], [30, 30]], True),
-                               ([[30, 10], [10, 30], [30, 30], [10, 10]], False)):
-        g = _parallel_ulas(centers)
-        rng = np.random.default_rng(seed)
-        alpha = rcs(rng, 1, g.n_aps)
-        r = isotropic_covariance(g, dbm_to_w(30.0))
-        st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, alpha)
+    p = MIRROR_USER_M
+    for centers, ambiguous in zip(MIRROR_APS, (True, False), strict=True):
+        g, st, r, alpha = mirror_ghost_scene(centers, seed, 2000)
         res = localize_cluster(st, g, NOISE, 1, np.zeros(2), np.full(2, 40.0), 0.25, anchors_m=p,
                                exclusion_m=0.3)
         assert bool(res.ambiguous[0]) is ambiguous, res.gap_nats
