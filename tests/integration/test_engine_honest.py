@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import netsim.sim.engine as engine
+import netsim.sim.comm_phase as comm_phase
 from netsim.scenario import parse_scenario
 from netsim.sim.checks import NonFiniteValue
 from netsim.sim.engine import Simulation
@@ -26,13 +26,13 @@ def _scenario(**sections):
 
 
 def test_a_non_finite_rate_fails_the_run_naming_frame_and_field(tmp_path, monkeypatch):
-    real = engine.rates_bps_hz_batch  # (S, F, K) -> (S, K): one call per frame
+    real = comm_phase.rates_bps_hz_batch  # (S, F, K) -> (S, K): one call per frame
 
     def poisoned(sinr):
         r = real(sinr)
         return np.where(np.arange(r.shape[-1]) == 1, np.nan, r)
 
-    monkeypatch.setattr(engine, "rates_bps_hz_batch", poisoned)
+    monkeypatch.setattr(comm_phase, "rates_bps_hz_batch", poisoned)
     # the effective SINR is derived from the rate: whichever column is checked first is named
     with pytest.raises(NonFiniteValue,
                        match=r"frame 0: subframes\.(sinr_db|rate_bps_hz) = nan \(user 1\)"):
