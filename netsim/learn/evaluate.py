@@ -62,6 +62,23 @@ def _clock():
     return time.perf_counter(), time.process_time()
 
 
+def _timed(repeats: int, fn, *args, rng_key=None, streams=None, **kwargs):
+    """(result of the first call, min wall s, min CPU s) over ``repeats`` calls of
+    ``fn(*args, **kwargs)`` (with ``rng=streams.generator(*rng_key)`` made afresh per call when
+    ``rng_key`` is given, so that every repeat computes the same decision); the minimum drops the scheduler and cache interruptions that a short call
+    suffers on a loaded machine (the usual min-of-repeats benchmark rule)."""
+    res, best_w, best_c = None, np.inf, np.inf
+    for r in range(max(1, int(repeats))):
+        w0, c0 = _clock()
+        kw = dict(kwargs, rng=streams.generator(*rng_key)) if rng_key is not None else kwargs
+        out = fn(*args, **kw)
+        w1, c1 = _clock()
+        if r == 0:
+            res = out
+        best_w, best_c = min(best_w, w1 - w0), min(best_c, c1 - c0)
+    return res, best_w, best_c
+
+
 def _warm_up(method: str, dts, sts, beta, assoc, spec: DropSpec) -> None:
     """One GNN call per head with fixed features (no random stream is touched)."""
     cfg, s2 = spec.channel, spec.noise_w
@@ -89,11 +106,15 @@ def evaluate_frames(
     tabu: TabuConfig | None = None,
     n_sub: int | None = None,
     drop_ids: list[int] | None = None,
+    repeats: int = 1,
 ) -> list[FrameResult]:
     """Evaluate ``method`` on every drop (see the module docstring).
 
     dts / sts : GNNWeights or paths (None = shipped); wmmse : baseline config;
-    tabu : TabuConfig (default spec values); n_sub : subframes per frame (default spec.n_sub).
+    tabu : TabuConfig (default spec values); n_sub : subframes per frame (default spec.n_sub);
+    repeats : every timed decision (the pilot policy, each subframe's power policy) runs this
+    many times and its minimum wall and CPU time is recorded (the decisions and net-SE are
+    those of the first run: identical for every ``repeats``).
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r}; allowed: {METHODS}")
@@ -112,38 +133,36 @@ def evaluate_frames(
     for j in range(len(drops)):
         d = drop_ids[j] if drop_ids is not None else j
         beta, assoc = drops.beta[j], drops.assoc[j]
-        w0, c0 = _clock()
         sts_p = None
         if method.startswith("dsatur_tabu"):
-            pa = dsatur_tabu(beta, assoc, spec.n_ant, p_pilot_w=cfg.p_pilot_w, p_max_w=cfg.p_max_w,
-                             noise_w=sigma2, tau_c=spec.tau_c, rng=streams.generator("tabu", d),
-                             config=tabu or TabuConfig())
+            pa, pil_w, pil_c = _timed(repeats, dsatur_tabu, beta, assoc, spec.n_ant, p_pilot_w=cfg.p_pilot_w,
+                                      p_max_w=cfg.p_max_w, noise_w=sigma2, tau_c=spec.tau_c,
+                                      config=tabu or TabuConfig(), rng_key=("tabu", d), streams=streams)
             colour, tau_p = pa.colour, int(pa.tau_p)
         elif method == "sts_gnn":
-            sts_p, dec = sts_power(sts, beta, assoc, cfg.p_pilot_w, sigma2, cfg.p_max_w,
-                                   streams.generator("z", d), dtype=FAST_DTYPE)
+            (sts_p, dec), pil_w, pil_c = _timed(repeats, sts_power, sts, beta, assoc, cfg.p_pilot_w, sigma2,
+                                                cfg.p_max_w, dtype=FAST_DTYPE, rng_key=("z", d), streams=streams)
             colour, tau_p = dec.colour, dec.tau_p
         else:
-            dec = gnn_pilot_assignment(dts, beta, assoc, cfg.p_pilot_w, sigma2,
-                                       streams.generator("z", d), dtype=FAST_DTYPE)
+            dec, pil_w, pil_c = _timed(repeats, gnn_pilot_assignment, dts, beta, assoc, cfg.p_pilot_w, sigma2,
+                                       dtype=FAST_DTYPE, rng_key=("z", d), streams=streams)
             colour, tau_p = dec.colour, dec.tau_p
-        w1, c1 = _clock()
         rng = streams.generator("ssf", d)
         se, pw_wall, pw_cpu = [], 0.0, 0.0
         for _ in range(n_sub):
             h = channel_from_fading(beta, draw_ssf((spec.n_ap, spec.n_ue, spec.n_ant), rng))
             csi = prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, sigma2, rng)
-            t0, p0 = _clock()
             if sts_p is not None:
-                power = sts_p
+                power, dw, dc = sts_p, 0.0, 0.0
             elif method in ("dts_gnn", "dsatur_tabu+gnn"):
-                power = gnn_power(dts, csi.ghat, assoc, sigma2, cfg.p_max_w, dtype=FAST_DTYPE)
+                power, dw, dc = _timed(repeats, gnn_power, dts, csi.ghat, assoc, sigma2, cfg.p_max_w,
+                                       dtype=FAST_DTYPE)
             else:
-                power = POWER_ALLOCATORS["wmmse"](csi.ghat, csi.err_var, assoc, sigma2,
-                                                  cfg.p_max_w, config=wcfg).power_w
-            t1, p1 = _clock()
-            pw_wall += t1 - t0
-            pw_cpu += p1 - p0
+                alloc, dw, dc = _timed(repeats, POWER_ALLOCATORS["wmmse"], csi.ghat, csi.err_var, assoc, sigma2,
+                                       cfg.p_max_w, config=wcfg)
+                power = alloc.power_w
+            pw_wall += dw
+            pw_cpu += dc
             se.append(float(net_sum_se(sinr_true(h, csi.w, power, sigma2), tau_p, spec.tau_c)))
-        out.append(FrameResult(d, float(np.mean(se)), tau_p, w1 - w0, c1 - c0, pw_wall, pw_cpu))
+        out.append(FrameResult(d, float(np.mean(se)), tau_p, pil_w, pil_c, pw_wall, pw_cpu))
     return out

@@ -12,11 +12,14 @@ linear algebra:
 * every linear map that acts on the same input is one matmul with the matrices side by side;
 * the pilot/STS states are stored UE-major and channel-last, ``D [K, M, d]``, ``E [K, S, e]``:
   every channel map is one gemm ``X [K * M, d] @ W [d, d']`` and the attention sum over the
-  other UEs one gemm ``alpha [K, K] @ E [K, S * e]``; the Power-GNN's edge states are channel
-  first, ``F [d, A, K]`` (one wide gemm ``W [out, in] @ F`` per map);
-* the Power-GNN keeps the SIG states ``[d, A]`` apart from the edge tensor (a gather and a
-  scatter by the flat index of (a, k(a)) instead of one-hot products), and its last layer
-  computes the SIG update only (the INF states of the last layer are never read).
+  other UEs one gemm ``alpha [K, K] @ E [K, S * e]``; the Power-GNN's edge states are
+  receiver-major and channel-last too, ``F [K, T, A, d]``: the INF self map of receiver i,
+  with its own "other INF edges at UE i" scaling c7[i] folded in, is one batched matmul over
+  the receivers, the per-AN term a broadcast over the outer axis and the per-UE term one tiled
+  add (numpy's broadcasts with an 8-wide inner axis are several times slower);
+* the Power-GNN keeps the SIG states ``[T, A, d]`` apart from the edge tensor (a gather and a
+  scatter by (k(a), a) instead of one-hot products), and its last layer computes the SIG update
+  only (the INF states of the last layer are never read).
 
 The folded matrices depend on the graph sizes (M, K, S) and on the dtype; they are built once per
 size (a "plan") and kept in ``weights.cache`` (plain dict of numpy arrays, rebuildable, pickles).
@@ -138,8 +141,10 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
 
 
 def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.float64) -> list[dict]:
-    """Folded per-layer matrices ([out, in]) of the DTS-Power-GNN for K UEs (AN counts stay
-    runtime scalings)."""
+    """Folded per-layer matrices of the DTS-Power-GNN for K UEs, stored TRANSPOSED (``[in, out]``:
+    the edge states are channel-last). The INF self map still needs the per-receiver scaling
+    c7 (which depends on the association): :func:`power_graph_fast` folds it per group of
+    receivers."""
     c1, c5 = 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ue - 2, 1)
     layers = []
     for l in range(arch.layers):
@@ -155,13 +160,15 @@ def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.flo
         w_an = np.concatenate([g("V4"), c5 * g("V5"), zero, zero], 1) * si
         lay = {
             "w_s": np.concatenate([w_sig, w_an], 0) if not last else w_sig,  # [2d', 4d] / [d', 4d]
-            "b_s": g("bs")[:, None] * ss + hs,  # [d', 1]
-            "w_f": np.concatenate([(g("Uf") - c5 * g("V5")) * si, g("V7") * si], 0),  # [2d', d]
+            "b_s": (g("bs")[:, None] * ss + hs)[:, 0],  # [d']
+            "w_f0": (g("Uf") - c5 * g("V5")) * si,  # [d', d] INF self map without the V7 part
+            "w_f7": g("V7") * si,  # [d', d] times c7[i] (other INF edges at receiver i)
             "w_ue": np.concatenate([g("V6"), g("V7")], 1) * si,  # [d', 2d]
-            "b_f": g("bf")[:, None] * si + hi,  # [d', 1]
-            "last": last,
+            "b_f": (g("bf")[:, None] * si + hi)[:, 0],  # [d']
         }
-        layers.append({k: (v.astype(dtype) if isinstance(v, np.ndarray) else v) for k, v in lay.items()})
+        lay = {k: np.ascontiguousarray(v.T if v.ndim == 2 else v).astype(dtype) for k, v in lay.items()}
+        lay["last"] = last
+        layers.append(lay)
     return layers
 
 
@@ -169,29 +176,52 @@ def power_graph_fast(assoc: np.ndarray, dtype=np.float64) -> dict:
     """Index arrays and aggregation scalings of the AN-indexed Power-GNN graph of one
     association (they depend on nothing else: built once per frame, reused by every subframe).
 
-    assoc : [M, K] bool. Returns a dict with m_idx, k_idx [A] (AP-major ANs), flat [A] (SIG
-    edges in the flattened (A, K) grid), onehot [A, K], c2, c3 [A], c6, c7 [K], known [A, K].
+    assoc : [M, K] bool. Returns a dict with m_idx, k_idx, an [A] (AP-major ANs), onehot_t
+    [K, A] (onehot_t[k(a), a] = 1), c2, c3 [A, 1], c6 [K, 1, 1], c7 [K] and known [K, A]
+    (a_{m(a), i}); the per-receiver INF self maps are added by :func:`_receiver_maps`.
     """
     assoc = np.asarray(assoc, bool)
     m_idx, k_idx = np.nonzero(assoc)
     n_an, n_ue = m_idx.size, assoc.shape[1]
-    n_k = assoc.sum(axis=0).astype(dtype)  # [K] |M_k|
-    onehot = np.zeros((n_an, n_ue), dtype)  # [A, K]
-    onehot[np.arange(n_an), k_idx] = 1.0
+    n_k = assoc.sum(axis=0).astype(float)  # [K] |M_k|
+    onehot_t = np.zeros((n_ue, n_an), dtype)  # [K, A]
+    onehot_t[k_idx, np.arange(n_an)] = 1.0
+    c7 = 1.0 / np.maximum(n_an - n_k - 1.0, 1.0)  # [K] other INF edges at receiver i
     return {
-        "m_idx": m_idx, "k_idx": k_idx, "flat": np.arange(n_an) * n_ue + k_idx, "onehot": onehot,
-        "c2": (1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)).astype(dtype),  # [A]
-        "c3": (1.0 / np.maximum(n_an - n_k[k_idx], 1.0)).astype(dtype),  # [A]
-        "c6": (1.0 / np.maximum(n_k, 1.0)).astype(dtype),  # [K]
-        "c7": (1.0 / np.maximum(n_an - n_k - 1.0, 1.0)).astype(dtype),  # [K]
-        "known": assoc[m_idx, :].astype(dtype),  # [A, K]
+        "m_idx": m_idx, "k_idx": k_idx, "an": np.arange(n_an), "onehot_t": onehot_t,
+        "c2": (1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)).astype(dtype)[:, None],  # [A, 1]
+        "c3": (1.0 / np.maximum(n_an - n_k[k_idx], 1.0)).astype(dtype)[:, None],  # [A, 1]
+        "c6": (1.0 / np.maximum(n_k, 1.0)).astype(dtype)[:, None, None],  # [K, 1, 1]
+        "c7": c7,  # [K] float64 (folded into the receiver maps)
+        "c7_x": c7.astype(dtype)[:, None, None],  # [K, 1, 1]
+        "known": assoc[m_idx].T.astype(dtype),  # [K, A]
+        "plan": None, "w_recv": None,
     }
+
+
+def _receiver_maps(plan: list[dict], gr: dict) -> list[np.ndarray | None]:
+    """Per layer, the INF self map of every receiver i, ``U_f - V5 / (K - 2) - c7[i] V7``
+    (BN folded), as ``[K, in, out]`` for one batched matmul; kept in the graph (rebuilt when the
+    graph meets another plan: the plan is held by reference, not by id)."""
+    if gr["plan"] is not plan:
+        c7 = gr["c7"][:, None, None]  # [K, 1, 1]
+        gr["w_recv"] = [None if lay["last"] else
+                        (lay["w_f0"][None].astype(float) - c7 * lay["w_f7"][None]).astype(lay["w_f0"].dtype)
+                        for lay in plan]
+        gr["plan"] = plan
+    return gr["w_recv"]
 
 
 def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
                        dtype=np.float64, graph: dict | None = None):
-    """DTS-Power-GNN (eq. (24) and its INF twin), channel-first F [d, T, A, K], on one subframe
-    or on T subframes that share one association (one batched pass: the graph is built once).
+    """DTS-Power-GNN (eq. (24) and its INF twin) on one subframe or on T subframes that share
+    one association (one batched pass: the graph is built once).
+
+    Layout: the edge states are receiver-major and channel-last, ``F [K, T, A, d]`` (entry
+    [i, t, a] = the edge from AN a to UE i), so that the INF self map of every receiver is one
+    batched matmul ``F[i] [T * A, d] @ W[i] [d, d']`` (its c7[i] folded in), the per-AN term is
+    a broadcast over the outer axis and the per-UE term one tiled add; the SIG states
+    ``S [T, A, d]`` are kept apart (gathered from / scattered into F).
 
     ghat : [M, K, K] or [T, M, K, K] complex (eq. (11)); assoc : [M, K] bool;
     snr : P_max / sigma^2 (linear); graph : :func:`power_graph_fast` of ``assoc`` (built here
@@ -200,49 +230,49 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     (AP-major).
     """
     gr = graph if graph is not None else power_graph_fast(assoc, dtype)
-    m_idx, k_idx, flat = gr["m_idx"], gr["k_idx"], gr["flat"]
+    m_idx, k_idx, an = gr["m_idx"], gr["k_idx"], gr["an"]
     single = ghat.ndim == 3
     g3 = ghat[None] if single else ghat  # [T, M, K, K]
     n_t, n_an, n_ue = g3.shape[0], m_idx.size, g3.shape[2]
     if n_an == 0:
         return (np.zeros(0) if single else np.zeros((n_t, 0))), m_idx, k_idx
-    g = g3[:, m_idx, k_idx, :]  # [T, A, K] complex
+    w_recv = _receiver_maps(plan, gr)
+    g = np.moveaxis(g3[:, m_idx, k_idx, :], 2, 0)  # [K, T, A] complex
     re = (g.real * snr**0.5).astype(dtype)
     im = (g.imag * snr**0.5).astype(dtype)
     p2 = re * re + im * im
     inv = 1.0 / np.sqrt(p2 + _MAG_FLOOR)
-    f = np.empty((4, n_t, n_an, n_ue), dtype)  # [4, T, A, K]
-    np.multiply(np.log10(1.0 + p2), 0.2, out=f[0])
-    np.multiply(re, inv, out=f[1])
-    np.multiply(im, inv, out=f[2])
-    f[3] = gr["known"]
-    onehot, c2, c3, c6, c7 = gr["onehot"], gr["c2"], gr["c3"], gr["c6"], gr["c7"]
-    s = f.reshape(4, n_t, -1)[:, :, flat]  # [d, T, A] SIG states
-    one_k, one_a = np.ones(n_ue, dtype), np.ones(n_an, dtype)
-    for lay in plan:
-        # sums as products with ones (numpy's float32 reductions here are several times slower)
-        row = np.dot(f.reshape(-1, n_ue), one_k).reshape(f.shape[:3])  # [d, T, A] sum over receivers
-        sig_ue = s @ onehot  # [d, T, K] SIG edges at each UE
-        inf_ue = np.matmul(one_a, f) - sig_ue  # [d, T, K] INF edges at each UE
-        x = np.concatenate([s, row - s, (sig_ue[:, :, k_idx] - s) * c2, inf_ue[:, :, k_idx] * c3], 0)
-        out = _mm(lay["w_s"], x)  # [d', T, A] or [2d', T, A]
+    f = np.empty((n_ue, n_t, n_an, 4), dtype)  # [K, T, A, 4]
+    np.multiply(np.log10(1.0 + p2), 0.2, out=f[..., 0])
+    np.multiply(re, inv, out=f[..., 1])
+    np.multiply(im, inv, out=f[..., 2])
+    f[..., 3] = gr["known"][:, None, :]
+    onehot_t, c2, c3, c6, c7 = gr["onehot_t"], gr["c2"], gr["c3"], gr["c6"], gr["c7_x"]
+    s = f[k_idx, :, an, :].swapaxes(0, 1)  # [T, A, d] SIG states
+    one_a = np.ones(n_an, dtype)
+    for lay, w in zip(plan, w_recv, strict=True):
+        cd = f.shape[3]
+        row = f.sum(axis=0)  # [T, A, d] sum over receivers (contiguous row adds)
+        sig_ue = np.matmul(onehot_t, s).swapaxes(0, 1)  # [K, T, d] SIG edges at each UE
+        inf_ue = np.matmul(one_a, f) - sig_ue  # [K, T, d] INF edges at each UE
+        x = np.concatenate([s, row - s, (sig_ue[k_idx].swapaxes(0, 1) - s) * c2,
+                            inf_ue[k_idx].swapaxes(0, 1) * c3], 2)  # [T, A, 4d]
+        out = np.dot(x.reshape(-1, 4 * cd), lay["w_s"]).reshape(n_t, n_an, -1)  # [T, A, d' | 2d']
         fo = lay["b_s"].shape[0]
-        s_new = out[:fo] + lay["b_s"][:, :, None]
+        s_new = out[:, :, :fo] + lay["b_s"]
         if lay["last"]:
-            logit = s_new[0]  # [T, A]
+            logit = s_new[:, :, 0]  # [T, A]
             return (logit[0] if single else logit), m_idx, k_idx
-        big = _mm(lay["w_f"], f)  # [2d', T, A, K]
-        ue = _mm(lay["w_ue"], np.concatenate([sig_ue * c6, inf_ue * c7], 0)) \
-            + lay["b_f"][:, :, None]  # [d', T, K]
-        tail = big[fo:]
-        tail *= c7
-        tail -= ue[:, :, None, :]
-        tail -= out[fo:, :, :, None]
-        f = big[:fo]  # contiguous view: U' f - V7 f / c7 + per-AN + per-UE terms, in place
-        f -= tail
-        np.maximum(f, LEAKY_SLOPE * f, out=f)  # LeakyReLU in place  [d', T, A, K]
+        ue = np.dot(np.concatenate([sig_ue * c6, inf_ue * c7], 2).reshape(-1, 2 * cd),
+                    lay["w_ue"]) + lay["b_f"]  # [K * T, d'] per-UE term
+        f_new = np.matmul(f.reshape(n_ue, -1, cd), w).reshape(n_ue, n_t, n_an, fo)  # [K, T, A, d']
+        flat = f_new.reshape(n_ue, -1)  # [K, T * A * d']
+        flat += np.ascontiguousarray(out[:, :, fo:]).reshape(1, -1)  # per-AN term, all receivers
+        f_new.reshape(n_ue * n_t, -1)[...] += np.tile(ue, n_an)  # per-UE term, all ANs
+        np.maximum(f_new, LEAKY_SLOPE * f_new, out=f_new)  # LeakyReLU in place
         s = _leaky(s_new)
-        f.reshape(fo, n_t, -1)[:, :, flat] = s
+        f_new[k_idx, :, an, :] = s.swapaxes(0, 1)
+        f = f_new
     raise ValueError("power plan has no layers")
 
 
