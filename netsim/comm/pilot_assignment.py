@@ -13,7 +13,9 @@ share a PS, so tau_p >= max_m |K_m|.
 Tabu (after Liu et al., IEEE TVT 2020, spec 4.2 [C]): with tau_p fixed to the DSatur value,
 move one UE at a time to another PS to maximise the net-SE proxy J (equal power, S_eval small-
 scale draws, common random numbers), with a FIFO tabu list of (UE, old PS) attributes and
-aspiration. J_best never decreases; tau_p can only shrink (when a colour empties).
+aspiration. J_best never decreases; tau_p can only shrink (when a colour empties). An
+improvement (aspiration, a new J_best) must exceed J_best by 1e-12 relative: revisiting the best
+assignment gives back J_best only to rounding, and the search must not depend on that.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from netsim.comm.csi_mmse import (
 from netsim.comm.net_se import net_sum_se, sinr_true
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
 from netsim.phy.umi import channel_from_fading, draw_small_scale_fading
+
+_MOVE_CHUNK = 32  # candidate moves per batch in NetSEProxy._moves_same_length
+_IMPROVE_RTOL = 1e-12  # tabu: a J gain below this (relative) is rounding, not an improvement
 
 __all__ = [
     "ConflictGraph",
@@ -379,14 +384,42 @@ class NetSEProxy:
         Returns
         -------
         j : ndarray [B], the proxy J of each moved assignment; equals ``self(cands)`` (the
-        same formula, candidates batched per AP; rounding aside: pilot sums are formed as
-        the current sums plus or minus the moved user's channel)
+        same formula; rounding aside, ~1e-13 relative)
+
+        A move that keeps tau_p (the user's old pilot keeps another user, the new one is in
+        use) changes only the rows of the users on the two pilots involved, at every AP:
+        :meth:`_moves_same_length` reuses the current estimates and Gram matrices and
+        recomputes those rows only (about 2 of an AP's ~13). Moves that change tau_p change
+        every estimate (tau_p p_u scales them all) and go through :meth:`_moves_general`.
         """
-        if not hasattr(self, "_pair_m"):
-            self._move_layout()
         colour = np.asarray(colour)
         users = np.asarray(users, dtype=np.int64)
         pilots = np.asarray(pilots, dtype=np.int64)
+        if users.shape != pilots.shape or users.ndim != 1:
+            raise ValueError(f"users {users.shape} and pilots {pilots.shape} must be equal 1-d")
+        old = colour[users]  # [B]
+        if np.any(pilots == old):
+            raise ValueError("evaluate_moves: a move must change the user's pilot")
+        n_p = int(max(colour.max(), pilots.max(initial=0))) + 1
+        counts = np.bincount(colour, minlength=n_p)  # [P] users per pilot
+        same = (counts[old] > 1) & (counts[pilots] > 0)  # [B] tau_p unchanged
+        j = np.empty(users.shape[0])
+        if not same.all():
+            j[~same] = self._moves_general(colour, users[~same], pilots[~same])
+        pick = np.flatnonzero(same)
+        if pick.size:
+            cur = self._current_rows(colour, n_p, int((counts > 0).sum()))
+            for lo in range(0, pick.size, _MOVE_CHUNK):  # chunks keep the work arrays in cache
+                sel = pick[lo:lo + _MOVE_CHUNK]
+                j[sel] = self._moves_same_length(cur, users[sel], pilots[sel])
+        return j
+
+    def _moves_general(self, colour: np.ndarray, users: np.ndarray,
+                       pilots: np.ndarray) -> np.ndarray:
+        """:meth:`evaluate_moves` for any moves (also those changing tau_p): every served
+        row of every candidate is rebuilt from the current pilot sums, [B]."""
+        if not hasattr(self, "_pair_m"):
+            self._move_layout()
         n_b = users.shape[0]
         n_s, n_ap, n_ue, n_ant = self.h.shape
         n_max = self.idx.shape[1]
@@ -447,6 +480,131 @@ class NetSEProxy:
         sinr = sig / (pw.sum(axis=-2) - sig + self.noise_w)  # [S, B, K]
         j = net_sum_se(sinr, tau_p[None, :], self.tau_c).mean(axis=0)  # [B]
         return j
+
+    def _row_layout(self) -> None:
+        """Index tables of :meth:`_moves_same_length`, built once per proxy: the served
+        pairs in layer-major order (layer l holds every user's l-th serving pair, users
+        ascending), so that a stream's amplitude is layer 0 plus the later layers' rows."""
+        pm, pj = np.nonzero(self.mask)  # [n_AN] AP-major
+        pu = self.idx[pm, pj]  # [n_AN]
+        rank = np.zeros(pu.size, dtype=np.int64)  # [n_AN] how many pairs of pu came before
+        seen: dict[int, int] = {}
+        for p, u in enumerate(pu.tolist()):
+            rank[p] = seen.get(u, 0)
+            seen[u] = rank[p] + 1
+        order = np.lexsort((pu, rank))
+        self._q_m, self._q_j, self._q_u = pm[order], pj[order], pu[order]  # [n_AN]
+        rk = rank[order]
+        n_layers = int(rk.max()) + 1 if rk.size else 0
+        self._q_layers = [(int(np.searchsorted(rk, lay)), int(np.searchsorted(rk, lay, "right")))
+                          for lay in range(n_layers)]
+        self._q_amp = self.amp_c[0, self._q_m, self._q_j, 0][:, None, None]  # [n_AN, 1, 1]
+        self._q_hherm = np.ascontiguousarray(self.h_herm[:, self._q_m])  # [S, n_AN, N, K]
+        self._q_full = bool(self._q_layers) and self._q_layers[0][1] == self.h.shape[2]
+
+    def _current_rows(self, colour: np.ndarray, n_p: int, tau_p: int) -> dict:
+        """Estimates and Gram matrices of the served rows under ``colour`` (pilot length
+        ``tau_p``, pilots < ``n_p``), the base that :meth:`_moves_same_length` edits."""
+        n_s, n_ap = self.h.shape[:2]
+        tpp = tau_p * self.p_pilot_w
+        sq = np.sqrt(tpp)
+        rows = np.arange(n_ap)[:, None]
+        onehot = (np.arange(n_p)[:, None] == colour[None, :]).astype(float)  # [P, K]
+        ysum = (onehot @ self.h_view).view(complex)  # [S, M, P, N] pilot sums
+        col0 = colour[self.idx]  # [M, n_max] pilot of each served pair
+        y0 = ysum[:, rows, col0]  # [S, M, n_max, N]
+        n0 = self.noise[:, rows, col0]  # [S, M, n_max, N]
+        cp0 = (colour[:, None] == colour[None, :]).astype(float)  # [K, K]
+        psi0 = tpp * (self.beta @ cp0) + self.noise_w  # [M, K]
+        psi0_c = np.take_along_axis(psi0, self.idx, axis=1)  # [M, n_max]
+        coef0 = np.where(self.mask, sq * self.beta_c / psi0_c, 0.0)  # [M, n_max]
+        hh0 = coef0[None, :, :, None] * (y0 * sq + self.noise_sd * n0)  # [S, M, n_max, N]
+        hh0_h = np.conj(np.swapaxes(hh0, -1, -2))  # [S, M, N, n_max]
+        return {"colour": colour, "tau_p": tau_p, "tpp": tpp, "sq": sq, "ysum": ysum,
+                "col0": col0, "y0": y0, "n0": n0, "hh0": hh0, "hh0_h": hh0_h,
+                "gram0": hh0 @ hh0_h}  # [S, M, n_max, n_max] H H^H of the estimates
+
+    def _moves_same_length(self, cur: dict, users: np.ndarray, pilots: np.ndarray) -> np.ndarray:
+        """J [B] of moves that keep tau_p, from :meth:`_current_rows` ``cur``.
+
+        Only the served rows on the user's old or new pilot change (observation y -+ h_k, the
+        moved user's own rows take the new pilot's sum and noise, and psi of those users);
+        every AP's regulariser a_m changes too. Each AP solves its full n x n system
+        (H H^H + a_m I) Wbar^T = H^T with the Gram matrix edited in the changed rows and
+        columns only; the streams come from one product per served pair,
+        G[(m, j), i] = sqrt(p) w[m, j] . conj(h[m, i]), summed over a user's serving APs.
+        """
+        if not hasattr(self, "_q_m"):
+            self._row_layout()
+        colour = cur["colour"]
+        n_b = users.shape[0]
+        n_s, n_ap, n_ue, n_ant = self.h.shape
+        n_max = self.idx.shape[1]
+        tpp, sq = cur["tpp"], cur["sq"]
+        old = colour[users]  # [B]
+        c = np.repeat(colour[None], n_b, axis=0)  # [B, K]
+        c[np.arange(n_b), users] = pilots
+        cp = (c[:, :, None] == c[:, None, :]).astype(float)  # [B, K, K]
+        psi = tpp * (self.beta @ cp) + self.noise_w  # [B, M, K]
+        cvar = self.beta - tpp * self.beta**2 / psi  # [B, M, K]
+        err = np.where(self.assoc, cvar, self.beta)  # [B, M, K]
+        reg = err.sum(axis=-1) + self.noise_w / self.p_pilot_w  # [B, M]  a_m
+        col0, y0, n0, ysum = cur["col0"], cur["y0"], cur["n0"], cur["ysum"]
+        chg = self.mask[None] & ((col0[None] == old[:, None, None])
+                                 | (col0[None] == pilots[:, None, None]))  # [B, M, n_max]
+        bb, mb, jb = np.nonzero(chg)  # [R] changed rows, sorted by (b, m, j)
+        own = self.idx[mb, jb] == users[bb]  # [R] the moved user's own rows
+        sign = np.where(col0[mb, jb] == pilots[bb], 1.0, -1.0)  # [R] gains / loses h_k
+        hk = self.h[:, mb, users[bb]]  # [S, R, N]
+        yr = np.where(own[None, :, None], ysum[:, mb, pilots[bb]] + hk,
+                      y0[:, mb, jb] + sign[None, :, None] * hk)  # [S, R, N]
+        nr = np.where(own[None, :, None], self.noise[:, mb, pilots[bb]], n0[:, mb, jb])
+        coef_r = sq * self.beta_c[mb, jb] / psi[bb, mb, self.idx[mb, jb]]  # [R]
+        hr = coef_r[None, :, None] * (yr * sq + self.noise_sd * nr)  # [S, R, N] new rows
+        hh = np.repeat(cur["hh0"][:, :, None], n_b, axis=2)  # [S, M, B, n_max, N]
+        hh[:, mb, bb, jb] = hr
+        # Gram H H^H: the current one with the changed rows and columns replaced
+        gram = np.repeat(cur["gram0"][:, :, None], n_b, axis=2)  # [S, M, B, n, n]
+        x = np.empty((n_s, mb.size, n_max), dtype=complex)  # [S, R, n] new row . old rows
+        by_ap = np.argsort(mb, kind="stable")
+        bounds = np.searchsorted(mb[by_ap], np.arange(n_ap + 1))
+        hh0_h = cur["hh0_h"]
+        for m in range(n_ap):
+            sel = by_ap[bounds[m]:bounds[m + 1]]
+            if sel.size:
+                x[:, sel] = hr[:, sel] @ hh0_h[:, m]
+        gram[:, mb, bb, jb, :] = x
+        gram[:, mb, bb, :, jb] = np.conj(x).transpose(1, 0, 2)
+        # entries between two changed rows of the same block: both rows are new
+        blk = bb * n_ap + mb  # [R] block id, non-decreasing
+        first = np.flatnonzero(np.r_[True, blk[1:] != blk[:-1]])  # block starts
+        cnt = np.diff(np.r_[first, blk.size])  # changed rows per block
+        per_r = np.repeat(cnt, cnt)  # [R] its block's count
+        r1 = np.repeat(np.arange(blk.size), per_r)  # [Q] ordered pairs (r1, r2)
+        base = np.repeat(np.repeat(first, cnt), per_r)
+        r2 = base + (np.arange(r1.size) - np.repeat(np.cumsum(per_r) - per_r, per_r))
+        gram[:, mb[r1], bb[r1], jb[r1], jb[r2]] = (hr[:, r1] * np.conj(hr[:, r2])).sum(axis=-1)
+        diag = gram.reshape(n_s, n_ap, n_b, n_max * n_max)[..., :: n_max + 1]  # [S, M, B, n]
+        diag += reg.T[None, :, :, None]  # + a_m I
+        wbar = np.linalg.solve(gram, hh)  # [S, M, B, n, N] rows: the users' RZF vectors
+        wp = wbar[:, self._q_m, :, self._q_j]  # [n_AN, S, B, N] served pairs, layer order
+        norm2 = (wp.view(float) ** 2) @ np.ones(2 * n_ant)  # [n_AN, S, B]
+        ok = norm2 > 0
+        wp *= np.where(ok, self._q_amp / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)[..., None]
+        g = np.swapaxes(wp, 0, 1) @ self._q_hherm  # [S, n_AN, B, K] sqrt(p) w . conj(h_i)
+        if self._q_full:  # layer 0 holds every user once, in order
+            amp = g[:, :n_ue]  # [S, K(stream), B, K(receiver)] (a view: later layers lie beyond)
+            layers = self._q_layers[1:]
+        else:  # a user nobody serves has no stream
+            amp = np.zeros((n_s, n_ue, n_b, n_ue), dtype=complex)
+            layers = self._q_layers
+        for lo, hi in layers:
+            amp[:, self._q_u[lo:hi]] += g[:, lo:hi]
+        pw = amp.real**2 + amp.imag**2  # [S, K(i), B, K(k)]
+        k_idx = np.arange(n_ue)
+        sig = np.moveaxis(pw[:, k_idx, :, k_idx], 0, -1)  # [S, B, K]
+        sinr = sig / (pw.sum(axis=1) - sig + self.noise_w)  # [S, B, K]
+        return net_sum_se(sinr, cur["tau_p"], self.tau_c).mean(axis=0)  # [B]
 
     def evaluate_dense(self, colours: np.ndarray) -> np.ndarray:
         """J on the full [M, K, N] grid with the engine's kernels (test oracle), [B]."""
@@ -511,7 +669,10 @@ def tabu_reassign(
                 j_c = np.asarray(objective(cands))  # [B]
             n_eval += moves.shape[0]
             is_tabu = np.array([(int(k), int(s)) in tabu for k, s in moves])
-            allowed = ~is_tabu | (j_c > j_best)  # aspiration
+            # aspiration: a tabu move must beat J_best by more than rounding (a move back to
+            # the best assignment reproduces J_best only to ~1e-14, which must not count)
+            better = j_c > j_best + _IMPROVE_RTOL * abs(j_best)  # [B]
+            allowed = ~is_tabu | better
             if not allowed.any():
                 break
             idx = int(np.argmax(np.where(allowed, j_c, -np.inf)))
@@ -521,7 +682,7 @@ def tabu_reassign(
                 tabu.pop(0)
             cur = cands[idx].copy()
             j_cur = float(j_c[idx])
-            if j_cur > j_best:
+            if bool(better[idx]):
                 best, j_best, stall = cur.copy(), j_cur, 0
             else:
                 stall += 1

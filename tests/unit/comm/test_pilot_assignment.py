@@ -244,3 +244,49 @@ def test_batched_moves_equal_dense_pipeline(seed, n_ant, p_assoc):
     np.testing.assert_allclose(j, proxy.evaluate_dense(cands), rtol=1e-10)
     np.testing.assert_allclose(j, proxy(cands), rtol=1e-12)
     assert j[0] != j[5]  # the same user on different pilots: different J
+
+
+@pytest.mark.parametrize(("seed", "n_ant", "p_assoc", "unserved"),
+                         [(0, 2, 0.4, False), (1, 5, 0.7, True), (2, 8, 0.95, False)])
+def test_same_length_moves_equal_general_path_and_dense(seed, n_ant, p_assoc, unserved):
+    # own geometry (M = 6, K = 14): AP 0 serves nobody, user 0 is served by every other AP,
+    # optionally user 13 by nobody; an improper colouring (co-pilot users at one AP, so up to
+    # 4 rows of a block change) and every move that keeps tau_p, i.e. the incremental path
+    rng = np.random.default_rng(300 + seed)
+    k = 14
+    beta, assoc = hostile_association(rng, 6, k, p_assoc)
+    if unserved:
+        assoc[:, k - 1] = False
+    proxy = NetSEProxy(beta, assoc, n_ant, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                       noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(seed))
+    colour = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 1, 0])
+    users, pilots = np.nonzero(colour[:, None] != np.arange(5)[None, :])  # all 56 moves
+    j = proxy.evaluate_moves(colour, users, pilots)
+    np.testing.assert_allclose(j, proxy._moves_general(colour, users, pilots), rtol=1e-12)
+    cands = np.repeat(colour[None], users.size, axis=0)
+    cands[np.arange(users.size), users] = pilots
+    np.testing.assert_allclose(j, proxy.evaluate_dense(cands), rtol=1e-10)
+    with pytest.raises(ValueError, match="must change"):
+        proxy.evaluate_moves(colour, np.array([1]), np.array([0]))
+
+
+def test_tabu_same_choices_with_incremental_moves():
+    # the incremental path (default) and the general one pick the same moves on a seed-004
+    # drop: same colouring, J traces equal to rounding
+    beta, assoc = drop(8, n_ue=28)
+    proxy = NetSEProxy(beta, assoc, 8, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
+                       noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(5))
+    colour0 = dsatur(conflict_graph(assoc, beta))
+    cfg = TabuConfig(max_iter=10, n_candidates=40)
+    fast = tabu_reassign(colour0, proxy, np.random.default_rng(6), cfg)
+
+    class General:
+        def __call__(self, c):
+            return proxy(c)
+
+        def evaluate_moves(self, c, u, p):
+            return proxy._moves_general(np.asarray(c), np.asarray(u), np.asarray(p))
+
+    slow = tabu_reassign(colour0, General(), np.random.default_rng(6), cfg)
+    assert np.array_equal(fast.colour, slow.colour)
+    np.testing.assert_allclose(fast.j_trace, slow.j_trace, rtol=1e-12)
