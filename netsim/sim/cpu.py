@@ -122,26 +122,32 @@ class CentralUnit(CommPhase, FrameRecorder):
 
     def send_reports(self, meas: methods.SyncMeasurement, t_meas: float,
                      acquisition: bool = False) -> None:
-        """Each measuring AP reports its estimates to the CPU over the uplink."""
+        """Each measuring AP reports its estimates to the CPU over the uplink; the reports of
+        one round travel (and are fused by the tracker) as one uplink message, since they are
+        sent at the same instant and arrive together."""
         measured_by = meas.measured_by
+        reports = []
         for sender in np.unique(measured_by[measured_by >= 0]):
             aps = np.flatnonzero((measured_by == sender) & np.isfinite(meas.est_to_s))
             if aps.size == 0:
                 continue
             phase_var = (meas.crb_phase_rad2 if meas.crb_phase_rad2 is not None
                          else np.full(len(measured_by), np.nan))  # [M]
-            self.sim.aps[int(sender)].send_report(SyncReport(
+            reports.append(SyncReport(
                 sender=int(sender), t_meas_s=t_meas, aps=aps, to_s=meas.est_to_s[aps],
                 cfo_hz=meas.est_cfo_hz[aps], phase_rad=meas.est_phase_rad[aps],
                 crb_to_s2=meas.crb_to_s2[aps], crb_cfo_hz2=meas.crb_cfo_hz2[aps],
                 crb_phase_rad2=phase_var[aps], acquisition=acquisition))
+        if reports:
+            self.uplink.send(tuple(reports))
 
     def receive(self):
-        """CPU side of the uplink: each sync report -> (tracker) -> one correction batch."""
+        """CPU side of the uplink: each round's sync reports -> (tracker) -> one correction batch."""
         sim = self.sim
         while True:
-            report: SyncReport = yield self.uplink.receive()
-            batch = self.sync.on_report(report, sim.env.now, self.downlink.latency_s, sim.event)
+            msg = yield self.uplink.receive()  # one round's reports (a lone one: old checkpoint)
+            reports = [msg] if isinstance(msg, SyncReport) else list(msg)
+            batch = self.sync.on_reports(reports, sim.env.now, self.downlink.latency_s, sim.event)
             if batch is not None:
                 self.downlink.send(batch)
 

@@ -186,30 +186,49 @@ class SyncCorrection:
         return lost
 
     def on_report(self, report, t_now_s: float, latency_s: float, event) -> CorrectionBatch | None:
-        """Turn one sync report into a correction batch (``None`` when nothing is corrected).
+        """One sync report -> a correction batch; see :meth:`on_reports`."""
+        return self.on_reports([report], t_now_s, latency_s, event)
 
-        ``event(kind, ap, detail)`` logs gated measurements and track restarts.
+    def on_reports(self, reports, t_now_s: float, latency_s: float, event
+                   ) -> CorrectionBatch | None:
+        """Turn the reports of one sync round into one correction batch (``None`` when nothing
+        is corrected).
+
+        The reports (one per measuring AP, measured at the same instant, disjoint AP sets)
+        are fused in one batched tracker update: the tracker is a bank of independent
+        per-AP filters, so this is the same as one update per report (tested), with the
+        ``sync_gated`` events in the same order. ``event(kind, ap, detail)`` logs gated
+        measurements and track restarts.
         """
-        aps = np.asarray(report.aps, dtype=np.int64)  # [k]
-        if aps.size == 0:
+        reports = [r for r in reports if np.asarray(r.aps).size]
+        if not reports:
             return None
+        t_meas = reports[0].t_meas_s
+        acq = bool(getattr(reports[0], "acquisition", False))
+        if any(r.t_meas_s != t_meas or bool(getattr(r, "acquisition", False)) != acq
+               for r in reports):
+            raise ValueError("reports fused in one update must come from one round")
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([np.asarray(getattr(r, name), dtype=float) for r in reports])
+
+        aps = np.concatenate([np.asarray(r.aps, dtype=np.int64) for r in reports])  # [k]
         self.measured_this_frame += int(aps.size)
         if self.tracker is None:
-            return CorrectionBatch(aps=aps, t_ref_s=report.t_meas_s, to_s=report.to_s,
-                                   cfo_hz=report.cfo_hz, phase_rad=report.phase_rad)
+            return CorrectionBatch(aps=aps, t_ref_s=t_meas, to_s=cat("to_s"),
+                                   cfo_hz=cat("cfo_hz"), phase_rad=cat("phase_rad"))
         trk = self.tracker
         keep = aps != trk.reference
         aps = aps[keep]
-        z = np.stack([report.to_s[keep], report.cfo_hz[keep], report.phase_rad[keep]], -1)  # [k, 3]
-        var = np.stack([report.crb_to_s2[keep], report.crb_cfo_hz2[keep],
-                        report.crb_phase_rad2[keep]], -1)  # [k, 3]
+        z = np.stack([cat("to_s")[keep], cat("cfo_hz")[keep], cat("phase_rad")[keep]], -1)  # [k, 3]
+        var = np.stack([cat("crb_to_s2")[keep], cat("crb_cfo_hz2")[keep],
+                        cat("crb_phase_rad2")[keep]], -1)  # [k, 3]
         var = np.maximum(np.where(np.isfinite(var), var, np.inf), _MIN_VAR)  # [k, 3]
         usable = np.isfinite(z).all(axis=1) & np.isfinite(var).all(axis=1)  # [k]
         aps, z, var = aps[usable], z[usable], var[usable]
         if aps.size == 0:
             return None
-        upd = trk.update(aps, report.t_meas_s, z, var,
-                         acquisition=bool(getattr(report, "acquisition", False)))
+        upd = trk.update(aps, t_meas, z, var, acquisition=acq)
         for j in np.flatnonzero(upd.gated):
             restarted = " (restarted the track)" if upd.initialized[j] else ""
             event("sync_gated", int(aps[j]),

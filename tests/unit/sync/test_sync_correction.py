@@ -136,3 +136,64 @@ def test_acquisition_round_only_for_tracks_without_a_predictable_phase():
     assert ada.acquisition(FakePlan(), first, 0.0, 0.01) is None
     ada = _corr("sync.tracking=kalman", "sync.schedule=adaptive", "sync.adaptive_max_phase_rad=0.3")
     assert ada.acquisition(FakePlan(), first, 0.0, 0.01) is not None
+
+
+def _reports(rng, groups, t, acquisition=False):
+    """One round's reports: one per sender, disjoint AP groups, random estimates (some wild)."""
+    out = []
+    for sender, aps in groups:
+        k = len(aps)
+        to = rng.normal(0, 1e-9, k)
+        to[rng.random(k) < 0.2] = 3e-7  # a few outliers the gate rejects
+        out.append(SyncReport(sender=sender, t_meas_s=t, aps=np.asarray(aps),
+                              to_s=to, cfo_hz=rng.normal(0, 5.0, k),
+                              phase_rad=rng.uniform(-np.pi, np.pi, k),
+                              crb_to_s2=rng.uniform(1e-21, 1e-19, k),
+                              crb_cfo_hz2=rng.uniform(0.1, 10.0, k),
+                              crb_phase_rad2=rng.uniform(1e-4, 1e-2, k),
+                              acquisition=acquisition))
+    return out
+
+
+def test_fused_round_update_equals_one_update_per_report():
+    # the tracker is a bank of independent per-AP filters: fusing a round's reports (disjoint
+    # AP sets, same instant) must give bit-identical tracks, corrections and event order
+    rng = np.random.default_rng(11)
+    a, b = _corr("sync.tracking=kalman"), _corr("sync.tracking=kalman")
+    groups = [(0, [1, 2]), (3, [4, 5]), (0, [3]), (3, [6]), (6, [7])]
+    ev_a, ev_b = [], []
+    for r in range(8):
+        t = 0.01 * r
+        if r == 5:
+            a.reset(4)
+            b.reset(4)
+        reps = _reports(rng, groups, t, acquisition=(r == 1))
+        fused = a.on_reports(reps, t, 1e-4, lambda *e: ev_a.append(e))
+        parts = [b.on_report(x, t, 1e-4, lambda *e: ev_b.append(e)) for x in reps]
+        parts = [p for p in parts if p is not None]
+        if fused is None:
+            assert not parts
+            continue
+        np.testing.assert_array_equal(fused.aps, np.concatenate([p.aps for p in parts]))
+        for name in ("to_s", "cfo_hz", "phase_rad"):
+            np.testing.assert_array_equal(getattr(fused, name),
+                                          np.concatenate([getattr(p, name) for p in parts]))
+        assert fused.t_ref_s == parts[0].t_ref_s
+    assert ev_a == ev_b and len(ev_a) > 0  # some measurements were gated
+    for name in ("mean", "cov", "t_s", "active", "rejections", "meas_var"):
+        np.testing.assert_array_equal(getattr(a.tracker, name), getattr(b.tracker, name))
+    assert a.gated_this_frame == b.gated_this_frame
+    assert a.measured_this_frame == b.measured_this_frame
+
+
+def test_fused_reports_must_come_from_one_round():
+    corr = _corr("sync.tracking=kalman")
+    reps = _reports(np.random.default_rng(2), [(0, [1]), (3, [4])], 0.0)
+    late = _reports(np.random.default_rng(3), [(6, [7])], 0.001)
+    try:
+        corr.on_reports(reps + late, 0.001, 1e-4, lambda *e: None)
+    except ValueError as exc:
+        assert "one round" in str(exc)
+    else:
+        raise AssertionError("reports of two rounds were fused")
+    assert corr.on_reports([], 0.0, 1e-4, lambda *e: None) is None
