@@ -206,6 +206,11 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                           "within 20 nats of log-likelihood (e.g. a ULA mirror ghost near end-fire), "
                           "or none detected", "the user's sensing cluster grows by one AP (up to "
                           "twice `sensing.aps_per_user`) and it is acquired again in the same frame"),
+    "sensing_association": ("user", "a confirming acquisition (frame 1) could not match the user's "
+                            "estimate to its previous one: outside the 3-sigma gate of the track's "
+                            "uncertainty, or exchangeable with another user's within 4.5 nats",
+                            "the cluster's only unclaimed echo is the user's; else the identity is "
+                            "taken from the uplink registration (detail says which)"),
     "beamformer_fallback": ("-1", "a robust beamforming design failed or was too large "
                             "(`max_sdp_dim`) and equal-power MRT was used", "detail gives the "
                             "solver status and a hint"),

@@ -111,6 +111,7 @@ def localize_cluster(
     need_paths: int | None = None,
     tol_m: float = 1e-7,
     ambiguity_nats: float = 20.0,
+    grid_cache: object | None = None,
 ) -> ClusterResult:
     """Localise the K users whose echoes one cluster's APs receive.
 
@@ -143,6 +144,8 @@ def localize_cluster(
         A user whose best other explanation (:func:`_resolve_alternatives`) is within this
         log-likelihood gap is flagged ``ambiguous``: every acquired user, and in tracking every
         user that needed a window search (``inf`` turns the tracking check off).
+    grid_cache : netsim.sensing.steering.GridCache or None
+        Acquisition grids and their responses kept from an earlier frame (same values).
 
     Returns
     -------
@@ -164,7 +167,7 @@ def localize_cluster(
     npts = 0
     gap = np.full(n_users, np.inf)
     if predicted_m is None:
-        images = MlImageCache(prob)  # the grids' image terms, shared by the rounds below
+        images = MlImageCache(prob, grid_cache)  # the grids' image terms, shared by the rounds below
         cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
                                              images=images)
         # successive cancellation: each round images the residual of the users found so far
@@ -359,9 +362,12 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
 
     def grid_peaks(g_lo, g_hi, nx, ny, n_keep):
         """The ``n_keep`` highest local maxima of the ML image on an ``ny x nx`` grid."""
-        gx, gy = np.meshgrid(np.linspace(g_lo[0], g_hi[0], nx), np.linspace(g_lo[1], g_hi[1], ny))
-        g = np.stack([gx, gy], axis=-1)  # [ny, nx, 2]
-        g_ok = _exclude(geom, g, exclusion)
+        if images is not None and images.grids is not None:  # kept from an earlier frame
+            g, g_ok = images.grids.grid(geom, g_lo, g_hi, nx, ny, exclusion)
+        else:
+            gx, gy = np.meshgrid(np.linspace(g_lo[0], g_hi[0], nx), np.linspace(g_lo[1], g_hi[1], ny))
+            g = np.stack([gx, gy], axis=-1)  # [ny, nx, 2]
+            g_ok = _exclude(geom, g, exclusion)
         im = np.zeros(g_ok.shape)
         im[g_ok] = _image(prob, g[g_ok], images, fit_pos)
         pk = local_max_3x3(im) & (im > 0)

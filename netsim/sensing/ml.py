@@ -277,14 +277,17 @@ class MlImage:
     pts_m : array_like (P, 2) [m]
     chunk : int
         Points per vectorised block.
+    steering : ndarray (P, M, N) complex64 or None
+        ``near_response(geom, pts, complex64)`` if already computed (a grid cache).
     """
 
-    def __init__(self, problem: MlProblem, pts_m: ArrayLike, chunk: int = 4096) -> None:
+    def __init__(self, problem: MlProblem, pts_m: ArrayLike, chunk: int = 4096,
+                 steering: NDArray[np.complex64] | None = None) -> None:
         pts = np.asarray(pts_m, dtype=float).reshape(-1, 2)
         m, n = problem.geom.n_aps, problem.geom.n_antennas
         self.problem = problem
         self.chunk = chunk
-        self.a = near_response(problem.geom, pts, np.complex64)  # [P, M, N]
+        self.a = near_response(problem.geom, pts, np.complex64) if steering is None else steering  # [P, M, N]
         dt = problem._d_by_tx.astype(np.complex64)  # [M(t), N, MN]
         rt = problem._r_t.astype(np.complex64)  # [M, N, N]
         iso = problem._r_scalar  # [M] or None
@@ -343,10 +346,13 @@ class MlImageCache:
     """The :class:`MlImage` of one problem on each point set it is asked for (one acquisition).
 
     Plain object holding arrays; it lives for one cluster's acquisition and is not kept.
+    ``grids`` (:class:`netsim.sensing.steering.GridCache`) supplies the grids' responses when
+    they were computed before (another frame's acquisition of the same cluster).
     """
 
-    def __init__(self, problem: MlProblem) -> None:
+    def __init__(self, problem: MlProblem, grids: object | None = None) -> None:
         self.problem = problem
+        self.grids = grids
         self._images: dict[bytes, MlImage] = {}
 
     def get(self, pts_m: ArrayLike) -> MlImage:
@@ -354,7 +360,8 @@ class MlImageCache:
         pts = np.ascontiguousarray(pts_m, dtype=float).reshape(-1, 2)
         key = pts.tobytes()
         if key not in self._images:
-            self._images[key] = MlImage(self.problem, pts)
+            a = self.grids.response(self.problem.geom, pts) if self.grids is not None else None
+            self._images[key] = MlImage(self.problem, pts, steering=a)
         return self._images[key]
 
 

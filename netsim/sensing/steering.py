@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.phy.channel import near_field_response
 from netsim.sensing.config import IsacGeometry
 
-__all__ = ["array_response", "array_response_grad", "ap_distances", "one_hop_gain", "stacked_response"]
+__all__ = ["GridCache", "array_response", "array_response_grad", "ap_distances", "one_hop_gain", "stacked_response"]
 
 
 def ap_distances(geom: IsacGeometry, points_m: ArrayLike) -> NDArray[np.float64]:
@@ -102,3 +102,62 @@ def stacked_response(geom: IsacGeometry, points_m: ArrayLike, model: str = "near
     """Composite vector ``b(p) = [a_1(p); ...; a_M(p)]``, shape (..., M*N)."""
     a = array_response(geom, points_m, model)  # [..., M, N]
     return a.reshape(a.shape[:-2] + (-1,))
+
+
+class GridCache:
+    """Acquisition grids of the sensing clusters and their complex64 responses, kept across frames.
+
+    A cluster's acquisition grids (the coarse grid of its region and the fine grids near its
+    APs) depend only on its geometry and region, so the second acquisition frame can reuse the
+    first frame's points, admissibility masks and responses (``P M N`` complex64 values per
+    grid, the ``near_response`` part of :class:`netsim.sensing.ml.MlImage`). Values are the
+    same as when recomputed (same inputs, same arithmetic). At most ``max_entries`` complex
+    values are held (8 bytes each); the cache is not pickled (a checkpoint holds no arrays of
+    it; rebuilt on use with identical values).
+    """
+
+    def __init__(self, max_entries: int = 64_000_000) -> None:
+        self.max_entries = int(max_entries)
+        self._grids: dict[tuple, tuple[NDArray[np.float64], NDArray[np.bool_]]] = {}
+        self._resp: dict[tuple[str, bytes], NDArray[np.complex64]] = {}
+        self._n = 0
+
+    def __getstate__(self) -> dict:
+        return {"max_entries": self.max_entries, "_grids": {}, "_resp": {}, "_n": 0}
+
+    def clear(self) -> None:
+        self._grids.clear()
+        self._resp.clear()
+        self._n = 0
+
+    def grid(self, geom: IsacGeometry, lo_m: NDArray[np.float64], hi_m: NDArray[np.float64], nx: int, ny: int,
+             exclusion_m: float) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Points (ny, nx, 2) [m] of the ``linspace`` grid over ``[lo, hi]`` and the mask (ny, nx)
+        of those farther than ``exclusion_m`` from every AP centre."""
+        key = (geom.key(), np.asarray(lo_m, float).tobytes(), np.asarray(hi_m, float).tobytes(), int(nx), int(ny),
+               float(exclusion_m))
+        hit = self._grids.get(key)
+        if hit is not None:
+            return hit
+        from netsim.sensing.acquire import _exclude
+
+        gx, gy = np.meshgrid(np.linspace(lo_m[0], hi_m[0], nx), np.linspace(lo_m[1], hi_m[1], ny))
+        g = np.stack([gx, gy], axis=-1)  # [ny, nx, 2]
+        ok = _exclude(geom, g, exclusion_m)  # [ny, nx]
+        self._grids[key] = (g, ok)
+        return g, ok
+
+    def response(self, geom: IsacGeometry, pts_m: NDArray[np.float64]) -> NDArray[np.complex64]:
+        """``near_response(geom, pts, complex64)`` (P, M, N), kept while within ``max_entries``."""
+        from netsim.sensing.ml import near_response
+
+        pts = np.ascontiguousarray(pts_m, dtype=float).reshape(-1, 2)
+        key = (geom.key(), pts.tobytes())
+        hit = self._resp.get(key)
+        if hit is not None:
+            return hit
+        a = near_response(geom, pts, np.complex64)  # [P, M, N]
+        if self._n + a.size <= self.max_entries:
+            self._resp[key] = a
+            self._n += a.size
+        return a

@@ -5,8 +5,8 @@ Sensing clusters
 Each user is localized by a *sensing cluster*: the ``sensing.aps_per_user`` online APs nearest
 to its predicted position (the first frame, with no track yet, uses the APs nearest to the
 true position, standing for the serving APs the CPU knows from the user's uplink; the true
-position also decides which acquired peak gets which user identity in the two acquisition
-frames, never the estimate).
+position also decides which acquired peak gets which user identity in frame 0, never the
+estimate; frame 1 matches its peaks to frame 0's estimates, :meth:`MusicSensing._identify`).
 Users whose clusters coincide are processed together. For a cluster:
 
 1. every user within ``sensing.range_m`` of a cluster AP reflects: the frame's RCS
@@ -41,13 +41,18 @@ uncertain track) gets the same check and the same remedy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from netsim.sensing.associate import GATE_SIGMAS, SWAP_NATS, gated_association, resolve_flagged
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
 from netsim.sensing.echo import cross_cfo_factors, sample_echo_statistics, sync_path_factors
 from netsim.sensing.fim import fast_position_crb, isotropic_covariance
-from netsim.sensing.localize import localize_cluster
+from netsim.sensing.localize import ClusterResult, localize_cluster
+from netsim.sensing.peaks import min_cost_assignment
+from netsim.sensing.steering import GridCache
 from netsim.units import dbm_to_w
 
 __all__ = ["CrlbSensing", "MusicSensing"]
@@ -76,6 +81,7 @@ class MusicSensing:
         self.power_w = dbm_to_w(cfg.power_dbm)
         self.noise_w = sc.channel.noise_power_w
         self.cache = SensingCovarianceCache()
+        self.grid_cache = GridCache()  # acquisition grids of frame 0, reused by frame 1 (not pickled)
         self.initial_pos = net.user_pos_m
         k = net.n_users
         self.pos = np.full((k, 2), np.nan)  # last estimate [K, 2]
@@ -206,6 +212,8 @@ class MusicSensing:
         self._update_tracks(est, crlb, detected, pred, dt)
         self.t_last = now
         self.n_frames += 1
+        if self.n_frames >= ACQUIRE_FRAMES and "grid_cache" in self.__dict__:
+            self.grid_cache.clear()  # later acquisitions are rare (re-acquisition, grown clusters)
         return est, crlb
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
@@ -284,16 +292,11 @@ class MusicSensing:
                                    predicted_m=pred[visible], halfwidth_m=np.minimum(hw, span),
                                    kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS)
         else:
-            # identities: a track's prediction, except in the acquisition frames, which take them
-            # from the uplink like frame 0 (the true positions): frame 0's estimates come before
-            # the first sync correction, often off by more than half a close pair's separation
-            # (family seed 1: 0.25-0.36 m for a 0.41 m pair), so nearest assignment to them
-            # would be a coin flip that the tracks then keep
-            confirmed = np.isfinite(pred[visible]) & (self.n_frames >= ACQUIRE_FRAMES)
-            anchors = np.where(confirmed, pred[visible], true_pos[visible])
+            grids = self.__dict__.setdefault("grid_cache", GridCache()) if self.n_frames < ACQUIRE_FRAMES else None
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
-                                   anchors_m=anchors, kind=cfg.spectrum, exclusion_m=exclusion,
-                                   ambiguity_nats=AMBIGUITY_NATS)
+                                   kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
+                                   grid_cache=grids)
+            res = self._identify(res, visible, members, pred, true_pos)
         self.n_searches += int(np.sum(res.searched))
         pos = res.positions_m.copy()
         bad = ~np.all(np.isfinite(pos), axis=1)
@@ -302,6 +305,54 @@ class MusicSensing:
             pos[bad] = fill[bad]
         amb = res.ambiguous if res.ambiguous is not None else np.zeros(len(visible), dtype=bool)
         return pos, res.detected & ~bad, amb & ~bad
+
+    def _identify(self, res: ClusterResult, visible: list[int], members: list[int],
+                  pred: np.ndarray, true_pos: np.ndarray) -> ClusterResult:
+        """Give the acquired positions (rows of ``res`` in found order) their users' identities.
+
+        * frame 0: the uplink (each user registers with its serving APs), modelled as the
+          nearest true position;
+        * the confirming acquisition frames (1 .. ``ACQUIRE_FRAMES - 1``): the previous
+          estimates, gated by their uncertainty (a third of the track window, ``3 sqrt(CRLB)``
+          of that frame plus the motion allowance) and tested for exchangeable pairs
+          (:func:`netsim.sensing.associate.gated_association`); a match outside its gate, or
+          two users whose gates both hold the other's estimate, is resolved by
+          :func:`~netsim.sensing.associate.resolve_flagged` (the only echo left, else the
+          uplink) and logged as ``sensing_association``;
+        * later re-acquisitions: the predictions (nearest, Hungarian).
+        """
+        v = len(visible)
+        ok = np.all(np.isfinite(res.positions_m), axis=1)
+        rows = np.flatnonzero(ok)  # [J] the found users
+        est = res.positions_m[rows]  # [J, 2]
+        p = pred[visible]  # [V, 2]
+        col = np.full(v, -1, dtype=np.int64)
+        confirming = 1 <= self.n_frames < ACQUIRE_FRAMES
+        if rows.size and confirming and np.all(np.isfinite(p)):
+            sigma = np.maximum(self.halfwidth[visible] / GATE_SIGMAS, 1e-3)  # [V] m
+            col, flagged = gated_association(est, p, sigma)
+            col, by_uplink = resolve_flagged(col, flagged, rows.size, true_pos[visible], est)
+            for j in np.flatnonzero(flagged):
+                k = visible[j]
+                if k not in members:
+                    continue
+                how = ("identity from the uplink registration" if by_uplink[j] else
+                       "the cluster's only unclaimed echo")
+                self.sim.event("sensing_association", k, f"user {k}: its acquisition match to the "
+                               f"previous estimate is outside the {GATE_SIGMAS:g}-sigma gate or "
+                               f"exchangeable with another user's ({SWAP_NATS:g} nats); {how}")
+        elif rows.size:
+            confirmed = np.isfinite(p) & (self.n_frames >= ACQUIRE_FRAMES)
+            anchors = np.where(confirmed, p, true_pos[visible])  # [V, 2]
+            ri, ci = min_cost_assignment(np.linalg.norm(anchors[:, None] - est[None], axis=-1))
+            col[ri] = ci
+        take = col >= 0
+        src = rows[np.where(take, col, 0)]  # [V] row of res for each user
+        pos = np.where(take[:, None], res.positions_m[src], np.nan)
+        gap = np.where(take, res.gap_nats[src], np.inf) if res.gap_nats is not None else None
+        amb = np.where(take, res.ambiguous[src], True) if res.ambiguous is not None else None
+        return replace(res, positions_m=pos, detected=take & res.detected[src],
+                       n_paths=np.where(take, res.n_paths[src], 0), gap_nats=gap, ambiguous=amb)
 
     def _update_tracks(self, est, crlb, detected, pred, dt) -> None:  # noqa: ANN001
         sim = self.sim

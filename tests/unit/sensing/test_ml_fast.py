@@ -157,3 +157,37 @@ def test_stencil_follow_reaches_the_same_peak_with_fewer_stages():
         p, f = maximize_2d(make(follow), start, 0.03, 1e-7, follow=follow)
         np.testing.assert_allclose(p, p0, atol=1e-6)
     assert calls[16.0] <= calls[4.0]
+
+
+def test_grid_cache_gives_the_same_images_and_is_not_pickled():
+    """GridCache (frame 0's acquisition grids reused by frame 1): the same points, masks and
+    images as computed afresh, for two problems (two frames) on one geometry; another geometry
+    gets its own entry; the cap keeps nothing beyond it; a pickle carries no arrays."""
+    import pickle
+
+    from netsim.sensing.acquire import _exclude
+    from netsim.sensing.steering import GridCache
+
+    rng = np.random.default_rng(21)
+    g = geometry(rng)
+    lo, hi = np.array([-1.3, 0.2]), np.array([31.7, 29.9])
+    cache = GridCache()
+    for frame in range(2):
+        prob = problem(rng, g, iso=frame == 0)
+        pts, ok = cache.grid(g, lo, hi, 57, 41, 0.3)
+        gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 57), np.linspace(lo[1], hi[1], 41))
+        ref = np.stack([gx, gy], axis=-1)
+        assert np.array_equal(pts, ref) and np.array_equal(ok, _exclude(g, ref, 0.3))
+        fresh = MlImageCache(prob).get(pts[ok])
+        kept = MlImageCache(prob, cache).get(pts[ok])
+        assert np.array_equal(kept.a, fresh.a) and np.array_equal(kept.values(), fresh.values())
+        others = pts[ok][:2] + 0.013
+        assert np.array_equal(kept.values(others), fresh.values(others))
+    g2 = geometry(rng)
+    assert not np.array_equal(cache.response(g2, pts[ok][:5]), cache.response(g, pts[ok][:5]))
+    assert len(cache._resp) == 3
+    small = GridCache(max_entries=10)
+    small.response(g, pts[ok][:5])
+    assert small._n == 0 and not small._resp
+    back = pickle.loads(pickle.dumps(cache))
+    assert not back._resp and not back._grids and back.max_entries == cache.max_entries

@@ -1,0 +1,148 @@
+"""Identity of acquired users: gated matching of a frame's estimates to earlier estimates.
+
+An acquisition returns positions without identities. The first frame takes them from the uplink
+(each user registers with its serving APs); a later acquisition (frame 1, confirming frame 0)
+matches its estimates ``e_j`` to the users' previous estimates ``a_k`` (the anchors), whose
+uncertainty is an isotropic Gaussian of standard deviation ``sigma_k`` (a third of the track's
+window, :mod:`netsim.sim.sensing`). With the negative log-likelihood
+
+``c_kj = |e_j - a_k|^2 / (2 sigma_k^2)``  [nats]
+
+the ML identity assignment minimises ``sum_k c_k,j(k)`` (Hungarian,
+:func:`netsim.sensing.peaks.min_cost_assignment`). A match is *not trusted* (flagged) when
+
+* it lies outside the gate, ``|e_j - a_k| > gate sigma_k`` (a frame-0 ghost or a track that
+  moved more than its uncertainty), or the anchor got no estimate;
+* exchanging it with another matched anchor, or with an unclaimed estimate inside the gate,
+  costs less than ``swap_nats`` (two users' gates overlap: the frames cannot tell who is who).
+
+The caller resolves the flagged anchors (:func:`resolve_flagged`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from netsim.sensing.peaks import min_cost_assignment
+
+__all__ = ["GATE_SIGMAS", "SWAP_NATS", "gated_association", "resolve_flagged"]
+
+GATE_SIGMAS = 3.0  # a match farther than this many sigma from its anchor is not trusted
+SWAP_NATS = 4.5  # an exchange of two identities cheaper than this is ambiguous (90:1)
+
+
+def gated_association(
+    est_m: ArrayLike,
+    anchors_m: ArrayLike,
+    sigma_m: ArrayLike,
+    gate: float = GATE_SIGMAS,
+    swap_nats: float = SWAP_NATS,
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """ML assignment of estimates to anchors with a gate and an exchange test (module docstring).
+
+    Parameters
+    ----------
+    est_m : array_like (J, 2) [m]
+        Estimates of the frame (finite).
+    anchors_m : array_like (K, 2) [m]
+        Previous estimates of the K users (finite).
+    sigma_m : array_like (K,) [m], > 0
+        Their standard deviation per axis.
+    gate : float
+        Gate radius in sigmas.
+    swap_nats : float
+        Exchange cost below which two matches are ambiguous.
+
+    Returns
+    -------
+    col : ndarray (K,) int
+        Estimate matched to each anchor (-1: none).
+    flagged : ndarray (K,) bool
+        Matches not trusted (outside the gate, unmatched, or exchangeable within ``swap_nats``).
+    """
+    e = np.asarray(est_m, dtype=float).reshape(-1, 2)  # [J, 2]
+    a = np.asarray(anchors_m, dtype=float).reshape(-1, 2)  # [K, 2]
+    s = np.asarray(sigma_m, dtype=float).reshape(-1)  # [K]
+    if s.shape[0] != a.shape[0]:
+        raise ValueError("sigma_m needs one value per anchor")
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(a)) and np.all(s > 0)):
+        raise ValueError("estimates and anchors must be finite and sigma_m positive")
+    k, j = a.shape[0], e.shape[0]
+    col = np.full(k, -1, dtype=np.int64)
+    flagged = np.ones(k, dtype=bool)
+    if k == 0 or j == 0:
+        return col, flagged
+    d2 = np.sum(np.square(a[:, None] - e[None]), axis=-1)  # [K, J] m^2
+    cost = d2 / (2.0 * s[:, None] ** 2)  # [K, J] nats
+    ri, ci = min_cost_assignment(cost)
+    col[ri] = ci
+    inside = cost <= 0.5 * gate * gate  # [K, J]: |e - a| <= gate sigma
+    flagged[:] = True
+    flagged[ri] = ~inside[ri, ci]
+    used = np.zeros(j, dtype=bool)
+    used[ci] = True
+    for x in range(ri.size):
+        kx, jx = ri[x], ci[x]
+        for y in range(x + 1, ri.size):  # exchange with another matched anchor
+            ky, jy = ri[y], ci[y]
+            if cost[kx, jy] + cost[ky, jx] - cost[kx, jx] - cost[ky, jy] < swap_nats:
+                flagged[kx] = flagged[ky] = True
+        free = ~used & inside[kx]  # an unclaimed estimate inside the gate
+        if np.any(cost[kx, free] - cost[kx, jx] < swap_nats):
+            flagged[kx] = True
+    return col, flagged
+
+
+def resolve_flagged(
+    col: ArrayLike,
+    flagged: ArrayLike,
+    n_est: int,
+    uplink_m: ArrayLike,
+    est_m: ArrayLike,
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Identities of the flagged anchors.
+
+    The trusted matches stay. If exactly one anchor is flagged and exactly one estimate is left
+    unclaimed, it is that user's (every user the cluster senses is registered with it: the
+    only echo left belongs to the only user left). Otherwise the flagged anchors take the
+    unclaimed estimates nearest to their uplink positions (Hungarian on distance): the uplink's
+    registration, the same model as the first frame.
+
+    Parameters
+    ----------
+    col, flagged : array_like (K,)
+        From :func:`gated_association`.
+    n_est : int
+        J.
+    uplink_m : array_like (K, 2) [m]
+        Positions standing for the uplink registration (used only in the second case).
+    est_m : array_like (J, 2) [m]
+
+    Returns
+    -------
+    col : ndarray (K,) int
+        Estimate of each anchor (-1: none).
+    by_uplink : ndarray (K,) bool
+        Anchors whose identity came from the uplink.
+    """
+    c = np.array(col, dtype=np.int64)
+    f = np.asarray(flagged, dtype=bool)
+    by_uplink = np.zeros(c.shape[0], dtype=bool)
+    fl = np.flatnonzero(f)
+    if fl.size == 0:
+        return c, by_uplink
+    claimed = set(int(x) for x in c[~f] if x >= 0)
+    free = np.array([x for x in range(int(n_est)) if x not in claimed], dtype=np.int64)
+    c[fl] = -1
+    if free.size == 0:
+        return c, by_uplink
+    if fl.size == 1 and free.size == 1:
+        c[fl[0]] = free[0]
+        return c, by_uplink
+    up = np.asarray(uplink_m, dtype=float).reshape(-1, 2)[fl]  # [F, 2]
+    e = np.asarray(est_m, dtype=float).reshape(-1, 2)[free]  # [E, 2]
+    ri, ci = min_cost_assignment(np.linalg.norm(up[:, None] - e[None], axis=-1))
+    c[fl[ri]] = free[ci]
+    by_uplink[fl] = True
+    return c, by_uplink
