@@ -22,6 +22,7 @@ __all__ = [
     "triangular_pulse",
     "delayed_pilot",
     "delayed_pilot_derivative",
+    "delayed_pilot_pair",
     "shifted_pilot",
     "pilot_lag1_autocorrelation",
     "pilot_convolution_matrix",
@@ -87,17 +88,6 @@ def triangular_pulse(t: ArrayLike) -> NDArray[np.float64]:
     return np.where((t > 0) & (t <= 1), t, np.where((t > 1) & (t <= 2), 2.0 - t, 0.0))
 
 
-def _gather_chips(pilot: NDArray, idx: NDArray) -> NDArray:
-    """``pilot[..., idx]`` with zeros outside ``[0, N)``; pilot [..., N], idx [..., M]."""
-    n = pilot.shape[-1]
-    padded = np.concatenate([pilot, np.zeros(pilot.shape[:-1] + (1,), pilot.dtype)], -1)
-    safe = np.where((idx >= 0) & (idx < n), idx, n)
-    shape = np.broadcast_shapes(padded.shape[:-1], safe.shape[:-1])
-    padded = np.broadcast_to(padded, shape + padded.shape[-1:])
-    safe = np.broadcast_to(safe, shape + safe.shape[-1:])
-    return np.take_along_axis(padded, safe, axis=-1)
-
-
 def _align(pilot: NDArray, ndim: int) -> NDArray:
     """Give ``pilot`` [..., N] singleton axes so its leading axes align with the LEADING axes
     of a delay array of ``ndim`` dimensions (pilot per link, delays per link and tap)."""
@@ -105,6 +95,29 @@ def _align(pilot: NDArray, ndim: int) -> NDArray:
     if extra <= 0:
         return pilot
     return pilot.reshape(pilot.shape[:-1] + (1,) * extra + pilot.shape[-1:])
+
+
+def _shifted_rows(pilot: NDArray, shift: NDArray, n_samples: int) -> NDArray:
+    """Rows ``r[..., m] = s[m - q]`` (zero outside ``[0, N)``) for integer shifts ``q`` (...).
+
+    ``pilot`` [..., N] is already aligned (:func:`_align`) so that its leading axes broadcast
+    against ``shift``. Each row is a slice of one zero-padded copy of the pilot (a sliding
+    window view), gathered in one indexing step; shifts beyond the window are clipped to a
+    shift that gives the same all-zero row. Returns shape ``broadcast(...) + (M,)``, the
+    pilot's dtype.
+    """
+    n = pilot.shape[-1]
+    m = int(n_samples)
+    shape = np.broadcast_shapes(pilot.shape[:-1], shift.shape)
+    length = 2 * m + n + 1  # M zeros, the pilot, M + 1 zeros
+    pad = np.zeros(pilot.shape[:-1] + (length,), dtype=pilot.dtype)
+    pad[..., m:m + n] = pilot
+    win = np.lib.stride_tricks.sliding_window_view(pad.reshape(-1, length), m, axis=-1)
+    rows = np.broadcast_to(np.arange(win.shape[0]).reshape(pilot.shape[:-1]), shape)  # [...]
+    # window offset o gives pad[o + m'] = s[m' + o - m]: o = m - q, with q clipped to
+    # [-n, m] (q >= m: the pilot starts after the window; q <= -n: it ended before it)
+    off = m - np.clip(np.broadcast_to(shift, shape), -n, m)  # [...]
+    return win[rows, off]  # [..., M]
 
 
 def delayed_pilot(pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int) -> NDArray:
@@ -126,14 +139,7 @@ def delayed_pilot(pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int) -> N
     -------
     ndarray, shape (..., M), dtype of ``pilot``
     """
-    pilot = np.asarray(pilot)
-    x = np.asarray(delay_chips, dtype=float)
-    k = np.floor(x).astype(np.int64)
-    f = (x - k)[..., None]  # [..., 1]
-    m = np.arange(n_samples)  # [M]
-    i1 = m - k[..., None] - 1  # [..., M]
-    pilot_b = _align(pilot, x.ndim)
-    return (1.0 - f) * _gather_chips(pilot_b, i1) + f * _gather_chips(pilot_b, i1 - 1)
+    return delayed_pilot_pair(pilot, delay_chips, n_samples)[0]
 
 
 def delayed_pilot_derivative(pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int) -> NDArray:
@@ -143,13 +149,23 @@ def delayed_pilot_derivative(pilot: ArrayLike, delay_chips: ArrayLike, n_samples
 
     Shapes as in :func:`delayed_pilot`.
     """
+    return delayed_pilot_pair(pilot, delay_chips, n_samples)[1]
+
+
+def delayed_pilot_pair(
+    pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int
+) -> tuple[NDArray, NDArray]:
+    """:func:`delayed_pilot` and :func:`delayed_pilot_derivative` from one pair of shifted
+    pilots ``s[m-k-1]``, ``s[m-k-2]`` (the Fisher matrix needs both). Shapes as in
+    :func:`delayed_pilot`; returns ``(w, dw)``."""
     pilot = np.asarray(pilot)
     x = np.asarray(delay_chips, dtype=float)
-    k = np.floor(x).astype(np.int64)
-    m = np.arange(n_samples)
-    i1 = m - k[..., None] - 1  # [..., M]
+    k = np.floor(x).astype(np.int64)  # [...]
+    f = (x - k)[..., None]  # [..., 1]
     pilot_b = _align(pilot, x.ndim)
-    return _gather_chips(pilot_b, i1 - 1) - _gather_chips(pilot_b, i1)
+    g1 = _shifted_rows(pilot_b, k + 1, n_samples)  # [..., M]  s[m-k-1]
+    g0 = _shifted_rows(pilot_b, k + 2, n_samples)  # [..., M]  s[m-k-2]
+    return (1.0 - f) * g1 + f * g0, g0 - g1
 
 
 def shifted_pilot(pilot: ArrayLike, shift: ArrayLike, n_samples: int) -> NDArray:
@@ -167,9 +183,7 @@ def shifted_pilot(pilot: ArrayLike, shift: ArrayLike, n_samples: int) -> NDArray
     """
     pilot = np.asarray(pilot)
     q = np.asarray(shift, dtype=np.int64)
-    m = np.arange(n_samples)
-    pilot_b = _align(pilot, q.ndim)
-    return _gather_chips(pilot_b, m - q[..., None])
+    return _shifted_rows(_align(pilot, q.ndim), q, n_samples)
 
 
 def pilot_lag1_autocorrelation(pilot: ArrayLike) -> NDArray[np.float64]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from netsim.phy.pilots import delayed_pilot, delayed_pilot_derivative
+from netsim.phy.pilots import delayed_pilot_pair, shifted_pilot
 
 __all__ = [
     "COND_LIMIT",
@@ -163,19 +163,21 @@ def contamination_diag(
     """Diagonal of the total contamination covariance ``sum_i' D_{i',j}`` (eq 30, 31).
 
     ``D[n,n] = P * sum_{c,c'} S[n,c] A[c,c'] conj(S[n,c'])`` with ``S[n,c] = s[n-c]``; since
-    ``A`` is tridiagonal this is ``P (A_diag * |s|^2)[n] + 2 P Re (A_sup * q)[n]`` with
-    ``q[j] = s[j] conj(s[j-1])`` (``*`` = convolution). Samples past ``M`` are cut, so any
-    interferer delay is allowed. Valid when ``2 fmax`` is an integer (eq 29; the diagonal does
-    not depend on ``fmax`` anyway).
+    ``A`` is tridiagonal this is ``P sum_c (A[c,c] |s[n-c]|^2 + 2 Re A[c,c+1] s[n-c] conj(s[n-c-1]))``.
+    Only the rows ``c = floor(vs) + 1 .. floor(vs + eta) + 2`` of ``A`` are non-zero (the bands of
+    :func:`a_matrix_bands` on the intervals that ``[vs, vs + eta]`` covers), so the sum runs over
+    those few shifts of ``|s|^2`` and of ``s[j] conj(s[j-1])`` directly (no FFT). Samples past
+    ``M`` are cut, so any interferer delay is allowed. Valid when ``2 fmax`` is an integer
+    (eq 29; the diagonal does not depend on ``fmax`` anyway).
 
     Parameters
     ----------
     pilot : array_like, shape (..., N)
         The shared pilot (one per leading index).
     vs : array_like, shape (..., n_int), float
-        Interferers' main-path delays in chips (``d_{i',j} / (c Ts)``). May be empty.
+        Interferers' main-path delays in chips (``d_{i',j} / (c Ts)``), ``>= 0``. May be empty.
     eta : float
-        TO range in chips.
+        TO range in chips, ``> 0``.
     power_w : array_like, shape (..., n_int), float
         ``Pt alpha0^2 beta_{i',j}`` of each interferer (W); zero for padding entries.
     n_samples : int
@@ -192,17 +194,28 @@ def contamination_diag(
     lead = np.broadcast_shapes(s.shape[:-1], vs.shape[:-1])
     if vs.shape[-1] == 0:
         return np.zeros(lead + (n_samples,))
-    diag, sup = a_matrix_bands(vs, eta)  # [..., n_int, size]
-    dsum = np.einsum("...i,...ic->...c", pw, diag)  # [..., size]
-    ssum = np.einsum("...i,...ic->...c", pw, sup)  # [..., size-1]
+    if np.any(vs < 0) or eta <= 0:
+        raise ValueError("need vs >= 0 and eta > 0")
+    nq = int(np.floor(eta)) + 2  # intervals [k, k+1) from floor(vs) that [vs, vs+eta] can touch
+    k0 = np.floor(vs)  # [..., I]
+    k = k0[..., None] + np.arange(nq)  # [..., I, Q]
+    ua = np.clip(vs[..., None], k, k + 1) - k  # [..., I, Q]
+    ub = np.clip(vs[..., None] + eta, k, k + 1) - k  # [..., I, Q]
+    d1 = ((1 - ua) ** 3 - (1 - ub) ** 3) / (3 * eta)  # A[k+1, k+1] part
+    d2 = (ub**3 - ua**3) / (3 * eta)  # A[k+2, k+2] part
+    off = ((ub**2 - ua**2) / 2 - (ub**3 - ua**3) / 3) / eta  # A[k+1, k+2]
+    cd = np.zeros(vs.shape + (nq + 1,))  # [..., I, Q+1]: A[c, c] at c = k0 + 1 + j
+    cd[..., :-1] += d1
+    cd[..., 1:] += d2
+    shift = (k0.astype(np.int64) + 1)[..., None] + np.arange(nq + 1)  # [..., I, Q+1]
     q = np.concatenate(
-        [np.zeros(s.shape[:-1] + (1,), complex), s[..., 1:] * np.conj(s[..., :-1])], -1
-    )
-    t1 = _conv_last(np.abs(s) ** 2 + 0j, dsum + 0j, n_samples)  # [..., M]
-    t2 = _conv_last(q, ssum + 0j, n_samples)  # [..., M]
-    out = np.real(t1) + 2 * np.real(t2)
-    if out.shape[-1] < n_samples:
-        out = np.concatenate([out, np.zeros(out.shape[:-1] + (n_samples - out.shape[-1],))], -1)
+        [np.zeros(s.shape[:-1] + (1,), s.dtype), s[..., 1:] * np.conj(s[..., :-1])], -1
+    )  # [..., N]  s[j] conj(s[j-1])
+    rows_e = shifted_pilot(np.abs(s) ** 2, shift, n_samples)  # [..., I, Q+1, M]
+    rows_q = shifted_pilot(q, shift[..., :-1], n_samples)  # [..., I, Q, M]
+    t1 = np.einsum("...ij,...ijm->...m", pw[..., None] * cd, rows_e)  # [..., M]
+    t2 = np.einsum("...ij,...ijm->...m", pw[..., None] * off, rows_q)  # [..., M]
+    out = t1 + 2 * np.real(t2)
     return np.broadcast_to(np.maximum(out, 0.0), lead + (n_samples,)).copy()
 
 
@@ -262,6 +275,21 @@ def theorem1_xi(power_w: ArrayLike, noise_power_w: float) -> float:
     return float(np.sum(np.asarray(power_w, dtype=float)) * 2.0 / 3.0 + noise_power_w)
 
 
+def _fisher_layout(n_taps: int) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.float64]]:
+    """Where each entry of ``J`` comes from in the complex Gram matrix (:func:`fisher_matrix`).
+
+    Parameter ``q`` of ``theta`` uses Gram row ``g[q]`` (0: ``c0``, 1: ``c1``, ``2 + l``: tap
+    ``l``) and is ``j`` times that column when ``imag[q]`` (``Im h^l``). Returns ``g`` (P,),
+    ``same`` (P, P) (both or neither imaginary: ``J = 2 Re G``) and ``sign`` (P, P) (``+1`` for
+    an imaginary row and real column, ``-1`` the other way: ``J = +-2 Im G``).
+    """
+    g = np.concatenate([[0, 1], np.repeat(np.arange(2, n_taps + 2), 2)])  # [P]
+    imag = np.zeros(g.size, dtype=bool)
+    imag[3::2] = True
+    kind = imag.astype(float)
+    return g, imag[:, None] == imag[None, :], kind[:, None] - kind[None, :]
+
+
 def fisher_matrix(
     pilot: ArrayLike,
     to_chips: ArrayLike,
@@ -274,7 +302,13 @@ def fisher_matrix(
     """Fisher information of ``theta = [theta1, theta2, Re h^0, Im h^0, ...]`` (eq 32-36).
 
     ``J = 2 Re{Omega^H Xi^{-1} Omega}`` with ``Omega = [F S U' h, j 2 pi diag(0..M-1) F S U h,
-    F S U e_l, j F S U e_l]`` (eq 36 with the corrected inverse).
+    F S U e_l, j F S U e_l]`` (eq 36 with the corrected inverse). Every column carries the
+    CFO rotation ``F`` and ``Xi`` is diagonal, so ``F`` cancels and ``J`` does not depend on
+    the CFO. The ``j``-multiplied columns add no new inner products: with the complex Gram
+    matrix ``G = C^* Xi^{-1} C^T`` of the ``L + 2`` columns ``C = [c0, c1, w_1..w_L]``
+    (``c0 = S U' h``, ``c1 = j 2 pi m S U h``, ``w_l = S U e_l``), ``J`` is ``2 Re G`` between two
+    real (or two imaginary) parameters and ``+-2 Im G`` across (:func:`_fisher_layout`). One
+    batched matrix product of ``(L+2) x M`` blocks (BLAS) gives all of it.
 
     Parameters
     ----------
@@ -290,7 +324,8 @@ def fisher_matrix(
     n_samples : int
         ``M``.
     cfo_norm : array_like, shape (...), default 0
-        True CFO; ``J`` does not depend on it (``F`` cancels for diagonal ``Xi``).
+        True CFO; ``J`` does not depend on it (``F`` cancels for diagonal ``Xi``), so it is
+        not used.
 
     Returns
     -------
@@ -299,23 +334,20 @@ def fisher_matrix(
     theta1 = np.asarray(to_chips, dtype=float)
     x = theta1[..., None] + np.asarray(tap_delay_chips, dtype=float)  # [..., L]
     h = np.asarray(taps, dtype=complex)  # [..., L]
-    w = delayed_pilot(pilot, x, n_samples)  # [..., L, M]
-    dw = delayed_pilot_derivative(pilot, x, n_samples)  # [..., L, M]
+    w, dw = delayed_pilot_pair(pilot, x, n_samples)  # [..., L, M] each
+    lead = np.broadcast_shapes(w.shape[:-2], h.shape[:-1])
+    lt = w.shape[-2]
     m = np.arange(n_samples)
-    f = np.exp(2j * np.pi * np.asarray(cfo_norm, dtype=float)[..., None] * m)  # [..., M]
-    b = w * f[..., None, :]  # [..., L, M]
-    mu = np.einsum("...l,...lm->...m", h, b)  # [..., M]
-    c0 = np.einsum("...l,...lm->...m", h, dw) * f  # [..., M]
-    c1 = 2j * np.pi * m * mu  # [..., M]
-    cols = [c0[..., None, :], c1[..., None, :]]
-    lt = b.shape[-2]
-    hcols = np.stack([b, 1j * b], axis=-2).reshape(b.shape[:-2] + (2 * lt, n_samples))
-    omega = np.concatenate(cols + [hcols], axis=-2)  # [..., 2L+2, M]  (transposed Omega)
+    cols = np.empty(lead + (lt + 2, n_samples), dtype=complex)  # [..., L+2, M]  C
+    cols[..., 0, :] = (h[..., None, :] @ dw)[..., 0, :]  # c0 = S U' h
+    cols[..., 1, :] = (2j * np.pi * m) * (h[..., None, :] @ w)[..., 0, :]  # c1
+    cols[..., 2:, :] = w
     xi = np.asarray(xi, dtype=float)
-    if xi.ndim == 0:
-        xi = np.full(n_samples, float(xi))
-    wo = omega / xi[..., None, :]  # [..., 2L+2, M]
-    return 2.0 * np.real(np.einsum("...am,...bm->...ab", omega.conj(), wo))
+    wc = cols / (xi[..., None, :] if xi.ndim else xi)  # [..., L+2, M]  Xi^-1 C
+    gram = cols.conj() @ np.swapaxes(wc, -1, -2)  # [..., L+2, L+2]  G
+    g, same, sign = _fisher_layout(lt)
+    gg = gram[..., g[:, None], g[None, :]]  # [..., P, P]
+    return 2.0 * np.where(same, gg.real, sign * gg.imag)
 
 
 @dataclass(frozen=True)
@@ -375,7 +407,11 @@ def crb_from_fisher(fisher: ArrayLike, cond_limit: float = COND_LIMIT) -> CrbRes
     jn = jf / (dd[:, :, None] * dd[:, None, :])
     cond = np.full(jf.shape[0], np.inf)
     if np.any(ok_d):
-        cond[ok_d] = np.linalg.cond(jn[ok_d])
+        # 2-norm condition number of the symmetric matrix: ratio of its extreme |eigenvalues|
+        # (= singular values; eigvalsh costs about half an SVD)
+        ev = np.abs(np.linalg.eigvalsh(jn[ok_d]))  # [B', P]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cond[ok_d] = np.where(ev.min(-1) > 0, ev.max(-1) / ev.min(-1), np.inf)
     sing = ~np.isfinite(cond) | (cond > cond_limit)
     to = np.full(jf.shape[0], np.inf)
     cfo = np.full(jf.shape[0], np.inf)

@@ -200,3 +200,49 @@ def test_singular_fisher_reports_inf():
         np.stack([s, s]), np.array([1.1, 1.8]), FIG6_TAP_DELAYS_CHIPS, FIG6_TAP_GAINS + 0j, 1.0, 265
     )
     assert list(both.singular) == [True, False]
+
+
+def test_contamination_diag_batched_complex_pilots_against_eq30():
+    # complex (non-BPSK) pilots, several interferers per link, delays from 0 to past the
+    # window, fractional and integer eta: every row equals diag(S A S^H) summed (eq 30)
+    rng = np.random.default_rng(17)
+    n, m = 12, 30
+    for eta in (0.4, 1.0, 3.0, 4.5):
+        s = rng.standard_normal((3, n)) + 1j * rng.standard_normal((3, n))  # [B, N]
+        vs = rng.uniform(0.0, m + 4.0, (3, 4))  # [B, I]
+        vs[0, 0] = 0.0
+        vs[1, 1] = 5.0  # an integer delay
+        pw = rng.uniform(0.1, 2.0, (3, 4))
+        got = contamination_diag(s, vs, eta, pw, m)  # [B, M]
+        smat = [pilot_convolution_matrix(s[b], m + 40) for b in range(3)]
+        for b in range(3):
+            ref = np.zeros(m)
+            for i in range(4):
+                a = a_matrix(vs[b, i], eta, m + 40 - n + 1)
+                ref += pw[b, i] * np.real(np.diag(smat[b] @ a @ smat[b].conj().T))[:m]
+            np.testing.assert_allclose(got[b], ref, atol=1e-12 * pw.sum())
+
+
+def test_fisher_complex_pilot_batch_matches_numerical_jacobian():
+    # the Gram-matrix assembly of J (real/imaginary parameter layout) on a complex pilot,
+    # three taps and a batch of links, against finite differences of the mean (eq 11)
+    rng = np.random.default_rng(23)
+    n, m = 16, 40
+    for _ in range(3):
+        s = np.exp(2j * np.pi * rng.random(n))
+        dl = np.sort(rng.uniform(0.0, 4.0, 3))
+        h = rng.standard_normal(3) + 1j * rng.standard_normal(3)
+        th, eps = rng.uniform(0.2, 6.0), rng.uniform(-0.05, 0.05)
+        xi = 0.5 + rng.random(m)
+
+        def mean(p, s=s, dl=dl):
+            hh = p[2::2] + 1j * p[3::2]
+            return np.exp(2j * np.pi * p[1] * np.arange(m)) * (hh @ delayed_pilot(s, p[0] + dl, m))
+
+        p0 = np.concatenate([[th, eps], np.stack([h.real, h.imag], 1).ravel()])
+        om = np.stack([(mean(p0 + d) - mean(p0 - d)) / 2e-7 for d in np.eye(8) * 1e-7], 1)
+        jref = 2 * np.real(om.conj().T @ (om / xi[:, None]))
+        batch = fisher_matrix(np.stack([s, s]), np.array([th, th]), np.stack([dl, dl]),
+                              np.stack([h, h]), np.stack([xi, xi]), m)  # [2, 8, 8]
+        for j in batch:
+            np.testing.assert_allclose(j, jref, rtol=1e-5, atol=1e-5 * np.abs(jref).max())
