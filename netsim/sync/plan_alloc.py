@@ -111,10 +111,12 @@ def evaluate_crb(
         d_int = np.linalg.norm(
             node_loc[master_of_slave][:, None] - node_loc[slave_nodes][None], axis=-1
         )
-        for i in range(s):
-            idx = np.flatnonzero(same[i])
-            vs[i, : idx.size] = d_int[i, idx] / c_ts
-            pw[i, : idx.size] = cfg.tx_power_w * cfg.path_loss.gain(d_int[i, idx])
+        # each slave's co-pilot slaves in ascending order, packed to the left
+        order = np.argsort(~same, axis=1, kind="stable")[:, :n_int]  # [S, I]
+        on = np.take_along_axis(same, order, 1)  # [S, I]
+        d_on = np.take_along_axis(d_int, order, 1)  # [S, I] m
+        vs = np.where(on, d_on / c_ts, 0.0)
+        pw = np.where(on, cfg.tx_power_w * cfg.path_loss.gain(d_on), 0.0)
     pil = bank.pilots[pilot_of_slave % bank.pilots.shape[0]]  # [S, N]
     xi = contamination_diag(pil, vs, cfg.to_range_chips, pw, m) + cfg.noise_power_w  # [S, M]
     res = crb_to_cfo(pil, bank.to_chips[slave_nodes, master_of_slave], delays, h, xi, m)

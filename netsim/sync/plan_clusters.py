@@ -47,7 +47,10 @@ def kmeans(
         d2 = np.sum((loc - c[0]) ** 2, 1)
         for j in range(1, k):
             p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-            c[j] = loc[rng.choice(n, p=p)]
+            # rng.choice(n, p=p) without its argument checks: the same cdf and one random()
+            cdf = np.cumsum(p)
+            cdf /= cdf[-1]
+            c[j] = loc[int(cdf.searchsorted(rng.random(), side="right"))]
             d2 = np.minimum(d2, np.sum((loc - c[j]) ** 2, 1))
         lab = np.zeros(n, dtype=np.int64)
         for it in range(max_iter):
