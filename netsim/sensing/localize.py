@@ -40,7 +40,8 @@ from netsim.sensing.peaks import local_max_3x3, min_cost_assignment
 __all__ = ["ClusterResult", "localize_cluster", "mirror_points"]
 
 REL_PATHS = 0.6  # a detection lights at least this fraction of the best user's paths
-NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cluster AP [m]
+NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cluster AP [m],
+# or within step D / lambda where that is nearer (beyond it every path's focal spot is wider than the step)
 NEAR_AP_STEP_M = 0.04  # its step [m]
 
 
@@ -379,12 +380,15 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
     pts, ok, c_ml = grid_peaks(lo, hi, nx, ny, n_cand)  # c_ml [C, 2]
     n_eval = int(ok.sum())
-    if near_ap_m > 0:
-        # deep near field of an AP: peaks far narrower than the grid step; a fine grid there
+    # deep near field of an AP: peaks far narrower than the grid step; a fine grid there. A
+    # path through AP m focuses on a spot of cross-range width about r lambda / D (aperture D):
+    # it is narrower than the step only within r = step D / lambda of the AP
+    reach = min(near_ap_m, step * geom.aperture_m / geom.wavelength_m)
+    if reach > 0:
         fine = min(step, NEAR_AP_STEP_M)
         for c in geom.ap_centers_m:
-            b_lo = np.maximum(c - near_ap_m, lo)
-            b_hi = np.minimum(c + near_ap_m, hi)
+            b_lo = np.maximum(c - reach, lo)
+            b_hi = np.minimum(c + reach, hi)
             if np.any(b_hi <= b_lo):
                 continue
             nx2 = int(np.ceil((b_hi[0] - b_lo[0]) / fine)) + 1

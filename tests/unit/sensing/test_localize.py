@@ -173,3 +173,25 @@ def test_an_end_fire_mirror_ghost_is_flagged_and_a_fourth_ap_resolves_it(seed):
             crlb = np.trace(fast_position_crb(g, p, r, 2000, NOISE, alpha=alpha)[0])
             assert res.gap_nats[0] > 100
             assert np.linalg.norm(res.positions_m[0] - p[0]) < 5 * np.sqrt(crlb)
+
+
+@pytest.mark.parametrize("dist_m", [1.0, 2.4])
+def test_half_wavelength_near_ap_user_inside_and_beyond_the_fine_grid(dist_m):
+    """16-element half-wavelength ULAs (aperture D = 7.5 lambda): the acquisition's fine grid
+    reaches step D / lambda = 1.9 m from each AP (a path's focal spot, about r lambda / D wide, is
+    narrower than the 25 cm step only there). A user 1.0 m from an AP (on the fine grid) and one
+    2.4 m away (coarse grid only) are both acquired near the bound."""
+    rng = np.random.default_rng(40 + int(10 * dist_m))
+    g = three_ap_cluster(rng, 0.5)
+    p = rng.uniform(4, 21, (2, 2))
+    ang = rng.uniform(0, 2 * np.pi)
+    p[0] = g.ap_centers_m[2] + dist_m * np.array([np.cos(ang), np.sin(ang)])
+    r = isotropic_covariance(g, dbm_to_w(30.0))
+    alpha = rcs(rng, 2)
+    st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, alpha)
+    crlb = np.trace(fast_position_crb(g, p, r, 2000, NOISE, alpha=alpha), axis1=1, axis2=2)
+    lo, hi = np.array([-8.0, -8.0]), np.array([33.0, 33.0])
+    acq = localize_cluster(st, g, NOISE, 2, lo, hi, 0.25, anchors_m=p, exclusion_m=0.3)
+    err = np.linalg.norm(acq.positions_m - p, axis=1)
+    assert np.all(acq.detected)
+    assert np.all(err < np.maximum(10 * np.sqrt(crlb), 0.01)), (err, np.sqrt(crlb))
