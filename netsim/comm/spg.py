@@ -22,6 +22,10 @@ line search only accepts ascent: Rsur is non-decreasing and every iterate exactl
 One iteration is a handful of batched matrix products over all APs at once (no per-AP
 loop), so it is 5-30x cheaper than a Gauss-Seidel sweep.
 
+The first step is alpha_0 = sqrt(max P_max) / max |g_0|, or ``alpha0`` when given (the
+engine passes the previous subframe's last spectral step: it reflects the curvature of a
+problem that changed little).
+
 Stopping: ``g_k . d_k <= 0`` (first-order stationary: no feasible ascent direction), or the
 gain over the last ``window`` iterations is below ``window_tol`` times Rsur, or ``max_iter``.
 """
@@ -51,6 +55,8 @@ class SPGResult:
     iterations : int
     converged : bool, the stationarity or window rule fired before ``max_iter``
     stationarity : float, g . d at the last point divided by Rsur (>= 0; 0 at a KKT point)
+    alpha : float, the spectral step the next iteration would have used (a warm start for the
+        refinement of a similar problem, ``alpha0``)
     """
 
     v: np.ndarray
@@ -58,6 +64,7 @@ class SPGResult:
     iterations: int
     converged: bool
     stationarity: float
+    alpha: float = float("nan")
 
 
 def spg_refine(
@@ -69,6 +76,7 @@ def spg_refine(
     window: int = 10,
     window_tol: float = 1e-5,
     max_iter: int = 2000,
+    alpha0: float | None = None,
 ) -> SPGResult:
     """Refine the feasible amplitudes ``v`` [M, K] to a stationary point of Rsur (module doc).
 
@@ -80,16 +88,21 @@ def spg_refine(
     p_max : ndarray [M], per-AP limit [W]
     window, window_tol : stop when Rsur_k - Rsur_{k-window} < window_tol * Rsur_k
     max_iter : iteration cap
+    alpha0 : first spectral step (e.g. the previous subframe's final ``SPGResult.alpha``);
+        None or not a positive finite number: sqrt(max P_max) / max |g| (a step that moves the
+        largest amplitude by about the largest budget's amplitude)
     """
     v = into_budget(v, assoc, p_max)
     f, s, tt, inter = model.evaluate_full(v)
     trace = [f]
     if not f > 0.0:
-        return SPGResult(v, np.asarray(trace), 0, True, 0.0)
+        return SPGResult(v, np.asarray(trace), 0, True, 0.0, float("nan"))
     g = np.where(assoc, model.gradient(v, s, tt, inter), 0.0)  # [M, K]
     gmax = float(np.abs(g).max())
     scale = float(np.sqrt(p_max.max())) if p_max.max() > 0 else 1.0
     alpha = scale / gmax if gmax > 0 else 1.0
+    if alpha0 is not None and 0.0 < alpha0 < np.inf:
+        alpha = float(min(max(alpha0, 1e-30), 1e30))
     converged = False
     stationarity = 0.0
     it = 0
@@ -126,4 +139,4 @@ def spg_refine(
         if len(trace) > window and trace[-1] - trace[-1 - window] < window_tol * abs(f):
             converged = True
             break
-    return SPGResult(v, np.asarray(trace), it, converged, stationarity)
+    return SPGResult(v, np.asarray(trace), it, converged, stationarity, alpha)

@@ -56,10 +56,12 @@ class SubframeTx:
     converged: bool
 
 
-def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None) -> PowerAllocation:
+def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None,
+           prev_step: float | None = None) -> PowerAllocation:
     """The scenario's power policy on this subframe's estimates. WMMSE (``comm.power: wmmse``)
     follows ``comm.wmmse_stop`` and, with ``comm.power_warm_start``, starts from ``prev_w``
-    [M, K] (the previous subframe's powers, W; channels move little in 1 ms)."""
+    [M, K] (the previous subframe's powers, W; channels move little in 1 ms) and its
+    refinement from ``prev_step`` (the previous call's last spectral step, ``info["spg_step"]``)."""
     sc = sim.scenario
     p_max = sim.p_max_w * sim.net.online
     if sc.comm.power == "wmmse":
@@ -68,7 +70,8 @@ def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None) -> Power
         if warm:
             cfg = replace(cfg, init="given")
         res = wmmse_power(ghat, err_var, assoc, sc.channel.noise_power_w, p_max, cfg,
-                          v0=np.sqrt(prev_w) if warm else None)
+                          v0=np.sqrt(prev_w) if warm else None,
+                          step0=prev_step if warm else None)
         return PowerAllocation(res.power_w, res.iterations, res.objective, res.converged,
                                {"policy": "wmmse", **res.info})
     cfg = sc.comm.gnn_weights if sc.comm.power == "gnn" else None  # None: shipped weights
@@ -86,6 +89,7 @@ class LocationAwareComm:
         self.last_design = None  # BeamformingResult of the last seed-003 design
         self.pilot_length = 0
         self.power_w: np.ndarray | None = None  # [M, K] last allocation (warm start), W
+        self.power_step: float | None = None  # WMMSE refinement's last spectral step
         self.alloc_fresh = False  # power_w was computed on this frame's (unchanged) estimates
         self.alloc_converged = True
         self._w_cache: tuple | None = None  # (power_w, directions, w) of the last subframe
@@ -170,7 +174,9 @@ class LocationAwareComm:
             power = self.power_w
             iterations, converged = 0, self.alloc_converged
         else:
-            alloc = _power(self.sim, self.ghat, self.err_var, self.assoc, self.power_w)
+            alloc = _power(self.sim, self.ghat, self.err_var, self.assoc, self.power_w,
+                           getattr(self, "power_step", None))
+            self.power_step = alloc.info.get("spg_step")
             power, iterations, converged = alloc.power_w, alloc.iterations, alloc.converged
             self.power_w, self.alloc_converged, self.alloc_fresh = power, converged, True
         if self._w_cache is not None and self._w_cache[0] is power and self._w_cache[1] is self.directions:
@@ -188,6 +194,7 @@ class PilotComm:
         self.sim = sim
         self.pilot_length = 0
         self.power_w: np.ndarray | None = None  # [M, K] previous subframe's powers (warm start)
+        self.power_step: float | None = None  # WMMSE refinement's last spectral step
         self.colour: np.ndarray | None = None  # [K] pilot assignment in use
         self.planned_assoc: np.ndarray | None = None  # [M, K] association it was made for
         self.planned_beta_db: np.ndarray | None = None  # [M, K] large-scale gains then (dB)
@@ -309,7 +316,9 @@ class PilotComm:
         if self.frame_power is not None:  # STS-GNN: one power matrix for the whole frame
             alloc = PowerAllocation(self.frame_power, 0, np.zeros(0), True, {"policy": "sts_gnn"})
         else:
-            alloc = _power(sim, csi.ghat, csi.err_var, self.assoc, self.power_w)
+            alloc = _power(sim, csi.ghat, csi.err_var, self.assoc, self.power_w,
+                           getattr(self, "power_step", None))
+            self.power_step = alloc.info.get("spg_step")
         self.power_w = alloc.power_w
         w = csi.w * np.sqrt(alloc.power_w)[:, :, None]  # [M, K, N]
         factor = 1.0 - self.pilot_length / sc.comm.coherence_slots

@@ -219,3 +219,43 @@ def test_windowed_rule_without_refinement_runs_the_sweeps_longer() -> None:
     assert win.info["refine_iterations"] == 0
 
 
+
+
+def test_warm_chain_with_previous_step_stays_within_half_percent() -> None:
+    # own chain: a stranger geometry whose channel drifts by 2 % of each entry per subframe
+    # (AR(1)-like), each call warm-started from the previous powers and spectral step
+    ghat, err, assoc, sigma2, p_max = _stranger(7)
+    rng = np.random.default_rng(21)
+    cold = wmmse_power(ghat, err, assoc, sigma2, p_max)
+    step = cold.info["spg_step"]
+    assert 0.0 < step < np.inf
+    v = np.sqrt(cold.power_w)
+    for _ in range(6):
+        noise = rng.standard_normal(ghat.shape) + 1j * rng.standard_normal(ghat.shape)
+        ghat = ghat + 0.02 * np.abs(ghat) * noise / np.sqrt(2)
+        res = wmmse_power(ghat, err, assoc, sigma2, p_max, WMMSEConfig(init="given"), v0=v,
+                          step0=step)
+        tight = wmmse_power(ghat, err, assoc, sigma2, p_max, TIGHT).objective[-1]
+        assert res.info["warm_start"] and res.converged
+        assert res.objective[-1] >= (1 - 0.005) * tight
+        assert np.all(res.power_w.sum(axis=1) <= p_max) and np.all(res.power_w[~assoc] == 0)
+        v, step = np.sqrt(res.power_w), res.info["spg_step"]
+    # a cold call ignores step0: the same result bit for bit
+    a = wmmse_power(ghat, err, assoc, sigma2, p_max)
+    b = wmmse_power(ghat, err, assoc, sigma2, p_max, step0=1e-30)
+    assert np.array_equal(a.power_w, b.power_w)
+    with pytest.raises(ValueError, match="window_when_warm"):
+        wmmse_power(ghat, err, assoc, sigma2, p_max, WMMSEConfig(window_when_warm=0))
+
+
+def test_spg_first_step_given_or_not_reaches_the_same_point() -> None:
+    ghat, err, assoc, sigma2, p_max = _stranger(8)
+    model = SurrogateModel(*wmmse_terms(ghat, err, assoc), sigma2)
+    pm = np.full(assoc.shape[0], p_max)
+    v0 = into_budget(np.where(assoc, 1e-3, 0.0), assoc, pm)
+    ref = spg_refine(model, v0, assoc, pm, window=20, window_tol=1e-10, max_iter=3000)
+    for alpha0 in (ref.alpha, 1e-6 * ref.alpha, 1e6 * ref.alpha, float("nan"), -1.0):
+        res = spg_refine(model, v0, assoc, pm, window=20, window_tol=1e-10, max_iter=3000,
+                         alpha0=alpha0)
+        assert res.objective[-1] == pytest.approx(ref.objective[-1], rel=1e-6)
+        assert np.all(np.diff(res.objective) >= 0)
