@@ -188,14 +188,17 @@ def _exclude(geom: IsacGeometry, pts: NDArray[np.float64], exclusion_m: float) -
     return np.all(d2 > exclusion_m * exclusion_m, axis=-1)
 
 
-def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None):  # noqa: ANN001, ANN202
+def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None, grids=None):  # noqa: ANN001, ANN202, PLR0913
     nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
     ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
-    xs = np.linspace(lo[0], hi[0], nx)
-    ys = np.linspace(lo[1], hi[1], ny)
-    xx, yy = np.meshgrid(xs, ys)  # [ny, nx]
-    pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
-    ok = _exclude(geom, pts, exclusion_m)
+    if grids is not None:  # the same points and mask, kept (netsim.sensing.steering.GridCache)
+        pts, ok = grids.grid(geom, lo, hi, nx, ny, exclusion_m)
+    else:
+        xs = np.linspace(lo[0], hi[0], nx)
+        ys = np.linspace(lo[1], hi[1], ny)
+        xx, yy = np.meshgrid(xs, ys)  # [ny, nx]
+        pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
+        ok = _exclude(geom, pts, exclusion_m)
     img = np.zeros(ok.shape)
     img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64, steering=steering)
     peaks = local_max_3x3(img) & (img > 0)
@@ -305,6 +308,7 @@ def candidates(
     n_cand: int = 16,
     others_m: ArrayLike | None = None,
     steering: NDArray | None = None,
+    grids: object | None = None,
 ) -> tuple[NDArray[np.float64], int]:
     """Refined MUSIC candidates in a box: the ``n_cand`` strongest local maxima of the quality
     on a ``step_m`` grid (others projected out), each climbed to its peak.
@@ -312,6 +316,8 @@ def candidates(
     steering : ndarray (P, M, N) complex64 or None
         Responses at the grid's admissible points (row-major over the grid), if already
         computed (the acquisition's ML image holds them).
+    grids : netsim.sensing.steering.GridCache or None
+        Supplies the grid's points and admissibility mask if already formed (same values).
 
     Returns
     -------
@@ -322,7 +328,7 @@ def candidates(
     """
     res = _residual(sub, geom, others_m)
     cand, _, npts = _candidates(sub, geom, res, np.asarray(lo_m, float), np.asarray(hi_m, float),
-                                step_m, exclusion_m, n_cand, steering)
+                                step_m, exclusion_m, n_cand, steering, grids)
     if cand.shape[0] == 0:
         return cand, npts
     p, q = _refine(sub, geom, res, cand, step_m / 2.0, step_m / 50.0)

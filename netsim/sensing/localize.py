@@ -398,7 +398,8 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
             n_eval += int(ok2.sum())
     if music:
         steer = images.get(pts[ok]).a if images is not None else None  # the ML image's responses
-        c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand, steering=steer)
+        c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand, steering=steer,
+                             grids=images.grids if images is not None else None)
         cand = np.concatenate([c_ml, c_mu])
     else:
         cand = c_ml
