@@ -127,7 +127,7 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
         e_new = np.dot(alpha, v5e).reshape(n_ue, n_ps, fo)  # [K, S, e'] sum_i alpha[k, i] V5' E[i]
         e_new += np.dot(e2, lay["e_self"]).reshape(n_ue, n_ps, fo)
         per_k = np.dot(np.concatenate([np.matmul(one_s, e), sum_m], 1), lay["e_k"]) + lay["e_bias"]  # [K, e']
-        e_new += per_k[:, None, :]
+        e_new.reshape(n_ue, -1)[...] += np.tile(per_k, n_ps)  # per-UE term on every PS (long rows)
         do = lay["d_self"].shape[1]
         d_new = np.dot(d2, lay["d_self"]).reshape(n_ue, n_ap, do)  # [K, M, d']
         d_new += np.dot(sum_m, lay["d_summ"])[:, None, :]
