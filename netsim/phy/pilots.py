@@ -139,7 +139,8 @@ def delayed_pilot(pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int) -> N
     -------
     ndarray, shape (..., M), dtype of ``pilot``
     """
-    return delayed_pilot_pair(pilot, delay_chips, n_samples)[0]
+    f, g1, g0 = _neighbour_chips(pilot, delay_chips, n_samples)
+    return (1.0 - f) * g1 + f * g0
 
 
 def delayed_pilot_derivative(pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int) -> NDArray:
@@ -149,7 +150,8 @@ def delayed_pilot_derivative(pilot: ArrayLike, delay_chips: ArrayLike, n_samples
 
     Shapes as in :func:`delayed_pilot`.
     """
-    return delayed_pilot_pair(pilot, delay_chips, n_samples)[1]
+    _, g1, g0 = _neighbour_chips(pilot, delay_chips, n_samples)
+    return g0 - g1
 
 
 def delayed_pilot_pair(
@@ -158,6 +160,15 @@ def delayed_pilot_pair(
     """:func:`delayed_pilot` and :func:`delayed_pilot_derivative` from one pair of shifted
     pilots ``s[m-k-1]``, ``s[m-k-2]`` (the Fisher matrix needs both). Shapes as in
     :func:`delayed_pilot`; returns ``(w, dw)``."""
+    f, g1, g0 = _neighbour_chips(pilot, delay_chips, n_samples)
+    return (1.0 - f) * g1 + f * g0, g0 - g1
+
+
+def _neighbour_chips(
+    pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int
+) -> tuple[NDArray, NDArray, NDArray]:
+    """``f = x - floor(x)`` (..., 1) and the rows ``s[m-k-1]``, ``s[m-k-2]`` (..., M) that the
+    triangle pulse interpolates between (``k = floor(x)``)."""
     pilot = np.asarray(pilot)
     x = np.asarray(delay_chips, dtype=float)
     k = np.floor(x).astype(np.int64)  # [...]
@@ -165,7 +176,7 @@ def delayed_pilot_pair(
     pilot_b = _align(pilot, x.ndim)
     g1 = _shifted_rows(pilot_b, k + 1, n_samples)  # [..., M]  s[m-k-1]
     g0 = _shifted_rows(pilot_b, k + 2, n_samples)  # [..., M]  s[m-k-2]
-    return (1.0 - f) * g1 + f * g0, g0 - g1
+    return f, g1, g0
 
 
 def shifted_pilot(pilot: ArrayLike, shift: ArrayLike, n_samples: int) -> NDArray:

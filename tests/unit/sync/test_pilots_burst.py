@@ -9,8 +9,10 @@ from netsim.phy.pilots import (
     bpsk_pilots,
     delayed_pilot,
     delayed_pilot_derivative,
+    delayed_pilot_pair,
     pilot_convolution_matrix,
     pilot_lag1_autocorrelation,
+    shifted_pilot,
     triangular_pulse,
     zadoff_chu,
 )
@@ -91,3 +93,32 @@ def test_burst_equals_sum_of_F_S_U_h():
     )
     assert y.shape == (m,)
     assert np.mean(np.abs(big) ** 2) == pytest.approx(2.0, rel=0.03)
+
+
+def test_shifted_and_delayed_pilots_batched_any_delay():
+    # per-link pilots (complex), per-tap delays from far before to far after the window
+    # (including integer delays and the 1e7-chip offsets the round can meet), against the
+    # chip-by-chip definitions s[m - q] and (1 - f) s[m-k-1] + f s[m-k-2]
+    rng = np.random.default_rng(4)
+    n, m = 9, 21
+    s = rng.standard_normal((3, n)) + 1j * rng.standard_normal((3, n))  # [B, N]
+    x = rng.uniform(-15.0, 30.0, (3, 5))  # [B, L]
+    x[0, 0], x[1, 1], x[2, 2], x[2, 3] = 3.0, -1.0, 1e7, -1e7
+
+    def chip(b, i):
+        return s[b, i] if 0 <= i < n else 0.0
+
+    q = np.floor(x).astype(np.int64)
+    ref_q = np.array([[[chip(b, t - q[b, l]) for t in range(m)] for l in range(5)]
+                      for b in range(3)])
+    np.testing.assert_array_equal(shifted_pilot(s, q, m), ref_q)
+    k = np.floor(x)
+    f = x - k
+    ref_w = np.array([[[(1 - f[b, l]) * chip(b, t - int(k[b, l]) - 1)
+                        + f[b, l] * chip(b, t - int(k[b, l]) - 2) for t in range(m)]
+                       for l in range(5)] for b in range(3)])
+    w, dw = delayed_pilot_pair(s, x, m)
+    np.testing.assert_allclose(w, ref_w, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(w, delayed_pilot(s, x, m))
+    np.testing.assert_array_equal(dw, delayed_pilot_derivative(s, x, m))
+    assert not w[2, 2].any() and not w[2, 3].any()
