@@ -68,6 +68,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from netsim.allocator import tune_allocator
 from netsim.scenario.loader import ScenarioError, format_validation_error, load_scenario
 
 __all__ = [
@@ -321,6 +322,7 @@ def run_task(task: _Task) -> dict[str, Any]:
     """Run one sweep task (on a worker) and return its summary row; never raises."""
     from netsim.sim.engine import Simulation
 
+    tune_allocator()  # the worker's heap thresholds, as the netsim CLI sets its own
     row = _summary_row(task)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
