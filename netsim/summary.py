@@ -106,6 +106,23 @@ class _Stats:
         return self.absmax.get(name, math.nan)
 
 
+# np.unique / np.isin import numpy.ma (~20-40 CPU ms) on their first call: a run's summary
+# does without them
+def _sorted_distinct(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` of a 1-D integer array: its distinct values, sorted."""
+    s = np.sort(a.reshape(-1))  # [n]
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if s.size else s
+
+
+def _member(a: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """``np.isin(a, sorted_values)`` for integer ``a`` and sorted distinct ``sorted_values``."""
+    a = np.asarray(a)
+    if not sorted_values.size:
+        return np.zeros(a.shape, dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_values, a), sorted_values.size - 1)
+    return sorted_values[i] == a
+
+
 def never_corrected_aps(run, rounds: np.ndarray | None = None,
                         untrusted: set[tuple[int, int]] | None = None) -> list[int]:
     """APs (not the reference) online on at least one sync round and corrected on none.
@@ -119,7 +136,7 @@ def never_corrected_aps(run, rounds: np.ndarray | None = None,
         rounds = np.concatenate([b["frame"][b["sync_ran"].astype(bool)]
                                  for b in _batches(run, "frames", ["frame", "sync_ran"])
                                  if "sync_ran" in b] or [np.zeros(0, np.int64)])
-    rounds = np.unique(np.asarray(rounds, dtype=np.int64))  # [n_rounds] sorted
+    rounds = _sorted_distinct(np.asarray(rounds, dtype=np.int64))  # [n_rounds] sorted
     if not rounds.size:
         return []
     if untrusted is None:
@@ -128,7 +145,7 @@ def never_corrected_aps(run, rounds: np.ndarray | None = None,
     corrected: set[int] = set()
     cols = ["frame", "ap", "online", "is_reference", "est_cfo_hz"]
     for b in _batches(run, "aps", cols):
-        keep = (np.isin(b["frame"], rounds) & b["online"].astype(bool)
+        keep = (_member(b["frame"], rounds) & b["online"].astype(bool)
                 & ~b["is_reference"].astype(bool))  # [rows]
         frame, ap = b["frame"][keep], b["ap"][keep]  # [n]
         ok = np.isfinite(b["est_cfo_hz"][keep].astype(float))  # [n]
@@ -136,8 +153,8 @@ def never_corrected_aps(run, rounds: np.ndarray | None = None,
             ok &= np.fromiter(((int(fr), int(a)) not in untrusted
                                for fr, a in zip(frame, ap, strict=True)), dtype=bool,
                               count=frame.size)
-        seen.update(int(a) for a in np.unique(ap))
-        corrected.update(int(a) for a in np.unique(ap[ok]))
+        seen.update(int(a) for a in ap.tolist())
+        corrected.update(int(a) for a in ap[ok].tolist())
     return sorted(seen - corrected)
 
 

@@ -315,18 +315,52 @@ class OscillatorBank:
                 raise ValueError(f"time must not go backwards: t_s={t_new} < current {t_prev}")
             dts.append(t_new - t_prev)
             t_prev = t_new
-        n_steps = sum(dt > 0.0 for dt in dts)
+        moving = [s for s, dt in enumerate(dts) if dt > 0.0]  # the steps that draw
+        n_steps = len(moving)
         qphi = self._noise.phase_noise_rad2_per_s
-        z = self._rng.standard_normal((n_steps, 4 if qphi > 0.0 else 3, self.n)) if n_steps \
-            else None  # [steps, 3 or 4, n]
-        done = 0
-        for s, dt in enumerate(dts):
-            if dt > 0.0:
-                self._step(dt, z[done])
-                done += 1
-                self._t_s = float(times_s[s])
-            x_hist[s] = self._x
-            phase_hist[s] = self.phase_rad
+        if n_steps == 0:
+            x_hist[:] = self._x
+            phase_hist[:] = self.phase_rad
+            return x_hist, phase_hist
+        z = self._rng.standard_normal((n_steps, 4 if qphi > 0.0 else 3, self.n))  # [steps, 3|4, n]
+        # The steps of _step, all at once: the per-step scalars as Python floats (the same
+        # values), each increment with the same operations in the same order, and the
+        # sequential sums ``x += inc`` as one accumulate along the steps (add.accumulate adds
+        # row by row), so every state is bit-identical to the loop of advance_to calls.
+        q1, q2 = self._noise.white_fm_s2_per_s, self._noise.random_walk_fm_per_s
+        a = self._noise.aging_per_s
+        sq2 = math.sqrt(q2)
+        step_dt = [dts[s] for s in moving]
+        dt_col = np.array(step_dt)[:, None]  # [steps, 1]
+        c_wy = np.array([sq2 * math.sqrt(dt) for dt in step_dt])[:, None]  # [steps, 1]
+        c_x0 = np.array([math.sqrt(q1 * dt) for dt in step_dt])[:, None]  # [steps, 1]
+        c_x1 = np.array([sq2 * dt**1.5 for dt in step_dt])[:, None]  # [steps, 1]
+        c_drift_x = np.array([0.5 * a * dt * dt for dt in step_dt])[:, None]  # [steps, 1]
+        c_drift_y = np.array([a * dt for dt in step_dt])[:, None]  # [steps, 1]
+        w_y = c_wy * z[:, 1]  # [steps, n]
+        w_x = c_x0 * z[:, 0] + c_x1 * (0.5 * z[:, 1] + z[:, 2] / _SQRT12)  # [steps, n]
+        y = np.empty((n_steps + 1, self.n))  # [steps + 1, n] y before the first step, after each
+        y[0] = self._y
+        y[1:] = c_drift_y + w_y
+        np.add.accumulate(y, axis=0, out=y)
+        x = np.empty((n_steps + 1, self.n))  # [steps + 1, n]
+        x[0] = self._x
+        x[1:] = y[:-1] * dt_col + c_drift_x + w_x
+        np.add.accumulate(x, axis=0, out=x)
+        self._x[:] = x[-1]
+        self._y[:] = y[-1]
+        if qphi > 0.0:
+            phi = np.empty((n_steps + 1, self.n))  # [steps + 1, n]
+            phi[0] = self._phi_w
+            phi[1:] = np.array([math.sqrt(qphi * dt) for dt in step_dt])[:, None] * z[:, 3]
+            np.add.accumulate(phi, axis=0, out=phi)
+            self._phi_w[:] = phi[-1]
+        self._t_s = float(times_s[moving[-1]])
+        # row of each time: the state after the last step at or before it
+        row = np.cumsum([dt > 0.0 for dt in dts])  # [S]
+        x_hist[:] = x[row]
+        phi_rows = phi[row] if qphi > 0.0 else self._phi_w
+        phase_hist[:] = 2.0 * np.pi * self._carrier_hz * (x_hist - self._x_ref) + phi_rows
         return x_hist, phase_hist
 
     def correct(
@@ -355,7 +389,7 @@ class OscillatorBank:
             Estimated carrier-phase offsets to remove.
         """
         idx = np.asarray(indices, dtype=np.intp).reshape(-1)  # [k]
-        if np.unique(idx).size != idx.size:
+        if idx.size > 1 and not np.all(np.diff(np.sort(idx))):  # (np.unique imports numpy.ma)
             raise ValueError("indices must be distinct")
         if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f"indices out of range for {self.n} oscillators")

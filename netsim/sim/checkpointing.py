@@ -31,7 +31,7 @@ CHECKPOINT_FORMAT = 2
 log = logging.getLogger("netsim.sim.engine")
 
 # attributes of a Simulation that live only while it runs (never checkpointed)
-_RUNTIME = ("env", "frame_start", "on_frame", "trace", "_stop_signal", "_last_save",
+_RUNTIME = ("env", "on_frame", "trace", "_stop_signal", "_last_save",
             "_session_t0", "_old_handlers")
 
 
@@ -88,7 +88,7 @@ class Checkpointing:
 
     def __setstate__(self, state) -> None:
         self.__dict__.update(state)
-        self.env = self.trace = self.frame_start = self.on_frame = None
+        self.env = self.trace = self.on_frame = None
         self._init_runtime()
 
     def _write_checkpoint(self) -> bool:
@@ -155,7 +155,6 @@ class Checkpointing:
                                 resume=data["trace"])
         sim.trace.check = check_record
         sim.env = Environment(initial_time=data["t_s"])
-        sim.frame_start = sim.env.event()
         sim.resumed_utc = [*sim.resumed_utc, datetime.now(UTC).isoformat()]
         sim._start_processes(resume=True)
         return sim

@@ -127,7 +127,9 @@ class CentralUnit(CommPhase, FrameRecorder):
         sent at the same instant and arrive together."""
         measured_by = meas.measured_by
         reports = []
-        for sender in np.unique(measured_by[measured_by >= 0]):
+        senders = measured_by[measured_by >= 0]  # [j]
+        # the distinct senders in increasing order (np.unique's; it would import numpy.ma)
+        for sender in np.flatnonzero(np.bincount(senders)) if senders.size else ():
             aps = np.flatnonzero((measured_by == sender) & np.isfinite(meas.est_to_s))
             if aps.size == 0:
                 continue
@@ -188,9 +190,12 @@ class CentralUnit(CommPhase, FrameRecorder):
                 return
             t_frame = env.now
             sim.advance_world()
-            ev, sim.frame_start = sim.frame_start, env.event()
-            ev.succeed()
-            yield env.timeout(0)  # let user processes see the frame start
+            pos = sim.net.user_positions_now()  # [K, 2] (read-only)
+            for user in sim.users:  # where the user processes woke up (same values)
+                user.at_frame_start(pos)
+            # the events due now and queued after this process's wake-up act before the frame
+            # goes on (as when the user processes had to run first): same order as before
+            yield env.timeout(0)
             fs = FrameState(t_frame=t_frame)
             yield from self.sync_phase(fs)
             yield from self.sense_phase(fs)
@@ -340,7 +345,9 @@ class CentralUnit(CommPhase, FrameRecorder):
 
 def _restrict(meas: methods.SyncMeasurement, aps: np.ndarray) -> methods.SyncMeasurement:
     """The measurement of the scheduled APs only (the others are NaN / not measured)."""
-    if aps[np.isfinite(meas.est_to_s) | np.isin(np.arange(aps.size), meas.invalid)].all():
+    flagged = np.zeros(aps.size, dtype=bool)  # [M] the APs reported invalid
+    flagged[meas.invalid] = True
+    if aps[np.isfinite(meas.est_to_s) | flagged].all():
         return meas
 
     def keep(x):

@@ -52,8 +52,11 @@ class AccessPoint:
 
 
 class UserProcess:
-    """User process: wakes at every frame start and tracks its displacement since the last
-    beamformer design."""
+    """A user: tracks its displacement since the last beamformer design.
+
+    No SimPy process of its own (issue 10): the CPU's frame loop calls :meth:`at_frame_start`
+    for every user at each frame start, where the user process used to wake up.
+    """
 
     def __init__(self, sim: Simulation, index: int) -> None:
         self.sim = sim
@@ -66,14 +69,12 @@ class UserProcess:
         return {**self.__dict__, "process": None}
 
     def start(self) -> None:
-        self.process = self.sim.env.process(self.run())
+        """Nothing to start (see the class docstring)."""
 
-    def run(self):
-        while True:
-            yield self.sim.frame_start
-            self.moved_m = float(np.linalg.norm(self.sim.net.user_pos_m[self.index] - self.anchor_m))
+    def at_frame_start(self, pos_m: np.ndarray) -> None:
+        """Displacement since the anchor, from the true positions ``pos_m`` (K, 2) m now."""
+        self.moved_m = float(np.linalg.norm(pos_m[self.index] - self.anchor_m))
 
     def reset_anchor(self) -> None:
-        self.anchor_m = self.sim.net.user_pos_m[self.index]
+        self.anchor_m = self.sim.net.user_position_m(self.index)
         self.moved_m = 0.0
-

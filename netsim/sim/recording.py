@@ -104,7 +104,8 @@ class FrameRecorder:
         plan = self.plan
         if plan is not None:
             cluster = np.asarray(plan.cluster_of_ap)
-            is_master = np.isin(np.arange(n), plan.masters)
+            is_master = np.zeros(n, dtype=bool)  # [M]
+            is_master[np.asarray(plan.masters, dtype=np.intp)] = True
         else:
             cluster, is_master = np.full(n, -1), np.zeros(n, dtype=bool)
         online = net.online.copy()

@@ -120,7 +120,6 @@ class Simulation(Checkpointing):
         self.trace = TraceWriter(self.out_dir, scenario.run.flush_every_rows,
                                  scenario.run.flush_every_s)
         self.trace.check = check_record  # a non-finite rate/SINR/power/position fails the run
-        self.frame_start = self.env.event()
         self.scheduled: dict[int, Scheduled] = {}
         self._next_seq = 0
         self.cpu = CentralUnit(self)

@@ -259,6 +259,14 @@ class Network:
             self._pos = self._positions(self.t_s)
         return self._pos
 
+    def user_positions_now(self) -> np.ndarray:
+        """True user positions now, (K, 2) m, without a copy: read-only (do not modify)."""
+        return self._user_pos
+
+    def user_position_m(self, k: int) -> np.ndarray:
+        """True position of user ``k`` now, (2,) m (a copy)."""
+        return self._user_pos[k].copy()
+
     @property
     def user_pos_m(self) -> np.ndarray:
         """True user positions at the current time, (K, 2) m (a copy)."""

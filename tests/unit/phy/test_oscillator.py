@@ -271,3 +271,28 @@ def test_advance_through_equals_successive_advance_to(phase_noise) -> None:
     np.testing.assert_array_equal(two.time_offset_s, one.time_offset_s)
     with pytest.raises(ValueError, match="backwards"):
         two.advance_through([times[0]])
+
+
+@pytest.mark.parametrize("phase_noise", [0.0, 0.7])
+def test_advance_through_with_leading_and_only_zero_steps(phase_noise) -> None:
+    """Times equal to the bank's own time draw nothing (the batched steps start later), and a
+    batch of such times only repeats the state; random sizes, offsets and step lengths."""
+    rng = np.random.default_rng(31)
+    noise = ClockNoise.from_allan(1e-10, 5e-12, aging_per_s=3e-12, phase_noise_rad2_per_s=phase_noise)
+    n = int(rng.integers(1, 9))
+    x0, y0 = rng.normal(0, 1e-7, n), rng.normal(0, 1e-6, n)
+    one = OscillatorBank(x0, y0, noise, 3.5e9, np.random.default_rng(4))
+    two = OscillatorBank(x0, y0, noise, 3.5e9, np.random.default_rng(4))
+    for bank in (one, two):
+        bank.advance_to(0.05)
+    x_hist, phase_hist = two.advance_through([0.05, 0.05])  # nothing moves
+    np.testing.assert_array_equal(x_hist, np.tile(one.time_offset_s, (2, 1)))
+    np.testing.assert_array_equal(phase_hist, np.tile(one.phase_rad, (2, 1)))
+    times = [0.05, *list(0.05 + np.cumsum(rng.uniform(1e-5, 1e-3, 6)))]
+    x_hist, phase_hist = two.advance_through(times)
+    for s, t in enumerate(times):
+        one.advance_to(t)
+        np.testing.assert_array_equal(x_hist[s], one.time_offset_s)
+        np.testing.assert_array_equal(phase_hist[s], one.phase_rad)
+    np.testing.assert_array_equal(two.freq_offset, one.freq_offset)
+    assert two.t_s == one.t_s == times[-1]

@@ -166,3 +166,17 @@ def test_summary_of_a_run_directory_does_not_need_pandas(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_distinct_and_member_helpers_equal_numpys_unique_and_isin():
+    """The summary's replacements of np.unique / np.isin (which import numpy.ma) give the same
+    arrays on random integer inputs, empty ones included."""
+    from netsim.summary import _member, _sorted_distinct
+
+    rng = np.random.default_rng(17)
+    for _ in range(100):
+        a = rng.integers(-5, 30, rng.integers(0, 40))
+        v = rng.integers(-5, 30, rng.integers(0, 10))
+        u = _sorted_distinct(v)
+        np.testing.assert_array_equal(u, np.unique(v))
+        np.testing.assert_array_equal(_member(a, u), np.isin(a, u))
