@@ -42,7 +42,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("netsim.sync.plan", "scipy.cluster", "networkx", "cvxpy", "pandas")
+HEAVY = ("netsim.sync.plan", "scipy.cluster", "networkx", "cvxpy", "pandas", "numpy.ma")
 
 # name, scenario file, overrides, frames (at --frames-scale 1). The crb and ml cases pin genie
 # sensing: their issue-10 targets measure the sync chain (campus now defaults to ml + music).
@@ -125,6 +125,14 @@ def whole_process(frames: int = 40) -> dict:
     }
 
 
+def _loadavg() -> str:
+    """``/proc/loadavg``'s 1, 5 and 15 minute figures (CPU time is robust to load, wall is not)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames-scale", type=float, default=1.0,
@@ -137,6 +145,7 @@ def main() -> None:
     # warm-up (not timed): the lazy imports of the frame loop (pandas at the first flush, ...)
     # are start-up cost, measured by the whole-process table below, not per frame
     measure(ROOT / "scenarios/quickstart.yaml", 2, GENIE)
+    print(f"load average at start: {_loadavg()}")
     print("== Scenarios (CPU time; RTF = simulated s / s; shares of the frame loop's wall time) ==")
     print(f"{'case':<24}{'frames':>7}{'setup_cpu_s':>12}{'cpu_s':>8}{'wall_s':>8}"
           f"{'ms_cpu/fr':>10}{'RTF_cpu':>9}{'RTF_wall':>9}"
@@ -157,6 +166,7 @@ def main() -> None:
         print(f"user+sys CPU {p['cpu']:.2f} s (bare interpreter {p['python_cpu']:.2f} s), "
               f"wall {p['wall']:.2f} s; heavy modules imported: {p['heavy'] or 'none'}")
 
+    print(f"\nload average at end: {_loadavg()}")
     if args.scaling:
         print("\n== Cost per frame vs number of APs (campus, 6 users, 16 antennas) ==")
         print(f"{'APs':>5}{'ms_cpu/fr':>10}{'RTF_cpu':>9}")
