@@ -498,7 +498,11 @@ class NetSEProxy:
         n_layers = int(rk.max()) + 1 if rk.size else 0
         self._q_layers = [(int(np.searchsorted(rk, lay)), int(np.searchsorted(rk, lay, "right")))
                           for lay in range(n_layers)]
-        self._q_amp = self.amp_c[0, self._q_m, self._q_j, 0][:, None, None]  # [n_AN, 1, 1]
+        self._q_amp = self.amp_c[0, self._q_m, self._q_j, 0][:, None]  # [n_AN, 1]
+        self._n_served = self.mask.sum(axis=1)  # [M] n_m (served users fill j < n_m)
+        self._n_pairs = int(self._n_served.sum())
+        self._pair_off = np.r_[0, np.cumsum(self._n_served)[:-1]]  # [M] AP-major offsets
+        self._q_from_ap = self._pair_off[self._q_m] + self._q_j  # [n_AN] layer -> AP-major
         self._q_hherm = np.ascontiguousarray(self.h_herm[:, self._q_m])  # [S, n_AN, N, K]
         self._q_full = bool(self._q_layers) and self._q_layers[0][1] == self.h.shape[2]
 
@@ -530,7 +534,7 @@ class NetSEProxy:
         Only the served rows on the user's old or new pilot change (observation y -+ h_k, the
         moved user's own rows take the new pilot's sum and noise, and psi of those users);
         every AP's regulariser a_m changes too. Each AP solves its full n x n system
-        (H H^H + a_m I) Wbar^T = H^T with the Gram matrix edited in the changed rows and
+        (H H^H + a_m I) Wbar^T = H^T at its own size n_m, with the Gram matrix edited in the changed rows and
         columns only; the streams come from one product per served pair,
         G[(m, j), i] = sqrt(p) w[m, j] . conj(h[m, i]), summed over a user's serving APs.
         """
@@ -539,7 +543,6 @@ class NetSEProxy:
         colour = cur["colour"]
         n_b = users.shape[0]
         n_s, n_ap, n_ue, n_ant = self.h.shape
-        n_max = self.idx.shape[1]
         tpp, sq = cur["tpp"], cur["sq"]
         old = colour[users]  # [B]
         c = np.repeat(colour[None], n_b, axis=0)  # [B, K]
@@ -561,21 +564,7 @@ class NetSEProxy:
         nr = np.where(own[None, :, None], self.noise[:, mb, pilots[bb]], n0[:, mb, jb])
         coef_r = sq * self.beta_c[mb, jb] / psi[bb, mb, self.idx[mb, jb]]  # [R]
         hr = coef_r[None, :, None] * (yr * sq + self.noise_sd * nr)  # [S, R, N] new rows
-        hh = np.repeat(cur["hh0"][:, :, None], n_b, axis=2)  # [S, M, B, n_max, N]
-        hh[:, mb, bb, jb] = hr
-        # Gram H H^H: the current one with the changed rows and columns replaced
-        gram = np.repeat(cur["gram0"][:, :, None], n_b, axis=2)  # [S, M, B, n, n]
-        x = np.empty((n_s, mb.size, n_max), dtype=complex)  # [S, R, n] new row . old rows
-        by_ap = np.argsort(mb, kind="stable")
-        bounds = np.searchsorted(mb[by_ap], np.arange(n_ap + 1))
-        hh0_h = cur["hh0_h"]
-        for m in range(n_ap):
-            sel = by_ap[bounds[m]:bounds[m + 1]]
-            if sel.size:
-                x[:, sel] = hr[:, sel] @ hh0_h[:, m]
-        gram[:, mb, bb, jb, :] = x
-        gram[:, mb, bb, :, jb] = np.conj(x).transpose(1, 0, 2)
-        # entries between two changed rows of the same block: both rows are new
+        # entries between two changed rows of the same block (b, m): both rows are new
         blk = bb * n_ap + mb  # [R] block id, non-decreasing
         first = np.flatnonzero(np.r_[True, blk[1:] != blk[:-1]])  # block starts
         cnt = np.diff(np.r_[first, blk.size])  # changed rows per block
@@ -583,15 +572,41 @@ class NetSEProxy:
         r1 = np.repeat(np.arange(blk.size), per_r)  # [Q] ordered pairs (r1, r2)
         base = np.repeat(np.repeat(first, cnt), per_r)
         r2 = base + (np.arange(r1.size) - np.repeat(np.cumsum(per_r) - per_r, per_r))
-        gram[:, mb[r1], bb[r1], jb[r1], jb[r2]] = (hr[:, r1] * np.conj(hr[:, r2])).sum(axis=-1)
-        diag = gram.reshape(n_s, n_ap, n_b, n_max * n_max)[..., :: n_max + 1]  # [S, M, B, n]
-        diag += reg.T[None, :, :, None]  # + a_m I
-        wbar = np.linalg.solve(gram, hh)  # [S, M, B, n, N] rows: the users' RZF vectors
-        wp = wbar[:, self._q_m, :, self._q_j]  # [n_AN, S, B, N] served pairs, layer order
-        norm2 = (wp.view(float) ** 2) @ np.ones(2 * n_ant)  # [n_AN, S, B]
+        both = (hr[:, r1] * np.conj(hr[:, r2])).sum(axis=-1)  # [S, Q]
+        # per AP, at its own size n_m: estimates with the changed rows replaced, the Gram
+        # matrix H H^H edited in the changed rows and columns only, + a_m I, and the solve
+        # (H H^H + a_m I) Wbar^T = H^T; rows land in the AP-major pair array
+        hh0, gram0, hh0_h = cur["hh0"], cur["gram0"], cur["hh0_h"]
+        w_pairs = np.empty((n_s, self._n_pairs, n_b, n_ant), dtype=complex)  # [S, n_AN, B, N]
+        by_ap = np.argsort(mb, kind="stable")  # changed rows grouped by AP, (b, j) order kept
+        bounds = np.searchsorted(mb[by_ap], np.arange(n_ap + 1))
+        q_ap = mb[r1]  # [Q]
+        q_by_ap = np.argsort(q_ap, kind="stable")
+        q_bounds = np.searchsorted(q_ap[q_by_ap], np.arange(n_ap + 1))
+        for m in range(n_ap):
+            n_m = int(self._n_served[m])
+            if n_m == 0:
+                continue
+            sel = by_ap[bounds[m]:bounds[m + 1]]  # [R_m]
+            hh_m = np.repeat(hh0[:, m, None, :n_m], n_b, axis=1)  # [S, B, n_m, N]
+            gram_m = np.repeat(gram0[:, m, None, :n_m, :n_m], n_b, axis=1)  # [S, B, n_m, n_m]
+            if sel.size:
+                b_m, j_m = bb[sel], jb[sel]
+                hh_m[:, b_m, j_m] = hr[:, sel]
+                x = hr[:, sel] @ hh0_h[:, m, :, :n_m]  # [S, R_m, n_m] new row . old rows
+                gram_m[:, b_m, j_m, :] = x
+                gram_m[:, b_m, :, j_m] = np.conj(x).transpose(1, 0, 2)
+                qs = q_by_ap[q_bounds[m]:q_bounds[m + 1]]
+                gram_m[:, bb[r1[qs]], jb[r1[qs]], jb[r2[qs]]] = both[:, qs]
+            diag = gram_m.reshape(n_s, n_b, n_m * n_m)[..., :: n_m + 1]  # [S, B, n_m]
+            diag += reg[None, :, m, None]  # + a_m I
+            off = int(self._pair_off[m])
+            w_pairs[:, off:off + n_m] = np.linalg.solve(gram_m, hh_m).transpose(0, 2, 1, 3)
+        wp = w_pairs[:, self._q_from_ap]  # [S, n_AN, B, N] served pairs, layer order
+        norm2 = (wp.view(float) ** 2) @ np.ones(2 * n_ant)  # [S, n_AN, B]
         ok = norm2 > 0
         wp *= np.where(ok, self._q_amp / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)[..., None]
-        g = np.swapaxes(wp, 0, 1) @ self._q_hherm  # [S, n_AN, B, K] sqrt(p) w . conj(h_i)
+        g = wp @ self._q_hherm  # [S, n_AN, B, K] sqrt(p) w . conj(h_i)
         if self._q_full:  # layer 0 holds every user once, in order
             amp = g[:, :n_ue]  # [S, K(stream), B, K(receiver)] (a view: later layers lie beyond)
             layers = self._q_layers[1:]
