@@ -520,6 +520,16 @@ def gnn_power(
     power_w : [..., M, K] float64 (W), zero where a_mk = 0, sum_k p_mk <= P_max.
     """
     w = resolve_weights(weights, "dts")
+    if ghat.ndim == 3 and np.ndim(assoc) == 2:  # one subframe (the engine's call): no batching
+        m, k = ghat.shape[:2]
+        pm = np.broadcast_to(np.asarray(p_max_w, float), (m,))
+        top = float(pm.max())
+        snr = top / noise_w if top > 0 else w.snr_ref
+        logit, m_idx, k_idx = power_forward_fast(w.power_plan(k, dtype), ghat, assoc, snr, dtype,
+                                                 w.power_graph(assoc, dtype))
+        if not m_idx.size:
+            return np.zeros((m, k))
+        return power_activation_fast(logit, m_idx, k_idx, (m, k), pm)
     lead = ghat.shape[:-3]
     m, k = ghat.shape[-3:-1]
     g = np.asarray(ghat).reshape((-1, m, k, k))
