@@ -53,7 +53,8 @@ class CentralUnit(CommPhase, FrameRecorder):
         self.process = None
 
     def __getstate__(self):
-        return {**self.__dict__, "receiver": None, "deliverer": None, "process": None}
+        return {**self.__dict__, "receiver": None, "deliverer": None, "process": None,
+                "_ap_static": None}
 
     def start(self, scheduled: list[Scheduled] = ()) -> None:
         """Start the receiver, the downlink deliverer, the ``scheduled`` calls (of a resumed
