@@ -1,0 +1,41 @@
+"""analysis/finetune_gnn_n.py: the per-N fine-tune recipe of the shipped Table II files (torch)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from netsim.comm.power.gnn import default_weights_path, load_gnn_weights  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("finetune_gnn_n", ROOT / "analysis" / "finetune_gnn_n.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_dts_fine_tune_trains_the_power_gnn_only_and_records_its_stages(tmp_path):
+    mod = _script()
+    out1, out2 = tmp_path / "a.npz", tmp_path / "b.npz"
+    common = ["--model", "dts", "--n-ant", "3", "--drops", "5", "--subframes", "1", "--epochs", "1",
+              "--lr", "0.05", "--seed", "77"]
+    assert mod.main([*common, "--out", str(out1)]) == 0
+    assert mod.main([*common, "--out", str(out2), "--init", str(out1)]) == 0
+    base, w1, w2 = (load_gnn_weights(p) for p in (default_weights_path("dts"), out1, out2))
+    for k, v in base.params["pilot"].items():  # the pilot head is copied bit for bit
+        assert np.array_equal(w2.params["pilot"][k], v)
+    moved = max(float(np.abs(w1.params["power"][k] - v).max()) for k, v in base.params["power"].items())
+    assert moved > 0  # one Adam step at lr 0.05 changes the Power-GNN
+    assert w2.rounding == base.rounding
+    # a second stage on top of the first keeps both records
+    assert {"finetune_power_n3", "finetune_power_n3+"} <= set(w2.meta)
+    assert w2.meta["finetune_power_n3+"]["init_from"] == str(out1)
+    assert w2.meta["finetune_power_n3"]["drops"] == 5
