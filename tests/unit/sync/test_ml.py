@@ -138,3 +138,17 @@ def test_fast_search_matches_reference_search_in_engine_setting(snr_db):
     _, _, n_gross_old = stats(old)
     assert n_gross <= n_gross_old + 1
     assert 0.6 < r_to < 1.6 and 0.6 < r_cfo < 1.6
+
+
+def test_two_level_steering_matches_direct_exponential():
+    """_steer (cos/sin table product) against exp(-j 2 pi e m) on random CFOs and odd lengths."""
+    from netsim.sync.ml import _steer
+
+    rng = np.random.default_rng(77)
+    for m in (1, 2, 7, 73, 92, 131, 1000):
+        e = rng.uniform(-0.5, 0.5, 9)
+        ref = np.exp(-2j * np.pi * e[:, None] * np.arange(m)[None, :])
+        got = _steer(e, m)
+        assert got.shape == (9, m)
+        # rounding of the phase 2 pi |e| m (~1e-16 relative) bounds both computations' error
+        assert np.max(np.abs(got - ref)) < 1e-15 * (1 + 2 * np.pi * 0.5 * m) * 4
