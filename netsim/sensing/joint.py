@@ -117,6 +117,7 @@ def joint_refine(
     h0_m: float,
     tol_m: float,
     threshold: float = COUPLED,
+    free: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]]]:
     """Refine each coupled group of users jointly, the others held at their estimates.
 
@@ -131,6 +132,9 @@ def joint_refine(
         Final stencil half width.
     threshold : float
         Coupling ``kappa`` above which users are grouped.
+    free : array_like (J,) bool or None
+        Users that may move (None: all); a group's fixed users stay where they are, and a group
+        with fewer than two free users is left to the per-user sweeps.
 
     Returns
     -------
@@ -140,11 +144,16 @@ def joint_refine(
         The coupled groups (indices into ``pos_m``); empty when none.
     """
     pos = np.array(pos_m, dtype=float).reshape(-1, 2)
-    if pos.shape[0] < 2:
+    mov = None if free is None else np.asarray(free, dtype=bool).reshape(pos.shape[0])
+    if pos.shape[0] < 2 or (mov is not None and mov.sum() < 2):
         return pos, []
     groups = coupled_groups(coupling(prob, pos), threshold)
     for g in groups:
         gi = np.asarray(g)
+        if mov is not None:
+            gi = gi[mov[gi]]
+            if gi.size < 2:
+                continue
 
         def fun(idx, pts, gi=gi):  # noqa: ANN001, ANN202
             s = np.broadcast_to(pos, pts.shape[:2] + pos.shape).copy()  # [b, S, J, 2]
@@ -157,10 +166,11 @@ def joint_refine(
 
 
 def _gauss_seidel(prob: MlProblem, pos: NDArray[np.float64], h: NDArray[np.float64],
-                  tol_m: float) -> NDArray[np.float64]:
-    """One sweep of per-user maximisation, each user against the others' newest positions."""
+                  tol_m: float, rows: NDArray[np.int64] | None = None) -> NDArray[np.float64]:
+    """One sweep of per-user maximisation, each user (of ``rows``; None: all) against the
+    others' newest positions."""
     pos = pos.copy()
-    for k in range(pos.shape[0]):
+    for k in (range(pos.shape[0]) if rows is None else rows):
         a_est, w, minv = prob.others_terms(pos)
 
         def fun(idx, pts, a_est=a_est, w=w[k:k + 1], minv=minv[k:k + 1]):  # noqa: ANN001, ANN202
@@ -178,6 +188,7 @@ def ml_step(
     tol_m: float,
     sweeps: int,
     threshold: float = COUPLED,
+    free: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]], int]:
     """ML positions of a cluster's users: monotone sweeps, then coupled groups jointly.
 
@@ -195,6 +206,9 @@ def ml_step(
     sweeps : int
     threshold : float
         Coupling above which users are refined jointly.
+    free : array_like (J,) bool or None
+        Users whose positions are estimated (None: all); the others are held at ``start_m``
+        with their echoes still in the model (:func:`netsim.sensing.ml.ml_refine`).
 
     Returns
     -------
@@ -208,23 +222,28 @@ def ml_step(
     h0 = np.broadcast_to(np.asarray(h0_m, dtype=float), (pos.shape[0],)).copy()
     if pos.shape[0] == 0:
         return pos, [], 0
+    rows = None if free is None else np.flatnonzero(np.asarray(free, dtype=bool).reshape(pos.shape[0]))
+    n_free = pos.shape[0] if rows is None else rows.size
+    if n_free == 0:
+        return pos, [], 0
     h = h0.copy()
-    f = float(joint_value(prob, pos)) if pos.shape[0] > 1 else 0.0
+    f = float(joint_value(prob, pos)) if n_free > 1 else 0.0
     n_gs = 0
     for s in range(max(1, sweeps)):
         hs = h if s == 0 else np.maximum(h / 10, 10 * tol_m)
-        new, _ = ml_refine(prob, pos, hs, tol_m, sweeps=1)
-        if pos.shape[0] > 1:
+        new, _ = ml_refine(prob, pos, hs, tol_m, sweeps=1, free=free)
+        if n_free > 1:
             f_new = float(joint_value(prob, new))
             if not f_new >= f - MONOTONE_RTOL * abs(f):
-                new = _gauss_seidel(prob, pos, hs, tol_m)
+                new = _gauss_seidel(prob, pos, hs, tol_m, rows)
                 f_new = float(joint_value(prob, new))
                 n_gs += 1
             f = f_new
         moved = np.linalg.norm(new - pos, axis=1)
         h = np.maximum(moved, 10 * tol_m)
         pos = new
-        if pos.shape[0] == 1 or (s >= 1 and moved.max() < 100 * tol_m):
+        if n_free == 1 or (s >= 1 and moved.max() < 100 * tol_m):
             break
-    pos, groups = joint_refine(prob, pos, float(np.max(h0)), tol_m, threshold)
+    pos, groups = joint_refine(prob, pos, float(np.max(h0 if rows is None else h0[rows])), tol_m, threshold,
+                               free=free)
     return pos, groups, n_gs

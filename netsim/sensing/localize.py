@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.sensing.acquire import EchoSubspace, candidates, echo_subspace
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.echo import EchoStatistics
-from netsim.sensing.joint import ml_step
+from netsim.sensing.joint import coupling, ml_step
 from netsim.sensing.ml import MlImageCache, MlProblem
 from netsim.sensing.optimize import maximize_2d
 from netsim.sensing.peaks import local_max_3x3, min_cost_assignment
@@ -43,6 +43,7 @@ REL_PATHS = 0.6  # a detection lights at least this fraction of the best user's 
 NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cluster AP [m],
 # or within step D / lambda where that is nearer (beyond it every path's focal spot is wider than the step)
 NEAR_AP_STEP_M = 0.04  # its step [m]
+FREE_COUPLING = 0.05  # tracking also estimates a non-member whose echo couples to a member's this much
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def localize_cluster(
     tol_m: float = 1e-7,
     ambiguity_nats: float = 20.0,
     grid_cache: object | None = None,
+    estimate_m: ArrayLike | None = None,
 ) -> ClusterResult:
     """Localise the K users whose echoes one cluster's APs receive.
 
@@ -147,6 +149,14 @@ def localize_cluster(
         user that needed a window search (``inf`` turns the tracking check off).
     grid_cache : netsim.sensing.steering.GridCache or None
         Acquisition grids and their responses kept from an earlier frame (same values).
+    estimate_m : array_like (K,) bool or None
+        Tracking only: the users whose positions the caller needs (the cluster's members; None:
+        all). A user is also estimated when its echo signature is coupled to one of theirs
+        (:func:`netsim.sensing.joint.coupling` above ``FREE_COUPLING`` at the predictions) or
+        its window is wider than ``step_m``; every other user is held at its prediction, its
+        echo still in the model with free path gains, and its row of the result is that
+        prediction (``searched`` False). The cost then grows with the members, not with every
+        user the cluster's APs see.
 
     Returns
     -------
@@ -217,12 +227,24 @@ def localize_cluster(
         pred = np.asarray(predicted_m, dtype=float).reshape(-1, 2)
         hw = np.broadcast_to(np.asarray(halfwidth_m if halfwidth_m is not None else step_m, dtype=float),
                              (n_users,)).copy()
-        pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6)
+        free = None
+        if estimate_m is not None:
+            want = np.asarray(estimate_m, dtype=bool).reshape(n_users)
+            free = want | (hw > step_m)
+            if n_users > 1 and not np.all(free):
+                kap = coupling(prob, pred)  # [K, K]
+                np.fill_diagonal(kap, 0.0)
+                free |= np.any(kap[:, want] > FREE_COUPLING, axis=1)
+            if np.all(free):
+                free = None
+        pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6, free=free)
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
         # window (track uncertainty) is wider than the ML step's basin (about a grid step)
         searched = ~det | (hw > step_m)
+        if free is not None:
+            searched &= free
         window_pool: list[NDArray[np.float64]] = []
         for k in np.flatnonzero(searched):
             keep = det.copy()
@@ -246,7 +268,7 @@ def localize_cluster(
             a_o, w, minv = prob.new_user_terms(others)
             pos[k], _ = _refine_new(prob, cand[i], a_o, w, minv, st / 4.0, tol_m)
         if np.any(searched):
-            pos = _ml_step(prob, pos, 1e-3, tol_m, sweeps=3)
+            pos = _ml_step(prob, pos, 1e-3, tol_m, sweeps=3, free=free)
             # the window search's answer gets the acquisition's ambiguity check: its best other
             # explanation among the window's candidates and the mirror images of the estimate
             if np.isfinite(ambiguity_nats) and np.all(np.isfinite(pos)):
@@ -255,7 +277,9 @@ def localize_cluster(
                 gap[searched] = gap_w[searched]
     ok = np.all(np.isfinite(pos), axis=1)
     n_paths = np.zeros(n_users, dtype=np.int64)
-    if np.any(ok):
+    if predicted_m is not None and not np.any(searched) and np.all(ok):
+        n_paths = np.sum(snr > snr_threshold, axis=(-2, -1))  # the ML step's answer, unchanged
+    elif np.any(ok):
         snr = _path_snr(prob, pos[ok], scale)
         n_paths[ok] = np.sum(snr > snr_threshold, axis=(-2, -1))
     # relative rule: a user lights about as many paths as the best user of the cluster (a
@@ -272,11 +296,12 @@ def localize_cluster(
 
 
 def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
-             sweeps: int) -> NDArray[np.float64]:
+             sweeps: int, free: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
     """The ML step (:func:`netsim.sensing.joint.ml_step`): per-user sweeps kept monotone in the
     joint likelihood, then a joint refinement of every group of coupled users (a close pair
-    inside one resolution cell, where per-user sweeps stop centimetres short)."""
-    pos, _, _ = ml_step(prob, start, h0, tol, sweeps)
+    inside one resolution cell, where per-user sweeps stop centimetres short); only the users
+    ``free`` (None: all) move."""
+    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free)
     return pos
 
 

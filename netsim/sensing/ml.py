@@ -380,6 +380,7 @@ def ml_refine(
     h0_m: float | ArrayLike = 0.01,
     tol_m: float = 1e-7,
     sweeps: int = 2,
+    free: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Jacobi sweeps of per-user ML maximisation from MUSIC estimates.
 
@@ -395,27 +396,44 @@ def ml_refine(
     sweeps : int
         Most Jacobi sweeps (the others are held at the previous sweep's estimates; one sweep is
         exact when the users do not interact); sweeps stop once no user moves by 100 tol.
+    free : array_like (K,) bool or None
+        Users whose positions are estimated (None: all). The others stay at ``start_m``; their
+        echoes stay in the model (fitted with free path gains, the Schur terms), so they do not
+        bias the free users' estimates the way an un-modelled echo would.
 
     Returns
     -------
     pos : ndarray (K, 2) [m]
     gain : ndarray (K,)
-        Each user's concentrated log-likelihood gain at the end.
+        Each user's concentrated log-likelihood gain at the end (0 for users held fixed).
     """
     pos = np.array(start_m, dtype=float).reshape(-1, 2)
     gain = np.zeros(pos.shape[0])
     h = np.broadcast_to(np.asarray(h0_m, dtype=float), (pos.shape[0],)).copy()
+    if free is None:
+        rows = None
+    else:
+        rows = np.flatnonzero(np.asarray(free, dtype=bool).reshape(pos.shape[0]))  # [F]
+        if rows.size == 0:
+            return pos, gain
     for s in range(max(1, sweeps)):
         a_est, w, minv = problem.others_terms(pos)
+        hs = h if s == 0 else np.maximum(h / 10, 10 * tol_m)
+        if rows is None:
+            def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
+                return problem.criterion(pts, a_est, w[idx], minv[idx])
 
-        def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
-            return problem.criterion(pts, a_est, w[idx], minv[idx])
+            new, gain = maximize_2d(fun, pos, hs, tol_m, follow=ML_FOLLOW)
+        else:
+            def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
+                return problem.criterion(pts, a_est, w[rows[idx]], minv[rows[idx]])
 
-        new, gain = maximize_2d(fun, pos, h if s == 0 else np.maximum(h / 10, 10 * tol_m), tol_m,
-                                follow=ML_FOLLOW)
+            new = pos.copy()
+            new[rows], gain[rows] = maximize_2d(fun, pos[rows], hs[rows], tol_m, follow=ML_FOLLOW)
         moved = np.linalg.norm(new - pos, axis=1)
         h = np.maximum(moved, 10 * tol_m)
         pos = new
-        if pos.shape[0] == 1 or (s >= 1 and moved.max() < 100 * tol_m):
+        n_free = pos.shape[0] if rows is None else rows.size
+        if n_free == 1 or (s >= 1 and moved.max() < 100 * tol_m):
             break
     return pos, gain

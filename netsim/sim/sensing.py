@@ -69,6 +69,7 @@ class MusicSensing:
     """Stateful sensing model of one simulation (keeps the tracks between frames)."""
 
     fidelity = "music"
+    members_only = True  # tracking estimates a cluster's members (+ coupled users) only
 
     def __init__(self, sim) -> None:
         self.sim = sim
@@ -290,7 +291,8 @@ class MusicSensing:
             span = float(np.max(hi - lo))
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
                                    predicted_m=pred[visible], halfwidth_m=np.minimum(hw, span),
-                                   kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS)
+                                   kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
+                                   estimate_m=np.isin(visible, members) if self.members_only else None)
         else:
             grids = self.__dict__.setdefault("grid_cache", GridCache()) if self.n_frames < ACQUIRE_FRAMES else None
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
