@@ -189,7 +189,7 @@ def ml_step(
     sweeps: int,
     threshold: float = COUPLED,
     free: ArrayLike | None = None,
-    stop_m: float | None = None,
+    stop_m: float | ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]], int]:
     """ML positions of a cluster's users: monotone sweeps, then coupled groups jointly.
 
@@ -210,8 +210,9 @@ def ml_step(
     free : array_like (J,) bool or None
         Users whose positions are estimated (None: all); the others are held at ``start_m``
         with their echoes still in the model (:func:`netsim.sensing.ml.ml_refine`).
-    stop_m : float or None [m]
-        Sweeps stop once no user moved by this much after the second sweep (None: ``100 tol``).
+    stop_m : float or array_like (J,) or None [m]
+        Sweeps stop once no user moved by this much (its own entry) after the second sweep
+        (None: ``100 tol``).
 
     Returns
     -------
@@ -229,7 +230,7 @@ def ml_step(
     n_free = pos.shape[0] if rows is None else rows.size
     if n_free == 0:
         return pos, [], 0
-    stop = 100 * tol_m if stop_m is None else float(stop_m)
+    stop = 100 * tol_m if stop_m is None else np.broadcast_to(np.asarray(stop_m, dtype=float), (pos.shape[0],))
     h = h0.copy()
     f = float(joint_value(prob, pos)) if n_free > 1 else 0.0
     n_gs = 0
@@ -246,7 +247,7 @@ def ml_step(
         moved = np.linalg.norm(new - pos, axis=1)
         h = np.maximum(moved, 10 * tol_m)
         pos = new
-        if n_free == 1 or (s >= 1 and moved.max() < stop):
+        if n_free == 1 or (s >= 1 and np.all(moved < stop)):
             break
     pos, groups = joint_refine(prob, pos, float(np.max(h0 if rows is None else h0[rows])), tol_m, threshold,
                                free=free)

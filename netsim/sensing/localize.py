@@ -44,6 +44,7 @@ NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cl
 # or within step D / lambda where that is nearer (beyond it every path's focal spot is wider than the step)
 NEAR_AP_STEP_M = 0.04  # its step [m]
 TRACK_TOL_M = 1e-5  # final stencil half width of the tracking ML step [m]
+TRACK_STOP = 0.01  # its sweeps stop once no user moved by this fraction of its window
 FREE_COUPLING = 0.05  # tracking also estimates a non-member whose echo couples to a member's this much
 
 
@@ -238,12 +239,11 @@ def localize_cluster(
                 free |= np.any(kap[:, want] > FREE_COUPLING, axis=1)
             if np.all(free):
                 free = None
-        # the tracking ML step stops its stencils at TRACK_TOL_M (a hundredth of the smallest
-        # sqrt(CRLB) of the bundled scenarios and the family, 0.3 mm; campus replays: estimates
-        # within 0.02 sqrt(CRLB) of a 1e-7 m stencil, 40 % fewer criterion calls); the sweeps
-        # still stop on moves of 100 tol_m
+        # the tracking ML step stops its stencils at TRACK_TOL_M (a thirtieth of the smallest
+        # sqrt(CRLB) of the bundled scenarios and the family, 0.3 mm), and its sweeps once every
+        # user moved by less than TRACK_STOP of its window (the window is at least 3 sqrt(CRLB))
         pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), max(tol_m, TRACK_TOL_M), sweeps=6, free=free,
-                       stop=100 * tol_m)
+                       stop=np.maximum(100 * tol_m, TRACK_STOP * hw))
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
