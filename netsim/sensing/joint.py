@@ -190,6 +190,7 @@ def ml_step(
     threshold: float = COUPLED,
     free: ArrayLike | None = None,
     stop_m: float | ArrayLike | None = None,
+    sweep_tol_m: float | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]], int]:
     """ML positions of a cluster's users: monotone sweeps, then coupled groups jointly.
 
@@ -213,6 +214,10 @@ def ml_step(
     stop_m : float or array_like (J,) or None [m]
         Sweeps stop once no user moved by this much (its own entry) after the second sweep
         (None: ``100 tol``).
+    sweep_tol_m : float or None [m]
+        Final stencil half width of the per-user sweeps (None: ``tol_m``); the joint step of a
+        coupled group always uses ``tol_m`` (a close pair's joint peak is a narrow ridge: a
+        1e-5 m stencil stopped a pair of family seed 13 3.3 sqrt(CRLB) off, 1e-7 m at 1.5).
 
     Returns
     -------
@@ -230,22 +235,23 @@ def ml_step(
     n_free = pos.shape[0] if rows is None else rows.size
     if n_free == 0:
         return pos, [], 0
+    tol_s = tol_m if sweep_tol_m is None else float(sweep_tol_m)
     stop = 100 * tol_m if stop_m is None else np.broadcast_to(np.asarray(stop_m, dtype=float), (pos.shape[0],))
     h = h0.copy()
     f = float(joint_value(prob, pos)) if n_free > 1 else 0.0
     n_gs = 0
     for s in range(max(1, sweeps)):
-        hs = h if s == 0 else np.maximum(h / 10, 10 * tol_m)
-        new, _ = ml_refine(prob, pos, hs, tol_m, sweeps=1, free=free)
+        hs = h if s == 0 else np.maximum(h / 10, 10 * tol_s)
+        new, _ = ml_refine(prob, pos, hs, tol_s, sweeps=1, free=free)
         if n_free > 1:
             f_new = float(joint_value(prob, new))
             if not f_new >= f - MONOTONE_RTOL * abs(f):
-                new = _gauss_seidel(prob, pos, hs, tol_m, rows)
+                new = _gauss_seidel(prob, pos, hs, tol_s, rows)
                 f_new = float(joint_value(prob, new))
                 n_gs += 1
             f = f_new
         moved = np.linalg.norm(new - pos, axis=1)
-        h = np.maximum(moved, 10 * tol_m)
+        h = np.maximum(moved, 10 * tol_s)
         pos = new
         if n_free == 1 or (s >= 1 and np.all(moved < stop)):
             break

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.sensing.acquire import EchoSubspace, candidates, echo_subspace
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.echo import EchoStatistics
-from netsim.sensing.joint import coupling, ml_step
+from netsim.sensing.joint import COUPLED, coupling, ml_step
 from netsim.sensing.ml import MlImageCache, MlProblem
 from netsim.sensing.optimize import maximize_2d
 from netsim.sensing.peaks import local_max_3x3, min_cost_assignment
@@ -230,20 +230,26 @@ def localize_cluster(
         hw = np.broadcast_to(np.asarray(halfwidth_m if halfwidth_m is not None else step_m, dtype=float),
                              (n_users,)).copy()
         free = None
+        kap = np.zeros((n_users, n_users))
+        if n_users > 1:
+            kap = coupling(prob, pred)  # [K, K]
+            np.fill_diagonal(kap, 0.0)
         if estimate_m is not None:
             want = np.asarray(estimate_m, dtype=bool).reshape(n_users)
-            free = want | (hw > step_m)
-            if n_users > 1 and not np.all(free):
-                kap = coupling(prob, pred)  # [K, K]
-                np.fill_diagonal(kap, 0.0)
-                free |= np.any(kap[:, want] > FREE_COUPLING, axis=1)
+            free = want | (hw > step_m) | np.any(kap[:, want] > FREE_COUPLING, axis=1)
             if np.all(free):
                 free = None
-        # the tracking ML step stops its stencils at TRACK_TOL_M (a thirtieth of the smallest
-        # sqrt(CRLB) of the bundled scenarios and the family, 0.3 mm), and its sweeps once every
-        # user moved by less than TRACK_STOP of its window (the window is at least 3 sqrt(CRLB))
-        pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), max(tol_m, TRACK_TOL_M), sweeps=6, free=free,
-                       stop=np.maximum(100 * tol_m, TRACK_STOP * hw))
+        mv = np.ones(n_users, dtype=bool) if free is None else free
+        # a coupled pair among the users estimated: its joint step needs the sweeps' fine end
+        # point (family seed 13: a 1e-5 m sweep stencil left the pair 3.3 sqrt(CRLB) off)
+        pair = bool(np.any(kap[np.ix_(mv, mv)] > COUPLED))
+        # the tracking ML step's per-user sweeps stop their stencils at TRACK_TOL_M (a thirtieth
+        # of the smallest sqrt(CRLB) of the bundled scenarios and the family, 0.3 mm), and
+        # sweeping once every user moved by less than TRACK_STOP of its window (at least
+        # 3 sqrt(CRLB)); with a coupled pair they keep tol_m, as does the pair's joint step
+        pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6, free=free,
+                       stop=np.maximum(100 * tol_m, TRACK_STOP * hw),
+                       sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M))
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
@@ -302,12 +308,13 @@ def localize_cluster(
 
 
 def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
-             sweeps: int, free: NDArray[np.bool_] | None = None, stop: float | None = None) -> NDArray[np.float64]:
+             sweeps: int, free: NDArray[np.bool_] | None = None, stop: float | NDArray[np.float64] | None = None,
+             sweep_tol: float | None = None) -> NDArray[np.float64]:
     """The ML step (:func:`netsim.sensing.joint.ml_step`): per-user sweeps kept monotone in the
     joint likelihood, then a joint refinement of every group of coupled users (a close pair
     inside one resolution cell, where per-user sweeps stop centimetres short); only the users
     ``free`` (None: all) move."""
-    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free, stop_m=stop)
+    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free, stop_m=stop, sweep_tol_m=sweep_tol)
     return pos
 
 
