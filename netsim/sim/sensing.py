@@ -193,9 +193,11 @@ class MusicSensing:
         todo = self._clusters(network, anchor)
         force: set[int] = set()
         drawn: dict[tuple[int, int, int], complex] = {}  # this frame's RCS draw per (user, tx AP, rx AP)
+        drawn_later: list = []  # round 0's draws, entered into ``drawn`` only if a cluster grows
         for _round in range(1 + AMBIGUITY_ROUNDS):
             redo = self._sense_clusters(network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,
-                                        fc, need_plan, est, crlb, plan, detected, drawn, _round > 0)
+                                        fc, need_plan, est, crlb, plan, detected, drawn, _round > 0,
+                                        drawn_later)
             # a user whose acquisition left two explanations of its echo of about equal
             # likelihood (mirror ghosts of ULAs seen near end-fire) gets more APs, at once
             redo = [k for k in redo if int(self.extra_aps[k]) < cfg.aps_per_user
@@ -218,17 +220,26 @@ class MusicSensing:
         return est, crlb
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
-                        fc, need_plan, est, crlb, plan, detected, drawn, reuse):
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None):
         """Sense the clusters ``todo`` (key -> members), writing the members' rows of ``est``,
         ``crlb``, ``plan``, ``detected``; returns the members left ambiguous by an acquisition.
 
         ``drawn`` collects the frame's RCS coefficient of every (user, tx AP, rx AP) path; with
         ``reuse`` (a grown cluster sensed again in the same frame) the paths already drawn keep
         their coefficient (the same echo, seen by more APs); the draw itself is made in full
-        either way, so the random stream does not depend on what is reused."""
+        either way, so the random stream does not depend on what is reused. With ``drawn_later``
+        (a list) the first round only appends its draws there, in order, and the first reuse
+        round enters them into ``drawn`` (the same table, built only when a cluster grows)."""
         cfg = self.sim.scenario.sensing
         ambiguous: list[int] = []
-        pair = self._pair_factors(to_s, cfo_hz, n_snap, fc, cfg.snapshot_duration_s)  # [tx, rx], all APs
+        # the pair factors are elementwise in the two APs' offsets: formed for the APs in use only
+        used = np.unique(np.concatenate([np.asarray(key, dtype=int) for key in todo])) if todo else np.zeros(0, int)
+        pair = np.ones((to_s.shape[0], to_s.shape[0]), dtype=complex)  # [tx, rx], all APs
+        pair[np.ix_(used, used)] = self._pair_factors(to_s[used], cfo_hz[used], n_snap, fc, cfg.snapshot_duration_s)
+        if reuse and drawn_later:
+            for a_l, v_l, aps_l in drawn_later:
+                self._share_draws(a_l, v_l, aps_l, drawn, False)
+            drawn_later.clear()
         for key, members in sorted(todo.items()):
             aps = np.array(key)
             geom = self._geometry(aps)
@@ -238,7 +249,10 @@ class MusicSensing:
             m = len(aps)
             r = self._covariance(geom)
             alpha = (rng.standard_normal((v, m, m)) + 1j * rng.standard_normal((v, m, m))) / np.sqrt(2)
-            self._share_draws(alpha, visible, aps, drawn, reuse)  # [V, tx, rx]
+            if reuse or drawn_later is None:
+                self._share_draws(alpha, visible, aps, drawn, reuse)  # [V, tx, rx]
+            else:
+                drawn_later.append((alpha.copy(), visible, aps))
             alpha_eff = self._effective_alpha(alpha, aps, pair)
             exact = True  # the structured bound costs K^3 per path: no need for the diagonal J_bb
             bound = fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
