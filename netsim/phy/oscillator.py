@@ -162,6 +162,14 @@ def clock_transition(
     return phi, drift, q
 
 
+def _as_shape(value: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """``np.broadcast_to(np.asarray(value, dtype=float), shape)``, skipped when the array
+    already has that shape (the same values; broadcast_to's overhead is most of a small
+    correction)."""
+    a = np.asarray(value, dtype=float)
+    return a if a.shape == shape else np.broadcast_to(a, shape)
+
+
 class OscillatorBank:
     """A bank of ``n`` independent oscillators with the same noise parameters.
 
@@ -393,12 +401,12 @@ class OscillatorBank:
             raise ValueError("indices must be distinct")
         if idx.size and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f"indices out of range for {self.n} oscillators")
-        dx = np.broadcast_to(np.asarray(time_offset_s, dtype=float), idx.shape)  # [k]
-        dy = np.broadcast_to(np.asarray(freq_offset, dtype=float), idx.shape)  # [k]
+        dx = _as_shape(time_offset_s, idx.shape)  # [k]
+        dy = _as_shape(freq_offset, idx.shape)  # [k]
         if phase_rad is None:
             new_phase = np.zeros(idx.shape)  # [k]
         else:
-            dphi = np.broadcast_to(np.asarray(phase_rad, dtype=float), idx.shape)  # [k]
+            dphi = _as_shape(phase_rad, idx.shape)  # [k]
             new_phase = self.phase_rad[idx] - dphi  # [k]
         self._x[idx] -= dx
         self._y[idx] -= dy

@@ -47,16 +47,27 @@ class CommPhase:
         if quiet:
             to_hist, phase_hist = net.advance_through(times, ref)  # [S, M] each
         h_all, w_all, phase_all, to_all, t_all, txs = [], [], [], [], [], []
-        for s in range(sc.frame.subframes):
+        if quiet:  # no other process acts before times[-1]: no need to wake up per subframe
+            # nor to re-check the APs (no fault can act before the last subframe either)
+            mask = None if net.online.all() else net.online[None, :, None]  # [1, M, 1]
+            for s in range(sc.frame.subframes):
+                h_true = h_batch[s]  # [K, M, N]
+                if mask is not None:  # offline APs send nothing (x 1 would change no bit)
+                    h_true = h_true * mask
+                wp = time.perf_counter()
+                tx = sim.comm.subframe(h_true)
+                wall_power += time.perf_counter() - wp
+                h_all.append(h_true)
+                w_all.append(tx.w)
+                txs.append(tx)
+                not_converged += not tx.converged
+            t_all = times
+        for s in range(0 if quiet else sc.frame.subframes):
             t_sub = comm_start + s * timing.subframe_s
-            if quiet:  # no other process acts before times[-1]: no need to wake up per subframe
-                to_s, phase = to_hist[s], phase_hist[s]
-                t_all.append(times[s])
-            else:
-                if t_sub > env.now:
-                    yield env.timeout(t_sub - env.now)
-                sim.advance_world()
-                t_all.append(env.now)
+            if t_sub > env.now:
+                yield env.timeout(t_sub - env.now)
+            sim.advance_world()
+            t_all.append(env.now)
             if h_batch is None:
                 h_true = net.true_channel()  # [K, M, N]
             elif t_all[-1] != times[s]:  # cannot happen: the batch assumed these times
@@ -65,8 +76,7 @@ class CommPhase:
                 h_true = h_batch[s]  # [K, M, N]
             if not net.online.all():  # offline APs send nothing (x 1 would change no bit)
                 h_true = h_true * net.online[None, :, None]
-            if not quiet:
-                to_s, _, phase = net.offsets_to(ref)
+            to_s, _, phase = net.offsets_to(ref)
             wp = time.perf_counter()
             tx = sim.comm.subframe(h_true)
             wall_power += time.perf_counter() - wp
@@ -76,6 +86,9 @@ class CommPhase:
             to_all.append(to_s)
             txs.append(tx)
             not_converged += not tx.converged
+        # [S, M] each: the batch's histories when quiet (the rows the loop would have stacked)
+        phase_stack = phase_hist if quiet else np.stack(phase_all)
+        to_stack = to_hist if quiet else np.stack(to_all)
         if quiet and times[-1] > env.now:  # the time the last subframe's timeout reached
             yield env.timeout_at(times[-1])
         # every subframe's SINR in one batch (the same values as one call per subframe)
@@ -86,7 +99,7 @@ class CommPhase:
         w_stack = (np.broadcast_to(w_all[0], (len(w_all), *w_all[0].shape))
                    if all(w is w_all[0] for w in w_all) else np.stack(w_all))
         sinr = downlink_sinr_batch(h_stack, w_stack, sc.channel.noise_power_w,
-                                   np.stack(phase_all), np.stack(to_all), sim.subcarrier_hz,
+                                   phase_stack, to_stack, sim.subcarrier_hz,
                                    sc.comm.cyclic_prefix_s,
                                    sc.comm.symbol_duration_s)  # [S, F, K]
         n_sub, n_user = len(txs), net.n_users
