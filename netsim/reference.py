@@ -209,8 +209,9 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
     "sensing_association": ("user", "a confirming acquisition (frame 1) could not match the user's "
                             "estimate to its previous one: outside the 3-sigma gate of the track's "
                             "uncertainty, or exchangeable with another user's within 4.5 nats",
-                            "the cluster's only unclaimed echo is the user's; else the identity is "
-                            "taken from the uplink registration (detail says which)"),
+                            "an ungated second matching (sigma floor 0.1 m) where unambiguous, the "
+                            "cluster's only echo left, else the uplink registration (detail says "
+                            "which)"),
     "beamformer_fallback": ("-1", "a robust beamforming design failed or was too large "
                             "(`max_sdp_dim`) and equal-power MRT was used", "detail gives the "
                             "solver status and a hint"),

@@ -16,7 +16,10 @@ the ML identity assignment minimises ``sum_k c_k,j(k)`` (Hungarian,
 * exchanging it with another matched anchor, or with an unclaimed estimate inside the gate,
   costs less than ``swap_nats`` (two users' gates overlap: the frames cannot tell who is who).
 
-The caller resolves the flagged anchors (:func:`resolve_flagged`).
+An anchor may also stay unmatched: each has a "no estimate" option at the gate's cost, so an
+anchor far from every estimate cannot take another user's. The caller resolves the flagged
+anchors (:func:`resolve_flagged`: a second, ungated pass with a sigma floor, the only echo left,
+else the uplink).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from netsim.sensing.peaks import min_cost_assignment
 
-__all__ = ["GATE_SIGMAS", "SWAP_NATS", "gated_association", "resolve_flagged"]
+__all__ = ["GATE_SIGMAS", "SIGMA_FLOOR_M", "SWAP_NATS", "gated_association", "resolve_flagged"]
 
 GATE_SIGMAS = 3.0  # a match farther than this many sigma from its anchor is not trusted
 SWAP_NATS = 4.5  # an exchange of two identities cheaper than this is ambiguous (90:1)
+SIGMA_FLOOR_M = 0.1  # sigma of a flagged anchor in the second pass [m]
+_BIG = 1e15  # cost cap [nats] (ghost anchors metres off at mm sigmas reach 1e7 - 1e9)
 
 
 def gated_association(
@@ -75,7 +80,14 @@ def gated_association(
         return col, flagged
     d2 = np.sum(np.square(a[:, None] - e[None]), axis=-1)  # [K, J] m^2
     cost = d2 / (2.0 * s[:, None] ** 2)  # [K, J] nats
-    ri, ci = min_cost_assignment(cost)
+    # one "no estimate" column per anchor at the gate's cost: an anchor with no estimate inside
+    # its gate takes it rather than another user's estimate (far anchors cannot distort the rest)
+    miss = min(0.5 * gate * gate, _BIG) if np.isfinite(gate) else _BIG
+    dummy = np.full((k, k), 2.0 * _BIG)
+    np.fill_diagonal(dummy, miss)
+    ri, ci = min_cost_assignment(np.concatenate([np.minimum(cost, _BIG), dummy], axis=1))  # [K, J + K]
+    real = ci < j
+    ri, ci = ri[real], ci[real]
     col[ri] = ci
     inside = cost <= 0.5 * gate * gate  # [K, J]: |e - a| <= gate sigma
     flagged[:] = True
@@ -97,27 +109,33 @@ def gated_association(
 def resolve_flagged(
     col: ArrayLike,
     flagged: ArrayLike,
-    n_est: int,
-    uplink_m: ArrayLike,
     est_m: ArrayLike,
+    anchors_m: ArrayLike,
+    sigma_m: ArrayLike,
+    uplink_m: ArrayLike,
+    floor_m: float = SIGMA_FLOOR_M,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Identities of the flagged anchors.
 
-    The trusted matches stay. If exactly one anchor is flagged and exactly one estimate is left
-    unclaimed, it is that user's (every user the cluster senses is registered with it: the
-    only echo left belongs to the only user left). Otherwise the flagged anchors take the
-    unclaimed estimates nearest to their uplink positions (Hungarian on distance): the uplink's
-    registration, the same model as the first frame.
+    The trusted matches stay. The flagged anchors and the unclaimed estimates are matched again
+    by likelihood without a gate, with each sigma raised to ``floor_m`` (the previous frame's
+    bound can be far too small: frame 0 senses before the first sync correction, its estimates
+    were measured up to 0.3 m off for a bound of millimetres); a match of this second pass is kept
+    when exchanging it with any other of the pass costs at least ``SWAP_NATS``. If then exactly
+    one anchor and one estimate are left they belong together (every user the cluster senses is
+    registered with it). Anchors still left take the unclaimed estimates nearest to their uplink
+    positions (Hungarian on distance): the uplink's registration, the model of the first frame.
 
     Parameters
     ----------
     col, flagged : array_like (K,)
         From :func:`gated_association`.
-    n_est : int
-        J.
-    uplink_m : array_like (K, 2) [m]
-        Positions standing for the uplink registration (used only in the second case).
     est_m : array_like (J, 2) [m]
+    anchors_m : array_like (K, 2) [m]
+    sigma_m : array_like (K,) [m]
+    uplink_m : array_like (K, 2) [m]
+        Positions standing for the uplink registration (used only in the last case).
+    floor_m : float [m]
 
     Returns
     -------
@@ -128,21 +146,30 @@ def resolve_flagged(
     """
     c = np.array(col, dtype=np.int64)
     f = np.asarray(flagged, dtype=bool)
+    e = np.asarray(est_m, dtype=float).reshape(-1, 2)
     by_uplink = np.zeros(c.shape[0], dtype=bool)
     fl = np.flatnonzero(f)
     if fl.size == 0:
         return c, by_uplink
     claimed = set(int(x) for x in c[~f] if x >= 0)
-    free = np.array([x for x in range(int(n_est)) if x not in claimed], dtype=np.int64)
+    free = np.array([x for x in range(e.shape[0]) if x not in claimed], dtype=np.int64)
     c[fl] = -1
     if free.size == 0:
         return c, by_uplink
-    if fl.size == 1 and free.size == 1:
-        c[fl[0]] = free[0]
+    a = np.asarray(anchors_m, dtype=float).reshape(-1, 2)[fl]  # [F, 2]
+    s = np.maximum(np.asarray(sigma_m, dtype=float).reshape(-1)[fl], floor_m)  # [F]
+    sub, sub_fl = gated_association(e[free], a, s, gate=np.inf)
+    ok = ~sub_fl & (sub >= 0)
+    c[fl[ok]] = free[sub[ok]]
+    left = fl[~ok]
+    free = np.setdiff1d(free, free[sub[ok]])
+    if left.size == 0 or free.size == 0:
         return c, by_uplink
-    up = np.asarray(uplink_m, dtype=float).reshape(-1, 2)[fl]  # [F, 2]
-    e = np.asarray(est_m, dtype=float).reshape(-1, 2)[free]  # [E, 2]
-    ri, ci = min_cost_assignment(np.linalg.norm(up[:, None] - e[None], axis=-1))
-    c[fl[ri]] = free[ci]
-    by_uplink[fl] = True
+    if left.size == 1 and free.size == 1:
+        c[left[0]] = free[0]
+        return c, by_uplink
+    up = np.asarray(uplink_m, dtype=float).reshape(-1, 2)[left]  # [F', 2]
+    ri, ci = min_cost_assignment(np.linalg.norm(up[:, None] - e[free][None], axis=-1))
+    c[left[ri]] = free[ci]
+    by_uplink[left] = True
     return c, by_uplink

@@ -333,8 +333,9 @@ class MusicSensing:
           of that frame plus the motion allowance) and tested for exchangeable pairs
           (:func:`netsim.sensing.associate.gated_association`); a match outside its gate, or
           two users whose gates both hold the other's estimate, is resolved by
-          :func:`~netsim.sensing.associate.resolve_flagged` (the only echo left, else the
-          uplink) and logged as ``sensing_association``;
+          :func:`~netsim.sensing.associate.resolve_flagged` (an ungated second matching with a
+          0.1 m sigma floor where it is unambiguous, the only echo left, else the uplink) and
+          logged as ``sensing_association``;
         * later re-acquisitions: the predictions (nearest, Hungarian).
         """
         v = len(visible)
@@ -347,13 +348,13 @@ class MusicSensing:
         if rows.size and confirming and np.all(np.isfinite(p)):
             sigma = np.maximum(self.halfwidth[visible] / GATE_SIGMAS, 1e-3)  # [V] m
             col, flagged = gated_association(est, p, sigma)
-            col, by_uplink = resolve_flagged(col, flagged, rows.size, true_pos[visible], est)
+            col, by_uplink = resolve_flagged(col, flagged, est, p, sigma, true_pos[visible])
             for j in np.flatnonzero(flagged):
                 k = visible[j]
                 if k not in members:
                     continue
                 how = ("identity from the uplink registration" if by_uplink[j] else
-                       "the cluster's only unclaimed echo")
+                       "resolved by the second, ungated matching (or the cluster's only echo left)")
                 self.sim.event("sensing_association", k, f"user {k}: its acquisition match to the "
                                f"previous estimate is outside the {GATE_SIGMAS:g}-sigma gate or "
                                f"exchangeable with another user's ({SWAP_NATS:g} nats); {how}")

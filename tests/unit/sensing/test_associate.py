@@ -18,9 +18,10 @@ def _spread_users(rng: np.random.Generator, k: int, min_sep: float, size: float 
 
 
 def test_gate_rate_matches_rayleigh_tail():
-    """Well separated users, anchors = truth + N(0, sigma^2 I): identities always right, and a
-    match is flagged exactly when it falls outside the gate, with the 2-D Gaussian's tail
-    probability P(|x| > g sigma) = exp(-g^2 / 2) (1.1 % for g = 3)."""
+    """Well separated users, anchors = truth + N(0, sigma^2 I): identities always right (an
+    anchor outside its gate takes no estimate), and a match is flagged exactly when it falls
+    outside the gate, with the 2-D Gaussian's tail probability P(|x| > g sigma) = exp(-g^2 / 2)
+    (1.1 % for g = 3)."""
     rng = np.random.default_rng(11)
     n_ok, n_flag, n_all = 0, 0, 0
     for _ in range(400):
@@ -30,11 +31,13 @@ def test_gate_rate_matches_rayleigh_tail():
         perm = rng.permutation(5)
         est = truth[perm] + 1e-4 * rng.standard_normal((5, 2))  # off-grid, mm-accurate
         col, flagged = gated_association(est, anchors, sigma)
-        n_ok += int(np.sum(perm[col] == np.arange(5)))
+        own = np.argsort(perm)  # est[own[k]] is user k's
+        out = np.linalg.norm(est[own] - anchors, axis=1) > GATE_SIGMAS * sigma
+        assert np.array_equal(flagged, out)  # separated users: only the gate flags
+        # inside the gate the own estimate, outside none (not another user's)
+        n_ok += int(np.sum(col[~out] == own[~out])) + int(np.sum(col[out] == -1))
         n_flag += int(flagged.sum())
         n_all += 5
-        out = np.linalg.norm(est[col] - anchors, axis=1) > GATE_SIGMAS * sigma
-        assert np.array_equal(flagged, out)  # separated users: only the gate flags
     assert n_ok == n_all
     p = np.exp(-GATE_SIGMAS ** 2 / 2)
     assert abs(n_flag / n_all - p) < 4 * np.sqrt(p * (1 - p) / n_all), n_flag / n_all
@@ -66,19 +69,39 @@ def test_unclaimed_estimate_inside_gate_is_ambiguous():
     assert col[0] == 0 and not flagged[0]
 
 
-def test_resolve_single_left_and_uplink():
-    est = np.array([[0.0, 0.0], [5.0, 0.0], [9.0, 9.0]])
-    # user 2's anchor was a frame-0 ghost 6 m off: the only unclaimed echo is its
-    col, flagged = gated_association(est, [[0.01, 0.0], [5.0, 0.02], [3.0, 3.0]], [0.05, 0.05, 0.05])
-    assert list(flagged) == [False, False, True]
-    c, up = resolve_flagged(col, flagged, 3, np.full((3, 2), np.nan), est)
+def test_a_far_anchor_does_not_take_a_near_users_estimate():
+    """Family seed 11, frame 1 (captured): user 2's estimate is 1.2 mm from the truth and 12 mm
+    (2 sigma) from its anchor; the cluster did not find user 3 (anchor 20 m away, sigma 7.5 mm)
+    but a ghost at the region's edge. Without a "no estimate" option the Hungarian gave user 3
+    the nearer estimate (user 2's) and user 2 the ghost; with it user 2 keeps its own."""
+    est = np.array([[5.4209, 26.9738], [17.6614, 0.0]])
+    anchors = np.array([[5.4196, 26.986], [24.5937, 43.469]])
+    col, flagged = gated_association(est, anchors, [0.0062, 0.0075])
+    assert col[0] == 0 and not flagged[0]
+    assert col[1] == -1 and flagged[1]
+
+
+def test_resolve_second_pass_single_left_and_uplink():
+    est = np.array([[0.0, 0.0], [5.0, 0.0], [9.0, 9.0], [20.0, 20.0]])
+    # user 1's frame-0 estimate 0.3 m off (6 sigma: the pre-sync frame), user 2's a ghost 6 m
+    # off: the second pass (sigma floor 0.1 m, no gate) pairs user 1 unambiguously; user 2 is
+    # then the only one left with one echo left
+    anchors = np.array([[0.01, 0.0], [5.3, 0.0], [3.0, 3.0]])
+    sigma = np.array([0.05, 0.05, 0.05])
+    col, flagged = gated_association(est[:3], anchors, sigma)
+    assert list(flagged) == [False, True, True]
+    up_nan = np.full((3, 2), np.nan)
+    c, up = resolve_flagged(col, flagged, est[:3], anchors, sigma, up_nan)
     assert list(c) == [0, 1, 2] and not up.any()
-    # two users flagged, two echoes left: the uplink decides (nearest registered positions)
-    flagged2 = np.array([False, True, True])
-    c, up = resolve_flagged([0, 2, 1], flagged2, 3, [[0, 0], [5.1, 0.0], [8.0, 9.0]], est)
-    assert list(c) == [0, 1, 2] and list(up) == [False, True, True]
+    # two ghosts mirror-symmetric to the echoes left (every exchange costs 0 nats): the uplink
+    anchors2 = np.array([[0.01, 0.0], [14.0, 14.5], [14.5, 14.0]])
+    col, flagged = gated_association(est, anchors2, sigma)
+    assert list(flagged) == [False, True, True]
+    c, up = resolve_flagged(col, flagged, est, anchors2, sigma, [[0, 0], [5.1, 0.0], [19.0, 20.0]])
+    assert list(up) == [False, True, True] and list(c) == [0, 1, 3]
     # fewer echoes than users: the one left without an echo gets none
-    c, up = resolve_flagged([0, -1, 1], [False, True, True], 2, [[0, 0], [5, 0], [9, 9]], est[:2])
+    c, up = resolve_flagged([0, -1, -1], [False, True, True], est[:2], anchors, sigma,
+                            [[0, 0], [5, 0], [9, 9]])
     assert c[0] == 0 and sorted(c[1:].tolist()) == [-1, 1]
 
 
