@@ -35,6 +35,10 @@ Search (vectorised over a batch of bursts, e.g. all links of one round):
    its first and second derivatives come from the correlations weighted by ``-j 2 pi m`` and
    ``(-j 2 pi m)^2``), kept only if ``g`` does not decrease. Every accepted move increases
    ``g``, so the result is a local maximum of the same cost as the grid search of spec 4.
+   (c) after the first level, a candidate whose ``g`` is below ``(1 - drop_gap)`` times the
+   best of its burst is dropped (``g`` is ``sigma^2`` times the concentrated log-likelihood,
+   so this is a relative likelihood-gap rule; the later levels change ``g`` by less than 1 %,
+   see :func:`ml_estimate`). On campus rounds ~half the second candidates go here.
 3. the best refined candidate wins; ``h_hat`` from eq 38.
 """
 
@@ -320,10 +324,13 @@ def _coarse(
 def _refine(
     z: NDArray, rq: NDArray, rlag: NDArray | None, db: NDArray, owner: NDArray, t: NDArray,
     e: NDArray, eta: float, dt0: float, de0: float, e_lo: float, e_hi: float, n_levels: int,
+    n_c: int = 1, drop_gap: float = 0.0,
 ) -> tuple[NDArray, NDArray, NDArray]:
     """Refine candidates (see module notes): z [B, Q, M], rq [B, Q, Q], rlag [B, 2Q+1]
     (autocorrelation lags -Q..Q, None when the window truncates the pilot), db [B, L],
-    owner [P] (burst of each candidate), t, e [P] -> (t [P], e [P], g [P])."""
+    owner [P] (burst of each candidate; the ``n_c`` candidates of a burst are consecutive),
+    t, e [P] -> (t [P], e [P], g [P]). After the first level a candidate whose ``g`` is below
+    ``(1 - drop_gap)`` times its burst's best is dropped (returned with ``g = -inf``)."""
     n_p = t.size
     n_q, n_samples = z.shape[1], z.shape[2]
     dp = db[owner]  # [P, L]
@@ -409,6 +416,7 @@ def _refine(
     # coupling): settle eps first
     state = evaluate(t[:, None], cq)
     e, cq, de_max, g_cur, state = newton_eps(state, e, cq, de_max)
+    idx = None  # kept candidates after an early drop
     dt = dt0 / 10.0
     for lev in range(n_levels):
         # (a) TO grid (+- one previous step) ranked by the CFO-profiled metric
@@ -436,8 +444,33 @@ def _refine(
         dt /= 10.0
         # (b) Newton in eps at the new TO
         e, cq, de_max, g_cur, state = newton_eps(state, e, cq, de_max)
+        if lev == 0 and lev < n_levels - 1 and drop_gap > 0.0 and n_c > 1:
+            # early drop (module notes, step 2c): the later levels move g by far less than
+            # drop_gap, so a candidate this far behind its burst's best cannot win
+            gb = g_cur.reshape(-1, n_c)  # [B, C]
+            keep = (gb >= (1.0 - drop_gap) * gb.max(1, keepdims=True)).reshape(-1)  # [P]
+            if not keep.all():
+                idx = np.flatnonzero(keep)
+                t_all, e_all = t.copy(), e.copy()
+                g_all = np.full(n_p, -np.inf)
+                t, e, g_cur, de_max = t[idx], e[idx], g_cur[idx], de_max[idx]
+                t_lo, t_hi = t_lo[idx], t_hi[idx]
+                q0, dp, zp, cq = q0[idx], dp[idx], zp[idx], cq[:, idx]
+                if rlag is None:
+                    rp = rp[idx]
+                else:
+                    rl = rl[idx]
+                rows = np.arange(idx.size)
+                state = (
+                    tuple(x[:, idx] for x in state[0]),  # [L, P', 1]
+                    [[None if x is None else x[idx] for x in r] for r in state[1]],  # [P', 1]
+                    tuple(x[idx] for x in state[2]),  # [P', 1]
+                )
     # final eps polish at the final TO
     e, cq, de_max, g_cur, state = newton_eps(state, e, cq, de_max)
+    if idx is not None:
+        t_all[idx], e_all[idx], g_all[idx] = t, e, g_cur
+        return t_all, e_all, g_all
     return t, e, g_cur
 
 
@@ -453,6 +486,7 @@ def ml_estimate(
     n_candidates: int = 2,
     n_refine: int = 3,
     max_batch: int = 64,
+    drop_gap: float = 0.05,
 ) -> MlEstimate:
     """ML estimate of TO, CFO and taps of one desired link per burst (eq 37-39).
 
@@ -484,6 +518,13 @@ def ml_estimate(
         with a parabolic TO step (3 levels: grid 1e-4 chips, then sub-grid).
     max_batch : int
         Bursts processed together in the coarse stage (memory bound).
+    drop_gap : float
+        Early drop of weak candidates: after the first refinement level a candidate whose
+        metric is below ``(1 - drop_gap)`` times the best of its burst is not refined further
+        (0 refines every candidate to the end). ``g`` is ``sigma^2`` times the concentrated
+        log-likelihood, so this is a likelihood-gap rule relative to the best candidate; the
+        later levels raised ``g`` by at most 0.9 % (random links at 0-40 dB SNR) and 0.08 %
+        (captured campus rounds), and no drop of a winner occurred at a gap above 1e-4.
 
     Returns
     -------
@@ -502,6 +543,8 @@ def ml_estimate(
     if n_b == 0:  # no link to estimate (e.g. a network of one AP): empty estimates
         empty = np.zeros(lead)
         return MlEstimate(empty, empty.copy(), np.zeros(lead + (n_taps,), complex), empty.copy())
+    if not 0.0 <= drop_gap < 1.0:
+        raise ValueError(f"drop_gap must be in [0, 1), got {drop_gap!r}")
     eta = float(to_range_chips)
     n_q = int(np.floor(eta + db.max())) + 3
 
@@ -538,7 +581,7 @@ def ml_estimate(
     e_lo, e_hi = (-np.inf, np.inf) if full else (-cfo_max, cfo_max)
     t, e, g_best = _refine(
         z, rq, rlag, db, owner, cand_t.reshape(-1), cand_e.reshape(-1), eta, dt0, de0, e_lo, e_hi,
-        n_refine,
+        n_refine, n_c, drop_gap,
     )
 
     # Choose the best candidate and compute the taps there (eq 38).
