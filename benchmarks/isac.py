@@ -48,9 +48,10 @@ def main() -> None:
     ap.add_argument("--sensing-timing", action="store_true",
                     help="only the sensing CPU table (campus music/crlb, users 3/6/12)")
     ap.add_argument("--frames", type=int, default=None, help="frames of the --sensing-timing runs")
+    ap.add_argument("--users", default="3,6,12", help="user counts of the --sensing-timing runs (e.g. 3,6,12,24)")
     args = ap.parse_args()
     if args.sensing_timing:
-        bench_sensing_timing(args.frames or (12 if args.quick else 40))
+        bench_sensing_timing(args.frames or (12 if args.quick else 40), tuple(int(u) for u in args.users.split(",")))
         return
     cfg = IsacConfig()
     g = cfg.geometry()
@@ -177,16 +178,18 @@ def _cpu_cols(r: dict) -> str:
     return f"{1e3 * r['cpu0']:9.1f} {1e3 * r['cpu1']:8.1f} {1e3 * r['cpu_med']:7.1f} {1e3 * r['cpu']:7.1f}"
 
 
-def bench_sensing_timing(frames: int) -> None:
+def bench_sensing_timing(frames: int, user_counts: tuple[int, ...] = (3, 6, 12)) -> None:
     """Issue 9 speed targets: CPU (process_time) of the sensing model per campus frame.
 
     ``music`` <= 100 ms per tracking frame at 6 users / 36 APs, growing at most linearly with the
-    users; ``crlb`` <= 5 ms. Pin BLAS to one thread (OMP/OPENBLAS/MKL_NUM_THREADS=1) to compare.
+    users (the ``ms/user`` column about constant); ``crlb`` <= 5 ms. Pin BLAS to one thread
+    (OMP/OPENBLAS/MKL_NUM_THREADS=1) to compare. ``user_counts``: 24 users cost about a minute of
+    CPU per acquisition frame.
     """
     print(f"\n== sensing CPU per campus frame ({frames} frames; process_time, BLAS threads as set) ==")
     print(f"{'case':>26} {'CPU f0 ms':>9} {'f1 ms':>8} {'med ms':>7} {'mean ms':>7} {'ms/user':>7} {'tracked':>8}")
     for method in ("music", "crlb"):
-        for users in (3, 6, 12):
+        for users in user_counts:
             r = _sense_run("scenarios/campus.yaml", [f"run.frames={frames}", f"sensing.method={method}",
                                                      f"users.count={users}", "sync.method=genie"])
             print(f"{method + ' ' + str(users) + ' users':>26} {_cpu_cols(r)} {1e3 * r['cpu'] / users:7.1f} "
