@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from netsim.comm.robust_cache import ProblemCache
+
 __all__ = [
     "BeamformingResult",
     "BiRboResult",
@@ -817,7 +819,8 @@ def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # n
     return lo
 
 
-def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDArray[np.complex128] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDArray[np.complex128] | None = None,
+                    cache: ProblemCache | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Certified worst-case SINR of fixed beamformers (spec 3.6 post-processing).
 
     Per user k: ``max gamma`` s.t. ``Phi_k(gamma, lam_{.,k}) >= 0``, ``lam >= 0`` (affine in both,
@@ -829,6 +832,8 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
     x : ndarray (K, d) complex, normalised reduced beamformers (ignored if ``w_mats`` given).
     w_mats : ndarray (K, d, d) complex or None
         Certify general (SDR) covariances W_k instead of ``x x^H``.
+    cache : ProblemCache or None
+        Keeps the compiled per-user SDP for later calls of the same (d, M) (same results).
 
     Returns
     -------
@@ -850,13 +855,18 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
             gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
             continue
         if prob is None:  # one parametrised (DPP) problem, compiled once for every user
-            gv = cp.Variable(nonneg=True)
-            lv = cp.Variable(m, nonneg=True)
-            p_a0 = cp.Parameter((d + 1, d + 1), complex=True)
-            p_a1 = cp.Parameter((d + 1, d + 1), complex=True)
-            p_l = cp.Parameter((d + 1, m))
-            expr = p_a0 + gv * p_a1 + cp.diag(p_l @ lv)
-            prob = cp.Problem(cp.Maximize(gv), [0.5 * (expr + expr.H) >> 0])
+            got = None if cache is None else cache.get(("worst_case_sinr", d, m))
+            if got is None:
+                gv = cp.Variable(nonneg=True)
+                lv = cp.Variable(m, nonneg=True)
+                p_a0 = cp.Parameter((d + 1, d + 1), complex=True)
+                p_a1 = cp.Parameter((d + 1, d + 1), complex=True)
+                p_l = cp.Parameter((d + 1, m))
+                expr = p_a0 + gv * p_a1 + cp.diag(p_l @ lv)
+                got = (cp.Problem(cp.Maximize(gv), [0.5 * (expr + expr.H) >> 0]), gv, lv, p_a0, p_a1, p_l)
+                if cache is not None:
+                    cache.put(("worst_case_sinr", d, m), got)
+            prob, gv, lv, p_a0, p_a1, p_l = got
         s_other = w_mats.sum(axis=0) - w_mats[k]
         g = red.g[k]
         # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
@@ -925,36 +935,60 @@ def monte_carlo_min_sinr(
 # --------------------------------------------------------------------------------------------
 # EI (error-ignorant) SOCP, eq. (22)-(23)
 # --------------------------------------------------------------------------------------------
-def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2,
-            guess: float | None = None) -> tuple[float, NDArray[np.complex128] | None, int]:
-    """Bisection on t with the SOCP (22) (eps = 0); returns (t, x (K, d) normalised reduced, n_solves).
-
-    ``guess``: expected threshold (same result, fewer solves; see :func:`path_bisection`).
-    """
+def _ei_problem(red: ReducedProblem):  # noqa: ANN202 - cvxpy objects
+    """The SOCP (22) with channels (``p_g``: rows g_k^H), ``sqrt(gamma)`` (``sg``),
+    ``sqrt(gamma) g_k^H`` (``p_gs``, so the problem stays DPP) and budget as parameters."""
     import cvxpy as cp
 
     k_users, d = red.n_users, red.dim
     e = red.indicator
     sg = cp.Parameter(nonneg=True, value=1.0)
+    p_g = cp.Parameter((k_users, d), complex=True)
+    p_gs = cp.Parameter((k_users, d), complex=True)
+    p_pbar = cp.Parameter(nonneg=True)
     x = cp.Variable((k_users, d), complex=True)
     cons = []
     for k in range(k_users):
-        g = red.g[k]
-        cons.append(cp.imag(g.conj() @ x[k]) == 0)
-        others = [g.conj() @ x[j] for j in range(k_users) if j != k]
-        vec = cp.hstack(others + [1.0 + 0j]) if others else cp.hstack([1.0 + 0j])
-        cons.append(cp.real(g.conj() @ x[k]) >= sg * cp.norm(vec, 2))
+        cons.append(cp.imag(p_g[k] @ x[k]) == 0)
+        others = [p_gs[k] @ x[j] for j in range(k_users) if j != k]
+        # sqrt(gamma) ||[g^H x_j (j != k), 1]|| = ||[sqrt(gamma) g^H x_j, sqrt(gamma)]||
+        vec = cp.hstack(others + [cp.reshape(sg, (1,), order="C")]) if others else cp.reshape(sg, (1,), order="C")
+        cons.append(cp.real(p_g[k] @ x[k]) >= cp.norm(vec, 2))
     serves = red.serves
     for mm in range(red.n_aps):
         idx = np.nonzero(e[:, mm])[0]
         if idx.size == 0:
             continue
-        cons.append(cp.sum_squares(x[:, idx]) <= red.pbar)
+        cons.append(cp.sum_squares(x[:, idx]) <= p_pbar)
         for kk in np.nonzero(~serves[mm])[0]:
             cons.append(x[kk, idx] == 0)
-    prob = cp.Problem(cp.Minimize(0), cons)
+    return cp.Problem(cp.Minimize(0), cons), x, sg, p_g, p_gs, p_pbar
+
+
+def ei_socp(red: ReducedProblem, rho: float, zeta: float = 1e-2,
+            guess: float | None = None, cache: ProblemCache | None = None) -> tuple[float, NDArray[np.complex128] | None, int]:
+    """Bisection on t with the SOCP (22) (eps = 0); returns (t, x (K, d) normalised reduced, n_solves).
+
+    ``guess``: expected threshold (same result, fewer solves; see :func:`path_bisection`).
+    ``cache``: keeps the compiled SOCP (channels, threshold and budget are parameters) for the
+    next call with the same dimensions and serving pattern; each call starts a fresh solver.
+    """
+    k_users, d = red.n_users, red.dim
+    key = ("ei_socp", k_users, d, red.n_aps, red.ap_of.tobytes(), red.serves.tobytes())
+    got = None if cache is None else cache.get(key)
+    if got is None:
+        got = _ei_problem(red)
+        if cache is not None:
+            cache.put(key, got)
+    prob, x, sg, p_g, p_gs, p_pbar = got
+    prob._solver_cache = {}  # a fresh solver per design (the bisection below warm-starts it)
+    gc = red.g.conj()  # [K, d]
+    p_g.value = gc
+    p_pbar.value = float(red.pbar)
+
     def solve_at(t: float) -> tuple[bool, NDArray[np.complex128] | None]:
         sg.value = float(np.sqrt(2.0 ** (t / rho) - 1.0))
+        p_gs.value = sg.value * gc
         # Clarabel, then Clarabel again with more regularisation (on isac_paper its rare
         # numerical failures are all decided by that retry, at ~1/40 of an SCS fallback's cost),
         # then SCS
@@ -1081,9 +1115,10 @@ def _mrt_plain(red: ReducedProblem) -> NDArray[np.complex128]:
     return w.reshape(k_users, mn) @ red.basis.conj()
 
 
-def certify(red: ReducedProblem, x: NDArray[np.complex128], rho: float) -> tuple[NDArray[np.float64], float]:
+def certify(red: ReducedProblem, x: NDArray[np.complex128], rho: float,
+            cache: ProblemCache | None = None) -> tuple[NDArray[np.float64], float]:
     """Certified worst-case SINRs and minimum rate of normalised reduced beamformers x."""
-    gam, _ = worst_case_sinr(red, x)
+    gam, _ = worst_case_sinr(red, x, cache=cache)
     return gam, float(rho * np.log2(1.0 + max(float(np.min(gam)), 0.0)))
 
 
@@ -1101,6 +1136,7 @@ def design_beamformers(
     serving: ArrayLike | None = None,
     max_sdp_dim: int = 96,
     hint: BeamformingResult | None = None,
+    cache: ProblemCache | None = None,
 ) -> BeamformingResult:
     """Design beamformers at a fixed time allocation rho (one frame; no rho search).
 
@@ -1139,6 +1175,9 @@ def design_beamformers(
         take the same decisions as without a hint (the result does not depend on it, up to a
         solver that contradicts itself at the feasibility boundary) with about two SDP solves
         each instead of ``log2(t_up / zeta)``; see :func:`path_bisection`.
+    cache : ProblemCache or None
+        Compiled cvxpy problems kept for the next design of the same dimensions (the engine
+        passes one per run); results are the same with and without it.
 
     Returns
     -------
@@ -1156,13 +1195,13 @@ def design_beamformers(
             # every accepted point re-verified, so they are not the user's concern in a run
             warnings.simplefilter("ignore", UserWarning)
             return _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving,
-                           max_sdp_dim, t0, _hints(hint, scheme))
+                           max_sdp_dim, t0, _hints(hint, scheme), cache)
     except BaseException as exc:  # noqa: BLE001 - a solver failure (even a Rust panic) is a status
         _reraise_interrupt(exc)
         return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "solver_error", 0, time.perf_counter() - t0, {"error": repr(exc)})
 
 
-def _zf_seed(red: ReducedProblem, rho: float) -> dict[float, bool]:
+def _zf_seed(red: ReducedProblem, rho: float, cache: ProblemCache | None = None) -> dict[float, bool]:
     """``{t_zf: True}`` with t_zf the certified worst-case rate of zero-forcing at full power, a
     feasible threshold of the SDR (14) (empty with serving clusters, ill-conditioned ZF or no
     certificate).
@@ -1183,7 +1222,7 @@ def _zf_seed(red: ReducedProblem, rho: float) -> dict[float, bool]:
         return {}
     x = x * np.sqrt(red.pbar / per_ap.max())
     try:
-        _, rate = certify(red, x, rho)
+        _, rate = certify(red, x, rho, cache)
     except Exception:  # noqa: BLE001 - a seed is optional: without it the bisection solves as before
         return {}
     return {rate: True} if np.isfinite(rate) and rate > 0 else {}
@@ -1200,7 +1239,7 @@ def _hints(hint: BeamformingResult | None, scheme: str) -> dict[str, float]:
 
 
 def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower_directions, serving, max_sdp_dim, t0,  # noqa: ANN001, ANN202, PLR0913
-            guesses):
+            guesses, cache=None):
     """Body of :func:`design_beamformers` (raises on solver failure; the caller turns it into a status)."""
     k_users = hh.shape[0]
     zero = np.zeros_like(hh)
@@ -1216,13 +1255,13 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
     if scheme in ("main", "mrt"):
         # main: the certified rate of full-power zero-forcing is feasible for the SDR (x x^H with
         # its certificate's multipliers), so the plain path's midpoints below it need no solve
-        seed = _zf_seed(red, rho) if scheme == "main" else {}
+        seed = _zf_seed(red, rho, cache) if scheme == "main" else {}
         extra["zf_seed"] = next(iter(seed), 0.0)
         res = bi_rbo(red, rho, zeta, mrt=(scheme == "mrt"), guess=guesses.get("t_sdr"), known=seed)
         if not res.feasible:
             return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", res.n_solves, time.perf_counter() - t0, extra)
         x = rank_one(red, res.w_mats)
-        gam, rate = certify(red, x, rho)
+        gam, rate = certify(red, x, rho, cache)
         if repower_directions:
             # The repowered threshold lies between the rank-one certificate and the SDR's t, and
             # both bisections walk the same plain path (same bracket and tolerance). The direction
@@ -1236,16 +1275,16 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
             x2, extra["t_repower"], extra["n_solves_repower"] = _repower(
                 red, x, rho, zeta, guesses.get("t_repower", float(res.t)), known=rep_known)
             if x2 is not None:
-                gam2, rate2 = certify(red, x2, rho)
+                gam2, rate2 = certify(red, x2, rho, cache)
                 if rate2 > rate:
                     x, gam, rate = x2, gam2, rate2
         return BeamformingResult(red.lift(x), rho, float(res.t), gam, rate, "ok", res.n_solves, time.perf_counter() - t0, extra)
     if scheme == "ei":
         red0 = red.with_eps(np.zeros_like(np.asarray(eps, dtype=float)))
-        t_sdr, x, n_s = ei_socp(red0, rho, zeta, guesses.get("t_sdr"))
+        t_sdr, x, n_s = ei_socp(red0, rho, zeta, guesses.get("t_sdr"), cache)
         if x is None:
             return BeamformingResult(zero, rho, 0.0, np.zeros(k_users), 0.0, "infeasible", n_s, time.perf_counter() - t0, extra)
     else:  # mrt_plain
         x, t_sdr, n_s = _mrt_plain(red), 0.0, 0
-    gam, rate = certify(red, x, rho)
+    gam, rate = certify(red, x, rho, cache)
     return BeamformingResult(red.lift(x), rho, float(t_sdr), gam, rate, "ok", n_s, time.perf_counter() - t0, extra)

@@ -87,6 +87,7 @@ class LocationAwareComm:
         self.directions: np.ndarray | None = None  # [K, M, N]
         self.robust_w: np.ndarray | None = None  # [K, M, N] seed-003 designs (power included)
         self.last_design = None  # BeamformingResult of the last seed-003 design
+        self.robust_cache = None  # netsim.comm.robust_cache.ProblemCache (compiled cvxpy problems; not pickled)
         self.pilot_length = 0
         self.power_w: np.ndarray | None = None  # [M, K] last allocation (warm start), W
         self.power_step: float | None = None  # WMMSE refinement's last spectral step
@@ -130,6 +131,7 @@ class LocationAwareComm:
         balls (4) grown from this frame's position CRLB. A solver failure or an infeasible
         design falls back to equal-power MRT (logged)."""
         from netsim.comm.robust import design_beamformers  # cvxpy: only runs that use it
+        from netsim.comm.robust_cache import ProblemCache
         from netsim.scenario.checks import SDP_DIM_GUARD, max_robust_dim
 
         sim = self.sim
@@ -148,11 +150,14 @@ class LocationAwareComm:
         # resource guard (netsim.scenario.checks): the largest dimension whose estimated memory
         # and time are within the limits; above it the design is refused before cvxpy allocates
         max_dim = min(SDP_DIM_GUARD, max_robust_dim(sc.comm.beamforming, k_users))
+        if self.robust_cache is None:  # compiled certificate problems, reused by later frames
+            self.robust_cache = ProblemCache()
         # no hint=self.last_design: in isac_paper the SDR threshold moves by up to 1 bit/s/Hz
         # between frames, so the previous frame's guess cost more solves than it saved (14 vs 11)
         res = design_beamformers(
             sc.comm.beamforming, h_hat, eps, float(sim.p_max_w.max()), sc.channel.noise_power_w,
-            sim.comm_fraction, n_aps, serving=serving, max_sdp_dim=max_dim)
+            sim.comm_fraction, n_aps, serving=serving, max_sdp_dim=max_dim,
+            cache=self.robust_cache)
         self.last_design = res
         if res.status != "ok":
             sim.event("beamformer_fallback", -1,
@@ -160,7 +165,8 @@ class LocationAwareComm:
                       + (f" (d = {res.extra['dim']}; {res.extra['hint']})" if "hint" in res.extra else "")
                       + "; equal-power MRT used this frame")
             res = design_beamformers("mrt_plain", h_hat, eps, float(sim.p_max_w.max()),
-                                     sc.channel.noise_power_w, sim.comm_fraction, n_aps, serving=serving)
+                                     sc.channel.noise_power_w, sim.comm_fraction, n_aps, serving=serving,
+                                     cache=self.robust_cache)
         self.robust_w = res.w.reshape(k_users, n_aps, n_ant) * net.online[None, :, None]
         self.directions = self.robust_w
 
