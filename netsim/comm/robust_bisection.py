@@ -1,0 +1,220 @@
+"""Bisection on the rate threshold (seed 003 Alg. 1, Bi-RBO; Bi-RPO-MRT) and the plain-path
+search that reproduces it with fewer solves (:func:`path_bisection`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from netsim.comm.robust_model import ReducedProblem, rate_upper_bound
+from netsim.comm.robust_sdp import _RobustSdp
+
+
+@dataclass
+class BiRboResult:
+    """Output of :func:`bi_rbo` (normalised reduced units).
+
+    Attributes
+    ----------
+    t : float
+        Largest certified-feasible rate threshold [bit/s/Hz] (0 if none).
+    w_mats : ndarray (K, d, d) complex or None
+        SDR solution W~_k (normalised, reduced).
+    lam : ndarray (M, K) or None
+    feasible : bool
+    n_solves : int
+    solve_s : float
+    """
+
+    t: float
+    w_mats: NDArray[np.complex128] | None
+    lam: NDArray[np.float64] | None
+    feasible: bool
+    n_solves: int = 0
+    solve_s: float = 0.0
+    p_mats: list[NDArray[np.complex128]] | None = None  # MRT/direction models: P_k (r_k, r_k) per user
+    decisions: dict[float, bool] | None = None  # every threshold decided by the search: t -> feasible
+
+
+def path_bisection(
+    solve_at: Callable[[float], tuple[bool, object]],
+    lo0: float,
+    up0: float,
+    zeta: float,
+    guess: float | None = None,
+    max_gallop: int = 4,
+    known: dict[float, bool] | None = None,
+) -> tuple[float, object | None, int]:
+    """Bisection on a monotone feasibility test, reproducing the plain loop's decisions.
+
+    The plain loop is ``while up - lo > zeta: t = (lo + up)/2; lo or up = t`` from
+    ``(lo0, up0)``, solving at every midpoint. Its result (the last feasible midpoint and the
+    solution there) depends only on which midpoints are feasible, and feasibility is monotone in
+    t (a larger rate threshold only shrinks the feasible set of (14)/(26)). So every midpoint of
+    the plain path that lies below a solved feasible point, or above a solved infeasible one, is
+    decided without a solve. With a ``guess`` of the answer (the previous frame's threshold), the
+    two ends of the final plain-path interval that contains the guess are solved first; when the
+    guess is off, the search gallops away from it (steps doubling) until it brackets the answer,
+    then finishes with the plain midpoints. The returned point is always a midpoint of the plain
+    path that was itself solved feasible, so a good guess gives the plain loop's result with about
+    two solves instead of ``log2((up0 - lo0)/zeta)``; a poor one costs a few extra solves.
+    Without a guess this is the plain loop, solve for solve.
+
+    Parameters
+    ----------
+    solve_at : callable t -> (feasible, solution)
+    lo0, up0 : float
+        Start bracket (lo0 is taken as feasible, up0 as infeasible, neither is solved).
+    zeta : float
+        Tolerance of the plain loop.
+    guess : float or None
+        Expected answer.
+    max_gallop : int
+        Most galloping probes before falling back to the plain midpoints.
+    known : dict or None
+        Decisions known beforehand, ``t -> feasible`` (e.g. from a cheaper problem whose
+        feasibility is equivalent, or implied by a relaxation: a threshold infeasible for the
+        SDR is infeasible for any restriction of it). They decide midpoints exactly as solved
+        ones do, but carry no solution: the returned point is still solved here. The dict is
+        updated in place with every decision taken (the caller may reuse them).
+
+    Returns
+    -------
+    (t, solution, n_solves): ``t = lo0`` and ``solution = None`` when no midpoint is feasible.
+    """
+    known = {} if known is None else known
+    sols: dict[float, object] = {}
+    n = 0
+
+    def probe(t: float) -> bool:
+        nonlocal n
+        ok, sol = solve_at(t)
+        n += 1
+        known[t] = bool(ok)
+        if ok:
+            sols[t] = sol
+        return bool(ok)
+
+    def walk(assume: float | None) -> tuple[float | None, float, float]:
+        """Follow the plain path; returns (first undecided midpoint or None, final lo, final up)."""
+        a = max((t for t, ok in known.items() if ok), default=-np.inf)
+        b = min((t for t, ok in known.items() if not ok), default=np.inf)
+        lo, up = lo0, up0
+        while up - lo > zeta:
+            t = 0.5 * (lo + up)
+            if t in known:
+                ok = known[t]
+            elif t <= a:
+                ok = True
+            elif t >= b:
+                ok = False
+            elif assume is not None:
+                ok = t <= assume
+            else:
+                return t, lo, up
+            lo, up = (t, up) if ok else (lo, t)
+        return None, lo, up
+
+    if guess is not None and np.isfinite(guess) and lo0 < guess < up0:
+        g = float(guess)
+        _, plo, pup = walk(g)
+        step = max(pup - plo, 0.5 * zeta)
+        going = 0  # -1 down, +1 up, 0 not yet known
+        for _ in range(max_gallop):
+            _, plo, pup = walk(g)
+            if going <= 0 and plo > lo0 and plo not in known:
+                if not probe(plo):
+                    going, g = -1, max(plo - step, 0.5 * (lo0 + plo))
+                    step *= 2.0
+                    continue
+                if going < 0:
+                    break  # bracketed from above
+            if going >= 0 and pup < up0 and pup not in known:
+                if probe(pup):
+                    going, g = 1, min(pup + step, 0.5 * (pup + up0))
+                    step *= 2.0
+                    continue
+            break
+    limit = 4 * int(np.ceil(np.log2(max((up0 - lo0) / zeta, 2.0)))) + 2 * max_gallop + 8
+    while n < limit:
+        t, lo, _ = walk(None)
+        if t is not None:
+            probe(t)
+            continue
+        if lo <= lo0:
+            return lo0, None, n
+        if lo in sols:
+            return lo, sols[lo], n
+        probe(lo)  # decided feasible by monotonicity but not solved itself: solve it for its W
+    _, lo, _ = walk(None)
+    best = max((t for t in sols if t <= lo), default=None)
+    return (best, sols[best], n) if best is not None else (lo0, None, n)
+
+
+def bi_rbo(
+    red: ReducedProblem,
+    rho: float,
+    zeta: float = 1e-2,
+    t_lo: float = 0.0,
+    t_up: float | None = None,
+    init: BiRboResult | None = None,
+    mrt: bool = False,
+    dpp: bool = True,
+    directions: list[NDArray[np.complex128]] | None = None,
+    guess: float | None = None,
+    known: dict[float, bool] | None = None,
+) -> BiRboResult:
+    """Algorithm 1 (Bi-RBO), or Bi-RPO-MRT with ``mrt=True``: bisection on t with the SDR (14)/(26).
+
+    Parameters
+    ----------
+    red : ReducedProblem
+    rho : float
+        Communication fraction (gamma = 2^{t/rho} - 1).
+    zeta : float
+        Bisection tolerance [bit/s/Hz].
+    t_lo, init :
+        Known feasible threshold and its solution (warm start); ``init=None`` means none.
+    t_up : float or None
+        Upper end (default :func:`rate_upper_bound`).
+    mrt : bool
+    dpp : bool
+        Re-use one compiled parametrised problem (True) or rebuild per step (plain).
+    directions : list of (d, r_k) arrays or None
+        Restrict ``W_k = B_k P_k B_k^H`` to given bases (as the MRT model (26) does with the
+        MRT bases); used to re-optimise the powers of extracted rank-one directions.
+    guess : float or None
+        Expected threshold (e.g. the previous frame's): same result as without it, usually with
+        far fewer SDP solves (see :func:`path_bisection`).
+    known : dict or None
+        Decisions ``t -> feasible`` known beforehand (see :func:`path_bisection`); the result's
+        ``decisions`` holds them plus every decision of this search.
+    """
+    t0 = time.perf_counter()
+    if t_up is None:
+        t_up = rate_upper_bound(red, rho)
+    best = init if (init is not None and init.feasible) else BiRboResult(t_lo, None, None, False)
+    lo, up = (t_lo if best.feasible else 0.0), max(t_up, t_lo)
+    sdp = _RobustSdp(red, mrt=mrt, dpp=True, directions=directions) if dpp else None
+
+    def solve_at(t: float) -> tuple[bool, BiRboResult | None]:
+        gamma = 2.0 ** (t / rho) - 1.0
+        solver = sdp if sdp is not None else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma, directions=directions)
+        ok, w, lam = solver.solve(gamma)
+        if not ok:
+            return False, None
+        p = [np.asarray(pk.value) for pk in solver.p] if solver.mrt else None
+        return True, BiRboResult(t, w, lam, True, p_mats=p)
+
+    decisions = {} if known is None else dict(known)
+    _, found, n_solves = path_bisection(solve_at, lo, up, zeta, guess, known=decisions)
+    if found is not None:
+        best = found
+    best.decisions = decisions
+    best.n_solves = n_solves
+    best.solve_s = time.perf_counter() - t0
+    return best
