@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--no-hint", action="store_true", help="plain bisection every frame (no warm start)")
     ap.add_argument("--solver-check", action="store_true")
     args = ap.parse_args()
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"{'scheme':<6} {'frame':>5} {'CPU s':>8} {'wall s':>8} {'solves':>6} {'status':<8} "
           f"{'t_sdr':>7} {'certified rate':>15}")
     for scheme in args.schemes:
@@ -97,6 +98,7 @@ def main() -> None:
         if args.solver_check and rows and scheme == "main":
             print("  one Bi-RBO SDP of frame 0 near its final threshold:")
             solver_check(rows[0])
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
