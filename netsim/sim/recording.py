@@ -76,27 +76,6 @@ class FrameRecorder:
             return float("nan")
         return float(design.rate_wc)
 
-    def allocate_time(self, crlb_m2: np.ndarray, sense_s: float) -> None:
-        """Time allocation for the next frame (``frame.time_allocation``).
-
-        ``crlb_feasible`` (seed 003 eq. 17): with the per-snapshot bounds c_k = CRLB_k L of this
-        frame, the sensing phase needs L = ceil(max_k c_k / eps_th) snapshots, so
-        rho = 1 - L T_u / T, clipped to [min_comm_fraction, max_comm_fraction] (an event is
-        logged when the threshold cannot be met).
-        """
-        sc = self.sim.scenario
-        if sc.frame.time_allocation == "fixed" or not np.all(np.isfinite(crlb_m2)):
-            return
-        n_snap = min(sc.sensing.max_snapshots,
-                     max(1, int(np.floor(sense_s / sc.sensing.snapshot_duration_s + 1e-9))))
-        c_max = float(np.max(crlb_m2)) * n_snap  # per-snapshot bound of the worst user (m^2)
-        need = int(np.ceil(c_max / sc.sensing.crlb_threshold_m2 - 1e-12))
-        rho = 1.0 - need * sc.sensing.snapshot_duration_s / sc.frame.sense_comm_duration_s
-        lo, hi = sc.frame.min_comm_fraction, sc.frame.max_comm_fraction
-        if rho < lo:
-            self.sim.event("crlb_infeasible", -1, f"needs {need} snapshots; rho clipped to {lo}")
-        self.comm_fraction = float(np.clip(rho, lo, hi))
-
     def ap_rows(self, meas, to_s, cfo_hz, phase) -> dict[str, np.ndarray]:
         net = self.sim.net
         n = net.n_aps
