@@ -6,7 +6,7 @@ import numpy as np
 
 from netsim.sensing.config import IsacGeometry, dbm_to_w
 from netsim.sensing.echo import sample_echo_statistics
-from netsim.sensing.fim import isotropic_covariance
+from netsim.sensing.fim import fast_position_crb, isotropic_covariance
 
 LAM = 299_792_458.0 / 28e9  # m, 28 GHz carrier
 NOISE = 4e-13  # W, about a 20 MHz receiver
@@ -23,6 +23,17 @@ def three_ap_cluster(rng: np.random.Generator, spacing_wl: float) -> IsacGeometr
 def rcs(rng: np.random.Generator, k: int, m: int = 3) -> np.ndarray:
     """CN(0, 1) reflection coefficients of ``k`` users on ``m`` x ``m`` AP pairs, ``[k, m, m]``."""
     return (rng.standard_normal((k, m, m)) + 1j * rng.standard_normal((k, m, m))) / np.sqrt(2)
+
+
+def echo_frame(g: IsacGeometry, users_m: np.ndarray, rng: np.random.Generator, snapshots: int = 2000):
+    """One frame's echo statistics of ``users_m`` ``[K, 2]`` (m) at 30 dBm isotropic excitation with
+    fresh CN(0, 1) reflection coefficients, and each user's CRLB trace ``[K]`` (m^2) for those
+    coefficients. Returns (echo statistics, CRLB trace)."""
+    r = isotropic_covariance(g, dbm_to_w(30.0))
+    alpha = rcs(rng, len(users_m), g.n_aps)
+    st = sample_echo_statistics(g, users_m, r, snapshots, NOISE, rng, alpha)
+    crlb = np.trace(fast_position_crb(g, users_m, r, snapshots, NOISE, alpha=alpha), axis1=1, axis2=2)
+    return st, crlb
 
 
 MIRROR_USER_M = np.array([[30.84, 38.71]])  # 0.84 m from the line x = 30 that two of the APs share

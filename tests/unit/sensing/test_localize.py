@@ -22,6 +22,7 @@ from sensing_scenes import (  # noqa: E402
     MIRROR_APS,
     MIRROR_USER_M,
     NOISE,
+    echo_frame,
     mirror_ghost_scene,
     rcs,
     three_ap_cluster,
@@ -108,10 +109,7 @@ def test_acquisition_then_tracking_on_random_geometries(seed, case):
         p[1] = p[0] + [0.35, 0.2]
     if case == "near an AP":
         p[0] = g.ap_centers_m[1] + [1.2, 0.9]
-    r = isotropic_covariance(g, dbm_to_w(30.0))
-    alpha = rcs(rng, 3)
-    st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, alpha)
-    crlb = np.trace(fast_position_crb(g, p, r, 2000, NOISE, alpha=alpha), axis1=1, axis2=2)
+    st, crlb = echo_frame(g, p, rng)
     lo, hi = np.array([-10.0, -10.0]), np.array([35.0, 35.0])
     acq = localize_cluster(st, g, NOISE, 3, lo, hi, 0.25, anchors_m=p, exclusion_m=0.32)
     err = np.linalg.norm(acq.positions_m - p, axis=1)
@@ -187,10 +185,7 @@ def test_half_wavelength_near_ap_user_inside_and_beyond_the_fine_grid(dist_m):
     p = rng.uniform(4, 21, (2, 2))
     ang = rng.uniform(0, 2 * np.pi)
     p[0] = g.ap_centers_m[2] + dist_m * np.array([np.cos(ang), np.sin(ang)])
-    r = isotropic_covariance(g, dbm_to_w(30.0))
-    alpha = rcs(rng, 2)
-    st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, alpha)
-    crlb = np.trace(fast_position_crb(g, p, r, 2000, NOISE, alpha=alpha), axis1=1, axis2=2)
+    st, crlb = echo_frame(g, p, rng)
     lo, hi = np.array([-8.0, -8.0]), np.array([33.0, 33.0])
     acq = localize_cluster(st, g, NOISE, 2, lo, hi, 0.25, anchors_m=p, exclusion_m=0.3)
     err = np.linalg.norm(acq.positions_m - p, axis=1)
@@ -211,10 +206,7 @@ def test_tracking_only_the_members_keeps_their_estimates(seed):
     ang = rng.uniform(0, 2 * np.pi, 2)
     far = np.array([9.0, 9.0]) + rng.uniform(28, 34, (2, 1)) * np.stack([np.cos(ang), np.sin(ang)], axis=-1)
     p = np.concatenate([rng.uniform(4, 21, (2, 2)), far])  # two members among the APs, two others
-    r = isotropic_covariance(g, dbm_to_w(30.0))
-    alpha = rcs(rng, 4)
-    st = sample_echo_statistics(g, p, r, 2000, NOISE, rng, alpha)
-    crlb = np.trace(fast_position_crb(g, p, r, 2000, NOISE, alpha=alpha), axis1=1, axis2=2)
+    st, crlb = echo_frame(g, p, rng)
     pred = p + rng.normal(0, 0.003, p.shape)
     lo, hi = np.full(2, -30.0), np.full(2, 50.0)
     kw = dict(predicted_m=pred, halfwidth_m=0.02, exclusion_m=0.32)
