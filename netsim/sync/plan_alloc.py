@@ -28,6 +28,7 @@ from netsim.sync.plan_pilots import alg2_pilot_sharing, received_power_matrix, s
 __all__ = [
     "ChannelBank",
     "evaluate_crb",
+    "evaluate_crb_batch",
     "untrusted_aps",
     "alg3_allocation",
     "master_tree",
@@ -88,9 +89,21 @@ def evaluate_crb(
     -------
     crb_to : ndarray (S,), Ts^2;  crb_cfo : ndarray (S,), (cycles/sample)^2 (inf if singular).
     """
+    return evaluate_crb_batch(
+        [(slave_nodes, master_of_slave, pilot_of_slave)], node_loc, bank, cfg)[0]
+
+
+def _crb_inputs(
+    node_loc: NDArray,
+    slave_nodes: NDArray,
+    master_of_slave: NDArray,
+    pilot_of_slave: NDArray,
+    bank: ChannelBank,
+    cfg: SyncPlanConfig,
+) -> tuple:
+    """Arguments of :func:`~netsim.sync.crb.crb_to_cfo` for one :func:`evaluate_crb` call:
+    ``(pilots [S, N], theta1 [S], delays [S, L], taps [S, L], xi [S, M], M)``."""
     s = slave_nodes.size
-    if s == 0:
-        return np.zeros(0), np.zeros(0)
     c_ts = SPEED_OF_LIGHT_M_S * cfg.chip_time_s
     d_des = np.linalg.norm(node_loc[slave_nodes] - node_loc[master_of_slave], axis=1)  # [S]
     exc = bank.taps.excess_delay_chips[slave_nodes, master_of_slave]  # [S, L]
@@ -105,9 +118,11 @@ def evaluate_crb(
     )  # [S, L]
     same = (pilot_of_slave[:, None] == pilot_of_slave[None, :]) & ~np.eye(s, dtype=bool)  # [S, S]
     n_int = int(same.sum(1).max())
-    vs = np.zeros((s, max(n_int, 1)))
-    pw = np.zeros((s, max(n_int, 1)))
-    if n_int > 0:
+    pil = bank.pilots[pilot_of_slave % bank.pilots.shape[0]]  # [S, N]
+    if n_int == 0:
+        # no co-pilot slave: contamination_diag of an empty interferer set is zero
+        xi = np.full((s, m), 0.0) + cfg.noise_power_w  # [S, M]
+    else:
         d_int = np.linalg.norm(
             node_loc[master_of_slave][:, None] - node_loc[slave_nodes][None], axis=-1
         )
@@ -117,10 +132,47 @@ def evaluate_crb(
         d_on = np.take_along_axis(d_int, order, 1)  # [S, I] m
         vs = np.where(on, d_on / c_ts, 0.0)
         pw = np.where(on, cfg.tx_power_w * cfg.path_loss.gain(d_on), 0.0)
-    pil = bank.pilots[pilot_of_slave % bank.pilots.shape[0]]  # [S, N]
-    xi = contamination_diag(pil, vs, cfg.to_range_chips, pw, m) + cfg.noise_power_w  # [S, M]
-    res = crb_to_cfo(pil, bank.to_chips[slave_nodes, master_of_slave], delays, h, xi, m)
-    return res.to_chips2, res.cfo_norm2
+        xi = contamination_diag(pil, vs, cfg.to_range_chips, pw, m) + cfg.noise_power_w  # [S, M]
+    return pil, bank.to_chips[slave_nodes, master_of_slave], delays, h, xi, m
+
+
+def evaluate_crb_batch(
+    jobs: list[tuple[NDArray, NDArray, NDArray]],
+    node_loc: NDArray,
+    bank: ChannelBank,
+    cfg: SyncPlanConfig,
+) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+    """:func:`evaluate_crb` of several allocations on one channel bank, with one batched
+    :func:`~netsim.sync.crb.crb_to_cfo` per window length ``M`` (Algorithm 3 evaluates every
+    ``K_C`` candidate; the links of a candidate never interact with another's, so the result of
+    each is that of its own call).
+
+    Parameters
+    ----------
+    jobs : list of (slave_nodes [S], master_of_slave [S], pilot_of_slave [S]) int arrays
+    node_loc, bank, cfg : as in :func:`evaluate_crb`
+
+    Returns
+    -------
+    list of (crb_to [S], crb_cfo [S]), one per job, in order.
+    """
+    out: list = [None] * len(jobs)
+    groups: dict[int, list[tuple[int, tuple]]] = {}
+    for q, (sl, ms, pl) in enumerate(jobs):
+        if sl.size == 0:
+            out[q] = (np.zeros(0), np.zeros(0))
+            continue
+        args = _crb_inputs(node_loc, sl, ms, pl, bank, cfg)
+        groups.setdefault(args[-1], []).append((q, args))
+    for m, items in groups.items():
+        cat = [np.concatenate([a[k] for _, a in items]) for k in range(5)]
+        res = crb_to_cfo(*cat, m)
+        lo = 0
+        for q, a in items:
+            hi = lo + a[0].shape[0]
+            out[q] = (res.to_chips2[lo:hi], res.cfo_norm2[lo:hi])
+            lo = hi
+    return out
 
 
 def untrusted_aps(
@@ -210,6 +262,11 @@ def alg3_allocation(
     ``2 K_C + max|S_k| <= L_S``, Algorithm 2; keep the allocation with the smallest sum of CRBs
     (``cfg.selection == "crb"``) or the largest eq-56 objective (``"sinr"``).
 
+    The CRBs of all candidates are evaluated after the ``K_C`` loop in one batch
+    (:func:`evaluate_crb_batch`; they draw nothing from ``rng``, and the channel bank is drawn
+    where the first candidate needs it, so the generator's sequence is that of evaluating them
+    one by one).
+
     Returns
     -------
     dict with ``kc, labels [n], masters [kc], slaves [S], pilot [S], tau, obj, sum_crb,
@@ -222,8 +279,8 @@ def alg3_allocation(
     dmax = max_cluster_distance(cfg) if dis_max is None else dis_max
     noise = cfg.n_samples * cfg.noise_power_w
     kc = max(1, cfg.kc_start)
-    best = None
-    best_key = (n + 1, np.inf)  # (untrusted APs, selection key): trusted chains first
+    cands: list[dict] = []
+    jobs: list[tuple[NDArray, NDArray, NDArray]] = []
     while 2 * kc < ls and kc <= n:
         kc1, lab, mas = alg1_clusters(loc, dmax, rng, kc, cfg.kmeans_restarts)
         sizes = np.bincount(lab, minlength=kc1) - 1
@@ -237,48 +294,74 @@ def alg3_allocation(
         assert out is not None
         pil, obj, tau, p0, _ = out
         sinr = sinr_db(pmat, pil, noise) if slaves.size else np.zeros(0)
+        cand = dict(
+            kc=kc1,
+            labels=lab,
+            masters=mas,
+            slaves=slaves,
+            pilot=pil,
+            tau=tau,
+            obj=obj,
+            sinr_db=sinr,
+            dsatur_overhead=2 * kc1 + int(p0.max()) + 1 if p0.size else 2 * kc1,
+            untrusted=int(untrusted_aps(loc, mas, clu, slaves, pil, cfg).sum()),
+        )
         if cfg.selection in ("crb", "composite") and (slaves.size or cfg.selection == "composite"):
             if bank is None:
                 bank = ChannelBank.draw(n, cfg, ls, rng)
-            cto, ccfo = evaluate_crb(loc, slaves, mas[clu], pil, bank, cfg)
+            cand["job"] = len(jobs)
+            jobs.append((slaves, mas[clu], pil))
+            if cfg.selection == "composite":
+                chain = _master_chain_links(loc, mas, cfg)
+                if chain is not None:
+                    cand["chain"] = (chain, len(jobs))
+                    jobs.append(chain[2])
+        cand["clu"] = clu
+        cands.append(cand)
+        kc = kc1 + 1
+    crbs = evaluate_crb_batch(jobs, loc, bank, cfg) if jobs else []
+    best = None
+    best_key = (n + 1, np.inf)  # (untrusted APs, selection key): trusted chains first
+    for cand in cands:
+        q = cand.pop("job", None)
+        chain = cand.pop("chain", None)
+        clu = cand.pop("clu")
+        if q is not None:
+            cto, ccfo = crbs[q]
             key = _finite_sum(cto) + _finite_sum(ccfo)
             if cfg.selection == "composite":
-                key += _master_chain_sum(loc, mas, clu, bank, cfg)
+                key += (0.0 if chain is None
+                        else _master_chain_total(chain[0], crbs[chain[1]], clu, cand["kc"]))
         else:
-            cto = ccfo = np.full(slaves.size, np.nan)
-            key = -obj
-        n_bad = int(untrusted_aps(loc, mas, clu, slaves, pil, cfg).sum())
+            cto = ccfo = np.full(cand["slaves"].size, np.nan)
+            key = -cand["obj"]
+        n_bad = cand["untrusted"]
         if (n_bad, key) < best_key or best is None:
             best_key = (n_bad, key)
-            best = dict(
-                kc=kc1,
-                labels=lab,
-                masters=mas,
-                slaves=slaves,
-                pilot=pil,
-                tau=tau,
-                obj=obj,
-                sum_crb=float(key) if cfg.selection != "sinr" else float("nan"),
-                crb_to=cto,
-                crb_cfo=ccfo,
-                sinr_db=sinr,
-                dsatur_overhead=2 * kc1 + int(p0.max()) + 1 if p0.size else 2 * kc1,
-                untrusted=n_bad,
-            )
-        kc = kc1 + 1
+            best = dict(cand, sum_crb=float(key) if cfg.selection != "sinr" else float("nan"),
+                        crb_to=cto, crb_cfo=ccfo)
     return best
 
 
-def _master_chain_sum(
-    loc: NDArray, mas: NDArray, clu_of_slave: NDArray, bank: ChannelBank, cfg: SyncPlanConfig
-) -> float:
-    """Sum over all APs of the master-chain part of their composite CRB (TO + CFO)."""
-    kc = mas.size
-    if kc < 2:
-        return 0.0
-    ref, parent = master_tree(loc[mas], cfg)
+def _master_chain_links(
+    loc: NDArray, mas: NDArray, cfg: SyncPlanConfig
+) -> tuple[NDArray, NDArray, tuple[NDArray, NDArray, NDArray]] | None:
+    """The master tree's links of an allocation as an :func:`evaluate_crb_batch` job:
+    ``(parent [K_C], child [C], (tx nodes, rx nodes, pilots))``, None below two clusters."""
+    if mas.size < 2:
+        return None
+    _, parent = master_tree(loc[mas], cfg)
     child = np.flatnonzero(parent >= 0)
-    cto, ccfo = evaluate_crb(loc, mas[child], mas[parent[child]], np.arange(child.size), bank, cfg)
+    return parent, child, (mas[child], mas[parent[child]], np.arange(child.size))
+
+
+def _master_chain_total(
+    tree: tuple, crb: tuple[NDArray, NDArray], clu_of_slave: NDArray, kc: int
+) -> float:
+    """Sum over all APs of the master-chain part of their composite CRB (TO + CFO), from
+    the CRBs ``crb = (to [C], cfo [C])`` of the links of :func:`_master_chain_links`."""
+    parent, child, _ = tree
+    cto, ccfo = crb
     link = np.zeros(kc)
     link[child] = 0.5 * (cto + ccfo)  # two-way exchange: (v_fwd + v_bwd) / 4 ~ v / 2
     comp = np.zeros(kc)
@@ -289,6 +372,17 @@ def _master_chain_sum(
             v = parent[v]
     n_members = np.bincount(clu_of_slave, minlength=kc) + 1
     return float(np.sum(np.where(np.isfinite(comp), comp, 0.0) * n_members))
+
+
+def _master_chain_sum(
+    loc: NDArray, mas: NDArray, clu_of_slave: NDArray, bank: ChannelBank, cfg: SyncPlanConfig
+) -> float:
+    """Sum over all APs of the master-chain part of their composite CRB (TO + CFO)."""
+    tree = _master_chain_links(loc, mas, cfg)
+    if tree is None:
+        return 0.0
+    crb = evaluate_crb(loc, *tree[2], bank, cfg)
+    return _master_chain_total(tree, crb, clu_of_slave, mas.size)
 
 
 def master_tree(master_loc: NDArray, cfg: SyncPlanConfig) -> tuple[int, NDArray[np.int64]]:

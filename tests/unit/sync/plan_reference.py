@@ -224,3 +224,167 @@ def kmeans(
             best, best_inertia = lab.copy(), inertia
     return best
 
+
+# ---- Algorithm 3 with one CRB evaluation per candidate (before the batched evaluation) ----
+# (the former netsim/sync/plan_alloc.py code; test_plan_speed checks the batched one against it)
+from netsim.sync.channel import SPEED_OF_LIGHT_M_S  # noqa: E402
+from netsim.sync.crb import contamination_diag, crb_to_cfo  # noqa: E402
+from netsim.sync.plan_alloc import ChannelBank, untrusted_aps  # noqa: E402
+from netsim.sync.plan_alloc import master_tree as _master_tree  # noqa: E402
+from netsim.sync.plan_clusters import alg1_clusters  # noqa: E402
+from netsim.sync.plan_config import max_cluster_distance  # noqa: E402
+from netsim.sync.plan_pilots import alg2_pilot_sharing, received_power_matrix, sinr_db  # noqa: E402
+
+
+def _finite_sum(x: NDArray) -> float:
+    return float(np.sum(x[np.isfinite(x)]))
+
+
+def evaluate_crb(
+    node_loc: NDArray,
+    slave_nodes: NDArray,
+    master_of_slave: NDArray,
+    pilot_of_slave: NDArray,
+    bank: ChannelBank,
+    cfg: SyncPlanConfig,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Full CRB (spec 3, with contamination from co-pilot slaves) of every slave.
+
+    Parameters
+    ----------
+    node_loc : ndarray, shape (n_node, 2), m
+    slave_nodes, master_of_slave, pilot_of_slave : ndarray, shape (S,), int
+        Node index of each slave, of its master, and its pilot index. Slaves with a unique
+        pilot index see no contamination.
+    bank : ChannelBank
+    cfg : SyncPlanConfig
+
+    Returns
+    -------
+    crb_to : ndarray (S,), Ts^2;  crb_cfo : ndarray (S,), (cycles/sample)^2 (inf if singular).
+    """
+    s = slave_nodes.size
+    if s == 0:
+        return np.zeros(0), np.zeros(0)
+    c_ts = SPEED_OF_LIGHT_M_S * cfg.chip_time_s
+    d_des = np.linalg.norm(node_loc[slave_nodes] - node_loc[master_of_slave], axis=1)  # [S]
+    exc = bank.taps.excess_delay_chips[slave_nodes, master_of_slave]  # [S, L]
+    delays = d_des[:, None] / c_ts + exc  # [S, L]
+    n = cfg.pilot_length_chips
+    m = max(cfg.n_samples, n + int(np.ceil(cfg.to_range_chips + delays.max())) + 3)
+    beta = cfg.path_loss.gain(d_des)
+    h = (
+        bank.taps.amplitude[slave_nodes, master_of_slave]
+        * np.sqrt(cfg.tx_power_w * beta)[:, None]
+        * bank.taps.fading[slave_nodes, master_of_slave]
+    )  # [S, L]
+    same = (pilot_of_slave[:, None] == pilot_of_slave[None, :]) & ~np.eye(s, dtype=bool)  # [S, S]
+    n_int = int(same.sum(1).max())
+    vs = np.zeros((s, max(n_int, 1)))
+    pw = np.zeros((s, max(n_int, 1)))
+    if n_int > 0:
+        d_int = np.linalg.norm(
+            node_loc[master_of_slave][:, None] - node_loc[slave_nodes][None], axis=-1
+        )
+        # each slave's co-pilot slaves in ascending order, packed to the left
+        order = np.argsort(~same, axis=1, kind="stable")[:, :n_int]  # [S, I]
+        on = np.take_along_axis(same, order, 1)  # [S, I]
+        d_on = np.take_along_axis(d_int, order, 1)  # [S, I] m
+        vs = np.where(on, d_on / c_ts, 0.0)
+        pw = np.where(on, cfg.tx_power_w * cfg.path_loss.gain(d_on), 0.0)
+    pil = bank.pilots[pilot_of_slave % bank.pilots.shape[0]]  # [S, N]
+    xi = contamination_diag(pil, vs, cfg.to_range_chips, pw, m) + cfg.noise_power_w  # [S, M]
+    res = crb_to_cfo(pil, bank.to_chips[slave_nodes, master_of_slave], delays, h, xi, m)
+    return res.to_chips2, res.cfo_norm2
+
+
+def alg3_allocation(
+    loc: NDArray,
+    cfg: SyncPlanConfig,
+    rng: np.random.Generator,
+    bank: ChannelBank | None = None,
+    dis_max: float | None = None,
+) -> dict | None:
+    """Former Algorithm 3 (spec 5.8): for increasing ``K_C`` run Algorithm 1 and, when
+    ``2 K_C + max|S_k| <= L_S``, Algorithm 2; keep the allocation with the smallest sum of CRBs
+    (``cfg.selection == "crb"``) or the largest eq-56 objective (``"sinr"``).
+
+    Returns
+    -------
+    dict with ``kc, labels [n], masters [kc], slaves [S], pilot [S], tau, obj, sum_crb,
+    crb_to [S], crb_cfo [S], sinr_db [S], dsatur_overhead, untrusted`` (APs behind a link
+    below ``cfg.trust_sinr_db``, :func:`untrusted_aps`; candidates with fewer win first); or
+    None if no ``K_C`` fits ``L_S``.
+    """
+    n = loc.shape[0]
+    ls = cfg.overhead_budget_slots
+    dmax = max_cluster_distance(cfg) if dis_max is None else dis_max
+    noise = cfg.n_samples * cfg.noise_power_w
+    kc = max(1, cfg.kc_start)
+    best = None
+    best_key = (n + 1, np.inf)  # (untrusted APs, selection key): trusted chains first
+    while 2 * kc < ls and kc <= n:
+        kc1, lab, mas = alg1_clusters(loc, dmax, rng, kc, cfg.kmeans_restarts)
+        sizes = np.bincount(lab, minlength=kc1) - 1
+        if 2 * kc1 + sizes.max() > ls:
+            kc = kc1 + 1
+            continue
+        slaves = np.setdiff1d(np.arange(n), mas)
+        clu = lab[slaves]
+        pmat = received_power_matrix(loc, slaves, mas[clu], cfg)
+        out = alg2_pilot_sharing(clu, pmat, noise, ls - 2 * kc1, cfg, rng)
+        assert out is not None
+        pil, obj, tau, p0, _ = out
+        sinr = sinr_db(pmat, pil, noise) if slaves.size else np.zeros(0)
+        if cfg.selection in ("crb", "composite") and (slaves.size or cfg.selection == "composite"):
+            if bank is None:
+                bank = ChannelBank.draw(n, cfg, ls, rng)
+            cto, ccfo = evaluate_crb(loc, slaves, mas[clu], pil, bank, cfg)
+            key = _finite_sum(cto) + _finite_sum(ccfo)
+            if cfg.selection == "composite":
+                key += _master_chain_sum(loc, mas, clu, bank, cfg)
+        else:
+            cto = ccfo = np.full(slaves.size, np.nan)
+            key = -obj
+        n_bad = int(untrusted_aps(loc, mas, clu, slaves, pil, cfg).sum())
+        if (n_bad, key) < best_key or best is None:
+            best_key = (n_bad, key)
+            best = dict(
+                kc=kc1,
+                labels=lab,
+                masters=mas,
+                slaves=slaves,
+                pilot=pil,
+                tau=tau,
+                obj=obj,
+                sum_crb=float(key) if cfg.selection != "sinr" else float("nan"),
+                crb_to=cto,
+                crb_cfo=ccfo,
+                sinr_db=sinr,
+                dsatur_overhead=2 * kc1 + int(p0.max()) + 1 if p0.size else 2 * kc1,
+                untrusted=n_bad,
+            )
+        kc = kc1 + 1
+    return best
+
+
+def _master_chain_sum(
+    loc: NDArray, mas: NDArray, clu_of_slave: NDArray, bank: ChannelBank, cfg: SyncPlanConfig
+) -> float:
+    """Sum over all APs of the master-chain part of their composite CRB (TO + CFO)."""
+    kc = mas.size
+    if kc < 2:
+        return 0.0
+    ref, parent = _master_tree(loc[mas], cfg)
+    child = np.flatnonzero(parent >= 0)
+    cto, ccfo = evaluate_crb(loc, mas[child], mas[parent[child]], np.arange(child.size), bank, cfg)
+    link = np.zeros(kc)
+    link[child] = 0.5 * (cto + ccfo)  # two-way exchange: (v_fwd + v_bwd) / 4 ~ v / 2
+    comp = np.zeros(kc)
+    for k in range(kc):
+        v = k
+        while parent[v] >= 0:
+            comp[k] += link[v]
+            v = parent[v]
+    n_members = np.bincount(clu_of_slave, minlength=kc) + 1
+    return float(np.sum(np.where(np.isfinite(comp), comp, 0.0) * n_members))
