@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from netsim.sensing.config import IsacGeometry
-from netsim.sensing.steering import array_response, one_hop_gain
+if TYPE_CHECKING:  # pragma: no cover
+    from netsim.sensing.config import IsacGeometry
 
 __all__ = ["channel_error_radius", "location_aware_channels", "mean_channel_error"]
 
@@ -33,6 +35,9 @@ def location_aware_channels(geom: IsacGeometry, pos_m: ArrayLike, model: str = "
     -------
     ndarray (..., K, M*N) complex128 [sqrt(W/W)], amplitude gain per antenna.
     """
+    # the sensing geometry is loaded where it is used (a run's engine needs only the radius)
+    from netsim.sensing.steering import array_response, one_hop_gain
+
     p = np.asarray(pos_m, dtype=float)
     a = array_response(geom, p, model)  # [..., K, M, N]
     b = one_hop_gain(geom, p)  # [..., K, M]

@@ -25,9 +25,7 @@ import numpy as np
 
 from netsim.comm.association import associate
 from netsim.comm.location_csi import channel_error_radius
-from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation, gnn
-from netsim.comm.subframe import pilot_statics, prepare_subframe
-from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig, wmmse_power
+from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation
 from netsim.sim import methods
 from netsim.units import dbm_to_w
 
@@ -65,6 +63,8 @@ def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None,
     sc = sim.scenario
     p_max = sim.p_max_w * sim.net.online
     if sc.comm.power == "wmmse":
+        from netsim.comm.wmmse import WMMSE_SPEC_RULE, WMMSEConfig, wmmse_power
+
         cfg = WMMSE_SPEC_RULE if sc.comm.wmmse_stop == "spec" else WMMSEConfig()
         warm = sc.comm.power_warm_start and prev_w is not None and prev_w.shape == assoc.shape
         if warm:
@@ -265,6 +265,8 @@ class PilotComm:
     def _gnn_frame_setup(self, beta: np.ndarray) -> bool:
         """STS-GNN power (every frame) and Pilot-GNN / STS pilot head at frame start, with
         random features from ``sim.rngs``; pilots follow the same re-planning rule as DSatur."""
+        from netsim.comm.power import gnn
+
         sim = self.sim
         sc = sim.scenario
         noise, p_max = sc.channel.noise_power_w, sim.p_max_w * sim.net.online
@@ -307,6 +309,8 @@ class PilotComm:
         return dbm_to_w(self.sim.scenario.comm.pilot_power_dbm)
 
     def subframe(self, h_true: np.ndarray) -> SubframeTx:
+        from netsim.comm.subframe import pilot_statics, prepare_subframe
+
         sim = self.sim
         sc = sim.scenario
         h_ul = h_true.transpose(1, 0, 2)  # [M, K, N] channel seen by the uplink pilots

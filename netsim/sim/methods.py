@@ -26,9 +26,9 @@ import numpy as np
 from netsim.comm.beamforming import mrt_directions
 from netsim.comm.power import POWER_ALLOCATORS
 from netsim.scenario.models import Scenario
-from netsim.sync.plan_config import SyncPlan, SyncPlanConfig
 
 if TYPE_CHECKING:  # pragma: no cover
+    from netsim.sync.plan_config import SyncPlan, SyncPlanConfig
     from netsim.sync.round import SyncRoundConfig
 
 # The seed-000 planner (netsim.sync.plan_alloc) and sync round (netsim.sync.round) are imported
@@ -128,6 +128,8 @@ def genie_sensing(network, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
 
 
 def _plan_config(scenario: Scenario) -> SyncPlanConfig:
+    from netsim.sync.plan_config import SyncPlanConfig
+
     sync = scenario.sync
     return SyncPlanConfig(
         sinr_req_db=sync.sinr_req_db, overhead_budget_slots=sync.overhead_budget_slots,
@@ -253,19 +255,22 @@ def gnn_frameworks(comm) -> dict[str, str | None]:
 
 def gnn_meta(comm) -> dict | None:
     """Which GNN weights a run uses (path, training scenario and hash), for meta.json."""
+    need = gnn_frameworks(comm)
+    if not need:  # no GNN in this run: the GNN modules are not loaded
+        return None
     from netsim.comm.power.gnn import resolve_weights
 
-    need = gnn_frameworks(comm)
     return {fw: resolve_weights(path, fw).describe() for fw, path in need.items()} or None
 
 
 def _gnn_weight_problems(scenario: Scenario) -> list[str]:
-    from netsim.comm.power.gnn import GNNWeightsError, resolve_weights
-
     problems = []
     if scenario.comm.pilot_assignment == "gnn" and scenario.comm.csi != "pilots":
         problems.append("comm.pilot_assignment: 'gnn' needs csi: pilots")
-    for fw, path in gnn_frameworks(scenario.comm).items():
+    need = gnn_frameworks(scenario.comm)
+    if need:
+        from netsim.comm.power.gnn import GNNWeightsError, resolve_weights
+    for fw, path in need.items():
         key = "comm.gnn_weights" if fw == "dts" else "comm.sts_gnn_weights"
         try:
             resolve_weights(path, fw)

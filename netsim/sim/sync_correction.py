@@ -15,10 +15,12 @@ checkpoint pickles it; the only SimPy-facing code is in :mod:`netsim.sim.engine`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from netsim.sync.tracking import ClockTracker, TrackerConfig
+if TYPE_CHECKING:  # pragma: no cover
+    from netsim.sync.tracking import ClockTracker
 
 __all__ = ["CorrectionBatch", "RoundSchedule", "SyncCorrection"]
 
@@ -84,6 +86,8 @@ class SyncCorrection:
         self.carrier_hz = float(carrier_hz)
         self.tracker: ClockTracker | None = None
         if self.mode == "kalman":
+            from netsim.sync.tracking import ClockTracker, TrackerConfig
+
             cfg = TrackerConfig(noise=noise, carrier_hz=carrier_hz,
                                 gate_probability=sync.gate_probability,
                                 phase_lock_std_rad=sync.phase_lock_std_rad,

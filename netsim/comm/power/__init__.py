@@ -35,11 +35,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from netsim.comm.wmmse import WMMSEConfig, surrogate_rate, wmmse_power, wmmse_terms
+from netsim.comm.surrogate import surrogate_rate, wmmse_terms
+
+if TYPE_CHECKING:
+    from netsim.comm.wmmse import WMMSEConfig
 
 __all__ = [
     "PowerAllocation",
@@ -234,13 +237,44 @@ def wmmse_allocator(
     config: WMMSEConfig | None = None,
 ) -> PowerAllocation:
     """WMMSE policy (spec 4.3); see :func:`netsim.comm.wmmse.wmmse_power`."""
+    from netsim.comm.wmmse import wmmse_power
+
     res = wmmse_power(ghat, err_var, assoc, noise_w, p_max_w, config)
     return PowerAllocation(
         res.power_w, res.iterations, res.objective, res.converged, {"policy": "wmmse"}
     )
 
 
-from netsim.comm.power.gnn import gnn_allocator  # noqa: E402  (gnn imports PowerAllocation lazily)
+def gnn_allocator(
+    ghat: np.ndarray,
+    err_var: np.ndarray,
+    assoc: np.ndarray,
+    noise_w: float,
+    p_max_w: float | np.ndarray,
+    *,
+    rng: np.random.Generator | None = None,
+    config: Any = None,
+) -> PowerAllocation:
+    """The DTS-Power-GNN policy: :func:`netsim.comm.power.gnn.gnn_allocator`, imported at the
+    first call (a run with another policy never loads the GNN modules)."""
+    from netsim.comm.power.gnn import gnn_allocator as allocate
+
+    return allocate(ghat, err_var, assoc, noise_w, p_max_w, rng=rng, config=config)
+
+
+def __getattr__(name: str) -> Any:
+    """``wmmse_power`` (re-exported from :mod:`netsim.comm.wmmse`) and the ``gnn`` submodule,
+    loaded on first access."""
+    if name == "wmmse_power":
+        from netsim.comm.wmmse import wmmse_power
+
+        return wmmse_power
+    if name == "gnn":
+        import importlib
+
+        return importlib.import_module("netsim.comm.power.gnn")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 POWER_ALLOCATORS: dict[str, Callable[..., PowerAllocation]] = {
     "equal": equal_power,
