@@ -84,7 +84,7 @@ def _warm_up(method: str, dts, sts, beta, assoc, spec: DropSpec) -> None:
     cfg, s2 = spec.channel, spec.noise_w
     z = np.full((spec.n_ue, spec.n_ue), 0.5)
     if method == "sts_gnn":
-        sts_power(sts, beta, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z, dtype=FAST_DTYPE)
+        sts_power(sts, beta, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z, dtype=FAST_DTYPE, n_ant=spec.n_ant)
         return
     if method in ("dts_gnn", "dts_pilot+wmmse"):
         gnn_pilot_assignment(dts, beta, assoc, cfg.p_pilot_w, s2, None, z=z[:dts.archs["pilot"].n_ps or None],
@@ -141,7 +141,8 @@ def evaluate_frames(
             colour, tau_p = pa.colour, int(pa.tau_p)
         elif method == "sts_gnn":
             (sts_p, dec), pil_w, pil_c = _timed(repeats, sts_power, sts, beta, assoc, cfg.p_pilot_w, sigma2,
-                                                cfg.p_max_w, dtype=FAST_DTYPE, rng_key=("z", d), streams=streams)
+                                                cfg.p_max_w, dtype=FAST_DTYPE, n_ant=spec.n_ant,
+                                                rng_key=("z", d), streams=streams)
             colour, tau_p = dec.colour, dec.tau_p
         else:
             dec, pil_w, pil_c = _timed(repeats, gnn_pilot_assignment, dts, beta, assoc, cfg.p_pilot_w, sigma2,

@@ -28,7 +28,7 @@ from netsim.learn.data import Drops, DropSpec, draw_drops, draw_ssf
 from netsim.learn.torch_gnn import TorchGNN, TorchOps, an_index, dts_power, net_se
 from netsim.phy.umi import channel_from_fading
 
-__all__ = ["PowerSet", "random_colouring", "power_dataset", "PretrainConfig", "pretrain_power",
+__all__ = ["PowerSet", "random_colouring", "power_dataset", "PretrainConfig", "pretrain_power", "pretrain_power_mix",
            "subframe_net_se", "sts_subframe_net_se", "colouring_weights", "ColouringConfig", "pretrain_pilots"]
 
 
@@ -214,14 +214,17 @@ def subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
     return net_se(gt, power, tau, tau_c)
 
 
-def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
+def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int, n_ant_ref: float | None = None):
     """Hard net-SE (4) [B, T] of the STS power head (one power matrix per frame, from the LSF
-    features only, eq. (14)) on the fixed-pilot subframes ``idx`` of ``ps`` (torch)."""
+    features only, eq. (14)) on the fixed-pilot subframes ``idx`` of ``ps`` (torch).
+    ``n_ant_ref`` : the features use beta p_u N / (sigma^2 n_ant_ref) with each drop's N
+    (``features.n_ant_ref`` of the weights file; None: beta p_u / sigma^2)."""
     from netsim.comm.power.gnn_layers import lsf_features, power_activation, sts_forward
 
     dt = next(net.parameters()).dtype
     cdt = torch.complex64 if dt == torch.float32 else torch.complex128
-    beta = torch.as_tensor(ps.beta[idx], dtype=dt)  # [B, M, K]
+    scale = np.ones(len(idx)) if n_ant_ref is None else ps.n_ant[idx] / float(n_ant_ref)  # [B]
+    beta = torch.as_tensor(ps.beta[idx] * scale[:, None, None], dtype=dt)  # [B, M, K]
     a = torch.as_tensor(ps.assoc[idx], dtype=dt)
     d0 = lsf_features(ops, beta, a, ps.p_pilot)
     n_ps = net.arch.n_ps or beta.shape[2]
@@ -268,6 +271,73 @@ def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig,
             log({"stage": "pretrain_power", "epoch": ep, "loss": hist.loss[-1], "val_net_se": v,
                  "best": hist.best_val, "lr": hist.lr[-1], "wall_s": hist.wall_s[-1],
                  "cpu_s": hist.cpu_s[-1]})
+        if book.should_stop():
+            break
+    else:
+        hist.stopped = "epoch cap"
+    return book.finish(net)
+
+
+def pretrain_power_mix(net: TorchGNN, sets: list[PowerSet], tau_c: int, cfg: PretrainConfig, *,
+                       weights: list[float] | None = None, n_ant_ref: float | None = None,
+                       log=None) -> PretrainHistory:
+    """:func:`pretrain_power` over several deployment sizes at once (one PowerSet per size).
+
+    A batch holds drops of ONE set (the arrays of a set share M and K); an epoch visits every
+    training batch of every set in a random order. Each set's net-SE is measured relative to the
+    initial network's validation net-SE on that set, r_j = SE_j / SE_j(start), so that large
+    deployments (whose net-SE is larger) do not outweigh small ones: the loss of a batch of set
+    j is -w_j r_j, and the validation score (what selects the kept state) is the weighted mean of
+    the r_j. ``weights`` : w_j (default 1 each; normalised to mean 1). ``n_ant_ref`` : the STS
+    features' antenna reference (:func:`sts_subframe_net_se`; STS only).
+    """
+    if net.arch.kind == "sts":
+        def se_fn(ops, net, ps, idx, tau_c):
+            return sts_subframe_net_se(ops, net, ps, idx, tau_c, n_ant_ref)
+    else:
+        se_fn = subframe_net_se
+    torch.set_num_threads(max(1, cfg.threads))
+    rng = np.random.default_rng(cfg.seed)
+    w = np.ones(len(sets)) if weights is None else np.asarray(weights, float)
+    w = w / w.mean()
+    vals, trns = [], []
+    for ps in sets:
+        n_val = max(2, int(round(cfg.val_fraction * len(ps))))
+        vals.append(np.arange(n_val))
+        trns.append(np.arange(n_val, len(ps)))
+
+    def val_se() -> np.ndarray:
+        net.eval()
+        with torch.no_grad():
+            ops = TorchOps(net, training=False)
+            return np.array([float(se_fn(ops, net, ps, v, tau_c).mean()) for ps, v in zip(sets, vals, strict=True)])
+
+    ref = val_se()  # [J] the starting network's validation net-SE per set
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    hist = PretrainHistory()
+    book = _EpochBook(hist, cfg)
+    for ep in range(cfg.epochs):
+        net.train()
+        ops = TorchOps(net, training=not cfg.frozen_bn)
+        batches = []
+        for j, trn in enumerate(trns):
+            order = rng.permutation(trn)
+            batches += [(j, order[s:s + cfg.batch]) for s in range(0, len(order), cfg.batch)]
+        losses = []
+        for b in rng.permutation(len(batches)):
+            j, idx = batches[b]
+            loss = -w[j] * se_fn(ops, net, sets[j], idx, tau_c).mean() / ref[j]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        r = val_se() / ref  # [J]
+        v = float(np.mean(w * r))
+        book.end_epoch(ep, losses, v, net, opt)
+        if log is not None:
+            log({"stage": "pretrain_power_mix", "epoch": ep, "loss": hist.loss[-1], "val_rel": v,
+                 "val_rel_per_set": [round(float(x), 5) for x in r], "best": hist.best_val,
+                 "lr": hist.lr[-1], "wall_s": hist.wall_s[-1], "cpu_s": hist.cpu_s[-1]})
         if book.should_stop():
             break
     else:

@@ -274,7 +274,7 @@ class PilotComm:
         if sc.comm.power == "sts_gnn":
             self.frame_power, dec = gnn.sts_power(
                 sc.comm.sts_gnn_weights, beta, self.assoc, self.p_pilot_w, noise, p_max,
-                sim.rngs["pilots"], dtype=gnn.FAST_DTYPE)
+                sim.rngs["pilots"], dtype=gnn.FAST_DTYPE, n_ant=sim.net.n_antennas)
         reason = self.assignment_stale(beta, self.assoc)
         if reason is None:
             return False
@@ -284,7 +284,7 @@ class PilotComm:
             if dec is None:
                 dec = gnn.gnn_pilot_assignment(sc.comm.gnn_weights, beta, self.assoc,
                                                self.p_pilot_w, noise, sim.rngs["pilots"],
-                                               dtype=gnn.FAST_DTYPE)
+                                               dtype=gnn.FAST_DTYPE, n_ant=sim.net.n_antennas)
             colour, tau_p = dec.colour, dec.tau_p
         else:
             from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu

@@ -4,7 +4,9 @@ Weights file (``.npz``, written by ``netsim train-gnn`` / :mod:`netsim.learn.tra
 
 * ``__meta__`` : 0-d str, JSON with ``format`` (= :data:`FORMAT`), ``framework`` ("dts" or
   "sts"), ``models`` {name: GNNArch dict}, ``features`` (``snr_ref`` = P_ref / sigma^2 of the
-  power features), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
+  power features; optional ``n_ant_ref``: when present, the AP-UE features of the pilot/STS
+  GNN use the array-gain-scaled pilot SNR beta p_u N / (sigma^2 n_ant_ref), so that one model
+  sees the antenna count N of the deployment; absent = N is not an input), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
 * ``<model>/<param>`` : float64 arrays, weights ``[out, in]``, biases ``[out]``, batch norm
   folded into ``<key>.scale`` / ``<key>.shift`` ``[channels]``.
 
@@ -122,6 +124,19 @@ class GNNWeights:
         return float(self.meta["features"]["snr_ref"])
 
     @property
+    def n_ant_ref(self) -> float | None:
+        """``meta["features"]["n_ant_ref"]``: antenna count the pilot/STS features are scaled
+        to (None: the features do not depend on N)."""
+        v = self.meta.get("features", {}).get("n_ant_ref")
+        return None if v is None else float(v)
+
+    def lsf_scale(self, n_ant: int | None) -> float:
+        """Factor on beta p_u / sigma^2 in the pilot/STS features: N / n_ant_ref when the file
+        has ``n_ant_ref`` and N is given, else 1."""
+        ref = self.n_ant_ref
+        return 1.0 if ref is None or n_ant is None else float(n_ant) / ref
+
+    @property
     def rounding(self) -> str:
         """Test-phase pilot rounding of this file (``meta["pilot_rounding"]``, default argmax)."""
         return str(self.meta.get("pilot_rounding", "argmax"))
@@ -209,6 +224,9 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
         raise GNNWeightsError(f"GNN weights file {path}: features.snr_ref missing") from None
     if not np.isfinite(snr) or snr <= 0:
         raise GNNWeightsError(f"GNN weights file {path}: features.snr_ref = {snr} must be > 0")
+    n_ref = meta["features"].get("n_ant_ref")
+    if n_ref is not None and not (isinstance(n_ref, (int, float)) and np.isfinite(n_ref) and n_ref > 0):
+        raise GNNWeightsError(f"GNN weights file {path}: features.n_ant_ref = {n_ref!r} must be a number > 0")
     if meta.get("pilot_rounding", "argmax") not in PILOT_ROUNDINGS:
         raise GNNWeightsError(f"GNN weights file {path}: pilot_rounding {meta.get('pilot_rounding')!r}; "
                               f"allowed: {PILOT_ROUNDINGS}")
@@ -284,13 +302,16 @@ def draw_random_features(arch: GNNArch, n_ue: int, rng: np.random.Generator | No
     return rng.uniform(0.0, 1.0, size=(n_ps, n_ue))  # [S, K]
 
 
-def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, dtype=np.float64):
-    """(power_logit [M, K], pilot_logit [S, K]) of one graph through the fast path."""
+def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, dtype=np.float64,
+                 n_ant: int | None = None):
+    """(power_logit [M, K], pilot_logit [S, K]) of one graph through the fast path; ``n_ant``
+    (N) scales the pilot SNR feature when the file has ``n_ant_ref`` (:meth:`GNNWeights.lsf_scale`)."""
     beta = np.asarray(beta, float)
     n_ap, n_ue = beta.shape
     z = np.asarray(z, float)  # [S, K]
     d0 = np.empty((n_ue, n_ap, 2), dtype)  # [K, M, 2] channel-last UE-major lsf_features
-    d0[:, :, 0] = np.log10(np.maximum(beta.T * (p_pilot_w / noise_w), 1e-30)) * (10.0 / 30.0)
+    snr_p = p_pilot_w / noise_w * w.lsf_scale(n_ant)
+    d0[:, :, 0] = np.log10(np.maximum(beta.T * snr_p, 1e-30)) * (10.0 / 30.0)
     d0[:, :, 1] = np.asarray(assoc, float).T
     e0 = z.T[:, :, None].astype(dtype)  # [K, S, 1]
     plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype)
@@ -458,6 +479,7 @@ def gnn_pilot_assignment(
     z: np.ndarray | None = None,
     dtype=np.float64,
     rounding: str | None = None,
+    n_ant: int | None = None,
 ) -> PilotDecision:
     """Pilot length and assignment from the Pilot-GNN (DTS) or the STS pilot head (spec 5.2/5.5).
 
@@ -471,13 +493,15 @@ def gnn_pilot_assignment(
     column's argmax gets the 1), the others are :func:`conflict_free_colour`. Empty rows are
     removed and tau_p is the number of rows left (1 <= tau_p <= S). ``dtype`` of the forward
     pass (float64 default; float32 is faster, see :mod:`netsim.comm.power.gnn_fast`).
+    ``n_ant`` : antennas per AP (N), an input of files with ``features.n_ant_ref`` (None: N =
+    n_ant_ref).
     """
     w = resolve_weights(weights, framework)
     model = w.pilot_model
     n_ue = beta.shape[1]
     if z is None:
         z = draw_random_features(w.archs[model], n_ue, rng)
-    _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z, dtype)
+    _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z, dtype, n_ant)
     x, colour, tau_p = _round_pilots(logit, w.archs[model].n_ps, rounding or w.rounding, assoc)
     return PilotDecision(colour, tau_p, x, logit)
 
@@ -563,17 +587,18 @@ def sts_power(
     z: np.ndarray | None = None,
     dtype=np.float64,
     rounding: str | None = None,
+    n_ant: int | None = None,
 ) -> tuple[np.ndarray, PilotDecision]:
     """STS-GNN (eq. (14)): one power matrix ``[M, K]`` for the frame and its pilot decision.
 
     The power head never sees the PS-UE states (eq. (25)); z only affects the pilot head.
-    ``rounding`` as in :func:`gnn_pilot_assignment`.
+    ``rounding`` and ``n_ant`` as in :func:`gnn_pilot_assignment`.
     """
     w = resolve_weights(weights, "sts")
     n_ap, n_ue = beta.shape
     if z is None:
         z = draw_random_features(w.archs["sts"], n_ue, rng)
-    p_logit, logit = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z, dtype)
+    p_logit, logit = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z, dtype, n_ant)
     pm = np.broadcast_to(np.asarray(p_max_w, float), (n_ap,))
     m_idx, k_idx = np.nonzero(np.asarray(assoc, bool))
     power = power_activation_fast(p_logit[m_idx, k_idx], m_idx, k_idx, (n_ap, n_ue), pm)
