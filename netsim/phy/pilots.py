@@ -97,27 +97,42 @@ def _align(pilot: NDArray, ndim: int) -> NDArray:
     return pilot.reshape(pilot.shape[:-1] + (1,) * extra + pilot.shape[-1:])
 
 
+def _pilot_windows(pilot: NDArray, n_samples: int) -> NDArray:
+    """Every length-``M`` window of the zero-padded pilot: ``[prod(...), M + N + 2, M]`` view
+    with ``win[r, o, m'] = pad_r[o + m']``, ``pad_r`` = M zeros, pilot row ``r``, M + 1 zeros."""
+    n = pilot.shape[-1]
+    m = int(n_samples)
+    length = 2 * m + n + 1  # M zeros, the pilot, M + 1 zeros
+    pad = np.zeros(pilot.shape[:-1] + (length,), dtype=pilot.dtype)
+    pad[..., m:m + n] = pilot
+    flat = pad.reshape(-1, length)  # contiguous rows
+    st = flat.strides
+    return np.lib.stride_tricks.as_strided(
+        flat, shape=(flat.shape[0], length - m + 1, m), strides=(st[0], st[1], st[1]),
+        writeable=False)
+
+
+def _gather_rows(win: NDArray, pilot: NDArray, shift: NDArray, n_samples: int) -> NDArray:
+    """Rows ``s[m - q]`` of :func:`_pilot_windows` ``win`` for integer shifts ``q`` (...)."""
+    n = pilot.shape[-1]
+    m = int(n_samples)
+    rows = np.arange(win.shape[0]).reshape(pilot.shape[:-1])  # [...] broadcast by indexing
+    # window offset o gives pad[o + m'] = s[m' + o - m]: o = m - q, with q clipped to
+    # [-n, m] (q >= m: the pilot starts after the window; q <= -n: it ended before it)
+    off = m - np.minimum(np.maximum(shift, -n), m)  # [...]
+    return win[rows, off]  # [..., M]
+
+
 def _shifted_rows(pilot: NDArray, shift: NDArray, n_samples: int) -> NDArray:
     """Rows ``r[..., m] = s[m - q]`` (zero outside ``[0, N)``) for integer shifts ``q`` (...).
 
     ``pilot`` [..., N] is already aligned (:func:`_align`) so that its leading axes broadcast
-    against ``shift``. Each row is a slice of one zero-padded copy of the pilot (a sliding
+    against ``shift``. Each row is a slice of one zero-padded copy of the pilot (a strided
     window view), gathered in one indexing step; shifts beyond the window are clipped to a
     shift that gives the same all-zero row. Returns shape ``broadcast(...) + (M,)``, the
     pilot's dtype.
     """
-    n = pilot.shape[-1]
-    m = int(n_samples)
-    shape = np.broadcast_shapes(pilot.shape[:-1], shift.shape)
-    length = 2 * m + n + 1  # M zeros, the pilot, M + 1 zeros
-    pad = np.zeros(pilot.shape[:-1] + (length,), dtype=pilot.dtype)
-    pad[..., m:m + n] = pilot
-    win = np.lib.stride_tricks.sliding_window_view(pad.reshape(-1, length), m, axis=-1)
-    rows = np.broadcast_to(np.arange(win.shape[0]).reshape(pilot.shape[:-1]), shape)  # [...]
-    # window offset o gives pad[o + m'] = s[m' + o - m]: o = m - q, with q clipped to
-    # [-n, m] (q >= m: the pilot starts after the window; q <= -n: it ended before it)
-    off = m - np.clip(np.broadcast_to(shift, shape), -n, m)  # [...]
-    return win[rows, off]  # [..., M]
+    return _gather_rows(_pilot_windows(pilot, n_samples), pilot, shift, n_samples)
 
 
 def delayed_pilot(pilot: ArrayLike, delay_chips: ArrayLike, n_samples: int) -> NDArray:
@@ -174,8 +189,9 @@ def _neighbour_chips(
     k = np.floor(x).astype(np.int64)  # [...]
     f = (x - k)[..., None]  # [..., 1]
     pilot_b = _align(pilot, x.ndim)
-    g1 = _shifted_rows(pilot_b, k + 1, n_samples)  # [..., M]  s[m-k-1]
-    g0 = _shifted_rows(pilot_b, k + 2, n_samples)  # [..., M]  s[m-k-2]
+    win = _pilot_windows(pilot_b, n_samples)  # one padded copy for both rows
+    g1 = _gather_rows(win, pilot_b, k + 1, n_samples)  # [..., M]  s[m-k-1]
+    g0 = _gather_rows(win, pilot_b, k + 2, n_samples)  # [..., M]  s[m-k-2]
     return f, g1, g0
 
 

@@ -21,6 +21,7 @@ CRB_CFO in ``(cycles/sample)^2``. Powers in W.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -275,6 +276,7 @@ def theorem1_xi(power_w: ArrayLike, noise_power_w: float) -> float:
     return float(np.sum(np.asarray(power_w, dtype=float)) * 2.0 / 3.0 + noise_power_w)
 
 
+@functools.lru_cache(maxsize=16)
 def _fisher_layout(n_taps: int) -> tuple[NDArray[np.intp], NDArray[np.bool_], NDArray[np.float64]]:
     """Where each entry of ``J`` comes from in the complex Gram matrix (:func:`fisher_matrix`).
 
@@ -287,7 +289,10 @@ def _fisher_layout(n_taps: int) -> tuple[NDArray[np.intp], NDArray[np.bool_], ND
     imag = np.zeros(g.size, dtype=bool)
     imag[3::2] = True
     kind = imag.astype(float)
-    return g, imag[:, None] == imag[None, :], kind[:, None] - kind[None, :]
+    same, sign = imag[:, None] == imag[None, :], kind[:, None] - kind[None, :]
+    for a in (g, same, sign):  # cached: shared by every call
+        a.setflags(write=False)
+    return g, same, sign
 
 
 def fisher_matrix(

@@ -574,18 +574,27 @@ def _anneal_replayed(
                     y = sinr[v]
                     if y >= req:
                         loss += y
-            for v, x in ((i, fi), (j, fj)):
-                ratio = sig[v] / (x + noise)
-                y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
-                who.append(v)
-                new_i.append(x)
-                new_s.append(y)
-                if y >= req:
-                    gain += y
-            for v in (i, j):
-                y = sinr[v]
-                if y >= req:
-                    loss += y
+            # the pair itself, i then j (written out: no tuple loop)
+            ratio = sig[i] / (fi + noise)
+            y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
+            who.append(i)
+            new_i.append(fi)
+            new_s.append(y)
+            if y >= req:
+                gain += y
+            ratio = sig[j] / (fj + noise)
+            y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
+            who.append(j)
+            new_i.append(fj)
+            new_s.append(y)
+            if y >= req:
+                gain += y
+            y = sinr[i]
+            if y >= req:
+                loss += y
+            y = sinr[j]
+            if y >= req:
+                loss += y
             cand = cur + (gain - loss)
         else:
             rn = [v for v in gn if v != i]
@@ -598,7 +607,8 @@ def _anneal_replayed(
             who = rn + rm
             who.append(i)
             who.append(j)
-            new_s = [_db(sig[v] / (x + noise)) for v, x in zip(who, new_i, strict=True)]
+            new_s = [10 * log10(r) if (r := sig[v] / (x + noise)) > 0.0 else _db(r)
+                     for v, x in zip(who, new_i, strict=False)]
             if per_slave:
                 gain = _pairwise_sum([x if x >= req else 0.0 for x in new_s])
                 loss = _pairwise_sum([x if x >= req else 0.0 for x in (sinr[v] for v in who)])
@@ -622,7 +632,7 @@ def _anneal_replayed(
             gm.remove(j)
             insort(gm, i)
             insort(gn, j)
-            for v, x, y in zip(who, new_i, new_s, strict=True):
+            for v, x, y in zip(who, new_i, new_s, strict=False):
                 interf[v] = x
                 sinr[v] = y
             cur = cand

@@ -449,14 +449,16 @@ class ClockTracker:
         out[i == self.reference] = 0.0
         return out
 
-    def _phase_hypothesis(self, nu: NDArray, s: NDArray) -> tuple[NDArray, ...]:
-        """Integer phase ambiguity of innovations ``nu`` (j, 3) with covariance ``s`` (j, 3, 3).
+    def _phase_hypothesis(self, nu: NDArray, s: NDArray, w: NDArray | None = None
+                          ) -> tuple[NDArray, ...]:
+        """Integer phase ambiguity of innovations ``nu`` (j, 3) with covariance ``s`` (j, 3, 3)
+        (``w``: ``inv(s)`` if the caller has it).
 
         Returns, per row (j,): the most likely integer ``n_b``, its posterior probability among
         the hypotheses ``nu + 2 pi n e_3`` (eq. T4), the posterior mean and variance of
         ``n - n_b``, and the std of the phase innovation given the other two components.
         """
-        w = np.linalg.inv(s)  # [j, 3, 3]
+        w = np.linalg.inv(s) if w is None else w  # [j, 3, 3]
         w33 = w[:, 2, 2]  # [j]
         b = np.einsum("ji,ji->j", w[:, 2, :], nu)  # [j]: (S^-1 nu)_3
         n_star = -b / (2.0 * np.pi * w33)  # [j] continuous minimiser of q(n)
@@ -533,10 +535,12 @@ class ClockTracker:
             r = rr[old]  # [j, 3]
             nu = zz[old] - m  # [j, 3]
             nu[:, 2] = wrap_phase(nu[:, 2])
-            s = p + np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3]
+            rmat = np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3] diag(r), exact
+            s = p + rmat  # [j, 3, 3]
+            w = np.linalg.inv(s)  # [j, 3, 3]
             # integer phase ambiguity (eq. T4): the wrapped phase gives a mixture over the
             # hypotheses nu + 2 pi n e_3; it is collapsed to its exact mean and covariance
-            n_best, p_best, dn_mean, dn_var, std_c = self._phase_hypothesis(nu, s)  # [j] x 5
+            n_best, p_best, dn_mean, dn_var, std_c = self._phase_hypothesis(nu, s, w)  # [j] x 5
             lock_std = (self.config.acquisition_lock_std_rad if acquisition
                         else self.config.phase_lock_std_rad)
             use = std_c < lock_std  # [j]: deterministic given S (no selection on nu)
@@ -545,7 +549,6 @@ class ClockTracker:
             # on (TO, CFO) alone
             gph = use & (std_c < self.config.phase_gate_std_rad)  # [j]
             dof = np.where(gph, 3, 2)  # [j]
-            w = np.linalg.inv(s)  # [j, 3, 3]
             nis3 = np.einsum("ji,jik,jk->j", nu, w, nu)
             nu2 = nu[:, :2]
             nis2 = np.einsum("ji,ji->j", nu2, np.linalg.solve(s[:, :2, :2], nu2[..., None])[..., 0])
@@ -555,7 +558,6 @@ class ClockTracker:
             # phase used: full 3-component update K = P S^-1 (Joseph form) of the best
             # hypothesis, plus the spread of the other hypotheses along K e_3 - e_3 (a 2 pi
             # phase shift is the same phase, so only the TO and CFO means move by 2 pi K e_3)
-            rmat = np.einsum("ji,ik->jik", r, np.eye(3))  # [j, 3, 3]
             gain = p @ w  # [j, 3, 3]
             ikh = np.eye(3) - gain  # [j, 3, 3]
             p_full = ikh @ p @ np.swapaxes(ikh, -1, -2) + gain @ rmat @ np.swapaxes(gain, -1, -2)
