@@ -34,7 +34,9 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(var, "1")
     book = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
+    # the timeouts only bound a hang (per cell, and the kernel's start): a loaded shared machine
+    # can stretch a cell of a few CPU-s to minutes of wall time
+    client = nbclient.NotebookClient(book, timeout=1800, startup_timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(REPO / "analysis")}})
     client.execute()
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs

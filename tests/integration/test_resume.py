@@ -162,10 +162,13 @@ def _checkpointed(out: Path) -> bool:
         return False
 
 
-def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and not _checkpointed(out):
+def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout_s: float = 600) -> None:
+    """Wait for the condition (a checkpoint named in meta.json), not for a time: the deadline
+    only bounds a hang; a run that dies first fails at once with its output."""
+    deadline = time.monotonic() + timeout_s
+    while not _checkpointed(out):
         assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout_s} s"
         time.sleep(0.05)
     assert (out / CHECKPOINT_FILE).exists()
 

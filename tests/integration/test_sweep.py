@@ -95,6 +95,16 @@ def test_one_worker_gives_identical_tables_and_a_rerun_skips_everything(two_work
     np.testing.assert_allclose(again.summary.sum_rate_bps_hz, first.sum_rate_bps_hz)
 
 
+def _scheduler_address(path: Path) -> str | None:
+    """The address in a dask scheduler file, or None while it is missing or half written."""
+    import json
+
+    try:
+        return json.loads(path.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def test_a_real_dask_cluster_gives_the_same_tables(two_worker_sweep, tmp_path):
     spec, out2, _ = two_worker_sweep
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -106,20 +116,22 @@ def test_a_real_dask_cluster_gives_the_same_tables(two_worker_sweep, tmp_path):
          "--no-dashboard", "--scheduler-file", str(sched_file)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        deadline = time.time() + 60
-        while not sched_file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        import json
-
-        address = json.loads(sched_file.read_text())["address"]
+        # the scheduler writes its file in place (not atomically): wait until it parses, and
+        # fail at once (not on a timer) if the scheduler died; the deadline only bounds a hang
+        address, deadline = None, time.monotonic() + 600
+        while address is None:
+            assert procs[0].poll() is None, "the dask scheduler exited"
+            assert time.monotonic() < deadline, "no scheduler file after 600 s"
+            address = _scheduler_address(sched_file)
+            time.sleep(0.1)
         procs.append(subprocess.Popen(
             [str(bindir / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
              "--no-dashboard"], env=env, cwd=tmp_path,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         from dask.distributed import Client
 
-        with Client(address, timeout="30s") as c:
-            c.wait_for_workers(2, timeout=60)
+        with Client(address, timeout="300s") as c:
+            c.wait_for_workers(2, timeout=600)
         out = tmp_path / "cluster"
         result = run_sweep(spec, scheduler=address, out=out, progress=False)
         assert (result.summary.status == "finished").all()
