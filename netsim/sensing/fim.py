@@ -20,6 +20,7 @@ undone exactly), see :class:`FimModel`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "echo_channel",
     "echo_gains",
     "fast_position_crb",
+    "fast_position_crb_batch",
     "isotropic_covariance",
     "per_snapshot_crlb",
     "position_crb_matrix",
@@ -310,65 +312,132 @@ def fast_position_crb(
     nuisance block is an isomorphism), ``CRB = sigma^2 / (2 L) S^{-1}``. Only K x K and 2K x 2K
     matrices are formed: O(M^2 K^2 N + M^2 K^3) instead of the dense (2K + 2KM^2)^2 (MN)^2 FIM.
     ``exact_jbb=False`` keeps only the diagonal of each ``Q_st`` (the paper's approximation).
+    :func:`fast_position_crb_batch` evaluates many clusters of the same size in one pass.
     """
     p = np.asarray(user_pos_m, dtype=float).reshape(-1, 2)
     k = p.shape[0]
     if n_snapshots <= 0 or k == 0:
         return np.full((k, 2, 2), np.inf)
-    rr = np.asarray(r, dtype=complex)  # [M, N, N]
-    m, n = geom.n_aps, geom.n_antennas
+    return _structured_crb(geom.element_positions_m, geom.ap_centers_m, geom.wavenumber, geom.kappa0, p,
+                           np.asarray(r, dtype=complex), n_snapshots, noise_w, exact_jbb, alpha)
+
+
+def fast_position_crb_batch(
+    geoms: Sequence[IsacGeometry],
+    user_pos_m: ArrayLike,
+    r: ArrayLike,
+    n_snapshots: int | float,
+    noise_w: float,
+    exact_jbb: bool = True,
+    alpha: ArrayLike | None = None,
+) -> NDArray[np.float64]:
+    """:func:`fast_position_crb` of C clusters with the same M, N and K at once, (C, K, 2, 2) [m^2].
+
+    Parameters
+    ----------
+    geoms : sequence of C IsacGeometry
+        One per cluster (same ``n_aps``, ``n_antennas``, wavelength and ``kappa0``).
+    user_pos_m : array_like (C, K, 2) [m]
+    r : array_like (C, M, N, N) complex [W]
+    n_snapshots, noise_w, exact_jbb
+        As :func:`fast_position_crb` (common to the clusters).
+    alpha : array_like (C, K, M, M) complex or None
+
+    The same arithmetic as :func:`fast_position_crb` with a leading cluster axis (the per-call
+    overhead of its small-matrix steps is paid once); the results agree with one call per
+    cluster to rounding (the batched reductions may sum in another order, about 1e-15
+    relative). A cluster whose FIM is singular gets ``inf`` blocks, as alone.
+    """
+    g0 = geoms[0]
+    if any(g.n_aps != g0.n_aps or g.n_antennas != g0.n_antennas or g.wavenumber != g0.wavenumber
+           or g.kappa0 != g0.kappa0 for g in geoms):
+        raise ValueError("fast_position_crb_batch needs clusters of the same M, N, wavelength and kappa0")
+    p = np.asarray(user_pos_m, dtype=float)
+    n_c = len(geoms)
+    if p.ndim != 3 or p.shape[0] != n_c or p.shape[2] != 2:
+        raise ValueError(f"user_pos_m must be (C={n_c}, K, 2), got shape {p.shape}")
+    k = p.shape[1]
+    if n_snapshots <= 0 or k == 0:
+        return np.full((n_c, k, 2, 2), np.inf)
+    q = np.stack([g.element_positions_m for g in geoms])  # [C, M, N, 2]
+    c = np.stack([g.ap_centers_m for g in geoms])  # [C, M, 2]
+    return _structured_crb(q, c, g0.wavenumber, g0.kappa0, p, np.asarray(r, dtype=complex), n_snapshots,
+                           noise_w, exact_jbb, alpha)
+
+
+def _structured_crb(q: NDArray[np.float64], c: NDArray[np.float64], wk: float, kappa0: float,
+                    p: NDArray[np.float64], rr: NDArray[np.complex128], n_snapshots: int | float,
+                    noise_w: float, exact_jbb: bool, alpha: ArrayLike | None) -> NDArray[np.float64]:
+    """The bound of :func:`fast_position_crb` for element positions ``q`` (..., M, N, 2), centres
+    ``c`` (..., M, 2), users ``p`` (..., K, 2), covariances ``rr`` (..., M, N, N) and path
+    coefficients ``alpha`` (..., K, M, M) with any common leading (batch) shape; (..., K, 2, 2)."""
+    lead = p.shape[:-2]
+    k = p.shape[-2]
+    m, n = q.shape[-3], q.shape[-2]
     # responses, their gradients and the two-hop gains from one pass over the geometry
-    q = geom.element_positions_m  # [M, N, 2]
-    c = geom.ap_centers_m  # [M, 2]
-    dx = p[:, None, None, 0] - q[..., 0]  # [K, M, N]
-    dy = p[:, None, None, 1] - q[..., 1]
-    rn = np.sqrt(dx * dx + dy * dy)  # [K, M, N]
-    cx = p[:, None, 0] - c[:, 0]  # [K, M]
-    cy = p[:, None, 1] - c[:, 1]
-    rc = np.sqrt(cx * cx + cy * cy)  # [K, M]
-    wk = geom.wavenumber
-    e = np.empty((k, 3, m, n), dtype=complex)  # [K, 3, M, N]: a, da/dx, da/dy
-    e[:, 0] = np.exp(-1j * wk * (rn - rc[..., None]))
-    mk = -1j * wk * e[:, 0]
-    e[:, 1] = mk * (dx / rn - (cx / rc)[..., None])
-    e[:, 2] = mk * (dy / rn - (cy / rc)[..., None])
-    one = np.sqrt(geom.kappa0) / rc * np.exp(-1j * wk * rc)  # [K, M]
-    beta = one[:, :, None] * one[:, None, :]  # [K, M(t), M(s)]
+    dx = p[..., :, None, None, 0] - q[..., None, :, :, 0]  # [..., K, M, N]
+    dy = p[..., :, None, None, 1] - q[..., None, :, :, 1]
+    rn = np.sqrt(dx * dx + dy * dy)  # [..., K, M, N]
+    cx = p[..., :, None, 0] - c[..., None, :, 0]  # [..., K, M]
+    cy = p[..., :, None, 1] - c[..., None, :, 1]
+    rc = np.sqrt(cx * cx + cy * cy)  # [..., K, M]
+    e = np.empty(lead + (k, 3, m, n), dtype=complex)  # [..., K, 3, M, N]: a, da/dx, da/dy
+    e[..., 0, :, :] = np.exp(-1j * wk * (rn - rc[..., None]))
+    mk = -1j * wk * e[..., 0, :, :]
+    e[..., 1, :, :] = mk * (dx / rn - (cx / rc)[..., None])
+    e[..., 2, :, :] = mk * (dy / rn - (cy / rc)[..., None])
+    one = np.sqrt(kappa0) / rc * np.exp(-1j * wk * rc)  # [..., K, M]
+    beta = one[..., :, :, None] * one[..., :, None, :]  # [..., K, M(t), M(s)]
     if alpha is not None:
         beta = beta * np.asarray(alpha)
     # every inner product below is an entry of two Gram matrices of e = [a, da/dx, da/dy]:
     # gram_s = e_s^H e_s (receive side) and vg_t = e_t^T R_t conj(e_t) (transmit side)
-    et = np.ascontiguousarray(e.transpose(2, 0, 1, 3)).reshape(m, 3 * k, n)  # [M, (K 3), N]
-    etc = et.conj()
-    gram = np.matmul(etc, et.transpose(0, 2, 1)).reshape(m, k, 3, k, 3)  # [s, l, i, k, j]
-    g = gram.transpose(0, 3, 4, 1, 2)  # [s, k, j, l, i]: conj(e_{l,i,s}) . e_{k,j,s}
-    vg = np.matmul(np.matmul(et, rr), etc.transpose(0, 2, 1)).reshape(m, k, 3, k, 3)  # [t, k, j, l, i]
-    g00, gd0, g0d, gdd = g[:, :, 0, :, 0], g[:, :, 1:, :, 0], g[:, :, 0, :, 1:], g[:, :, 1:, :, 1:]
-    v00, vd0, v0d, vdd = vg[:, :, 0, :, 0], vg[:, :, 1:, :, 0], vg[:, :, 0, :, 1:], vg[:, :, 1:, :, 1:]
-    b = np.transpose(beta, (2, 1, 0))  # [M(s), M(t), K]
+    nl = len(lead)
+    ax = tuple(range(nl))
+    et = np.ascontiguousarray(e.transpose(ax + (nl + 2, nl, nl + 1, nl + 3))).reshape(lead + (m, 3 * k, n))
+    etc = et.conj()  # [..., M, (K 3), N]
+    gram = np.matmul(etc, np.swapaxes(et, -1, -2)).reshape(lead + (m, k, 3, k, 3))  # [..., s, l, i, k, j]
+    g = gram.transpose(ax + (nl, nl + 3, nl + 4, nl + 1, nl + 2))  # [..., s, k, j, l, i]: conj(e_lis) . e_kjs
+    vg = np.matmul(np.matmul(et, rr), np.swapaxes(etc, -1, -2)).reshape(lead + (m, k, 3, k, 3))  # [..., t, k, j, l, i]
+    g00, gd0 = g[..., :, :, 0, :, 0], g[..., :, :, 1:, :, 0]  # [..., s, k, l], [..., s, k, c, l]
+    g0d, gdd = g[..., :, :, 0, :, 1:], g[..., :, :, 1:, :, 1:]  # [..., s, k, l, d], [..., s, k, c, l, d]
+    v00, vd0 = vg[..., :, :, 0, :, 0], vg[..., :, :, 1:, :, 0]
+    v0d, vdd = vg[..., :, :, 0, :, 1:], vg[..., :, :, 1:, :, 1:]
+    b = np.swapaxes(beta, -1, -3)  # [..., M(s), M(t), K]
     # Q[s, t, k, l] = (a_ls^H a_ks)(a_kt^T R_t conj a_lt)
-    q = g00[:, None] * v00[None]  # [s, t, k, l]
+    qm = g00[..., :, None, :, :] * v00[..., None, :, :, :]  # [..., s, t, k, l]
     # P[s, t, k, c, l] = beta_kts <D_kc, E_lst>
-    pm = gd0[:, None] * v00[None, :, :, None, :] + g00[:, None, :, None, :] * vd0[None]  # [s, t, k, c, l]
-    pm = pm * b[:, :, :, None, None]
+    pm = (gd0[..., :, None, :, :, :] * v00[..., None, :, :, None, :]
+          + g00[..., :, None, :, None, :] * vd0[..., None, :, :, :, :])  # [..., s, t, k, c, l]
+    pm = pm * b[..., :, :, :, None, None]
     # T[(k,c),(l,d)] = sum_st beta_kts conj(beta_lts) <D_kc, D_ld>
-    bb = b[:, :, :, None] * b.conj()[:, :, None, :]  # [s, t, k, l]
-    inner = (gdd[:, None] * v00[None, :, :, None, :, None]
-             + g0d[:, None, :, None] * vd0[None, :, :, :, :, None]
-             + gd0[:, None, :, :, :, None] * v0d[None, :, :, None]
-             + g00[:, None, :, None, :, None] * vdd[None])  # [s, t, k, c, l, d]
-    tt = (bb[:, :, :, None, :, None] * inner).reshape(m * m, -1).sum(axis=0).reshape(2 * k, 2 * k)
+    bb = b[..., :, :, :, None] * b.conj()[..., :, :, None, :]  # [..., s, t, k, l]
+    inner = (gdd[..., :, None, :, :, :, :] * v00[..., None, :, :, None, :, None]
+             + g0d[..., :, None, :, None, :, :] * vd0[..., None, :, :, :, :, None]
+             + gd0[..., :, None, :, :, :, None] * v0d[..., None, :, :, None, :, :]
+             + g00[..., :, None, :, None, :, None] * vdd[..., None, :, :, :, :, :])  # [..., s, t, k, c, l, d]
+    tt = (bb[..., :, :, :, None, :, None] * inner).reshape(lead + (m * m, -1)).sum(axis=-2)
+    tt = tt.reshape(lead + (2 * k, 2 * k))
     if not exact_jbb:
-        q = q * np.eye(k)
-    pf = pm.reshape(m, m, 2 * k, k)  # [s, t, (k c), l]
-    scale = np.abs(np.trace(q, axis1=-2, axis2=-1)).max()
-    x = np.linalg.solve(q / scale + 1e-14 * np.eye(k), np.swapaxes(pf.conj(), -1, -2))  # [s, t, l, (kc)]
-    corr = np.einsum("stil,stlj->ij", pf, x) / scale  # [(kc), (kc)]
+        qm = qm * np.eye(k)
+    pf = pm.reshape(lead + (m, m, 2 * k, k))  # [..., s, t, (k c), l]
+    scale = np.abs(np.trace(qm, axis1=-2, axis2=-1)).max(axis=(-2, -1))  # [...]
+    sc4 = scale[..., None, None, None, None]
+    x = np.linalg.solve(qm / sc4 + 1e-14 * np.eye(k), np.swapaxes(pf.conj(), -1, -2))  # [..., s, t, l, (kc)]
+    corr = np.einsum("...stil,...stlj->...ij", pf, x) / scale[..., None, None]  # [..., (kc), (kc)]
     s_mat = np.real(tt - corr)
-    s_mat = 0.5 * (s_mat + s_mat.T)
+    s_mat = 0.5 * (s_mat + np.swapaxes(s_mat, -1, -2))
     try:
         s_inv = np.linalg.inv(s_mat)
     except np.linalg.LinAlgError:
-        return np.full((k, 2, 2), np.inf)
-    blocks = s_inv.reshape(k, 2, k, 2)[np.arange(k), :, np.arange(k), :]  # [K, 2, 2]
+        if not lead:
+            return np.full((k, 2, 2), np.inf)
+        s_inv = np.full(s_mat.shape, np.inf)  # one cluster at a time: inf only where singular
+        for i in np.ndindex(*lead):
+            try:
+                s_inv[i] = np.linalg.inv(s_mat[i])
+            except np.linalg.LinAlgError:
+                pass
+    d = np.diagonal(s_inv.reshape(lead + (k, 2, k, 2)), axis1=-4, axis2=-2)  # [..., 2, 2, K]
+    blocks = np.moveaxis(d, -1, -3)  # [..., K, 2, 2]
     return 0.5 * noise_w / float(n_snapshots) * blocks

@@ -49,7 +49,7 @@ from netsim.sensing.associate import GATE_SIGMAS, SWAP_NATS, gated_association, 
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
 from netsim.sensing.echo import cross_cfo_factors, sample_echo_statistics, sync_path_factors
-from netsim.sensing.fim import fast_position_crb, isotropic_covariance
+from netsim.sensing.fim import fast_position_crb, fast_position_crb_batch, isotropic_covariance
 from netsim.sensing.localize import ClusterResult, localize_cluster
 from netsim.sensing.peaks import min_cost_assignment
 from netsim.sensing.steering import GridCache
@@ -418,11 +418,68 @@ class CrlbSensing(MusicSensing):
 
     fidelity = "crlb"
 
-    def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
-                  to_s, cfo_hz, pred, true_pos, force_acquire=False):
-        c = np.where(np.isfinite(bound), bound, 0.0)  # [V, 2, 2]
+    def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None):
+        """:meth:`MusicSensing._sense_clusters` for the fidelity: the same clusters, visible sets
+        and draws in the same order (per cluster its RCS coefficients, then the normal draw of
+        its estimates), with the bounds of all clusters formed afterwards, one
+        :func:`~netsim.sensing.fim.fast_position_crb_batch` call per cluster size (the same
+        values as one call per cluster), and each member's estimate
+        ``true + V diag(sqrt(w)) z`` (eigendecomposition ``V diag(w) V^T`` of its 2 x 2 block)."""
+        cfg = self.sim.scenario.sensing
+        used = np.array(sorted({int(a) for key in todo for a in key}), dtype=int)
+        pair = np.ones((to_s.shape[0], to_s.shape[0]), dtype=complex)  # [tx, rx], all APs
+        pair[np.ix_(used, used)] = self._pair_factors(to_s[used], cfo_hz[used], n_snap, fc, cfg.snapshot_duration_s)
+        if reuse and drawn_later:
+            for a_l, v_l, aps_l in drawn_later:
+                self._share_draws(a_l, v_l, aps_l, drawn, False)
+            drawn_later.clear()
+        ap_xy = network.ap_center_m
+        jobs = []  # (geometry, visible, members' rows, covariance, alpha_eff, z, aps)
+        for key, members in sorted(todo.items()):
+            aps = np.array(key)
+            geom = self._geometry(aps)
+            d_users = np.linalg.norm(true_pos[:, None, :] - ap_xy[aps][None], axis=-1)  # [K, M]
+            visible = sorted(set(np.flatnonzero(d_users.min(axis=1) <= cfg.range_m)) | set(members))
+            v, m = len(visible), len(aps)
+            alpha = (rng.standard_normal((v, m, m)) + 1j * rng.standard_normal((v, m, m))) / np.sqrt(2)
+            if reuse or drawn_later is None:
+                self._share_draws(alpha, visible, aps, drawn, reuse)  # [V, tx, rx]
+            else:
+                drawn_later.append((alpha.copy(), visible, aps))
+            z = rng.standard_normal((v, 2))  # the estimate's draw, for every visible user (stream)
+            rows = [j for j, k in enumerate(visible) if k in members]
+            jobs.append((geom, visible, rows, self._covariance(geom), self._effective_alpha(alpha, aps, pair), z, aps))
+        bounds = self._batched_bounds(jobs, true_pos, n_snap, [j[4] for j in jobs])  # per job [V, 2, 2]
+        if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
+            nominal = [self._effective_alpha(np.ones((len(j[1]), len(j[6]), len(j[6])), complex), j[6], pair)
+                       for j in jobs]
+            bnom = self._batched_bounds(jobs, true_pos, n_snap, nominal)
+        users = np.array([j[1][r] for j in jobs for r in j[2]], dtype=int)  # members, job order
+        if users.size == 0:
+            return []
+        blk = np.concatenate([b[j[2]] for b, j in zip(bounds, jobs, strict=True)])  # [U, 2, 2]
+        z = np.concatenate([j[5][j[2]] for j in jobs])  # [U, 2]
+        c = np.where(np.isfinite(blk), blk, 0.0)
         w, vec = np.linalg.eigh(0.5 * (c + np.swapaxes(c, -1, -2)))
-        z = rng.standard_normal((len(visible), 2))
-        step = np.einsum("vij,vj->vi", vec, np.sqrt(np.maximum(w, 0.0)) * z)  # [V, 2]
-        ok = np.ones(len(visible), dtype=bool)
-        return true_pos[visible] + step, ok, ~ok
+        step = np.einsum("vij,vj->vi", vec, np.sqrt(np.maximum(w, 0.0)) * z)  # [U, 2]
+        est[users] = true_pos[users] + step
+        crlb[users] = np.trace(blk, axis1=1, axis2=2)
+        detected[users] = True
+        if need_plan:
+            plan[users] = np.trace(np.concatenate([b[j[2]] for b, j in zip(bnom, jobs, strict=True)]), axis1=1, axis2=2)
+        return []
+
+    def _batched_bounds(self, jobs, true_pos, n_snap, alphas):  # noqa: ANN001, ANN202
+        """Bounds (V, 2, 2) of every job, in job order: one batched call per (V, M)."""
+        out: list = [None] * len(jobs)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, j in enumerate(jobs):
+            by_size.setdefault((len(j[1]), len(j[6])), []).append(i)
+        for idx in by_size.values():
+            b = fast_position_crb_batch([jobs[i][0] for i in idx], np.stack([true_pos[jobs[i][1]] for i in idx]),
+                                        np.stack([jobs[i][3] for i in idx]), n_snap, self.noise_w,
+                                        exact_jbb=True, alpha=np.stack([alphas[i] for i in idx]))  # [C, V, 2, 2]
+            for c, i in enumerate(idx):
+                out[i] = b[c]
+        return out

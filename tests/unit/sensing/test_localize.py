@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netsim.sensing.config import IsacConfig, dbm_to_w
+from netsim.sensing.config import IsacConfig, IsacGeometry, dbm_to_w
 from netsim.sensing.echo import sample_echo_statistics
-from netsim.sensing.fim import fast_position_crb, isotropic_covariance, position_crb_matrix
+from netsim.sensing.fim import (
+    fast_position_crb,
+    fast_position_crb_batch,
+    isotropic_covariance,
+    position_crb_matrix,
+)
 from netsim.sensing.joint import coupling
 from netsim.sensing.localize import FREE_COUPLING, localize_cluster
 from netsim.sensing.ml import MlProblem, ml_refine
@@ -46,6 +51,36 @@ def test_structured_crb_equals_the_dense_fim():
             a = position_crb_matrix(g, p, r, 500, NOISE, exact_jbb=exact, alpha=alpha)
             b = fast_position_crb(g, p, r, 500, NOISE, exact_jbb=exact, alpha=alpha)
             np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12 * np.abs(a).max())
+
+
+def test_batched_crb_is_the_per_cluster_crb():
+    """fast_position_crb_batch over clusters of our own (random orientations and offsets, one
+    user 1 m from an AP, random and isotropic R, both J_bb forms) equals one call per cluster,
+    and its first cluster the dense FIM (exact J_bb); clusters of different size are refused."""
+    rng = np.random.default_rng(5)
+    geoms = [three_ap_cluster(rng, 2.0) for _ in range(4)]
+    p = rng.uniform(3, 22, (4, 2, 2))
+    p[2, 1] = geoms[2].ap_centers_m[1] + [0.6, -0.8]  # near-field user 1 m from an AP
+    v = rng.standard_normal((4, 3, 16, 16)) + 1j * rng.standard_normal((4, 3, 16, 16))
+    r = np.einsum("cmij,cmkj->cmik", v, v.conj()) / 16
+    r[1] = isotropic_covariance(geoms[1], 1.0)
+    alpha = np.stack([rcs(rng, 2) for _ in range(4)])
+    for exact in (True, False):
+        b = fast_position_crb_batch(geoms, p, r, 400, NOISE, exact_jbb=exact, alpha=alpha)
+        assert b.shape == (4, 2, 2, 2)
+        for c in range(4):
+            one = fast_position_crb(geoms[c], p[c], r[c], 400, NOISE, exact_jbb=exact, alpha=alpha[c])
+            np.testing.assert_allclose(b[c], one, rtol=1e-12, atol=1e-15 * np.abs(one).max())
+        if exact:
+            dense = position_crb_matrix(geoms[0], p[0], r[0], 400, NOISE, alpha=alpha[0])
+            np.testing.assert_allclose(b[0], dense, rtol=1e-9, atol=1e-12 * np.abs(dense).max())
+    two = IsacGeometry(ap_centers_m=geoms[0].ap_centers_m[:2], ap_axis_rad=geoms[0].ap_axis_rad[:2],
+                       n_antennas=16, spacing_m=geoms[0].spacing_m, wavelength_m=geoms[0].wavelength_m,
+                       kappa0=geoms[0].kappa0)
+    with pytest.raises(ValueError, match="same M"):
+        fast_position_crb_batch([geoms[0], two], p[:2], r[:2], 400, NOISE)
+    with pytest.raises(ValueError, match="user_pos_m"):
+        fast_position_crb_batch(geoms, p[0], r, 400, NOISE)
 
 
 def test_crb_scales_with_the_rcs_draw():
