@@ -13,7 +13,7 @@ CHEAP = ("--set", "sync.method=genie", "--set", "sensing.method=genie")
 
 def netsim_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "netsim", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+                          text=True, cwd=cwd, timeout=1800)
 
 
 def test_run_writes_a_run_directory_and_prints_a_summary(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 def netsim_cli(*args):
     return subprocess.run([sys.executable, "-m", "netsim", *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=1200)
 
 
 def test_validate_prints_algorithms_and_cost_warnings():

@@ -86,7 +86,7 @@ def test_cli_run_without_torch_records_the_weights(tmp_path):
            "--set", "comm.power=gnn", "--set", "comm.pilot_assignment=gnn",
            *[x for s in SMALL[:2] for x in ("--set", s)], "--set", "frame.subframes=2"]
     env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{ROOT}")
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-2000:]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["status"] == "finished"

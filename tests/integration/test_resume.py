@@ -194,7 +194,7 @@ def test_killed_run_resumes_to_identical_tables(tmp_path, sig):
     _wait_for_checkpoint(out, proc)
     time.sleep(random.Random().uniform(0.0, 0.6))  # a random moment after the first checkpoint
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     stopped = netsim.load_run(out)
     _tables_agree(stopped)
     if sig == signal.SIGTERM:
@@ -208,7 +208,7 @@ def test_killed_run_resumes_to_identical_tables(tmp_path, sig):
     if stopped.meta["frames"] >= 400:
         pytest.skip("the run finished before the signal (machine too fast for this test)")
     res = subprocess.run([sys.executable, "-m", "netsim", "run", "--resume", str(out), "-q"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr
     run = netsim.load_run(out)
     assert run.meta["status"] == "finished"
