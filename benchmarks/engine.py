@@ -19,7 +19,11 @@ BLAS is pinned to one thread before numpy loads and glibc's heap thresholds are 
 ``sync.method=genie`` and ``sensing.method=genie`` (the issue-10 targets); the plain names run
 the bundled files as they are.
 
-Usage: python benchmarks/engine.py [--frames-scale X] [--only NAME ...] [--scaling]
+With ``--bytecode`` the whole-process run is repeated with netsim byte-compiled beforehand into
+a temporary ``PYTHONPYCACHEPREFIX`` (as a regular ``pip install`` leaves it): this environment
+sets ``PYTHONDONTWRITEBYTECODE=1``, so every process compiles netsim's modules again.
+
+Usage: python benchmarks/engine.py [--frames-scale X] [--only NAME ...] [--scaling] [--bytecode]
 """
 
 from __future__ import annotations
@@ -92,9 +96,13 @@ def measure(path: Path, frames: int, overrides: list[str]) -> dict:
     }
 
 
-def whole_process(frames: int = 40) -> dict:
+def whole_process(frames: int = 40, package_root: Path = ROOT) -> dict:
     """``python -m netsim run scenarios/quickstart.yaml`` (genie sync and sensing, the issue-10
-    start-up target) as a child: CPU s and heavy imports."""
+    start-up target) as a child: CPU s and heavy imports.
+
+    ``package_root``: the folder holding the ``netsim`` package the child imports (a
+    byte-compiled copy for ``--bytecode``); with ``PYTHONDONTWRITEBYTECODE=1``, as in this
+    environment, a package without ``__pycache__`` is compiled again in every process."""
     code = (
         "import sys, runpy; sys.argv = ['netsim', 'run', {sc!r}, '--out', {out!r}, '-q',"
         " '--frames', '{f}', '--set', 'sync.method=genie', '--set', 'sensing.method=genie'];\n"
@@ -105,7 +113,7 @@ def whole_process(frames: int = 40) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src = code.format(sc=str(ROOT / "scenarios/quickstart.yaml"), out=str(Path(tmp) / "q"),
                           f=frames, heavy=HEAVY)
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(package_root))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         w0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
@@ -140,6 +148,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
     parser.add_argument("--scaling", action="store_true", help="also the APs/users scaling tables")
     parser.add_argument("--no-process", action="store_true", help="skip the whole-process run")
+    parser.add_argument("--bytecode", action="store_true",
+                        help="also the whole-process run with netsim byte-compiled beforehand")
     args = parser.parse_args()
 
     # warm-up (not timed): the lazy imports of the frame loop (pandas at the first flush, ...)
@@ -164,7 +174,20 @@ def main() -> None:
         p = whole_process(40)
         print("\n== 40-frame quickstart as a whole process (python -m netsim run) ==")
         print(f"user+sys CPU {p['cpu']:.2f} s (bare interpreter {p['python_cpu']:.2f} s), "
-              f"wall {p['wall']:.2f} s; heavy modules imported: {p['heavy'] or 'none'}")
+              f"wall {p['wall']:.2f} s; heavy modules imported: {p['heavy'] or 'none'}"
+              + (" (every netsim module compiled: PYTHONDONTWRITEBYTECODE is set)"
+                 if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""))
+        if args.bytecode:
+            import shutil
+
+            with tempfile.TemporaryDirectory() as copy:  # a byte-compiled copy of the package
+                shutil.copytree(ROOT / "netsim", Path(copy) / "netsim",
+                                ignore=shutil.ignore_patterns("__pycache__"))
+                subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(copy) / "netsim")],
+                               check=True)
+                b = whole_process(40, package_root=Path(copy))
+            print(f"user+sys CPU {b['cpu']:.2f} s with netsim byte-compiled beforehand "
+                  "(as a pip install leaves it)")
 
     print(f"\nload average at end: {_loadavg()}")
     if args.scaling:

@@ -371,6 +371,10 @@ class TraceWriter:
         if self.out_dir is None or not merge:
             return
         for name in TABLES:
+            if self._chunks[name] == 1 and self.rows_written[name] <= self.flush_every_rows:
+                # one chunk, at most one row group: it already is the merged file (the same
+                # schema and row group merge_chunks would write), so rename it
+                _adopt_single_chunk(self.out_dir, name)
             merge_chunks(self.out_dir, name, self.flush_every_rows)
         (self.out_dir / POSITION_FILE).unlink(missing_ok=True)  # every table is one file now
 
@@ -434,6 +438,20 @@ def _read_file(path: Path) -> pa.Table:
     whose import alone costs about 50 MB of memory)."""
     with pq.ParquetFile(path) as pf:
         return pf.read(use_threads=False)
+
+
+def _adopt_single_chunk(run_dir: Path, name: str) -> None:
+    """Rename the only chunk of ``name`` to ``<name>.parquet`` (atomic); :func:`merge_chunks`
+    then finds the merged file and removes the empty chunk folder. Nothing happens when the
+    folder holds anything else than that chunk (a foreign or temporary file: merge as usual)."""
+    part_dir = run_dir / name
+    target = run_dir / f"{name}.parquet"
+    part = part_dir / "part-00000.parquet"
+    if target.exists() or not part.exists() or _parts(run_dir, name) != [part]:
+        return
+    if any(p.name != part.name for p in part_dir.iterdir()):
+        return
+    part.replace(target)
 
 
 def merge_chunks(run_dir: str | Path, name: str, row_group_rows: int = 20_000) -> Path:

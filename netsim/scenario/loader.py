@@ -378,5 +378,7 @@ def _root_problem(data: Any) -> str:
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:
-    """The resolved scenario (all defaults filled) as YAML text."""
-    return yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+    """The resolved scenario (all defaults filled) as YAML text (libyaml's emitter where PyYAML
+    has it: the same text as ``yaml.safe_dump``, a quarter of its cost)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(scenario.model_dump(mode="json"), Dumper=dumper, sort_keys=False)

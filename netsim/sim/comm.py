@@ -25,7 +25,7 @@ import numpy as np
 
 from netsim.comm.association import associate
 from netsim.comm.location_csi import channel_error_radius
-from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation
+from netsim.comm.power import POWER_ALLOCATORS, PowerAllocation, equal_power_w
 from netsim.sim import methods
 from netsim.units import dbm_to_w
 
@@ -74,6 +74,9 @@ def _power(sim, ghat, err_var, assoc, prev_w: np.ndarray | None = None,
                           step0=prev_step if warm else None)
         return PowerAllocation(res.power_w, res.iterations, res.objective, res.converged,
                                {"policy": "wmmse", **res.info})
+    if sc.comm.power == "equal":  # the engine reads no objective trace: the powers alone
+        return PowerAllocation(equal_power_w(assoc, p_max), 0, np.zeros(0), True,
+                               {"policy": "equal"})
     cfg = sc.comm.gnn_weights if sc.comm.power == "gnn" else None  # None: shipped weights
     return POWER_ALLOCATORS[sc.comm.power](
         ghat, err_var, assoc, sc.channel.noise_power_w, p_max, rng=sim.rngs["power"], config=cfg)

@@ -112,10 +112,12 @@ class CommPhase:
                        user=np.tile(users, n_sub), power_w=power.sum(axis=1).reshape(-1),
                        ap_power_w=power.transpose(0, 2, 1).reshape(n_sub * n_user, -1),
                        sinr_db=sinr_eff_db.reshape(-1), rate_bps_hz=rate.reshape(-1))
-        fs.rates_sum.extend(rate.sum(axis=1))
-        fs.rates_min.extend(rate.min(axis=1))
-        fs.sinr_all.extend(sinr_eff_db)
-        fs.iters.extend(tx.iterations for tx in txs)
+        # one array per comm phase (recording.record concatenates them: the same values in the
+        # same order as the per-subframe rows)
+        fs.rates_sum.append(rate.sum(axis=1))  # [S]
+        fs.rates_min.append(rate.min(axis=1))  # [S]
+        fs.sinr_all.append(sinr_eff_db)  # [S, K]
+        fs.iters.append(np.fromiter((tx.iterations for tx in txs), dtype=np.int64, count=n_sub))
         if not_converged:
             sim.event("power_not_converged", -1,
                       f"{sc.comm.power}: {not_converged} of {sc.frame.subframes} subframes "

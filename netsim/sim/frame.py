@@ -52,10 +52,10 @@ class FrameState:
     rho_now: float = 0.0
     ap_rows: dict[str, np.ndarray] = field(default_factory=dict)
     reused: bool = False
-    rates_sum: list[float] = field(default_factory=list)
-    rates_min: list[float] = field(default_factory=list)
-    sinr_all: list[np.ndarray] = field(default_factory=list)
-    iters: list[int] = field(default_factory=list)
+    rates_sum: list[np.ndarray] = field(default_factory=list)  # [S] per comm phase
+    rates_min: list[np.ndarray] = field(default_factory=list)  # [S] per comm phase
+    sinr_all: list[np.ndarray] = field(default_factory=list)  # [S, K] per comm phase
+    iters: list[np.ndarray] = field(default_factory=list)  # [S] int per comm phase
     wall_comm: float = 0.0
     wall_power: float = 0.0
     n_gated: int = 0

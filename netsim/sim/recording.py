@@ -55,9 +55,9 @@ class FrameRecorder:
             sensing_ratio_median=float(np.median(ratio)) if np.all(np.isfinite(ratio)) else float("nan"),
             tracked_fraction=_mean(tracked),
             beamformer_reused=fs.reused, comm_pilot_length=int(sim.comm.pilot_length),
-            power_iterations_mean=_mean(fs.iters),
-            sum_rate_bps_hz=_mean(fs.rates_sum),
-            min_rate_bps_hz=_mean(fs.rates_min),
+            power_iterations_mean=_mean(_flat(fs.iters)),
+            sum_rate_bps_hz=_mean(_flat(fs.rates_sum)),
+            min_rate_bps_hz=_mean(_flat(fs.rates_min)),
             certified_min_rate_bps_hz=self.certified_rate(),
             mean_sinr_db=mean_sinr_db(fs.sinr_all),  # served users only (dB)
             wall_sync_s=fs.wall_sync, wall_sense_s=fs.wall_sense, wall_comm_s=fs.wall_comm,
@@ -116,6 +116,11 @@ class FrameRecorder:
                        cluster=cluster, is_master=is_master, is_reference=np.arange(n) == ref)
         self._ap_static = (plan, ref, columns)
         return columns
+
+
+def _flat(parts: list[np.ndarray]) -> np.ndarray:
+    """The comm phases' per-subframe arrays of a frame, end to end (empty: no comm phase)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _mean(x) -> float:

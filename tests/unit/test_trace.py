@@ -90,6 +90,46 @@ def test_streaming_merge_groups_small_chunks_into_row_groups(tmp_path):
     assert list(read_table(tmp_path, "events").frame) == list(range(95))
 
 
+def test_a_single_chunk_is_renamed_into_the_merged_file(tmp_path, monkeypatch):
+    """A table flushed once (at most one row group): close() renames its chunk instead of
+    re-writing it; the file is the one the streaming merge writes, byte for byte."""
+    import pyarrow.parquet as pq
+
+    from netsim.trace import merge_chunks
+
+    def write(folder, extra=False):
+        w = TraceWriter(folder, flush_every_rows=100)
+        for i in range(7):  # one flush at close: one chunk of 7 rows
+            _frame_of_events(w, i)
+        w.flush()
+        if extra:  # a foreign file in the chunk folder: the merge runs as usual
+            (folder / "events" / "notes.txt").write_text("x")
+        return w
+
+    w = write(tmp_path / "a")
+    with monkeypatch.context() as m:  # close() must not write the events table again
+        def refuse(where, schema, *a, **k):
+            if "events" in str(where):
+                raise AssertionError("the single chunk was re-written")
+            return original(where, schema, *a, **k)
+
+        original = pq.ParquetWriter
+        m.setattr(pq, "ParquetWriter", refuse)
+        w.close()
+    assert not (tmp_path / "a" / "events").exists()
+    renamed = (tmp_path / "a" / "events.parquet").read_bytes()
+    w2 = write(tmp_path / "b")
+    merged = merge_chunks(tmp_path / "b", "events", 100)  # the streaming merge itself
+    assert merged.read_bytes() == renamed
+    assert list(read_table(tmp_path / "a", "events").frame) == list(range(7))
+    assert pq.ParquetFile(tmp_path / "a" / "events.parquet").metadata.num_row_groups == 1
+    w3 = write(tmp_path / "c", extra=True)
+    w3.close()
+    assert list(read_table(tmp_path / "c", "events").frame) == list(range(7))
+    assert not (tmp_path / "c" / "events").exists()
+    del w2
+
+
 def test_a_new_writer_refuses_a_folder_with_tables(tmp_path):
     w = TraceWriter(tmp_path, flush_every_rows=1)
     _frame_of_events(w, 0)

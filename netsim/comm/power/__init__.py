@@ -49,6 +49,7 @@ __all__ = [
     "PowerAllocator",
     "MaxMinConfig",
     "equal_power",
+    "equal_power_w",
     "maxmin_power",
     "wmmse_allocator",
     "wmmse_power",
@@ -101,6 +102,15 @@ def _p_max_vec(p_max_w: float | np.ndarray, n_ap: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(p_max_w, dtype=float), (n_ap,)).copy()
 
 
+def equal_power_w(assoc: np.ndarray, p_max_w: float | np.ndarray) -> np.ndarray:
+    """The power matrix [M, K] (W) of :func:`equal_power`, ``P_max,m / |K_m|`` on the
+    associated pairs of ``assoc`` [M, K] bool and 0 elsewhere, without its objective trace."""
+    n_ap = assoc.shape[0]
+    p_max = _p_max_vec(p_max_w, n_ap)  # [M]
+    load = np.maximum(assoc.sum(axis=1), 1)  # [M]
+    return np.where(assoc, (p_max / load)[:, None], 0.0)  # [M, K]
+
+
 def equal_power(
     ghat: np.ndarray,
     err_var: np.ndarray,
@@ -112,10 +122,7 @@ def equal_power(
     config: Any = None,
 ) -> PowerAllocation:
     """Equal power p_mk = P_max / |K_m| on associated pairs (reference policy)."""
-    n_ap = assoc.shape[0]
-    p_max = _p_max_vec(p_max_w, n_ap)
-    load = np.maximum(assoc.sum(axis=1), 1)  # [M]
-    power = np.where(assoc, (p_max / load)[:, None], 0.0)  # [M, K]
+    power = equal_power_w(assoc, p_max_w)  # [M, K]
     rsur = surrogate_rate(ghat, err_var, assoc, power, noise_w)
     return PowerAllocation(power, 0, np.array([rsur]), True, {"policy": "equal"})
 
