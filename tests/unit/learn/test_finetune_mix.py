@@ -113,3 +113,15 @@ def test_mix_script_records_sizes_and_the_antenna_reference(tmp_path):
     p, dec = sts_power(w, beta, assoc, cfg.p_pilot_w, umi.noise_power_w(cfg), cfg.p_max_w,
                        np.random.default_rng(1), dtype=FAST_DTYPE, n_ant=7)
     assert np.all(p[~assoc] == 0) and np.all(p.sum(axis=1) <= cfg.p_max_w * (1 + 1e-9)) and dec.tau_p >= 1
+
+
+def test_joint_training_refuses_an_antenna_count_input_file(tmp_path):
+    from netsim.comm.power.gnn import save_gnn_weights
+    from netsim.learn.train import TrainConfig, train
+
+    w = load_gnn_weights(default_weights_path("sts"))
+    path = tmp_path / "ref.npz"
+    save_gnn_weights(path, GNNWeights("sts", w.archs, w.params,
+                                      {**w.meta, "features": {**w.meta["features"], "n_ant_ref": 16}}))
+    with pytest.raises(ValueError, match="n_ant_ref"):
+        train(_spec(3, 7, 4), TrainConfig(framework="sts", samples=4, epochs=1, init=str(path)))
