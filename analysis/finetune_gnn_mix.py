@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-ant-ref", type=float, default=None,
                     help="STS: make N an input, features beta p_u N / (sigma^2 N_REF) (written to the "
                          "output's features.n_ant_ref; default: keep the input file's setting)")
+    ap.add_argument("--readout-only", action="store_true",
+                    help="STS: train only the power readout (the last layer's AP-UE update U1, V1, V2, b1); "
+                         "the trunk and so the pilot head stay bit for bit")
     ap.add_argument("--log", help="per-epoch JSON lines")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -94,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     base = load_gnn_weights(args.init or default_weights_path(fw))
     key = "power" if fw == "dts" else "sts"
     net = TorchGNN.from_export(base.archs[key], base.params[key])
+    if args.readout_only:
+        if fw != "sts":
+            raise SystemExit("--readout-only applies to the STS-GNN only")
+        last = base.archs[key].layers - 1
+        keep = {f"sts.{last}.{n}" for n in ("U1", "V1", "V2", "b1")}
+        for name, p in net.params().items():
+            p.requires_grad_(name in keep)
     logf = open(args.log, "w") if args.log else None  # noqa: SIM115
 
     def log(row):
@@ -137,8 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                    "best_val_rel_net_se": hist.best_val, "lr": args.lr, "data_seed": args.seed,
                    "data_cpu_s": data_cpu, "cpu_s": time.process_time() - cpu0,
                    "wall_s": time.perf_counter() - wall0,
-                   "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped}
-    params = {"pilot": base.params["pilot"], "power": net.export()} if fw == "dts" else {"sts": net.export()}
+                   "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped,
+                   "trained": "power readout only" if args.readout_only else "all parameters",
+                   "n_ant_ref": n_ref}
+    exported = net.export()
+    if args.readout_only:  # the frozen arrays exactly as they were (no float32 round trip)
+        exported = {k: (exported[k] if k in keep else v) for k, v in base.params[key].items()}
+    params = {"pilot": base.params["pilot"], "power": exported} if fw == "dts" else {"sts": exported}
     save_gnn_weights(args.out, GNNWeights(fw, dict(base.archs), params, meta))
     print(f"{args.out}: best validation relative net-SE {hist.best_val:.4f} at epoch {hist.best_epoch}, "
           f"{meta[stage]['cpu_s']:.0f} CPU-s ({hist.stopped})")

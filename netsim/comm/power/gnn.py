@@ -4,9 +4,11 @@ Weights file (``.npz``, written by ``netsim train-gnn`` / :mod:`netsim.learn.tra
 
 * ``__meta__`` : 0-d str, JSON with ``format`` (= :data:`FORMAT`), ``framework`` ("dts" or
   "sts"), ``models`` {name: GNNArch dict}, ``features`` (``snr_ref`` = P_ref / sigma^2 of the
-  power features; optional ``n_ant_ref``: when present, the AP-UE features of the pilot/STS
-  GNN use the array-gain-scaled pilot SNR beta p_u N / (sigma^2 n_ant_ref), so that one model
-  sees the antenna count N of the deployment; absent = N is not an input), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
+  power features; optional ``n_ant_ref``: when present, the POWER head of the STS-GNN is
+  evaluated on AP-UE features with the array-gain-scaled pilot SNR beta p_u N /
+  (sigma^2 n_ant_ref), so that one model sees the antenna count N of the deployment (a second
+  pass when N != n_ant_ref; the pilot head always sees beta p_u / sigma^2); absent = N is not
+  an input), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
 * ``<model>/<param>`` : float64 arrays, weights ``[out, in]``, biases ``[out]``, batch norm
   folded into ``<key>.scale`` / ``<key>.shift`` ``[channels]``.
 
@@ -131,8 +133,8 @@ class GNNWeights:
         return None if v is None else float(v)
 
     def lsf_scale(self, n_ant: int | None) -> float:
-        """Factor on beta p_u / sigma^2 in the pilot/STS features: N / n_ant_ref when the file
-        has ``n_ant_ref`` and N is given, else 1."""
+        """Factor on beta p_u / sigma^2 in the STS power head's features: N / n_ant_ref when the
+        file has ``n_ant_ref`` and N is given, else 1."""
         ref = self.n_ant_ref
         return 1.0 if ref is None or n_ant is None else float(n_ant) / ref
 
@@ -305,17 +307,22 @@ def draw_random_features(arch: GNNArch, n_ue: int, rng: np.random.Generator | No
 def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, dtype=np.float64,
                  n_ant: int | None = None):
     """(power_logit [M, K], pilot_logit [S, K]) of one graph through the fast path; ``n_ant``
-    (N) scales the pilot SNR feature when the file has ``n_ant_ref`` (:meth:`GNNWeights.lsf_scale`)."""
+    (N) scales the pilot SNR feature of the power head's pass when the file has ``n_ant_ref``
+    (:meth:`GNNWeights.lsf_scale`); the pilot logits always come from the unscaled features."""
     beta = np.asarray(beta, float)
     n_ap, n_ue = beta.shape
     z = np.asarray(z, float)  # [S, K]
     d0 = np.empty((n_ue, n_ap, 2), dtype)  # [K, M, 2] channel-last UE-major lsf_features
-    snr_p = p_pilot_w / noise_w * w.lsf_scale(n_ant)
+    snr_p = p_pilot_w / noise_w
     d0[:, :, 0] = np.log10(np.maximum(beta.T * snr_p, 1e-30)) * (10.0 / 30.0)
     d0[:, :, 1] = np.asarray(assoc, float).T
     e0 = z.T[:, :, None].astype(dtype)  # [K, S, 1]
     plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype)
     p_logit, x_logit = sts_forward_fast(plan, w.archs[model], d0, e0)  # [K, M], [K, S]
+    scale = w.lsf_scale(n_ant)
+    if scale != 1.0:  # the power head sees the array-gain-scaled pilot SNR: a second pass
+        d0[:, :, 0] = np.log10(np.maximum(beta.T * (snr_p * scale), 1e-30)) * (10.0 / 30.0)
+        p_logit = sts_forward_fast(plan, w.archs[model], d0, e0)[0]
     return p_logit.T.astype(float), x_logit.T.astype(float)
 
 
@@ -493,8 +500,8 @@ def gnn_pilot_assignment(
     column's argmax gets the 1), the others are :func:`conflict_free_colour`. Empty rows are
     removed and tau_p is the number of rows left (1 <= tau_p <= S). ``dtype`` of the forward
     pass (float64 default; float32 is faster, see :mod:`netsim.comm.power.gnn_fast`).
-    ``n_ant`` : antennas per AP (N), an input of files with ``features.n_ant_ref`` (None: N =
-    n_ant_ref).
+    ``n_ant`` : antennas per AP (N); it only moves the STS power head (files with
+    ``features.n_ant_ref``), never the pilots.
     """
     w = resolve_weights(weights, framework)
     model = w.pilot_model

@@ -1,6 +1,7 @@
-"""STS-GNN antenna-count input (``features.n_ant_ref``): the pilot SNR feature becomes
-beta p_u N / (sigma^2 n_ant_ref). Checked by its defining identity (N / n_ref scales beta),
-its neutrality at N = n_ref and without the field, and a malformed field's error."""
+"""STS-GNN antenna-count input (``features.n_ant_ref``): the power head's pilot SNR feature
+becomes beta p_u N / (sigma^2 n_ant_ref), the pilot head keeps beta p_u / sigma^2. Checked by
+its defining identity (N / n_ref scales beta in the power pass only), its neutrality at
+N = n_ref and without the field, and a malformed field's error."""
 
 from __future__ import annotations
 
@@ -47,10 +48,12 @@ def test_n_ant_scales_the_pilot_snr_feature_exactly(tmp_path):
     for n_ant in (3, 12, 40):
         beta, assoc = _drop(rng)
         z = rng.uniform(0.0, 1.0, (beta.shape[1], beta.shape[1]))
-        p_ref, d_ref = sts_power(base, beta * n_ant / 12.0, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z)
+        p_ref = sts_power(base, beta * n_ant / 12.0, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z)[0]
+        d_ref = sts_power(base, beta, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z)[1]
         p, d = sts_power(w, beta, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z, n_ant=n_ant)
-        np.testing.assert_allclose(p, p_ref, rtol=1e-12, atol=0.0)
-        np.testing.assert_array_equal(d.colour, d_ref.colour)
+        np.testing.assert_allclose(p, p_ref, rtol=1e-12, atol=0.0)  # power: scaled features
+        np.testing.assert_array_equal(d.colour, d_ref.colour)  # pilots: never moved by N
+        np.testing.assert_array_equal(d.logits, d_ref.logits)
         x = gnn_pilot_assignment(w, beta, assoc, cfg.p_pilot_w, s2, None, framework="sts", z=z, n_ant=n_ant)
         np.testing.assert_array_equal(x.colour, d.colour)
     # without N (or at N = n_ref) the file is the original function; a file without the

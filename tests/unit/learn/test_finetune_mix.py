@@ -106,6 +106,15 @@ def test_mix_script_records_sizes_and_the_antenna_reference(tmp_path):
     base = load_gnn_weights(default_weights_path("sts"))
     moved = max(float(np.abs(w.params["sts"][k] - v).max()) for k, v in base.params["sts"].items())
     assert moved > 0
+    # --readout-only trains the power readout (last layer's AP-UE update) and nothing else
+    out_ro = tmp_path / "ro.npz"
+    assert mod.main(["--model", "sts", "--out", str(out_ro), "--sizes", "3:8:4:4,4:9:2:4", "--subframes", "1",
+                     "--epochs", "1", "--lr", "0.05", "--n-ant-ref", "16", "--readout-only", "--seed", "5"]) == 0
+    ro = load_gnn_weights(out_ro)
+    last = base.archs["sts"].layers - 1
+    moved_ro = {k for k, v in base.params["sts"].items() if not np.array_equal(ro.params["sts"][k], v)}
+    assert moved_ro and moved_ro <= {f"sts.{last}.{n}" for n in ("U1", "V1", "V2", "b1")}
+    assert ro.meta["finetune_sts_mix"]["trained"] == "power readout only"
     # the fine-tuned file runs in the numpy path at an unseen size
     beta = 10 ** np.random.default_rng(2).uniform(-13, -9, (5, 12))
     assoc = beta >= beta.max(axis=0, keepdims=True) * 0.1
