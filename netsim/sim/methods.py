@@ -161,14 +161,15 @@ def over_the_air_plan(network, online: np.ndarray, rng: np.random.Generator) -> 
 
 def _measured_by(plan: SyncPlan) -> np.ndarray:
     """The AP whose receiver measures each AP: its master (slaves) or parent master (masters)."""
-    out = np.full(plan.n_ap, -1, dtype=np.int64)
-    for ap in np.flatnonzero(plan.cluster_of_ap >= 0):
-        k = int(plan.cluster_of_ap[ap])
-        master = int(plan.masters[k])
-        if ap != master:
-            out[ap] = master
-        elif plan.master_parent[k] >= 0:
-            out[ap] = int(plan.masters[plan.master_parent[k]])
+    out = np.full(plan.n_ap, -1, dtype=np.int64)  # [M]
+    masters = np.asarray(plan.masters, dtype=np.int64)  # [K]
+    parent = np.asarray(plan.master_parent, dtype=np.int64)  # [K]
+    ap = np.flatnonzero(plan.cluster_of_ap >= 0)  # [A] planned APs
+    k = plan.cluster_of_ap[ap]  # [A] their clusters
+    slave = ap != masters[k]
+    out[ap[slave]] = masters[k[slave]]
+    m_ok = ~slave & (parent[k] >= 0)  # masters with a parent master
+    out[ap[m_ok]] = masters[parent[k[m_ok]]]
     return out
 
 

@@ -40,40 +40,69 @@ def kmeans(
     n = loc.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    n_r = max(1, restarts)
+    # k-means++ seeds of all restarts at once. The draws do not depend on the data, so they
+    # are taken first, in the order restart-by-restart seeding takes them (one integers(n),
+    # then k - 1 random(); the Lloyd iterations draw nothing); every per-restart quantity is
+    # computed as in a single run (elementwise, row reductions, cumulative sums along rows)
+    first = np.empty(n_r, dtype=np.int64)  # [R]
+    u = np.empty((n_r, max(k - 1, 0)))  # [R, k-1]
+    for r in range(n_r):
+        first[r] = rng.integers(n)
+        for j in range(k - 1):
+            u[r, j] = rng.random()
+    c = np.empty((n_r, k, 2))  # [R, k, 2]
+    c[:, 0] = loc[first]
+    d2 = np.sum((loc[None] - c[:, 0][:, None]) ** 2, -1)  # [R, n]
+    uniform = np.full(n, 1.0 / n)
+    for j in range(1, k):
+        tot = d2.sum(1)  # [R]
+        pos = tot > 0
+        p = np.where(pos[:, None], d2 / np.where(pos, tot, 1.0)[:, None], uniform)  # [R, n]
+        # rng.choice(n, p=p) without its argument checks: the same cdf and searchsorted
+        cdf = np.cumsum(p, 1)
+        cdf /= cdf[:, -1:]
+        pick = np.sum(cdf <= u[:, j - 1][:, None], 1)  # [R] = searchsorted(side="right")
+        c[:, j] = loc[pick]
+        d2 = np.minimum(d2, np.sum((loc[None] - c[:, j][:, None]) ** 2, -1))
+    # Lloyd's iterations of all restarts at once: every per-restart quantity is computed as
+    # in a single run (elementwise, reductions over the same axes, bincount sums in index
+    # order per restart), so each restart's labels and centroids are bit-identical to it
+    lab = np.zeros((n_r, n), dtype=np.int64)  # [R, n]
+    act = np.arange(n_r)  # restarts still iterating
+    for it in range(max_iter):
+        dist = np.sum((loc[None, :, None, :] - c[act][:, None]) ** 2, -1)  # [A, n, k]
+        new = np.argmin(dist, -1)  # [A, n]
+        n_a = act.size
+        base = (np.arange(n_a) * k)[:, None]  # [A, 1]
+        counts = np.bincount((new + base).reshape(-1), minlength=n_a * k).reshape(n_a, k)
+        for a_ in np.flatnonzero((counts == 0).any(1)):  # re-seed empty clusters
+            nw, ds = new[a_], dist[a_]
+            cnt = counts[a_]
+            for j in np.flatnonzero(cnt == 0):
+                far = int(np.argmax(ds[np.arange(n), nw]))
+                nw[far] = j
+                ds[far] = 0.0
+                cnt = np.bincount(nw, minlength=k)
+        moving = np.ones(n_a, dtype=bool) if it == 0 else (new != lab[act]).any(1)  # [A]
+        act, new = act[moving], new[moving]
+        if act.size == 0:
+            break
+        lab[act] = new
+        # centroids: per-cluster sums in index order (bincount adds sequentially, as
+        # numpy's axis-0 mean does), divided by the counts; bit-identical to
+        # loc[lab == j].mean(0) for every j (all clusters are non-empty here)
+        n_a = act.size
+        flat = (new + (np.arange(n_a) * k)[:, None]).reshape(-1)  # [A n]
+        cnt = np.bincount(flat, minlength=n_a * k).reshape(n_a, k)  # [A, k]
+        sx = np.bincount(flat, np.tile(loc[:, 0], n_a), n_a * k).reshape(n_a, k)
+        sy = np.bincount(flat, np.tile(loc[:, 1], n_a), n_a * k).reshape(n_a, k)
+        c[act] = np.stack([sx, sy], -1) / cnt[..., None]  # [A, k, 2]
     best, best_inertia = None, np.inf
-    for _ in range(max(1, restarts)):
-        c = np.empty((k, 2))
-        c[0] = loc[rng.integers(n)]
-        d2 = np.sum((loc - c[0]) ** 2, 1)
-        for j in range(1, k):
-            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-            # rng.choice(n, p=p) without its argument checks: the same cdf and one random()
-            cdf = np.cumsum(p)
-            cdf /= cdf[-1]
-            c[j] = loc[int(cdf.searchsorted(rng.random(), side="right"))]
-            d2 = np.minimum(d2, np.sum((loc - c[j]) ** 2, 1))
-        lab = np.zeros(n, dtype=np.int64)
-        for it in range(max_iter):
-            dist = np.sum((loc[:, None, :] - c[None]) ** 2, -1)  # [n, k]
-            new = np.argmin(dist, 1)
-            counts = np.bincount(new, minlength=k)
-            for j in np.flatnonzero(counts == 0):  # re-seed empty clusters
-                far = int(np.argmax(dist[np.arange(n), new]))
-                new[far] = j
-                dist[far] = 0.0
-                counts = np.bincount(new, minlength=k)
-            if it > 0 and np.array_equal(new, lab):
-                break
-            lab = new
-            # centroids: per-cluster sums in index order (bincount adds sequentially, as
-            # numpy's axis-0 mean does), divided by the counts; bit-identical to
-            # loc[lab == j].mean(0) for every j (all clusters are non-empty here)
-            cnt = np.bincount(lab, minlength=k)  # [k]
-            c = np.stack([np.bincount(lab, loc[:, 0], k), np.bincount(lab, loc[:, 1], k)], 1)
-            c /= cnt[:, None]  # [k, 2]
-        inertia = float(np.sum((loc - c[lab]) ** 2))
+    for r in range(n_r):
+        inertia = float(np.sum((loc - c[r][lab[r]]) ** 2))
         if inertia < best_inertia:
-            best, best_inertia = lab.copy(), inertia
+            best, best_inertia = lab[r].copy(), inertia
     return best
 
 
