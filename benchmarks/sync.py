@@ -11,8 +11,14 @@
 3. ML RMSE / sqrt(CRB) at 20 and 30 dB (Fig 6 profile, N = 256, no contamination).
 5. (--tracking) clock tracking at the CPU: per-round vs Kalman vs adaptive on drift_longrun and
    campus (benchmarks/sync_tracking.py).
+6. (--breakdown) where the CPU time of a campus frame goes with ``sync: crb`` (100 frames) and
+   ``sync: ml`` (30 frames), sensing genie (the issue-10 cases of benchmarks/engine.py): the
+   plan (Algorithm 3: k-means, swap matching, CRB selection), the round (CRB, ML estimator,
+   bursts), the tracker update, the acquisition check and the correction delivery, in CPU ms
+   per frame (process_time around each function; nested entries are part of their parent).
 
 Usage: python benchmarks/sync.py [--quick] [--tracking [--jobs N] [--only drift|campus]]
+       python benchmarks/sync.py --breakdown [--quick]
 """
 
 from __future__ import annotations
@@ -190,13 +196,93 @@ def bench_campus(frames: int) -> None:
               f"{summary.sim_time_s / cpu:>9.4f}")
 
 
+# (label, module, attribute[, class]); indented labels are part of the entry above them
+_BREAKDOWN = [
+    ("plan (Algorithm 3)", "netsim.sync.plan_alloc", "plan_network", None),
+    ("  k-means (Algorithm 1)", "netsim.sync.plan_clusters", "kmeans", None),
+    ("  swap matching (Algorithm 2)", "netsim.sync.plan_pilots", "swap_matching", None),
+    ("  CRB selection (batched)", "netsim.sync.plan_alloc", "evaluate_crb_batch", None),
+    ("round (sync_round)", "netsim.sync.round", "sync_round", None),
+    ("  CRB of every link", "netsim.sync.round", "crb_to_cfo", None),
+    ("  contamination diagonal", "netsim.sync.round", "contamination_diag", None),
+    ("  ML estimator", "netsim.sync.round", "ml_estimate", None),
+    ("  bursts", "netsim.sync.round", "received_burst", None),
+    ("tracker: reports -> corrections", "netsim.sim.sync_correction", "on_reports",
+     "SyncCorrection"),
+    ("  Kalman update", "netsim.sync.tracking", "update", "ClockTracker"),
+    ("  correction (predict to apply time)", "netsim.sync.tracking", "correct", "ClockTracker"),
+    ("acquisition check", "netsim.sim.sync_correction", "acquisition", "SyncCorrection"),
+    ("adaptive/periodic schedule", "netsim.sim.sync_correction", "schedule", "SyncCorrection"),
+    ("correction delivery (APs)", "netsim.phy.oscillator", "correct", "OscillatorBank"),
+]
+
+
+def bench_breakdown(quick: bool) -> None:
+    """Section 6: CPU ms per frame of each sync component on campus (crb, ml)."""
+    import importlib
+
+    from netsim.scenario import load_scenario
+    from netsim.sim.engine import Simulation
+
+    acc: dict[str, float] = {}
+    patched = []
+
+    def wrap(label: str, owner, attr: str) -> None:
+        f = getattr(owner, attr)
+
+        def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            c = time.process_time()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[label] = acc.get(label, 0.0) + time.process_time() - c
+
+        setattr(owner, attr, timed)
+        patched.append((owner, attr, f))
+
+    for label, mod, attr, cls in _BREAKDOWN:
+        try:
+            owner = importlib.import_module(mod)
+        except ImportError:
+            continue
+        owner = getattr(owner, cls) if cls else owner
+        if hasattr(owner, attr):
+            wrap(label, owner, attr)
+    warm = load_scenario("scenarios/quickstart.yaml", ["run.frames=2", "run.duration_s=null",
+                         "sync.method=genie", "sensing.method=genie"])
+    Simulation(warm).run()  # lazy imports of the frame loop are start-up, not frame cost
+    cases = [("crb", 20 if quick else 100), ("ml", 6 if quick else 30)]
+    print("\n6. campus.yaml, sensing genie: CPU ms per frame of the sync components")
+    try:
+        for method, frames in cases:
+            acc.clear()
+            sc = load_scenario("scenarios/campus.yaml", [f"run.frames={frames}", "run.duration_s=null",
+                               f"sync.method={method}", "sensing.method=genie"])
+            c0 = time.process_time()
+            summary = Simulation(sc).run()
+            cpu = time.process_time() - c0
+            print(f"  sync: {method}, {frames} frames incl. the plan: {1e3 * cpu / frames:.2f} CPU ms"
+                  f" per frame, RTF_cpu {summary.sim_time_s / cpu:.3f}")
+            for label, *_ in _BREAKDOWN:
+                if label in acc:
+                    print(f"    {label:<38}{1e3 * acc[label] / frames:>8.2f} ms")
+    finally:
+        for owner, attr, f in reversed(patched):
+            setattr(owner, attr, f)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tracking", action="store_true",
                     help="run only section 5, clock tracking (benchmarks/sync_tracking.py; "
                     "--jobs N and --only drift|campus are passed on)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="run only section 6, the CPU time per sync component on campus")
     args, rest = ap.parse_known_args()
+    if args.breakdown:
+        bench_breakdown(args.quick)
+        return
     if args.tracking:
         import sync_tracking
 

@@ -92,24 +92,28 @@ def dsatur_capacity(cluster_of_slave: NDArray, tau: int, nmax: int) -> NDArray[n
     pilot = np.full(s, -1, dtype=np.int64)
     if s == 0:
         return pilot
-    clusters, csize = np.unique(cluster_of_slave, return_counts=True)
-    size_of = dict(zip(clusters.tolist(), csize.tolist(), strict=True))
-    degree = np.array([size_of[c] - 1 for c in cluster_of_slave.tolist()])
-    count = np.zeros(tau, dtype=np.int64)
-    used: dict[int, set[int]] = {int(c): set() for c in clusters}
+    clu = cluster_of_slave.tolist()
+    size_of: dict[int, int] = {}
+    for c in clu:
+        size_of[c] = size_of.get(c, 0) + 1
+    degree = [size_of[c] - 1 for c in clu]
+    count = [0] * tau
+    used: dict[int, set[int]] = {c: set() for c in size_of}
+    unc = list(range(s))  # uncoloured slaves, ascending
+    out = [-1] * s
     for _ in range(s):
-        unc = np.flatnonzero(pilot < 0)
-        sat = np.array([len(used[int(cluster_of_slave[v])]) for v in unc])
-        key = np.lexsort((unc, -degree[unc], -sat))
-        v = int(unc[key[0]])
-        c = int(cluster_of_slave[v])
+        # highest saturation, then highest degree, then lowest index (the lexsort order)
+        v = min(unc, key=lambda x: (-len(used[clu[x]]), -degree[x], x))
+        c = clu[v]
         allowed = [p for p in range(tau) if p not in used[c] and count[p] < nmax]
         if not allowed:
             return _round_robin(cluster_of_slave, tau)
         p = min(allowed, key=lambda q: (count[q], q))
-        pilot[v] = p
+        out[v] = p
         count[p] += 1
         used[c].add(p)
+        unc.remove(v)
+    pilot[:] = out
     return pilot
 
 

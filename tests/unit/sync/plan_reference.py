@@ -388,3 +388,45 @@ def _master_chain_sum(
             v = parent[v]
     n_members = np.bincount(clu_of_slave, minlength=kc) + 1
     return float(np.sum(np.where(np.isfinite(comp), comp, 0.0) * n_members))
+
+
+# ---- DSatur with numpy bookkeeping (before the plain-Python version) ----
+def dsatur_capacity(cluster_of_slave: NDArray, tau: int, nmax: int) -> NDArray[np.int64]:
+    """DSatur colouring of the same-cluster conflict graph with ``tau`` colours and at most
+    ``nmax`` slaves per colour (spec 5.5); round-robin fallback if it gets stuck.
+
+    Returns pilots (S,) int in ``0..tau-1``.
+    """
+    s = cluster_of_slave.size
+    pilot = np.full(s, -1, dtype=np.int64)
+    if s == 0:
+        return pilot
+    clusters, csize = np.unique(cluster_of_slave, return_counts=True)
+    size_of = dict(zip(clusters.tolist(), csize.tolist(), strict=True))
+    degree = np.array([size_of[c] - 1 for c in cluster_of_slave.tolist()])
+    count = np.zeros(tau, dtype=np.int64)
+    used: dict[int, set[int]] = {int(c): set() for c in clusters}
+    for _ in range(s):
+        unc = np.flatnonzero(pilot < 0)
+        sat = np.array([len(used[int(cluster_of_slave[v])]) for v in unc])
+        key = np.lexsort((unc, -degree[unc], -sat))
+        v = int(unc[key[0]])
+        c = int(cluster_of_slave[v])
+        allowed = [p for p in range(tau) if p not in used[c] and count[p] < nmax]
+        if not allowed:
+            return _round_robin(cluster_of_slave, tau)
+        p = min(allowed, key=lambda q: (count[q], q))
+        pilot[v] = p
+        count[p] += 1
+        used[c].add(p)
+    return pilot
+
+
+def _round_robin(cluster_of_slave: NDArray, tau: int) -> NDArray[np.int64]:
+    pilot = np.empty(cluster_of_slave.size, dtype=np.int64)
+    nxt = 0
+    for c in np.unique(cluster_of_slave):
+        for v in np.flatnonzero(cluster_of_slave == c):
+            pilot[v] = nxt % tau
+            nxt += 1
+    return pilot

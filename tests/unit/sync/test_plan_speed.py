@@ -238,3 +238,15 @@ def test_alg3_batched_crb_selection_identical_to_reference():
             for k in a:
                 assert np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=True), (seed, k)
         assert r1.random() == r2.random()
+
+
+def test_dsatur_capacity_identical_to_reference():
+    """DSatur on Python lists vs the former numpy bookkeeping (lexsort order, capacity, the
+    round-robin fallback): same colouring on random cluster layouts."""
+    g = np.random.default_rng(913)
+    for _ in range(400):
+        s = int(g.integers(0, 50))
+        clu = g.integers(0, int(g.integers(1, max(2, s + 1))), s)
+        tau, nmax = int(g.integers(1, 16)), int(g.integers(1, 8))
+        got, want = dsatur_capacity(clu, tau, nmax), ref.dsatur_capacity(clu, tau, nmax)
+        assert np.array_equal(got, want) and got.dtype == want.dtype
