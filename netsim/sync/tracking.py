@@ -551,8 +551,12 @@ class ClockTracker:
             dof = np.where(gph, 3, 2)  # [j]
             nis3 = np.einsum("ji,jik,jk->j", nu, w, nu)
             nu2 = nu[:, :2]
-            nis2 = np.einsum("ji,ji->j", nu2, np.linalg.solve(s[:, :2, :2], nu2[..., None])[..., 0])
-            nis = np.where(gph, nis3, nis2)  # [j]
+            if gph.all():  # the usual case: the (TO, CFO) NIS would not be used
+                nis = nis3  # [j]
+            else:
+                nis2 = np.einsum("ji,ji->j", nu2,
+                                 np.linalg.solve(s[:, :2, :2], nu2[..., None])[..., 0])
+                nis = np.where(gph, nis3, nis2)  # [j]
             thr = np.where(gph, self._gate[3], self._gate[2])  # [j]
             ok = nis <= thr  # [j]
             # phase used: full 3-component update K = P S^-1 (Joseph form) of the best
@@ -565,20 +569,23 @@ class ClockTracker:
             k3[:, 2] -= 1.0
             m_full = m + np.einsum("jik,jk->ji", gain, nu) + 2.0 * np.pi * dn_mean[:, None] * k3
             p_full += (2.0 * np.pi) ** 2 * dn_var[:, None, None] * np.einsum("ji,jk->jik", k3, k3)
-            # phase not used (conditional std too large: the circle carries no information on
-            # the CFO): TO and CFO update, phase restarted from the measurement
-            g2 = np.swapaxes(np.linalg.solve(s[:, :2, :2], np.swapaxes(p[:, :, :2], -1, -2)),
-                             -1, -2)  # [j, 3, 2]
-            m_two = m + np.einsum("jik,jk->ji", g2, nu2)  # [j, 3]
-            ikh2 = np.eye(3) - np.concatenate([g2, np.zeros((io.size, 3, 1))], axis=2)
-            p_two = (ikh2 @ p @ np.swapaxes(ikh2, -1, -2)
-                     + g2 @ rmat[:, :2, :2] @ np.swapaxes(g2, -1, -2))  # [j, 3, 3]
-            m_two[:, 2] = zz[old][:, 2]
-            p_two[:, 2, :] = 0.0
-            p_two[:, :, 2] = 0.0
-            p_two[:, 2, 2] = r[:, 2]
-            m_new = np.where(use[:, None], m_full, m_two)  # [j, 3]
-            p_new = np.where(use[:, None, None], p_full, p_two)  # [j, 3, 3]
+            if use.all():  # the usual case once locked: no row takes the two-component update
+                m_new, p_new = m_full, p_full
+            else:
+                # phase not used (conditional std too large: the circle carries no information
+                # on the CFO): TO and CFO update, phase restarted from the measurement
+                g2 = np.swapaxes(np.linalg.solve(s[:, :2, :2], np.swapaxes(p[:, :, :2], -1, -2)),
+                                 -1, -2)  # [j, 3, 2]
+                m_two = m + np.einsum("jik,jk->ji", g2, nu2)  # [j, 3]
+                ikh2 = np.eye(3) - np.concatenate([g2, np.zeros((io.size, 3, 1))], axis=2)
+                p_two = (ikh2 @ p @ np.swapaxes(ikh2, -1, -2)
+                         + g2 @ rmat[:, :2, :2] @ np.swapaxes(g2, -1, -2))  # [j, 3, 3]
+                m_two[:, 2] = zz[old][:, 2]
+                p_two[:, 2, :] = 0.0
+                p_two[:, :, 2] = 0.0
+                p_two[:, 2, 2] = r[:, 2]
+                m_new = np.where(use[:, None], m_full, m_two)  # [j, 3]
+                p_new = np.where(use[:, None, None], p_full, p_two)  # [j, 3, 3]
             m_new[:, 2] = wrap_phase(m_new[:, 2])
             lock = use & (p_best >= self.config.phase_lock_probability)  # [j] (diagnostic)
             # gated measurements: coast on the prediction
