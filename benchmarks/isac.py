@@ -186,14 +186,20 @@ def bench_sensing_timing(frames: int, user_counts: tuple[int, ...] = (3, 6, 12))
     (OMP/OPENBLAS/MKL_NUM_THREADS=1) to compare. ``user_counts``: 24 users cost about a minute of
     CPU per acquisition frame.
     """
+    import os
+
     print(f"\n== sensing CPU per campus frame ({frames} frames; process_time, BLAS threads as set) ==")
-    print(f"{'case':>26} {'CPU f0 ms':>9} {'f1 ms':>8} {'med ms':>7} {'mean ms':>7} {'ms/user':>7} {'tracked':>8}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("ms/user: mean tracking frame per user (rare re-acquisitions included); med/user: median")
+    print(f"{'case':>26} {'CPU f0 ms':>9} {'f1 ms':>8} {'med ms':>7} {'mean ms':>7} {'ms/user':>7} {'med/user':>8} "
+          f"{'tracked':>8}")
     for method in ("music", "crlb"):
         for users in user_counts:
             r = _sense_run("scenarios/campus.yaml", [f"run.frames={frames}", f"sensing.method={method}",
                                                      f"users.count={users}", "sync.method=genie"])
             print(f"{method + ' ' + str(users) + ' users':>26} {_cpu_cols(r)} {1e3 * r['cpu'] / users:7.1f} "
-                  f"{r['tracked']:8.3f}")
+                  f"{1e3 * r['cpu_med'] / users:8.1f} {r['tracked']:8.3f}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def bench_engine(frames: int) -> None:
