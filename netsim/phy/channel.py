@@ -463,20 +463,28 @@ def rician_fading_polar(
         rho, w_re, w_im = _innovations(g.shape, correlations, rng)
     a_los = (np.sqrt(kf / (kf + 1)) * amp)[..., None]  # [S, ..., M, 1]
     a_nlos = (np.sqrt(1 / (kf + 1)) * amp)[..., None]  # [S, ..., M, 1]
-    h_re = a_los * cos  # [S, ..., M, N]
-    los_im = a_los * sin  # [S, ..., M, N]
-    h_im = np.empty_like(h_re)
+    # the fading state at each time (the recursion is sequential), then every time's channel
+    # in a few whole-array operations: the same element-wise products and sums as per time
+    gs_re = np.empty((len(stepped), *g.shape))  # [S, ..., M, N]
+    gs_im = np.empty_like(gs_re)
     done = 0
     for s, step in enumerate(stepped):
         if step:
-            g_re *= rho[done]
-            g_re += w_re[done]
-            g_im *= rho[done]
-            g_im += w_im[done]
+            np.multiply(g_re, rho[done], out=gs_re[s])
+            gs_re[s] += w_re[done]
+            np.multiply(g_im, rho[done], out=gs_im[s])
+            gs_im[s] += w_im[done]
             done += 1
-        h_re[s] += a_nlos[s] * g_re
-        np.subtract(a_nlos[s] * g_im, los_im[s], out=h_im[s])
-    return _assemble(h_re, h_im), _assemble(g_re, g_im)
+        else:
+            gs_re[s] = g_re
+            gs_im[s] = g_im
+        g_re, g_im = gs_re[s], gs_im[s]
+    state_out = _assemble(g_re, g_im)  # [..., M, N] (a copy: gs_* are overwritten below)
+    h_re = a_los * cos  # [S, ..., M, N]
+    h_re += np.multiply(a_nlos, gs_re, out=gs_re)
+    h_im = np.multiply(a_nlos, gs_im, out=gs_im)  # [S, ..., M, N]
+    h_im -= a_los * sin
+    return _assemble(h_re, h_im), state_out
 
 
 

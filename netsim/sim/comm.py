@@ -119,11 +119,14 @@ class LocationAwareComm:
         self.directions = methods.BEAMFORMERS[sc.comm.beamforming](h_est, net.online)
         # inputs of the power policy: estimated equivalent channels and the variance of the
         # part the estimate misses (the Rician NLOS share of each link's power)
-        beta = net.large_scale_gain(pos).T  # [K, M]
         self.assoc = (np.linalg.norm(self.directions, axis=2) > 0).T  # [M, K]
-        u = self.directions.transpose(1, 0, 2)  # [M, K, N]
-        self.ghat = u @ np.conj(h_est.transpose(1, 2, 0))  # [M, K, K]  Ghat[m,k,i] = h_im^H u_mk
-        self.err_var = (beta / (net.k_factor + 1.0)).T  # [M, K] (0 for pure LOS)
+        if sc.comm.power == "equal":  # its powers need the association alone (see _power)
+            self.ghat = self.err_var = None
+        else:
+            beta = net.large_scale_gain(pos).T  # [K, M]
+            u = self.directions.transpose(1, 0, 2)  # [M, K, N]
+            self.ghat = u @ np.conj(h_est.transpose(1, 2, 0))  # [M, K, K]  Ghat[m,k,i] = h_im^H u_mk
+            self.err_var = (beta / (net.k_factor + 1.0)).T  # [M, K] (0 for pure LOS)
         self.robust_w = None
         self.last_design = None
         self.alloc_fresh = False
