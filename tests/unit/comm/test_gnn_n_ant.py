@@ -23,12 +23,15 @@ from netsim.phy import umi
 
 
 def _with_ref(tmp_path, ref):
+    """(the shipped STS networks WITHOUT an antenna input, the path of a copy with n_ant_ref = ref)."""
     w = load_gnn_weights(default_weights_path("sts"))
     meta = json.loads(json.dumps(w.meta))
+    meta["features"].pop("n_ant_ref", None)
+    base = GNNWeights("sts", w.archs, w.params, json.loads(json.dumps(meta)), w.path)
     meta["features"]["n_ant_ref"] = ref
     path = tmp_path / "sts_ref.npz"
     save_gnn_weights(path, GNNWeights("sts", w.archs, w.params, meta))
-    return w, path
+    return base, path
 
 
 def _drop(rng, n_ap=5, n_ue=11):
