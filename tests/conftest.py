@@ -10,6 +10,9 @@ Outcomes that must not depend on the machine's speed, load or luck:
 
 * Hypothesis runs derandomized (the same examples every run, no example database), with no
   per-example deadline: a property test either always passes or always fails on a commit.
+* ``NETSIM_FULL_SIZE``: the ``slow`` tests run at full size only when they are selected on their
+  own (``pytest -m slow``, as the README says) or with ``NETSIM_FULL_SIZE=1``; the whole suite
+  (CI) runs them too, at a reduced size that each test names.
 * Dask's connect / tcp timeouts (30 s by default) are raised for the sweep tests' local and
   real clusters, whose worker processes can take that long to start on a loaded 2-core machine.
 """
@@ -33,6 +36,13 @@ for _key in ("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "DASK_DISTRIBUTED__COM
     os.environ.setdefault(_key, "300s")  # also seen by the worker processes the tests start
 
 _OUT = os.environ.get("NETSIM_TEST_TIMES")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # before any test module is imported (sizes are read at import); xdist workers inherit it
+    if os.environ.get("NETSIM_FULL_SIZE") is None:
+        alone = (config.getoption("markexpr", "") or "").strip() == "slow"
+        os.environ["NETSIM_FULL_SIZE"] = "1" if alone else "0"
 
 
 def _cpu() -> tuple[float, float]:

@@ -141,7 +141,7 @@ def test_a_real_dask_cluster_gives_the_same_tables(two_worker_sweep, tmp_path):
             p.terminate()
         for p in reversed(procs):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=120)  # a nanny killed early orphans its workers
             except subprocess.TimeoutExpired:
                 p.kill()
 
