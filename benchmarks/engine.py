@@ -64,6 +64,8 @@ CASES: list[tuple[str, str, list[str], int]] = [
     ("drift_longrun", "drift_longrun.yaml", [], 300),
     ("isac_paper", "isac_paper.yaml", [], 3),
     ("umi_cellfree", "umi_cellfree.yaml", [], 2),
+    # the scenario's own 10 frames: the first frame's DSatur+Tabu spread as a run spreads it
+    ("umi_cellfree/10fr", "umi_cellfree.yaml", [], 10),
 ]
 PHASES = ("sync", "sense", "comm", "power")
 

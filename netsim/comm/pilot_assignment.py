@@ -16,6 +16,12 @@ scale draws, common random numbers), with a FIFO tabu list of (UE, old PS) attri
 aspiration. J_best never decreases; tau_p can only shrink (when a colour empties). An
 improvement (aspiration, a new J_best) must exceed J_best by 1e-12 relative: revisiting the best
 assignment gives back J_best only to rounding, and the search must not depend on that.
+
+Pre-screen (``TabuConfig.n_exact``, default 8, an algorithm choice beyond the spec): each
+iteration ranks its random candidates by a large-scale-only estimate J~ of the net SE
+(:mod:`netsim.comm.pilot_screen`) and evaluates J exactly for the best 8 non-tabu moves (and any
+tabu move ranked above them); the move is still chosen on the exact J. ``n_exact=None`` is the
+search as spec 4.2 states it (every candidate exactly).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from netsim.comm.csi_mmse import (
     pilot_observation,
 )
 from netsim.comm.net_se import net_sum_se, sinr_true
+from netsim.comm.pilot_screen import screen_moves
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation
 from netsim.phy.umi import channel_from_fading, draw_small_scale_fading
 
@@ -221,6 +228,12 @@ class TabuConfig:
     patience : int          stop after this many iterations without improving J_best (10)
     conflict_theta : float|None  DSatur conflict-graph weight threshold (None = every pair
                             sharing an AP conflicts, [C] default; see :func:`conflict_graph`)
+    n_exact : int|None      pre-screen (8): per iteration, rank the candidates by the
+                            statistical net-SE J~ (:func:`netsim.comm.pilot_screen.screen_moves`)
+                            and evaluate J exactly for the best ``n_exact`` non-tabu moves only
+                            (and for the tabu moves J~ ranks above the last of them, which may
+                            still win by aspiration); None = every candidate exactly (the
+                            search as spec 4.2 states it, and as before this option)
     """
 
     tabu_length: int = 5
@@ -229,6 +242,11 @@ class TabuConfig:
     n_eval_draws: int = 2
     patience: int = 10
     conflict_theta: float | None = None
+    n_exact: int | None = 8
+
+    def __post_init__(self) -> None:
+        if self.n_exact is not None and int(self.n_exact) < 1:
+            raise ValueError(f"TabuConfig.n_exact={self.n_exact}: must be >= 1 or None")
 
 
 @dataclass
@@ -239,7 +257,8 @@ class TabuResult:
     tau_p : int
     j_best_trace : [iterations + 1] J_best after each iteration (non-decreasing)
     j_trace : [iterations + 1] J of the current assignment
-    n_evaluations : int, number of J evaluations of candidate moves
+    n_evaluations : int, number of exact J evaluations of candidate moves
+    info : dict, ``tau_p_initial``; ``n_screened`` (candidates ranked by J~)
     """
 
     colour: np.ndarray
@@ -363,6 +382,14 @@ class NetSEProxy:
         j = net_sum_se(sinr, tau_p[:, None], self.tau_c).mean(axis=-1)  # [B]
         return float(j[0]) if single else j
 
+    def screen_moves(self, colour: np.ndarray, users: np.ndarray,
+                     pilots: np.ndarray) -> np.ndarray:
+        """Statistical net-SE J~ [B] of single moves from ``colour`` (large-scale gains and
+        this proxy's equal powers only; the tabu pre-screen, see :mod:`netsim.comm.pilot_screen`)."""
+        return screen_moves(self.beta, self.assoc, self.power, self.h.shape[-1], colour, users,
+                            pilots, p_pilot_w=self.p_pilot_w, noise_w=self.noise_w,
+                            tau_c=self.tau_c)
+
     def _move_layout(self) -> None:
         """Index tables of :meth:`evaluate_moves`, built once per proxy."""
         self._pair_m, self._pair_j = np.nonzero(self.mask)  # [n_AN] served pairs (m, j)
@@ -482,29 +509,10 @@ class NetSEProxy:
         return j
 
     def _row_layout(self) -> None:
-        """Index tables of :meth:`_moves_same_length`, built once per proxy: the served
-        pairs in layer-major order (layer l holds every user's l-th serving pair, users
-        ascending), so that a stream's amplitude is layer 0 plus the later layers' rows."""
-        pm, pj = np.nonzero(self.mask)  # [n_AN] AP-major
-        pu = self.idx[pm, pj]  # [n_AN]
-        rank = np.zeros(pu.size, dtype=np.int64)  # [n_AN] how many pairs of pu came before
-        seen: dict[int, int] = {}
-        for p, u in enumerate(pu.tolist()):
-            rank[p] = seen.get(u, 0)
-            seen[u] = rank[p] + 1
-        order = np.lexsort((pu, rank))
-        self._q_m, self._q_j, self._q_u = pm[order], pj[order], pu[order]  # [n_AN]
-        rk = rank[order]
-        n_layers = int(rk.max()) + 1 if rk.size else 0
-        self._q_layers = [(int(np.searchsorted(rk, lay)), int(np.searchsorted(rk, lay, "right")))
-                          for lay in range(n_layers)]
-        self._q_amp = self.amp_c[0, self._q_m, self._q_j, 0][:, None]  # [n_AN, 1]
-        self._n_served = self.mask.sum(axis=1)  # [M] n_m (served users fill j < n_m)
-        self._n_pairs = int(self._n_served.sum())
-        self._pair_off = np.r_[0, np.cumsum(self._n_served)[:-1]]  # [M] AP-major offsets
-        self._q_from_ap = self._pair_off[self._q_m] + self._q_j  # [n_AN] layer -> AP-major
-        self._q_hherm = np.ascontiguousarray(self.h_herm[:, self._q_m])  # [S, n_AN, N, K]
-        self._q_full = bool(self._q_layers) and self._q_layers[0][1] == self.h.shape[2]
+        """Per-AP tables of :meth:`_moves_same_length`, built once per proxy: n_m (served
+        users fill j < n_m) and sqrt(p) of each served pair."""
+        self._n_served = self.mask.sum(axis=1)  # [M] n_m
+        self._amp_m = [self.amp_c[0, m, : int(n), 0] for m, n in enumerate(self._n_served)]
 
     def _current_rows(self, colour: np.ndarray, n_p: int, tau_p: int) -> dict:
         """Estimates and Gram matrices of the served rows under ``colour`` (pilot length
@@ -535,10 +543,10 @@ class NetSEProxy:
         moved user's own rows take the new pilot's sum and noise, and psi of those users);
         every AP's regulariser a_m changes too. Each AP solves its full n x n system
         (H H^H + a_m I) Wbar^T = H^T at its own size n_m, with the Gram matrix edited in the changed rows and
-        columns only; the streams come from one product per served pair,
+        columns only; the streams come from one product per AP and draw,
         G[(m, j), i] = sqrt(p) w[m, j] . conj(h[m, i]), summed over a user's serving APs.
         """
-        if not hasattr(self, "_q_m"):
+        if not hasattr(self, "_amp_m"):
             self._row_layout()
         colour = cur["colour"]
         n_b = users.shape[0]
@@ -577,7 +585,7 @@ class NetSEProxy:
         # matrix H H^H edited in the changed rows and columns only, + a_m I, and the solve
         # (H H^H + a_m I) Wbar^T = H^T; rows land in the AP-major pair array
         hh0, gram0, hh0_h = cur["hh0"], cur["gram0"], cur["hh0_h"]
-        w_pairs = np.empty((n_s, self._n_pairs, n_b, n_ant), dtype=complex)  # [S, n_AN, B, N]
+        amp = np.zeros((n_s, n_b, n_ue, n_ue), dtype=complex)  # [S, B, K(stream), K(receiver)]
         by_ap = np.argsort(mb, kind="stable")  # changed rows grouped by AP, (b, j) order kept
         bounds = np.searchsorted(mb[by_ap], np.arange(n_ap + 1))
         q_ap = mb[r1]  # [Q]
@@ -600,25 +608,16 @@ class NetSEProxy:
                 gram_m[:, bb[r1[qs]], jb[r1[qs]], jb[r2[qs]]] = both[:, qs]
             diag = gram_m.reshape(n_s, n_b, n_m * n_m)[..., :: n_m + 1]  # [S, B, n_m]
             diag += reg[None, :, m, None]  # + a_m I
-            off = int(self._pair_off[m])
-            w_pairs[:, off:off + n_m] = np.linalg.solve(gram_m, hh_m).transpose(0, 2, 1, 3)
-        wp = w_pairs[:, self._q_from_ap]  # [S, n_AN, B, N] served pairs, layer order
-        norm2 = (wp.view(float) ** 2) @ np.ones(2 * n_ant)  # [S, n_AN, B]
-        ok = norm2 > 0
-        wp *= np.where(ok, self._q_amp / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)[..., None]
-        g = wp @ self._q_hherm  # [S, n_AN, B, K] sqrt(p) w . conj(h_i)
-        if self._q_full:  # layer 0 holds every user once, in order
-            amp = g[:, :n_ue]  # [S, K(stream), B, K(receiver)] (a view: later layers lie beyond)
-            layers = self._q_layers[1:]
-        else:  # a user nobody serves has no stream
-            amp = np.zeros((n_s, n_ue, n_b, n_ue), dtype=complex)
-            layers = self._q_layers
-        for lo, hi in layers:
-            amp[:, self._q_u[lo:hi]] += g[:, lo:hi]
-        pw = amp.real**2 + amp.imag**2  # [S, K(i), B, K(k)]
-        k_idx = np.arange(n_ue)
-        sig = np.moveaxis(pw[:, k_idx, :, k_idx], 0, -1)  # [S, B, K]
-        sinr = sig / (pw.sum(axis=1) - sig + self.noise_w)  # [S, B, K]
+            w = np.linalg.solve(gram_m, hh_m)  # [S, B, n_m, N] Wbar^T rows: the beamformers
+            norm2 = (w.view(float) ** 2).sum(axis=-1)  # [S, B, n_m]
+            ok = norm2 > 0
+            w *= np.where(ok, self._amp_m[m] / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)[..., None]
+            g = w.reshape(n_s, n_b * n_m, n_ant) @ self.h_herm[:, m]  # [S, B*n_m, K]
+            # sqrt(p) w[m, j] . conj(h[m, i]) into the stream of user idx[m, j] (distinct j)
+            amp[:, :, self.idx[m, :n_m]] += g.reshape(n_s, n_b, n_m, n_ue)
+        pw = amp.real**2 + amp.imag**2  # [S, B, K(i), K(k)]
+        sig = np.diagonal(pw, axis1=-2, axis2=-1)  # [S, B, K]
+        sinr = sig / (pw.sum(axis=-2) - sig + self.noise_w)  # [S, B, K]
         return net_sum_se(sinr, cur["tau_p"], self.tau_c).mean(axis=0)  # [B]
 
     def evaluate_dense(self, colours: np.ndarray) -> np.ndarray:
@@ -665,8 +664,9 @@ def tabu_reassign(
     best, j_best = cur.copy(), j_cur
     tabu: list[tuple[int, int]] = []
     j_trace, jb_trace = [j_cur], [j_best]
-    n_eval = 0
+    n_eval = n_screened = 0
     stall = 0
+    screen = getattr(objective, "screen_moves", None) if cfg.n_exact is not None else None
     if tau0 > 1:
         for _ in range(cfg.max_iter):
             ks, ss = np.meshgrid(np.arange(n_ue), np.arange(tau0), indexing="ij")
@@ -675,6 +675,12 @@ def tabu_reassign(
             if cfg.n_candidates is not None and cfg.n_candidates < moves.shape[0]:
                 pick = rng.choice(moves.shape[0], size=cfg.n_candidates, replace=False)
                 moves = moves[np.sort(pick)]
+            is_tabu = np.array([(int(k), int(s)) in tabu for k, s in moves], dtype=bool)
+            if screen is not None and cfg.n_exact < moves.shape[0]:
+                keep = _prescreen(np.asarray(screen(cur, moves[:, 0], moves[:, 1])), is_tabu,
+                                  int(cfg.n_exact))
+                n_screened += moves.shape[0]
+                moves, is_tabu = moves[keep], is_tabu[keep]
             cands = np.repeat(cur[None], moves.shape[0], axis=0)  # [B, K]
             cands[np.arange(moves.shape[0]), moves[:, 0]] = moves[:, 1]
             by_moves = getattr(objective, "evaluate_moves", None)
@@ -683,7 +689,6 @@ def tabu_reassign(
             else:
                 j_c = np.asarray(objective(cands))  # [B]
             n_eval += moves.shape[0]
-            is_tabu = np.array([(int(k), int(s)) in tabu for k, s in moves])
             # aspiration: a tabu move must beat J_best by more than rounding (a move back to
             # the best assignment reproduces J_best only to ~1e-14, which must not count)
             better = j_c > j_best + _IMPROVE_RTOL * abs(j_best)  # [B]
@@ -712,8 +717,19 @@ def tabu_reassign(
         j_best_trace=np.asarray(jb_trace),
         j_trace=np.asarray(j_trace),
         n_evaluations=n_eval,
-        info={"tau_p_initial": tau0},
+        info={"tau_p_initial": tau0, "n_screened": n_screened},
     )
+
+
+def _prescreen(j_tilde: np.ndarray, is_tabu: np.ndarray, n_exact: int) -> np.ndarray:
+    """Indices (ascending) of the candidates to evaluate exactly: the ``n_exact`` non-tabu
+    moves with the largest J~ (``j_tilde [B]``; ties by lower index) and every tabu move whose
+    J~ is at least that of the last one kept (aspiration may still admit it)."""
+    order = np.argsort(-j_tilde, kind="stable")  # [B] best first
+    free = order[~is_tabu[order]][:n_exact]
+    floor = j_tilde[free[-1]] if free.size else -np.inf
+    tabu = order[is_tabu[order] & (j_tilde[order] >= floor)]
+    return np.sort(np.concatenate([free, tabu]))
 
 
 def dsatur_tabu(

@@ -218,7 +218,7 @@ def test_tabu_with_served_pair_proxy_matches_dense_oracle():
     proxy = NetSEProxy(beta, assoc, 4, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
                        noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(3))
     colour0 = dsatur(conflict_graph(assoc, beta))
-    cfg = TabuConfig(max_iter=8, n_candidates=24)
+    cfg = TabuConfig(max_iter=8, n_candidates=24, n_exact=None)  # every candidate exactly
     fast = tabu_reassign(colour0, proxy, np.random.default_rng(4), cfg)
     slow = tabu_reassign(colour0, proxy.evaluate_dense, np.random.default_rng(4), cfg)
     assert np.array_equal(fast.colour, slow.colour)
@@ -277,7 +277,7 @@ def test_tabu_same_choices_with_incremental_moves():
     proxy = NetSEProxy(beta, assoc, 8, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
                        noise_w=SIGMA2, tau_c=200, n_draws=2, rng=np.random.default_rng(5))
     colour0 = dsatur(conflict_graph(assoc, beta))
-    cfg = TabuConfig(max_iter=10, n_candidates=40)
+    cfg = TabuConfig(max_iter=10, n_candidates=40, n_exact=None)
     fast = tabu_reassign(colour0, proxy, np.random.default_rng(6), cfg)
 
     class General:

@@ -236,7 +236,7 @@ def test_hard_fixture_provenance(name: str) -> None:
     assoc = associate(beta)
     pa = dsatur_tabu(beta, assoc, 2, p_pilot_w=CFG.p_pilot_w, p_max_w=CFG.p_max_w,
                      noise_w=SIGMA2, tau_c=200, rng=streams.generator("tabu", drop, 2),
-                     config=TabuConfig())
+                     config=TabuConfig(n_exact=None))  # the search the fixture was made with
     rng = streams.generator("ssf", drop, 2)
     for _ in range(sub + 1):
         h = channel_from_fading(beta, draw_small_scale_fading((7, 42, 2), rng))
