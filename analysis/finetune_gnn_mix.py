@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readout-only", action="store_true",
                     help="STS: train only the power readout (the last layer's AP-UE update U1, V1, V2, b1); "
                          "the trunk and so the pilot head stay bit for bit")
+    ap.add_argument("--readout-n-ref", type=float, default=None,
+                    help="STS: give the power readout an antenna-count term, weights W + log2(N / REF) W_dlog2n, "
+                         "and train ONLY W_dlog2n (from zero): every other array stays bit for bit, so the "
+                         "model is unchanged at N = REF and the pilots at every N (features.readout_n_ref)")
+    ap.add_argument("--readout-n-range", default=None,
+                    help="with --readout-n-ref: LO,HI clip of t = log2(N / REF), LO <= 0 <= HI "
+                         "(write --readout-n-range=-3,0: only N < REF moves; features.readout_n_range)")
     ap.add_argument("--log", help="per-epoch JSON lines")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -96,8 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     sizes = parse_sizes(args.sizes)
     base = load_gnn_weights(args.init or default_weights_path(fw))
     key = "power" if fw == "dts" else "sts"
-    net = TorchGNN.from_export(base.archs[key], base.params[key])
-    if args.readout_only:
+    r_ref = args.readout_n_ref if args.readout_n_ref is not None else base.readout_n_ref
+    if r_ref is not None and fw != "sts":
+        raise SystemExit("--readout-n-ref applies to the STS-GNN only")
+    r_rng = base.readout_n_range
+    if args.readout_n_range is not None:
+        try:
+            lo, hi = (float(x) for x in args.readout_n_range.split(","))
+        except ValueError:
+            raise SystemExit(f"--readout-n-range: {args.readout_n_range!r} is not LO,HI") from None
+        if not (lo <= 0 <= hi) or r_ref is None:
+            raise SystemExit("--readout-n-range needs LO <= 0 <= HI and --readout-n-ref")
+        r_rng = (lo, hi)
+    net = TorchGNN.from_export(base.archs[key], base.params[key], readout_n=r_ref is not None)
+    keep = set()
+    if args.readout_n_ref is not None:  # only the antenna term learns
+        keep = set(net.readout_names)
+        for name, p in net.params().items():
+            p.requires_grad_(name in keep)
+    elif args.readout_only:
         if fw != "sts":
             raise SystemExit("--readout-only applies to the STS-GNN only")
         last = base.archs[key].layers - 1
@@ -132,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     hist = pretrain_power_mix(net, sets, tau_c,
                               PretrainConfig(epochs=args.epochs, batch=8, lr=args.lr, patience=5, plateau=3,
                                              seed=args.seed, frozen_bn=True), weights=[s[4] for s in sizes],
-                              n_ant_ref=n_ref, log=log)
+                              n_ant_ref=n_ref, readout_n_ref=r_ref, readout_n_range=r_rng, log=log)
     meta = json.loads(json.dumps(base.meta))
     if n_ref is not None:
         meta["features"]["n_ant_ref"] = n_ref
+    if r_ref is not None:
+        meta["features"]["readout_n_ref"] = r_ref
+    if r_rng is not None:
+        meta["features"]["readout_n_range"] = list(r_rng)
     stage = f"finetune_{key}_mix"
     while stage in meta:
         stage += "+"
@@ -148,11 +176,14 @@ def main(argv: list[str] | None = None) -> int:
                    "data_cpu_s": data_cpu, "cpu_s": time.process_time() - cpu0,
                    "wall_s": time.perf_counter() - wall0,
                    "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped,
-                   "trained": "power readout only" if args.readout_only else "all parameters",
+                   "trained": ("power readout's antenna term only" if args.readout_n_ref is not None
+                               else "power readout only" if args.readout_only else "all parameters"),
+                   "readout_n_ref": r_ref, "readout_n_range": None if r_rng is None else list(r_rng),
                    "n_ant_ref": n_ref}
     exported = net.export()
-    if args.readout_only:  # the frozen arrays exactly as they were (no float32 round trip)
-        exported = {k: (exported[k] if k in keep else v) for k, v in base.params[key].items()}
+    if args.readout_only or args.readout_n_ref is not None:  # frozen arrays exactly as they were (no float32 round trip)
+        exported = {**{k: (exported[k] if k in keep else v) for k, v in base.params[key].items()},
+                    **{k: exported[k] for k in keep}}
     params = {"pilot": base.params["pilot"], "power": exported} if fw == "dts" else {"sts": exported}
     save_gnn_weights(args.out, GNNWeights(fw, dict(base.archs), params, meta))
     print(f"{args.out}: best validation relative net-SE {hist.best_val:.4f} at epoch {hist.best_epoch}, "

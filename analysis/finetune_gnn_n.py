@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     fw, n_ant = args.model, args.n_ant
     base = load_gnn_weights(args.init or default_weights_path(fw))
     key = "power" if fw == "dts" else "sts"
+    if base.readout_n_ref is not None:
+        raise SystemExit(f"{base.path}: features.readout_n_ref (a power readout with an antenna term) is not "
+                         "fine-tuned per N here; use analysis/finetune_gnn_mix.py")
     net = TorchGNN.from_export(base.archs[key], base.params[key])
     spec = DropSpec.paper(7, 42, n_ant)
     cfg = spec.channel

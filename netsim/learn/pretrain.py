@@ -214,12 +214,20 @@ def subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
     return net_se(gt, power, tau, tau_c)
 
 
-def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int, n_ant_ref: float | None = None):
+def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int, n_ant_ref: float | None = None,
+                        readout_n_ref: float | None = None, readout_n_range=None):
     """Hard net-SE (4) [B, T] of the STS power head (one power matrix per frame, from the LSF
     features only, eq. (14)) on the fixed-pilot subframes ``idx`` of ``ps`` (torch).
     ``n_ant_ref`` : the features use beta p_u N / (sigma^2 n_ant_ref) with each drop's N
-    (``features.n_ant_ref`` of the weights file; None: beta p_u / sigma^2)."""
-    from netsim.comm.power.gnn_layers import lsf_features, power_activation, sts_forward
+    (``features.n_ant_ref`` of the weights file; None: beta p_u / sigma^2). ``readout_n_ref`` :
+    the power readout's antenna term at t = log2(N / readout_n_ref) per drop (``net`` built with
+    ``readout_n``; None: no term), t clipped to ``readout_n_range`` (t_lo, t_hi) when given."""
+    from netsim.comm.power.gnn_layers import (
+        lsf_features,
+        power_activation,
+        readout_n_t,
+        sts_forward,
+    )
 
     dt = next(net.parameters()).dtype
     cdt = torch.complex64 if dt == torch.float32 else torch.complex128
@@ -229,7 +237,11 @@ def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int, n_ant
     d0 = lsf_features(ops, beta, a, ps.p_pilot)
     n_ps = net.arch.n_ps or beta.shape[2]
     e0 = torch.zeros((len(idx), n_ps, beta.shape[2], 1), dtype=dt)  # the power head never reads E
-    p_logit, _ = sts_forward(ops, net.params(), net.arch, d0, e0)
+    t = None
+    if readout_n_ref is not None:
+        t = readout_n_t(ps.n_ant[idx], readout_n_ref, readout_n_range)  # [B]
+        t = torch.as_tensor(t, dtype=dt)[:, None, None, None]  # [B, 1, 1, 1]
+    p_logit, _ = sts_forward(ops, net.params(), net.arch, d0, e0, readout_t=t)
     p = power_activation(ops, p_logit, a, torch.full(beta.shape[:2], ps.p_max, dtype=dt))  # [B, M, K]
     gt = torch.as_tensor(ps.g_true[idx], dtype=cdt)
     power = p[:, None].expand(gt.shape[:4])  # [B, T, M, K]
@@ -280,6 +292,7 @@ def pretrain_power(net: TorchGNN, ps: PowerSet, tau_c: int, cfg: PretrainConfig,
 
 def pretrain_power_mix(net: TorchGNN, sets: list[PowerSet], tau_c: int, cfg: PretrainConfig, *,
                        weights: list[float] | None = None, n_ant_ref: float | None = None,
+                       readout_n_ref: float | None = None, readout_n_range=None,
                        log=None) -> PretrainHistory:
     """:func:`pretrain_power` over several deployment sizes at once (one PowerSet per size).
 
@@ -289,11 +302,12 @@ def pretrain_power_mix(net: TorchGNN, sets: list[PowerSet], tau_c: int, cfg: Pre
     deployments (whose net-SE is larger) do not outweigh small ones: the loss of a batch of set
     j is -w_j r_j, and the validation score (what selects the kept state) is the weighted mean of
     the r_j. ``weights`` : w_j (default 1 each; normalised to mean 1). ``n_ant_ref`` : the STS
-    features' antenna reference (:func:`sts_subframe_net_se`; STS only).
+    features' antenna reference, ``readout_n_ref`` / ``readout_n_range`` : those of the power
+    readout's antenna term (:func:`sts_subframe_net_se`; STS only).
     """
     if net.arch.kind == "sts":
         def se_fn(ops, net, ps, idx, tau_c):
-            return sts_subframe_net_se(ops, net, ps, idx, tau_c, n_ant_ref)
+            return sts_subframe_net_se(ops, net, ps, idx, tau_c, n_ant_ref, readout_n_ref, readout_n_range)
     else:
         se_fn = subframe_net_se
     torch.set_num_threads(max(1, cfg.threads))

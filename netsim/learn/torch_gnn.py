@@ -30,6 +30,7 @@ from netsim.comm.power.gnn_layers import (
     power_bn_keys,
     power_forward,
     power_layer_names,
+    readout_n_names,
     ssf_features,
     sts_forward,
 )
@@ -137,13 +138,18 @@ def _safe(name: str) -> str:
 class TorchGNN(torch.nn.Module):
     """Trainable parameters (and BN running statistics) of one GNNArch."""
 
-    def __init__(self, arch: GNNArch, generator: torch.Generator, dtype=torch.float32) -> None:
+    def __init__(self, arch: GNNArch, generator: torch.Generator, dtype=torch.float32,
+                 readout_n: bool = False) -> None:
         super().__init__()
         self.arch = arch
         if arch.kind == "power":
             shapes, bn = power_layer_names(arch), power_bn_keys(arch)
         else:
             shapes, bn = pilot_layer_names(arch), pilot_bn_keys(arch)
+        if readout_n and arch.kind != "sts":
+            raise ValueError("the readout's antenna term (readout_n) exists for the STS-GNN only")
+        #: names of the power readout's antenna-term arrays (zero at start), empty without it
+        self.readout_names = list(readout_n_names(arch)) if readout_n else []
         self.p = torch.nn.ParameterDict()
         self.names = list(shapes)
         for name, shape in shapes.items():
@@ -153,6 +159,9 @@ class TorchGNN(torch.nn.Module):
                 # several matrices feed one sum: 1/sqrt(fan_in * 4) keeps the variance ~ 1
                 val = torch.randn(shape, generator=generator, dtype=dtype) / math.sqrt(2.0 * shape[1])
             self.p[_safe(name)] = torch.nn.Parameter(val)
+        for name, shape in (readout_n_names(arch).items() if readout_n else ()):
+            self.p[_safe(name)] = torch.nn.Parameter(torch.zeros(shape, dtype=dtype))
+        self.names += self.readout_names
         self.bn_keys = dict(bn)
         for key, ch in bn.items():
             self.p[_safe(key + ".gamma")] = torch.nn.Parameter(torch.ones(ch, dtype=dtype))
@@ -161,13 +170,20 @@ class TorchGNN(torch.nn.Module):
             self.register_buffer(_safe(key) + "__var", torch.ones(ch, dtype=dtype))
 
     @classmethod
-    def from_export(cls, arch: GNNArch, params: dict, dtype=torch.float32) -> TorchGNN:
+    def from_export(cls, arch: GNNArch, params: dict, dtype=torch.float32,
+                    readout_n: bool | None = None) -> TorchGNN:
         """A net whose eval-mode function is exactly the exported (BN-folded) ``params``:
         gamma = scale, beta = shift, running mean 0 and variance 1 - eps. Fine-tune it with
-        eval-mode BN (``TorchOps(training=False)``) to keep that equivalence."""
-        net = cls(arch, torch.Generator().manual_seed(0), dtype)
+        eval-mode BN (``TorchOps(training=False)``) to keep that equivalence. ``readout_n``:
+        give the STS power readout its antenna term (None: when ``params`` has its arrays);
+        arrays absent from ``params`` start at zero."""
+        if readout_n is None:
+            readout_n = arch.kind == "sts" and any(n in params for n in readout_n_names(arch))
+        net = cls(arch, torch.Generator().manual_seed(0), dtype, readout_n)
         with torch.no_grad():
             for n in net.names:
+                if n in net.readout_names and n not in params:
+                    continue
                 net.p[_safe(n)].copy_(torch.as_tensor(np.asarray(params[n]), dtype=dtype))
             for key in net.bn_keys:
                 net.p[_safe(key + ".gamma")].copy_(torch.as_tensor(np.asarray(params[key + ".scale"]), dtype=dtype))

@@ -151,6 +151,10 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
             raise ValueError(f"init {cfg.init}: features.n_ant_ref = {w0.n_ant_ref:g} (N is an input of this "
                              "STS-GNN); the joint training here does not scale the features by N: fine-tune "
                              "it with analysis/finetune_gnn_mix.py")
+        if w0.readout_n_ref is not None:
+            raise ValueError(f"init {cfg.init}: features.readout_n_ref = {w0.readout_n_ref:g} (the STS power "
+                             "readout has an antenna-count term); the joint training here does not use it: "
+                             "fine-tune it with analysis/finetune_gnn_mix.py")
         nets = {k: TorchGNN.from_export(w0.archs[k], w0.params[k], dtype) for k in w0.archs}
         frozen = True
     for n in nets.values():

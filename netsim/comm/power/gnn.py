@@ -8,9 +8,13 @@ Weights file (``.npz``, written by ``netsim train-gnn`` / :mod:`netsim.learn.tra
   evaluated on AP-UE features with the array-gain-scaled pilot SNR beta p_u N /
   (sigma^2 n_ant_ref), so that one model sees the antenna count N of the deployment (a second
   pass when N != n_ant_ref; the pilot head always sees beta p_u / sigma^2); absent = N is not
-  an input), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
+  an input; optional ``readout_n_ref``: the STS power readout has an antenna-count term,
+  weights W + t W_dlog2n, t = log2(N / readout_n_ref) clipped to the optional
+  ``readout_n_range`` [t_lo, t_hi], see
+  :func:`netsim.comm.power.gnn_layers.readout_n_names`; absent = no term), ``training`` (scenario name and hash, samples, epochs, CPU time, ...);
 * ``<model>/<param>`` : float64 arrays, weights ``[out, in]``, biases ``[out]``, batch norm
-  folded into ``<key>.scale`` / ``<key>.shift`` ``[channels]``.
+  folded into ``<key>.scale`` / ``<key>.shift`` ``[channels]``; with ``readout_n_ref`` also
+  ``sts/sts.<L-1>.{U1,V1,V2,b1}_dlog2n``.
 
 A DTS file holds ``pilot`` (DTS-Pilot-GNN) and ``power`` (DTS-Power-GNN); an STS file holds
 ``sts`` (pilot and power heads). The GNNs are size-agnostic: any M, K, N runs.
@@ -49,6 +53,9 @@ from netsim.comm.power.gnn_layers import (
     pilot_layer_names,
     power_bn_keys,
     power_layer_names,
+    readout_n_names,
+    readout_n_params,
+    readout_n_t,
     ssf_features,
 )
 
@@ -98,11 +105,16 @@ class GNNWeights:
     path: str = ""
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def pilot_plan(self, model: str, n_ap: int, n_ue: int, n_ps: int, dtype=np.float64) -> list[dict]:
-        """Folded matrices of ``model`` for these sizes (:mod:`gnn_fast`), built once."""
-        key = ("pilot", model, n_ap, n_ue, n_ps, np.dtype(dtype).name)
+    def pilot_plan(self, model: str, n_ap: int, n_ue: int, n_ps: int, dtype=np.float64,
+                   readout_t: float = 0.0) -> list[dict]:
+        """Folded matrices of ``model`` for these sizes (:mod:`gnn_fast`), built once;
+        ``readout_t`` != 0: the power readout at t = log2(N / readout_n_ref)."""
+        key = ("pilot", model, n_ap, n_ue, n_ps, np.dtype(dtype).name, float(readout_t))
         if key not in self.cache:
-            self.cache[key] = pilot_plan(self.params[model], self.archs[model], n_ap, n_ue, n_ps, dtype)
+            ps = self.params[model]
+            if readout_t != 0.0:
+                ps = readout_n_params(ps, self.archs[model], float(readout_t))
+            self.cache[key] = pilot_plan(ps, self.archs[model], n_ap, n_ue, n_ps, dtype)
         return self.cache[key]
 
     def power_plan(self, n_ue: int, dtype=np.float64) -> list[dict]:
@@ -131,6 +143,29 @@ class GNNWeights:
         to (None: the features do not depend on N)."""
         v = self.meta.get("features", {}).get("n_ant_ref")
         return None if v is None else float(v)
+
+    @property
+    def readout_n_ref(self) -> float | None:
+        """``meta["features"]["readout_n_ref"]``: N_ref of the STS power readout's antenna term
+        (None: no term, the readout does not depend on N)."""
+        v = self.meta.get("features", {}).get("readout_n_ref")
+        return None if v is None else float(v)
+
+    def readout_t(self, n_ant: int | None) -> float:
+        """t = log2(N / readout_n_ref) of the power readout (0 without the term or without N)."""
+        ref = self.readout_n_ref
+        if ref is None or n_ant is None:
+            return 0.0
+        if not n_ant > 0:
+            raise ValueError(f"antennas per AP must be > 0 for the STS readout term, got {n_ant!r}")
+        return float(readout_n_t(n_ant, ref, self.readout_n_range))
+
+    @property
+    def readout_n_range(self) -> tuple[float, float] | None:
+        """``meta["features"]["readout_n_range"]``: [t_lo, t_hi] that t = log2(N / readout_n_ref)
+        is clipped to (None: not clipped)."""
+        v = self.meta.get("features", {}).get("readout_n_range")
+        return None if v is None else (float(v[0]), float(v[1]))
 
     def lsf_scale(self, n_ant: int | None) -> float:
         """Factor on beta p_u / sigma^2 in the STS power head's features: N / n_ant_ref when the
@@ -229,6 +264,20 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
     n_ref = meta["features"].get("n_ant_ref")
     if n_ref is not None and not (isinstance(n_ref, (int, float)) and np.isfinite(n_ref) and n_ref > 0):
         raise GNNWeightsError(f"GNN weights file {path}: features.n_ant_ref = {n_ref!r} must be a number > 0")
+    r_ref = meta["features"].get("readout_n_ref")
+    if r_ref is not None and not (isinstance(r_ref, (int, float)) and not isinstance(r_ref, bool)
+                                  and np.isfinite(r_ref) and r_ref > 0):
+        raise GNNWeightsError(f"GNN weights file {path}: features.readout_n_ref = {r_ref!r} must be a number > 0")
+    r_rng = meta["features"].get("readout_n_range")
+    if r_rng is not None and not (r_ref is not None and isinstance(r_rng, list) and len(r_rng) == 2
+                                  and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                          and np.isfinite(x) for x in r_rng)
+                                  and r_rng[0] <= 0 <= r_rng[1]):
+        raise GNNWeightsError(f"GNN weights file {path}: features.readout_n_range = {r_rng!r} must be "
+                              "[t_lo, t_hi] with t_lo <= 0 <= t_hi, next to features.readout_n_ref")
+    if r_ref is not None and fw != "sts":
+        raise GNNWeightsError(f"GNN weights file {path}: features.readout_n_ref is for an STS file, "
+                              f"this one is {fw!r}")
     if meta.get("pilot_rounding", "argmax") not in PILOT_ROUNDINGS:
         raise GNNWeightsError(f"GNN weights file {path}: pilot_rounding {meta.get('pilot_rounding')!r}; "
                               f"allowed: {PILOT_ROUNDINGS}")
@@ -240,7 +289,16 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
         except (KeyError, TypeError) as exc:
             raise GNNWeightsError(f"GNN weights file {path}: model {name!r} missing or bad architecture ({exc})") from None
         ps = {}
-        for pname, shape in expected_params(arch).items():
+        shapes = expected_params(arch)
+        extra = readout_n_names(arch) if arch.kind == "sts" else {}
+        if r_ref is not None:
+            shapes.update(extra)
+        else:
+            stray = [f"{name}/{n}" for n in extra if f"{name}/{n}" in data]
+            if stray:
+                raise GNNWeightsError(f"GNN weights file {path}: array {stray[0]!r} present but "
+                                      "features.readout_n_ref missing")
+        for pname, shape in shapes.items():
             key = f"{name}/{pname}"
             if key not in data:
                 raise GNNWeightsError(f"GNN weights file {path}: array {key!r} missing")
@@ -308,7 +366,9 @@ def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, 
                  n_ant: int | None = None):
     """(power_logit [M, K], pilot_logit [S, K]) of one graph through the fast path; ``n_ant``
     (N) scales the pilot SNR feature of the power head's pass when the file has ``n_ant_ref``
-    (:meth:`GNNWeights.lsf_scale`); the pilot logits always come from the unscaled features."""
+    (:meth:`GNNWeights.lsf_scale`) and sets the power readout's antenna term when the file has
+    ``readout_n_ref`` (:meth:`GNNWeights.readout_t`); the pilot logits always come from the
+    unscaled features and never depend on N."""
     beta = np.asarray(beta, float)
     n_ap, n_ue = beta.shape
     z = np.asarray(z, float)  # [S, K]
@@ -317,7 +377,8 @@ def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, 
     d0[:, :, 0] = np.log10(np.maximum(beta.T * snr_p, 1e-30)) * (10.0 / 30.0)
     d0[:, :, 1] = np.asarray(assoc, float).T
     e0 = z.T[:, :, None].astype(dtype)  # [K, S, 1]
-    plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype)
+    # the readout's antenna term (readout_n_ref) moves only the power logits: one pass
+    plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype, w.readout_t(n_ant))
     p_logit, x_logit = sts_forward_fast(plan, w.archs[model], d0, e0)  # [K, M], [K, S]
     scale = w.lsf_scale(n_ant)
     if scale != 1.0:  # the power head sees the array-gain-scaled pilot SNR: a second pass

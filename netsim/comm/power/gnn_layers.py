@@ -56,6 +56,10 @@ __all__ = [
     "power_activation",
     "POWER_SAFETY",
     "LEAKY_SLOPE",
+    "READOUT_N_SUFFIX",
+    "readout_n_names",
+    "readout_n_t",
+    "readout_n_params",
 ]
 
 LEAKY_SLOPE = 0.01  # LeakyReLU slope in hidden layers [C]
@@ -186,6 +190,51 @@ def pilot_layer_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+#: suffix of the optional antenna-count term of the STS power readout (see :func:`readout_n_names`)
+READOUT_N_SUFFIX = "_dlog2n"
+_READOUT = ("U1", "V1", "V2", "b1")
+
+
+def readout_n_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the optional antenna-count term of the STS power readout.
+
+    The power readout is the last layer's AP-UE update (U1, V1, V2, b1 of layer L-1, eq. (25)
+    without activation). With the term its weights depend on the antenna count N:
+
+        W(N) = W + t W_dlog2n,  t = log2(N / N_ref)   (W in U1, V1, V2, b1)
+
+(t optionally clipped to a range [t_lo, t_hi] containing 0, :func:`readout_n_t`),
+
+    so the file is unchanged at N = N_ref and the pilot head (the PS-UE update, which never
+    reads the last layer's AP-UE output) is unchanged at every N. Names ``sts.<L-1>.<W>_dlog2n``,
+    the shapes of W.
+    """
+    base = pilot_layer_names(arch)
+    last = f"sts.{arch.layers - 1}."
+    return {last + n + READOUT_N_SUFFIX: base[last + n] for n in _READOUT}
+
+
+def readout_n_t(n_ant, n_ref: float, t_range=None):
+    """t = log2(N / N_ref) of :func:`readout_n_names` (N > 0 scalar or array), clipped to
+    ``t_range`` = (t_lo, t_hi) with t_lo <= 0 <= t_hi when given (e.g. (-3, 0): the term acts
+    only below N_ref and stays constant below N_ref / 8)."""
+    t = np.log2(np.asarray(n_ant, float) / float(n_ref))
+    if t_range is not None:
+        t = np.clip(t, float(t_range[0]), float(t_range[1]))
+    return t
+
+
+def readout_n_params(params: Mapping[str, Any], arch: GNNArch, t: float) -> dict[str, Any]:
+    """``params`` with the readout weights replaced by W + t W_dlog2n (scalar t; the
+    folded form used by the numpy fast path; :func:`sts_forward` adds t * (readout of
+    W_dlog2n) instead, which is the same function)."""
+    out = dict(params)
+    last = f"sts.{arch.layers - 1}."
+    for n in _READOUT:
+        out[last + n] = params[last + n] + t * params[last + n + READOUT_N_SUFFIX]
+    return out
+
+
 def pilot_bn_keys(arch: GNNArch) -> dict[str, int]:
     """BN keys (name -> channels) of a pilot/STS GNN: every layer but the last."""
     out = {}
@@ -244,13 +293,16 @@ def _others(ops, x, axis: int, n: int):
     return (ops.sum(x, axis, keepdims=True) - x) / max(n - 1, 1)
 
 
-def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mask=None):
+def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mask=None, readout_t=None):
     """Pilot/STS GNN forward pass, eqs. (25)-(27).
 
     Parameters
     ----------
     d0 : [B, M, K, 2] AP-UE features (:func:`lsf_features`)
     e0 : [B, S, K, 1] PS-UE features (z, or zeros)
+    readout_t : None, or t = log2(N / N_ref) as a scalar or ``[B, 1, 1, 1]``: adds
+        t * (U1' D + V1' mean_m' D + V2' mean_k' D + b1') to the last layer's AP-UE update with
+        the ``*_dlog2n`` arrays of :func:`readout_n_names` (the power readout's antenna term)
 
     Returns
     -------
@@ -265,6 +317,10 @@ def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mas
         dk = _others(ops, d, 2, n_ue)
         d_new = ops.lin(d, params[p + "U1"]) + ops.lin(dm, params[p + "V1"]) + ops.lin(dk, params[p + "V2"]) \
             + params[p + "b1"]  # [B, M, K, d']
+        if readout_t is not None and l == arch.layers - 1:
+            sx = READOUT_N_SUFFIX
+            d_new = d_new + readout_t * (ops.lin(d, params[p + "U1" + sx]) + ops.lin(dm, params[p + "V1" + sx])
+                                         + ops.lin(dk, params[p + "V2" + sx]) + params[p + "b1" + sx])  # [B, M, K, 1]
         d_mean = ops.sum(d, 1, keepdims=True) / n_ap  # [B, 1, K, d]
         es = _others(ops, e, 1, n_ps)  # [B, S, K, e]
         if arch.attention:
