@@ -8,6 +8,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from netsim.comm.robust_bisection import bi_rbo
 from netsim.comm.robust_cache import ProblemCache
+from netsim.comm.robust_cert_ipm import certificate_sdp
 from netsim.comm.robust_model import (
     _CLARABEL_OPTS,
     _OK,
@@ -78,7 +79,7 @@ def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # n
 
 
 def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDArray[np.complex128] | None = None,
-                    cache: ProblemCache | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+                    cache: ProblemCache | None = None, solver: str = "clarabel") -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Certified worst-case SINR of fixed beamformers (spec 3.6 post-processing).
 
     Per user k: ``max gamma`` s.t. ``Phi_k(gamma, lam_{.,k}) >= 0``, ``lam >= 0`` (affine in both,
@@ -92,6 +93,10 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
         Certify general (SDR) covariances W_k instead of ``x x^H``.
     cache : ProblemCache or None
         Keeps the compiled per-user SDP for later calls of the same (d, M) (same results).
+    solver : {"clarabel", "ipm"}
+        Who solves the per-user SDP: cvxpy + Clarabel, or the interior-point method of
+        :func:`netsim.comm.robust_cert_ipm.certificate_sdp` (Clarabel where it does not apply or
+        converge). Either way the multipliers are verified by the exact bisection on gamma.
 
     Returns
     -------
@@ -112,6 +117,23 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
             sig, intf = _received_powers(red, w_mats, k)
             gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
             continue
+        s_other = w_mats.sum(axis=0) - w_mats[k]
+        g = red.g[k]
+        # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
+        a0 = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
+        a1 = -np.block([[s_other, (s_other @ g)[:, None]], [(g.conj() @ s_other)[None, :], np.array([[np.real(g.conj() @ s_other @ g) + 1.0]])]])
+        # sum_m lam_m L_m with L_m = blkdiag(D_m, -eps_mk^2), as one affine map (fast compile)
+        lmat = np.zeros((d + 1, m))  # diagonal of every L_m, stacked
+        lmat[:d] = e
+        lmat[d] = -red.eps2[:, k]
+        got_ipm = certificate_sdp(a0, a1, lmat) if solver == "ipm" else None
+        if got_ipm is not None:
+            gam_sdp, lam_k = got_ipm
+            lam_full = np.zeros((m, k_users))
+            lam_full[:, k] = lam_k
+            gam_out[k] = _lmi_gamma_max(red, w_mats, lam_full, k, max(gam_sdp * 1.001, 1e-9))
+            lam_out[:, k] = lam_k
+            continue
         if prob is None:  # one parametrised (DPP) problem, compiled once for every user
             got = None if cache is None else cache.get(("worst_case_sinr", d, m))
             if got is None:
@@ -125,15 +147,8 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
                 if cache is not None:
                     cache.put(("worst_case_sinr", d, m), got)
             prob, gv, lv, p_a0, p_a1, p_l = got
-        s_other = w_mats.sum(axis=0) - w_mats[k]
-        g = red.g[k]
-        # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
-        p_a0.value = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
-        p_a1.value = -np.block([[s_other, (s_other @ g)[:, None]], [(g.conj() @ s_other)[None, :], np.array([[np.real(g.conj() @ s_other @ g) + 1.0]])]])
-        # sum_m lam_m L_m with L_m = blkdiag(D_m, -eps_mk^2), as one affine map (fast compile)
-        lmat = np.zeros((d + 1, m))  # diagonal of every L_m, stacked
-        lmat[:d] = e
-        lmat[d] = -red.eps2[:, k]
+        p_a0.value = a0
+        p_a1.value = a1
         p_l.value = lmat
         lam_k = np.zeros(m)
         gam_sdp = 0.0
@@ -191,9 +206,10 @@ def monte_carlo_min_sinr(
 
 
 def certify(red: ReducedProblem, x: NDArray[np.complex128], rho: float,
-            cache: ProblemCache | None = None) -> tuple[NDArray[np.float64], float]:
-    """Certified worst-case SINRs and minimum rate of normalised reduced beamformers x."""
-    gam, _ = worst_case_sinr(red, x, cache=cache)
+            cache: ProblemCache | None = None, solver: str = "clarabel") -> tuple[NDArray[np.float64], float]:
+    """Certified worst-case SINRs and minimum rate of normalised reduced beamformers x
+    (``solver``: see :func:`worst_case_sinr`)."""
+    gam, _ = worst_case_sinr(red, x, cache=cache, solver=solver)
     return gam, float(rho * np.log2(1.0 + max(float(np.min(gam)), 0.0)))
 
 

@@ -21,6 +21,23 @@ from netsim.comm.robust_model import (
 )
 
 
+def verified_point(red: ReducedProblem, w: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float) -> bool:
+    """Numerical check of the robust SINR constraints (13) of a point (W (K, d, d), lam (M, K))
+    at SINR threshold gamma: ``lambda_min(Phi_k) >= -1e-6 max(1, |lambda|_max)`` for every user
+    (the scalar SINR margin for users without error balls)."""
+    exact = red.exact_users
+    for k in range(red.n_users):
+        if exact[k]:
+            marg, scale = _sinr_margin(red, w, gamma, k)
+            if marg < -1e-6 * max(1.0, scale):
+                return False
+            continue
+        ev = np.linalg.eigvalsh(_phi(red, w, lam, gamma, k))
+        if ev[0] < -1e-6 * max(1.0, float(np.max(np.abs(ev)))):
+            return False
+    return True
+
+
 class _RobustSdp:
     """cvxpy model of (14) (``mrt=False``) or (26) (``mrt=True``) with gamma as a parameter."""
 
@@ -215,16 +232,7 @@ class _RobustSdp:
 
     def _verified(self, w: NDArray[np.complex128], lam: NDArray[np.float64], gamma: float) -> bool:
         """Numerical check of the robust SINR constraints (13) of a solver point."""
-        for k in range(self.red.n_users):
-            if self.exact[k]:
-                marg, scale = _sinr_margin(self.red, w, gamma, k)
-                if marg < -1e-6 * max(1.0, scale):
-                    return False
-                continue
-            ev = np.linalg.eigvalsh(_phi(self.red, w, lam, gamma, k))
-            if ev[0] < -1e-6 * max(1.0, float(np.max(np.abs(ev)))):
-                return False
-        return True
+        return verified_point(self.red, w, lam, gamma)
 
     def solve(self, gamma: float, solvers: tuple[str, ...] = ("CLARABEL", "SCS")) -> tuple[bool, NDArray | None, NDArray | None]:
         """Solve at gamma; returns (feasible, W (K, d, d), lam (M, K)), verified numerically."""
