@@ -4,6 +4,7 @@
 Usage::
 
     python benchmarks/robust.py [--schemes main ei] [--frames 3] [--no-hint] [--solver-check]
+                                [--sdr-solver ipm|clarabel] [--cert-solver ipm|clarabel]
 
 For every design the engine asks for (one per frame), prints CPU and wall seconds, the number
 of bisection SDP/SOCP solves (design bisection + repower bisection), the status and the
@@ -12,7 +13,10 @@ thresholds guess this frame's bisections); ``--no-hint`` drops it, which is the 
 bisection of every frame (same rates, more solves): run both for an A/B comparison. ``--solver-check``
 also times one Bi-RBO SDP of the first frame at its final threshold with each installed conic
 solver (Clarabel, CVXOPT, SCS). Numbers only; nothing passes or fails. CPU time is the
-measure (wall time on a shared machine mostly shows the load).
+measure (wall time on a shared machine mostly shows the load). ``--sdr-solver`` and
+``--cert-solver`` choose who solves the Main bisection SDPs and the certificate SDPs (see
+:func:`netsim.comm.robust.design_beamformers`; default ``ipm`` for both, ``clarabel`` is the
+cvxpy + Clarabel reference): run both for an A/B comparison.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from netsim.sim.engine import Simulation
 warnings.filterwarnings("ignore")
 
 
-def run_designs(scheme: str, frames: int, hint: bool = True) -> list[dict]:
+def run_designs(scheme: str, frames: int, hint: bool = True, solvers: dict | None = None) -> list[dict]:
     rows: list[dict] = []
     real = robust.design_beamformers  # the engine imports it from there at each frame
 
     def timed(name, h_hat, eps, p_max_w, noise_w, rho, n_aps, **kw):  # noqa: ANN001, ANN202
         if not hint:
             kw = {k: v for k, v in kw.items() if k != "hint"}
+        kw = {**kw, **(solvers or {})}
         c0, w0 = time.process_time(), time.perf_counter()
         res = real(name, h_hat, eps, p_max_w, noise_w, rho, n_aps, **kw)
         rows.append({"scheme": name, "cpu_s": time.process_time() - c0,
@@ -86,12 +91,16 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=3)
     ap.add_argument("--no-hint", action="store_true", help="plain bisection every frame (no warm start)")
     ap.add_argument("--solver-check", action="store_true")
+    ap.add_argument("--sdr-solver", choices=["ipm", "clarabel"], default="ipm")
+    ap.add_argument("--cert-solver", choices=["ipm", "clarabel"], default="ipm")
     args = ap.parse_args()
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print(f"sdr solver {args.sdr_solver}, certificate solver {args.cert_solver}")
     print(f"{'scheme':<6} {'frame':>5} {'CPU s':>8} {'wall s':>8} {'solves':>6} {'status':<8} "
           f"{'t_sdr':>7} {'certified rate':>15}")
     for scheme in args.schemes:
-        rows = run_designs(scheme, args.frames, hint=not args.no_hint)
+        rows = run_designs(scheme, args.frames, hint=not args.no_hint,
+                           solvers={"sdr_solver": args.sdr_solver, "cert_solver": args.cert_solver})
         for i, r in enumerate(rows):
             print(f"{scheme:<6} {i:>5} {r['cpu_s']:8.2f} {r['wall_s']:8.2f} {r['solves']:>6} "
                   f"{r['status']:<8} {r['t_sdr']:7.3f} {r['rate']:15.6f}")
