@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from netsim.comm.robust_ipm import HermBasis, _Block, _Conic, _herm, _ipm
+from netsim.comm.robust_ipm_core import HermBasis, _Block, _Conic, _herm, _ipm
 
 __all__ = ["certificate_sdp"]
 
