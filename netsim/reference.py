@@ -212,6 +212,12 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                             "an ungated second matching (sigma floor 0.1 m) where unambiguous, the "
                             "cluster's only echo left, else the uplink registration (detail says "
                             "which)"),
+    "sensing_confirm_fallback": ("-1", "the confirming frame's local search around frame 0's "
+                                 "estimates was not trusted for a cluster: a user not detected or "
+                                 "ambiguous in its window, an estimate outside its window, or echo "
+                                 "left unexplained by the estimates", "the cluster runs the full "
+                                 "acquisition and the gated association (detail names the cluster "
+                                 "APs and the reason)"),
     "beamformer_fallback": ("-1", "a robust beamforming design failed or was too large "
                             "(`max_sdp_dim`) and equal-power MRT was used", "detail gives the "
                             "solver status and a hint"),

@@ -114,10 +114,16 @@ def resolve_flagged(
     sigma_m: ArrayLike,
     uplink_m: ArrayLike,
     floor_m: float = SIGMA_FLOOR_M,
+    no_track: ArrayLike | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Identities of the flagged anchors.
 
-    The trusted matches stay. The flagged anchors and the unclaimed estimates are matched again
+    The trusted matches stay. Flagged anchors in ``no_track`` (their previous estimate was no
+    detection: a guess, not a track) take their identity from the uplink first, as a user's
+    first acquisition does: they claim the unclaimed estimates nearest to their uplink
+    positions (Hungarian on distance) before the others are matched (a guess metres off would
+    otherwise take another user's estimate in the ungated pass: our users in the seed-003 room,
+    frame 0 before the first sync correction, 2-8 m off, permuted three identities for good). The flagged anchors and the unclaimed estimates are matched again
     by likelihood without a gate, with each sigma raised to ``floor_m`` (the previous frame's
     bound can be far too small: frame 0 senses before the first sync correction, its estimates
     were measured up to 0.3 m off for a bound of millimetres); a match of this second pass is kept
@@ -134,8 +140,11 @@ def resolve_flagged(
     anchors_m : array_like (K, 2) [m]
     sigma_m : array_like (K,) [m]
     uplink_m : array_like (K, 2) [m]
-        Positions standing for the uplink registration (used only in the last case).
+        Positions standing for the uplink registration (used only for ``no_track`` anchors
+        and in the last case).
     floor_m : float [m]
+    no_track : array_like (K,) bool or None
+        Anchors without a track (None: all have one).
 
     Returns
     -------
@@ -156,6 +165,16 @@ def resolve_flagged(
     c[fl] = -1
     if free.size == 0:
         return c, by_uplink
+    if no_track is not None and np.any(np.asarray(no_track, dtype=bool)[fl]):
+        guess = fl[np.asarray(no_track, dtype=bool)[fl]]  # [G] flagged anchors without a track
+        up = np.asarray(uplink_m, dtype=float).reshape(-1, 2)[guess]  # [G, 2]
+        ri, ci = min_cost_assignment(np.linalg.norm(up[:, None] - e[free][None], axis=-1))
+        c[guess[ri]] = free[ci]
+        by_uplink[guess] = True
+        free = np.setdiff1d(free, free[ci])
+        fl = np.setdiff1d(fl, guess)
+        if fl.size == 0 or free.size == 0:
+            return c, by_uplink
     a = np.asarray(anchors_m, dtype=float).reshape(-1, 2)[fl]  # [F, 2]
     s = np.maximum(np.asarray(sigma_m, dtype=float).reshape(-1)[fl], floor_m)  # [F]
     sub, sub_fl = gated_association(e[free], a, s, gate=np.inf)

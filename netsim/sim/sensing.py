@@ -6,7 +6,9 @@ Each user is localized by a *sensing cluster*: the ``sensing.aps_per_user`` onli
 to its predicted position (the first frame, with no track yet, uses the APs nearest to the
 true position, standing for the serving APs the CPU knows from the user's uplink; the true
 position also decides which acquired peak gets which user identity in frame 0, never the
-estimate; frame 1 matches its peaks to frame 0's estimates, :meth:`MusicSensing._identify`).
+estimate; frame 1 first confirms frame 0's estimates by a guarded local search,
+:meth:`MusicSensing._confirm`, and where that is not trusted matches the peaks of a full
+acquisition to frame 0's estimates, :meth:`MusicSensing._identify`).
 Users whose clusters coincide are processed together. For a cluster:
 
 1. every user within ``sensing.range_m`` of a cluster AP reflects: the frame's RCS
@@ -45,6 +47,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from netsim.sensing.acquire import echo_subspace, unexplained_echo
 from netsim.sensing.associate import GATE_SIGMAS, SWAP_NATS, gated_association, resolve_flagged
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
@@ -62,6 +65,10 @@ MAX_TRACK_SPEED_MPS = 30.0  # a two-point velocity above this is an acquisition 
 # lower when the scenario's mobility model bounds the speed (twice its top speed + 1 m/s)
 AMBIGUITY_ROUNDS = 2  # re-acquisitions with a grown cluster within one frame
 AMBIGUITY_NATS = 20.0  # log-likelihood gap below which an acquisition is ambiguous
+CONFIRM_HALFWIDTH_M = 0.5  # frame 1 searches each user this far around frame 0's estimate (at least
+# its track window): frame 0 senses before the first sync correction, its estimates can be 0.15 m off
+CONFIRM_RESIDUAL = 0.5  # frame 1's local answer must leave no signal direction unexplained beyond
+# this (netsim.sensing.acquire.unexplained_echo: <= 0.28 when right, 1.0 with a user missed)
 
 
 
@@ -97,6 +104,7 @@ class MusicSensing:
         self.planning_crlb_m2 = np.full(k, np.nan)  # nominal-RCS bound of the last frame [K]
         self.n_lost_events = 0
         self.n_searches = 0
+        self.n_confirmed = 0  # clusters a confirming frame kept from its local search (no full acquisition)
         self.extra_aps = np.zeros(k, dtype=np.int64)  # APs added to a user's cluster (ambiguity)
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
@@ -302,7 +310,12 @@ class MusicSensing:
         # decorrelated): its tracks are confirmed by a second acquisition on the next frame
         tracking = (cfg.tracking and bool(np.all(np.isfinite(hw))) and self.n_frames >= ACQUIRE_FRAMES
                     and not force_acquire)
-        if tracking:
+        # a confirming frame first tries a guarded local search around the previous estimates
+        res = (self._confirm(stats, geom, aps, visible, lo, hi, hw, pred, exclusion)
+               if not tracking and self._can_confirm(visible, hw, force_acquire) else None)
+        if res is not None:
+            pass
+        elif tracking:
             span = float(np.max(hi - lo))
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
                                    predicted_m=pred[visible], halfwidth_m=np.minimum(hw, span),
@@ -322,6 +335,54 @@ class MusicSensing:
             pos[bad] = fill[bad]
         amb = res.ambiguous if res.ambiguous is not None else np.zeros(len(visible), dtype=bool)
         return pos, res.detected & ~bad, amb & ~bad
+
+    def _can_confirm(self, visible: list[int], hw: np.ndarray, force_acquire: bool) -> bool:
+        """A confirming frame (1 .. ``ACQUIRE_FRAMES - 1``) first tries a local search around the
+        previous estimates (:meth:`_confirm`) when every user the cluster sees has a track that
+        was detected (no lost user: its estimate is a guess)."""
+        cfg = self.sim.scenario.sensing
+        return (cfg.tracking and 1 <= self.n_frames < ACQUIRE_FRAMES and not force_acquire
+                and bool(np.all(np.isfinite(hw))) and not bool(np.any(self.lost[visible]))
+                and bool(np.all(np.isfinite(self.pos[visible]))))
+
+    def _confirm(self, stats, geom, aps, visible, lo, hi, hw, pred, exclusion):  # noqa: ANN001, ANN202, PLR0913
+        """Frame 1 as a guarded local search: the tracking step from frame 0's estimates, every
+        user searched in a window of at least ``CONFIRM_HALFWIDTH_M`` (frame 0's estimates can
+        be decimetres off: it senses before the first sync correction), all of the cluster's
+        users estimated. The answer is kept only when every user is detected and unambiguous,
+        stays inside its window, and the users' responses explain the whole echo subspace
+        (:func:`netsim.sensing.acquire.unexplained_echo` below ``CONFIRM_RESIDUAL``: a frame-0
+        ghost leaves its user's true echo unexplained). Otherwise None, and the caller runs the
+        full acquisition (a ``sensing_confirm_fallback`` event says why). Identities are the
+        tracks' own (each user's window is searched for that user)."""
+        cfg = self.sim.scenario.sensing
+        span = float(np.max(hi - lo))
+        win = np.minimum(np.maximum(hw, CONFIRM_HALFWIDTH_M), span)  # [V] m
+        v = len(visible)
+        res = localize_cluster(stats, geom, self.noise_w, v, lo, hi, cfg.grid_step_m,
+                               predicted_m=pred[visible], halfwidth_m=win, kind=cfg.spectrum,
+                               exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS)
+        pos = res.positions_m
+        why = ""
+        if not np.all(np.isfinite(pos)) or not np.all(res.detected):
+            why = "a user's echo was not detected in its window"
+        elif res.ambiguous is not None and np.any(res.ambiguous):
+            why = f"a user's echo has a second explanation within {AMBIGUITY_NATS:g} nats"
+        elif np.any(np.max(np.abs(pos - pred[visible]), axis=1) > win):
+            why = "an estimate left its window"
+        else:
+            m, n = geom.n_aps, geom.n_antennas
+            sub = echo_subspace(stats.cov, m, n, self.noise_w, stats.n_snapshots, v * m, cfg.spectrum)
+            left = unexplained_echo(sub, geom, pos)
+            if left >= CONFIRM_RESIDUAL:
+                why = f"the estimates leave {left:.2f} of a signal direction unexplained"
+        if why:
+            self.sim.event("sensing_confirm_fallback", -1, f"cluster APs {[int(a) for a in aps]}: frame "
+                           f"{self.n_frames}'s local confirmation failed ({why}); full acquisition")
+            self.n_searches += int(np.sum(res.searched))
+            return None
+        self.n_confirmed += 1
+        return res
 
     def _identify(self, res: ClusterResult, visible: list[int], members: list[int],
                   pred: np.ndarray, true_pos: np.ndarray) -> ClusterResult:
@@ -349,7 +410,8 @@ class MusicSensing:
         if rows.size and confirming and np.all(np.isfinite(p)):
             sigma = np.maximum(self.halfwidth[visible] / GATE_SIGMAS, 1e-3)  # [V] m
             col, flagged = gated_association(est, p, sigma)
-            col, by_uplink = resolve_flagged(col, flagged, est, p, sigma, true_pos[visible])
+            col, by_uplink = resolve_flagged(col, flagged, est, p, sigma, true_pos[visible],
+                                             no_track=self.lost[visible])
             for j in np.flatnonzero(flagged):
                 k = visible[j]
                 if k not in members:
