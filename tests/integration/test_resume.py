@@ -151,9 +151,8 @@ def test_run_folder_rules(tmp_path):
 
 
 # ---------------------------------------------------------------------------- real signals
-# a checkpoint every 0.2 s of wall time or 20 frames (400 subframe rows), whichever comes first:
-# the kill lands 0-0.6 s after the first one, so it often falls between two checkpoints and the
-# resumed run redoes the frames since the last (0.05 s checkpointed nearly every frame)
+# a flush + checkpoint every 0.2 s of wall time or 20 frames (400 subframe rows), whichever comes
+# first; the kill falls between two of them, so the resumed run redoes the frames since the last
 LONG = ["scenarios/drift_longrun.yaml", "--duration", "400", "-q",
         "--set", "run.checkpoint_every_s=0.2", "--set", "run.flush_every_rows=400"]
 
@@ -182,6 +181,22 @@ def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout_s: float = 6
     assert (out / CHECKPOINT_FILE).exists()
 
 
+def _frames_saved(out: Path) -> int:
+    """Frames done at the last flush / checkpoint (meta.json is rewritten at each)."""
+    try:
+        return int(json.loads((out / "meta.json").read_text()).get("frames") or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _wait_for_frames(out: Path, proc: subprocess.Popen, frames: int, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _frames_saved(out) < frames:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"not {frames} frames after {timeout_s} s"
+        time.sleep(0.02)
+
+
 def _reference(tmp_path):
     sc = load_scenario("scenarios/drift_longrun.yaml", ["run.duration_s=400", "run.frames=null"])
     return Simulation(sc).run().tables
@@ -201,9 +216,16 @@ def test_killed_run_resumes_to_identical_tables(tmp_path, sig):
     out = tmp_path / "run"
     proc = _start(out)
     _wait_for_checkpoint(out, proc)
-    time.sleep(random.Random().uniform(0.0, 0.6))  # a random moment after the first checkpoint
+    # a random moment after the first checkpoint, counted in frames rather than seconds so that
+    # the run is early in its 400 frames on a fast machine as on a slow one: just after the save
+    # that passes frame k, plus a random part of a save interval
+    rnd = random.Random()
+    _wait_for_frames(out, proc, rnd.randint(20, 120))
+    time.sleep(rnd.uniform(0.0, 0.1))
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=600)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal (machine too fast for this test)")
     stopped = netsim.load_run(out)
     _tables_agree(stopped)
     if sig == signal.SIGTERM:
@@ -214,8 +236,7 @@ def test_killed_run_resumes_to_identical_tables(tmp_path, sig):
         assert proc.returncode == -signal.SIGKILL
         assert stopped.meta["status"] == "running"
         assert stopped.meta["frames"] >= stopped.meta["checkpoint"]["frame"]
-    if stopped.meta["frames"] >= 400:
-        pytest.skip("the run finished before the signal (machine too fast for this test)")
+    assert stopped.meta["frames"] < 400
     res = subprocess.run([sys.executable, "-m", "netsim", "run", "--resume", str(out), "-q"],
                          capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr
