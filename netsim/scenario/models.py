@@ -445,6 +445,12 @@ class CommConfig(_Section):
         "changed or a served link's large-scale gain moved more than this (dB) since the last "
         "assignment (an events row pilots_reassigned); 0: every frame (the seed's policy)",
     )
+    pilot_tabu_exact: int | None = Field(
+        8, ge=1, le=100_000,
+        description="tabu pre-screen: per iteration, the exact net-SE proxy J only for the "
+        "candidate moves a large-scale estimate ranks best (this many non-tabu ones); null: "
+        "every candidate exactly (the search of spec 4.2)",
+    )
     gnn_weights: str | None = Field(
         None, description="DTS GNN weights (.npz from netsim train-gnn) for power/pilot_assignment "
         "gnn; null: the shipped umi_cellfree weights"

@@ -256,7 +256,8 @@ class PilotComm:
         res = dsatur_tabu(
             beta, self.assoc, net.n_antennas, p_pilot_w=self.p_pilot_w,
             p_max_w=float(sim.p_max_w.max()), noise_w=sc.channel.noise_power_w,
-            tau_c=sc.comm.coherence_slots, rng=sim.rngs["pilots"], config=TabuConfig(),
+            tau_c=sc.comm.coherence_slots, rng=sim.rngs["pilots"],
+            config=TabuConfig(n_exact=sc.comm.pilot_tabu_exact),
             use_tabu=sc.comm.pilot_assignment == "dsatur_tabu")
         self.colour = res.colour
         self.planned_assoc = self.assoc.copy()
@@ -298,7 +299,7 @@ class PilotComm:
             res = dsatur_tabu(
                 beta, self.assoc, sim.net.n_antennas, p_pilot_w=self.p_pilot_w,
                 p_max_w=float(sim.p_max_w.max()), noise_w=noise, tau_c=sc.comm.coherence_slots,
-                rng=sim.rngs["pilots"], config=TabuConfig(),
+                rng=sim.rngs["pilots"], config=TabuConfig(n_exact=sc.comm.pilot_tabu_exact),
                 use_tabu=sc.comm.pilot_assignment == "dsatur_tabu")
             colour, tau_p = res.colour, int(res.tau_p)
         self.colour, self.pilot_length = colour, int(tau_p)

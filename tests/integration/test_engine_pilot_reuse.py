@@ -94,3 +94,23 @@ def test_staleness_threshold_on_the_large_scale_gain() -> None:
     assert "association changed (1 AP-user pairs)" == pc.assignment_stale(beta, flipped)
     pc.sim = _fake_sim(0.0)
     assert pc.assignment_stale(beta, assoc) == "every frame"
+
+
+@pytest.mark.parametrize(("value", "n_exact"), [("null", None), ("3", 3)])
+def test_tabu_prescreen_setting_reaches_the_search(monkeypatch, value, n_exact):
+    # comm.pilot_tabu_exact is the TabuConfig.n_exact of the engine's search (default 8;
+    # null = every candidate exactly, spec 4.2)
+    seen = []
+    real = pilot_assignment.dsatur_tabu
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["config"].n_exact)
+        res = real(*args, **kwargs)
+        seen.append(res.info["n_screened"])
+        return res
+
+    monkeypatch.setattr(pilot_assignment, "dsatur_tabu", spy)
+    run("run.frames=1", f"comm.pilot_tabu_exact={value}")
+    assert seen[0] == n_exact
+    assert (seen[1] == 0) == (n_exact is None)
+    assert load_scenario("scenarios/umi_cellfree.yaml").comm.pilot_tabu_exact == 8
