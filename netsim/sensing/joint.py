@@ -118,6 +118,7 @@ def joint_refine(
     tol_m: float,
     threshold: float = COUPLED,
     free: ArrayLike | None = None,
+    want: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]]]:
     """Refine each coupled group of users jointly, the others held at their estimates.
 
@@ -135,6 +136,11 @@ def joint_refine(
     free : array_like (J,) bool or None
         Users that may move (None: all); a group's fixed users stay where they are, and a group
         with fewer than two free users is left to the per-user sweeps.
+    want : array_like (J,) bool or None
+        Users whose estimates the caller needs (None: all); a group without one is left to the
+        per-user sweeps (its users are only there so that the wanted users' fit sees their
+        echoes: a pair inside one resolution cell explains the same echo wherever it sits
+        along its ridge, and its joint step is the costly part of a dense cluster).
 
     Returns
     -------
@@ -148,8 +154,11 @@ def joint_refine(
     if pos.shape[0] < 2 or (mov is not None and mov.sum() < 2):
         return pos, []
     groups = coupled_groups(coupling(prob, pos), threshold)
+    need = None if want is None else np.asarray(want, dtype=bool).reshape(pos.shape[0])
     for g in groups:
         gi = np.asarray(g)
+        if need is not None and not np.any(need[gi]):
+            continue
         if mov is not None:
             gi = gi[mov[gi]]
             if gi.size < 2:
@@ -191,6 +200,7 @@ def ml_step(
     free: ArrayLike | None = None,
     stop_m: float | ArrayLike | None = None,
     sweep_tol_m: float | None = None,
+    want: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]], int]:
     """ML positions of a cluster's users: monotone sweeps, then coupled groups jointly.
 
@@ -218,6 +228,9 @@ def ml_step(
         Final stencil half width of the per-user sweeps (None: ``tol_m``); the joint step of a
         coupled group always uses ``tol_m`` (a close pair's joint peak is a narrow ridge: a
         1e-5 m stencil stopped a pair of family seed 13 3.3 sqrt(CRLB) off, 1e-7 m at 1.5).
+    want : array_like (J,) bool or None
+        Users whose estimates the caller needs (None: every free user): only coupled groups
+        holding one of them get the joint step (:func:`joint_refine`).
 
     Returns
     -------
@@ -256,5 +269,5 @@ def ml_step(
         if n_free == 1 or (s >= 1 and np.all(moved < stop)):
             break
     pos, groups = joint_refine(prob, pos, float(np.max(h0 if rows is None else h0[rows])), tol_m, threshold,
-                               free=free)
+                               free=free, want=want)
     return pos, groups, n_gs

@@ -46,6 +46,7 @@ NEAR_AP_STEP_M = 0.04  # its step [m]
 TRACK_TOL_M = 1e-6  # final stencil half width of the tracking ML step's per-user sweeps [m]
 TRACK_STOP = 0.01  # its sweeps stop once no user moved by this fraction of its window
 FREE_COUPLING = 0.05  # tracking also estimates a non-member whose echo couples to a member's this much
+TRACK_MEMBER_GROUPS = True  # tracking's joint step only for coupled groups that hold a member
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ def localize_cluster(
         hw = np.broadcast_to(np.asarray(halfwidth_m if halfwidth_m is not None else step_m, dtype=float),
                              (n_users,)).copy()
         free = None
+        want = None
         kap = np.zeros((n_users, n_users))
         if n_users > 1:
             kap = coupling(prob, pred)  # [K, K]
@@ -241,8 +243,10 @@ def localize_cluster(
                 free = None
         mv = np.ones(n_users, dtype=bool) if free is None else free
         # a coupled pair among the users estimated: its joint step needs the sweeps' fine end
-        # point (family seed 13: a 1e-5 m sweep stencil left the pair 3.3 sqrt(CRLB) off)
-        pair = bool(np.any(kap[np.ix_(mv, mv)] > COUPLED))
+        # point (family seed 13: a 1e-5 m sweep stencil left the pair 3.3 sqrt(CRLB) off);
+        # with TRACK_MEMBER_GROUPS only a pair holding a wanted user gets the joint step
+        wp = mv if want is None or not TRACK_MEMBER_GROUPS else mv & want
+        pair = bool(np.any(kap[np.ix_(wp, mv)] > COUPLED))
         # the tracking ML step's per-user sweeps stop their stencils at TRACK_TOL_M (a tenth of
         # the smallest sqrt(CRLB) seen, 10 um for a user near an AP of family seed 1, where a
         # 10 um stencil moved the estimate by 1.4 sqrt(CRLB); 1 um: within 0.05), and
@@ -250,7 +254,8 @@ def localize_cluster(
         # 3 sqrt(CRLB)); with a coupled pair they keep tol_m, as does the pair's joint step
         pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6, free=free,
                        stop=np.maximum(100 * tol_m, TRACK_STOP * hw),
-                       sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M))
+                       sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M),
+                       want=want if TRACK_MEMBER_GROUPS else None)
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
@@ -310,12 +315,12 @@ def localize_cluster(
 
 def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
              sweeps: int, free: NDArray[np.bool_] | None = None, stop: float | NDArray[np.float64] | None = None,
-             sweep_tol: float | None = None) -> NDArray[np.float64]:
+             sweep_tol: float | None = None, want: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
     """The ML step (:func:`netsim.sensing.joint.ml_step`): per-user sweeps kept monotone in the
     joint likelihood, then a joint refinement of every group of coupled users (a close pair
     inside one resolution cell, where per-user sweeps stop centimetres short); only the users
     ``free`` (None: all) move."""
-    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free, stop_m=stop, sweep_tol_m=sweep_tol)
+    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free, stop_m=stop, sweep_tol_m=sweep_tol, want=want)
     return pos
 
 

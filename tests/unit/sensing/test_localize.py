@@ -17,7 +17,7 @@ from netsim.sensing.fim import (
     isotropic_covariance,
     position_crb_matrix,
 )
-from netsim.sensing.joint import coupling
+from netsim.sensing.joint import COUPLED, coupling, joint_refine
 from netsim.sensing.localize import FREE_COUPLING, localize_cluster
 from netsim.sensing.ml import MlProblem, ml_refine
 from netsim.sensing.optimize import maximize_2d
@@ -226,6 +226,38 @@ def test_half_wavelength_near_ap_user_inside_and_beyond_the_fine_grid(dist_m):
     err = np.linalg.norm(acq.positions_m - p, axis=1)
     assert np.all(acq.detected)
     assert np.all(err < np.maximum(10 * np.sqrt(crlb), 0.01)), (err, np.sqrt(crlb))
+
+
+@pytest.mark.parametrize("seed", [2, 7])
+def test_a_coupled_pair_of_non_members_gets_no_joint_step(seed):
+    """A member 1 m from two non-members 4 cm apart (one resolution cell: kappa > 0.99 between
+    them, 0.1-0.2 to the member, so both are freed): the pair's joint step is skipped (it only
+    serves the pair's own estimates), and the member's estimate stays within 0.3 sqrt(CRLB) of
+    refining every user with every coupled group (measured: 0.0000); joint_refine leaves a
+    group without a wanted user where it is. Random orientations, off-grid predictions."""
+    rng = np.random.default_rng(70 + seed)
+    g = three_ap_cluster(rng, 2.0)
+    c = rng.uniform(6, 19, 2)
+    ang = rng.uniform(0, 2 * np.pi, 2)
+    pair = c + np.array([[0.0, 0.0], [0.04 * np.cos(ang[0]), 0.04 * np.sin(ang[0])]])
+    p = np.concatenate([(c + [np.cos(ang[1]), np.sin(ang[1])])[None], pair])  # [member, pair]
+    st, crlb = echo_frame(g, p, np.random.default_rng(100 + seed))
+    pred = p + np.random.default_rng(200 + seed).normal(0, 0.003, p.shape)
+    lo, hi = np.full(2, -30.0), np.full(2, 50.0)
+    prob = MlProblem.from_statistics(g, st.cross, st.tx_cov, lo, hi, 0.32)
+    kap = coupling(prob, pred)
+    assert kap[1, 2] > COUPLED and np.all((kap[0, 1:] > FREE_COUPLING) & (kap[0, 1:] < COUPLED))
+    kw = dict(predicted_m=pred, halfwidth_m=0.02, exclusion_m=0.32)
+    full = localize_cluster(st, g, NOISE, 3, lo, hi, 0.25, **kw)
+    memb = localize_cluster(st, g, NOISE, 3, lo, hi, 0.25, estimate_m=[True, False, False], **kw)
+    assert memb.detected[0] and full.detected[0]
+    assert np.linalg.norm(memb.positions_m[0] - full.positions_m[0]) < 0.3 * np.sqrt(crlb[0])
+    assert np.linalg.norm(memb.positions_m[0] - p[0]) < 6.0 * np.sqrt(crlb[0])
+    kept, groups = joint_refine(prob, pred, 0.02, 1e-6, want=[True, False, False])
+    assert groups == [[1, 2]]
+    np.testing.assert_array_equal(kept, pred)
+    moved, _ = joint_refine(prob, pred, 0.02, 1e-6)
+    assert np.linalg.norm(moved[1:] - pred[1:]) > 1e-4
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
