@@ -367,7 +367,8 @@ def fig10_table6(ctx: Ctx, train_sweep: bool) -> tuple[pd.DataFrame, pd.DataFram
         tr = w.meta["training"]
         tot = training_totals(w.meta)
         ps, pp, pt = PAPER_T6.get(label, (np.nan, np.nan, ""))
-        t6.append({"GNN": label, "samples": tot["samples"], "trainable_params": tr["trainable_params"],
+        extra = sum(int(v.size) for ps_ in w.params.values() for k, v in ps_.items() if k.endswith("_dlog2n"))
+        t6.append({"GNN": label, "samples": tot["samples"], "trainable_params": tr["trainable_params"] + extra,
                    "epochs": tr["epochs_run"], "train_cpu_s": round(tot["cpu_s"], 1),
                    "train_wall_s": round(tot["wall_s"], 1), "stages": "; ".join(tot["stages"]),
                    "device": tr.get("device", "cpu"),

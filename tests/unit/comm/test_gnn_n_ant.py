@@ -26,11 +26,13 @@ def _with_ref(tmp_path, ref):
     """(the shipped STS networks WITHOUT an antenna input, the path of a copy with n_ant_ref = ref)."""
     w = load_gnn_weights(default_weights_path("sts"))
     meta = json.loads(json.dumps(w.meta))
-    meta["features"].pop("n_ant_ref", None)
-    base = GNNWeights("sts", w.archs, w.params, json.loads(json.dumps(meta)), w.path)
+    for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):  # no antenna dependence at all
+        meta["features"].pop(key, None)
+    params = {"sts": {k: v for k, v in w.params["sts"].items() if not k.endswith("_dlog2n")}}
+    base = GNNWeights("sts", w.archs, params, json.loads(json.dumps(meta)), w.path)
     meta["features"]["n_ant_ref"] = ref
     path = tmp_path / "sts_ref.npz"
-    save_gnn_weights(path, GNNWeights("sts", w.archs, w.params, meta))
+    save_gnn_weights(path, GNNWeights("sts", w.archs, params, meta))
     return base, path
 
 

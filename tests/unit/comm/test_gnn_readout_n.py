@@ -25,7 +25,13 @@ _READOUT = ("U1", "V1", "V2", "b1")
 
 
 def _base():
-    return load_gnn_weights(default_weights_path("sts"))
+    """The shipped STS networks without any antenna-count term."""
+    w = load_gnn_weights(default_weights_path("sts"))
+    meta = json.loads(json.dumps(w.meta))
+    for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
+        meta["features"].pop(key, None)
+    params = {k: v for k, v in w.params["sts"].items() if not k.endswith("_dlog2n")}
+    return GNNWeights("sts", w.archs, {"sts": params}, meta, w.path)
 
 
 def _deltas(w, rng, scale=0.3):
@@ -157,3 +163,23 @@ def test_malformed_readout_arrays_name_the_file_and_the_fault(tmp_path):
     save_gnn_weights(path, GNNWeights("dts", dts.archs, dts.params, meta))
     with pytest.raises(GNNWeightsError, match="readout_n_ref is for an STS file"):
         load_gnn_weights(path)
+
+
+def test_shipped_sts_file_changes_only_below_its_reference():
+    """The shipped STS file's readout term (if any) leaves N >= readout_n_ref and every pilot
+    decision exactly as the same networks without it."""
+    shipped = load_gnn_weights(default_weights_path("sts"))
+    plain = _base()
+    hi = (shipped.readout_n_range or (0.0, 0.0))[1]
+    rng = np.random.default_rng(8)
+    cfg = umi.ChannelConfig.umi()
+    s2 = umi.noise_power_w(cfg)
+    beta, assoc = _drop(rng, 7, 21)
+    z = rng.uniform(0.0, 1.0, (21, 21))
+    ref = shipped.readout_n_ref or 16
+    for n in (2, 8, int(ref), 64):
+        p, d = sts_power(shipped, beta, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z, n_ant=n)
+        p0, d0 = sts_power(plain, beta, assoc, cfg.p_pilot_w, s2, cfg.p_max_w, None, z=z, n_ant=n)
+        np.testing.assert_array_equal(d.logits, d0.logits)
+        if n >= ref and hi == 0.0:
+            np.testing.assert_array_equal(p, p0)

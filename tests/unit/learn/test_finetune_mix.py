@@ -33,6 +33,26 @@ from netsim.phy import umi  # noqa: E402
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def _plain(tmp_path=None):
+    """The shipped STS networks without the readout's antenna term and its fine-tune record
+    (written to ``tmp_path`` / plain.npz when given: (weights, path))."""
+    from netsim.comm.power.gnn import save_gnn_weights
+
+    w = load_gnn_weights(default_weights_path("sts"))
+    meta = json.loads(json.dumps(w.meta))
+    for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
+        meta["features"].pop(key, None)
+    for key in [k for k in meta if k.startswith("finetune_sts_mix")]:
+        meta.pop(key)
+    plain = GNNWeights("sts", w.archs, {"sts": {k: v for k, v in w.params["sts"].items()
+                                                if not k.endswith("_dlog2n")}}, meta)
+    if tmp_path is None:
+        return plain
+    path = tmp_path / "plain.npz"
+    save_gnn_weights(path, plain)
+    return load_gnn_weights(path), path
+
+
 def _spec(n_ap, n_ue, n_ant):
     ap = np.array([[0.0, 0.0], [180.0, 40.0], [60.0, 170.0], [-120.0, 90.0]])[:n_ap]
     return DropSpec(ap, n_ue, n_ant, umi.ChannelConfig.umi(), tau_c=60, n_sub=2, name="tiny")
@@ -41,7 +61,7 @@ def _spec(n_ap, n_ue, n_ant):
 def test_torch_sts_loss_with_n_ant_ref_is_the_numpy_policy_net_se():
     """The torch STS power head with per-drop N / n_ref scaling gives the net-SE that the numpy
     inference (sts_power with n_ant) gives on the same true channels (float64 both)."""
-    w = load_gnn_weights(default_weights_path("sts"))
+    w = _plain()
     w = GNNWeights("sts", w.archs, w.params, {**w.meta, "features": {**w.meta["features"], "n_ant_ref": 8}})
     net = TorchGNN.from_export(w.archs["sts"], w.params["sts"], dtype=torch.float64)
     spec = _spec(4, 9, 5)
@@ -96,19 +116,19 @@ def test_mix_script_records_sizes_and_the_antenna_reference(tmp_path):
         mod.parse_sizes("7:42:16:10:-1")
     assert mod.parse_sizes("3:8:4:5, 4:9:2:3:2.5") == [(3, 8, 4, 5, 1.0), (4, 9, 2, 3, 2.5)]
     out = tmp_path / "mix.npz"
-    assert mod.main(["--model", "sts", "--out", str(out), "--sizes", "3:8:4:4,4:9:2:4:2", "--subframes", "1",
+    base, plain = _plain(tmp_path)
+    assert mod.main(["--model", "sts", "--init", str(plain), "--out", str(out), "--sizes", "3:8:4:4,4:9:2:4:2", "--subframes", "1",
                      "--epochs", "1", "--lr", "0.05", "--n-ant-ref", "16", "--seed", "5"]) == 0
     w = load_gnn_weights(out)
     assert w.n_ant_ref == 16.0
     rec = w.meta["finetune_sts_mix"]
     assert rec["sizes_mkn_drops"] == [[3, 8, 4, 4, 1.0], [4, 9, 2, 4, 2.0]] and rec["drops"] == 8
     json.dumps(w.meta)  # JSON-clean
-    base = load_gnn_weights(default_weights_path("sts"))
     moved = max(float(np.abs(w.params["sts"][k] - v).max()) for k, v in base.params["sts"].items())
     assert moved > 0
     # --readout-only trains the power readout (last layer's AP-UE update) and nothing else
     out_ro = tmp_path / "ro.npz"
-    assert mod.main(["--model", "sts", "--out", str(out_ro), "--sizes", "3:8:4:4,4:9:2:4", "--subframes", "1",
+    assert mod.main(["--model", "sts", "--init", str(plain), "--out", str(out_ro), "--sizes", "3:8:4:4,4:9:2:4", "--subframes", "1",
                      "--epochs", "1", "--lr", "0.05", "--n-ant-ref", "16", "--readout-only", "--seed", "5"]) == 0
     ro = load_gnn_weights(out_ro)
     last = base.archs["sts"].layers - 1

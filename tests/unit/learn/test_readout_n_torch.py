@@ -35,13 +35,34 @@ from netsim.phy import umi  # noqa: E402
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _with_term(rng, ref=16.0, t_range=None):
+def _plain(tmp_path=None):
+    """The shipped STS networks without the readout's antenna term and its fine-tune record
+    (written to ``tmp_path`` / plain.npz when given: (weights, path))."""
+    from netsim.comm.power.gnn import save_gnn_weights
+
     w = load_gnn_weights(default_weights_path("sts"))
+    meta = json.loads(json.dumps(w.meta))
+    for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
+        meta["features"].pop(key, None)
+    for key in [k for k in meta if k.startswith("finetune_sts_mix")]:
+        meta.pop(key)
+    plain = GNNWeights("sts", w.archs, {"sts": {k: v for k, v in w.params["sts"].items()
+                                                if not k.endswith("_dlog2n")}}, meta)
+    if tmp_path is None:
+        return plain
+    path = tmp_path / "plain.npz"
+    save_gnn_weights(path, plain)
+    return load_gnn_weights(path), path
+
+
+def _with_term(rng, ref=16.0, t_range=None):
+    w = _plain()
     ps = dict(w.params["sts"])
     for n, shape in readout_n_names(w.archs["sts"]).items():
         ps[n] = rng.normal(0.0, 0.3, shape)
     meta = json.loads(json.dumps(w.meta))
     meta["features"]["readout_n_ref"] = ref
+    meta["features"].pop("readout_n_range", None)
     if t_range is not None:
         meta["features"]["readout_n_range"] = t_range
     return GNNWeights("sts", w.archs, {"sts": ps}, meta)
@@ -100,11 +121,11 @@ def test_mix_script_readout_n_ref_trains_only_the_antenna_term(tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "rn.npz"
-    assert mod.main(["--model", "sts", "--out", str(out), "--sizes", "3:8:4:4,4:9:2:4", "--subframes", "1",
+    base, plain = _plain(tmp_path)
+    assert mod.main(["--model", "sts", "--init", str(plain), "--out", str(out), "--sizes", "3:8:4:4,4:9:2:4", "--subframes", "1",
                      "--epochs", "1", "--lr", "0.05", "--readout-n-ref", "16", "--readout-n-range=-3,0",
                      "--seed", "5"]) == 0
     w = load_gnn_weights(out)
-    base = load_gnn_weights(default_weights_path("sts"))
     assert w.readout_n_ref == 16.0 and w.n_ant_ref is None and w.readout_n_range == (-3.0, 0.0)
     for k, v in base.params["sts"].items():  # every shipped array bit for bit
         np.testing.assert_array_equal(w.params["sts"][k], v)
