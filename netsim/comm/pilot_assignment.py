@@ -509,10 +509,29 @@ class NetSEProxy:
         return j
 
     def _row_layout(self) -> None:
-        """Per-AP tables of :meth:`_moves_same_length`, built once per proxy: n_m (served
-        users fill j < n_m) and sqrt(p) of each served pair."""
-        self._n_served = self.mask.sum(axis=1)  # [M] n_m
-        self._amp_m = [self.amp_c[0, m, : int(n), 0] for m, n in enumerate(self._n_served)]
+        """Index tables of :meth:`_moves_same_length`, built once per proxy: the served
+        pairs in layer-major order (layer l holds every user's l-th serving pair, users
+        ascending), so that a stream's amplitude is layer 0 plus the later layers' rows."""
+        pm, pj = np.nonzero(self.mask)  # [n_AN] AP-major
+        pu = self.idx[pm, pj]  # [n_AN]
+        rank = np.zeros(pu.size, dtype=np.int64)  # [n_AN] how many pairs of pu came before
+        seen: dict[int, int] = {}
+        for p, u in enumerate(pu.tolist()):
+            rank[p] = seen.get(u, 0)
+            seen[u] = rank[p] + 1
+        order = np.lexsort((pu, rank))
+        self._q_m, self._q_j, self._q_u = pm[order], pj[order], pu[order]  # [n_AN]
+        rk = rank[order]
+        n_layers = int(rk.max()) + 1 if rk.size else 0
+        self._q_layers = [(int(np.searchsorted(rk, lay)), int(np.searchsorted(rk, lay, "right")))
+                          for lay in range(n_layers)]
+        self._q_amp = self.amp_c[0, self._q_m, self._q_j, 0][:, None]  # [n_AN, 1]
+        self._n_served = self.mask.sum(axis=1)  # [M] n_m (served users fill j < n_m)
+        self._n_pairs = int(self._n_served.sum())
+        self._pair_off = np.r_[0, np.cumsum(self._n_served)[:-1]]  # [M] AP-major offsets
+        self._q_from_ap = self._pair_off[self._q_m] + self._q_j  # [n_AN] layer -> AP-major
+        self._q_hherm = np.ascontiguousarray(self.h_herm[:, self._q_m])  # [S, n_AN, N, K]
+        self._q_full = bool(self._q_layers) and self._q_layers[0][1] == self.h.shape[2]
 
     def _current_rows(self, colour: np.ndarray, n_p: int, tau_p: int) -> dict:
         """Estimates and Gram matrices of the served rows under ``colour`` (pilot length
@@ -543,10 +562,10 @@ class NetSEProxy:
         moved user's own rows take the new pilot's sum and noise, and psi of those users);
         every AP's regulariser a_m changes too. Each AP solves its full n x n system
         (H H^H + a_m I) Wbar^T = H^T at its own size n_m, with the Gram matrix edited in the changed rows and
-        columns only; the streams come from one product per AP and draw,
+        columns only; the streams come from one product per served pair,
         G[(m, j), i] = sqrt(p) w[m, j] . conj(h[m, i]), summed over a user's serving APs.
         """
-        if not hasattr(self, "_amp_m"):
+        if not hasattr(self, "_q_m"):
             self._row_layout()
         colour = cur["colour"]
         n_b = users.shape[0]
@@ -585,7 +604,7 @@ class NetSEProxy:
         # matrix H H^H edited in the changed rows and columns only, + a_m I, and the solve
         # (H H^H + a_m I) Wbar^T = H^T; rows land in the AP-major pair array
         hh0, gram0, hh0_h = cur["hh0"], cur["gram0"], cur["hh0_h"]
-        amp = np.zeros((n_s, n_b, n_ue, n_ue), dtype=complex)  # [S, B, K(stream), K(receiver)]
+        w_pairs = np.empty((n_s, self._n_pairs, n_b, n_ant), dtype=complex)  # [S, n_AN, B, N]
         by_ap = np.argsort(mb, kind="stable")  # changed rows grouped by AP, (b, j) order kept
         bounds = np.searchsorted(mb[by_ap], np.arange(n_ap + 1))
         q_ap = mb[r1]  # [Q]
@@ -608,16 +627,25 @@ class NetSEProxy:
                 gram_m[:, bb[r1[qs]], jb[r1[qs]], jb[r2[qs]]] = both[:, qs]
             diag = gram_m.reshape(n_s, n_b, n_m * n_m)[..., :: n_m + 1]  # [S, B, n_m]
             diag += reg[None, :, m, None]  # + a_m I
-            w = np.linalg.solve(gram_m, hh_m)  # [S, B, n_m, N] Wbar^T rows: the beamformers
-            norm2 = (w.view(float) ** 2).sum(axis=-1)  # [S, B, n_m]
-            ok = norm2 > 0
-            w *= np.where(ok, self._amp_m[m] / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)[..., None]
-            g = w.reshape(n_s, n_b * n_m, n_ant) @ self.h_herm[:, m]  # [S, B*n_m, K]
-            # sqrt(p) w[m, j] . conj(h[m, i]) into the stream of user idx[m, j] (distinct j)
-            amp[:, :, self.idx[m, :n_m]] += g.reshape(n_s, n_b, n_m, n_ue)
-        pw = amp.real**2 + amp.imag**2  # [S, B, K(i), K(k)]
-        sig = np.diagonal(pw, axis1=-2, axis2=-1)  # [S, B, K]
-        sinr = sig / (pw.sum(axis=-2) - sig + self.noise_w)  # [S, B, K]
+            off = int(self._pair_off[m])
+            w_pairs[:, off:off + n_m] = np.linalg.solve(gram_m, hh_m).transpose(0, 2, 1, 3)
+        wp = w_pairs[:, self._q_from_ap]  # [S, n_AN, B, N] served pairs, layer order
+        norm2 = (wp.view(float) ** 2) @ np.ones(2 * n_ant)  # [S, n_AN, B]
+        ok = norm2 > 0
+        wp *= np.where(ok, self._q_amp / np.sqrt(np.where(ok, norm2, 1.0)), 0.0)[..., None]
+        g = wp @ self._q_hherm  # [S, n_AN, B, K] sqrt(p) w . conj(h_i)
+        if self._q_full:  # layer 0 holds every user once, in order
+            amp = g[:, :n_ue]  # [S, K(stream), B, K(receiver)] (a view: later layers lie beyond)
+            layers = self._q_layers[1:]
+        else:  # a user nobody serves has no stream
+            amp = np.zeros((n_s, n_ue, n_b, n_ue), dtype=complex)
+            layers = self._q_layers
+        for lo, hi in layers:
+            amp[:, self._q_u[lo:hi]] += g[:, lo:hi]
+        pw = amp.real**2 + amp.imag**2  # [S, K(i), B, K(k)]
+        k_idx = np.arange(n_ue)
+        sig = np.moveaxis(pw[:, k_idx, :, k_idx], 0, -1)  # [S, B, K]
+        sinr = sig / (pw.sum(axis=1) - sig + self.noise_w)  # [S, B, K]
         return net_sum_se(sinr, cur["tau_p"], self.tau_c).mean(axis=0)  # [B]
 
     def evaluate_dense(self, colours: np.ndarray) -> np.ndarray:
