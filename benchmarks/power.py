@@ -74,7 +74,7 @@ def main() -> None:
     sigma2 = noise_power_w(cfg)
     ap = hex_ap_positions(N_APS, cfg.isd_m)
     streams = RandomStreams(1)
-    tabu_cfg = TabuConfig(max_iter=8, n_candidates=32) if args.quick else TabuConfig()
+    tabu_cfg = TabuConfig(max_iter=8, n_candidates=32, n_exact=None) if args.quick else TabuConfig(n_exact=None)
     rows = []
     for n_ue in (35, 42, 49):
         for n_ant in (4, 16):
@@ -156,7 +156,7 @@ def gnn_section(args) -> None:
     from netsim.learn.data import DropSpec, draw_drops
     from netsim.learn.evaluate import evaluate_frames
 
-    tabu = TabuConfig(max_iter=8, n_candidates=32) if args.quick else TabuConfig()
+    tabu = TabuConfig(max_iter=8, n_candidates=32, n_exact=None) if args.quick else TabuConfig(n_exact=None)
     print(f"GNN section: {args.drops} drops x {N_SUBFRAMES} subframes per K, N = 16, CPU ms "
           "(wall ms in brackets); WMMSE tol 1e-7")
     print(f"{'K':>3} {'DTSpow/sf':>14} {'WMMSE/sf':>16} {'Pilot-GNN':>14} {'STS/frame':>14} "

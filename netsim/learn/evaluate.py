@@ -111,7 +111,7 @@ def evaluate_frames(
     """Evaluate ``method`` on every drop (see the module docstring).
 
     dts / sts : GNNWeights or paths (None = shipped); wmmse : baseline config;
-    tabu : TabuConfig (default spec values); n_sub : subframes per frame (default spec.n_sub);
+    tabu : TabuConfig (default: spec 4.2's search, every candidate exact, ``n_exact=None``); n_sub : subframes per frame (default spec.n_sub);
     repeats : every timed decision (the pilot policy, each subframe's power policy) runs this
     many times and its minimum wall and CPU time is recorded (the decisions and net-SE are
     those of the first run: identical for every ``repeats``).
@@ -137,7 +137,7 @@ def evaluate_frames(
         if method.startswith("dsatur_tabu"):
             pa, pil_w, pil_c = _timed(repeats, dsatur_tabu, beta, assoc, spec.n_ant, p_pilot_w=cfg.p_pilot_w,
                                       p_max_w=cfg.p_max_w, noise_w=sigma2, tau_c=spec.tau_c,
-                                      config=tabu or TabuConfig(), rng_key=("tabu", d), streams=streams)
+                                      config=tabu or TabuConfig(n_exact=None), rng_key=("tabu", d), streams=streams)
             colour, tau_p = pa.colour, int(pa.tau_p)
         elif method == "sts_gnn":
             (sts_p, dec), pil_w, pil_c = _timed(repeats, sts_power, sts, beta, assoc, cfg.p_pilot_w, sigma2,
