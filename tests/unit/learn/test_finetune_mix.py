@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +32,8 @@ from netsim.learn.torch_gnn import TorchGNN, TorchOps  # noqa: E402
 from netsim.phy import umi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _plain(tmp_path=None):
-    """The shipped STS networks without the readout's antenna term and its fine-tune record
-    (written to ``tmp_path`` / plain.npz when given: (weights, path))."""
-    from netsim.comm.power.gnn import save_gnn_weights
-
-    w = load_gnn_weights(default_weights_path("sts"))
-    meta = json.loads(json.dumps(w.meta))
-    for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
-        meta["features"].pop(key, None)
-    for key in [k for k in meta if k.startswith("finetune_sts_mix")]:
-        meta.pop(key)
-    plain = GNNWeights("sts", w.archs, {"sts": {k: v for k, v in w.params["sts"].items()
-                                                if not k.endswith("_dlog2n")}}, meta)
-    if tmp_path is None:
-        return plain
-    path = tmp_path / "plain.npz"
-    save_gnn_weights(path, plain)
-    return load_gnn_weights(path), path
+sys.path.insert(0, str(Path(__file__).parent))
+from sts_plain import plain_sts_weights as _plain  # noqa: E402
 
 
 def _spec(n_ap, n_ue, n_ant):

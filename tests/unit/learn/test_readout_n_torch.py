@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,6 @@ torch = pytest.importorskip("torch")
 from netsim.comm.net_se import net_sum_se, sinr_from_equivalent  # noqa: E402
 from netsim.comm.power.gnn import (  # noqa: E402
     GNNWeights,
-    default_weights_path,
     load_gnn_weights,
     sts_power,
 )
@@ -33,26 +33,8 @@ from netsim.learn.torch_gnn import TorchGNN, TorchOps  # noqa: E402
 from netsim.phy import umi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _plain(tmp_path=None):
-    """The shipped STS networks without the readout's antenna term and its fine-tune record
-    (written to ``tmp_path`` / plain.npz when given: (weights, path))."""
-    from netsim.comm.power.gnn import save_gnn_weights
-
-    w = load_gnn_weights(default_weights_path("sts"))
-    meta = json.loads(json.dumps(w.meta))
-    for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
-        meta["features"].pop(key, None)
-    for key in [k for k in meta if k.startswith("finetune_sts_mix")]:
-        meta.pop(key)
-    plain = GNNWeights("sts", w.archs, {"sts": {k: v for k, v in w.params["sts"].items()
-                                                if not k.endswith("_dlog2n")}}, meta)
-    if tmp_path is None:
-        return plain
-    path = tmp_path / "plain.npz"
-    save_gnn_weights(path, plain)
-    return load_gnn_weights(path), path
+sys.path.insert(0, str(Path(__file__).parent))
+from sts_plain import plain_sts_weights as _plain  # noqa: E402
 
 
 def _with_term(rng, ref=16.0, t_range=None):
