@@ -32,6 +32,7 @@ from netsim.comm.power.gnn import (
     resolve_weights,
     sts_power,
 )
+from netsim.comm.power.gnn_refine import PilotRefineConfig, refine_decision
 from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import WMMSEConfig
 from netsim.learn.data import Drops, DropSpec, draw_ssf
@@ -79,6 +80,21 @@ def _timed(repeats: int, fn, *args, rng_key=None, streams=None, **kwargs):
     return res, best_w, best_c
 
 
+def _gnn_pilots(dts, beta, assoc, p_u, s2, *, dtype, rng, refine, spec):
+    """DTS-Pilot-GNN decision, then the optional J~ refinement (:mod:`gnn_refine`)."""
+    dec = gnn_pilot_assignment(dts, beta, assoc, p_u, s2, rng, dtype=dtype)
+    return refine_decision(dec, beta, assoc, spec.n_ant, p_pilot_w=p_u, p_max_w=spec.channel.p_max_w,
+                           noise_w=s2, tau_c=spec.tau_c, config=refine)
+
+
+def _sts_decision(sts, beta, assoc, p_u, s2, p_max, *, dtype, n_ant, rng, refine, spec):
+    """STS-GNN power and pilots, then the optional J~ refinement of its pilots (the power head
+    does not see the pilots, eq. (25): the power stays the network's)."""
+    power, dec = sts_power(sts, beta, assoc, p_u, s2, p_max, rng, dtype=dtype, n_ant=n_ant)
+    return power, refine_decision(dec, beta, assoc, spec.n_ant, p_pilot_w=p_u, p_max_w=spec.channel.p_max_w,
+                                  noise_w=s2, tau_c=spec.tau_c, config=refine)
+
+
 def _warm_up(method: str, dts, sts, beta, assoc, spec: DropSpec) -> None:
     """One GNN call per head with fixed features (no random stream is touched)."""
     cfg, s2 = spec.channel, spec.noise_w
@@ -107,6 +123,7 @@ def evaluate_frames(
     n_sub: int | None = None,
     drop_ids: list[int] | None = None,
     repeats: int = 1,
+    pilot_refine: PilotRefineConfig | None = None,
 ) -> list[FrameResult]:
     """Evaluate ``method`` on every drop (see the module docstring).
 
@@ -114,7 +131,9 @@ def evaluate_frames(
     tabu : TabuConfig (default: spec 4.2's search, every candidate exact, ``n_exact=None``); n_sub : subframes per frame (default spec.n_sub);
     repeats : every timed decision (the pilot policy, each subframe's power policy) runs this
     many times and its minimum wall and CPU time is recorded (the decisions and net-SE are
-    those of the first run: identical for every ``repeats``).
+    those of the first run: identical for every ``repeats``);
+    pilot_refine : greedy J~ refinement of the GNN pilots (dts_gnn, dts_pilot+wmmse, sts_gnn;
+    :mod:`netsim.comm.power.gnn_refine`), timed with the pilot policy; None = the GNN's own.
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r}; allowed: {METHODS}")
@@ -140,13 +159,15 @@ def evaluate_frames(
                                       config=tabu or TabuConfig(n_exact=None), rng_key=("tabu", d), streams=streams)
             colour, tau_p = pa.colour, int(pa.tau_p)
         elif method == "sts_gnn":
-            (sts_p, dec), pil_w, pil_c = _timed(repeats, sts_power, sts, beta, assoc, cfg.p_pilot_w, sigma2,
+            (sts_p, dec), pil_w, pil_c = _timed(repeats, _sts_decision, sts, beta, assoc, cfg.p_pilot_w, sigma2,
                                                 cfg.p_max_w, dtype=FAST_DTYPE, n_ant=spec.n_ant,
+                                                refine=pilot_refine, spec=spec,
                                                 rng_key=("z", d), streams=streams)
             colour, tau_p = dec.colour, dec.tau_p
         else:
-            dec, pil_w, pil_c = _timed(repeats, gnn_pilot_assignment, dts, beta, assoc, cfg.p_pilot_w, sigma2,
-                                       dtype=FAST_DTYPE, rng_key=("z", d), streams=streams)
+            dec, pil_w, pil_c = _timed(repeats, _gnn_pilots, dts, beta, assoc, cfg.p_pilot_w, sigma2,
+                                       dtype=FAST_DTYPE, refine=pilot_refine, spec=spec,
+                                       rng_key=("z", d), streams=streams)
             colour, tau_p = dec.colour, dec.tau_p
         rng = streams.generator("ssf", d)
         se, pw_wall, pw_cpu = [], 0.0, 0.0

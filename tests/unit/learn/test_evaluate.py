@@ -35,3 +35,28 @@ def test_timed_keeps_the_first_result_and_the_minimum():
     res, w, c = _timed(4, fn, 1.0, rng_key=("k", 3), streams=RandomStreams(5))
     assert len(calls) == 4 and len(set(calls)) == 1  # the same fresh generator state every time
     assert res == 1.0 + calls[0] and 0 <= c and 0 <= w
+
+
+@pytest.mark.parametrize("method", ["dts_gnn", "sts_gnn"])
+def test_pilot_refine_is_opt_in_and_changes_only_the_pilots(method, monkeypatch):
+    # off-default size; the refined colours must be what refine_pilots returns from the GNN's
+    from netsim.comm.power.gnn_refine import PilotRefineConfig, refine_pilots
+
+    spec = DropSpec.paper(4, 12, 8)
+    drops = draw_drops(spec, 2, np.random.default_rng(914))
+    kw = {"seed": 78, "n_sub": 1}
+    plain = evaluate_frames(spec, drops, method, **kw)
+    none = evaluate_frames(spec, drops, method, pilot_refine=None, **kw)
+    assert [(r.net_se, r.tau_p) for r in plain] == [(r.net_se, r.tau_p) for r in none]
+    seen = []
+
+    def spy(*a, **k):
+        out = refine_pilots(*a, **k)
+        seen.append((np.unique(a[2]).size, out[0].max() + 1, out[1]))
+        return out
+
+    monkeypatch.setattr("netsim.comm.power.gnn_refine.refine_pilots", spy)
+    ref = evaluate_frames(spec, drops, method, pilot_refine=PilotRefineConfig(max_moves=4), **kw)
+    assert len(seen) == len(drops)
+    assert [r.tau_p for r in ref] == [s[1] for s in seen]
+    assert all(s[2]["j_end"] >= s[2]["j_start"] for s in seen)
