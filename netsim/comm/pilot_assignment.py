@@ -696,14 +696,16 @@ def tabu_reassign(
     stall = 0
     screen = getattr(objective, "screen_moves", None) if cfg.n_exact is not None else None
     if tau0 > 1:
+        # every (user, pilot) pair, user-major; a move is a pair off the user's current pilot
+        grid = np.stack([np.repeat(np.arange(n_ue), tau0), np.tile(np.arange(tau0), n_ue)],
+                        axis=1)  # [K * tau0, 2]
         for _ in range(cfg.max_iter):
-            ks, ss = np.meshgrid(np.arange(n_ue), np.arange(tau0), indexing="ij")
-            moves = np.stack([ks.ravel(), ss.ravel()], axis=1)
-            moves = moves[moves[:, 1] != cur[moves[:, 0]]]  # [n_moves, 2]
+            moves = grid[grid[:, 1] != cur[grid[:, 0]]]  # [n_moves, 2]
             if cfg.n_candidates is not None and cfg.n_candidates < moves.shape[0]:
                 pick = rng.choice(moves.shape[0], size=cfg.n_candidates, replace=False)
                 moves = moves[np.sort(pick)]
-            is_tabu = np.array([(int(k), int(s)) in tabu for k, s in moves], dtype=bool)
+            code = moves[:, 0] * tau0 + moves[:, 1]  # [B] (user, pilot) as one integer
+            is_tabu = np.isin(code, [k * tau0 + s for k, s in tabu])  # [B]
             if screen is not None and cfg.n_exact < moves.shape[0]:
                 keep = _prescreen(np.asarray(screen(cur, moves[:, 0], moves[:, 1])), is_tabu,
                                   int(cfg.n_exact))

@@ -116,7 +116,7 @@ def spg_refine(
             break
         lam, accepted = 1.0, False
         for _ in range(_MAX_BACKTRACK):
-            v_new = v + lam * direction
+            v_new = v + direction if lam == 1.0 else v + lam * direction  # (1.0 * d == d)
             tot = (v_new**2).sum(axis=1)
             if (tot > p_max).any():  # rounding of the convex combination
                 v_new = into_budget(v_new, assoc, p_max)

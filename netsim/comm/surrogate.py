@@ -37,7 +37,7 @@ def wmmse_terms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coherent part a [M, K, K] (complex) and variance part d [M, K, K] (float) of spec 4.3."""
     both = assoc[:, :, None] & assoc[:, None, :]  # [M, K(j), K(i)]
-    a = np.where(both, ghat, 0.0).astype(complex)  # [M, K, K]
+    a = np.where(both, ghat, 0.0).astype(complex, copy=False)  # [M, K, K]
     d = assoc[:, :, None] * err_var[:, None, :]  # [M, K, K]
     return a, d
 
@@ -118,7 +118,11 @@ def into_budget(v: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> np.ndarr
     tot = (v**2).sum(axis=1)  # [M]
     over = tot > p_max
     if over.any():
-        v[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
+        if over.all():  # the same products as the masked form, without its gathers
+            v *= np.sqrt(p_max / tot)[:, None]
+        else:
+            v[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
         still = (v**2).sum(axis=1) > p_max  # rounding: at most a few ulp above
-        v[still] *= 1.0 - 4.0 * _EPS
+        if still.any():
+            v[still] *= 1.0 - 4.0 * _EPS
     return v

@@ -308,10 +308,6 @@ def wmmse_power(
         a, d = wmmse_terms(ghat, err_var, assoc)  # [M, K, K] each
     else:
         raise ValueError(f"csi_error={cfg.csi_error!r}; allowed: 'variance', 'ignore'")
-    a_abs2 = np.abs(a) ** 2  # [M, K, K]
-    a_abs2_d = a_abs2 + d  # [M, K, K]
-    a_conj = np.conj(a)  # [M, K, K]
-    a_diag = np.einsum("mjj->mj", a)  # [M, K]
     model = SurrogateModel(a, d, noise_w)
     if cfg.weight_update not in ("per_sweep", "per_ap"):
         raise ValueError(f"weight_update={cfg.weight_update!r}; allowed: 'per_sweep', 'per_ap'")
@@ -326,14 +322,15 @@ def wmmse_power(
                          "must be >= 1")
     load = np.maximum(assoc.sum(axis=1), 1)  # [M]
     v_equal = np.where(assoc, np.sqrt(p_max / load)[:, None], 0.0)  # [M, K]
-    v = v_equal
-    rate, s, tt = model.evaluate(v)
     warm = False
     if cfg.init == "given" and v0 is not None:
         v_warm = into_budget(np.asarray(v0, dtype=float), assoc, p_max)  # [M, K]
         rate_w, s_w, tt_w = model.evaluate(v_warm)
         if rate_w > 0.0:  # an all-zero or useless warm start falls back to equal power
             v, rate, s, tt, warm = v_warm, rate_w, s_w, tt_w, True
+    if not warm:
+        v = v_equal
+        rate, s, tt = model.evaluate(v)
     trace = [rate]
     converged = False
     it = 0
@@ -355,6 +352,11 @@ def wmmse_power(
     n_sweeps = cfg.max_iter
     if refine:
         n_sweeps = min(cfg.max_iter, cfg.sweeps_when_warm if warm else cfg.sweeps_before_refine)
+    if n_sweeps > 0:  # the sweeps' fixed terms (a warm start with sweeps_when_warm = 0 has none)
+        a_abs2 = np.abs(a) ** 2  # [M, K, K]
+        a_abs2_d = a_abs2 + d  # [M, K, K]
+        a_conj = np.conj(a)  # [M, K, K]
+        a_diag = np.einsum("mjj->mj", a)  # [M, K]
     for sweep in range(1, n_sweeps + 1):
         it = sweep
         x_in = v[assoc]  # [n_assoc]
