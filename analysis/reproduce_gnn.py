@@ -67,6 +67,7 @@ from netsim.comm.power.gnn import (
     load_gnn_weights,
     sts_power,
 )
+from netsim.comm.power.gnn_refine import PilotRefineConfig
 from netsim.comm.subframe import prepare_subframe
 from netsim.learn.data import DropSpec, draw_drops
 from netsim.learn.evaluate import evaluate_frames
@@ -89,6 +90,13 @@ PAPER_T7 = {"dts_gnn": {35: 48.7, 42: 56.5, 49: 116.9}, "sts_gnn": {35: 20.5, 42
             "dsatur_tabu+wmmse": {35: 246381, 42: 315613, 49: 376011}}
 LABEL = {"dts_gnn": "DTS-AGNN", "sts_gnn": "STS-AGNN", "dsatur_tabu+wmmse": "Dsatur-tabu+WMMSE"}
 GNN = ("dts_gnn", "sts_gnn")
+#: the opt-in post-processing of the GNN pilots listed next to the GNNs ("+ J~ refinement" rows,
+#: netsim/comm/power/gnn_refine.py): up to 30 greedy single-user moves by the statistical net-SE
+#: J~, new pilots only at N >= 16, none below N = 4 (chosen on held-out seed 5005 drops: J~
+#: rates extra pilots too highly at small N and misleads at N = 2)
+REFINE = PilotRefineConfig(max_moves=30, new_pilots=True, min_n=4, new_pilots_min_n=16)
+REF = {"dts_gnn": "dts_gnn_ref", "sts_gnn": "sts_gnn_ref"}
+LABEL.update({"dts_gnn_ref": "DTS-AGNN + J~ refinement", "sts_gnn_ref": "STS-AGNN + J~ refinement"})
 T7_REPEATS = 3  # Table VII / check 16: min CPU time of 3 runs of every timed decision
 
 
@@ -127,8 +135,10 @@ class Ctx:
         the default N = 16 model)."""
         return self.per_n.get((method.split("_")[0], n)) if method in GNN else None
 
-    def frames(self, spec: DropSpec, n_drops: int, method: str, weights=None, tag="", tabu=None, repeats=1):
-        """Evaluate (cached) ``method`` on the first ``n_drops`` test drops of ``spec``."""
+    def frames(self, spec: DropSpec, n_drops: int, method: str, weights=None, tag="", tabu=None, repeats=1,
+               refine: PilotRefineConfig | None = None):
+        """Evaluate (cached) ``method`` on the first ``n_drops`` test drops of ``spec`` (``refine``:
+        the GNN pilots' J~ refinement; give it a tag of its own)."""
         key = (spec.name, spec.n_ant, spec.tau_c, n_drops, method, tag)
         if key not in self.cache:
             streams = RandomStreams(self.seed)
@@ -140,7 +150,7 @@ class Ctx:
             if method == "sts_gnn":
                 kw["sts"] = weights or self.sts
             res = evaluate_frames(spec, drops, method, seed=self.seed + 1, tabu=tabu or self.tabu,
-                                  n_sub=self.n_sub, repeats=repeats, **kw)
+                                  n_sub=self.n_sub, repeats=repeats, pilot_refine=refine, **kw)
             self.cache[key] = pd.DataFrame([r.__dict__ for r in res])
         return self.cache[key]
 
@@ -173,6 +183,15 @@ def table2(ctx: Ctx) -> pd.DataFrame:
                              "net_se": f.net_se.mean(), "ratio_to_baseline": f.net_se.mean() / base.net_se.mean(),
                              "tau_p_mean": f.tau_p.mean(), "paper": np.nan, "paper_ratio": np.nan,
                              "weights": f"{m}.npz", "drops": ctx.drops})
+        # the same networks (same weights as their row above) with the J~ refinement of their pilots
+        for m in GNN:
+            w = ctx.table2_weights(m, n)
+            f = ctx.frames(spec, ctx.drops, m, weights=w, tag=f"ref{'n' + str(n) if w is not None else ''}",
+                           refine=REFINE)
+            rows.append({"N": n, "method": LABEL[REF[m]], "key": REF[m], "net_se": f.net_se.mean(),
+                         "ratio_to_baseline": f.net_se.mean() / base.net_se.mean(),
+                         "tau_p_mean": f.tau_p.mean(), "paper": np.nan, "paper_ratio": np.nan,
+                         "weights": Path(w.path).name if w is not None else f"{m}.npz", "drops": ctx.drops})
         # the same networks with spec 5.5's independent argmax rounding of the pilot head
         for m, w in (("dts_gnn", ctx.dts), ("sts_gnn", ctx.sts)):
             f = ctx.frames(spec, ctx.drops, m, weights=w.with_rounding("argmax"), tag="argmax")
@@ -403,12 +422,17 @@ def table7(ctx: Ctx) -> pd.DataFrame:
             f = ctx.frames(spec, n_drops, m, tag="t7", tabu=TabuConfig(n_exact=None),  # full tabu
                            repeats=T7_REPEATS)
             scale = 10 / ctx.n_sub  # per frame of T = 10 subframes
-            rows.append({"K": k, "method": LABEL[m], "key": m,
-                         "wall_ms": 1e3 * (f.pilot_wall_s + scale * f.power_wall_s).mean(),
-                         "cpu_ms": 1e3 * (f.pilot_cpu_s + scale * f.power_cpu_s).mean(),
-                         "pilot_cpu_ms": 1e3 * f.pilot_cpu_s.mean(),
-                         "power_cpu_ms": 1e3 * scale * f.power_cpu_s.mean(),
-                         "paper_cpu_ms": PAPER_T7[m][k], "drops": n_drops, "repeats": T7_REPEATS})
+            variants = [(m, None)] + ([(REF[m], REFINE)] if m in GNN else [])
+            for key, ref in variants:
+                if ref is not None:
+                    f = ctx.frames(spec, n_drops, m, tag="t7ref", tabu=TabuConfig(n_exact=None),
+                                   repeats=T7_REPEATS, refine=ref)
+                rows.append({"K": k, "method": LABEL[key], "key": key,
+                             "wall_ms": 1e3 * (f.pilot_wall_s + scale * f.power_wall_s).mean(),
+                             "cpu_ms": 1e3 * (f.pilot_cpu_s + scale * f.power_cpu_s).mean(),
+                             "pilot_cpu_ms": 1e3 * f.pilot_cpu_s.mean(),
+                             "power_cpu_ms": 1e3 * scale * f.power_cpu_s.mean(),
+                             "paper_cpu_ms": PAPER_T7[m][k], "drops": n_drops, "repeats": T7_REPEATS})
     df = pd.DataFrame(rows)
     base = df[df.key == "dsatur_tabu+wmmse"].set_index("K").cpu_ms
     df["speedup_vs_baseline"] = [base[k] / c for k, c in zip(df.K, df.cpu_ms, strict=True)]
@@ -508,6 +532,8 @@ def checks(ctx, t2, t3, t4, t5, f7, t7) -> list[dict]:
                 "value": [c0, c1], "target": "< 1e-3 / > 1e-3", "pass": bool(c0 < 1e-3 and c1 > 1e-3)})
     t = t2.pivot(index="N", columns="key", values="net_se")
     dts_ratio = (t["dts_gnn"] / t["dsatur_tabu+wmmse"]).round(4).to_dict()
+    refined = {LABEL[REF[m]] + " / baseline": (t[REF[m]] / t["dsatur_tabu+wmmse"]).round(4).to_dict()
+               for m in GNN if REF[m] in t}
     sts_dts = (t["sts_gnn"] / t["dts_gnn"]).round(4).to_dict()
     att = {}
     f200 = f7[f7.tau_c == 200].set_index("method").net_se
@@ -519,7 +545,8 @@ def checks(ctx, t2, t3, t4, t5, f7, t7) -> list[dict]:
         and bool(att) and all(v >= 1.0 for v in att.values())
     out.append({"name": "14 quality (Table II drops): DTS-AGNN / Dsatur-tabu+WMMSE per N; STS/DTS per N; "
                         "attention vs plain",
-                "value": {"dts/baseline": dts_ratio, "sts/dts": sts_dts, "attention": att or "not evaluated"},
+                "value": {"dts/baseline": dts_ratio, "sts/dts": sts_dts, "attention": att or "not evaluated",
+                          "not judged (opt-in post-processing)": refined},
                 "target": "DTS >= 0.97 (issue: >= 1.00) at every N; STS/DTS >= 0.97 (N >= 8), >= 0.90 (N = 2); "
                           "attention >= plain (both with argmax rounding)",
                 "pass": bool(ok14)})
@@ -531,9 +558,11 @@ def checks(ctx, t2, t3, t4, t5, f7, t7) -> list[dict]:
                 "target": ">= 94 %", "pass": bool((gen.ratio_pct >= 94).all())})
     s = t7[t7.K == 42].set_index("key")
     sp = {m: round(float(s.speedup_vs_baseline[m]), 1) for m in GNN}
+    sp_ref = {REF[m]: round(float(s.speedup_vs_baseline[REF[m]]), 1) for m in GNN if REF[m] in s.index}
     out.append({"name": "16 speed at K=42: Dsatur-tabu+WMMSE CPU time per frame / GNN CPU time per frame "
                         "(numpy); STS faster than DTS",
-                "value": {**sp, "cpu_ms": s.cpu_ms.round(2).to_dict()},
+                "value": {**sp, "cpu_ms": s.cpu_ms.round(2).to_dict(),
+                          "not judged (with the J~ refinement)": sp_ref},
                 "target": ">= 100 (issue: >= 1000); STS < DTS",
                 "pass": bool(min(sp.values()) >= 100 and s.cpu_ms["sts_gnn"] < s.cpu_ms["dts_gnn"])})
     tp = t2[t2.key.isin(GNN)].tau_p_mean

@@ -47,10 +47,14 @@ def test_reproduce_gnn_quick(tmp_path: Path) -> None:
     data = ROOT / "netsim" / "data"
     for n, d in t2.groupby("N"):
         extra = {f"{fw}_gnn_n16" for fw in ("dts", "sts") if n < 16 and (data / f"{fw}_gnn_n{n}.npz").is_file()}
-        assert set(d.key) == {"dsatur_tabu+wmmse", "dts_gnn", "sts_gnn", "dts_gnn_argmax", "sts_gnn_argmax"} | extra
+        assert set(d.key) == {"dsatur_tabu+wmmse", "dts_gnn", "sts_gnn", "dts_gnn_argmax", "sts_gnn_argmax",
+                              "dts_gnn_ref", "sts_gnn_ref"} | extra
         for k in extra:  # the per-N weights are named in the method's row
             assert d.set_index("key").weights[k[:-4]] == f"{k[:3]}_gnn_n{n}.npz"
     assert (t2.net_se > 0).all()
+    # the opt-in J~ refinement of the GNN pilots (REFINE: none below N = 4) leaves N = 2 alone
+    n2 = t2[t2.N == 2].set_index("key").net_se
+    assert n2["dts_gnn_ref"] == n2["dts_gnn"] and n2["sts_gnn_ref"] == n2["sts_gnn"]
     # the shipped files' conflict-aware rounding never puts more pilots than argmax on a frame
     # set here (same networks, same random features), and Table II lists both
     piv = t2.pivot(index="N", columns="key", values="tau_p_mean")

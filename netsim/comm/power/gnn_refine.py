@@ -90,7 +90,7 @@ class _Model:
         n_serv = a.sum(axis=1, keepdims=True)  # [M, 1] |K_m|
         power = np.where(a, p_max_w / np.maximum(n_serv, 1), 0.0)  # [M, K] W, equal power
         self.bt = np.ascontiguousarray(beta.T)  # [K, M]
-        self.at = np.ascontiguousarray(a.T)  # [K, M]
+        self.af = np.ascontiguousarray(a.T, dtype=float)  # [K, M] 0/1
         self.pnt = np.ascontiguousarray(power.T) * float(n_ant)  # [K, M] p_mk N
         self.p_ap = power.sum(axis=1)  # [M] P_m
         self.p_u = float(p_pilot_w)
@@ -104,21 +104,20 @@ def group_terms(model: _Model, idx: np.ndarray, valid: np.ndarray, t: np.ndarray
     t : [B] float, tau_p p_u of each group's assignment (W). Returns T [B] (bit/s/Hz, without
     the (1 - tau_p / tau_c) factor).
     """
-    v = valid[:, :, None]  # [B, G, 1]
-    bt = np.where(v, model.bt[idx], 0.0)  # [B, G, M]
+    vf = valid.astype(float)  # [B, G]
+    bt = model.bt[idx] * vf[:, :, None]  # [B, G, M] (zero rows where not valid)
     tt = t[:, None, None]  # [B, 1, 1]
     psi = tt * bt.sum(axis=1, keepdims=True) + model.s2  # [B, 1, M]
-    gamma = tt * bt * bt / psi  # [B, G, M]
-    at = model.at[idx] & v  # [B, G, M]
-    err = np.where(at, bt - gamma, bt)  # [B, G, M]
-    res = err @ model.p_ap  # [B, G] sum_m P_m err_mk
-    coef = np.where(at, np.sqrt(model.pnt[idx] * tt / psi), 0.0)  # [B, G, M]
+    at = model.af[idx] * vf[:, :, None]  # [B, G, M] a_mk as 0/1
+    gamma = (tt / psi) * (bt * bt)  # [B, G, M]
+    res = (bt - at * gamma) @ model.p_ap  # [B, G] sum_m P_m err_mk, err = beta - a gamma
+    coef = np.sqrt(model.pnt[idx] * (tt / psi)) * at  # [B, G, M]
     amp = bt @ np.swapaxes(coef, 1, 2)  # [B, G(k), G(i)] A[k, i]
     a2 = amp * amp
     sig = np.diagonal(a2, axis1=1, axis2=2)  # [B, G]
     contam = a2.sum(axis=2) - sig  # [B, G]
     term = np.log2(1.0 + sig / (contam + res + model.s2))  # [B, G]
-    return np.where(valid, term, 0.0).sum(axis=1)  # [B]
+    return (term * vf).sum(axis=1)  # [B]
 
 
 def _groups(c: np.ndarray, tau: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,73 +143,174 @@ def net_se_tilde(beta, assoc, colour, n_ant, *, p_pilot_w, p_max_w, noise_w, tau
     return float((1.0 - tau / tau_c) * group_terms(model, idx, valid, np.full(tau, tau * model.p_u)).sum())
 
 
+class _Search:
+    """Cached group terms of one assignment and its single-move neighbourhood.
+
+    At t = tau_p p_u: ``t_cur [tau]`` T_g, ``t_minus [K]`` T(own group without u), ``t_plus
+    [K, tau]`` T(group b with u); at (tau_p + 1) p_u (new pilots): ``u_cur``, ``u_minus``,
+    ``u_alone [K]`` T({u}); at (tau_p - 1) p_u: ``d_cur [tau]`` and ``d_plus {u: [tau]}`` for
+    the users alone on their pilot. A move that keeps tau_p changes two groups only, so
+    :meth:`move` recomputes the rows of those two (about 2K + 2|g| of ~K tau_p); a move that
+    changes tau_p changes t and recomputes everything (:meth:`_full`).
+    """
+
+    def __init__(self, model: _Model, c: np.ndarray, tau_c: int, new_pilots: bool):
+        self.m, self.tau_c, self.new_pilots = model, tau_c, new_pilots
+        self.c = c
+        self._full()
+
+    # ---------------------------------------------------------------- group bookkeeping
+    def _regroup(self) -> None:
+        self.tau = int(self.c.max()) + 1
+        self.gidx, self.gval = _groups(self.c, self.tau)  # [tau, G]
+        self.size = self.gval.sum(axis=1)  # [tau]
+        self.up = self.new_pilots and self.tau + 1 < self.tau_c
+
+    def _plus_rows(self, users: np.ndarray, pilots: np.ndarray):
+        """Padded rows of (group b) + u for every u in ``users`` and b in ``pilots``: [U * P, G + 1]."""
+        gi, gv = self.gidx[pilots], self.gval[pilots]  # [P, G]
+        n_u, n_p, g = users.size, pilots.size, gi.shape[1]
+        ri = np.concatenate([np.broadcast_to(gi[None], (n_u, n_p, g)),
+                             np.broadcast_to(users[:, None, None], (n_u, n_p, 1))], 2)
+        rv = np.concatenate([np.broadcast_to(gv[None], (n_u, n_p, g)), np.ones((n_u, n_p, 1), bool)], 2)
+        return ri.reshape(-1, g + 1), rv.reshape(-1, g + 1)
+
+    def _minus_rows(self, users: np.ndarray):
+        gi = self.gidx[self.c[users]]  # [U, G]
+        return gi, self.gval[self.c[users]] & (gi != users[:, None])
+
+    def _alone_rows(self, users: np.ndarray):
+        return users[:, None], np.ones((users.size, 1), bool)
+
+    def _terms(self, blocks: list[tuple[np.ndarray, np.ndarray, float]]) -> list[np.ndarray]:
+        """group_terms of several blocks of rows (idx, valid, t) in ONE call; per-block results."""
+        width = max(b[0].shape[1] for b in blocks)
+        n_rows = [b[0].shape[0] for b in blocks]
+        idx = np.zeros((sum(n_rows), width), np.int64)
+        val = np.zeros((sum(n_rows), width), bool)
+        t = np.empty(sum(n_rows))
+        r = 0
+        for (i, v, tt), n in zip(blocks, n_rows, strict=True):
+            idx[r:r + n, :i.shape[1]] = i
+            val[r:r + n, :i.shape[1]] = v
+            t[r:r + n] = tt
+            r += n
+        out = group_terms(self.m, idx, val, t)
+        ends = np.cumsum([b[0].shape[0] for b in blocks])
+        return np.split(out, ends[:-1])
+
+    def _singles(self) -> np.ndarray:
+        if self.tau <= 1:
+            return np.zeros(0, np.int64)
+        return np.nonzero(self.size[self.c] == 1)[0]
+
+    def _full(self) -> None:
+        self._regroup()
+        n_ue, tau, pu = self.c.size, self.tau, self.m.p_u
+        users, pil = np.arange(n_ue), np.arange(tau)
+        t0, t_up, t_dn = tau * pu, (tau + 1) * pu, (tau - 1) * pu
+        single = self._singles()
+        blocks = [(self.gidx, self.gval, t0), (*self._minus_rows(users), t0),
+                  (*self._plus_rows(users, pil), t0)]
+        if tau > 1:
+            blocks += [(self.gidx, self.gval, t_dn)]
+            if single.size:
+                blocks += [(*self._plus_rows(single, pil), t_dn)]
+        if self.up:
+            blocks += [(self.gidx, self.gval, t_up), (*self._minus_rows(users), t_up),
+                       (*self._alone_rows(users), t_up)]
+        res = iter(self._terms(blocks))
+        self.t_cur, self.t_minus = next(res), next(res)
+        self.t_plus = next(res).reshape(n_ue, tau)
+        self.d_cur, self.d_plus = None, {}
+        if tau > 1:
+            self.d_cur = next(res)
+            if single.size:
+                self.d_plus = dict(zip(single.tolist(), next(res).reshape(single.size, tau), strict=True))
+        if self.up:
+            self.u_cur, self.u_minus, self.u_alone = next(res), next(res), next(res)
+
+    def move(self, u: int, s: int) -> None:
+        """Apply user u -> pilot s and update the caches."""
+        a = int(self.c[u])
+        tau_before = self.tau
+        self.c[u] = s
+        if s >= tau_before or self.size[a] == 1:  # tau_p changes: new t, new labels
+            self.c = np.unique(self.c, return_inverse=True)[1].ravel().astype(np.int64)
+            self._full()
+            return
+        old_single = set(self.d_plus)
+        self._regroup()
+        n_ue, tau, pu = self.c.size, self.tau, self.m.p_u
+        t0, t_up, t_dn = tau * pu, (tau + 1) * pu, (tau - 1) * pu
+        users, ab = np.arange(n_ue), np.array([a, s])
+        touched = np.nonzero((self.c == a) | (self.c == s))[0]  # the users of the two groups
+        single = self._singles()
+        fresh = np.array([x for x in single.tolist() if x not in old_single], np.int64)
+        kept = np.array([x for x in single.tolist() if x in old_single], np.int64)
+        blocks = [(self.gidx[ab], self.gval[ab], t0), (*self._minus_rows(touched), t0),
+                  (*self._plus_rows(users, ab), t0), (self.gidx[ab], self.gval[ab], t_dn)]
+        if fresh.size:
+            blocks += [(*self._plus_rows(fresh, np.arange(tau)), t_dn)]
+        if kept.size:
+            blocks += [(*self._plus_rows(kept, ab), t_dn)]
+        if self.up:
+            blocks += [(self.gidx[ab], self.gval[ab], t_up), (*self._minus_rows(touched), t_up)]
+        res = iter(self._terms(blocks))
+        self.t_cur[ab] = next(res)
+        self.t_minus[touched] = next(res)
+        self.t_plus[:, ab] = next(res).reshape(n_ue, 2)
+        self.d_cur[ab] = next(res)
+        d_plus = {}
+        if fresh.size:
+            d_plus.update(zip(fresh.tolist(), next(res).reshape(fresh.size, tau), strict=True))
+        if kept.size:
+            for x, row in zip(kept.tolist(), next(res).reshape(kept.size, 2), strict=True):
+                d_plus[x] = self.d_plus[x]
+                d_plus[x][ab] = row
+        self.d_plus = d_plus
+        if self.up:
+            self.u_cur[ab] = next(res)
+            self.u_minus[touched] = next(res)
+
+    def best(self):
+        """(J~ now, best single-move J~, its user, its pilot); user -1 when no move exists."""
+        c, tau, tau_c = self.c, self.tau, self.tau_c
+        n_ue = c.size
+        users = np.arange(n_ue)
+        tot = self.t_cur.sum()
+        j_now = (1.0 - tau / tau_c) * tot
+        j = (1.0 - tau / tau_c) * (tot - self.t_cur[c][:, None] - self.t_cur[None, :]
+                                   + self.t_minus[:, None] + self.t_plus)  # [K, tau]
+        j[self.size[c] == 1] = -np.inf
+        j[users, c] = -np.inf
+        f = int(np.argmax(j))
+        best_j, best_u, best_s = float(j.flat[f]), f // tau, f % tau
+        if self.d_plus:
+            single = np.fromiter(self.d_plus, np.int64)
+            dp = np.stack([self.d_plus[x] for x in single.tolist()])  # [S1, tau]
+            jd = (1.0 - (tau - 1) / tau_c) * (self.d_cur.sum() - self.d_cur[c[single]][:, None]
+                                              - self.d_cur[None, :] + dp)
+            jd[np.arange(single.size), c[single]] = -np.inf
+            f = int(np.argmax(jd))
+            if jd.flat[f] > best_j:
+                best_j, best_u, best_s = float(jd.flat[f]), int(single[f // tau]), f % tau
+        if self.up:
+            ju = (1.0 - (tau + 1) / tau_c) * (self.u_cur.sum() - self.u_cur[c] + self.u_minus
+                                              + self.u_alone)  # [K]
+            ju[self.size[c] == 1] = -np.inf
+            f = int(np.argmax(ju))
+            if ju[f] > best_j:
+                best_j, best_u, best_s = float(ju[f]), f, tau
+        if not np.isfinite(best_j):
+            return j_now, -np.inf, -1, -1
+        return j_now, best_j, best_u, best_s
+
+
 def _step(model: _Model, c: np.ndarray, tau: int, tau_c: int, new_pilots: bool):
-    """(J~ of c, best J~ of a single move, its user, its pilot) for the relabelled c [K]; all
-    changed group terms of all candidates in one :func:`group_terms` call."""
-    n_ue = c.size
-    users = np.arange(n_ue)
-    gidx, gval = _groups(c, tau)  # [tau, G]
-    size = gval.sum(axis=1)  # [tau]
-    width = gidx.shape[1] + 1  # room for one added user
-    pad_i = lambda i: np.concatenate([i, np.zeros(i.shape[:-1] + (width - i.shape[-1],), np.int64)], -1)  # noqa: E731
-    pad_v = lambda v: np.concatenate([v, np.zeros(v.shape[:-1] + (width - v.shape[-1],), bool)], -1)  # noqa: E731
-    mi = gidx[c]  # [K, G] own group
-    mv = gval[c] & (mi != users[:, None])  # [K, G] own group without u
-    pi = np.concatenate([np.broadcast_to(gidx[None], (n_ue, tau, width - 1)),
-                         np.broadcast_to(users[:, None, None], (n_ue, tau, 1))], 2)  # [K, tau, G+1]
-    pv = np.concatenate([np.broadcast_to(gval[None], (n_ue, tau, width - 1)),
-                         np.ones((n_ue, tau, 1), bool)], 2)
-    blocks_i = [pad_i(gidx), pad_i(mi), pi.reshape(-1, width)]
-    blocks_v = [pad_v(gval), pad_v(mv), pv.reshape(-1, width)]
-    ts = [np.full(tau + n_ue + n_ue * tau, tau * model.p_u)]
-    single = np.nonzero(size[c] == 1)[0] if tau > 1 else np.zeros(0, np.int64)  # alone: tau - 1
-    if single.size:
-        blocks_i += [pad_i(gidx), pi[single].reshape(-1, width)]
-        blocks_v += [pad_v(gval), pv[single].reshape(-1, width)]
-        ts.append(np.full(tau + single.size * tau, (tau - 1) * model.p_u))
-    up = new_pilots and tau + 1 < tau_c
-    if up:
-        alone = np.zeros((n_ue, width), np.int64)
-        alone[:, 0] = users
-        alone_v = np.zeros((n_ue, width), bool)
-        alone_v[:, 0] = True
-        blocks_i += [pad_i(gidx), pad_i(mi), alone]
-        blocks_v += [pad_v(gval), pad_v(mv), alone_v]
-        ts.append(np.full(tau + 2 * n_ue, (tau + 1) * model.p_u))
-    term = group_terms(model, np.concatenate(blocks_i), np.concatenate(blocks_v), np.concatenate(ts))
-    o = 0
-    t_cur, t_minus = term[:tau], term[tau:tau + n_ue]  # [tau], [K]
-    t_plus = term[tau + n_ue:tau + n_ue + n_ue * tau].reshape(n_ue, tau)  # [K, tau]
-    o = tau + n_ue + n_ue * tau
-    j_now = (1.0 - tau / tau_c) * t_cur.sum()
-    cand = [(1.0 - tau / tau_c) * (t_cur.sum() - t_cur[c][:, None] - t_cur[None, :]
-                                   + t_minus[:, None] + t_plus)]  # [K, tau] same-length moves
-    cand[0][size[c] == 1] = -np.inf
-    cand[0][users, c] = -np.inf
-    who = [np.broadcast_to(users[:, None], (n_ue, tau))]
-    where = [np.broadcast_to(np.arange(tau)[None], (n_ue, tau))]
-    if single.size:
-        t_dn = term[o:o + tau]
-        t_pl = term[o + tau:o + tau + single.size * tau].reshape(single.size, tau)  # [S1, tau]
-        o += tau + single.size * tau
-        j = (1.0 - (tau - 1) / tau_c) * (t_dn.sum() - t_dn[c[single]][:, None] - t_dn[None, :] + t_pl)
-        j[np.arange(single.size), c[single]] = -np.inf
-        cand.append(j)
-        who.append(np.broadcast_to(single[:, None], j.shape))
-        where.append(np.broadcast_to(np.arange(tau)[None], j.shape))
-    if up:
-        t_up, t_mu, t_al = term[o:o + tau], term[o + tau:o + tau + n_ue], term[o + tau + n_ue:o + tau + 2 * n_ue]
-        j = (1.0 - (tau + 1) / tau_c) * (t_up.sum() - t_up[c] + t_mu + t_al)  # [K]
-        j[size[c] == 1] = -np.inf
-        cand.append(j)
-        who.append(users)
-        where.append(np.full(n_ue, tau))
-    jc = np.concatenate([x.ravel() for x in cand])
-    f = int(np.argmax(jc))
-    if not np.isfinite(jc[f]):
-        return j_now, -np.inf, -1, -1
-    return (j_now, float(jc[f]), int(np.concatenate([x.ravel() for x in who])[f]),
-            int(np.concatenate([x.ravel() for x in where])[f]))
+    """(J~ of c, best J~ of a single move, its user, its pilot) for the relabelled c [K]
+    (one full :class:`_Search` evaluation)."""
+    return _Search(model, np.array(c, dtype=np.int64), tau_c, new_pilots).best()
 
 
 def refine_pilots(
@@ -243,16 +343,15 @@ def refine_pilots(
     c = np.unique(np.asarray(colour), return_inverse=True)[1].ravel().astype(np.int64)
     if c.size != model.bt.shape[0]:
         raise ValueError(f"colour has {c.size} users, beta {model.bt.shape[0]}")
-    j_now, best_j, u, s = _step(model, c, int(c.max()) + 1, tau_c, cfg.new_pilots)
+    search = _Search(model, c, tau_c, cfg.new_pilots)
+    j_now, best_j, u, s = search.best()
     j_start = j_now
     moves = 0
     while moves < int(cfg.max_moves) and u >= 0 and best_j > j_now + cfg.rtol * abs(j_now):
-        c[u] = s
-        c = np.unique(c, return_inverse=True)[1].ravel().astype(np.int64)
+        search.move(u, s)
         moves += 1
-        j_now = best_j
-        if moves < int(cfg.max_moves):
-            j_now, best_j, u, s = _step(model, c, int(c.max()) + 1, tau_c, cfg.new_pilots)
+        j_now, best_j, u, s = search.best()
+    c = search.c
     return c, {"moves": moves, "j_start": float(j_start), "j_end": float(j_now)}
 
 
