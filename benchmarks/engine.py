@@ -19,11 +19,12 @@ BLAS is pinned to one thread before numpy loads and glibc's heap thresholds are 
 ``sync.method=genie`` and ``sensing.method=genie`` (the issue-10 targets); the plain names run
 the bundled files as they are.
 
-With ``--bytecode`` the whole-process run is repeated with netsim byte-compiled beforehand into
-a temporary ``PYTHONPYCACHEPREFIX`` (as a regular ``pip install`` leaves it): this environment
-sets ``PYTHONDONTWRITEBYTECODE=1``, so every process compiles netsim's modules again.
+The whole-process run is also repeated with netsim byte-compiled beforehand (a copy of the
+package after ``python -m compileall``, as the README's install note leaves it; ``--no-bytecode``
+skips it): where ``PYTHONDONTWRITEBYTECODE=1`` is set, as here, every process compiles netsim's
+modules again.
 
-Usage: python benchmarks/engine.py [--frames-scale X] [--only NAME ...] [--scaling] [--bytecode]
+Usage: python benchmarks/engine.py [--frames-scale X] [--only NAME ...] [--scaling] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def whole_process(frames: int = 40, package_root: Path = ROOT) -> dict:
     start-up target) as a child: CPU s and heavy imports.
 
     ``package_root``: the folder holding the ``netsim`` package the child imports (a
-    byte-compiled copy for ``--bytecode``); with ``PYTHONDONTWRITEBYTECODE=1``, as in this
+    byte-compiled copy, see ``--no-bytecode``); with ``PYTHONDONTWRITEBYTECODE=1``, as in this
     environment, a package without ``__pycache__`` is compiled again in every process."""
     code = (
         "import sys, runpy; sys.argv = ['netsim', 'run', {sc!r}, '--out', {out!r}, '-q',"
@@ -150,8 +151,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
     parser.add_argument("--scaling", action="store_true", help="also the APs/users scaling tables")
     parser.add_argument("--no-process", action="store_true", help="skip the whole-process run")
-    parser.add_argument("--bytecode", action="store_true",
-                        help="also the whole-process run with netsim byte-compiled beforehand")
+    parser.add_argument("--no-bytecode", dest="bytecode", action="store_false",
+                        help="skip the whole-process run with netsim byte-compiled beforehand")
+    parser.add_argument("--bytecode", action="store_true", default=True, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     # warm-up (not timed): the lazy imports of the frame loop (pandas at the first flush, ...)
@@ -189,7 +191,7 @@ def main() -> None:
                                check=True)
                 b = whole_process(40, package_root=Path(copy))
             print(f"user+sys CPU {b['cpu']:.2f} s with netsim byte-compiled beforehand "
-                  "(as a pip install leaves it)")
+                  "(python -m compileall, as the README says)")
 
     print(f"\nload average at end: {_loadavg()}")
     if args.scaling:

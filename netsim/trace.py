@@ -41,8 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["POSITION_FILE", "SCHEMAS", "TABLES", "TraceWriter", "iter_columns", "read_table",
-           "table_files", "table_rows"]
+__all__ = ["POSITION_FILE", "SCHEMAS", "TABLES", "LazyTables", "TraceWriter", "iter_columns",
+           "read_table", "table_files", "table_rows"]
 
 f64, i64, b1, s = pa.float64(), pa.int64(), pa.bool_(), pa.string()
 
@@ -365,10 +365,14 @@ class TraceWriter:
 
     def close(self, merge: bool = True) -> None:
         """Flush the committed rows (uncommitted ones are dropped); with ``merge``, turn each
-        table's chunks into ``<table>.parquet`` (streamed, one chunk in memory at a time)."""
+        table's chunks into ``<table>.parquet`` (streamed, one chunk in memory at a time).
+        An in-memory writer keeps its committed rows as they are: :meth:`table` expands them
+        when a table is read."""
         self.discard_uncommitted()
+        if self.out_dir is None:  # in memory: the rows are expanded when a table is read
+            return
         self.flush()
-        if self.out_dir is None or not merge:
+        if not merge:
             return
         for name in TABLES:
             if self._chunks[name] == 1 and self.rows_written[name] <= self.flush_every_rows:
@@ -389,7 +393,39 @@ class TraceWriter:
         return read_table(self.out_dir, name)
 
     def tables(self) -> Mapping[str, Any]:
-        return {name: self.table(name) for name in TABLES}
+        """Every table as pandas, converted when first looked up (:class:`LazyTables`)."""
+        return LazyTables(self)
+
+
+class LazyTables(Mapping):
+    """The tables of a :class:`TraceWriter` as a read-only mapping of pandas DataFrames, each
+    converted (flushed to Arrow, then to pandas) the first time it is looked up and kept.
+
+    An in-memory run hands this back as ``RunSummary.tables``: a run whose tables are never
+    read (a benchmark, a sweep that only keeps summaries) does not pay for the conversion,
+    and reading one table converts only that one. Iteration order is :data:`TABLES`.
+    """
+
+    def __init__(self, writer: TraceWriter) -> None:
+        self._writer = writer
+        self._frames: dict[str, Any] = {}
+
+    def __getitem__(self, name: str):
+        if name not in SCHEMAS:
+            raise KeyError(name)
+        if name not in self._frames:
+            self._frames[name] = self._writer.table(name)
+        return self._frames[name]
+
+    def __iter__(self):
+        return iter(TABLES)
+
+    def __len__(self) -> int:
+        return len(TABLES)
+
+    def __repr__(self) -> str:
+        done = ", ".join(self._frames) or "none yet"
+        return f"LazyTables({', '.join(TABLES)}; converted: {done})"
 
 
 def _write_position(run_dir: Path, chunks: Mapping[str, int]) -> None:

@@ -7,7 +7,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +47,8 @@ class RunSummary:
     wall_s: float
     wall_per_phase_s: dict[str, float]
     out_dir: Path | None
-    tables: dict[str, Any] = field(default_factory=dict, repr=False)
+    # in-memory run: a netsim.trace.LazyTables (each table becomes pandas when first read)
+    tables: Mapping[str, Any] = field(default_factory=dict, repr=False)
     error: str | None = None
 
     @property
@@ -65,8 +66,9 @@ class Simulation(Checkpointing):
     scenario : Scenario
         Validated scenario.
     out_dir : path, optional
-        Run directory; ``None`` keeps the trace in memory (``summary.tables``). A folder that
-        holds another run is refused (:class:`netsim.runs.RunDirError`) unless ``overwrite``.
+        Run directory; ``None`` keeps the trace in memory (``summary.tables``, each table
+        converted to pandas when first read). A folder that holds another run is refused
+        (:class:`netsim.runs.RunDirError`) unless ``overwrite``.
     on_frame : callable, optional
         Called after every frame as ``on_frame(frame, t_s, frame_record)`` (progress bars).
     overwrite : bool

@@ -348,3 +348,26 @@ def test_arrow_to_numpy_from_buffers_matches_to_numpy():
                     np.testing.assert_array_equal(got, want)
         no_null = pa.array(rng.integers(0, 5, n))
         assert _arrow_to_numpy(no_null).dtype == np.int64
+
+
+def test_in_memory_tables_are_converted_when_read(monkeypatch):
+    """``tables()`` of an in-memory writer converts a table at its first look-up only, and
+    gives the rows an eager conversion gives: committed frames, flushed or not, in order;
+    the rows of the frame that did not finish are dropped by ``close``."""
+    w = TraceWriter(None, flush_every_rows=3)
+    for i in range(7):  # frames 0-5 reach Arrow in two flushes, frame 6 stays buffered
+        _frame_of_events(w, i)
+    _event(w, 99)  # an unfinished frame
+    w.close()
+    calls = []
+    real = TraceWriter.table
+    monkeypatch.setattr(TraceWriter, "table", lambda self, name: calls.append(name) or real(self, name))
+    tables = w.tables()
+    assert calls == [] and list(tables) == list(SCHEMAS) and len(tables) == len(SCHEMAS)
+    events = tables["events"]
+    assert tables["events"] is events and calls == ["events"]  # converted once, then kept
+    assert list(events.frame) == list(range(7)) and list(events.detail) == [f"row {i}" for i in range(7)]
+    assert list(events.columns) == SCHEMAS["events"].names
+    assert len(tables["users"]) == 0 and list(tables["users"].columns) == SCHEMAS["users"].names
+    with pytest.raises(KeyError):
+        tables["nope"]
