@@ -223,14 +223,16 @@ def _ratio_table(ctx: Ctx, name: str, cases, paper) -> pd.DataFrame:
     for label, spec in cases:
         base = ctx.frames(spec, ctx.drops_gen, "dsatur_tabu+wmmse").net_se.mean()
         for m in GNN:
-            f = ctx.frames(spec, ctx.drops_gen, m)
-            pk = (m, spec.channel.scenario) if (m, spec.channel.scenario) in paper else m
-            rows.append({"case": label, "scenario": spec.channel.scenario, "M": spec.n_ap,
-                         "K": spec.n_ue, "N": spec.n_ant, "method": LABEL[m], "key": m,
-                         "net_se": f.net_se.mean(), "baseline_net_se": base,
-                         "ratio_pct": 100 * f.net_se.mean() / base,
-                         "paper_ratio_pct": paper.get(pk, {}).get(label, np.nan),
-                         "tau_p_mean": f.tau_p.mean(), "drops": ctx.drops_gen})
+            # the full run also lists the GNN pilots' J~ refinement (not judged by check 15)
+            for key, ref in [(m, None)] + ([] if ctx.quick else [(REF[m], REFINE)]):
+                f = ctx.frames(spec, ctx.drops_gen, m, tag="ref" if ref is not None else "", refine=ref)
+                pk = (m, spec.channel.scenario) if (m, spec.channel.scenario) in paper else m
+                rows.append({"case": label, "scenario": spec.channel.scenario, "M": spec.n_ap,
+                             "K": spec.n_ue, "N": spec.n_ant, "method": LABEL[key], "key": key,
+                             "net_se": f.net_se.mean(), "baseline_net_se": base,
+                             "ratio_pct": 100 * f.net_se.mean() / base,
+                             "paper_ratio_pct": paper.get(pk, {}).get(label, np.nan) if ref is None else np.nan,
+                             "tau_p_mean": f.tau_p.mean(), "drops": ctx.drops_gen})
     df = pd.DataFrame(rows)
     _save(df, ctx, name)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -551,11 +553,15 @@ def checks(ctx, t2, t3, t4, t5, f7, t7) -> list[dict]:
                           "attention >= plain (both with argmax rounding)",
                 "pass": bool(ok14)})
     gen = pd.concat([t3.assign(table="III"), t4[t4.N >= 8].assign(table="IV"), t5.assign(table="V")])
-    worst = gen.groupby(["table", "key"]).ratio_pct.min().round(2)
+    judged = gen[gen.key.isin(GNN)]  # the "+ J~ refinement" rows (full run) are listed, not judged
+    worst = judged.groupby(["table", "key"]).ratio_pct.min().round(2)
+    worst_ref = gen[~gen.key.isin(GNN)].groupby(["table", "key"]).ratio_pct.min().round(2)
+    val15 = {f"{a} {b}": v for (a, b), v in worst.items()}
+    if len(worst_ref):
+        val15["not judged (with the J~ refinement)"] = {f"{a} {b}": v for (a, b), v in worst_ref.items()}
     out.append({"name": "15 size generalisation, no retraining: min net-SE ratio (% of Dsatur-tabu+WMMSE on "
                         "the test size) over K in {35,49,56}, N in {8..64}, M in {8..12} UMi+UMa",
-                "value": {f"{a} {b}": v for (a, b), v in worst.items()},
-                "target": ">= 94 %", "pass": bool((gen.ratio_pct >= 94).all())})
+                "value": val15, "target": ">= 94 %", "pass": bool((judged.ratio_pct >= 94).all())})
     s = t7[t7.K == 42].set_index("key")
     sp = {m: round(float(s.speedup_vs_baseline[m]), 1) for m in GNN}
     sp_ref = {REF[m]: round(float(s.speedup_vs_baseline[REF[m]]), 1) for m in GNN if REF[m] in s.index}
