@@ -39,6 +39,7 @@ Signal details
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -191,6 +192,120 @@ class SyncRoundResult:
         return self.est_cfo_hz - self.true_cfo_hz
 
 
+
+@dataclass(frozen=True)
+class _RoundGeometry:
+    """What a round needs that only the plan, the AP positions and the config fix: the links,
+    their distances and gains, each slave link's co-pilot interferers and the order in which
+    the master chain is resolved. Built by :func:`_geometry` once per plan (the engine runs
+    hundreds of rounds on one plan); every array is what :func:`sync_round` computed inline
+    before, so the rounds are bit-identical.
+
+    Shapes: ``n_link`` links, ``I`` interferers per link (at least 1, padded).
+    """
+
+    pos: NDArray[np.float64]  # [n_ap, 2] m, the positions it was built for
+    cfg: SyncRoundConfig
+    tx: NDArray[np.int64]  # [n_link]
+    rx: NDArray[np.int64]  # [n_link]
+    kind: NDArray[np.int64]  # [n_link]
+    pil: NDArray[np.int64]  # [n_link]
+    child: NDArray[np.int64]  # [C] clusters with a parent master
+    dist: NDArray[np.float64]  # [n_link] m
+    beta: NDArray[np.float64]  # [n_link] path gain
+    sqrt_pb: NDArray[np.float64]  # [n_link] sqrt(Pt beta), sqrt(W)
+    dist_chips: NDArray[np.float64]  # [n_link] d / (c Ts)
+    n_int: int
+    int_tx: NDArray[np.int64]  # [n_link, I] interferer AP (0 where padding)
+    int_on: NDArray[np.bool_]  # [n_link, I]
+    d_int: NDArray[np.float64]  # [n_link, I] m
+    d_int_chips: NDArray[np.float64]  # [n_link, I]
+    p_int: NDArray[np.float64]  # [n_link, I] W (0 where padding)
+    ref_c: int
+    chain: tuple[tuple[int, int, int, int], ...]  # (cluster, parent, fwd link, bwd link)
+    sl: NDArray[np.intp]  # [S] slave links
+    mc: NDArray[np.int64]  # [S] their clusters
+
+
+def _geometry(plan: SyncPlan, pos: NDArray, cfg: SyncRoundConfig) -> _RoundGeometry:
+    """:class:`_RoundGeometry` of ``plan`` at ``pos``, cached on the plan (a plan is immutable;
+    the cache is a plain attribute, so it pickles with the plan and is rebuilt if the
+    positions or the config differ)."""
+    cached = plan.__dict__.get("_round_geometry")
+    if cached is not None and cached.cfg == cfg and np.array_equal(cached.pos, pos):
+        return cached
+    c_ts = SPEED_OF_LIGHT_M_S * cfg.chip_time_s
+    slaves = plan.slaves()
+    tx = [slaves]
+    rx = [plan.masters[plan.cluster_of_ap[slaves]]]
+    kind = [np.full(slaves.size, LINK_SLAVE)]
+    pil = [plan.pilot_of_ap[slaves]]
+    child = np.flatnonzero(plan.master_parent >= 0)  # clusters with a parent
+    mk = plan.masters[child]
+    mp = plan.masters[plan.master_parent[child]]
+    excl = plan.n_pilots + np.arange(child.size)  # one dedicated pilot per exchange
+    tx += [mk, mp]
+    rx += [mp, mk]
+    kind += [np.full(child.size, LINK_MASTER_FWD), np.full(child.size, LINK_MASTER_BWD)]
+    pil += [excl, excl]
+    tx = np.concatenate(tx).astype(np.int64)
+    rx = np.concatenate(rx).astype(np.int64)
+    kind = np.concatenate(kind).astype(np.int64)
+    pil = np.concatenate(pil).astype(np.int64)
+    n_link = tx.size
+    dist = np.linalg.norm(pos[tx] - pos[rx], axis=1)  # [n_link]
+    beta = cfg.path_loss.gain(dist)
+
+    # co-pilot interferers of each slave link (other slaves on the same pilot)
+    slot_of = np.where(kind == LINK_SLAVE, pil, -1)
+    n_int = 0
+    same = None
+    if slaves.size:
+        same = (
+            (slot_of[:, None] == slot_of[None, :])
+            & (slot_of[:, None] >= 0)
+            & ~np.eye(n_link, dtype=bool)
+        )
+        n_int = int(same.sum(1).max())
+    int_tx = np.zeros((n_link, max(n_int, 1)), dtype=np.int64)
+    int_on = np.zeros((n_link, max(n_int, 1)), dtype=bool)
+    if n_int:
+        # each link's co-pilot links in ascending order, packed to the left
+        order = np.argsort(~same, axis=1, kind="stable")[:, :n_int]  # [n_link, I]
+        int_on = np.take_along_axis(same, order, 1)
+        int_tx = np.where(int_on, tx[order], 0)
+    d_int = np.linalg.norm(pos[int_tx] - pos[rx][:, None], axis=-1)  # [n_link, I]
+    p_int = np.where(int_on, cfg.tx_power_w * cfg.path_loss.gain(d_int), 0.0)  # [n_link, I]
+
+    # master chain: the order in which sync_round's passes over `child` resolve it
+    ref_c = int(plan.cluster_of_ap[plan.reference_ap]) if plan.reference_ap >= 0 else -1
+    fwd = {int(c): i for i, c in zip(np.flatnonzero(kind == LINK_MASTER_FWD), child, strict=True)}
+    bwd = {int(c): i for i, c in zip(np.flatnonzero(kind == LINK_MASTER_BWD), child, strict=True)}
+    chain: list[tuple[int, int, int, int]] = []
+    done = {ref_c}
+    kc = plan.n_clusters
+    while len(done) < kc:
+        progressed = False
+        for c in child.tolist():
+            p = int(plan.master_parent[c])
+            if c in done or p not in done:
+                continue
+            chain.append((c, p, int(fwd[c]), int(bwd[c])))
+            done.add(c)
+            progressed = True
+        if not progressed:
+            break
+    sl = np.flatnonzero(kind == LINK_SLAVE)
+    geom = _RoundGeometry(
+        pos=pos.copy(), cfg=cfg, tx=tx, rx=rx, kind=kind, pil=pil, child=child, dist=dist,
+        beta=beta, sqrt_pb=np.sqrt(cfg.tx_power_w * beta), dist_chips=dist / c_ts,
+        n_int=n_int, int_tx=int_tx, int_on=int_on, d_int=d_int, d_int_chips=d_int / c_ts,
+        p_int=p_int, ref_c=ref_c, chain=tuple(chain), sl=sl, mc=plan.cluster_of_ap[tx[sl]],
+    )
+    object.__setattr__(plan, "_round_geometry", geom)  # frozen dataclass: a private cache
+    return geom
+
+
 def _pilots(n: int, cfg: SyncRoundConfig, rng: np.random.Generator) -> NDArray:
     if cfg.pilot_kind == "zc":
         roots = [r for r in range(1, 10 * n + 10) if np.gcd(r, cfg.pilot_length_chips) == 1][:n]
@@ -246,33 +361,16 @@ def sync_round(
     eta = 2.0 * guard
     cfo_max = None if cfg.max_cfo_hz is None else cfg.max_cfo_hz * ts
 
-    # ---- links ------------------------------------------------------------------------
-    slaves = plan.slaves()
-    tx = [slaves]
-    rx = [plan.masters[plan.cluster_of_ap[slaves]]]
-    kind = [np.full(slaves.size, LINK_SLAVE)]
-    pil = [plan.pilot_of_ap[slaves]]
-    child = np.flatnonzero(plan.master_parent >= 0)  # clusters with a parent
-    mk = plan.masters[child]
-    mp = plan.masters[plan.master_parent[child]]
-    tau = plan.n_pilots
-    excl = tau + np.arange(child.size)  # one dedicated (interference-free) pilot per exchange
-    tx += [mk, mp]
-    rx += [mp, mk]
-    kind += [np.full(child.size, LINK_MASTER_FWD), np.full(child.size, LINK_MASTER_BWD)]
-    pil += [excl, excl]
-    tx = np.concatenate(tx).astype(np.int64)
-    rx = np.concatenate(rx).astype(np.int64)
-    kind = np.concatenate(kind).astype(np.int64)
-    pil = np.concatenate(pil).astype(np.int64)
+    # ---- links and co-pilot interferers: fixed by the plan and the positions (cached) ----
+    g = _geometry(plan, pos, cfg)
+    tx, rx, kind, pil, child = g.tx, g.rx, g.kind, g.pil, g.child
     n_link = tx.size
-    pilots = _pilots(tau + child.size, cfg, rng)  # [n_pilot, N]
+    pilots = _pilots(plan.n_pilots + child.size, cfg, rng)  # [n_pilot, N]
 
-    dist = np.linalg.norm(pos[tx] - pos[rx], axis=1)  # [n_link]
-    beta = cfg.path_loss.gain(dist)
+    dist, beta = g.dist, g.beta  # [n_link]
     taps = draw_link_taps((n_link,), cfg.n_taps, rng)
-    h = taps.amplitude * np.sqrt(cfg.tx_power_w * beta)[:, None] * taps.fading  # [n_link, L]
-    delays = dist[:, None] / c_ts + taps.excess_delay_chips  # [n_link, L]
+    h = taps.amplitude * g.sqrt_pb[:, None] * taps.fading  # [n_link, L]
+    delays = g.dist_chips[:, None] + taps.excess_delay_chips  # [n_link, L]
     true_to = x[tx] - x[rx]  # [n_link] s
     true_cfo = fo[tx] - fo[rx]  # [n_link] Hz
     theta1 = guard - true_to / ts  # chips
@@ -282,35 +380,19 @@ def sync_round(
     eps = true_cfo * ts
     m_win = n + int(np.ceil(eta + (delays.max() if n_link else 0.0))) + 3
 
-    # ---- co-pilot interferers of each slave link (other slaves on the same pilot) --------
-    slot_of = np.where(kind == LINK_SLAVE, pil, -1)
-    n_int = 0
-    if slaves.size:
-        same = (
-            (slot_of[:, None] == slot_of[None, :])
-            & (slot_of[:, None] >= 0)
-            & ~np.eye(n_link, dtype=bool)
-        )
-        n_int = int(same.sum(1).max())
-    int_tx = np.zeros((n_link, max(n_int, 1)), dtype=np.int64)
-    int_on = np.zeros((n_link, max(n_int, 1)), dtype=bool)
-    if n_int:
-        # each link's co-pilot links in ascending order, packed to the left
-        order = np.argsort(~same, axis=1, kind="stable")[:, :n_int]  # [n_link, I]
-        int_on = np.take_along_axis(same, order, 1)
-        int_tx = np.where(int_on, tx[order], 0)
-    d_int = np.linalg.norm(pos[int_tx] - pos[rx][:, None], axis=-1)  # [n_link, I]
-    p_int = np.where(int_on, cfg.tx_power_w * cfg.path_loss.gain(d_int), 0.0)  # [n_link, I]
+    n_int, int_tx, d_int = g.n_int, g.int_tx, g.d_int
     th_int = guard - (x[int_tx] - x[rx][:, None]) / ts  # [n_link, I] chips
     eps_int = (fo[int_tx] - fo[rx][:, None]) * ts
-    vs_int = np.maximum(th_int + d_int / c_ts - 0.5, 0.0)  # actual delay, one-chip spread
+    vs_int = np.maximum(th_int + g.d_int_chips - 0.5, 0.0)  # actual delay, one-chip spread
     # An interferer whose pilot starts after the master's window has closed adds nothing to it:
     # drop it (exact) rather than sizing the band matrices by its delay (time offsets of
     # seconds are 1e7 chips: 20+ GiB before this guard).
     late = vs_int >= m_win  # [n_link, I]
-    int_on &= ~late
-    p_int = np.where(late, 0.0, p_int)
-    vs_int = np.where(late, 0.0, vs_int)
+    if late.any():
+        p_int = np.where(late, 0.0, g.p_int)
+        vs_int = np.where(late, 0.0, vs_int)
+    else:  # the usual case: the same values as masking with an all-False `late`
+        p_int = g.p_int
 
     sig_e = cfg.tx_power_w * beta * 2 * n / 3
     sinr = 10 * np.log10(sig_e / (np.sum(p_int, 1) * 2 * n / 3 + m_win * cfg.noise_power_w))
@@ -319,7 +401,8 @@ def sync_round(
     pl_link = pilots[pil]  # [n_link, N]
     xi = contamination_diag(pl_link, vs_int, 1.0, p_int, m_win) + cfg.noise_power_w  # [n_link, M]
     crb = crb_to_cfo(
-        pl_link, np.clip(theta1, 0, eta), delays, h, xi, m_win, cond_limit=cfg.cond_limit
+        pl_link, np.clip(theta1, 0, eta), delays, h, xi, m_win, cond_limit=cfg.cond_limit,
+        exact_cond=False,  # only the CRBs and `singular` are used
     )
     crb_to_s2 = crb.to_chips2 * ts**2
     crb_cfo_hz2 = crb.cfo_norm2 / ts**2
@@ -372,36 +455,29 @@ def sync_round(
     est_cfo = eps_hat / ts  # [n_link] Hz
     link_ok = ~bad & ~out_of_range & (sinr >= cfg.min_sinr_db)
 
-    # ---- chain to the reference ---------------------------------------------------------
+    # ---- chain to the reference (Python floats: the same IEEE arithmetic as numpy scalars) ----
     kc = plan.n_clusters
-    m_to = np.full(kc, np.nan)
-    m_cfo = np.full(kc, np.nan)
-    m_vt = np.full(kc, np.nan)
-    m_vf = np.full(kc, np.nan)
-    m_ok = np.zeros(kc, dtype=bool)
-    ref_c = int(plan.cluster_of_ap[plan.reference_ap]) if plan.reference_ap >= 0 else -1
-    fwd = {int(c): i for i, c in zip(np.flatnonzero(kind == LINK_MASTER_FWD), child, strict=True)}
-    bwd = {int(c): i for i, c in zip(np.flatnonzero(kind == LINK_MASTER_BWD), child, strict=True)}
+    m_to = [math.nan] * kc
+    m_cfo = [math.nan] * kc
+    m_vt = [math.nan] * kc
+    m_vf = [math.nan] * kc
+    m_ok = [False] * kc
+    ref_c = g.ref_c
     if ref_c >= 0:
         m_to[ref_c] = m_cfo[ref_c] = m_vt[ref_c] = m_vf[ref_c] = 0.0
         m_ok[ref_c] = True
-    done = {ref_c}
-    while len(done) < kc:
-        progressed = False
-        for c in child.tolist():
-            p = int(plan.master_parent[c])
-            if c in done or p not in done:
-                continue
-            f, b = fwd[c], bwd[c]
-            m_to[c] = m_to[p] + 0.5 * (est_to[f] - est_to[b])
-            m_cfo[c] = m_cfo[p] + 0.5 * (est_cfo[f] - est_cfo[b])
-            m_vt[c] = m_vt[p] + 0.25 * (crb_to_s2[f] + crb_to_s2[b])
-            m_vf[c] = m_vf[p] + 0.25 * (crb_cfo_hz2[f] + crb_cfo_hz2[b])
-            m_ok[c] = m_ok[p] and link_ok[f] and link_ok[b]
-            done.add(c)
-            progressed = True
-        if not progressed:
-            break
+    e_to, e_cfo, v_to, v_cfo = (est_to.tolist(), est_cfo.tolist(), crb_to_s2.tolist(),
+                                crb_cfo_hz2.tolist())
+    l_ok = link_ok.tolist()
+    for c, p, f, b in g.chain:  # parents before children
+        m_to[c] = m_to[p] + 0.5 * (e_to[f] - e_to[b])
+        m_cfo[c] = m_cfo[p] + 0.5 * (e_cfo[f] - e_cfo[b])
+        m_vt[c] = m_vt[p] + 0.25 * (v_to[f] + v_to[b])
+        m_vf[c] = m_vf[p] + 0.25 * (v_cfo[f] + v_cfo[b])
+        m_ok[c] = m_ok[p] and l_ok[f] and l_ok[b]
+    m_to, m_cfo, m_vt, m_vf = (np.array(m_to), np.array(m_cfo), np.array(m_vt),
+                               np.array(m_vf))
+    m_ok = np.array(m_ok, dtype=bool)
 
     est_t = np.full(n_ap, np.nan)
     est_f = np.full(n_ap, np.nan)
@@ -413,8 +489,7 @@ def sync_round(
     v_t[plan.masters] = m_vt
     v_f[plan.masters] = m_vf
     ok[plan.masters] = m_ok
-    sl = np.flatnonzero(kind == LINK_SLAVE)
-    mc = plan.cluster_of_ap[tx[sl]]
+    sl, mc = g.sl, g.mc
     est_t[tx[sl]] = est_to[sl] + m_to[mc]
     est_f[tx[sl]] = est_cfo[sl] + m_cfo[mc]
     v_t[tx[sl]] = crb_to_s2[sl] + m_vt[mc]
@@ -426,12 +501,12 @@ def sync_round(
     true_f = np.where(online, fo - (fo[ref] if ref >= 0 else 0.0), np.nan)
     est_t = np.where(online & ~np.isnan(est_t), est_t, np.nan)
     est_f = np.where(online & ~np.isnan(est_f), est_f, np.nan)
-    links = SyncLinks(
-        tx_ap=tx,
-        rx_ap=rx,
-        kind=kind,
-        pilot=pil,
-        distance_m=dist,
+    links = SyncLinks(  # copies: the geometry's arrays are shared by the plan's rounds
+        tx_ap=tx.copy(),
+        rx_ap=rx.copy(),
+        kind=kind.copy(),
+        pilot=pil.copy(),
+        distance_m=dist.copy(),
         sinr_db=sinr,
         true_to_s=true_to,
         est_to_s=est_to,
