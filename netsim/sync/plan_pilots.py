@@ -544,20 +544,18 @@ def _anneal_replayed(
         gn, gm = groups[pn], groups[pj]
         if per_slave and len(gn) + len(gm) < 8:
             # small groups (the usual case): every sum has < 8 terms, so one pass in `who`
-            # order (rest of i's group, rest of j's group, i, j) gives numpy's sums exactly
-            who, new_i, new_s = [], [], []
+            # order (rest of i's group, rest of j's group, i, j) gives numpy's sums exactly.
+            # Only the objective change is formed here; the new interference and SINRs are
+            # recomputed (same expressions, same values) for an accepted swap only.
+            who = None
             gain = loss = fi = fj = 0.0
             pmi, pmj = pm[i], pm[j]
             for v in gn:
                 if v != i:
                     row = pm[v]
-                    x = interf[v] - row[i] + row[j]
                     fj += pmj[v]
-                    ratio = sig[v] / (x + noise)
+                    ratio = sig[v] / (interf[v] - row[i] + row[j] + noise)
                     y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
-                    who.append(v)
-                    new_i.append(x)
-                    new_s.append(y)
                     if y >= req:
                         gain += y
                     y = sinr[v]
@@ -566,13 +564,9 @@ def _anneal_replayed(
             for v in gm:
                 if v != j:
                     row = pm[v]
-                    x = interf[v] - row[j] + row[i]
                     fi += pmi[v]
-                    ratio = sig[v] / (x + noise)
+                    ratio = sig[v] / (interf[v] - row[j] + row[i] + noise)
                     y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
-                    who.append(v)
-                    new_i.append(x)
-                    new_s.append(y)
                     if y >= req:
                         gain += y
                     y = sinr[v]
@@ -580,19 +574,13 @@ def _anneal_replayed(
                         loss += y
             # the pair itself, i then j (written out: no tuple loop)
             ratio = sig[i] / (fi + noise)
-            y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
-            who.append(i)
-            new_i.append(fi)
-            new_s.append(y)
-            if y >= req:
-                gain += y
+            yi = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
+            if yi >= req:
+                gain += yi
             ratio = sig[j] / (fj + noise)
-            y = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
-            who.append(j)
-            new_i.append(fj)
-            new_s.append(y)
-            if y >= req:
-                gain += y
+            yj = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
+            if yj >= req:
+                gain += yj
             y = sinr[i]
             if y >= req:
                 loss += y
@@ -627,6 +615,27 @@ def _anneal_replayed(
         w = words[pos]
         pos += 1
         if (w >> 11) * (1.0 / 9007199254740992.0) < pa:
+            if who is None:  # small groups: the values the evaluation pass formed
+                for v in gn:
+                    if v != i:
+                        row = pm[v]
+                        x = interf[v] - row[i] + row[j]
+                        ratio = sig[v] / (x + noise)
+                        interf[v] = x
+                        sinr[v] = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
+                for v in gm:
+                    if v != j:
+                        row = pm[v]
+                        x = interf[v] - row[j] + row[i]
+                        ratio = sig[v] / (x + noise)
+                        interf[v] = x
+                        sinr[v] = 10 * log10(ratio) if ratio > 0.0 else _db(ratio)
+                interf[i], sinr[i] = fi, yi
+                interf[j], sinr[j] = fj, yj
+            else:
+                for v, x, y in zip(who, new_i, new_s, strict=False):
+                    interf[v] = x
+                    sinr[v] = y
             occ[a][pn] -= 1
             occ[b][pj] -= 1
             occ[a][pj] += 1
@@ -636,9 +645,6 @@ def _anneal_replayed(
             gm.remove(j)
             insort(gm, i)
             insort(gn, j)
-            for v, x, y in zip(who, new_i, new_s, strict=False):
-                interf[v] = x
-                sinr[v] = y
             cur = cand
             if cur > best_o + 1e-12:
                 best_p, best_o = list(spilot), cur
