@@ -451,6 +451,12 @@ class CommConfig(_Section):
         "candidate moves a large-scale estimate ranks best (this many non-tabu ones); null: "
         "every candidate exactly (the search of spec 4.2)",
     )
+    gnn_pilot_refine: int = Field(
+        0, ge=0, le=10_000,
+        description="pilot_assignment gnn: at most this many greedy J~ moves after the GNN's "
+        "rounding (netsim/comm/power/gnn_refine.py; new pilots at >= 16 antennas, none below 4; "
+        "0: the GNN's own assignment)",
+    )
     gnn_weights: str | None = Field(
         None, description="DTS GNN weights (.npz from netsim train-gnn) for power/pilot_assignment "
         "gnn; null: the shipped umi_cellfree weights"

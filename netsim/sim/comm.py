@@ -292,6 +292,13 @@ class PilotComm:
                 dec = gnn.gnn_pilot_assignment(sc.comm.gnn_weights, beta, self.assoc,
                                                self.p_pilot_w, noise, sim.rngs["pilots"],
                                                dtype=gnn.FAST_DTYPE, n_ant=sim.net.n_antennas)
+            if sc.comm.gnn_pilot_refine:  # the opt-in J~ refinement (deterministic)
+                from netsim.comm.power.gnn_refine import engine_config, refine_decision
+
+                dec = refine_decision(dec, beta, self.assoc, sim.net.n_antennas, p_pilot_w=self.p_pilot_w,
+                                      p_max_w=float(sim.p_max_w.max()), noise_w=noise,
+                                      tau_c=sc.comm.coherence_slots,
+                                      config=engine_config(sc.comm.gnn_pilot_refine))
             colour, tau_p = dec.colour, dec.tau_p
         else:
             from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu

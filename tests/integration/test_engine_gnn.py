@@ -93,3 +93,27 @@ def test_cli_run_without_torch_records_the_weights(tmp_path):
     assert meta["algorithms"]["power"] == "gnn" and meta["algorithms"]["pilot_assignment"] == "gnn"
     dts = meta["gnn_weights"]["dts"]
     assert dts["path"].endswith("dts_gnn.npz") and dts["trained_on"] == "umi_cellfree"
+
+
+def test_gnn_pilot_refine_is_opt_in(monkeypatch):
+    # comm.gnn_pilot_refine > 0 moves the GNN's pilots by refine_pilots (spied: the frames'
+    # pilot lengths are the refined ones), 0 leaves the run as before; N = 8 here (>= min_n 4)
+    import netsim.comm.power.gnn_refine as gr
+
+    base = ["comm.power=gnn", "comm.pilot_assignment=gnn", "deployment.antennas_per_ap=8"]
+    _, plain = run_umi(*base)
+    _, zero = run_umi(*base, "comm.gnn_pilot_refine=0")
+    np.testing.assert_array_equal(plain["subframes"].rate_bps_hz, zero["subframes"].rate_bps_hz)
+    seen = []
+    orig = gr.refine_pilots
+
+    def spy(*a, **k):
+        out = orig(*a, **k)
+        seen.append((int(out[0].max()) + 1, out[1]))
+        return out
+
+    monkeypatch.setattr(gr, "refine_pilots", spy)
+    _, ref = run_umi(*base, "comm.gnn_pilot_refine=5")
+    assert seen and all(0 < info["moves"] <= 5 or info["j_end"] == info["j_start"] for _, info in seen)
+    assert all(info["j_end"] >= info["j_start"] for _, info in seen)
+    assert list(ref["frames"].comm_pilot_length[-len(seen):]) == [tp for tp, _ in seen]

@@ -34,7 +34,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["PilotRefineConfig", "group_terms", "refine_pilots", "refine_decision", "net_se_tilde"]
+__all__ = ["PilotRefineConfig", "engine_config", "group_terms", "refine_pilots", "refine_decision",
+           "net_se_tilde"]
 
 
 @dataclass(frozen=True)
@@ -368,3 +369,9 @@ def refine_decision(dec, beta: np.ndarray, assoc: np.ndarray, n_ant: int, *, p_p
     colour, _ = refine_pilots(beta, assoc, dec.colour, n_ant, p_pilot_w=p_pilot_w, p_max_w=p_max_w,
                               noise_w=noise_w, tau_c=tau_c, config=cfg)
     return PilotDecision(colour, int(colour.max()) + 1, dec.x_soft, dec.logits)
+
+
+def engine_config(max_moves: int) -> PilotRefineConfig:
+    """The refinement of ``comm.gnn_pilot_refine`` (the simulator's option): the reproduction's
+    thresholds (new pilots at N >= 16, none below N = 4) with ``max_moves`` moves."""
+    return PilotRefineConfig(max_moves=int(max_moves), new_pilots=True, min_n=4, new_pilots_min_n=16)
