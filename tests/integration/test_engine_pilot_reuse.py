@@ -113,4 +113,4 @@ def test_tabu_prescreen_setting_reaches_the_search(monkeypatch, value, n_exact):
     run("run.frames=1", f"comm.pilot_tabu_exact={value}")
     assert seen[0] == n_exact
     assert (seen[1] == 0) == (n_exact is None)
-    assert load_scenario("scenarios/umi_cellfree.yaml").comm.pilot_tabu_exact == 8
+    assert load_scenario("scenarios/umi_cellfree.yaml").comm.pilot_tabu_exact == 4  # the file's choice (N = 16)
