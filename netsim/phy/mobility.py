@@ -21,6 +21,7 @@ __all__ = [
     "StaticMobility",
     "TrajectoryMobility",
     "load_trajectories",
+    "waypoint_peek_times",
 ]
 
 
@@ -245,6 +246,47 @@ class RandomWaypointMobility:
         arrived = t >= self._t_arrive  # [T]
         pos[arrived] = self._dest
         return pos, np.where(arrived, 0.0, self._leg_speed)
+
+
+def waypoint_peek_times(models: list[RandomWaypointMobility], times_s: ArrayLike
+                        ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """:meth:`RandomWaypointMobility.peek_times` of several users at once.
+
+    Parameters
+    ----------
+    models : list of RandomWaypointMobility (K,)
+    times_s : array_like (T,), [s]
+
+    Returns
+    -------
+    positions : ndarray (T, K, 2), float64, [m]
+    speeds : ndarray (T, K), float64, [m/s]
+        Or None when a time lies outside some user's current leg (its next leg needs new
+        random draws: query that user with :meth:`~RandomWaypointMobility.position`).
+
+    The legs' constants are gathered into (K,) arrays and every entry gets the operations of
+    :meth:`~RandomWaypointMobility.peek_times` (hence of ``position``) in the same order, so the
+    values are bit-identical to one ``peek_times`` call per user; the per-user calls cost a
+    dozen small numpy operations each.
+    """
+    t = np.asarray(times_s, dtype=float)  # [T]
+    if t.size == 0 or not models:
+        return None
+    # per user: x0, y0, vx, vy, width, height, leg start, arrival, leg end, dest x, dest y, speed
+    leg = np.array([(*m._leg, m._t_start, m._t_arrive, m._t_end, m._dest[0], m._dest[1],
+                     m._leg_speed) for m in models]).T  # [12, K]
+    x0, y0, vx, vy, w, h, t_start, t_arrive, t_end, dest_x, dest_y, speed = leg  # [K] each
+    if t.max() >= t_end.min() or t.min() < t_start.max():
+        return None
+    dt = t[:, None] - t_start  # [T, K]
+    pos = np.empty((t.size, len(models), 2))  # [T, K, 2]
+    pos[..., 0] = np.minimum(np.maximum(x0 + vx * dt, 0.0), w)
+    pos[..., 1] = np.minimum(np.maximum(y0 + vy * dt, 0.0), h)
+    arrived = t[:, None] >= t_arrive  # [T, K]
+    if arrived.any():
+        pos[..., 0] = np.where(arrived, dest_x, pos[..., 0])
+        pos[..., 1] = np.where(arrived, dest_y, pos[..., 1])
+    return pos, np.where(arrived, 0.0, speed)
 
 
 class TrajectoryMobility:

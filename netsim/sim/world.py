@@ -38,6 +38,7 @@ from netsim.phy.mobility import (
     StaticMobility,
     TrajectoryMobility,
     load_trajectories,
+    waypoint_peek_times,
 )
 from netsim.phy.oscillator import ClockNoise, OscillatorBank
 from netsim.rng import RandomStreams
@@ -324,21 +325,28 @@ class Network:
             return None
         if n_t * self.n_users * self.n_aps * self.n_antennas > max_elements:
             return None
-        pos = np.empty((n_t, self.n_users, 2))  # [S, K, 2]
-        speed = np.empty((n_t, self.n_users))  # [S, K]
-        for k, model in enumerate(self.mobility):
-            many = getattr(model, "peek_times", None)
-            if many is not None:  # random waypoint: all times at once (same bits)
-                got = many(times_s)
-                if got is None:
-                    return None
-                pos[:, k], speed[:, k] = got
-                continue
-            for s, t in enumerate(times_s):
-                got = model.peek(t)
-                if got is None:
-                    return None
-                pos[s, k], speed[s, k] = got
+        if all(type(m) is RandomWaypointMobility for m in self.mobility):
+            # every user at every time in one go (the same bits as per user)
+            got = waypoint_peek_times(self.mobility, times_s)
+            if got is None:
+                return None
+            pos, speed = got  # [S, K, 2], [S, K]
+        else:
+            pos = np.empty((n_t, self.n_users, 2))  # [S, K, 2]
+            speed = np.empty((n_t, self.n_users))  # [S, K]
+            for k, model in enumerate(self.mobility):
+                many = getattr(model, "peek_times", None)
+                if many is not None:  # random waypoint: all times at once (same bits)
+                    got = many(times_s)
+                    if got is None:
+                        return None
+                    pos[:, k], speed[:, k] = got
+                    continue
+                for s, t in enumerate(times_s):
+                    got = model.peek(t)
+                    if got is None:
+                        return None
+                    pos[s, k], speed[s, k] = got
         shape = (n_t, self.n_users, self.n_aps, self.n_antennas)
         if not np.isfinite(self.k_factor):
             return self.geometric_channel(pos.reshape(-1, 2)).reshape(shape)  # [S, K, M, N]

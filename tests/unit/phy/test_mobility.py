@@ -15,6 +15,7 @@ from netsim.phy.mobility import (
     StaticMobility,
     TrajectoryMobility,
     load_trajectories,
+    waypoint_peek_times,
 )
 
 sizes = st.floats(1.0, 500.0)
@@ -231,3 +232,34 @@ def test_peek_times_equals_peek_one_by_one() -> None:
                 np.testing.assert_array_equal(speed, np.array([v for _, v in single]))
             t = times[-1]
     assert model.peek_times([]) is None
+
+
+def test_waypoint_peek_times_of_many_users_equals_one_call_per_user() -> None:
+    """waypoint_peek_times (all users of a frame in one batch) gives the bits of one
+    peek_times per user, in an area small enough that users pause, arrive and start new legs
+    within the queried spans, and refuses a span as soon as one user would leave its leg."""
+    rng = np.random.default_rng(11)
+    for trial in range(4):
+        users = [RandomWaypointMobility(rng.uniform([0.5, 0.5], [6.0, 4.5]), 7.0, 5.0,
+                                        (0.3, 4.0), 0.2 * trial, np.random.default_rng(100 + k))
+                 for k in range(5)]
+        t, seen_none, seen_arrived = 0.0, 0, 0
+        for _ in range(120):
+            times = t + np.sort(rng.uniform(0.0, 0.06, 9))  # off-grid, one repeated below
+            times[3] = times[2]
+            batch = waypoint_peek_times(users, times)
+            each = [u.peek_times(times) for u in users]
+            if any(e is None for e in each):
+                assert batch is None
+                seen_none += 1
+                for u in users:
+                    u.position(times[-1])  # new legs where needed (draws), as the engine does
+            else:
+                pos, speed = batch
+                assert pos.shape == (9, 5, 2) and speed.shape == (9, 5)
+                np.testing.assert_array_equal(pos, np.stack([e[0] for e in each], axis=1))
+                np.testing.assert_array_equal(speed, np.stack([e[1] for e in each], axis=1))
+                seen_arrived += int((speed == 0.0).any())
+            t = float(times[-1])
+        assert seen_none and (trial == 0 or seen_arrived)  # both branches were exercised
+    assert waypoint_peek_times(users, []) is None and waypoint_peek_times([], [0.0]) is None
