@@ -704,8 +704,9 @@ def tabu_reassign(
             if cfg.n_candidates is not None and cfg.n_candidates < moves.shape[0]:
                 pick = rng.choice(moves.shape[0], size=cfg.n_candidates, replace=False)
                 moves = moves[np.sort(pick)]
-            code = moves[:, 0] * tau0 + moves[:, 1]  # [B] (user, pilot) as one integer
-            is_tabu = np.isin(code, [k * tau0 + s for k, s in tabu])  # [B]
+            codes = {k * tau0 + s for k, s in tabu}  # (user, pilot) as one integer
+            is_tabu = np.array([c in codes for c in (moves[:, 0] * tau0 + moves[:, 1]).tolist()],
+                               dtype=bool)  # [B]
             if screen is not None and cfg.n_exact < moves.shape[0]:
                 keep = _prescreen(np.asarray(screen(cur, moves[:, 0], moves[:, 1])), is_tabu,
                                   int(cfg.n_exact))
