@@ -4,7 +4,7 @@ Usage::
 
     python analysis/finetune_gnn_n.py --model dts|sts --n-ant N --out FILE.npz
         [--init FILE.npz] [--drops 400] [--subframes 2] [--epochs 20] [--lr 0.003]
-        [--random-share 0.1] [--seed 4111]
+        [--random-share 0.1] [--seed 4111] [--time-budget S]
 
 Drops of the paper's UMi deployment (M = 7, K = 42, the given N) x ``--subframes`` subframes
 with FIXED pilots: the model's own pilot head with its test-phase rounding (a ``--random-share``
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--random-share", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=4111, help="data seed (keep it apart from test seeds)")
     ap.add_argument("--log", help="per-epoch JSON lines")
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="stop after this many wall seconds of training (the best state so far is kept)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     fw, n_ant = args.model, args.n_ant
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                          random_pilot_share=args.random_share, pilot_source=pilots)
     hist = pretrain_power(net, data, spec.tau_c,
                           PretrainConfig(epochs=args.epochs, batch=8, lr=args.lr, patience=6, plateau=3,
-                                         seed=n_ant, frozen_bn=True), log=log)
+                                         seed=n_ant, frozen_bn=True, time_budget_s=args.time_budget), log=log)
     meta = json.loads(json.dumps(base.meta))
     stage = f"finetune_{key}_n{n_ant}"
     while stage in meta:  # a second stage on top of a fine-tuned file
