@@ -198,7 +198,10 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                            "the correction is lost"),
     "music_fallback": ("-1", "MUSIC lost a tracked peak and searched the full grid of a "
                        "cluster (or kept the prediction)", "detail names the cluster APs"),
-    "sensing_lost": ("user", "MUSIC/ML did not detect the user's echo near its prediction",
+    "sensing_lost": ("user", "MUSIC/ML did not detect the user's echo near its prediction, or "
+                     "(tracking frames) the track's sensing cluster holds none of the user's serving "
+                     "APs (uplink registration), or its cluster's echo stayed unexplained there "
+                     "(`sensing_unexplained`)",
                      "the user coasts on its prediction and its search window widens"),
     "sensing_reacquired": ("user", "a lost user was detected again", "detail gives the "
                            "position; tracking resumes"),
@@ -212,6 +215,14 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                             "an ungated second matching (sigma floor 0.1 m) where unambiguous, the "
                             "cluster's only echo left, else the uplink registration (detail says "
                             "which)"),
+    "sensing_unexplained": ("user", "a tracking frame's estimates left a direction of the "
+                            "cluster's echo subspace unexplained (`unexplained_echo` >= 0.5: a track "
+                            "on a ghost, or a user missed) and the user, a member of that cluster, "
+                            "moved when searched again in a widened window, or the echo stayed "
+                            "unexplained", "the answer that explains the most echo is kept "
+                            "(identities by the uplink rule); a user whose cluster holds none of its "
+                            "serving APs is declared lost (`sensing_lost`) and re-acquired from its "
+                            "uplink cluster (detail gives the residual before and after, and the move)"),
     "sensing_confirm_fallback": ("-1", "the confirming frame's local search around frame 0's "
                                  "estimates was not trusted for a cluster: a user not detected or "
                                  "ambiguous in its window, an estimate outside its window, or echo "

@@ -69,6 +69,9 @@ CONFIRM_HALFWIDTH_M = 0.5  # frame 1 searches each user this far around frame 0'
 # its track window): frame 0 senses before the first sync correction, its estimates can be 0.15 m off
 CONFIRM_RESIDUAL = 0.5  # frame 1's local answer must leave no signal direction unexplained beyond
 # this (netsim.sensing.acquire.unexplained_echo: <= 0.28 when right, 1.0 with a user missed)
+TRACK_RESIDUAL = 0.5  # a tracking frame's estimates must explain the echo subspace this well
+# (the same statistic; above it the cluster's members are searched again, MusicSensing._check_residual)
+RECHECK_WINDOW_M = 3.0  # first widened window of a suspect [m] (then the cluster's region)
 
 
 
@@ -106,6 +109,7 @@ class MusicSensing:
         self.n_searches = 0
         self.n_confirmed = 0  # clusters a confirming frame kept from its local search (no full acquisition)
         self.extra_aps = np.zeros(k, dtype=np.int64)  # APs added to a user's cluster (ambiguity)
+        self.widen = np.zeros(k)  # [K] m: window a residual check asks for the next frame (0: none)
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
                "random_waypoint": mob.speed_range_mps[1]}.get(mob.model, MAX_TRACK_SPEED_MPS)
@@ -188,7 +192,11 @@ class MusicSensing:
         dt = now - self.t_last if np.isfinite(self.t_last) else 0.0
         acquired = np.isfinite(self.halfwidth)
         pred = np.where(acquired[:, None], self.pos + self.vel * dt, np.nan)  # [K, 2]
-        anchor = np.where(acquired[:, None], pred, true_pos)
+        if self.n_frames >= ACQUIRE_FRAMES:
+            self._check_serving(network, pred, true_pos)
+        # a lost track's prediction is a guess: its cluster is chosen from the uplink registration
+        # (the serving APs, modelled by the true position, as in frame 0)
+        anchor = np.where((acquired & ~self.lost)[:, None], pred, true_pos)
         n_snap = int(min(cfg.max_snapshots, max(1, np.floor(sim.timing_sense_s / cfg.snapshot_duration_s + 1e-9))))
         to_s, cfo_hz, _ = network.offsets_to(sim.reference_ap)
         fc = sc.channel.carrier_hz
@@ -317,10 +325,13 @@ class MusicSensing:
             pass
         elif tracking:
             span = float(np.max(hi - lo))
+            # a lost track's window is centred inside the region of the cluster its uplink chose
+            p_vis = np.where(self.lost[visible][:, None], np.clip(pred[visible], lo, hi), pred[visible])
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
-                                   predicted_m=pred[visible], halfwidth_m=np.minimum(hw, span),
+                                   predicted_m=p_vis, halfwidth_m=np.minimum(hw, span),
                                    kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
                                    estimate_m=np.isin(visible, members) if self.members_only else None)
+            res = self._check_residual(res, stats, geom, visible, members, aps, lo, hi, hw, exclusion, true_pos)
         else:
             grids = self.__dict__.setdefault("grid_cache", GridCache()) if self.n_frames < ACQUIRE_FRAMES else None
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
@@ -335,6 +346,32 @@ class MusicSensing:
             pos[bad] = fill[bad]
         amb = res.ambiguous if res.ambiguous is not None else np.zeros(len(visible), dtype=bool)
         return pos, res.detected & ~bad, amb & ~bad
+
+    def _check_serving(self, network, pred: np.ndarray, true_pos: np.ndarray) -> None:  # noqa: ANN001
+        """The uplink rule in tracking frames: a tracked user whose predicted position's sensing
+        cluster holds none of its serving APs (the uplink registration, modelled as the APs
+        nearest to its true position, as in frame 0) is on another user's echo or a ghost far
+        from where it registers: it is declared lost (``sensing_lost``), its cluster is chosen
+        from the uplink and its window covers that cluster's region (dense scenes: a wrong
+        frame-0 acquisition 67 m off was otherwise tracked for good, with no event)."""
+        cfg = self.sim.scenario.sensing
+        online = np.flatnonzero(network.online)
+        s = min(cfg.aps_per_user, online.size)
+        ks = np.flatnonzero(np.isfinite(self.halfwidth) & ~self.lost & np.all(np.isfinite(pred), axis=1))
+        if ks.size == 0 or s == 0:
+            return
+        xy = network.ap_center_m[online]  # [A, 2]
+        near_p = np.argsort(np.linalg.norm(xy[None] - pred[ks][:, None], axis=-1), kind="stable", axis=1)[:, :s]
+        near_t = np.argsort(np.linalg.norm(xy[None] - true_pos[ks][:, None], axis=-1), kind="stable", axis=1)[:, :s]
+        dep = self.sim.scenario.deployment
+        for i, k in enumerate(ks):
+            if set(near_p[i].tolist()) & set(near_t[i].tolist()):
+                continue
+            self.lost[k] = True
+            self.n_lost_events += 1
+            self.halfwidth[k] = float(max(dep.width_m, dep.height_m))
+            self.sim.event("sensing_lost", int(k), f"user {k}: its track's sensing cluster holds none of "
+                           "its serving APs (uplink registration); re-acquired in its uplink cluster")
 
     def _can_confirm(self, visible: list[int], hw: np.ndarray, force_acquire: bool) -> bool:
         """A confirming frame (1 .. ``ACQUIRE_FRAMES - 1``) first tries a local search around the
@@ -384,6 +421,86 @@ class MusicSensing:
         self.n_confirmed += 1
         return res
 
+    def _check_residual(self, res: ClusterResult, stats, geom, visible, members, aps, lo, hi, hw,  # noqa: ANN001, PLR0913
+                        exclusion, true_pos) -> ClusterResult:
+        """Tracking frame: do the estimates explain the cluster's echo? (issue 9, dense scenes)
+
+        A track that an acquisition put on a ghost is followed there frame after frame, detected
+        on the paths the ghost lights, while the user's own echo stays unexplained. With per-path
+        RCS draws a user's echo spans its per-AP blocks ``e_m (x) a_m(p_k)``, so the signal
+        subspace projected off the estimates' blocks
+        (:func:`netsim.sensing.acquire.unexplained_echo`) keeps a direction (about 1) where an
+        echo is unexplained; below ``TRACK_RESIDUAL`` nothing changes (and nothing is drawn).
+        Above it every member is searched again from this frame's estimates, in a window widened
+        to ``RECHECK_WINDOW_M``, then to the cluster's region (the other estimates' echoes
+        projected out, the track's own answer competing: a correct member finds itself again;
+        never a full-grid search of all users), the members' identities given by the uplink
+        rule (nearest registration, as in frame 0). The answer that explains the most is kept;
+        each member that moved gets a ``sensing_unexplained`` event. When the echo stays
+        unexplained, a member whose cluster shares no AP with its uplink registration (its
+        serving APs, modelled by the nearest APs to its true position) is returned undetected
+        (``sensing_lost``: its next cluster comes from the uplink, its window covers the
+        region), and every member gets the event (the culprit may be a user this cluster does
+        not estimate)."""
+        cfg = self.sim.scenario.sensing
+        pos = res.positions_m
+        v = len(visible)
+        is_mem = np.isin(visible, members)  # [V]
+        if not np.all(np.isfinite(pos)) or not np.any(is_mem):
+            return res
+        m, n = geom.n_aps, geom.n_antennas
+        sub = echo_subspace(stats.cov, m, n, self.noise_w, stats.n_snapshots, v * m, cfg.spectrum)
+        left = unexplained_echo(sub, geom, pos)
+        if left < TRACK_RESIDUAL:
+            return res
+        span = float(np.max(hi - lo))
+        best, best_left = res, left
+        mem = np.flatnonzero(is_mem)  # [F]
+        reg = true_pos[np.array(visible)[mem]]  # [F, 2] the members' uplink registrations
+        for wdw in (RECHECK_WINDOW_M, span):
+            start = np.where(is_mem[:, None], np.clip(pos, lo, hi), best.positions_m)  # [V, 2]
+            win = np.minimum(np.where(is_mem, np.maximum(hw, wdw), hw), span)  # [V] m
+            new = localize_cluster(stats, geom, self.noise_w, v, lo, hi, cfg.grid_step_m,
+                                   predicted_m=start, halfwidth_m=win, kind=cfg.spectrum,
+                                   exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
+                                   estimate_m=is_mem if self.members_only else None)
+            self.n_searches += int(np.sum(new.searched))
+            if not np.all(np.isfinite(new.positions_m)):
+                continue
+            if mem.size > 1:  # identities of the members by the uplink rule
+                ri, ci = min_cost_assignment(np.linalg.norm(reg[:, None] - new.positions_m[mem][None], axis=-1))
+                order = mem.copy()
+                order[ri] = mem[ci]
+                new = replace(new, positions_m=new.positions_m.copy(), detected=new.detected.copy(),
+                              n_paths=new.n_paths.copy())
+                for arr in (new.positions_m, new.detected, new.n_paths):
+                    arr[mem] = arr[order]
+            new_left = unexplained_echo(sub, geom, new.positions_m)
+            if new_left < best_left - 0.05:
+                best, best_left = new, new_left
+            if best_left < TRACK_RESIDUAL:
+                break
+        moved = np.linalg.norm(best.positions_m - pos, axis=1)  # [V] m
+        resolved = best_left < TRACK_RESIDUAL
+        det = best.detected.copy()
+        online = np.flatnonzero(self.sim.net.online)
+        for j in mem:
+            k = visible[j]
+            far = False
+            if not resolved:
+                d = np.linalg.norm(self.sim.net.ap_center_m[online] - true_pos[k], axis=1)
+                serving = set(int(a) for a in online[np.argsort(d, kind="stable")[:cfg.aps_per_user]])
+                far = not serving & set(int(a) for a in aps)
+            if moved[j] > max(hw[j], 1e-3) or not resolved:
+                self.sim.event("sensing_unexplained", k, f"user {k}: the tracked estimates left {left:.2f} "
+                               f"of a signal direction of its cluster's echo unexplained; searched again "
+                               f"in a widened window: moved {moved[j]:.2f} m, {best_left:.2f} left"
+                               + ("; its cluster holds none of its serving APs: declared lost" if far else ""))
+            if far:
+                det[j] = False
+                self.widen[k] = span
+        return replace(best, detected=det)
+
     def _identify(self, res: ClusterResult, visible: list[int], members: list[int],
                   pred: np.ndarray, true_pos: np.ndarray) -> ClusterResult:
         """Give the acquired positions (rows of ``res`` in found order) their users' identities.
@@ -410,8 +527,10 @@ class MusicSensing:
         if rows.size and confirming and np.all(np.isfinite(p)):
             sigma = np.maximum(self.halfwidth[visible] / GATE_SIGMAS, 1e-3)  # [V] m
             col, flagged = gated_association(est, p, sigma)
+            # every flagged user takes its identity from the uplink (a dense cluster's ungated
+            # second matching permuted three identities for good: our dense family, seed 0)
             col, by_uplink = resolve_flagged(col, flagged, est, p, sigma, true_pos[visible],
-                                             no_track=self.lost[visible])
+                                             no_track=np.ones(v, dtype=bool))
             for j in np.flatnonzero(flagged):
                 k = visible[j]
                 if k not in members:
@@ -467,7 +586,8 @@ class MusicSensing:
                     est[k] = pred[k]
                 self.pos[k] = est[k]
                 hw = self.halfwidth[k] if np.isfinite(self.halfwidth[k]) else 0.5
-                self.halfwidth[k] = min(3.0 * hw, span)
+                self.halfwidth[k] = min(max(3.0 * hw, float(self.widen[k])), span)
+            self.widen[k] = 0.0
         self.detected = detected.copy()
 
 
