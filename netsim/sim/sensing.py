@@ -110,6 +110,8 @@ class MusicSensing:
         self.n_confirmed = 0  # clusters a confirming frame kept from its local search (no full acquisition)
         self.extra_aps = np.zeros(k, dtype=np.int64)  # APs added to a user's cluster (ambiguity)
         self.widen = np.zeros(k)  # [K] m: window a residual check asks for the next frame (0: none)
+        self.n_residual_checks = 0  # tracking clusters whose echo residual was checked
+        self.n_unexplained = 0  # ... and found unexplained (members searched again)
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
                "random_waypoint": mob.speed_range_mps[1]}.get(mob.model, MAX_TRACK_SPEED_MPS)
@@ -257,6 +259,7 @@ class MusicSensing:
             for a_l, v_l, aps_l in drawn_later:
                 self._share_draws(a_l, v_l, aps_l, drawn, False)
             drawn_later.clear()
+        jobs = []  # per cluster, in key order: every random draw is made here, in that order
         for key, members in sorted(todo.items()):
             aps = np.array(key)
             geom = self._geometry(aps)
@@ -274,13 +277,29 @@ class MusicSensing:
             exact = True  # the structured bound costs K^3 per path: no need for the diagonal J_bb
             bound = fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
                                         exact_jbb=exact, alpha=alpha_eff)  # [V, 2, 2]
-            pos, det, amb = self._estimate(network, rng, geom, aps, visible, members, alpha, bound, r,
-                                           n_snap, to_s, cfo_hz, pred, true_pos,
-                                           force_acquire=bool(force & set(members)))
+            stats = sample_echo_statistics(
+                geom, true_pos[visible], r, n_snap, self.noise_w, rng, alpha,
+                residual_cfo_hz=cfo_hz[aps], residual_to_s=to_s[aps], fidelity=cfg.fidelity,
+                carrier_hz=self.sim.scenario.channel.carrier_hz, snapshot_s=cfg.snapshot_duration_s)
+            jobs.append((members, aps, geom, visible, bound, r, stats))
+        # tracking frames estimate the clusters of lost users first: a lost user re-acquired in
+        # its own cluster then enters the other clusters that see it at its new estimate (at its
+        # old guess it left its echo unexplained next to their members; our dense geometry: a
+        # close pair's identities swapped); no lost user: key order, unchanged
+        order = list(range(len(jobs)))
+        if self.n_frames >= ACQUIRE_FRAMES:
+            order.sort(key=lambda i: not bool(np.any(self.lost[jobs[i][0]])))
+        pred_f = pred.copy()  # [K, 2] predictions, updated by this frame's re-acquisitions
+        hw_f = self.halfwidth.copy()  # [K] m
+        for i in order:
+            members, aps, geom, visible, bound, r, stats = jobs[i]
+            v, m = len(visible), len(aps)
+            pos, det, amb = self._estimate(network, stats, geom, aps, visible, members, n_snap, pred_f,
+                                           true_pos, hw_f, force_acquire=bool(force & set(members)))
             if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
                 nominal = self._effective_alpha(np.ones((v, m, m), complex), aps, pair)
                 bnom = np.trace(fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
-                                                    exact_jbb=exact, alpha=nominal), axis1=1, axis2=2)
+                                                    exact_jbb=True, alpha=nominal), axis1=1, axis2=2)
             for j, k in enumerate(visible):
                 if k in members:
                     est[k], crlb[k], detected[k] = pos[j], np.trace(bound[j]), det[j]
@@ -288,6 +307,9 @@ class MusicSensing:
                         plan[k] = bnom[j]
                     if amb[j]:
                         ambiguous.append(k)
+                    if self.lost[k] and det[j] and self.n_frames >= ACQUIRE_FRAMES:
+                        pred_f[k] = pos[j]
+                        hw_f[k] = 3.0 * np.sqrt(crlb[k]) + 0.01
         return ambiguous
 
     @staticmethod
@@ -303,17 +325,12 @@ class MusicSensing:
                     else:
                         drawn.setdefault(key, complex(alpha[j, a, b]))
 
-    def _estimate(self, network, rng, geom, aps, visible, members, alpha, bound, r, n_snap,  # noqa: ANN001, ANN202, PLR0913
-                  to_s, cfo_hz, pred, true_pos, force_acquire=False):
-        sc = self.sim.scenario
-        cfg = sc.sensing
-        stats = sample_echo_statistics(
-            geom, true_pos[visible], r, n_snap, self.noise_w, rng, alpha,
-            residual_cfo_hz=cfo_hz[aps], residual_to_s=to_s[aps], fidelity=cfg.fidelity,
-            carrier_hz=sc.channel.carrier_hz, snapshot_s=cfg.snapshot_duration_s)
+    def _estimate(self, network, stats, geom, aps, visible, members, n_snap,  # noqa: ANN001, ANN202, PLR0913
+                  pred, true_pos, hw_all, force_acquire=False):
+        cfg = self.sim.scenario.sensing
         lo, hi = self._region(aps)
         exclusion = max(geom.aperture_m, 0.3)  # no user inside an AP's mounting
-        hw = self.halfwidth[visible]
+        hw = hw_all[visible]
         # the first frame senses before any sync correction has arrived (bistatic paths are
         # decorrelated): its tracks are confirmed by a second acquisition on the next frame
         tracking = (cfg.tracking and bool(np.all(np.isfinite(hw))) and self.n_frames >= ACQUIRE_FRAMES
@@ -451,8 +468,10 @@ class MusicSensing:
         m, n = geom.n_aps, geom.n_antennas
         sub = echo_subspace(stats.cov, m, n, self.noise_w, stats.n_snapshots, v * m, cfg.spectrum)
         left = unexplained_echo(sub, geom, pos)
+        self.n_residual_checks += 1
         if left < TRACK_RESIDUAL:
             return res
+        self.n_unexplained += 1
         span = float(np.max(hi - lo))
         best, best_left = res, left
         mem = np.flatnonzero(is_mem)  # [F]
