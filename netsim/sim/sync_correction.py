@@ -106,6 +106,7 @@ class SyncCorrection:
         self.gated_this_frame = 0
         self.measured_this_frame = 0
         self.gated_aps = np.zeros(n_aps, dtype=bool)  # [M] gated since the last take_gated()
+        self._phase_floor: dict[float, float] = {}  # sync interval s -> phase_floor_rad, rad
 
     # ------------------------------------------------------------------ topology
     def on_replan(self, old_plan, new_plan) -> None:
@@ -157,12 +158,22 @@ class SyncCorrection:
             return None
         if self.schedule_mode == "adaptive" and not np.isfinite(self.bounds[2]):
             return None
-        from netsim.sync.tracking import phase_floor_rad
+        cache = self.__dict__.setdefault("_phase_floor", {})  # (checkpoints from before it)
+        floor = cache.get(interval_s)
+        if floor is None:  # a function of the (fixed) sync period: once per period value
+            from netsim.sync.tracking import phase_floor_rad
 
-        if float(phase_floor_rad(interval_s, self.noise, self.carrier_hz)) >= 0.5:
+            floor = float(phase_floor_rad(interval_s, self.noise, self.carrier_hz))
+            cache[interval_s] = floor
+        if floor >= 0.5:
+            return None
+        lock = self.tracker.config.phase_lock_std_rad
+        # the usual case once locked: an upper bound of every std is already far below the
+        # lock threshold, so no AP needs the round (the same decision as the exact stds)
+        if not (first.aps & ~(self.tracker.phase_std_bound(t_s) <= 0.5 * lock)).any():
             return None
         std = self.tracker.phase_std_given_rest(t_s)  # [M] (inf: no track yet)
-        need_ap = first.aps & (std > self.tracker.config.phase_lock_std_rad)  # [M]
+        need_ap = first.aps & (std > lock)  # [M]
         if not need_ap.any():
             return None
         return _clusters_for(plan, first.aps, need_ap, self.tracker.reference)

@@ -449,6 +449,45 @@ class ClockTracker:
         out[i == self.reference] = 0.0
         return out
 
+    def phase_std_bound(self, t_s: float, idx: ArrayLike | None = None) -> NDArray[np.float64]:
+        """Cheap upper bound of :meth:`phase_std_given_rest` (no 3x3 prediction, no solve).
+
+        The conditional variance is a Schur complement, ``S_33 - c^T S_r^-1 c <= S_33``, and
+        ``S_33 = P_33(t_s) + r_3`` with ``P_33(t_s) = P_33 + 2 b P_23 + b^2 P_22 + Q_33``
+        (``b = 2 pi dt``, the only non-zero entries of the transition's phase row, eq. T1).
+        The sum is padded by ``1e-9`` times the sum of the terms' magnitudes, far above the
+        rounding of either evaluation, so ``bound >= phase_std_given_rest`` wherever the
+        latter's 2x2 solve keeps any accuracy. Lets a caller that only asks "is every std below
+        a threshold" skip the exact evaluation when the bound already is well below it.
+
+        Returns
+        -------
+        ndarray (k,), float, [rad]; inf for inactive tracks (or without variances), 0 for the
+        reference.
+        """
+        i = self._idx(idx)
+        dt = float(t_s) - self.t_s[i]  # [k]
+        if np.any(dt < -1e-12):
+            raise ValueError(f"cannot predict backwards (t_s={t_s} < track time {self.t_s[i].max()})")
+        dt = np.maximum(dt, 0.0)
+        nz = self.config.noise
+        fc = float(self.config.carrier_hz)
+        gc = 2.0 * np.pi * fc
+        qxx = nz.white_fm_s2_per_s * dt + nz.random_walk_fm_per_s * dt**3 / 3.0  # [k] s^2
+        q33 = 2.0 * (gc * qxx * gc + nz.phase_noise_rad2_per_s * dt)  # [k] rad^2 (relative)
+        p = self.cov[i]  # [k, 3, 3]
+        b = 2.0 * np.pi * dt  # [k]
+        t1, t2, t3 = p[:, 2, 2], 2.0 * b * p[:, 1, 2], b * b * p[:, 1, 1]  # [k] rad^2
+        r3 = self.meas_var[i, 2]  # [k]
+        with np.errstate(invalid="ignore", over="ignore"):
+            var = (t1 + t2 + t3 + q33 + r3
+                   + 1e-9 * (np.abs(t1) + np.abs(t2) + np.abs(t3) + q33 + np.abs(r3)))  # [k]
+            out = np.sqrt(np.maximum(var, 0.0))
+        ok = self.active[i] & np.isfinite(self.meas_var[i]).all(axis=1) & np.isfinite(out)
+        out = np.where(ok, out, np.inf)
+        out[i == self.reference] = 0.0
+        return out
+
     def _phase_hypothesis(self, nu: NDArray, s: NDArray, w: NDArray | None = None
                           ) -> tuple[NDArray, ...]:
         """Integer phase ambiguity of innovations ``nu`` (j, 3) with covariance ``s`` (j, 3, 3)

@@ -114,3 +114,42 @@ def test_round_geometry_cache_is_invisible():
     r1.links.tx_ap[:] = -5
     r2 = sync_round(plan, pos, x, f, cfg, "crb", np.random.default_rng(3))
     assert np.all(r2.links.tx_ap >= 0)
+
+
+def test_phase_std_bound_is_above_the_exact_conditional_std():
+    """The acquisition check's shortcut: ``phase_std_bound >= phase_std_given_rest`` on random
+    tracker states of our own (random noise levels, carriers, correlated covariances,
+    measurement variances over many decades, inactive tracks, prediction gaps of 0 to 30 s)."""
+    from netsim.phy.oscillator import ClockNoise
+    from netsim.sync.tracking import ClockTracker, TrackerConfig
+
+    rng = np.random.default_rng(1303)
+    checked = 0
+    for trial in range(12):
+        noise = ClockNoise.from_allan(10 ** rng.uniform(-12, -9), 10 ** rng.uniform(-13, -10))
+        cfg = TrackerConfig(noise=noise, carrier_hz=10 ** rng.uniform(9, 10.5))
+        n = 9
+        trk = ClockTracker(n, cfg, reference=trial % n)
+        others = np.array([a for a in range(n) if a != trk.reference])
+        t = 0.0
+        for _ in range(4):
+            t += rng.uniform(0.001, 2.0)
+            sd = np.array([10 ** rng.uniform(-10, -7), 10 ** rng.uniform(-1, 2),
+                           10 ** rng.uniform(-2, 0.5)])  # s, Hz, rad
+            z = rng.normal(0, 1, (others.size, 3)) * sd
+            trk.update(others, t, z, np.broadcast_to(sd**2, z.shape))
+        # correlated covariances, as a long filter run leaves them
+        a = rng.normal(0, 1, (n, 3, 3)) * np.array([0.3, 0.1, 0.2])
+        trk.cov[:] = trk.cov + a @ np.swapaxes(a, -1, -2)
+        trk.cov[trk.reference] = 0.0
+        trk.reset([others[0]])  # one inactive track: inf in both
+        for gap in (0.0, 1e-3, 0.5, 30.0):
+            exact = trk.phase_std_given_rest(t + gap)
+            bound = trk.phase_std_bound(t + gap)
+            assert np.all(bound >= exact), (trial, gap)
+            assert np.isinf(bound[others[0]]) and bound[trk.reference] == 0.0
+            fin = np.isfinite(exact) & (exact > 0)
+            # a bound, not a different quantity: within the correlation factor of the exact one
+            assert np.all(bound[fin] <= 1e3 * exact[fin])
+            checked += int(fin.sum())
+    assert checked > 200
