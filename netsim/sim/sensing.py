@@ -39,6 +39,12 @@ ULA mirror ghost, or no detection) gets one more AP in its cluster (``extra_aps`
 later frames) and is acquired again in the same frame (``sensing_ambiguous`` event), with the RCS draws of the paths
 it had already seen in that frame (the new AP's paths are fresh draws). A window search (lost or
 uncertain track) gets the same check and the same remedy.
+
+Tracking frames follow no wrong track silently: a track whose cluster holds none of the user's
+serving APs (uplink rule, :meth:`MusicSensing._check_serving`) is declared lost and re-acquired
+in its uplink cluster (lost users' clusters are estimated first); a cluster whose estimates leave
+its echo unexplained has its members searched again in widened windows
+(:meth:`MusicSensing._check_residual`, ``sensing_unexplained``).
 """
 
 from __future__ import annotations
