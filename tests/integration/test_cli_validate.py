@@ -57,3 +57,17 @@ def test_run_refuses_an_out_that_is_a_file_or_read_only(tmp_path):
         finally:
             ro.chmod(0o700)
         assert res.returncode == 2 and "is not writable" in res.stderr
+
+
+def test_the_cli_skips_pydantic_plugin_discovery_unless_the_user_set_it(monkeypatch, capsys):
+    """netsim's own process sets PYDANTIC_DISABLE_PLUGINS (start-up: no scan of every installed
+    distribution's entry points); a value the user gave is kept."""
+    from netsim.cli import main
+
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    assert main(["validate", "scenarios/quickstart.yaml"]) == 0
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "some_plugin")
+    assert main(["validate", "scenarios/quickstart.yaml"]) == 0
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "some_plugin"
+    assert "quickstart.yaml: OK" in capsys.readouterr().out
