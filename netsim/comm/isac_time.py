@@ -43,6 +43,7 @@ from netsim.comm.robust import (
     repower,
     worst_case_sinr,
 )
+from netsim.comm.robust_bisection import SdrOracle
 from netsim.sensing.config import IsacConfig
 
 __all__ = ["TdIsacResult", "crlb_feasible_rho", "error_radius_at", "td_isac"]
@@ -117,6 +118,8 @@ def td_isac(
     noise_w: float | None = None,
     zeta: float | None = None,
     max_iter: int | None = None,
+    sdr_solver: str = "ipm",
+    cert_solver: str = "ipm",
 ) -> TdIsacResult:
     """Joint time allocation and robust beamforming (Algorithms 2-4).
 
@@ -134,6 +137,12 @@ def td_isac(
         Initial rho^(0) (Main and MRT).
     p_max_w, noise_w, zeta, max_iter :
         Overrides of the cfg values.
+    sdr_solver, cert_solver : {"ipm", "clarabel"}
+        Who decides the Bi-RBO steps of the SDR (14) (the AO, the projection and the polish) and
+        who solves the certificate SDPs (the rho update and the final certificate): the
+        interior-point methods of :mod:`netsim.comm.robust_ipm` / :mod:`netsim.comm.robust_cert_ipm`
+        (default; Clarabel where they do not apply or converge) or cvxpy + Clarabel (the
+        reference). See :func:`netsim.comm.robust.design_beamformers`.
     """
     t_start = time.perf_counter()
     pc = cfg.comm_power_w if p_max_w is None else p_max_w
@@ -158,7 +167,7 @@ def td_isac(
         t, x, n_s = ei_socp(red.with_eps(np.zeros((n_aps, k_users))), rho_bar, zt)
         if x is None:
             return TdIsacResult(scheme, rho_bar, rho_bar, 0.0, 0.0, np.zeros(k_users), zero, [(rho_bar, 0.0)], "infeasible", n_s, time.perf_counter() - t_start)
-        gam, rate = certify(red, x, rho_bar)
+        gam, rate = certify(red, x, rho_bar, solver=cert_solver)
         return TdIsacResult(scheme, rho_bar, rho_bar, t, rate, gam, red.lift(x), [(rho_bar, t)], "ok", n_s, time.perf_counter() - t_start)
     if scheme not in ("main", "mrt"):
         raise ValueError(f"scheme must be 'main', 'ei' or 'mrt', got {scheme!r}")
@@ -173,7 +182,7 @@ def td_isac(
     n_solves = 0
     for it in range(imax):
         red = red_at(rho)
-        res = bi_rbo(red, rho, zt, t_lo=prev.t if prev is not None else 0.0, init=prev, mrt=mrt)
+        res = bi_rbo(red, rho, zt, t_lo=prev.t if prev is not None else 0.0, init=prev, mrt=mrt, solver=sdr_solver)
         n_solves += res.n_solves
         hist.append((rho, res.t))
         if not res.feasible:
@@ -195,7 +204,7 @@ def td_isac(
             cand = np.round(cand[(cand > 0) & (cand <= rho_max + 1e-12)], 10)
             best_r, best_t = rho, res.t
             for r_c in cand:
-                gam, _ = worst_case_sinr(red_at(float(r_c)), None, w_mats=w_fix)
+                gam, _ = worst_case_sinr(red_at(float(r_c)), None, w_mats=w_fix, solver=cert_solver)
                 t_c = float(r_c * np.log2(1.0 + max(float(np.min(gam)), 0.0)))
                 if t_c > best_t + 1e-9:
                     best_r, best_t = float(r_c), t_c
@@ -210,7 +219,7 @@ def td_isac(
     rho_fin = prev_rho
     if rho_fin > rho_bar:  # projection (18)
         rho_fin = rho_bar
-        res = bi_rbo(red_at(rho_bar), rho_bar, zt, mrt=mrt)
+        res = bi_rbo(red_at(rho_bar), rho_bar, zt, mrt=mrt, solver=sdr_solver)
         n_solves += res.n_solves
         hist.append((rho_bar, res.t))
         stages.append("projection")
@@ -219,65 +228,62 @@ def td_isac(
         prev = res
     if cfg.rho_polish_steps:
         rho_fin, prev, n_p = _polish_rho(red_at, rho_fin, prev, min(rho_bar, rho_max), cfg.delta_rho, cfg.rho_polish_steps,
-                                         cfg.rho_polish_tol_bps_hz, mrt, hist, stages)
+                                         cfg.rho_polish_tol_bps_hz, mrt, hist, stages, sdr_solver)
         n_solves += n_p
     red = red_at(rho_fin)
     if mrt:
         x = _mrt_rank_one(red, prev)
     else:
         x = rank_one(red, prev.w_mats)
-    gam, rate = certify(red, x, rho_fin)
+    gam, rate = certify(red, x, rho_fin, solver=cert_solver)
     if cfg.rank_one_repower:
         x2 = repower(red, x, rho_fin, zt)
         if x2 is not None:
-            gam2, rate2 = certify(red, x2, rho_fin)
+            gam2, rate2 = certify(red, x2, rho_fin, solver=cert_solver)
             if rate2 > rate:
                 x, gam, rate = x2, gam2, rate2
     return TdIsacResult(scheme, rho_fin, rho_bar, prev.t, rate, gam, red.lift(x), hist, "ok", n_solves, time.perf_counter() - t_start, stages)
 
 
-def _max_t_above(red, rho: float, t_floor: float, tol: float, mrt: bool) -> BiRboResult | None:  # noqa: ANN001
+def _max_t_above(red, rho: float, t_floor: float, tol: float, mrt: bool, solver: str = "ipm") -> BiRboResult | None:  # noqa: ANN001
     """Largest t >= t_floor (to ``tol``) for which the SDR at this rho is feasible, or None.
 
     One solve at ``t_floor``; if feasible, a galloping search upwards (steps tol, 2 tol, 4 tol,
-    ...) brackets the maximum, then bisection on the same compiled (DPP) problem.
+    ...) brackets the maximum, then bisection on the same compiled (DPP) problem; the
+    minimum-power point at the threshold found is the result (``solver``: see :func:`bi_rbo`).
     """
-    from netsim.comm.robust import _RobustSdp
-
-    sdp = _RobustSdp(red, mrt=mrt)
+    oracle = SdrOracle(red, rho, mrt=mrt, solver=solver)
     n = 0
 
-    def attempt(t: float) -> BiRboResult | None:
+    def attempt(t: float) -> tuple[float, object] | None:
         nonlocal n
         n += 1
-        ok, w, lam = sdp.solve(2.0 ** (t / rho) - 1.0)
-        if not ok:
-            return None
-        p_mats = [np.asarray(pk.value) for pk in sdp.p] if mrt else None
-        return BiRboResult(t, w, lam, True, p_mats=p_mats)
+        ok, sol = oracle.solve_at(t)
+        return (t, sol) if ok else None
 
     best = attempt(t_floor)
     if best is None:
         return None
     step, up = tol, None
     while up is None:
-        r = attempt(best.t + step)
+        r = attempt(best[0] + step)
         if r is None:
-            up = best.t + step
+            up = best[0] + step
         else:
             best, step = r, 2.0 * step
-    while up - best.t > tol:
-        r = attempt(0.5 * (best.t + up))
+    while up - best[0] > tol:
+        r = attempt(0.5 * (best[0] + up))
         if r is None:
-            up = 0.5 * (best.t + up)
+            up = 0.5 * (best[0] + up)
         else:
             best = r
-    best.n_solves = n
-    return best
+    out = oracle.point(best[0], best[1])
+    out.n_solves = n
+    return out
 
 
 def _polish_rho(red_at, rho: float, best: BiRboResult, rho_hi: float, d_rho: float, steps: tuple[int, ...],  # noqa: ANN001
-                tol: float, mrt: bool, hist: list, stages: list) -> tuple[float, BiRboResult, int]:
+                tol: float, mrt: bool, hist: list, stages: list, solver: str = "ipm") -> tuple[float, BiRboResult, int]:
     """Compass search on the relaxation's t(rho) over the Delta_rho grid in (0, rho_hi].
 
     First t at the current rho is refined to ``tol``; then a neighbour rho' is probed with one
@@ -286,7 +292,7 @@ def _polish_rho(red_at, rho: float, best: BiRboResult, rho_hi: float, d_rho: flo
     appended to ``hist`` with stage "polish".
     """
     n = 0
-    ref = _max_t_above(red_at(rho), rho, best.t, tol, mrt)
+    ref = _max_t_above(red_at(rho), rho, best.t, tol, mrt, solver)
     if ref is not None:
         n += ref.n_solves
         if ref.t > best.t:
@@ -305,7 +311,7 @@ def _polish_rho(red_at, rho: float, best: BiRboResult, rho_hi: float, d_rho: flo
                 target = best.t + tol
                 if failed.get(r_c, np.inf) <= target:
                     continue
-                res = _max_t_above(red_at(r_c), r_c, target, tol, mrt)
+                res = _max_t_above(red_at(r_c), r_c, target, tol, mrt, solver)
                 if res is None:
                     n += 1
                     failed[r_c] = target

@@ -208,41 +208,63 @@ def bi_rbo(
         t_up = rate_upper_bound(red, rho)
     best = init if (init is not None and init.feasible) else BiRboResult(t_lo, None, None, False)
     lo, up = (t_lo if best.feasible else 0.0), max(t_up, t_lo)
-    if solver not in ("clarabel", "ipm"):
-        raise ValueError(f"unknown SDR solver {solver!r}")
-    data = None
-    if solver == "ipm" and not mrt and directions is None and red.serving is None:
-        data = sdr_structure(red.g, red.eps2, red.indicator, red.pbar, zf_coordinates(red.g))
-    built: list[_RobustSdp] = []
+    oracle = SdrOracle(red, rho, mrt=mrt, dpp=dpp, directions=directions, solver=solver)
+    decisions = {} if known is None else dict(known)
+    t_found, found, n_solves = path_bisection(oracle.solve_at, lo, up, zeta, guess, known=decisions)
+    if found is not None:
+        best = oracle.point(float(t_found), found)
+    best.decisions = decisions
+    best.n_solves = n_solves
+    best.solve_s = time.perf_counter() - t0
+    return best
 
-    def clarabel_sdp() -> _RobustSdp:
-        if not built:  # compiled on first use only (the ipm path rarely needs it)
-            built.append(_RobustSdp(red, mrt=mrt, dpp=True, directions=directions))
-        return built[0]
 
-    def solve_at(t: float) -> tuple[bool, BiRboResult | Decision | None]:
-        gamma = 2.0 ** (t / rho) - 1.0
-        if data is not None:
-            dec = decide(data, gamma, lambda w, lam: verified_point(red, w, lam, gamma))
+class SdrOracle:
+    """Feasibility of the SDR (14) / the MRT or direction model (26) at a rate threshold t.
+
+    ``solve_at(t) -> (feasible, solution)`` is the test :func:`path_bisection` walks; the
+    solution is a :class:`BiRboResult` (Clarabel: the minimum-power point) or, with the
+    interior-point method, a :class:`Decision` (a verified feasible point, not power-minimal)
+    that :meth:`point` turns into the minimum-power point at that threshold. See :func:`bi_rbo`
+    for the parameters.
+    """
+
+    def __init__(self, red: ReducedProblem, rho: float, mrt: bool = False, dpp: bool = True,
+                 directions: list[NDArray[np.complex128]] | None = None, solver: str = "clarabel") -> None:
+        if solver not in ("clarabel", "ipm"):
+            raise ValueError(f"unknown SDR solver {solver!r}")
+        self.red, self.rho, self.mrt, self.dpp, self.directions = red, rho, mrt, dpp, directions
+        self.data: SdrStructure | None = None
+        if solver == "ipm" and not mrt and directions is None and red.serving is None:
+            self.data = sdr_structure(red.g, red.eps2, red.indicator, red.pbar, zf_coordinates(red.g))
+        self._built: list[_RobustSdp] = []
+
+    def clarabel_sdp(self) -> _RobustSdp:
+        """The cvxpy model, compiled on first use only (the ipm path rarely needs it)."""
+        if not self._built:
+            self._built.append(_RobustSdp(self.red, mrt=self.mrt, dpp=True, directions=self.directions))
+        return self._built[0]
+
+    def solve_at(self, t: float) -> tuple[bool, BiRboResult | Decision | None]:
+        red, mrt = self.red, self.mrt
+        gamma = 2.0 ** (t / self.rho) - 1.0
+        if self.data is not None:
+            dec = decide(self.data, gamma, lambda w, lam: verified_point(red, w, lam, gamma))
             if dec.feasible is not None:
                 return dec.feasible, (dec if dec.feasible else None)
-        solver_ = clarabel_sdp() if dpp else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma, directions=directions)
+        directions = self.directions
+        solver_ = self.clarabel_sdp() if self.dpp else _RobustSdp(red, mrt=mrt, dpp=False, gamma=gamma, directions=directions)
         ok, w, lam = solver_.solve(gamma)
         if not ok:
             return False, None
         p = [np.asarray(pk.value) for pk in solver_.p] if solver_.mrt else None
         return True, BiRboResult(t, w, lam, True, p_mats=p)
 
-    decisions = {} if known is None else dict(known)
-    t_found, found, n_solves = path_bisection(solve_at, lo, up, zeta, guess, known=decisions)
-    if isinstance(found, Decision):  # a feasibility decision: now the minimum-power point at t
-        found = _min_power_point(red, data, float(t_found), rho, found, clarabel_sdp)
-    if found is not None:
-        best = found
-    best.decisions = decisions
-    best.n_solves = n_solves
-    best.solve_s = time.perf_counter() - t0
-    return best
+    def point(self, t: float, sol: BiRboResult | Decision) -> BiRboResult:
+        """The minimum-power solution at t from what :meth:`solve_at` returned there."""
+        if isinstance(sol, Decision):
+            return _min_power_point(self.red, self.data, t, self.rho, sol, self.clarabel_sdp)
+        return sol
 
 
 def _min_power_point(red: ReducedProblem, data: SdrStructure, t: float, rho: float, dec: Decision,

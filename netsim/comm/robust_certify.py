@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from netsim.comm.robust_bisection import bi_rbo
 from netsim.comm.robust_cache import ProblemCache
-from netsim.comm.robust_cert_ipm import certificate_sdp
+from netsim.comm.robust_cert_batch import certificate_sdp_batch
 from netsim.comm.robust_model import (
     _CLARABEL_OPTS,
     _OK,
@@ -63,12 +63,32 @@ def _repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: f
 
 
 def _lmi_gamma_max(red: ReducedProblem, w_mats, lam, k, gamma_hi) -> float:  # noqa: ANN001
-    """Largest gamma in [0, gamma_hi] with Phi_k(gamma, lam) >= 0 (Phi is decreasing in gamma)."""
-    if np.linalg.eigvalsh(_phi(red, w_mats, lam, 0.0, k))[0] < 0:
+    """Largest gamma in [0, gamma_hi] with Phi_k(gamma, lam) >= 0 (Phi is decreasing in gamma).
+
+    ``Phi(gamma) = B + gamma A1`` with ``B = Phi(0)`` and ``A1 = Phi(1) - Phi(0) <= 0``; for B
+    positive definite the boundary is ``gamma* = 1 / mu_max`` with ``mu_max`` the largest
+    generalised eigenvalue of ``(-A1, B)``. That value (or the next smaller float multiples of
+    it) is accepted only where the same numerical test as the bisection's
+    (``lambda_min(Phi) >= 0``) passes; otherwise the bisection on gamma decides (60 halvings).
+    """
+    from scipy.linalg import LinAlgError, eigh
+
+    p0 = _phi(red, w_mats, lam, 0.0, k)
+    if np.linalg.eigvalsh(p0)[0] < 0:
         return 0.0
     lo, hi = 0.0, gamma_hi
     if np.linalg.eigvalsh(_phi(red, w_mats, lam, hi, k))[0] >= 0:
         return hi
+    try:
+        mu = eigh(p0 - _phi(red, w_mats, lam, 1.0, k), p0, eigvals_only=True, check_finite=False)[-1]
+    except (LinAlgError, ValueError):  # B singular (not positive definite): bisection below
+        mu = 0.0
+    if mu > 0 and np.isfinite(mu):
+        g_cf = min(1.0 / float(mu), hi)
+        for shrink in (0.0, 1e-13, 1e-11, 1e-9):
+            g_try = g_cf * (1.0 - shrink)
+            if np.linalg.eigvalsh(_phi(red, w_mats, lam, g_try, k))[0] >= 0:
+                return g_try
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if np.linalg.eigvalsh(_phi(red, w_mats, lam, mid, k))[0] >= 0:
@@ -95,8 +115,9 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
         Keeps the compiled per-user SDP for later calls of the same (d, M) (same results).
     solver : {"clarabel", "ipm"}
         Who solves the per-user SDP: cvxpy + Clarabel, or the interior-point method of
-        :func:`netsim.comm.robust_cert_ipm.certificate_sdp` (Clarabel where it does not apply or
-        converge). Either way the multipliers are verified by the exact bisection on gamma.
+        :func:`netsim.comm.robust_cert_batch.certificate_sdp_batch`, every user in one batched run
+        (Clarabel where it does not apply or converge). Either way the multipliers are verified
+        by the exact test on gamma.
 
     Returns
     -------
@@ -112,12 +133,10 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
     lam_out = np.zeros((m, k_users))
     exact = red.exact_users
     prob = None
-    for k in range(k_users):
-        if exact[k]:  # no error ball: the certified SINR is the SINR itself
-            sig, intf = _received_powers(red, w_mats, k)
-            gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
-            continue
-        s_other = w_mats.sum(axis=0) - w_mats[k]
+    s_all = w_mats.sum(axis=0)  # [d, d]
+    terms = {}
+    for k in np.nonzero(~exact)[0]:
+        s_other = s_all - w_mats[k]
         g = red.g[k]
         # Phi(gamma, lam) = A0 + gamma A1 + sum_m lam_m Lm  (all constants)
         a0 = np.block([[w_mats[k], (w_mats[k] @ g)[:, None]], [(g.conj() @ w_mats[k])[None, :], np.array([[np.real(g.conj() @ w_mats[k] @ g)]])]])
@@ -126,7 +145,19 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
         lmat = np.zeros((d + 1, m))  # diagonal of every L_m, stacked
         lmat[:d] = e
         lmat[d] = -red.eps2[:, k]
-        got_ipm = certificate_sdp(a0, a1, lmat) if solver == "ipm" else None
+        terms[int(k)] = (a0, a1, lmat)
+    batch: dict[int, tuple[float, NDArray[np.float64]] | None] = {}
+    if solver == "ipm" and terms:  # every user's certificate SDP in one batched run
+        ks = list(terms)
+        got = certificate_sdp_batch(*(np.stack([terms[k][i] for k in ks]) for i in range(3)))
+        batch = dict(zip(ks, got, strict=True))
+    for k in range(k_users):
+        if exact[k]:  # no error ball: the certified SINR is the SINR itself
+            sig, intf = _received_powers(red, w_mats, k)
+            gam_out[k] = max(sig, 0.0) / (max(intf, 0.0) + 1.0)
+            continue
+        a0, a1, lmat = terms[k]
+        got_ipm = batch.get(k)
         if got_ipm is not None:
             gam_sdp, lam_k = got_ipm
             lam_full = np.zeros((m, k_users))
