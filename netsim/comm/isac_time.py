@@ -138,11 +138,12 @@ def td_isac(
     p_max_w, noise_w, zeta, max_iter :
         Overrides of the cfg values.
     sdr_solver, cert_solver : {"ipm", "clarabel"}
-        Who decides the Bi-RBO steps of the SDR (14) (the AO, the projection and the polish) and
-        who solves the certificate SDPs (the rho update and the final certificate): the
-        interior-point methods of :mod:`netsim.comm.robust_ipm` / :mod:`netsim.comm.robust_cert_ipm`
-        (default; Clarabel where they do not apply or converge) or cvxpy + Clarabel (the
-        reference). See :func:`netsim.comm.robust.design_beamformers`.
+        Who decides the Bi-RBO / Bi-RPO-MRT steps (the AO, the projection, the polish and the
+        re-powering) and who solves the certificate SDPs (the rho update and the final
+        certificate): the interior-point methods of :mod:`netsim.comm.robust_ipm`,
+        :mod:`netsim.comm.robust_dir_ipm` and :mod:`netsim.comm.robust_cert_batch` (default;
+        Clarabel where they do not apply or converge) or cvxpy + Clarabel (the reference). See
+        :func:`netsim.comm.robust.design_beamformers`.
     """
     t_start = time.perf_counter()
     pc = cfg.comm_power_w if p_max_w is None else p_max_w
@@ -237,7 +238,7 @@ def td_isac(
         x = rank_one(red, prev.w_mats)
     gam, rate = certify(red, x, rho_fin, solver=cert_solver)
     if cfg.rank_one_repower:
-        x2 = repower(red, x, rho_fin, zt)
+        x2 = repower(red, x, rho_fin, zt, solver=sdr_solver)
         if x2 is not None:
             gam2, rate2 = certify(red, x2, rho_fin, solver=cert_solver)
             if rate2 > rate:

@@ -208,8 +208,9 @@ def design_beamformers(
         passes one per run); results are the same with and without it.
 
     sdr_solver : {"ipm", "clarabel"}
-        Main: who decides the bisection steps of the SDR (14) (see :func:`bi_rbo`): the
-        structured interior-point method of :mod:`netsim.comm.robust_ipm` (default, ~10x
+        Main and MRT: who decides the bisection steps of the SDR (14), of the MRT model (26)
+        and of the re-powering (see :func:`bi_rbo`): the structured interior-point methods of
+        :mod:`netsim.comm.robust_ipm` and :mod:`netsim.comm.robust_dir_ipm` (default, 4-10x
         cheaper at the paper's size) or cvxpy + Clarabel (the reference).
     cert_solver : {"ipm", "clarabel"}
         Who solves the per-user certificate SDPs (:func:`worst_case_sinr`; the exact bisection
@@ -312,7 +313,7 @@ def _design(scheme, hh, eps, p_max_w, noise_w, rho, n_aps, zeta, reduce, repower
             if rate > 0 and rate < min(rep_known, default=np.inf):
                 rep_known[rate] = True
             x2, extra["t_repower"], extra["n_solves_repower"] = _repower(
-                red, x, rho, zeta, guesses.get("t_repower", float(res.t)), known=rep_known)
+                red, x, rho, zeta, guesses.get("t_repower", float(res.t)), known=rep_known, solver=sdr_solver)
             if x2 is not None:
                 gam2, rate2 = certify(red, x2, rho, cache, cert_solver)
                 if rate2 > rate:

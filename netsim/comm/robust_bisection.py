@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from netsim.comm.robust_dir_ipm import DirStructure, decide_dir, dir_structure, min_power_dir
 from netsim.comm.robust_ipm import Decision, SdrStructure, decide, sdr_structure, solve_min_power
-from netsim.comm.robust_model import ReducedProblem, rate_upper_bound, zf_coordinates
+from netsim.comm.robust_model import ReducedProblem, mrt_bases, rate_upper_bound, zf_coordinates
 from netsim.comm.robust_sdp import _RobustSdp, verified_point
 
 
@@ -196,12 +197,13 @@ def bi_rbo(
         Decisions ``t -> feasible`` known beforehand (see :func:`path_bisection`); the result's
         ``decisions`` holds them plus every decision of this search.
     solver : {"clarabel", "ipm"}
-        "ipm": the SDR (14) (not the MRT/direction models, not with serving clusters) is
-        decided at each step by the structured interior-point method of
-        :mod:`netsim.comm.robust_ipm` (phase 1, ~0.3 CPU-s instead of Clarabel's 4-6 at the
-        paper's size), and only the final threshold is solved for the minimum-power point
-        (same method; Clarabel where it does not converge). Every accepted point passes the
-        same numerical check of (13) as Clarabel's.
+        "ipm": the SDR (14) (not with serving clusters) is decided at each step by the
+        structured interior-point method of :mod:`netsim.comm.robust_ipm` (phase 1, ~0.3 CPU-s
+        instead of Clarabel's 4-6 at the paper's size), the MRT and direction models (26) by
+        :mod:`netsim.comm.robust_dir_ipm` (milliseconds, where cvxpy compiles each new model
+        for seconds); only the final threshold is solved for the minimum-power point (same
+        methods; Clarabel where they do not apply or converge). Every accepted point passes
+        the same numerical check of (13) as Clarabel's.
     """
     t0 = time.perf_counter()
     if t_up is None:
@@ -235,7 +237,11 @@ class SdrOracle:
             raise ValueError(f"unknown SDR solver {solver!r}")
         self.red, self.rho, self.mrt, self.dpp, self.directions = red, rho, mrt, dpp, directions
         self.data: SdrStructure | None = None
-        if solver == "ipm" and not mrt and directions is None and red.serving is None:
+        self.dir_data: DirStructure | None = None
+        if solver == "ipm" and (mrt or directions is not None):
+            bases = mrt_bases(red) if directions is None else list(directions)
+            self.dir_data = dir_structure(bases, red.g, red.indicator, red.eps2, red.pbar)
+        elif solver == "ipm" and red.serving is None:
             self.data = sdr_structure(red.g, red.eps2, red.indicator, red.pbar, zf_coordinates(red.g))
         self._built: list[_RobustSdp] = []
 
@@ -248,8 +254,11 @@ class SdrOracle:
     def solve_at(self, t: float) -> tuple[bool, BiRboResult | Decision | None]:
         red, mrt = self.red, self.mrt
         gamma = 2.0 ** (t / self.rho) - 1.0
-        if self.data is not None:
-            dec = decide(self.data, gamma, lambda w, lam: verified_point(red, w, lam, gamma))
+        if self.data is not None or self.dir_data is not None:
+            def verify(w: NDArray[np.complex128], lam: NDArray[np.float64]) -> bool:
+                return verified_point(red, w, lam, gamma)
+
+            dec = decide(self.data, gamma, verify) if self.data is not None else decide_dir(self.dir_data, gamma, verify)
             if dec.feasible is not None:
                 return dec.feasible, (dec if dec.feasible else None)
         directions = self.directions
@@ -263,6 +272,8 @@ class SdrOracle:
     def point(self, t: float, sol: BiRboResult | Decision) -> BiRboResult:
         """The minimum-power solution at t from what :meth:`solve_at` returned there."""
         if isinstance(sol, Decision):
+            if self.dir_data is not None:
+                return _min_power_point_dir(self.red, self.dir_data, t, self.rho, sol, self.clarabel_sdp)
             return _min_power_point(self.red, self.data, t, self.rho, sol, self.clarabel_sdp)
         return sol
 
@@ -288,3 +299,25 @@ def _min_power_point(red: ReducedProblem, data: SdrStructure, t: float, rho: flo
     if ok:
         return BiRboResult(t, w, lam, True)
     return BiRboResult(t, dec.w, dec.lam, True)
+
+
+def _min_power_point_dir(red: ReducedProblem, data: DirStructure, t: float, rho: float, dec: Decision,
+                         clarabel_sdp: Callable[[], _RobustSdp]) -> BiRboResult:
+    """:func:`_min_power_point` for the fixed-basis model (26) (:mod:`netsim.comm.robust_dir_ipm`);
+    the result carries the P_k (``p_mats``) as Clarabel's does."""
+    gamma = 2.0 ** (t / rho) - 1.0
+
+    def verify(w: NDArray[np.complex128], lam: NDArray[np.float64]) -> bool:
+        return verified_point(red, w, lam, gamma)
+
+    start = decide_dir(data, gamma, verify, interior=True)
+    if start.x is not None:
+        got = min_power_dir(data, gamma, start.x, verify)
+        if got is not None:
+            return BiRboResult(t, got[0], got[1], True, p_mats=got[2])
+    sdp = clarabel_sdp()
+    ok, w, lam = sdp.solve(gamma)
+    if ok:
+        return BiRboResult(t, w, lam, True, p_mats=[np.asarray(pk.value) for pk in sdp.p])
+    pinv = [np.linalg.pinv(b) for b in data.bases]  # the decision's own point: P_k = B_k^+ W_k B_k^+H
+    return BiRboResult(t, dec.w, dec.lam, True, p_mats=[pi @ wk @ pi.conj().T for pi, wk in zip(pinv, dec.w, strict=True)])

@@ -36,26 +36,27 @@ def rank_one(red: ReducedProblem, w_mats: NDArray[np.complex128]) -> NDArray[np.
 
 
 def repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float = 1e-2,
-            guess: float | None = None) -> NDArray[np.complex128] | None:
+            guess: float | None = None, solver: str = "clarabel") -> NDArray[np.complex128] | None:
     """Robust power re-optimisation of fixed beam directions (netsim addition to Alg. 2 step 6).
 
     Bi-RBO restricted to ``W_k = p_k b_k b_k^H`` with ``b_k = x_k / ||x_k||`` (the model (26)
     with one direction per user): the scaling ``eta`` of the rank-one step shrinks every user
     alike, this gives each user the power the certificate needs. Returns normalised reduced
     beamformers (K, d) ``sqrt(p_k) b_k``, or None if nothing is feasible. ``guess`` is an
-    expected threshold for the bisection (see :func:`bi_rbo`).
+    expected threshold for the bisection, ``solver`` who decides its steps (see :func:`bi_rbo`).
     """
-    return _repower(red, x, rho, zeta, guess)[0]
+    return _repower(red, x, rho, zeta, guess, solver=solver)[0]
 
 
 def _repower(red: ReducedProblem, x: NDArray[np.complex128], rho: float, zeta: float,
-             guess: float | None, known: dict[float, bool] | None = None) -> tuple[NDArray[np.complex128] | None, float, int]:
+             guess: float | None, known: dict[float, bool] | None = None,
+             solver: str = "clarabel") -> tuple[NDArray[np.complex128] | None, float, int]:
     """:func:`repower` plus its threshold t and the number of solves (``known``: see :func:`bi_rbo`)."""
     nrm = np.linalg.norm(x, axis=1)
     if np.any(nrm <= 0):
         return None, 0.0, 0
     b = x / nrm[:, None]
-    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b], guess=guess, known=known)
+    res = bi_rbo(red, rho, zeta, directions=[bk[:, None] for bk in b], guess=guess, known=known, solver=solver)
     if not res.feasible or res.p_mats is None:
         return None, 0.0, res.n_solves
     p = np.maximum(np.array([np.real(pk.reshape(-1)[0]) for pk in res.p_mats]), 0.0)  # [K]

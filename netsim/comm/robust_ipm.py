@@ -233,6 +233,17 @@ def decide(data: SdrStructure, gamma: float, verify, interior: bool = False, max
     x0 = _start(data, prob, tau_idx)
     cvec = np.zeros(prob.n)
     cvec[tau_idx] = 1.0
+    return phase1(prob, tau_idx, x0, _dual_start(data, prob, cvec, tau_idx),
+                  lambda x: _unpack(data, prob, lam_col, x), verify, interior, max_iter)
+
+
+def phase1(prob: _Conic, tau_idx: int, x0: NDArray[np.float64], z0: tuple, unpack, verify,  # noqa: ANN001
+           interior: bool = False, max_iter: int = 80) -> Decision:
+    """The phase-1 decision of :func:`decide` on any problem of the core's form whose LMI blocks
+    carry ``+ tau I`` (x[tau_idx]); ``unpack(x) -> (W, lam)`` gives the point ``verify`` checks.
+    x0 strictly feasible, z0 a dual point strictly inside the cones (zero dual residual)."""
+    cvec = np.zeros(prob.n)
+    cvec[tau_idx] = 1.0
     found: list = []
 
     def stop(x, pobj, dobj, rel_d) -> bool:  # noqa: ANN001
@@ -240,13 +251,13 @@ def decide(data: SdrStructure, gamma: float, verify, interior: bool = False, max
             found.append(None)
             return True
         if x[tau_idx] < 0 and (not interior or (rel_d < 1e-9 and x[tau_idx] <= 0.5 * dobj)):
-            w, lam = _unpack(data, prob, lam_col, x)
+            w, lam = unpack(x)
             if verify(w, lam):
                 found.append((w, lam))
                 return True
         return False
 
-    res = _ipm(prob, cvec, x0, _dual_start(data, prob, cvec, tau_idx), max_iter=max_iter, stop=stop)
+    res = _ipm(prob, cvec, x0, z0, max_iter=max_iter, stop=stop)
     if found:
         if found[0] is None:
             return Decision(False, None, None, None, res.iters)
@@ -255,7 +266,7 @@ def decide(data: SdrStructure, gamma: float, verify, interior: bool = False, max
     if res.status == "optimal":
         if res.x[tau_idx] >= 0:
             return Decision(False, None, None, None, res.iters)
-        w, lam = _unpack(data, prob, lam_col, res.x)
+        w, lam = unpack(res.x)
         if verify(w, lam):  # optimal on the phase-1 boundary: feasible, but no interior start
             return Decision(True, w, lam, None, res.iters)
     return Decision(None, None, None, None, res.iters)
