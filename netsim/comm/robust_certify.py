@@ -124,8 +124,6 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
     -------
     gamma : ndarray (K,) certified SINR; lam : ndarray (M, K).
     """
-    import cvxpy as cp
-
     k_users, m, d = red.n_users, red.n_aps, red.dim
     if w_mats is None:
         w_mats = np.einsum("ki,kj->kij", x, x.conj())  # [K, d, d]
@@ -167,6 +165,8 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
             lam_out[:, k] = lam_k
             continue
         if prob is None:  # one parametrised (DPP) problem, compiled once for every user
+            import cvxpy as cp  # only here: the interior-point path needs no cvxpy
+
             got = None if cache is None else cache.get(("worst_case_sinr", d, m))
             if got is None:
                 gv = cp.Variable(nonneg=True)
