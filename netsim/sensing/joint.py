@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from netsim.sensing.ml import ML_FOLLOW, MlProblem, ml_refine, near_response
+from netsim.sensing.ml import ML_FOLLOW, MlProblem, boxed, ml_refine, near_response
 from netsim.sensing.optimize import maximize_2d, maximize_nd
 
 __all__ = ["COUPLED", "coupled_groups", "coupling", "joint_refine", "joint_value", "ml_step"]
@@ -175,19 +175,36 @@ def joint_refine(
 
 
 def _gauss_seidel(prob: MlProblem, pos: NDArray[np.float64], h: NDArray[np.float64],
-                  tol_m: float, rows: NDArray[np.int64] | None = None) -> NDArray[np.float64]:
+                  tol_m: float, rows: NDArray[np.int64] | None = None,
+                  box: NDArray[np.float64] | None = None, nat: float | None = None) -> NDArray[np.float64]:
     """One sweep of per-user maximisation, each user (of ``rows``; None: all) against the
-    others' newest positions."""
+    others' newest positions (each confined to its ``box`` row, (K, 2, 2), when given)."""
     pos = pos.copy()
     for k in (range(pos.shape[0]) if rows is None else rows):
         a_est, w, minv = prob.others_terms(pos)
 
-        def fun(idx, pts, a_est=a_est, w=w[k:k + 1], minv=minv[k:k + 1]):  # noqa: ANN001, ANN202
-            return prob.criterion(pts, a_est, w, minv)
+        def fun(idx, pts, a_est=a_est, w=w[k:k + 1], minv=minv[k:k + 1], k=k):  # noqa: ANN001, ANN202
+            return boxed(prob.criterion(pts, a_est, w, minv), pts, box, np.array([k]))
 
-        p, _ = maximize_2d(fun, pos[k:k + 1], h[k], tol_m, follow=ML_FOLLOW)
+        p, _ = maximize_2d(fun, pos[k:k + 1], h[k], tol_m, follow=ML_FOLLOW, nat=nat)
         pos[k] = p[0]
     return pos
+
+
+def _joint_group_users(prob: MlProblem, pos: NDArray[np.float64], threshold: float,
+                       free: ArrayLike | None, want: ArrayLike | None) -> NDArray[np.bool_]:
+    """(J,) bool: the users of the coupled groups that :func:`joint_refine` would refine jointly
+    at ``pos`` (a group with a wanted user and at least two free ones: its free users)."""
+    j = pos.shape[0]
+    mov = np.ones(j, dtype=bool) if free is None else np.asarray(free, dtype=bool).reshape(j)
+    need = np.ones(j, dtype=bool) if want is None else np.asarray(want, dtype=bool).reshape(j)
+    out = np.zeros(j, dtype=bool)
+    for g in coupled_groups(coupling(prob, pos), threshold):
+        gi = np.asarray(g)
+        gi = gi[mov[gi]]
+        if np.any(need[np.asarray(g)]) and gi.size >= 2:
+            out[gi] = True
+    return out
 
 
 def ml_step(
@@ -201,6 +218,10 @@ def ml_step(
     stop_m: float | ArrayLike | None = None,
     sweep_tol_m: float | None = None,
     want: ArrayLike | None = None,
+    box_m: ArrayLike | None = None,
+    group_stop: bool = False,
+    nat: float | None = None,
+    stop_users: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]], int]:
     """ML positions of a cluster's users: monotone sweeps, then coupled groups jointly.
 
@@ -231,6 +252,20 @@ def ml_step(
     want : array_like (J,) bool or None
         Users whose estimates the caller needs (None: every free user): only coupled groups
         holding one of them get the joint step (:func:`joint_refine`).
+    box_m : array_like (J, 2, 2) [m] or None
+        Per user ``[lo, hi]`` box its sweeps keep it in (``+-inf``: none; None: no boxes; see
+        :func:`netsim.sensing.ml.boxed`). The joint step of a coupled group is not boxed.
+    group_stop : bool
+        The sweeps' stopping test leaves out the users of the coupled groups (``kappa >
+        threshold`` at the current estimates) that then get the joint step: per-user sweeps cannot converge
+        on a pair inside one resolution cell (each one's optimum moves with the other's error,
+        by centimetres from sweep to sweep), and the joint step starts afresh from the
+        first stencil ``h0`` anyway.
+    nat : float or None
+        One nat in the criterion's unit: the sweeps' climbs may end inside their quadratic zone
+        (:func:`netsim.sensing.optimize.maximize_2d`); the joint step keeps ``tol_m``.
+    stop_users : array_like (J,) bool or None
+        Only these users' moves decide when the sweeps stop (None: every user's).
 
     Returns
     -------
@@ -251,23 +286,32 @@ def ml_step(
     tol_s = tol_m if sweep_tol_m is None else float(sweep_tol_m)
     stop = 100 * tol_m if stop_m is None else np.broadcast_to(np.asarray(stop_m, dtype=float), (pos.shape[0],))
     h = h0.copy()
+    box = None if box_m is None else np.asarray(box_m, dtype=float).reshape(pos.shape[0], 2, 2)
     f = float(joint_value(prob, pos)) if n_free > 1 else 0.0
     n_gs = 0
     for s in range(max(1, sweeps)):
         hs = h if s == 0 else np.maximum(h / 10, 10 * tol_s)
-        new, _ = ml_refine(prob, pos, hs, tol_s, sweeps=1, free=free)
+        new, _ = ml_refine(prob, pos, hs, tol_s, sweeps=1, free=free, box_m=box, nat=nat)
         if n_free > 1:
             f_new = float(joint_value(prob, new))
             if not f_new >= f - MONOTONE_RTOL * abs(f):
-                new = _gauss_seidel(prob, pos, hs, tol_s, rows)
+                new = _gauss_seidel(prob, pos, hs, tol_s, rows, box, nat)
                 f_new = float(joint_value(prob, new))
                 n_gs += 1
             f = f_new
         moved = np.linalg.norm(new - pos, axis=1)
         h = np.maximum(moved, 10 * tol_s)
         pos = new
-        if n_free == 1 or (s >= 1 and np.all(moved < stop)):
+        if n_free == 1:
             break
+        if s >= 1:
+            done = moved < stop
+            if stop_users is not None:
+                done |= ~np.asarray(stop_users, dtype=bool).reshape(pos.shape[0])
+            if group_stop and not np.all(done):  # the joint step's users (groups at pos) do not count
+                done |= _joint_group_users(prob, pos, threshold, free, want)
+            if np.all(done):
+                break
     pos, groups = joint_refine(prob, pos, float(np.max(h0 if rows is None else h0[rows])), tol_m, threshold,
                                free=free, want=want)
     return pos, groups, n_gs

@@ -47,6 +47,10 @@ TRACK_TOL_M = 1e-6  # final stencil half width of the tracking ML step's per-use
 TRACK_STOP = 0.01  # its sweeps stop once no user moved by this fraction of its window
 FREE_COUPLING = 0.05  # tracking also estimates a non-member whose echo couples to a member's this much
 TRACK_MEMBER_GROUPS = True  # tracking's joint step only for coupled groups that hold a member
+TRACK_BOX_OTHERS = False  # tracking's sweeps keep a freed non-member inside its own track window
+TRACK_GROUP_STOP = True  # tracking's sweeps stop on the users that do not get the joint step
+TRACK_NAT_STOP = True  # tracking's sweeps end each climb inside its quadratic zone (in nats)
+TRACK_WANT_STOP = False  # tracking's sweeps stop on the members' moves only
 
 
 @dataclass(frozen=True)
@@ -252,10 +256,23 @@ def localize_cluster(
         # 10 um stencil moved the estimate by 1.4 sqrt(CRLB); 1 um: within 0.05), and
         # sweeping once every user moved by less than TRACK_STOP of its window (at least
         # 3 sqrt(CRLB)); with a coupled pair they keep tol_m, as does the pair's joint step
+        # a freed non-member (coupled to a member) is another cluster's member: that cluster
+        # tracks it inside its window, so here it only needs its echo modelled, and the sweeps
+        # keep it inside that window (seen from this cluster's APs it can be a weak echo, or a
+        # pair inside one resolution cell, that wanders by decimetres along its ridge from
+        # sweep to sweep and keeps the sweeps going: campus, 24 users)
+        box = None
+        if TRACK_BOX_OTHERS and want is not None:
+            other = mv & ~want  # [K]
+            if np.any(other):
+                wide = np.where(other, hw, np.inf)  # [K] m
+                box = np.stack([pred - wide[:, None], pred + wide[:, None]], axis=1)  # [K, 2, 2]
         pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6, free=free,
                        stop=np.maximum(100 * tol_m, TRACK_STOP * hw),
                        sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M),
-                       want=want if TRACK_MEMBER_GROUPS else None)
+                       want=want if TRACK_MEMBER_GROUPS else None, box=box, group_stop=TRACK_GROUP_STOP,
+                       nat=1.0 / scale if TRACK_NAT_STOP else None,
+                       stop_users=want if TRACK_WANT_STOP else None)
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
@@ -315,12 +332,15 @@ def localize_cluster(
 
 def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
              sweeps: int, free: NDArray[np.bool_] | None = None, stop: float | NDArray[np.float64] | None = None,
-             sweep_tol: float | None = None, want: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
+             sweep_tol: float | None = None, want: NDArray[np.bool_] | None = None,
+             box: NDArray[np.float64] | None = None, group_stop: bool = False,
+             nat: float | None = None, stop_users: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
     """The ML step (:func:`netsim.sensing.joint.ml_step`): per-user sweeps kept monotone in the
     joint likelihood, then a joint refinement of every group of coupled users (a close pair
     inside one resolution cell, where per-user sweeps stop centimetres short); only the users
-    ``free`` (None: all) move."""
-    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free, stop_m=stop, sweep_tol_m=sweep_tol, want=want)
+    ``free`` (None: all) move, each inside its ``box`` row (K, 2, 2) when given."""
+    pos, _, _ = ml_step(prob, start, h0, tol, sweeps, free=free, stop_m=stop, sweep_tol_m=sweep_tol, want=want,
+                        box_m=box, group_stop=group_stop, nat=nat, stop_users=stop_users)
     return pos
 
 

@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.optimize import maximize_2d
 
-__all__ = ["MlImage", "MlImageCache", "MlProblem", "ml_image", "ml_refine", "near_response"]
+__all__ = ["MlImage", "MlImageCache", "MlProblem", "boxed", "ml_image", "ml_refine", "near_response"]
 
 ML_FOLLOW = 16.0  # stencil half width may follow a converging Newton step down by this factor
 
@@ -374,6 +374,21 @@ def ml_image(problem: MlProblem, pts_m: ArrayLike, chunk: int = 4096) -> NDArray
     return MlImage(problem, pts_m, chunk).values()
 
 
+def boxed(values: NDArray[np.float64], pts_m: NDArray[np.float64], box_m: NDArray[np.float64] | None,
+          rows: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``values`` (b, S) of the criterion at ``pts_m`` (b, S, 2) [m], 0 outside each row's box.
+
+    ``box_m`` (K, 2, 2) [m]: ``[lo, hi]`` corners per user (None: unchanged); ``rows`` (b,)
+    says which user each row belongs to. The criterion is a likelihood gain (>= 0), so 0 is
+    the value of an inadmissible point, as for the problem's own region.
+    """
+    if box_m is None:
+        return values
+    b = box_m[rows]  # [b, 2, 2]
+    inside = np.all((pts_m >= b[:, None, 0]) & (pts_m <= b[:, None, 1]), axis=-1)  # [b, S]
+    return values * inside
+
+
 def ml_refine(
     problem: MlProblem,
     start_m: ArrayLike,
@@ -381,6 +396,8 @@ def ml_refine(
     tol_m: float = 1e-7,
     sweeps: int = 2,
     free: ArrayLike | None = None,
+    box_m: ArrayLike | None = None,
+    nat: float | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Jacobi sweeps of per-user ML maximisation from MUSIC estimates.
 
@@ -400,6 +417,12 @@ def ml_refine(
         Users whose positions are estimated (None: all). The others stay at ``start_m``; their
         echoes stay in the model (fitted with free path gains, the Schur terms), so they do not
         bias the free users' estimates the way an un-modelled echo would.
+    box_m : array_like (K, 2, 2) [m] or None
+        Per user ``[lo, hi]`` corners of the box its estimate is confined to (``-inf``/``inf``:
+        unconstrained; None: none): the objective is 0 outside (see :func:`boxed`).
+    nat : float or None
+        One nat in the criterion's unit (``sigma^2 / L``): each climb may also end once it is
+        inside its quadratic zone (:func:`netsim.sensing.optimize.maximize_2d`).
 
     Returns
     -------
@@ -416,20 +439,21 @@ def ml_refine(
         rows = np.flatnonzero(np.asarray(free, dtype=bool).reshape(pos.shape[0]))  # [F]
         if rows.size == 0:
             return pos, gain
+    box = None if box_m is None else np.asarray(box_m, dtype=float).reshape(pos.shape[0], 2, 2)  # [K, lo/hi, 2]
     for s in range(max(1, sweeps)):
         a_est, w, minv = problem.others_terms(pos)
         hs = h if s == 0 else np.maximum(h / 10, 10 * tol_m)
         if rows is None:
             def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
-                return problem.criterion(pts, a_est, w[idx], minv[idx])
+                return boxed(problem.criterion(pts, a_est, w[idx], minv[idx]), pts, box, idx)
 
-            new, gain = maximize_2d(fun, pos, hs, tol_m, follow=ML_FOLLOW)
+            new, gain = maximize_2d(fun, pos, hs, tol_m, follow=ML_FOLLOW, nat=nat)
         else:
             def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
-                return problem.criterion(pts, a_est, w[rows[idx]], minv[rows[idx]])
+                return boxed(problem.criterion(pts, a_est, w[rows[idx]], minv[rows[idx]]), pts, box, rows[idx])
 
             new = pos.copy()
-            new[rows], gain[rows] = maximize_2d(fun, pos[rows], hs[rows], tol_m, follow=ML_FOLLOW)
+            new[rows], gain[rows] = maximize_2d(fun, pos[rows], hs[rows], tol_m, follow=ML_FOLLOW, nat=nat)
         moved = np.linalg.norm(new - pos, axis=1)
         h = np.maximum(moved, 10 * tol_m)
         pos = new

@@ -25,6 +25,8 @@ _OFFS = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [1, -1], [-1
 _X = np.stack([np.ones(9), _OFFS[:, 0], _OFFS[:, 1], _OFFS[:, 0] ** 2, _OFFS[:, 0] * _OFFS[:, 1],
                _OFFS[:, 1] ** 2], axis=-1)  # [9, 6]
 _PINV = np.linalg.pinv(_X)  # [6, 9]
+SPAN_NATS = 1.0  # with ``nat``: a stencil spanning less than this is inside the quadratic zone
+GAIN_NATS = 0.1  # ... and a Newton rise below this ends the climb
 
 
 def maximize_2d(
@@ -34,6 +36,7 @@ def maximize_2d(
     tol: float,
     max_iter: int = 40,
     follow: float = 4.0,
+    nat: float | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Maximise B objectives, each from its own start.
 
@@ -53,6 +56,13 @@ def maximize_2d(
         After an improving step the half width becomes the step length, clipped to
         ``[h / follow, 2 h]`` (a larger value lets a converging Newton sequence reach ``tol`` in
         fewer stages).
+    nat : float or None
+        The objective's value of one nat (a log-likelihood unit; None: stop on ``tol`` only).
+        A point is also done when its stencil spans less than ``SPAN_NATS`` (the model is then
+        quadratic to well below a nat over the stencil, which is within about 1.4 standard
+        deviations of the estimate), the fitted model is concave, and its Newton point, inside
+        the stencil, was taken for a rise of less than ``GAIN_NATS`` (a move of at most 0.45
+        standard deviations, from a model that is exact to far less).
 
     Returns
     -------
@@ -92,12 +102,19 @@ def maximize_2d(
         use_trial = ft >= fbest_st
         cand = np.where(use_trial[:, None], trial, pts[np.arange(idx.size), ib])
         fc = np.where(use_trial, ft, fbest_st)
-        better = fc > f[idx]
+        f0_old = f[idx]
+        better = fc > f0_old
         step = np.linalg.norm(cand - p[idx], axis=-1)
         p[idx] = np.where(better[:, None], cand, p[idx])
         f[idx] = np.where(better, fc, f[idx])
         h[idx] = np.where(better, np.clip(step, hp / follow, 2.0 * hp), hp / 4.0)
         active[idx] = h[idx] >= tol
+        if nat is not None:
+            span = fbest_st - np.min(fs, axis=1)  # [b]
+            rise = fc - f0_old
+            conv = ok & use_trial & (np.linalg.norm(d, axis=-1) <= 1.0) & (span < SPAN_NATS * nat) \
+                & (rise < GAIN_NATS * nat)
+            active[idx] &= ~conv
     return p, f
 
 
