@@ -78,6 +78,9 @@ CONFIRM_RESIDUAL = 0.5  # frame 1's local answer must leave no signal direction 
 TRACK_RESIDUAL = 0.5  # a tracking frame's estimates must explain the echo subspace this well
 # (the same statistic; above it the cluster's members are searched again, MusicSensing._check_residual)
 RECHECK_WINDOW_M = 3.0  # first widened window of a suspect [m] (then the cluster's region)
+RESIDUAL_FRESH_FRAMES = 3  # the residual check runs on a cluster while a member's track is this young
+RESIDUAL_PERIOD = 10  # ... or a member was searched this frame, and on every cluster each this many frames
+# (wrong tracks start at acquisitions; ~1 ms of CPU per cluster, 5-10 % of a campus tracking frame)
 
 
 
@@ -117,6 +120,7 @@ class MusicSensing:
         self.extra_aps = np.zeros(k, dtype=np.int64)  # APs added to a user's cluster (ambiguity)
         self.widen = np.zeros(k)  # [K] m: window a residual check asks for the next frame (0: none)
         self.n_residual_checks = 0  # tracking clusters whose echo residual was checked
+        self.acquired_frame = np.full(k, -1, dtype=np.int64)  # [K] frame its track last (re)started
         self.n_unexplained = 0  # ... and found unexplained (members searched again)
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
@@ -471,6 +475,10 @@ class MusicSensing:
         is_mem = np.isin(visible, members)  # [V]
         if not np.all(np.isfinite(pos)) or not np.any(is_mem):
             return res
+        age = self.n_frames - self.acquired_frame[members]  # [members] frames since (re)acquisition
+        if (self.n_frames % RESIDUAL_PERIOD and not np.any(age < RESIDUAL_FRESH_FRAMES)
+                and not np.any(res.searched[is_mem])):
+            return res  # an established track, no search this frame: checked periodically
         m, n = geom.n_aps, geom.n_antennas
         sub = echo_subspace(stats.cov, m, n, self.noise_w, stats.n_snapshots, v * m, cfg.spectrum)
         left = unexplained_echo(sub, geom, pos)
@@ -593,6 +601,8 @@ class MusicSensing:
                         self.vel[k] = 0.0
                 elif not was_acq[k] or self.lost[k]:
                     self.vel[k] = 0.0
+                if self.lost[k] or not was_acq[k] or self.n_frames < ACQUIRE_FRAMES:
+                    self.acquired_frame[k] = self.n_frames
                 if self.lost[k]:
                     sim.event("sensing_reacquired", k, f"user {k} re-acquired at "
                               f"({est[k, 0]:.2f}, {est[k, 1]:.2f}) m")
