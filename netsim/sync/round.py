@@ -399,7 +399,14 @@ def sync_round(
 
     # ---- CRB of every link (both methods) ------------------------------------------------
     pl_link = pilots[pil]  # [n_link, N]
-    xi = contamination_diag(pl_link, vs_int, 1.0, p_int, m_win) + cfg.noise_power_w  # [n_link, M]
+    # contamination only where a link has a co-pilot interferer (most slaves have a pilot of
+    # their own, the master links always do): a zero-power interferer adds exactly 0 W, and
+    # each link's diagonal is computed on its own row, so the other rows are the noise alone
+    hit = np.flatnonzero((p_int > 0).any(1))  # [n_hit]
+    xi = np.zeros((n_link, m_win)) + cfg.noise_power_w  # [n_link, M]
+    if hit.size:
+        xi[hit] = (contamination_diag(pl_link[hit], vs_int[hit], 1.0, p_int[hit], m_win)
+                   + cfg.noise_power_w)
     crb = crb_to_cfo(
         pl_link, np.clip(theta1, 0, eta), delays, h, xi, m_win, cond_limit=cfg.cond_limit,
         exact_cond=False,  # only the CRBs and `singular` are used

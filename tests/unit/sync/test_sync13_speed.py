@@ -153,3 +153,32 @@ def test_phase_std_bound_is_above_the_exact_conditional_std():
             assert np.all(bound[fin] <= 1e3 * exact[fin])
             checked += int(fin.sum())
     assert checked > 200
+
+
+def test_contamination_diag_rows_do_not_depend_on_the_batch():
+    """The round computes the contamination diagonal only for links with a co-pilot
+    interferer: each row must be what the whole batch gives (bit for bit), and a row whose
+    interferers all have zero power must be exactly zero."""
+    from netsim.sync.crb import contamination_diag
+
+    rng = np.random.default_rng(1304)
+    for kind in ("bpsk", "complex"):
+        n_link, n_int, n, m = 23, 3, 64, 110
+        if kind == "bpsk":
+            pil = bpsk_pilots(n_link, n, rng)
+        else:
+            pil = np.exp(2j * np.pi * rng.uniform(size=(n_link, n)))
+        vs = rng.uniform(0.0, 40.0, (n_link, n_int))
+        pw = rng.exponential(1e-9, (n_link, n_int))
+        pw[rng.uniform(size=pw.shape) < 0.5] = 0.0
+        pw[::4] = 0.0  # links without interferers
+        for eta in (1.0, 2.5):
+            full = contamination_diag(pil, vs, eta, pw, m)
+            hit = np.flatnonzero((pw > 0).any(1))
+            assert 0 < hit.size < n_link
+            sub = contamination_diag(pil[hit], vs[hit], eta, pw[hit], m)
+            np.testing.assert_array_equal(sub, full[hit])
+            rest = np.setdiff1d(np.arange(n_link), hit)
+            assert np.all(full[rest] == 0.0)
+            one = contamination_diag(pil[hit[:1]], vs[hit[:1]], eta, pw[hit[:1]], m)
+            np.testing.assert_array_equal(one, full[hit[:1]])
