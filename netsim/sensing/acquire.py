@@ -345,6 +345,7 @@ def candidates(
     others_m: ArrayLike | None = None,
     steering: NDArray | None = None,
     grids: object | None = None,
+    tol_m: float | None = None,
 ) -> tuple[NDArray[np.float64], int]:
     """Refined MUSIC candidates in a box: the ``n_cand`` strongest local maxima of the quality
     on a ``step_m`` grid (others projected out), each climbed to its peak.
@@ -354,6 +355,8 @@ def candidates(
         computed (the acquisition's ML image holds them).
     grids : netsim.sensing.steering.GridCache or None
         Supplies the grid's points and admissibility mask if already formed (same values).
+    tol_m : float or None [m]
+        Final stencil half width of the climb (None: ``step_m / 50``).
 
     Returns
     -------
@@ -367,6 +370,6 @@ def candidates(
                                 step_m, exclusion_m, n_cand, steering, grids)
     if cand.shape[0] == 0:
         return cand, npts
-    p, q = _refine(sub, geom, res, cand, step_m / 2.0, step_m / 50.0)
+    p, q = _refine(sub, geom, res, cand, step_m / 2.0, step_m / 50.0 if tol_m is None else tol_m)
     order = np.argsort(q)[::-1]
     return p[order], npts

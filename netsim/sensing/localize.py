@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from netsim.sensing.acquire import EchoSubspace, candidates, echo_subspace
+from netsim.sensing.acquire import EchoSubspace, candidates, echo_subspace, unexplained_echo
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.echo import EchoStatistics
 from netsim.sensing.joint import COUPLED, coupling, ml_step
@@ -43,6 +43,16 @@ REL_PATHS = 0.6  # a detection lights at least this fraction of the best user's 
 NEAR_AP_M = 3.0  # acquisition adds a fine grid within this distance of every cluster AP [m],
 # or within step D / lambda where that is nearer (beyond it every path's focal spot is wider than the step)
 NEAR_AP_STEP_M = 0.04  # its step [m]
+ROUND_TOL_M = 1e-5  # the ML step of each successive-cancellation round stops here (the final one at tol_m):
+# a round's estimates only shape the next residual image and the pick
+CLEAN_RESIDUAL = 0.4  # a fast acquisition must leave less of a signal direction unexplained (stricter than
+# frame 1's confirmation, netsim.sim.sensing.CONFIRM_RESIDUAL 0.5: correct sets measured 0.03-0.32 on campus
+# and the family's frame 0, a missed user 0.99-1.0, a ghost in place of a weak user 0.43-0.65)
+SUB_MIN_ANTENNAS = 16  # acquisition first images arrays of at least this many elements with their central
+# half only: its candidate images (ML image, residual images) cost a quarter per point and their peaks are
+# about twice as wide, so its grids are coarser by the aperture ratio (1/16 to 1/20 of the cost); every
+# candidate is still climbed, chosen and refined on the full aperture, and the answer is kept only when
+# clean (_clean_set), else the cluster is acquired again on full-aperture images
 TRACK_TOL_M = 1e-6  # final stencil half width of the tracking ML step's per-user sweeps [m]
 TRACK_STOP = 0.01  # its sweeps stop once no user moved by this fraction of its window
 FREE_COUPLING = 0.05  # tracking also estimates a non-member whose echo couples to a member's this much
@@ -185,40 +195,15 @@ def localize_cluster(
     npts = 0
     gap = np.full(n_users, np.inf)
     if predicted_m is None:
-        images = MlImageCache(prob, grid_cache)  # the grids' image terms, shared by the rounds below
-        cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
-                                             images=images)
-        # successive cancellation: each round images the residual of the users found so far
-        # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
-        # the round maximises the joint likelihood of the set; a final swap pass over all
-        # candidates corrects early picks that were ghosts
-        pool = [cand]
-        found_idx: list[int] = []
-        allc = cand
-        est_f = np.zeros((0, 2))
-        for rnd in range(n_users):
-            if rnd > 0:
-                resid = replace(prob, d=_subtract(prob, est_f))
-                c2, n2 = _acquisition_candidates(subspace(), resid, geom, lo, hi, step_m, exclusion_m,
-                                                 2 * n_users + 6, tol_m, music=False, images=images,
-                                                 fit_pos=est_f)
-                npts += n2
-                pool.append(c2)
-                allc = np.concatenate([est_f, *pool[1:], cand]) if rnd > 0 else cand
-                found_idx = list(range(est_f.shape[0]))
-            sel = _select_subset(prob, allc, len(found_idx) + 1, passes=0, fixed=found_idx)
-            if len(sel) <= len(found_idx):
-                break
-            est_f = _ml_step(prob, allc[sel], step_m / 10.0, tol_m, sweeps=3)
-        allc = np.concatenate([est_f, *pool[1:], cand])
-        sel = _select_subset(prob, allc, est_f.shape[0], passes=3, fixed=list(range(est_f.shape[0])),
-                             swap_fixed=True)
-        found = [allc[i] for i in sel]
-        est = np.array(found).reshape(-1, 2)
-        gap_e = np.zeros(0)
-        if est.shape[0]:
-            est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=6)
-            est, gap_e = _resolve_alternatives(prob, geom, est, allc, scale, step_m, tol_m)
+        # a fast acquisition first, on the central sub-aperture's images (_sub_problem); kept
+        # only when clean (_clean_set), else the acquisition on the full aperture's images
+        fast = _sub_problem(prob)
+        est, gap_e, allc, npts = _acquire_set(subspace, prob, fast, geom, lo, hi, step_m, exclusion_m, n_users,
+                                              tol_m, scale, grid_cache)
+        if fast is not prob and not _clean_set(subspace, geom, est, n_users):
+            est, gap_e, allc, n2 = _acquire_set(subspace, prob, prob, geom, lo, hi, step_m, exclusion_m, n_users,
+                                                tol_m, scale, grid_cache)
+            npts += n2
         anchors = np.asarray(anchors_m, dtype=float).reshape(-1, 2) if anchors_m is not None else None
         pos = np.full((n_users, 2), np.nan)
         if est.shape[0] and anchors is not None:
@@ -328,6 +313,63 @@ def localize_cluster(
     # (tracking: a window search whose answer has such a second explanation)
     ambiguous = (gap < ambiguity_nats) | ~detected if predicted_m is None else gap < ambiguity_nats
     return ClusterResult(pos, detected, n_paths, searched, npts, dim, used, gap, ambiguous)
+
+
+def _acquire_set(subspace, prob, img_prob, geom, lo, hi, step_m, exclusion_m, n_users, tol_m, scale,  # noqa: ANN001, ANN202, PLR0913
+                 grid_cache):
+    """The acquisition's set of users: candidates from the images of ``img_prob`` (``prob`` or
+    its sub-aperture, :func:`_sub_problem`), successive cancellation, the joint choice, the ML
+    step and the alternatives check (all on ``prob``). Returns ``(est (J, 2), gap (J,), pool
+    (C, 2), n_points)``."""
+    images = MlImageCache(img_prob, grid_cache)  # the grids' image terms, shared by the rounds below
+    cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
+                                         images=images)
+    # successive cancellation: each round images the residual of the users found so far
+    # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
+    # the round maximises the joint likelihood of the set; a final swap pass over all
+    # candidates corrects early picks that were ghosts
+    pool = [cand]
+    found_idx: list[int] = []
+    allc = cand
+    est_f = np.zeros((0, 2))
+    for rnd in range(n_users):
+        if rnd > 0:
+            resid = replace(prob, d=_subtract(prob, est_f))
+            c2, n2 = _acquisition_candidates(subspace(), resid, geom, lo, hi, step_m, exclusion_m,
+                                             2 * n_users + 6, tol_m, music=False, images=images,
+                                             fit_pos=est_f)
+            npts += n2
+            pool.append(c2)
+            allc = np.concatenate([est_f, *pool[1:], cand])
+            found_idx = list(range(est_f.shape[0]))
+        sel = _select_subset(prob, allc, len(found_idx) + 1, passes=0, fixed=found_idx)
+        if len(sel) <= len(found_idx):
+            break
+        est_f = _ml_step(prob, allc[sel], step_m / 10.0, max(tol_m, ROUND_TOL_M), sweeps=3)
+    allc = np.concatenate([est_f, *pool[1:], cand])
+    sel = _select_subset(prob, allc, est_f.shape[0], passes=3, fixed=list(range(est_f.shape[0])),
+                         swap_fixed=True)
+    est = np.array([allc[i] for i in sel]).reshape(-1, 2)
+    gap_e = np.zeros(0)
+    if est.shape[0]:
+        est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=6)
+        est, gap_e = _resolve_alternatives(prob, geom, est, allc, scale, step_m, tol_m)
+    return est, gap_e, allc, npts
+
+
+def _clean_set(subspace, geom: IsacGeometry, est: NDArray[np.float64], n_users: int) -> bool:  # noqa: ANN001
+    """A fast acquisition is kept when it found every user and their responses explain the
+    whole echo subspace (:func:`netsim.sensing.acquire.unexplained_echo` below
+    ``CLEAN_RESIDUAL``: a missed user, or a ghost in its place, leaves its echo's direction).
+
+    Detection and ambiguity are not part of the test: both are weighed on the full aperture's
+    likelihood whichever images proposed the candidates, and a frame sensed before the first
+    sync correction (bistatic paths decorrelated) leaves users undetected or ambiguous on any
+    aperture (measured on the 20-seed family's frame 0: the full acquisition flags the same
+    users); the caller's remedy (more APs) applies to either answer."""
+    if est.shape[0] < n_users or not np.all(np.isfinite(est)):
+        return False
+    return unexplained_echo(subspace(), geom, est) < CLEAN_RESIDUAL
 
 
 def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
@@ -440,8 +482,13 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
         o = np.argsort(im[jy, jx])[::-1][:n_keep]
         return g, g_ok, g[jy[o], jx[o]]
 
-    nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
-    ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
+    # images of a sub-aperture (images.problem, _sub_problem): peaks wider by the aperture ratio,
+    # grids coarser by it (the near-AP reach below, step D / lambda, is the same)
+    sub_n = images.problem.geom.n_antennas if images is not None else geom.n_antennas
+    factor = geom.aperture_m / images.problem.geom.aperture_m if sub_n < geom.n_antennas else 1.0
+    g_step = step * factor
+    nx = max(2, int(np.ceil((hi[0] - lo[0]) / g_step)) + 1)
+    ny = max(2, int(np.ceil((hi[1] - lo[1]) / g_step)) + 1)
     pts, ok, c_ml = grid_peaks(lo, hi, nx, ny, n_cand)  # c_ml [C, 2]
     n_eval = int(ok.sum())
     # deep near field of an AP: peaks far narrower than the grid step; a fine grid there. A
@@ -449,7 +496,7 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     # it is narrower than the step only within r = step D / lambda of the AP
     reach = min(near_ap_m, step * geom.aperture_m / geom.wavelength_m)
     if reach > 0:
-        fine = min(step, NEAR_AP_STEP_M)
+        fine = min(step, NEAR_AP_STEP_M) * factor
         for c in geom.ap_centers_m:
             b_lo = np.maximum(c - reach, lo)
             b_hi = np.minimum(c + reach, hi)
@@ -461,22 +508,51 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
             c_ml = np.concatenate([c_ml, c2])
             n_eval += int(ok2.sum())
     if music:
-        steer = images.get(pts[ok]).a if images is not None else None  # the ML image's responses
-        c_mu, _ = candidates(sub, geom, lo, hi, step, exclusion, n_cand, steering=steer,
-                             grids=images.grids if images is not None else None)
+        # the ML image's responses when it is full-aperture; a sub-aperture image's are not MUSIC's
+        full = images is not None and sub_n == geom.n_antennas
+        steer = images.get(pts[ok]).a if full else None
+        c_mu, _ = candidates(sub, geom, lo, hi, g_step, exclusion, n_cand, steering=steer,
+                             grids=images.grids if images is not None else None,
+                             tol_m=g_step / 10.0 if factor > 1.0 else None)  # climbed on the ML next
         cand = np.concatenate([c_ml, c_mu])
     else:
         cand = c_ml
     a_o, w, minv = prob.new_user_terms(None)
-    p, f = maximize_2d(lambda idx, x: prob.criterion(x, a_o, w, minv), cand, step / 2.0, step / 100.0)
-    # candidates that climbed the same peak: keep one (the strongest)
+    p, f = maximize_2d(lambda idx, x: prob.criterion(x, a_o, w, minv), cand, g_step / 2.0, step / 100.0)
+    keep = _distinct(p, f, step / 10.0)  # candidates that climbed the same peak: keep the strongest
+    return p[keep], n_eval + (int(ok.sum()) if music else 0)
+
+
+def _distinct(p: NDArray[np.float64], f: NDArray[np.float64], dist_m: float) -> list[int]:
+    """Indices of the points (C, 2) farther than ``dist_m`` from every higher one (by ``f``),
+    strongest first."""
     order = np.argsort(f)[::-1]
-    far = np.sqrt(np.sum(np.square(p[:, None] - p[None]), axis=-1)) > step / 10.0  # [C, C]
+    far = np.sqrt(np.sum(np.square(p[:, None] - p[None]), axis=-1)) > dist_m  # [C, C]
     keep: list[int] = []
     for i in order:
         if far[i, keep].all():
             keep.append(int(i))
-    return p[keep], n_eval + (int(ok.sum()) if music else 0)
+    return keep
+
+
+def _sub_problem(prob: MlProblem) -> MlProblem:
+    """The problem seen by the central elements of every array (half of them, of the parity of
+    N, when ``N >= SUB_MIN_ANTENNAS``; else ``prob`` itself): the blocks of ``D`` and ``R_t``
+    between those elements, on the geometry of the shorter ULAs (same centres, axes, spacing:
+    its responses are those elements' responses). Acquisition images it (a quarter of the cost
+    per point, peaks twice as wide)."""
+    geom = prob.geom
+    n = geom.n_antennas
+    if n < SUB_MIN_ANTENNAS:
+        return prob
+    ns = n // 2 + (n % 2 != (n // 2) % 2)  # same parity as n: centred on the same centre
+    i0 = (n - ns) // 2
+    sl = slice(i0, i0 + ns)
+    g = IsacGeometry(ap_centers_m=geom.ap_centers_m, ap_axis_rad=geom.ap_axis_rad, n_antennas=ns,
+                     spacing_m=geom.spacing_m, wavelength_m=geom.wavelength_m, kappa0=geom.kappa0)
+    d = np.ascontiguousarray(prob.d[:, sl][:, :, :, sl])  # [M, N', M, N']
+    r = np.ascontiguousarray(prob.r[:, sl, sl])  # [M, N', N']
+    return MlProblem(g, d, r, prob.lo, prob.hi, prob.exclusion_m)
 
 
 def _image(prob, pts, images, fit_pos):  # noqa: ANN001, ANN202
