@@ -121,6 +121,7 @@ class MusicSensing:
         self.widen = np.zeros(k)  # [K] m: window a residual check asks for the next frame (0: none)
         self.n_residual_checks = 0  # tracking clusters whose echo residual was checked
         self.acquired_frame = np.full(k, -1, dtype=np.int64)  # [K] frame its track last (re)started
+        self.relocated = np.zeros(k, dtype=bool)  # [K] declared lost by the uplink rule this frame
         self.n_unexplained = 0  # ... and found unexplained (members searched again)
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
@@ -204,7 +205,7 @@ class MusicSensing:
         dt = now - self.t_last if np.isfinite(self.t_last) else 0.0
         acquired = np.isfinite(self.halfwidth)
         pred = np.where(acquired[:, None], self.pos + self.vel * dt, np.nan)  # [K, 2]
-        if self.n_frames >= ACQUIRE_FRAMES:
+        if self.n_frames >= 1:  # the confirming frame too (a frame-0 acquisition a cluster away)
             self._check_serving(network, pred, true_pos)
         # a lost track's prediction is a guess: its cluster is chosen from the uplink registration
         # (the serving APs, modelled by the true position, as in frame 0)
@@ -241,6 +242,7 @@ class MusicSensing:
             force = set(redo)
         self.planning_crlb_m2 = plan
         self._update_tracks(est, crlb, detected, pred, dt)
+        self.relocated[:] = False
         self.t_last = now
         self.n_frames += 1
         if self.n_frames >= ACQUIRE_FRAMES and "grid_cache" in self.__dict__:
@@ -395,6 +397,7 @@ class MusicSensing:
             if set(near_p[i].tolist()) & set(near_t[i].tolist()):
                 continue
             self.lost[k] = True
+            self.relocated[k] = True
             self.n_lost_events += 1
             self.halfwidth[k] = float(max(dep.width_m, dep.height_m))
             self.sim.event("sensing_lost", int(k), f"user {k}: its track's sensing cluster holds none of "
@@ -560,6 +563,7 @@ class MusicSensing:
         if rows.size and confirming and np.all(np.isfinite(p)):
             sigma = np.maximum(self.halfwidth[visible] / GATE_SIGMAS, 1e-3)  # [V] m
             col, flagged = gated_association(est, p, sigma)
+            flagged = flagged | self.relocated[visible]  # its frame-0 estimate was a cluster away
             # every flagged user takes its identity from the uplink (a dense cluster's ungated
             # second matching permuted three identities for good: our dense family, seed 0)
             col, by_uplink = resolve_flagged(col, flagged, est, p, sigma, true_pos[visible],
