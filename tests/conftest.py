@@ -13,6 +13,11 @@ Outcomes that must not depend on the machine's speed, load or luck:
 * ``NETSIM_FULL_SIZE``: the ``slow`` tests run at full size only when they are selected on their
   own (``pytest -m slow``, as the README says) or with ``NETSIM_FULL_SIZE=1``; the whole suite
   (CI) runs them too, at a reduced size that each test names.
+* BLAS runs one thread per process, as the CLI and the benchmarks pin it: the kernels multiply
+  many small matrices, and on a shared 2-core machine with two xdist workers extra BLAS threads
+  only burn CPU (the robust interior-point test measured 260.8 CPU-s unpinned against 38.7
+  pinned). Set here, before any test imports numpy; the worker processes inherit it. A value
+  the user set is kept.
 * Dask's connect / tcp timeouts (30 s by default) are raised for the sweep tests' local and
   real clusters, whose worker processes can take that long to start on a loaded 2-core machine.
 """
@@ -25,8 +30,11 @@ import resource
 import time
 from pathlib import Path
 
-import pytest
-from hypothesis import settings
+for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_key, "1")
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("netsim", derandomize=True, database=None, deadline=None,
                           print_blob=True)
