@@ -119,6 +119,7 @@ def joint_refine(
     threshold: float = COUPLED,
     free: ArrayLike | None = None,
     want: ArrayLike | None = None,
+    nat: float | None = None,
 ) -> tuple[NDArray[np.float64], list[list[int]]]:
     """Refine each coupled group of users jointly, the others held at their estimates.
 
@@ -141,6 +142,9 @@ def joint_refine(
         per-user sweeps (its users are only there so that the wanted users' fit sees their
         echoes: a pair inside one resolution cell explains the same echo wherever it sits
         along its ridge, and its joint step is the costly part of a dense cluster).
+    nat : float or None
+        One nat in the criterion's unit: a climb may end inside its quadratic zone
+        (:func:`netsim.sensing.optimize.maximize_nd`).
 
     Returns
     -------
@@ -169,7 +173,7 @@ def joint_refine(
             s[:, :, gi] = pts.reshape(pts.shape[:2] + (gi.size, 2))
             return joint_value(prob, s)
 
-        x, _ = maximize_nd(fun, pos[gi].reshape(1, -1), h0_m, tol_m)
+        x, _ = maximize_nd(fun, pos[gi].reshape(1, -1), h0_m, tol_m, nat=nat)
         pos[gi] = x.reshape(-1, 2)
     return pos, groups
 
@@ -262,8 +266,8 @@ def ml_step(
         by centimetres from sweep to sweep), and the joint step starts afresh from the
         first stencil ``h0`` anyway.
     nat : float or None
-        One nat in the criterion's unit: the sweeps' climbs may end inside their quadratic zone
-        (:func:`netsim.sensing.optimize.maximize_2d`); the joint step keeps ``tol_m``.
+        One nat in the criterion's unit: the sweeps' and the joint step's climbs may end inside
+        their quadratic zone (:func:`netsim.sensing.optimize.maximize_2d`, ``maximize_nd``).
     stop_users : array_like (J,) bool or None
         Only these users' moves decide when the sweeps stop (None: every user's).
 
@@ -313,5 +317,5 @@ def ml_step(
             if np.all(done):
                 break
     pos, groups = joint_refine(prob, pos, float(np.max(h0 if rows is None else h0[rows])), tol_m, threshold,
-                               free=free, want=want)
+                               free=free, want=want, nat=nat)
     return pos, groups, n_gs

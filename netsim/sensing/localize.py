@@ -60,7 +60,8 @@ TRACK_MEMBER_GROUPS = True  # tracking's joint step only for coupled groups that
 TRACK_BOX_OTHERS = False  # tracking's sweeps keep a freed non-member inside its own track window
 TRACK_GROUP_STOP = True  # tracking's sweeps stop on the users that do not get the joint step
 TRACK_NAT_STOP = True  # tracking's sweeps end each climb inside its quadratic zone (in nats)
-TRACK_WANT_STOP = False  # tracking's sweeps stop on the members' moves only
+TRACK_WANT_STOP = True  # tracking's sweeps stop on the members' moves only
+TRACK_POST_SEARCH = True  # the ML steps after a tracking window search take the same options
 
 
 @dataclass(frozen=True)
@@ -252,12 +253,12 @@ def localize_cluster(
             if np.any(other):
                 wide = np.where(other, hw, np.inf)  # [K] m
                 box = np.stack([pred - wide[:, None], pred + wide[:, None]], axis=1)  # [K, 2, 2]
+        # the tracking options of every ML step below (the sweeps' stop tests and the climbs' end)
+        trk = dict(want=want if TRACK_MEMBER_GROUPS else None, group_stop=TRACK_GROUP_STOP,
+                   nat=1.0 / scale if TRACK_NAT_STOP else None, stop_users=want if TRACK_WANT_STOP else None)
         pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6, free=free,
                        stop=np.maximum(100 * tol_m, TRACK_STOP * hw),
-                       sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M),
-                       want=want if TRACK_MEMBER_GROUPS else None, box=box, group_stop=TRACK_GROUP_STOP,
-                       nat=1.0 / scale if TRACK_NAT_STOP else None,
-                       stop_users=want if TRACK_WANT_STOP else None)
+                       sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M), box=box, **trk)
         snr = _path_snr(prob, pos, scale)
         det = np.sum(snr > snr_threshold, axis=(-2, -1)) >= need
         # a window search for the users not detected at their prediction, and for those whose
@@ -288,12 +289,14 @@ def localize_cluster(
             a_o, w, minv = prob.new_user_terms(others)
             pos[k], _ = _refine_new(prob, cand[i], a_o, w, minv, st / 4.0, tol_m)
         if np.any(searched):
-            pos = _ml_step(prob, pos, 1e-3, tol_m, sweeps=3, free=free)
+            post = trk if TRACK_POST_SEARCH else {}
+            pos = _ml_step(prob, pos, 1e-3, tol_m, sweeps=3, free=free, **post)
             # the window search's answer gets the acquisition's ambiguity check: its best other
             # explanation among the window's candidates and the mirror images of the estimate
             if np.isfinite(ambiguity_nats) and np.all(np.isfinite(pos)):
                 pos, gap_w = _resolve_alternatives(prob, geom, pos, np.concatenate(window_pool), scale,
-                                                   step_m, tol_m, only=np.flatnonzero(searched))
+                                                   step_m, tol_m, only=np.flatnonzero(searched),
+                                                   step_kw=post)
                 gap[searched] = gap_w[searched]
     ok = np.all(np.isfinite(pos), axis=1)
     n_paths = np.zeros(n_users, dtype=np.int64)
@@ -587,7 +590,7 @@ def mirror_points(geom: IsacGeometry, pts_m: ArrayLike) -> NDArray[np.float64]:
 
 def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.float64],
                           pool: NDArray[np.float64], scale: float, step_m: float, tol_m: float,
-                          rounds: int = 3, only: ArrayLike | None = None
+                          rounds: int = 3, only: ArrayLike | None = None, step_kw: dict | None = None,
                           ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Best other explanation of each user's echo, and the log-likelihood gap to it.
 
@@ -600,7 +603,9 @@ def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.f
     (``inf`` when there is no alternative): a small gap means the frame cannot tell the two
     points apart.
 
-    ``only`` (indices) restricts the check to those users (the others' gaps stay ``inf``).
+    ``only`` (indices) restricts the check to those users (the others' gaps stay ``inf``);
+    ``step_kw`` are options of the ML step that follows a replaced estimate (tracking's, see
+    :func:`localize_cluster`; None: none).
 
     Returns
     -------
@@ -642,7 +647,7 @@ def _resolve_alternatives(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.f
             gap[j] = scale * (f0 - f[i])
             if gap[j] < -1.0:  # a better explanation the search missed: take it
                 est[j] = p[i]
-                est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=3)
+                est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=3, **(step_kw or {}))
                 moved = True
         if not moved:
             break

@@ -132,6 +132,7 @@ def maximize_nd(
     tol: float,
     max_iter: int = 60,
     follow: float = 4.0,
+    nat: float | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """:func:`maximize_2d` in n dimensions (the joint ML step of coupled users, n = 2 x users).
 
@@ -155,6 +156,8 @@ def maximize_nd(
     max_iter : int
     follow : float
         See :func:`maximize_2d`.
+    nat : float or None
+        See :func:`maximize_2d` (the same quadratic-zone end of a climb).
 
     Returns
     -------
@@ -210,4 +213,10 @@ def maximize_nd(
         f[idx] = np.where(better, fc, f0)
         h[idx] = np.where(better, np.clip(step, hp / follow, 2.0 * hp), hp / 4.0)
         active[idx] = h[idx] >= tol
+        if nat is not None:
+            with np.errstate(invalid="ignore"):
+                span = np.where(finite, fbest_st - np.min(np.where(finite[:, None], fs, 0.0), axis=1), np.inf)
+            conv = ok & use_trial & (np.linalg.norm(d, axis=-1) <= 1.0) & (span < SPAN_NATS * nat) \
+                & (fc - f0 < GAIN_NATS * nat)
+            active[idx] &= ~conv
     return p, f
