@@ -163,18 +163,25 @@ class MusicSensing:
     def _clusters(self, network, anchor: np.ndarray,
                   users: list[int] | None = None) -> dict[tuple[int, ...], list[int]]:
         cfg = self.sim.scenario.sensing
-        online = np.flatnonzero(network.online)
         clusters: dict[tuple[int, ...], list[int]] = {}
         ks = list(range(network.n_users)) if users is None else list(users)
         if not ks:
             return clusters
-        d = np.linalg.norm(network.ap_center_m[online][None] - anchor[ks][:, None], axis=-1)  # [K, A]
-        near = online[np.argsort(d, kind="stable", axis=1)]  # [K, A] nearest first
+        near = self._nearest_online(network, anchor[ks])  # [K, A] nearest first
         for i, k in enumerate(ks):
-            s = min(cfg.aps_per_user + int(self.extra_aps[k]), online.size)
+            s = min(cfg.aps_per_user + int(self.extra_aps[k]), near.shape[1])
             key = tuple(sorted(int(a) for a in near[i, :s]))
             clusters.setdefault(key, []).append(k)
         return clusters
+
+    @staticmethod
+    def _nearest_online(network, points_m: np.ndarray) -> np.ndarray:  # noqa: ANN001
+        """[K, A] the online APs' indices, nearest first (stable on ties), for each point of
+        ``points_m`` [K, 2] (m): the sensing clusters' rule, and with the true positions the
+        uplink registration's (a user's serving APs)."""
+        online = np.flatnonzero(network.online)
+        d = np.linalg.norm(network.ap_center_m[online][None] - points_m[:, None], axis=-1)  # [K, A]
+        return online[np.argsort(d, kind="stable", axis=1)]
 
     @staticmethod
     def _effective_alpha(alpha, aps, pair):  # noqa: ANN001, ANN205
@@ -384,14 +391,12 @@ class MusicSensing:
         from the uplink and its window covers that cluster's region (dense scenes: a wrong
         frame-0 acquisition 67 m off was otherwise tracked for good, with no event)."""
         cfg = self.sim.scenario.sensing
-        online = np.flatnonzero(network.online)
-        s = min(cfg.aps_per_user, online.size)
+        s = min(cfg.aps_per_user, int(np.count_nonzero(network.online)))
         ks = np.flatnonzero(np.isfinite(self.halfwidth) & ~self.lost & np.all(np.isfinite(pred), axis=1))
         if ks.size == 0 or s == 0:
             return
-        xy = network.ap_center_m[online]  # [A, 2]
-        near_p = np.argsort(np.linalg.norm(xy[None] - pred[ks][:, None], axis=-1), kind="stable", axis=1)[:, :s]
-        near_t = np.argsort(np.linalg.norm(xy[None] - true_pos[ks][:, None], axis=-1), kind="stable", axis=1)[:, :s]
+        near_p = self._nearest_online(network, pred[ks])[:, :s]  # [K', s] the track's cluster
+        near_t = self._nearest_online(network, true_pos[ks])[:, :s]  # [K', s] its serving APs
         dep = self.sim.scenario.deployment
         for i, k in enumerate(ks):
             if set(near_p[i].tolist()) & set(near_t[i].tolist()):
@@ -519,13 +524,11 @@ class MusicSensing:
         moved = np.linalg.norm(best.positions_m - pos, axis=1)  # [V] m
         resolved = best_left < TRACK_RESIDUAL
         det = best.detected.copy()
-        online = np.flatnonzero(self.sim.net.online)
         for j in mem:
             k = visible[j]
             far = False
             if not resolved:
-                d = np.linalg.norm(self.sim.net.ap_center_m[online] - true_pos[k], axis=1)
-                serving = set(int(a) for a in online[np.argsort(d, kind="stable")[:cfg.aps_per_user]])
+                serving = set(int(a) for a in self._nearest_online(self.sim.net, true_pos[k:k + 1])[0, :cfg.aps_per_user])
                 far = not serving & set(int(a) for a in aps)
             if moved[j] > max(hw[j], 1e-3) or not resolved:
                 self.sim.event("sensing_unexplained", k, f"user {k}: the tracked estimates left {left:.2f} "
