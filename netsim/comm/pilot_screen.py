@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["screen_moves"]
+__all__ = ["screen_moves", "screen_dense", "group_terms"]
 
 
 def screen_moves(
@@ -137,21 +137,41 @@ def screen_dense(
     return (1.0 - tau / tau_c) * terms.sum(axis=-1)  # [B]
 
 
-def _group_terms(beta, assoc, power_t, p_total, grp, t, noise_w) -> np.ndarray:
-    """log2(1 + SINR~_k) [..., G] of the users ``grp [..., G]`` (-1 = empty slot) when each
-    row of ``grp`` is the whole set of one pilot's users; power_t = a_mk sqrt(p_mk N t) as
-    [K, M], p_total [M] = P_m."""
+def group_terms(beta_t: np.ndarray, served: np.ndarray, power_t: np.ndarray, n_ant: int,
+                p_total: np.ndarray, grp: np.ndarray, t, noise_w: float) -> np.ndarray:
+    """log2(1 + SINR~_k) [..., G] of the users ``grp`` when each row of ``grp`` is the whole set
+    of one pilot's users (module docstring; the per-group form both the tabu pre-screen and the
+    GNN pilot refinement, :mod:`netsim.comm.power.gnn_refine`, evaluate).
+
+    Parameters
+    ----------
+    beta_t : ndarray [K, M] float, beta^T (linear LSF gains)
+    served : ndarray [K, M] bool, a^T (the association)
+    power_t : ndarray [K, M] float, W, p^T (per-pair downlink power, zero off the association)
+    n_ant : int, antennas per AP N
+    p_total : ndarray [M] float, W, P_m = sum_i p_mi
+    grp : ndarray [..., G] int, each row the users of one pilot (-1 = empty slot)
+    t : float or ndarray [...], W, tau_p p_u of each row's assignment (one value for all rows,
+        or one per row: rows of assignments with different tau_p in one call)
+    noise_w : float, W
+
+    Returns
+    -------
+    terms : ndarray [..., G] float, bit/s/Hz (0 in empty slots); the group's T_g is the sum
+    over the last axis.
+    """
+    t = np.asarray(t, dtype=float)[..., None]  # [..., 1] (broadcast over G / M)
     valid = grp >= 0  # [..., G]
     idx = np.where(valid, grp, 0)  # [..., G]
-    bt = np.where(valid[..., None], beta.T[idx], 0.0)  # [..., G, M] beta_mk of the members
+    bt = np.where(valid[..., None], beta_t[idx], 0.0)  # [..., G, M] beta_mk of the members
     psi = t * bt.sum(axis=-2) + noise_w  # [..., M] psi of the pilot at each AP
-    e = np.where(valid[..., None], power_t[idx], 0.0)  # [..., G, M]
+    # a_mk sqrt(p_mk N t) of the members (p = 0 off the association)
+    e = np.where(valid[..., None], np.sqrt(power_t[idx] * (n_ant * t)[..., None]), 0.0)  # [..., G, M]
     amp = (bt / np.sqrt(psi)[..., None, :]) @ np.swapaxes(e, -1, -2)  # [..., G(k), G(i)] A
     a2 = amp * amp
     sig = np.diagonal(a2, axis1=-2, axis2=-1)  # [..., G]
     contam = a2.sum(axis=-1) - sig  # [..., G] (empty slots contribute zeros)
-    served = assoc.T[idx]  # [..., G, M]
-    err = np.where(served, bt - t * bt**2 / psi[..., None, :], bt)  # [..., G, M]
+    err = np.where(served[idx], bt - t[..., None] * bt**2 / psi[..., None, :], bt)  # [..., G, M]
     residual = err @ p_total  # [..., G] sum_m P_m err_mk
     return np.where(valid, np.log2(1.0 + sig / (contam + residual + noise_w)), 0.0)  # [..., G]
 
@@ -162,7 +182,7 @@ def _moves_same_length(beta, assoc, power, n_ant, colour, counts, users, pilots,
     the move's old pilot (without the mover) and new pilot (with it) recomputed."""
     tau = int((counts > 0).sum())
     t = tau * p_pilot_w
-    power_t = np.sqrt(power.T * (n_ant * t))  # [K, M] a_mk sqrt(p_mk N t) (p = 0 off assoc)
+    beta_t, served, power_t = beta.T, assoc.T, power.T  # [K, M]
     p_total = power.sum(axis=1)  # [M]
     # members of each pilot, padded: mem[p, g] (-1 = empty slot), one spare slot per pilot
     order = np.argsort(colour, kind="stable")  # [K] users grouped by pilot
@@ -170,11 +190,11 @@ def _moves_same_length(beta, assoc, power, n_ant, colour, counts, users, pilots,
     slot = np.arange(colour.size) - start[colour[order]]  # [K] place within its pilot
     mem = np.full((counts.size, int(counts.max()) + 1), -1, dtype=np.int64)  # [P, G]
     mem[colour[order], slot] = order
-    per_pilot = _group_terms(beta, assoc, power_t, p_total, mem, t, noise_w).sum(axis=-1)  # [P]
+    per_pilot = group_terms(beta_t, served, power_t, n_ant, p_total, mem, t, noise_w).sum(axis=-1)  # [P]
     old = colour[users]  # [B]
     grp = np.stack([mem[old], mem[pilots]], axis=1)  # [B, 2, G] old pilot, new pilot
     grp[:, 0][grp[:, 0] == users[:, None]] = -1  # the mover leaves its old pilot
     grp[:, 1, -1] = users  # and joins the new one (the spare slot)
-    new = _group_terms(beta, assoc, power_t, p_total, grp, t, noise_w).sum(axis=(1, 2))  # [B]
+    new = group_terms(beta_t, served, power_t, n_ant, p_total, grp, t, noise_w).sum(axis=(1, 2))  # [B]
     total = per_pilot.sum() - per_pilot[old] - per_pilot[pilots] + new  # [B]
     return (1.0 - tau / tau_c) * total

@@ -34,6 +34,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from netsim.comm.pilot_screen import group_terms as screen_group_terms
+
 __all__ = ["PilotRefineConfig", "engine_config", "group_terms", "refine_pilots", "refine_decision",
            "net_se_tilde"]
 
@@ -81,7 +83,8 @@ class PilotRefineConfig:
 
 
 class _Model:
-    """The drop's constants: beta^T, a^T, p^T as [K, M], P_m, N, p_u, sigma^2."""
+    """The drop's constants in the layout of :func:`netsim.comm.pilot_screen.group_terms`:
+    beta^T, a^T, p^T as [K, M] (equal power), P_m, N, p_u, sigma^2."""
 
     def __init__(self, beta, assoc, n_ant, p_pilot_w, p_max_w, noise_w):
         beta = np.asarray(beta, float)
@@ -91,34 +94,27 @@ class _Model:
         n_serv = a.sum(axis=1, keepdims=True)  # [M, 1] |K_m|
         power = np.where(a, p_max_w / np.maximum(n_serv, 1), 0.0)  # [M, K] W, equal power
         self.bt = np.ascontiguousarray(beta.T)  # [K, M]
-        self.af = np.ascontiguousarray(a.T, dtype=float)  # [K, M] 0/1
-        self.pnt = np.ascontiguousarray(power.T) * float(n_ant)  # [K, M] p_mk N
+        self.served = np.ascontiguousarray(a.T)  # [K, M] bool
+        self.pt = np.ascontiguousarray(power.T)  # [K, M] W p_mk
+        self.n_ant = int(n_ant)
         self.p_ap = power.sum(axis=1)  # [M] P_m
         self.p_u = float(p_pilot_w)
         self.s2 = float(noise_w)
 
 
 def group_terms(model: _Model, idx: np.ndarray, valid: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """T_g (module docstring) of B padded groups.
+    """T_g (module docstring) of B padded groups: the per-member terms of
+    :func:`netsim.comm.pilot_screen.group_terms` (the tabu pre-screen's, with one t per row)
+    summed over each group.
 
     idx : [B, G] int user indices (any value where not valid); valid : [B, G] bool;
     t : [B] float, tau_p p_u of each group's assignment (W). Returns T [B] (bit/s/Hz, without
     the (1 - tau_p / tau_c) factor).
     """
-    vf = valid.astype(float)  # [B, G]
-    bt = model.bt[idx] * vf[:, :, None]  # [B, G, M] (zero rows where not valid)
-    tt = t[:, None, None]  # [B, 1, 1]
-    psi = tt * bt.sum(axis=1, keepdims=True) + model.s2  # [B, 1, M]
-    at = model.af[idx] * vf[:, :, None]  # [B, G, M] a_mk as 0/1
-    gamma = (tt / psi) * (bt * bt)  # [B, G, M]
-    res = (bt - at * gamma) @ model.p_ap  # [B, G] sum_m P_m err_mk, err = beta - a gamma
-    coef = np.sqrt(model.pnt[idx] * (tt / psi)) * at  # [B, G, M]
-    amp = bt @ np.swapaxes(coef, 1, 2)  # [B, G(k), G(i)] A[k, i]
-    a2 = amp * amp
-    sig = np.diagonal(a2, axis1=1, axis2=2)  # [B, G]
-    contam = a2.sum(axis=2) - sig  # [B, G]
-    term = np.log2(1.0 + sig / (contam + res + model.s2))  # [B, G]
-    return (term * vf).sum(axis=1)  # [B]
+    grp = np.where(valid, idx, -1)  # [B, G]
+    terms = screen_group_terms(model.bt, model.served, model.pt, model.n_ant, model.p_ap, grp, t,
+                               model.s2)  # [B, G]
+    return terms.sum(axis=1)  # [B]
 
 
 def _groups(c: np.ndarray, tau: int) -> tuple[np.ndarray, np.ndarray]:

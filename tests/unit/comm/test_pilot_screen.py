@@ -201,3 +201,30 @@ def test_prescreened_tabu_close_to_full_search_on_own_drops():
         ratios.append(res[1].j_best_trace[-1] / res[0].j_best_trace[-1])
         assert res[1].n_evaluations < res[0].n_evaluations / 2
     assert np.mean(ratios) > 0.99
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_group_terms_per_row_t_equals_one_t_per_call_and_the_loop_formula(seed):
+    # the shared per-group form (tabu pre-screen and GNN pilot refinement): rows of
+    # assignments with different tau_p in one call give, bit for bit, the terms of separate
+    # calls with one t each; and the groups of a whole assignment sum to the loop formula's J~
+    from netsim.comm.pilot_screen import group_terms
+
+    rng = np.random.default_rng(seed)
+    beta, assoc, power = hostile(seed, 5, 13, 0.45)
+    n_ant = int(rng.integers(1, 9))
+    colour = np.unique(rng.integers(0, 5, 13), return_inverse=True)[1]
+    tau = int(colour.max()) + 1
+    grp = np.full((tau, 13), -1)
+    for p in range(tau):
+        members = np.nonzero(colour == p)[0]
+        grp[p, :members.size] = rng.permutation(members)  # slot order must not matter
+    args = (beta.T, assoc.T, power.T, n_ant, power.sum(axis=1))
+    t_rows = CFG.p_pilot_w * rng.integers(1, 30, tau)  # [tau] a different t per row
+    both = group_terms(*args, grp, t_rows, SIGMA2)  # [tau, G]
+    for p in range(tau):
+        one = group_terms(*args, grp[p:p + 1], float(t_rows[p]), SIGMA2)
+        assert np.array_equal(both[p], one[0])
+    assert np.all(both[grp < 0] == 0.0)
+    whole = group_terms(*args, grp, tau * CFG.p_pilot_w, SIGMA2).sum()
+    assert (1 - tau / 200) * whole == pytest.approx(loop_j_tilde(beta, assoc, power, n_ant, colour), rel=1e-10)
