@@ -4,7 +4,7 @@ Usage::
 
     python analysis/finetune_gnn_n.py --model dts|sts --n-ant N --out FILE.npz
         [--init FILE.npz] [--drops 400] [--subframes 2] [--epochs 20] [--lr 0.003]
-        [--random-share 0.1] [--seed 4111] [--time-budget S]
+        [--random-share 0.1] [--seed 4111] [--time-budget S] [--widen W]
 
 Drops of the paper's UMi deployment (M = 7, K = 42, the given N) x ``--subframes`` subframes
 with FIXED pilots: the model's own pilot head with its test-phase rounding (a ``--random-share``
@@ -15,6 +15,8 @@ frozen batch norm so that the exported function is what is trained, the best sta
 validation split kept). DTS: only the Power-GNN is trained (the pilot head is copied); STS: the
 whole STS-GNN (its power head shares the AP-UE layers with the pilot head). The output keeps the
 input's metadata and adds a ``finetune_<net>_n<N>`` record (drops, epochs, CPU / wall seconds).
+``--widen W`` (DTS only): the Power-GNN is first widened to W hidden channels without changing
+its function (:func:`netsim.learn.widen.widen_power_params`), then fine-tuned.
 Needs torch (``pip install -e '.[gnn]'``). The shipped ``netsim/data/*_gnn_n*.npz`` were made with
 this recipe (docs/reproduction.md gives the runs).
 """
@@ -39,6 +41,7 @@ from netsim.comm.power.gnn import (
 from netsim.learn.data import DropSpec
 from netsim.learn.pretrain import PretrainConfig, power_dataset, pretrain_power
 from netsim.learn.torch_gnn import TorchGNN
+from netsim.learn.widen import widen_power_params
 from netsim.rng import RandomStreams
 
 
@@ -55,17 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--random-share", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=4111, help="data seed (keep it apart from test seeds)")
     ap.add_argument("--log", help="per-epoch JSON lines")
+    ap.add_argument("--widen", type=int, default=None,
+                    help="DTS: widen the Power-GNN to this hidden width first (function-preserving)")
+    ap.add_argument("--widen-scale", type=float, default=0.25,
+                    help="standard deviation of the new channels' rows (their outputs are unread at start)")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="stop after this many wall seconds of training (the best state so far is kept)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     fw, n_ant = args.model, args.n_ant
+    if args.widen is not None and fw != "dts":
+        raise SystemExit("--widen is for the DTS Power-GNN only")
     base = load_gnn_weights(args.init or default_weights_path(fw))
     key = "power" if fw == "dts" else "sts"
     if base.readout_n_ref is not None:
         raise SystemExit(f"{base.path}: features.readout_n_ref (a power readout with an antenna term) is not "
                          "fine-tuned per N here; use analysis/finetune_gnn_mix.py")
-    net = TorchGNN.from_export(base.archs[key], base.params[key])
+    archs = dict(base.archs)
+    p_init = base.params[key]
+    if args.widen is not None:
+        archs[key], p_init = widen_power_params(p_init, archs[key], args.widen,
+                                                np.random.default_rng([args.seed, args.widen]),
+                                                args.widen_scale)
+    net = TorchGNN.from_export(archs[key], p_init)
     spec = DropSpec.paper(7, 42, n_ant)
     cfg = spec.channel
 
@@ -96,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                    "epochs_run": len(hist.loss), "best_epoch": hist.best_epoch,
                    "best_val_net_se": hist.best_val, "lr": args.lr, "data_seed": args.seed,
                    "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0,
-                   "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped}
+                   "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped,
+                   "widened_to": args.widen, "trainable_params": net.n_trainable()}
     params = {"pilot": base.params["pilot"], "power": net.export()} if fw == "dts" else {"sts": net.export()}
-    save_gnn_weights(args.out, GNNWeights(fw, dict(base.archs), params, meta))
+    save_gnn_weights(args.out, GNNWeights(fw, archs, params, meta))
     print(f"{args.out}: best validation net-SE {hist.best_val:.2f} at epoch {hist.best_epoch}, "
           f"{meta[stage]['cpu_s']:.0f} CPU-s ({hist.stopped})")
     return 0

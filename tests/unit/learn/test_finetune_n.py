@@ -39,3 +39,16 @@ def test_dts_fine_tune_trains_the_power_gnn_only_and_records_its_stages(tmp_path
     assert {"finetune_power_n3", "finetune_power_n3+"} <= set(w2.meta)
     assert w2.meta["finetune_power_n3+"]["init_from"] == str(out1)
     assert w2.meta["finetune_power_n3"]["drops"] == 5
+
+
+def test_dts_fine_tune_can_widen_the_power_gnn_first(tmp_path):
+    mod = _script()
+    out = tmp_path / "w.npz"
+    assert mod.main(["--model", "dts", "--n-ant", "3", "--drops", "4", "--subframes", "1", "--epochs", "1",
+                     "--lr", "0.05", "--seed", "78", "--widen", "12", "--out", str(out)]) == 0
+    base, wide = load_gnn_weights(default_weights_path("dts")), load_gnn_weights(out)
+    assert wide.archs["power"].width == 12 and wide.archs["pilot"] == base.archs["pilot"]
+    assert wide.params["power"]["pow.1.Us"].shape == (12, 12)
+    assert wide.meta["finetune_power_n3"]["widened_to"] == 12
+    with pytest.raises(SystemExit, match="DTS Power-GNN only"):
+        mod.main(["--model", "sts", "--n-ant", "3", "--widen", "12", "--out", str(tmp_path / "s.npz")])
