@@ -8,7 +8,8 @@ the mean over its subframes (5). Every method sees the same fading and pilot noi
 Methods:
 * ``dsatur_tabu+wmmse`` : the numerical baseline (spec 4); WMMSE run to convergence with
   :data:`BASELINE_WMMSE` (tol 1e-7, cap 3000 sweeps) unless another config is given;
-GNN forward passes run in :data:`netsim.comm.power.gnn.FAST_DTYPE` (float32), as in the engine.
+GNN forward passes run in :data:`netsim.comm.power.gnn.FAST_DTYPE` (float32), as in the engine;
+the DTS-Power-GNN decides a frame's T subframes in one batched pass (``batch_power``).
 
 * ``dts_gnn`` : DTS-Pilot-GNN at frame start + DTS-Power-GNN every subframe;
 * ``sts_gnn`` : STS-GNN once per frame (pilots and one power matrix);
@@ -124,6 +125,7 @@ def evaluate_frames(
     drop_ids: list[int] | None = None,
     repeats: int = 1,
     pilot_refine: PilotRefineConfig | None = None,
+    batch_power: bool = True,
 ) -> list[FrameResult]:
     """Evaluate ``method`` on every drop (see the module docstring).
 
@@ -133,7 +135,10 @@ def evaluate_frames(
     many times and its minimum wall and CPU time is recorded (the decisions and net-SE are
     those of the first run: identical for every ``repeats``);
     pilot_refine : greedy J~ refinement of the GNN pilots (dts_gnn, dts_pilot+wmmse, sts_gnn;
-    :mod:`netsim.comm.power.gnn_refine`), timed with the pilot policy; None = the GNN's own.
+    :mod:`netsim.comm.power.gnn_refine`), timed with the pilot policy; None = the GNN's own;
+    batch_power : the DTS-Power-GNN (dts_gnn, dsatur_tabu+gnn) decides the frame's T subframes in
+    ONE batched forward pass on their T estimates (timed as one call); False: one pass per
+    subframe, as the engine runs it. The powers agree to float32 rounding (~1e-6 relative).
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r}; allowed: {METHODS}")
@@ -171,12 +176,24 @@ def evaluate_frames(
             colour, tau_p = dec.colour, dec.tau_p
         rng = streams.generator("ssf", d)
         se, pw_wall, pw_cpu = [], 0.0, 0.0
+        gnn_pw = method in ("dts_gnn", "dsatur_tabu+gnn")
+        # every subframe's channel and estimate first (the power policies draw nothing, so the
+        # stream is consumed in the same order as a subframe-by-subframe loop)
+        subs = []
         for _ in range(n_sub):
             h = channel_from_fading(beta, draw_ssf((spec.n_ap, spec.n_ue, spec.n_ant), rng))
-            csi = prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, sigma2, rng)
+            subs.append((h, prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, sigma2, rng)))
+        powers = None
+        if gnn_pw and batch_power:  # the frame's T Power-GNN decisions in ONE batched pass
+            ghat = np.stack([csi.ghat for _, csi in subs])  # [T, M, K, K]
+            powers, pw_wall, pw_cpu = _timed(repeats, gnn_power, dts, ghat, assoc, sigma2, cfg.p_max_w,
+                                             dtype=FAST_DTYPE)  # [T, M, K]
+        for t, (h, csi) in enumerate(subs):
             if sts_p is not None:
                 power, dw, dc = sts_p, 0.0, 0.0
-            elif method in ("dts_gnn", "dsatur_tabu+gnn"):
+            elif powers is not None:
+                power, dw, dc = powers[t], 0.0, 0.0
+            elif gnn_pw:
                 power, dw, dc = _timed(repeats, gnn_power, dts, csi.ghat, assoc, sigma2, cfg.p_max_w,
                                        dtype=FAST_DTYPE)
             else:

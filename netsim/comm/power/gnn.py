@@ -633,8 +633,7 @@ def gnn_power(
     if np.ndim(assoc) == 2 and g.shape[0] > 1:  # one association: ONE batched pass, one graph
         logit, m_idx, k_idx = power_forward_fast(plan, g, a[0], snr, dtype, w.power_graph(a[0], dtype))
         if m_idx.size:
-            for b in range(g.shape[0]):
-                out[b] = power_activation_fast(logit[b], m_idx, k_idx, (m, k), pm[b])
+            out = power_activation_fast(logit, m_idx, k_idx, (m, k), pm)  # [B, M, K]
         return out.reshape(lead + (m, k))
     for b in range(g.shape[0]):  # the AN graph differs per association
         logit, m_idx, k_idx = power_forward_fast(plan, g[b], a[b], snr, dtype, w.power_graph(a[b], dtype))

@@ -12,14 +12,19 @@ linear algebra:
 * every linear map that acts on the same input is one matmul with the matrices side by side;
 * the pilot/STS states are stored UE-major and channel-last, ``D [K, M, d]``, ``E [K, S, e]``:
   every channel map is one gemm ``X [K * M, d] @ W [d, d']`` and the attention sum over the
-  other UEs one gemm ``alpha [K, K] @ E [K, S * e]``; the Power-GNN's edge states are
-  receiver-major and channel-last too, ``F [K, T, A, d]``: the INF self map of receiver i,
-  with its own "other INF edges at UE i" scaling c7[i] folded in, is one batched matmul over
-  the receivers, the per-AN term a broadcast over the outer axis and the per-UE term one tiled
-  add (numpy's broadcasts with an 8-wide inner axis are several times slower);
-* the Power-GNN keeps the SIG states ``[T, A, d]`` apart from the edge tensor (a gather and a
-  scatter by (k(a), a) instead of one-hot products), and its last layer computes the SIG update
-  only (the INF states of the last layer are never read).
+  other UEs one gemm ``alpha [K, K] @ E [K, S * e]``;
+* the Power-GNN's edge states are receiver-major and channel-first, ``F [K, d, T, A]``: the INF
+  self map of receiver i, with its own "other INF edges at UE i" scaling c7[i] folded in, is
+  one batched matmul ``W[i] [d', d] @ F[i] [d, T * A]``, the per-AN and per-UE terms are
+  broadcasts along long contiguous rows, the sums over receivers / ANs are products with a ones
+  vector, and its features use ``ln`` (``np.log10`` is several times slower);
+* the Power-GNN keeps the SIG states ``[d, T, A]`` apart from the edge tensor (a gather and a
+  scatter by (k(a), a) instead of one-hot products), its last layer computes the SIG update
+  only (the INF states of the last layer are never read), and its large arrays live in a
+  workspace kept with the graph (fresh MB-sized arrays per pass cost more in page faults than
+  the arithmetic that fills them);
+* T subframes that share one association run as ONE pass (the subframe axis is inside the
+  rows of every matmul).
 
 The folded matrices depend on the graph sizes (M, K, S) and on the dtype; they are built once per
 size (a "plan") and kept in ``weights.cache`` (plain dict of numpy arrays, rebuildable, pickles).
@@ -141,10 +146,10 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
 
 
 def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.float64) -> list[dict]:
-    """Folded per-layer matrices of the DTS-Power-GNN for K UEs, stored TRANSPOSED (``[in, out]``:
-    the edge states are channel-last). The INF self map still needs the per-receiver scaling
-    c7 (which depends on the association): :func:`power_graph_fast` folds it per group of
-    receivers."""
+    """Folded per-layer matrices of the DTS-Power-GNN for K UEs, stored ``[out, in]`` (the edge
+    states are channel-first per receiver: every map is applied as ``W @ X``). The INF self map
+    still needs the per-receiver scaling c7 (which depends on the association):
+    :func:`_receiver_maps` folds it per receiver."""
     c1, c5 = 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ue - 2, 1)
     layers = []
     for l in range(arch.layers):
@@ -160,13 +165,14 @@ def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.flo
         w_an = np.concatenate([g("V4"), c5 * g("V5"), zero, zero], 1) * si
         lay = {
             "w_s": np.concatenate([w_sig, w_an], 0) if not last else w_sig,  # [2d', 4d] / [d', 4d]
-            "b_s": (g("bs")[:, None] * ss + hs)[:, 0],  # [d']
+            "b_s": g("bs")[:, None] * ss + hs,  # [d', 1]
             "w_f0": (g("Uf") - c5 * g("V5")) * si,  # [d', d] INF self map without the V7 part
             "w_f7": g("V7") * si,  # [d', d] times c7[i] (other INF edges at receiver i)
             "w_ue": np.concatenate([g("V6"), g("V7")], 1) * si,  # [d', 2d]
-            "b_f": (g("bf")[:, None] * si + hi)[:, 0],  # [d']
+            "b_f": g("bf")[:, None] * si + hi,  # [d', 1]
         }
-        lay = {k: np.ascontiguousarray(v.T if v.ndim == 2 else v).astype(dtype) for k, v in lay.items()}
+        lay = {k: np.ascontiguousarray(v).astype(dtype) for k, v in lay.items()}
+        lay["w_f0_64"], lay["w_f7_64"] = lay["w_f0"].astype(float), lay["w_f7"].astype(float)
         lay["last"] = last
         layers.append(lay)
     return layers
@@ -176,40 +182,92 @@ def power_graph_fast(assoc: np.ndarray, dtype=np.float64) -> dict:
     """Index arrays and aggregation scalings of the AN-indexed Power-GNN graph of one
     association (they depend on nothing else: built once per frame, reused by every subframe).
 
-    assoc : [M, K] bool. Returns a dict with m_idx, k_idx, an [A] (AP-major ANs), onehot_t
-    [K, A] (onehot_t[k(a), a] = 1), c2, c3 [A, 1], c6 [K, 1, 1], c7 [K] and known [K, A]
-    (a_{m(a), i}); the per-receiver INF self maps are added by :func:`_receiver_maps`.
+    assoc : [M, K] bool. Returns a dict with m_idx, k_idx, an [A] (AP-major ANs), an_lin [A]
+    (flat index m K + k), onehot [A, K] (onehot[a, k(a)] = 1), c2, c3 [A], c6, c7 [K] and known
+    [K, A] (a_{m(a), i}); the per-receiver INF self maps are added by :func:`_receiver_maps`.
     """
     assoc = np.asarray(assoc, bool)
     m_idx, k_idx = np.nonzero(assoc)
     n_an, n_ue = m_idx.size, assoc.shape[1]
     n_k = assoc.sum(axis=0).astype(float)  # [K] |M_k|
-    onehot_t = np.zeros((n_ue, n_an), dtype)  # [K, A]
-    onehot_t[k_idx, np.arange(n_an)] = 1.0
+    onehot = np.zeros((n_an, n_ue), dtype)  # [A, K]
+    onehot[np.arange(n_an), k_idx] = 1.0
     c7 = 1.0 / np.maximum(n_an - n_k - 1.0, 1.0)  # [K] other INF edges at receiver i
     return {
-        "m_idx": m_idx, "k_idx": k_idx, "an": np.arange(n_an), "onehot_t": onehot_t,
-        "c2": (1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)).astype(dtype)[:, None],  # [A, 1]
-        "c3": (1.0 / np.maximum(n_an - n_k[k_idx], 1.0)).astype(dtype)[:, None],  # [A, 1]
-        "c6": (1.0 / np.maximum(n_k, 1.0)).astype(dtype)[:, None, None],  # [K, 1, 1]
+        "m_idx": m_idx, "k_idx": k_idx, "an": np.arange(n_an), "an_lin": m_idx * n_ue + k_idx,
+        "onehot": onehot,
+        "c2": (1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)).astype(dtype),  # [A]
+        "c3": (1.0 / np.maximum(n_an - n_k[k_idx], 1.0)).astype(dtype),  # [A]
+        "c6": (1.0 / np.maximum(n_k, 1.0)).astype(dtype),  # [K]
         "c7": c7,  # [K] float64 (folded into the receiver maps)
-        "c7_x": c7.astype(dtype)[:, None, None],  # [K, 1, 1]
+        "c7_x": c7.astype(dtype),  # [K]
         "known": assoc[m_idx].T.astype(dtype),  # [K, A]
+        "one_k": np.ones(n_ue, dtype), "one_a": np.ones(n_an, dtype),
         "plan": None, "w_recv": None,
     }
 
 
 def _receiver_maps(plan: list[dict], gr: dict) -> list[np.ndarray | None]:
     """Per layer, the INF self map of every receiver i, ``U_f - V5 / (K - 2) - c7[i] V7``
-    (BN folded), as ``[K, in, out]`` for one batched matmul; kept in the graph (rebuilt when the
-    graph meets another plan: the plan is held by reference, not by id)."""
+    (BN folded, ``[out, in]``), as ``[K, out, in]`` for one batched matmul; kept in the graph
+    (rebuilt when the graph meets another plan: the plan is held by reference, not by id)."""
     if gr["plan"] is not plan:
         c7 = gr["c7"][:, None, None]  # [K, 1, 1]
         gr["w_recv"] = [None if lay["last"] else
-                        (lay["w_f0"][None].astype(float) - c7 * lay["w_f7"][None]).astype(lay["w_f0"].dtype)
+                        (lay["w_f0_64"][None] - c7 * lay["w_f7_64"][None]).astype(lay["w_f0"].dtype)
                         for lay in plan]
         gr["plan"] = plan
     return gr["w_recv"]
+
+
+_LOG10_E_5 = 0.2 / np.log(10.0)  # log10(1 + p) / 5 = ln(1 + p) * _LOG10_E_5
+
+
+def _workspace(gr: dict, plan: list[dict], n_t: int, n_ue: int, dtype) -> dict:
+    """Scratch arrays of one forward pass for T = ``n_t`` subframes, kept in the graph and
+    reused by every later pass of the same size: fresh arrays of a few 100 kB to MB each pass
+    cost more in first-touch page faults than the arithmetic that fills them."""
+    width = max([4] + [lay["b_s"].shape[0] for lay in plan])
+    key = ("ws", n_t, np.dtype(dtype).name, width)
+    ws = gr.get(key)
+    if ws is None:
+        n_an = gr["m_idx"].size
+        n_ta = n_t * n_an
+        ws = {
+            "g": np.empty((n_t, n_an, n_ue), complex),  # gathered Ghat
+            "p2": np.empty((n_ue, n_t, n_an), dtype), "inv": np.empty((n_ue, n_t, n_an), dtype),
+            "f": [np.empty(n_ue * width * n_ta, dtype) for _ in range(2)],  # ping-pong edge states
+            "tmp": np.empty(n_ue * width * n_ta, dtype),
+            "x": np.empty(4 * width * n_ta, dtype), "out": np.empty(2 * width * n_ta, dtype),
+        }
+        gr[key] = ws
+    return ws
+
+
+def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict) -> np.ndarray:
+    """Input edge states ``F [K, 4, T, A]`` (:func:`gnn_layers.ssf_features`, receiver-major,
+    channel-first) from Ghat ``g3 [T, M, K, K]`` complex, written into ``ws["f"][0]``."""
+    n_t, n_ue = g3.shape[0], g3.shape[2]
+    n_an = gr["m_idx"].size
+    g = np.take(g3.reshape(n_t, -1, n_ue), gr["an_lin"], axis=1, out=ws["g"])  # [T, A, K] Ghat[m(a), k(a), i]
+    gt = g.transpose(2, 0, 1)  # [K, T, A] (a view)
+    amp = snr**0.5
+    f = ws["f"][0][:n_ue * 4 * n_t * n_an].reshape(n_ue, 4, n_t, n_an)  # [K, 4, T, A]
+    re, im, p2, inv = f[:, 1], f[:, 2], ws["p2"], ws["inv"]
+    np.multiply(gt.real, amp, out=re)  # re P^0.5 / sigma, then re / |.|
+    np.multiply(gt.imag, amp, out=im)
+    np.multiply(re, re, out=p2)  # [K, T, A] |g|^2 P / sigma^2
+    np.multiply(im, im, out=inv)
+    p2 += inv
+    np.add(p2, _MAG_FLOOR, out=inv)
+    np.sqrt(inv, out=inv)
+    re /= inv
+    im /= inv
+    p2 += 1.0
+    np.log(p2, out=p2)  # ln(1 + |g|^2 P / sigma^2); log10 = ln / ln 10 (np.log10 is ~5x slower)
+    np.multiply(p2, _LOG10_E_5, out=f[:, 0])
+    f[:, 3] = gr["known"][:, None, :]
+    return f
 
 
 def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
@@ -217,11 +275,18 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     """DTS-Power-GNN (eq. (24) and its INF twin) on one subframe or on T subframes that share
     one association (one batched pass: the graph is built once).
 
-    Layout: the edge states are receiver-major and channel-last, ``F [K, T, A, d]`` (entry
-    [i, t, a] = the edge from AN a to UE i), so that the INF self map of every receiver is one
-    batched matmul ``F[i] [T * A, d] @ W[i] [d, d']`` (its c7[i] folded in), the per-AN term is
-    a broadcast over the outer axis and the per-UE term one tiled add; the SIG states
-    ``S [T, A, d]`` are kept apart (gathered from / scattered into F).
+    Layout: the edge states are receiver-major and channel-first, ``F [K, d, T, A]`` (entry
+    [i, c, t, a] = channel c of the edge from AN a to UE i in subframe t), so that
+
+    * the INF self map of every receiver is one batched matmul ``W[i] [d', d] @ F[i] [d, T * A]``
+      (its c7[i] folded in), the per-AN term a broadcast over the outer axis and the per-UE term
+      a broadcast over the last axis (both with long contiguous rows);
+    * the sum over receivers is one product ``ones [K] @ F [K, d * T * A]`` and the sum over
+      ANs one ``F [K * d * T, A] @ ones [A]``;
+    * the SIG states ``S [d, T, A]`` are kept apart (gathered from / scattered into F) and all
+      SIG-side maps are ``W @ X [., T * A]``; the last layer computes the SIG update only (the
+      INF states of the last layer are never read);
+    * the large arrays live in a workspace kept with the graph (:func:`_workspace`).
 
     ghat : [M, K, K] or [T, M, K, K] complex (eq. (11)); assoc : [M, K] bool;
     snr : P_max / sigma^2 (linear); graph : :func:`power_graph_fast` of ``assoc`` (built here
@@ -237,42 +302,47 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     if n_an == 0:
         return (np.zeros(0) if single else np.zeros((n_t, 0))), m_idx, k_idx
     w_recv = _receiver_maps(plan, gr)
-    g = np.moveaxis(g3[:, m_idx, k_idx, :], 2, 0)  # [K, T, A] complex
-    re = (g.real * snr**0.5).astype(dtype)
-    im = (g.imag * snr**0.5).astype(dtype)
-    p2 = re * re + im * im
-    inv = 1.0 / np.sqrt(p2 + _MAG_FLOOR)
-    f = np.empty((n_ue, n_t, n_an, 4), dtype)  # [K, T, A, 4]
-    np.multiply(np.log10(1.0 + p2), 0.2, out=f[..., 0])
-    np.multiply(re, inv, out=f[..., 1])
-    np.multiply(im, inv, out=f[..., 2])
-    f[..., 3] = gr["known"][:, None, :]
-    onehot_t, c2, c3, c6, c7 = gr["onehot_t"], gr["c2"], gr["c3"], gr["c6"], gr["c7_x"]
-    s = f[k_idx, :, an, :].swapaxes(0, 1)  # [T, A, d] SIG states
-    one_a = np.ones(n_an, dtype)
-    for lay, w in zip(plan, w_recv, strict=True):
-        cd = f.shape[3]
-        row = f.sum(axis=0)  # [T, A, d] sum over receivers (contiguous row adds)
-        sig_ue = np.matmul(onehot_t, s).swapaxes(0, 1)  # [K, T, d] SIG edges at each UE
-        inf_ue = np.matmul(one_a, f) - sig_ue  # [K, T, d] INF edges at each UE
-        x = np.concatenate([s, row - s, (sig_ue[k_idx].swapaxes(0, 1) - s) * c2,
-                            inf_ue[k_idx].swapaxes(0, 1) * c3], 2)  # [T, A, 4d]
-        out = np.dot(x.reshape(-1, 4 * cd), lay["w_s"]).reshape(n_t, n_an, -1)  # [T, A, d' | 2d']
+    ws = _workspace(gr, plan, n_t, n_ue, dtype)
+    f = _edge_features(g3, gr, snr, ws)  # [K, 4, T, A]
+    onehot, c2, c3, c6, c7 = gr["onehot"], gr["c2"], gr["c3"], gr["c6"], gr["c7_x"]
+    one_k, one_a = gr["one_k"], gr["one_a"]
+    n_ta = n_t * n_an
+    s = np.ascontiguousarray(f[k_idx, :, :, an].transpose(1, 2, 0))  # [d, T, A] SIG states
+    for j, (lay, w) in enumerate(zip(plan, w_recv, strict=True)):
+        cd = f.shape[1]
+        row = np.dot(one_k, f.reshape(n_ue, -1)).reshape(cd, n_t, n_an)  # [d, T, A] sum over receivers
+        sig_ue = np.dot(s.reshape(-1, n_an), onehot)  # [d * T, K] SIG edges at each UE
+        inf_ue = np.dot(f.reshape(-1, n_an), one_a).reshape(n_ue, -1).T - sig_ue  # [d * T, K] INF edges at UE
+        x = ws["x"][:4 * cd * n_ta].reshape(4, cd, n_t, n_an)  # [s; row - s; (sig_ue[k] - s) c2; inf_ue[k] c3]
+        x[0] = s
+        np.subtract(row, s, out=x[1])
+        np.subtract(sig_ue[:, k_idx].reshape(cd, n_t, n_an), s, out=x[2])
+        x[2] *= c2
+        np.multiply(inf_ue[:, k_idx].reshape(cd, n_t, n_an), c3, out=x[3])
+        n_out = lay["w_s"].shape[0]
+        out = np.dot(lay["w_s"], x.reshape(4 * cd, n_ta), out=ws["out"][:n_out * n_ta].reshape(n_out, n_ta))
         fo = lay["b_s"].shape[0]
-        s_new = out[:, :, :fo] + lay["b_s"]
+        s_new = out[:fo]  # [d', T * A]
+        s_new += lay["b_s"]
         if lay["last"]:
-            logit = s_new[:, :, 0]  # [T, A]
+            logit = s_new[0].reshape(n_t, n_an).copy()  # [T, A]
             return (logit[0] if single else logit), m_idx, k_idx
-        ue = np.dot(np.concatenate([sig_ue * c6, inf_ue * c7], 2).reshape(-1, 2 * cd),
-                    lay["w_ue"]) + lay["b_f"]  # [K * T, d'] per-UE term
-        f_new = np.matmul(f.reshape(n_ue, -1, cd), w).reshape(n_ue, n_t, n_an, fo)  # [K, T, A, d']
-        flat = f_new.reshape(n_ue, -1)  # [K, T * A * d']
-        flat += np.ascontiguousarray(out[:, :, fo:]).reshape(1, -1)  # per-AN term, all receivers
-        f_new.reshape(n_ue * n_t, -1)[...] += np.tile(ue, n_an)  # per-UE term, all ANs
-        np.maximum(f_new, LEAKY_SLOPE * f_new, out=f_new)  # LeakyReLU in place
-        s = _leaky(s_new)
-        f_new[k_idx, :, an, :] = s.swapaxes(0, 1)
-        f = f_new
+        sig_ue *= c6
+        inf_ue *= c7
+        ue = np.dot(lay["w_ue"], np.concatenate([sig_ue, inf_ue], 0).reshape(2 * cd, -1))  # [d', T * K]
+        ue += lay["b_f"]  # per-UE term
+        size = n_ue * fo * n_ta
+        f_new = np.matmul(w, f.reshape(n_ue, cd, n_ta),
+                          out=ws["f"][(j + 1) % 2][:size].reshape(n_ue, fo, n_ta))  # [K, d', T * A] INF self maps
+        f_new += out[fo:][None]  # per-AN term, every receiver
+        f4 = f_new.reshape(n_ue, fo, n_t, n_an)
+        f4 += ue.reshape(fo, n_t, n_ue).transpose(2, 0, 1)[..., None]  # per-UE term, every AN
+        tmp = ws["tmp"][:size].reshape(f_new.shape)
+        np.multiply(f_new, LEAKY_SLOPE, out=tmp)
+        np.maximum(f_new, tmp, out=f_new)  # LeakyReLU in place
+        s = _leaky(s_new).reshape(fo, n_t, n_an)
+        f4[k_idx, :, :, an] = s.transpose(2, 0, 1)  # SIG edges
+        f = f4
     raise ValueError("power plan has no layers")
 
 
@@ -280,10 +350,22 @@ def power_activation_fast(logit: np.ndarray, m_idx: np.ndarray, k_idx: np.ndarra
                           shape: tuple[int, int], p_max: np.ndarray) -> np.ndarray:
     """Output activation of 5.1 on the AN list: q = sigmoid(z), p = P_max q / max(1, sum_AP q).
 
-    logit, m_idx, k_idx : [A]; shape = (M, K); p_max : [M] (W). Returns p [M, K] float64 (W).
+    logit : [A] or [T, A] (T subframes on one AN graph); m_idx, k_idx : [A]; shape = (M, K);
+    p_max : [M] or [T, M] (W). Returns p [M, K] or [T, M, K] float64 (W). The per-AP sums are
+    one sequential ``bincount`` in AN order for every subframe (the same sums for any T).
     """
-    q = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logit, float)))  # [A]
-    load = np.maximum(np.bincount(m_idx, weights=q, minlength=shape[0]), 1.0)  # [M]
-    out = np.zeros(shape)
-    out[m_idx, k_idx] = p_max[m_idx] * POWER_SAFETY * q / load[m_idx]
+    z = np.asarray(logit, float)
+    q = 0.5 * (1.0 + np.tanh(0.5 * z))  # [A] or [T, A]
+    n_ap = shape[0]
+    if q.ndim == 1:
+        load = np.maximum(np.bincount(m_idx, weights=q, minlength=n_ap), 1.0)  # [M]
+        out = np.zeros(shape)
+        out[m_idx, k_idx] = p_max[m_idx] * POWER_SAFETY * q / load[m_idx]
+        return out
+    n_t = q.shape[0]
+    bins = (m_idx[None, :] + n_ap * np.arange(n_t)[:, None]).ravel()  # [T * A] bin (t, m(a))
+    load = np.maximum(np.bincount(bins, weights=q.ravel(), minlength=n_t * n_ap), 1.0).reshape(n_t, n_ap)
+    pm = np.broadcast_to(np.asarray(p_max, float), (n_t, n_ap))  # [T, M]
+    out = np.zeros((n_t,) + tuple(shape))
+    out[:, m_idx, k_idx] = pm[:, m_idx] * POWER_SAFETY * q / load[:, m_idx]
     return out

@@ -96,3 +96,65 @@ def test_subframes_of_one_frame_in_one_batched_pass():
     np.testing.assert_allclose(batched, single, rtol=1e-12, atol=1e-18)
     per_sub = gnn_power(dts, stack, np.broadcast_to(assoc, (5,) + assoc.shape).copy(), NOISE, P_MAX)
     np.testing.assert_allclose(per_sub, single, rtol=1e-12, atol=1e-18)
+
+
+@pytest.mark.parametrize("seed,n_ap,n_ue,n_t", [(21, 7, 30, 4), (22, 2, 1, 3), (23, 3, 2, 2), (24, 9, 13, 1)])
+def test_batched_power_pass_matches_reference_on_hostile_graphs(seed, n_ap, n_ue, n_t):
+    """Every subframe of a batched pass against the reference layer arithmetic (float64, 1e-10),
+    on random off-grid drops with hand-made associations: one UE served by every AP, an AP with
+    no AN, one UE only (no INF edge), two UEs (no "other INF" edge), zero estimates."""
+    rng = np.random.default_rng(seed)
+    dts, _ = random_weights(rng)
+    beta, assoc, _ = random_drop(rng, n_ap, n_ue, 2)
+    assoc = assoc.copy()
+    assoc[:, 0] = True  # UE 0 served by every AP
+    if n_ap > 2:
+        assoc[-1, :] = False  # an AP that serves nobody
+        assoc[-1, 0] = n_ue == 1
+    stack = np.stack([ghat_of(rng, beta, assoc, random_drop(rng, n_ap, n_ue, 2)[2]) * rng.uniform(0.01, 100.0)
+                      for _ in range(n_t)])
+    stack[-1, :, :, -1] = 0.0  # a receiver every AN estimates as zero
+    p_max = rng.uniform(1.0, 30.0, n_ap)
+    batched = gnn_power(dts, stack, assoc, NOISE, p_max)  # [T, M, K]
+    for t in range(n_t):
+        ref = _reference_power(dts, stack[t], assoc, p_max)
+        assert np.max(np.abs(batched[t] - ref)) <= 1e-10 * P_MAX
+    f32 = gnn_power(dts, stack, assoc, NOISE, p_max, dtype=np.float32)
+    assert np.max(np.abs(f32 - batched)) <= 1e-3 * P_MAX
+    assert np.all(f32.sum(axis=2) <= p_max) and np.all(f32[:, ~assoc] == 0)
+
+
+def test_workspace_reuse_keeps_results_and_outputs_independent():
+    """The forward pass keeps scratch arrays with the graph: passes of other sizes in between
+    change nothing, and a returned result is not overwritten by the next pass."""
+    rng = np.random.default_rng(31)
+    dts, _ = random_weights(rng)
+    beta, assoc, _ = random_drop(rng, 5, 11, 3)
+    stack = np.stack([ghat_of(rng, beta, assoc, random_drop(rng, 5, 11, 3)[2]) for _ in range(3)])
+    for dtype in (np.float64, np.float32):
+        first = gnn_power(dts, stack, assoc, NOISE, P_MAX, dtype=dtype)
+        keep = first.copy()
+        one = gnn_power(dts, stack[1], assoc, NOISE, P_MAX, dtype=dtype)
+        two = gnn_power(dts, stack[:2], assoc, NOISE, P_MAX, dtype=dtype)
+        again = gnn_power(dts, stack, assoc, NOISE, P_MAX, dtype=dtype)
+        np.testing.assert_array_equal(first, keep)
+        np.testing.assert_array_equal(again, first)
+        np.testing.assert_array_equal(one, gnn_power(dts, stack[1], assoc, NOISE, P_MAX, dtype=dtype))
+        np.testing.assert_allclose(two, first[:2], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-9 * P_MAX)
+
+
+def test_batched_activation_equals_the_per_subframe_one():
+    """power_activation_fast on [T, A] logits and [T, M] budgets = T calls on [A] (bitwise: the
+    per-AP sums are the same sequential bincount)."""
+    from netsim.comm.power.gnn_fast import power_activation_fast
+
+    rng = np.random.default_rng(41)
+    assoc = rng.random((6, 9)) < 0.4
+    assoc[0] = False
+    m_idx, k_idx = np.nonzero(assoc)
+    logit = rng.normal(0.0, 4.0, (5, m_idx.size))
+    p_max = rng.uniform(0.5, 20.0, (5, 6))
+    out = power_activation_fast(logit, m_idx, k_idx, assoc.shape, p_max)
+    for t in range(5):
+        np.testing.assert_array_equal(out[t], power_activation_fast(logit[t], m_idx, k_idx, assoc.shape, p_max[t]))
+    assert np.all(out.sum(axis=2) <= p_max) and np.all(out[:, ~assoc] == 0)
