@@ -46,14 +46,11 @@ def near_response(geom: IsacGeometry, points_m: ArrayLike, dtype: type = np.comp
     p = np.asarray(points_m, dtype=float)  # [..., 2]
     lead = p.shape[:-1]
     p = p.reshape(-1, 2)  # [P, 2]
-    q = geom.element_positions_m  # [M, N, 2]
-    qx, qy = q[..., 0], q[..., 1]  # [M, N]
-    c = geom.ap_centers_m  # [M, 2]
-    k = geom.wavenumber
+    qx, qy, c, k = _near_terms(geom)  # [M, N], [M, N], [M, 2], rad/m
     single = dtype == np.complex64
     out = np.empty((p.shape[0],) + qx.shape, dtype=dtype)  # [P, M, N]
     for s in range(0, p.shape[0], chunk):
-        ps = p[s:s + chunk]
+        ps = p[s:s + chunk] if p.shape[0] > chunk else p
         dx = ps[:, None, None, 0] - qx  # [P, M, N]
         dy = ps[:, None, None, 1] - qy
         dx *= dx
@@ -66,10 +63,21 @@ def near_response(geom: IsacGeometry, points_m: ArrayLike, dtype: type = np.comp
         rn -= rc[..., None]
         rn *= -k  # phase [rad]
         ph = rn.astype(np.float32) if single else rn
-        o = out[s:s + chunk]
+        o = out[s:s + chunk] if p.shape[0] > chunk else out
         np.cos(ph, out=o.real)
         np.sin(ph, out=o.imag)
     return out.reshape(lead + qx.shape)
+
+
+def _near_terms(geom: IsacGeometry):  # noqa: ANN202
+    """``x`` and ``y`` of every element (M, N), the AP centres (M, 2) and the wavenumber of a
+    geometry, kept in its cache (the per-call set-up of :func:`near_response`)."""
+    t = geom._cache.get("near_terms")
+    if t is None:
+        q = geom.element_positions_m  # [M, N, 2]
+        t = (np.ascontiguousarray(q[..., 0]), np.ascontiguousarray(q[..., 1]), geom.ap_centers_m, geom.wavenumber)
+        geom._cache["near_terms"] = t
+    return t
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,24 @@ class MlProblem:
             return sig.astype(np.float32)
         return None
 
+    @cached_property
+    def _r_iso(self) -> NDArray[np.float64] | None:
+        """``sigma_t`` (M, 1) float64 when every ``R_t = sigma_t I`` exactly, else None: then
+        ``R_t conj(a_t) = sigma_t conj(a_t)`` with the same bits as the product by ``R_t``
+        (every other term of the sum is an exact zero)."""
+        n = self.geom.n_antennas
+        sig = np.real(self.r[:, 0, 0])  # [M]
+        if np.array_equal(self.r, sig[:, None, None] * np.eye(n)) and np.all(np.isfinite(sig)):
+            return sig[:, None]
+        return None
+
     def _path_terms(self, a: NDArray[np.complex128]):  # noqa: ANN202
         """``c`` [..., s, t], ``R_t conj(a_t)`` [..., t, n] and ``H_kk`` [..., t] at responses a."""
+        c, rv, hkk, _ = self._path_terms_conj(a)
+        return c, rv, hkk
+
+    def _path_terms_conj(self, a: NDArray[np.complex128]):  # noqa: ANN202
+        """:meth:`_path_terms` and ``conj(a)`` as (P, M, N)."""
         m, n = self.geom.n_aps, self.geom.n_antennas
         lead = a.shape[:-2]
         ac = a.conj().reshape(-1, m, n)  # [P, M, N]
@@ -134,9 +158,13 @@ class MlProblem:
         # D_{s,t} conj(a_t) for every (s, t): one batched matmul over t
         dv = np.matmul(act, self._d_by_tx).reshape(m, -1, m, n)  # [M(t), P, M(s), N]
         c = np.matmul(dv.transpose(1, 2, 0, 3), ac[..., None])[..., 0]  # [P, M(s), M(t)]
-        rv = np.matmul(act, self._r_t).transpose(1, 0, 2)  # [P, M(t), N]: R_t conj(a_t)
+        iso = self._r_iso
+        if iso is not None:  # R_t = sigma_t I
+            rv = ac * iso  # [P, M(t), N]: R_t conj(a_t)
+        else:
+            rv = np.matmul(act, self._r_t).transpose(1, 0, 2)  # [P, M(t), N]: R_t conj(a_t)
         hkk = n * (a.reshape(-1, m, n) * rv).sum(axis=-1).real  # [P, M]
-        return (c.reshape(lead + (m, m)), rv.reshape(lead + (m, n)), hkk.reshape(lead + (m,)))
+        return (c.reshape(lead + (m, m)), rv.reshape(lead + (m, n)), hkk.reshape(lead + (m,)), ac)
 
     def others_terms(self, pos_m: ArrayLike):  # noqa: ANN201
         """Per user k: ``w = H_OO^{-1} c_O`` and ``H_OO^{-1}`` for O = all users but k.
@@ -154,16 +182,17 @@ class MlProblem:
         m = self.geom.n_aps
         w = np.zeros((k, m, m, k), dtype=complex)
         minv = np.zeros((k, m, m, k, k), dtype=complex)
-        for kk in range(k):
-            o = np.array([j for j in range(k) if j != kk], dtype=int)
-            if o.size == 0:
-                continue
-            hoo = h[:, :, o[:, None], o[None, :]]  # [M, M, |O|, |O|]
-            reg = 1e-10 * np.abs(np.trace(hoo, axis1=-2, axis2=-1))[..., None, None] * np.eye(o.size)
-            inv = np.linalg.inv(hoo + reg)  # [M, M, |O|, |O|]
-            co = np.moveaxis(c[o], 0, -1)  # [M, M, |O|]
-            w[kk][..., o] = np.einsum("stij,stj->sti", inv, co)
-            minv[kk][..., o[:, None], o[None, :]] = inv
+        if k < 2:
+            return a, w, minv
+        # every user's others O at once (row kk of ``o``): the same matrices, inverted one by one
+        o = np.array([[j for j in range(k) if j != kk] for kk in range(k)], dtype=int)  # [K, K-1]
+        hoo = np.moveaxis(h[:, :, o[:, :, None], o[:, None, :]], 2, 0)  # [K, M, M, K-1, K-1]
+        reg = 1e-10 * np.abs(np.trace(hoo, axis1=-2, axis2=-1))[..., None, None] * np.eye(k - 1)
+        inv = np.linalg.inv(hoo + reg)  # [K, M, M, K-1, K-1]
+        co = np.moveaxis(c[o], 1, -1)  # [K, M, M, K-1]
+        rows = np.arange(k)[:, None]  # [K, 1]
+        w[rows, :, :, o] = np.moveaxis(np.einsum("kstij,kstj->ksti", inv, co), -1, 1)
+        minv[rows[:, :, None], :, :, o[:, :, None], o[:, None, :]] = np.moveaxis(inv, (-2, -1), (1, 2))
         return a, w, minv
 
     def new_user_terms(self, others_m: ArrayLike | None):  # noqa: ANN201
@@ -223,17 +252,17 @@ class MlProblem:
         """
         pts = np.asarray(pts_m, dtype=float)  # [B, S, 2]
         a = near_response(self.geom, pts)  # [B, S, M, N]
-        c, rv, hkk = self._path_terms(a)  # [B, S, M, M], [B, S, M, N], [B, S, M]
+        c, rv, hkk, ac = self._path_terms_conj(a)  # [B, S, M, M], [B, S, M, N], [B, S, M], [BS, M, N]
         if a_est.shape[0] == 0:  # no other user: the Schur terms vanish
             den = np.maximum(hkk, 1e-6 * hkk)[:, :, None, :]  # [B, S, 1, M]
             gains = np.abs(c) ** 2 / den  # [B, S, M, M]
         else:
             bb, ss, m = a.shape[0], a.shape[1], a.shape[2]
             # h_j = H_kj per path: (a_s(p)^H a_s(p_j)) (a_t(p_j)^T R_t conj a_t(p))
-            act = a.conj().reshape(bb * ss, m, -1).transpose(1, 0, 2)  # [M, BS, N]
-            uo = np.matmul(act, a_est.transpose(1, 2, 0))  # [M(s), BS, K]
-            vo = np.matmul(rv.reshape(bb * ss, m, -1).transpose(1, 0, 2),
-                           a_est.transpose(1, 2, 0))  # [M(t), BS, K]
+            act = ac.transpose(1, 0, 2)  # [M, BS, N]
+            ae = a_est.transpose(1, 2, 0)  # [M, N, K]
+            uo = np.matmul(act, ae)  # [M(s), BS, K]
+            vo = np.matmul(rv.reshape(bb * ss, m, -1).transpose(1, 0, 2), ae)  # [M(t), BS, K]
             uo = uo.transpose(1, 0, 2).reshape(bb, ss, m, 1, -1)  # [B, S, M(s), 1, K]
             vo = vo.transpose(1, 0, 2).reshape(bb, ss, 1, m, -1)  # [B, S, 1, M(t), K]
             hrow = uo * vo  # [B, S, M(s), M(t), K]
@@ -248,13 +277,15 @@ class MlProblem:
             gains = np.abs(c - hw) ** 2 / den  # [B, S, M, M]
         admissible = None  # [B, S] inside the box and outside every AP's mounting
         if self.lo is not None and self.hi is not None:
-            px, py = pts[..., 0], pts[..., 1]  # [B, S]
-            admissible = (px >= self.lo[0]) & (px <= self.hi[0]) & (py >= self.lo[1]) & (py <= self.hi[1])
+            admissible = np.all((pts >= self.lo) & (pts <= self.hi), axis=-1)  # [B, S]
         if self.exclusion_m > 0:
             dc = pts[..., None, :] - self.geom.ap_centers_m  # [B, S, M, 2]
             far = (np.einsum("...i,...i->...", dc, dc) > self.exclusion_m ** 2).all(axis=-1)  # [B, S]
             admissible = far if admissible is None else admissible & far
-        if admissible is not None:  # (0/1 factors: the same values as one multiply per mask)
+        if not per_path:  # (0/1 factors: the same values as one multiply per path and mask)
+            tot = np.sum(gains, axis=(-2, -1))  # [B, S]
+            return tot if admissible is None else tot * admissible
+        if admissible is not None:
             gains = gains * admissible[..., None, None]
         return gains if per_path else np.sum(gains, axis=(-2, -1))  # [B, S]
 

@@ -191,3 +191,37 @@ def test_grid_cache_gives_the_same_images_and_is_not_pickled():
     assert small._n == 0 and not small._resp
     back = pickle.loads(pickle.dumps(cache))
     assert not back._resp and not back._grids and back.max_entries == cache.max_entries
+
+
+def test_isotropic_shortcut_and_batched_others_terms_change_no_bit():
+    """The criterion's ``R_t = sigma_t I`` shortcut (``sigma_t conj(a_t)`` for ``R_t conj(a_t)``)
+    gives the bits of the general product, and :meth:`MlProblem.others_terms` (every user's
+    leave-one-out inverse in one batched call) equals a per-user loop of explicit inverses
+    (random geometries, 1-4 others, points off any grid; in the box and outside it)."""
+    for seed in range(6):
+        rng = np.random.default_rng(40 + seed)
+        g = geometry(rng, m=int(rng.integers(1, 4)), n=int(rng.integers(4, 17)))
+        prob = MlProblem.from_statistics(g, problem(rng, g, True).d, isotropic_covariance(g, 2.0),
+                                         [2.0, 2.0], [28.0, 28.0], 0.3)
+        assert prob._r_iso is not None
+        general = MlProblem(prob.geom, prob.d, prob.r, prob.lo, prob.hi, prob.exclusion_m)
+        general.__dict__["_r_iso"] = None  # the matmul path
+        k = int(rng.integers(2, 6))
+        pos = rng.uniform(0, 30, (k, 2))
+        a, w, minv = prob.others_terms(pos)
+        trial = rng.uniform(-2, 32, (k, 7, 2))
+        for per_path in (False, True):
+            np.testing.assert_array_equal(prob.criterion(trial, a, w, minv, per_path=per_path),
+                                          general.criterion(trial, a, w, minv, per_path=per_path))
+        # per-user loop: H_OO of the others, regularised as documented, inverted explicitly
+        c, rv, _ = prob._path_terms(a)
+        h = np.einsum("isn,jsn->sij", a.conj(), a)[:, None] * np.einsum("jtn,itn->tij", a, rv)[None]
+        for kk in range(k):
+            o = np.delete(np.arange(k), kk)
+            hoo = h[:, :, o[:, None], o[None, :]]
+            reg = 1e-10 * np.abs(np.trace(hoo, axis1=-2, axis2=-1))[..., None, None] * np.eye(o.size)
+            inv = np.linalg.inv(hoo + reg)  # [M, M, |O|, |O|]
+            np.testing.assert_array_equal(minv[kk][..., o[:, None], o[None, :]], inv)
+            np.testing.assert_allclose(w[kk][..., o], np.einsum("stij,stj->sti", inv, np.moveaxis(c[o], 0, -1)),
+                                       rtol=1e-12, atol=0)
+            assert not np.any(w[kk][..., kk]) and not np.any(minv[kk][..., kk, :]) and not np.any(minv[kk][..., kk])
