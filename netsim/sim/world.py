@@ -22,6 +22,7 @@ from netsim.phy.channel import (
     jakes_correlation,
     nlos_initial,
     nlos_step,
+    nlos_steps,
     rician_fading_polar,
     rician_polar,
 )
@@ -287,10 +288,9 @@ class Network:
         power.md 3.1).
         """
         p = self._user_pos if user_pos_m is None else user_pos_m  # [K, 2]
-        d2 = np.linalg.norm(self.ap_center_m[:, None, :] - p[None, :, :], axis=-1)  # [M, K]
         if self.model == "umi":
-            d3 = np.hypot(d2, self.umi.h_ap_m - self.umi.h_ue_m)  # [M, K]
-            return 10.0 ** ((umi.path_loss_db(d3, self.umi) + self._shadow_db) / 10.0)
+            return self._umi_gain(np.asarray(p, dtype=float))  # [M, K]
+        d2 = np.linalg.norm(self.ap_center_m[:, None, :] - p[None, :, :], axis=-1)  # [M, K]
         ple = self.scenario.channel.path_loss_exponent
         return (self.wavelength_m / (4 * np.pi)) ** 2 * np.maximum(d2, 1e-3) ** (-ple)
 
@@ -321,7 +321,7 @@ class Network:
         ``max_elements`` channel entries): then call :meth:`true_channel` per time.
         """
         n_t = len(times_s)
-        if self.model == "umi" or n_t == 0 or times_s[0] < self._fading_t:
+        if n_t == 0 or times_s[0] < self._fading_t:
             return None
         if n_t * self.n_users * self.n_aps * self.n_antennas > max_elements:
             return None
@@ -348,12 +348,29 @@ class Network:
                         return None
                     pos[s, k], speed[s, k] = got
         shape = (n_t, self.n_users, self.n_aps, self.n_antennas)
+        if self.model == "umi":
+            return self._umi_channels(times_s, pos, speed)
         if not np.isfinite(self.k_factor):
             return self.geometric_channel(pos.reshape(-1, 2)).reshape(shape)  # [S, K, M, N]
-        amp, cos, sin = self._los.polar(pos.reshape(-1, 2))
+        amp, cos, sin = self._los.polar32(pos.reshape(-1, 2))  # float32 cos, sin
         amp = amp.reshape(shape[:3])  # [S, K, M]
         cos, sin = cos.reshape(shape), sin.reshape(shape)  # [S, K, M, N]
         # the fading steps of the sequential calls: one per time later than the last one
+        steps, t_last, rhos = self._batch_steps(times_s, speed)
+        stepped = [False] * n_t
+        for s in steps:
+            stepped[s] = True
+        h, self._nlos = rician_fading_polar(amp, cos, sin, self._nlos, rhos, stepped,
+                                            self.k_factor, self._fading_rng)  # [S, K, M, N]
+        self._fading_t = t_last
+        return h
+
+    def _batch_steps(self, times_s: list[float], speed: np.ndarray
+                     ) -> tuple[list[int], float, np.ndarray]:
+        """The fading steps of the sequential calls at ``times_s`` (S,): one per time later
+        than the last evaluation. Returns the stepped indices, the last evaluation time and
+        the steps' correlations (steps, K, 1, 1) (``speed`` (S, K) m/s at each time); updates
+        the one-by-one path's correlation cache as the sequential calls would."""
         steps, dts, t_last = [], [], self._fading_t
         for s, t in enumerate(times_s):
             dt = t - t_last
@@ -372,13 +389,44 @@ class Network:
             self._rho_key = (dts[-1], doppler[-1].tobytes())
             self._rho = rho[-1][:, None, None]  # [K, 1, 1] (the one-by-one path's cache)
             rhos = rho[:, :, None, None]  # [steps, K, 1, 1]
-        stepped = [False] * n_t
-        for s in steps:
-            stepped[s] = True
-        h, self._nlos = rician_fading_polar(amp, cos, sin, self._nlos, rhos, stepped,
-                                            self.k_factor, self._fading_rng)  # [S, K, M, N]
+        return steps, t_last, rhos
+
+    def _umi_channels(self, times_s: list[float], pos: np.ndarray, speed: np.ndarray
+                      ) -> np.ndarray:
+        """:meth:`true_channels` of the UMi model: ``sqrt(beta_mk(t)) g_mk(t)`` at each time,
+        with the users' positions ``pos`` (S, K, 2) and speeds ``speed`` (S, K) there.
+
+        The same operations as ``true_channel()`` per time, batched over the times: the
+        large-scale gains element by element (:meth:`large_scale_gain` on (S, M, K)), the
+        Gauss-Markov steps by :func:`nlos_steps` (the same draws and products as one
+        :func:`nlos_step` per time), hence the same bits.
+        """
+        steps, t_last, rhos = self._batch_steps(times_s, speed)
+        if steps and self.scenario.channel.fading_correlation == "iid":
+            rhos = np.zeros_like(rhos)
+        g0 = self._nlos  # [K, M, N] the state before the first time
+        if not steps:
+            nlos = np.broadcast_to(g0, (len(times_s), *g0.shape))  # [S, K, M, N]
+        else:
+            states = nlos_steps(g0, rhos, self._fading_rng)  # [steps, K, M, N]
+            self._nlos = states[-1]
+            if len(steps) == len(times_s):
+                nlos = states
+            else:  # a time that repeats the previous one sees the state before it
+                done = np.cumsum([s in steps for s in range(len(times_s))])  # [S] steps so far
+                nlos = np.concatenate([g0[None], states])[done]  # [S, K, M, N]
         self._fading_t = t_last
-        return h
+        beta = self._umi_gain(pos)  # [S, M, K]
+        return np.sqrt(beta.transpose(0, 2, 1))[:, :, :, None] * nlos  # [S, K, M, N]
+
+    def _umi_gain(self, p: np.ndarray) -> np.ndarray:
+        """UMi large-scale gains (..., M, K) of users at ``p`` (..., K, 2): the 38.901 path loss
+        of the 3-D distance plus the links' fixed shadowing (element-wise, so a batch of
+        position sets gets the bits of one call per set)."""
+        diff = self.ap_center_m[:, None, :] - p[..., None, :, :]  # [..., M, K, 2]
+        d2 = np.linalg.norm(diff, axis=-1)  # [..., M, K]
+        d3 = np.hypot(d2, self.umi.h_ap_m - self.umi.h_ue_m)  # [..., M, K]
+        return 10.0 ** ((umi.path_loss_db(d3, self.umi) + self._shadow_db) / 10.0)
 
     def _advance_fading(self) -> None:
         """Step the NLOS Gauss-Markov fading from its last evaluation to now.

@@ -4,7 +4,8 @@ The engine evaluates a frame's subframe channels in one batch when every user's 
 be evaluated without new random draws (issue 10, per-frame cost). The one-by-one path
 (``Network.true_channel`` per subframe) is the oracle: the tables must agree bit for bit,
 including frames where a random-waypoint leg ends inside the communication phase (the batch
-is refused there), pauses, constant-velocity users, outages and ``sync: none`` (ISI terms).
+is refused there), pauses, constant-velocity users, outages and ``sync: none`` (ISI terms),
+and the UMi model (large-scale gains per subframe, Rayleigh Gauss-Markov or i.i.d. fading).
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ CASES = {
                        "oscillators.initial_time_offset_s=2.0e-6"],
     "pure_los": ["channel.rician_k_db=300"],
 }
+# the UMi model (seed 004): equal power and DSatur without Tabu keep it cheap; the 42 users
+# at 90-100 m/s on the 700 m square: the first leg ends at 0.18 s, inside frame 17
+UMI = ["comm.power=equal", "comm.pilot_assignment=dsatur"]
+UMI_CASES = {
+    "umi_jakes": [*UMI, "users.count=12"],
+    "umi_iid_fast": [*UMI, "channel.fading_correlation=iid", "run.frames=20",
+                     "users.mobility.speed_range_mps=[90, 100]", "users.mobility.pause_s=0.004"],
+}
 
 
-def _tables(overrides, monkeypatch=None, calls=None):
-    sc = load_scenario("scenarios/quickstart.yaml", ["run.frames=40", "sync.method=genie",
-                                                  "sensing.method=genie", *overrides])
+def _tables(overrides, monkeypatch=None, calls=None, umi=False):
+    sc = (load_scenario("scenarios/umi_cellfree.yaml", ["run.frames=6", *overrides]) if umi else
+          load_scenario("scenarios/quickstart.yaml", ["run.frames=40", "sync.method=genie",
+                                                      "sensing.method=genie", *overrides]))
     if monkeypatch is not None:
         monkeypatch.setattr(Network, "true_channels", lambda self, times, **kw: None)
     elif calls is not None:
@@ -49,14 +59,16 @@ def _tables(overrides, monkeypatch=None, calls=None):
             Network.true_channels = real
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES) + sorted(UMI_CASES))
 def test_batched_channels_give_identical_tables(case, monkeypatch):
     calls: list[bool] = []
-    batched = _tables(CASES[case], calls=calls)
+    umi = case in UMI_CASES
+    overrides = UMI_CASES[case] if umi else CASES[case]
+    batched = _tables(overrides, calls=calls, umi=umi)
     assert any(calls)  # the batch ran on some frames
-    if case == "fast_waypoint":
+    if case in ("fast_waypoint", "umi_iid_fast"):
         assert not all(calls)  # and was refused where a leg ended inside a frame
-    one_by_one = _tables(CASES[case], monkeypatch)
+    one_by_one = _tables(overrides, monkeypatch, umi=umi)
     for name in ("frames", "aps", "users", "subframes", "events"):
         cols = [c for c in batched[name].columns if not c.startswith("wall_")]
         pd.testing.assert_frame_equal(batched[name][cols], one_by_one[name][cols],
