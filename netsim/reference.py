@@ -201,7 +201,8 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
     "sensing_lost": ("user", "MUSIC/ML did not detect the user's echo near its prediction, or "
                      "(tracking frames) the track's sensing cluster holds none of the user's serving "
                      "APs (uplink registration), or its cluster's echo stayed unexplained there "
-                     "(`sensing_unexplained`)",
+                     "(`sensing_unexplained`), or its uplink gain profile does not fit its track "
+                     "(50 nats above a correct track's mean)",
                      "the user coasts on its prediction and its search window widens"),
     "sensing_reacquired": ("user", "a lost user was detected again", "detail gives the "
                            "position; tracking resumes"),
@@ -215,6 +216,12 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                             "an ungated second matching (sigma floor 0.1 m) where unambiguous, the "
                             "cluster's only echo left, else the uplink registration (detail says "
                             "which)"),
+    "sensing_swap": ("user", "the uplink gain profiles (each user's per-AP uplink gain estimate, "
+                     "1 dB error, at its 6 strongest APs, against the path-loss model at the tracked "
+                     "positions) favour an exchange of identities among tracked users by at least "
+                     "25 nats (two tracks that exchanged their users explain the echo as well as the "
+                     "truth)", "the tracks are exchanged in that frame and start again (no velocity); "
+                     "detail names the user whose track it takes and the saving"),
     "sensing_unexplained": ("user", "a tracking frame's estimates left a direction of the "
                             "cluster's echo subspace unexplained (`unexplained_echo` >= 0.5: a track "
                             "on a ghost, or a user missed) and the user, a member of that cluster, "

@@ -14,7 +14,9 @@ the ML identity assignment minimises ``sum_k c_k,j(k)`` (Hungarian,
 * it lies outside the gate, ``|e_j - a_k| > gate sigma_k`` (a frame-0 ghost or a track that
   moved more than its uncertainty), or the anchor got no estimate;
 * exchanging it with another matched anchor, or with an unclaimed estimate inside the gate,
-  costs less than ``swap_nats`` (two users' gates overlap: the frames cannot tell who is who).
+  costs less than ``swap_nats`` (two users' gates overlap: the frames cannot tell who is who);
+* its estimate also lies inside the gate of an anchor left without a trusted match (two
+  previous estimates on one echo: either identity may own it).
 
 An anchor may also stay unmatched: each has a "no estimate" option at the gate's cost, so an
 anchor far from every estimate cannot take another user's. The caller resolves the flagged
@@ -29,11 +31,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from netsim.sensing.peaks import min_cost_assignment
 
-__all__ = ["GATE_SIGMAS", "SIGMA_FLOOR_M", "SWAP_NATS", "gated_association", "resolve_flagged"]
+__all__ = ["GATE_SIGMAS", "MOVE_NATS", "PROFILE_NATS", "SIGMA_FLOOR_M", "SWAP_NATS", "gated_association",
+           "profile_cost", "profile_permutation", "resolve_flagged"]
 
 GATE_SIGMAS = 3.0  # a match farther than this many sigma from its anchor is not trusted
 SWAP_NATS = 4.5  # an exchange of two identities cheaper than this is ambiguous (90:1)
 SIGMA_FLOOR_M = 0.1  # sigma of a flagged anchor in the second pass [m]
+PROFILE_NATS = 25.0  # an identity exchange the uplink gain profiles favour by this much is made
+# (a false exchange of correct tracks needs a 7-sigma measurement error: sqrt(2 x 25), see below)
+MOVE_NATS = 5.0  # charged per user whose track an exchange changes (prefer the fewest moves)
 _BIG = 1e15  # cost cap [nats] (ghost anchors metres off at mm sigmas reach 1e7 - 1e9)
 
 
@@ -103,6 +109,14 @@ def gated_association(
         free = ~used & inside[kx]  # an unclaimed estimate inside the gate
         if np.any(cost[kx, free] - cost[kx, jx] < swap_nats):
             flagged[kx] = True
+    # an estimate inside the gate of an anchor left without a trusted match is claimed twice:
+    # two tracks on one echo (a frame-0 acquisition gave one user's peak to two identities; our
+    # dense family, seed 1: the match kept the wrong one and the other took the leftover peak)
+    orphan = np.flatnonzero(col < 0)
+    orphan = np.concatenate([orphan, ri[~inside[ri, ci]]])  # [O] unmatched or matched outside
+    if orphan.size:
+        shared = np.any(inside[orphan][:, ci], axis=0)  # [R] matched estimate in an orphan's gate
+        flagged[ri[shared]] = True
     return col, flagged
 
 
@@ -192,3 +206,101 @@ def resolve_flagged(
     c[left[ri]] = free[ci]
     by_uplink[left] = True
     return c, by_uplink
+
+
+def profile_cost(
+    meas_db: ArrayLike,
+    pred_db: ArrayLike,
+    sigma_db: float,
+    use: ArrayLike,
+) -> NDArray[np.float64]:
+    """Negative log-likelihood of each user's uplink gain profile at each candidate position.
+
+    The uplink gives the CPU, per user ``k`` and AP ``a``, an estimate of the large-scale gain
+    ``g_ka`` [dB] (its pilot's received power, which carries the user's identity); a position
+    ``p`` predicts ``G_a(p)`` [dB] through the path-loss model. With Gaussian errors in dB,
+
+    ``c_kp = sum_a use_ka (g_ka - G_a(p))^2 / (2 sigma^2)``  [nats].
+
+    Parameters
+    ----------
+    meas_db : array_like (K, A) [dB]
+        Measured gains of the K users at the A APs.
+    pred_db : array_like (P, A) [dB]
+        Gains the model predicts at the P candidate positions.
+    sigma_db : float [dB], > 0
+        Standard deviation of a measured gain about the model (measurement and model error).
+    use : array_like (K, A) bool
+        The APs that take part for each user (e.g. those that hear it best).
+
+    Returns
+    -------
+    ndarray (K, P) [nats]
+    """
+    g = np.asarray(meas_db, dtype=float)  # [K, A]
+    h = np.asarray(pred_db, dtype=float)  # [P, A]
+    u = np.asarray(use, dtype=bool)  # [K, A]
+    if g.ndim != 2 or h.ndim != 2 or g.shape[1] != h.shape[1] or u.shape != g.shape:
+        raise ValueError("meas_db (K, A), pred_db (P, A) and use (K, A) must agree in A")
+    if not sigma_db > 0:
+        raise ValueError("sigma_db must be positive")
+    if not (np.all(np.isfinite(g[u])) and np.all(np.isfinite(h[:, np.any(u, axis=0)]))):
+        raise ValueError("gains used must be finite")
+    diff = np.where(u[:, None, :], g[:, None, :] - np.where(np.isfinite(h), h, 0.0)[None], 0.0)  # [K, P, A]
+    return np.sum(diff * diff, axis=-1) / (2.0 * sigma_db * sigma_db)
+
+
+def profile_permutation(cost: ArrayLike, nats: float = PROFILE_NATS,
+                        move_nats: float = MOVE_NATS) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Identity exchanges among tracked users that their uplink gain profiles demand.
+
+    ``cost`` [K, K] is :func:`profile_cost` of the K users at their own tracks' positions (the
+    diagonal is the current assignment). The ML assignment (Hungarian), with ``move_nats``
+    charged for every user that changes track (of near-equal assignments the one that moves
+    the fewest: two users a few decimetres apart have profiles the measurement cannot tell
+    apart, and a swap elsewhere must not drag them along), is split into its cycles; a cycle
+    is made only when it lowers the cost by at least ``nats`` (a swap of two tracks, or a
+    longer permutation: each of its users takes the position of the next).
+
+    For two correct tracks with profile difference ``d_a`` and measurement errors ``n``, the
+    exchange saves ``-(D + sum_a d_a (n_ia - n_ja) / sigma^2)`` nats with ``D = sum d_a^2 / sigma^2``:
+    a Gaussian of mean ``-D`` and standard deviation ``sqrt(2 D)``, whose probability of
+    exceeding ``nats`` is largest at ``D = nats`` and needs ``z >= sqrt(2 nats)`` (7.1 sigma
+    at 25 nats).
+
+    Returns
+    -------
+    perm : ndarray (K,) int
+        User ``k`` takes the track of user ``perm[k]`` (``perm[k] == k``: unchanged).
+    saved : ndarray (K,) [nats]
+        The saving of the cycle each user is in (0 where unchanged).
+    """
+    c = np.asarray(cost, dtype=float)
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or not np.all(np.isfinite(c)):
+        raise ValueError("cost must be a finite (K, K) matrix")
+    k = c.shape[0]
+    perm = np.arange(k)
+    saved = np.zeros(k)
+    if k < 2:
+        return perm, saved
+    ri, ci = min_cost_assignment(c + move_nats * (1.0 - np.eye(k)))
+    best = np.arange(k)
+    best[ri] = ci
+    seen = np.zeros(k, dtype=bool)
+    for start in range(k):
+        if seen[start] or best[start] == start:
+            seen[start] = True
+            continue
+        cyc = [start]
+        seen[start] = True
+        nxt = int(best[start])
+        while nxt != start:
+            cyc.append(nxt)
+            seen[nxt] = True
+            nxt = int(best[nxt])
+        idx = np.array(cyc)
+        gain = float(np.sum(c[idx, idx]) - np.sum(c[idx, best[idx]]))
+        if gain >= nats:
+            perm[idx] = best[idx]
+            saved[idx] = gain
+    return perm, saved

@@ -53,8 +53,16 @@ from dataclasses import replace
 
 import numpy as np
 
+from netsim.phy import umi
 from netsim.sensing.acquire import echo_subspace, unexplained_echo
-from netsim.sensing.associate import GATE_SIGMAS, SWAP_NATS, gated_association, resolve_flagged
+from netsim.sensing.associate import (
+    GATE_SIGMAS,
+    SWAP_NATS,
+    gated_association,
+    profile_cost,
+    profile_permutation,
+    resolve_flagged,
+)
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
 from netsim.sensing.echo import cross_cfo_factors, sample_echo_statistics, sync_path_factors
@@ -81,6 +89,11 @@ RECHECK_WINDOW_M = 3.0  # first widened window of a suspect [m] (then the cluste
 RESIDUAL_FRESH_FRAMES = 3  # the residual check runs on a cluster while a member's track is this young
 RESIDUAL_PERIOD = 10  # ... or a member was searched this frame, and on every cluster each this many frames
 # (wrong tracks start at acquisitions; ~1 ms of CPU per cluster, 5-10 % of a campus tracking frame)
+UPLINK_GAIN_STD_DB = 1.0  # error of the CPU's per-AP uplink gain estimate of a user [dB] (its pilot's
+# received power over the AP's antennas and the frame's pilots; the Rician part and estimation noise)
+PROFILE_APS = 6  # a user's gain profile is compared at the APs that hear it best (by its uplink)
+PROFILE_LOST_NATS = 50.0  # a track whose own profile misfit exceeds its mean (half the APs) by this
+# is on no user's echo of that identity: declared lost (a 1 dB error per AP: P ~ 1e-20 for 6 APs)
 
 
 
@@ -123,6 +136,9 @@ class MusicSensing:
         self.acquired_frame = np.full(k, -1, dtype=np.int64)  # [K] frame its track last (re)started
         self.relocated = np.zeros(k, dtype=bool)  # [K] declared lost by the uplink rule this frame
         self.n_unexplained = 0  # ... and found unexplained (members searched again)
+        self.ul_rng = sim.streams.generator("uplink-gain")  # the uplink gain estimates' errors
+        self.n_swaps = 0  # identity exchanges made by the uplink gain profiles
+        self.n_profile_lost = 0  # tracks declared lost by their gain profile
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
                "random_waypoint": mob.speed_range_mps[1]}.get(mob.model, MAX_TRACK_SPEED_MPS)
@@ -248,7 +264,12 @@ class MusicSensing:
             todo = self._clusters(network, anchor, redo)
             force = set(redo)
         self.planning_crlb_m2 = plan
+        reset = (self._check_identities(network, est, detected)
+                 if self.n_frames >= 1 and self.fidelity == "music" else [])
         self._update_tracks(est, crlb, detected, pred, dt)
+        for k in reset:  # an exchanged track starts again (young: the residual check watches it)
+            self.vel[k] = 0.0
+            self.acquired_frame[k] = self.n_frames
         self.relocated[:] = False
         self.t_last = now
         self.n_frames += 1
@@ -407,6 +428,85 @@ class MusicSensing:
             self.halfwidth[k] = float(max(dep.width_m, dep.height_m))
             self.sim.event("sensing_lost", int(k), f"user {k}: its track's sensing cluster holds none of "
                            "its serving APs (uplink registration); re-acquired in its uplink cluster")
+
+    def _uplink_gains_db(self, network) -> np.ndarray:  # noqa: ANN001
+        """[K, M] dB: the CPU's estimate of every user's large-scale gain at every AP, from its
+        uplink pilots: the true gain (:meth:`netsim.sim.world.Network.large_scale_gain`) with a
+        Gaussian error of ``UPLINK_GAIN_STD_DB`` (stream ``uplink-gain``, one draw per user and
+        AP every frame it is called, whatever is decided)."""
+        g = 10.0 * np.log10(np.maximum(network.large_scale_gain(), 1e-300)).T  # [K, M]
+        return g + UPLINK_GAIN_STD_DB * self.ul_rng.standard_normal(g.shape)
+
+    @staticmethod
+    def _model_gains_db(network, pts_m: np.ndarray) -> tuple[np.ndarray, float]:  # noqa: ANN001
+        """([P, M] dB, sigma dB): the gains the CPU's path-loss model predicts at ``pts_m``
+        [P, 2] and the spread of a measured gain about them (``nearfield``: the LOS gain, known
+        exactly for a position; ``umi``: the median path loss, the link's shadowing unknown)."""
+        if network.model == "umi":
+            d2 = np.linalg.norm(pts_m[:, None, :] - network.ap_center_m[None], axis=-1)  # [P, M]
+            d3 = np.hypot(d2, network.umi.h_ap_m - network.umi.h_ue_m)
+            sig = float(np.hypot(UPLINK_GAIN_STD_DB, network.umi.shadowing_std_db))
+            return umi.path_loss_db(d3, network.umi), sig
+        g = network.large_scale_gain(pts_m)  # [M, P]
+        return 10.0 * np.log10(np.maximum(g, 1e-300)).T, UPLINK_GAIN_STD_DB
+
+    def _check_identities(self, network, est: np.ndarray, detected: np.ndarray) -> list[int]:  # noqa: ANN001
+        """Identities between frames from the uplink gain profiles (issue 9, dense scenes).
+
+        Two tracks that exchanged their users (inside one sensing cluster, where the uplink
+        rule's serving APs cannot tell them apart) explain the echo exactly as well as the
+        truth: no echo statistic can see it. The uplink can: every user's pilot is received by
+        each AP with the user's own large-scale gain, and users metres apart have different
+        gain profiles. Each detected user's measured profile
+        (:meth:`_uplink_gains_db`, at its ``PROFILE_APS`` strongest online APs) is compared with
+        the profiles the path-loss model predicts at the tracked positions
+        (:func:`netsim.sensing.associate.profile_cost`); an exchange of identities that lowers
+        the misfit by ``PROFILE_NATS`` is made (:func:`~netsim.sensing.associate.profile_permutation`,
+        ``sensing_swap`` events, the tracks start again). A track whose own profile still
+        misfits by ``PROFILE_LOST_NATS`` above its mean sits on no echo of that user: it is
+        declared lost (``sensing_lost``) and re-acquired from its uplink cluster. Rewrites
+        ``est`` and ``detected`` in place; returns the users whose tracks were exchanged."""
+        meas = self._uplink_gains_db(network)  # [K, M] (drawn every frame from frame 1)
+        ks = np.flatnonzero(detected & np.all(np.isfinite(est), axis=1))  # [P]
+        online = np.flatnonzero(network.online)
+        if ks.size == 0 or online.size == 0:
+            return []
+        g = meas[np.ix_(ks, online)]  # [P, A]
+        model, sigma = self._model_gains_db(network, est[ks])
+        model = model[:, online]  # [P, A]
+        n_use = min(PROFILE_APS, online.size)
+        top = np.argsort(-g, axis=1, kind="stable")[:, :n_use]  # [P, n_use] strongest by uplink
+        use = np.zeros(g.shape, dtype=bool)
+        np.put_along_axis(use, top, True, axis=1)
+        cost = profile_cost(g, model, sigma, use)  # [P, P] nats
+        perm, saved = profile_permutation(cost)
+        swapped: list[int] = []
+        if np.any(perm != np.arange(ks.size)):
+            old = est[ks].copy()  # [P, 2]
+            for i in np.flatnonzero(perm != np.arange(ks.size)):
+                k, src = int(ks[i]), int(ks[perm[i]])
+                est[k] = old[perm[i]]
+                self.pos[k] = est[k]  # the track restarts at its own echo (no velocity jump)
+                swapped.append(k)
+                self.n_swaps += 1
+                self.sim.event("sensing_swap", k, f"user {k}: its uplink gain profile fits user "
+                               f"{src}'s track better (the exchange saves {saved[i]:.0f} nats); "
+                               f"identities exchanged, now at ({est[k, 0]:.2f}, {est[k, 1]:.2f}) m")
+            cost = cost[:, perm]  # [P, P] column i: the track user i now has
+        misfit = np.diag(cost) - 0.5 * n_use  # [P] nats above the mean of a correct track
+        span = float(max(self.sim.scenario.deployment.width_m, self.sim.scenario.deployment.height_m))
+        for i in np.flatnonzero(misfit > PROFILE_LOST_NATS):
+            k = int(ks[i])
+            detected[k] = False
+            if not self.lost[k]:
+                self.lost[k] = True
+                self.n_lost_events += 1
+            self.n_profile_lost += 1
+            self.widen[k] = span
+            self.sim.event("sensing_lost", k, f"user {k}: its uplink gain profile does not fit its "
+                           f"track ({misfit[i]:.0f} nats above a correct track's mean); re-acquired "
+                           "from its uplink cluster")
+        return swapped
 
     def _can_confirm(self, visible: list[int], hw: np.ndarray, force_acquire: bool) -> bool:
         """A confirming frame (1 .. ``ACQUIRE_FRAMES - 1``) first tries a local search around the

@@ -31,7 +31,8 @@ ANGLES = [17.0, 142.5, 73.2, 101.9, 5.4, 66.6, 128.3, 39.1, 160.7]
 
 def _run(plants=(), frames=6):
     """Run the geometry; ``plants`` (frame, user, to) replaces that user's track after the given
-    frame by ``to``: an (x, y) offset, or another user's index (its true position)."""
+    frame by ``to``: an (x, y) offset, another user's index (its true position), or
+    ``("swap", j)`` (the two users' tracks exchanged)."""
     fmt = lambda pts: "[" + ", ".join(f"[{x}, {y}]" for x, y in pts) + "]"  # noqa: E731
     sc = load_scenario("scenarios/campus.yaml", [
         "deployment.width_m=45", "deployment.height_m=45",
@@ -48,7 +49,13 @@ def _run(plants=(), frames=6):
     def hooked(net, rng):  # noqa: ANN001, ANN202
         out = model(net, rng)
         for f, k, to in plants:
-            if model.n_frames == f + 1:
+            if model.n_frames != f + 1:
+                continue
+            if isinstance(to, tuple) and to[0] == "swap":  # two tracks exchange their users
+                j = to[1]
+                model.pos[[k, j]] = model.pos[[j, k]]
+                model.vel[[k, j]] = model.vel[[j, k]]
+            else:
                 model.pos[k] = net.user_pos_m[to] if np.isscalar(to) else model.pos[k] + np.asarray(to)
         return out
 
@@ -76,8 +83,11 @@ def _unlogged(users, events) -> list[tuple[int, int]]:
 def test_planted_wrong_tracks_are_logged_and_fixed_and_correct_tracks_are_not_flagged():
     """One run (about 20 CPU-s): frames 1-2 clean; after frame 2 user 0's track is put on user
     3's echo across the site (the uplink rule catches it in frame 3: its cluster holds none of
-    its serving APs), after frame 3 user 3's track is put 2.5 m off."""
-    model, t = _run(plants=((2, 0, 3), (3, 3, (2.0, -1.5))), frames=6)
+    its serving APs), after frame 3 user 3's track is put 2.5 m off, after frame 4 users 0 and
+    2 (14 m apart, their clusters share an AP, so the uplink rule cannot see it, and swapped
+    tracks explain the echo as well as the truth) exchange their tracks: the uplink gain
+    profiles exchange them back in frame 5 (``sensing_swap``)."""
+    model, t = _run(plants=((2, 0, 3), (3, 3, (2.0, -1.5)), (4, 0, ("swap", 2))), frames=6)
     u, ev = t["users"], t["events"]
     late = u[u.frame >= 1]
     # correct dense tracks are not flagged: the residual check ran on every tracking cluster of
@@ -94,6 +104,48 @@ def test_planted_wrong_tracks_are_logged_and_fixed_and_correct_tracks_are_not_fl
     # keeps its identities (user 0 re-acquired first enters user 1's cluster at its new estimate)
     assert late.loc_err_m.max() < 0.05, late[late.loc_err_m >= 0.05]
     assert late[late.frame == 5].tracked.all(), late[late.frame == 5]
+    e5 = ev[ev.frame == 5]
+    assert set(e5[e5.kind == "sensing_swap"].entity) == {0, 2}, e5
+    assert model.n_swaps == 2 and model.n_profile_lost == 0  # one exchange, no false alarm before
+
+
+def test_uplink_gain_profiles_exchange_swapped_tracks_and_drop_a_duplicate_but_not_correct_ones():
+    """The identity check alone (no MUSIC: a few ms), on this geometry at frame 1: correct
+    tracks (truth + 5 mm) are never changed over 200 frames of uplink draws; two tracks
+    exchanged (users 0 and 2, or the close pair's partner 1 and user 3) are put back; a track on
+    another user's echo (user 3 on user 2's) is declared lost with a ``sensing_lost`` event."""
+    sc = load_scenario("scenarios/campus.yaml", [
+        "deployment.width_m=45", "deployment.height_m=45",
+        "deployment.aps={layout: list, positions_m: " + str(APS) + "}",
+        "deployment.antennas_per_ap=16", f"deployment.orientation={{mode: list, angles_deg: {ANGLES}}}",
+        f"users.positions_m={USERS}", "sync.method=genie", "sensing.method=music", "run.frames=2"])
+    sim = Simulation(sc)
+    logged: list[tuple[str, int]] = []
+    sim.event = lambda kind, entity, detail="": logged.append((kind, int(entity)))  # noqa: ARG005
+    model, net = sim.sensing, sim.net
+    model.n_frames = 1
+    model.pos[:] = net.user_pos_m
+    model.halfwidth[:] = 0.1
+    truth = net.user_pos_m.copy()
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        est = truth + 0.005 * rng.standard_normal(truth.shape)
+        det = np.ones(len(truth), dtype=bool)
+        assert model._check_identities(net, est, det) == [] and det.all()
+    assert model.n_swaps == 0 and model.n_profile_lost == 0
+    for a, b in ((0, 2), (1, 3)):
+        est = truth.copy()
+        est[[a, b]] = truth[[b, a]]
+        det = np.ones(len(truth), dtype=bool)
+        assert sorted(model._check_identities(net, est, det)) == [a, b]
+        assert np.allclose(est, truth) and det.all()
+    est = truth.copy()
+    est[3] = truth[2]
+    det = np.ones(len(truth), dtype=bool)
+    model._check_identities(net, est, det)
+    assert list(np.flatnonzero(~det)) == [3] and model.lost[3]
+    assert ("sensing_lost", 3) in logged
+    assert {k for kind, k in logged if kind == "sensing_swap"} == {0, 1, 2, 3}
 
 
 @pytest.mark.slow
