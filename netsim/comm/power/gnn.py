@@ -29,6 +29,7 @@ Public API
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -424,55 +425,64 @@ def conflict_free_colour(x: np.ndarray, assoc: np.ndarray, *, reuse: bool,
 
 
 def _colour_scalar(x: np.ndarray, share: np.ndarray, reuse: bool, order: str) -> np.ndarray:
-    """:func:`conflict_free_colour` for S >= K with Python ints as pilot bit sets (about 5x
+    """:func:`conflict_free_colour` for S >= K with Python ints as pilot bit sets (about 10x
     faster than the array loop at K = 42); the same visiting order, ties and choices as
-    :func:`_colour_numpy` (tested equal)."""
+    :func:`_colour_numpy` (tested equal). Only undecided UEs' blocked sets and keys are kept up
+    to date (a decided UE's are never read again)."""
     n_ps, n_ue = x.shape
     conf = x.max(axis=0)  # [K]
     pref = np.argsort(-x.T, axis=1, kind="stable").tolist()  # [K][S] pilots by decreasing x
+    deg = share.sum(axis=1)  # [K]
     cols = np.nonzero(share)[1].tolist()  # row-major: the conflicting UEs of UE 0, 1, ...
-    ends = np.cumsum(share.sum(axis=1)).tolist()
-    nbrs = [cols[e - n:e] for e, n in zip(ends, share.sum(axis=1).tolist(), strict=True)]
+    ends = np.cumsum(deg).tolist()
+    nbrs = [cols[e - n:e] for e, n in zip(ends, deg.tolist(), strict=True)]
     blocked = [0] * n_ue  # bit s set: a conflicting, decided UE holds pilot s
     opened = 0
     colour = [-1] * n_ue
-    if order == "saturation":
+    sat = order == "saturation"
+    if sat:
         big = float(n_ue) ** 2
         n_sat = [0.0] * n_ue
-        static = (share.sum(axis=1) * float(n_ue) + conf).tolist()  # [K]
-        key = list(static)  # n_sat * big + static; -inf once decided
-        pick = key.__getitem__
-        ues = range(n_ue)
+        static = (deg * float(n_ue) + conf).tolist()  # [K]
+        key = list(static)  # n_sat * big + static (only grows)
+        # max-heap of (-key, u) with lazy deletion: the top valid entry is the largest key,
+        # ties to the smallest u (the first maximal key, as np.argmax)
+        heap = [(-k, u) for u, k in enumerate(static)]
+        heapq.heapify(heap)
     else:
         seq = np.argsort(-conf, kind="stable").tolist()
     for step in range(n_ue):
-        if order == "saturation":
-            u = max(ues, key=pick)  # the first maximal key, as np.argmax
-            key[u] = -np.inf
+        if sat:
+            while True:
+                nk, u = heapq.heappop(heap)
+                if colour[u] < 0 and -nk == key[u]:
+                    break
         else:
             u = seq[step]
         bu = blocked[u]
         s = -1
         if reuse:
-            for c in pref[u]:
-                if not (bu >> c) & 1 and (opened >> c) & 1:
-                    s = c
-                    break
+            allowed = opened & ~bu  # opened pilots no conflicting, decided UE holds
+            if allowed:
+                for c in pref[u]:
+                    if (allowed >> c) & 1:
+                        s = c
+                        break
         if s < 0:
             for c in pref[u]:
                 if not (bu >> c) & 1:
                     s = c
                     break
         colour[u] = s
-        opened |= 1 << s
         bit = 1 << s
+        opened |= bit
         for j in nbrs[u]:
-            if not blocked[j] & bit:
+            if colour[j] < 0 and not blocked[j] & bit:
                 blocked[j] |= bit
-                if order == "saturation":
+                if sat:
                     n_sat[j] += 1.0
-                    if colour[j] < 0:
-                        key[j] = n_sat[j] * big + static[j]
+                    key[j] = n_sat[j] * big + static[j]
+                    heapq.heappush(heap, (-key[j], j))
     return np.asarray(colour, dtype=np.int64)
 
 

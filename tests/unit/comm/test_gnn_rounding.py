@@ -142,3 +142,20 @@ def test_scalar_and_array_loops_agree(seed):
     for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation")):
         np.testing.assert_array_equal(_colour_scalar(x, share, reuse, order),
                                       _colour_numpy(x, share, reuse, order))
+
+
+@pytest.mark.parametrize("seed,n_ap,n_ue,density", [(11, 7, 60, 0.5), (12, 3, 42, 0.9), (13, 9, 23, 0.15)])
+def test_scalar_loop_agrees_on_dense_and_sparse_conflicts(seed, n_ap, n_ue, density):
+    """The bit-set loop (heap-ordered DSatur, decided UEs skipped) = the array loop on larger,
+    denser and sparser conflict graphs than above, with ties."""
+    from netsim.comm.power.gnn import _colour_numpy, _colour_scalar
+
+    rng = np.random.default_rng(seed)
+    for rounded in (False, True):
+        assoc, x = _drop(rng, n_ap, n_ue, density)
+        if rounded:
+            x = np.round(x, 1) + 1e-9
+        share = _conflicts(assoc)
+        for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation")):
+            np.testing.assert_array_equal(_colour_scalar(x, share, reuse, order),
+                                          _colour_numpy(x, share, reuse, order))
