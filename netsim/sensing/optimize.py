@@ -76,46 +76,58 @@ def maximize_2d(
     h = np.broadcast_to(np.asarray(h0, dtype=float), (b,)).copy()  # [B]
     f = fun(np.arange(b), p[:, None, :])[:, 0]  # [B]
     active = np.ones(b, dtype=bool)
+    idx = np.arange(b)
     for _ in range(max_iter):
-        idx = np.flatnonzero(active)
         if idx.size == 0:
             break
         hp = h[idx]
-        pts = p[idx, None, :] + hp[:, None, None] * _OFFS[None]  # [b, 9, 2]
+        p_i = p[idx]  # [b, 2]
+        pts = p_i[:, None, :] + hp[:, None, None] * _OFFS[None]  # [b, 9, 2]
         fs = fun(idx, pts)  # [b, 9]
         coef = fs @ _PINV.T  # [b, 6]
-        g = coef[:, 1:3]  # [b, 2]
+        g0, g1 = coef[:, 1], coef[:, 2]
         a11, a12, a22 = coef[:, 3], 0.5 * coef[:, 4], coef[:, 5]
         det = a11 * a22 - a12 ** 2
         ok = (a11 < 0) & (det > 0)
         safe = np.where(ok, det, 1.0)
-        dx = -0.5 * (a22 * g[:, 0] - a12 * g[:, 1]) / safe
-        dy = -0.5 * (-a12 * g[:, 0] + a11 * g[:, 1]) / safe
-        d = np.stack([dx, dy], axis=-1)  # [b, 2] in stencil units
-        nd = np.linalg.norm(d, axis=-1)
-        d = np.where((nd > 2.0)[:, None], d * (2.0 / np.maximum(nd, 1e-300))[:, None], d)
+        d = np.empty((idx.size, 2))  # [b, 2] in stencil units
+        d[:, 0] = -0.5 * (a22 * g0 - a12 * g1) / safe
+        d[:, 1] = -0.5 * (-a12 * g0 + a11 * g1) / safe
+        nd = _norm2(d)
+        far = nd > 2.0
+        if np.any(far):
+            d = np.where(far[:, None], d * (2.0 / np.maximum(nd, 1e-300))[:, None], d)
         ib = np.argmax(fs, axis=1)
-        d = np.where(ok[:, None], d, _OFFS[ib])
-        trial = p[idx] + hp[:, None] * d  # [b, 2]
+        rows = np.arange(idx.size)
+        if not np.all(ok):
+            d = np.where(ok[:, None], d, _OFFS[ib])
+        trial = p_i + hp[:, None] * d  # [b, 2]
         ft = fun(idx, trial[:, None, :])[:, 0]  # [b]
-        fbest_st = fs[np.arange(idx.size), ib]
+        fbest_st = fs[rows, ib]
         use_trial = ft >= fbest_st
-        cand = np.where(use_trial[:, None], trial, pts[np.arange(idx.size), ib])
+        cand = np.where(use_trial[:, None], trial, pts[rows, ib])
         fc = np.where(use_trial, ft, fbest_st)
         f0_old = f[idx]
         better = fc > f0_old
-        step = np.linalg.norm(cand - p[idx], axis=-1)
-        p[idx] = np.where(better[:, None], cand, p[idx])
-        f[idx] = np.where(better, fc, f[idx])
-        h[idx] = np.where(better, np.clip(step, hp / follow, 2.0 * hp), hp / 4.0)
-        active[idx] = h[idx] >= tol
+        step = _norm2(cand - p_i)
+        p[idx] = np.where(better[:, None], cand, p_i)
+        f[idx] = np.where(better, fc, f0_old)
+        h_new = np.where(better, np.minimum(np.maximum(step, hp / follow), 2.0 * hp), hp / 4.0)
+        h[idx] = h_new
+        go = h_new >= tol
         if nat is not None:
             span = fbest_st - np.min(fs, axis=1)  # [b]
             rise = fc - f0_old
-            conv = ok & use_trial & (np.linalg.norm(d, axis=-1) <= 1.0) & (span < SPAN_NATS * nat) \
-                & (rise < GAIN_NATS * nat)
-            active[idx] &= ~conv
+            conv = ok & use_trial & (_norm2(d) <= 1.0) & (span < SPAN_NATS * nat) & (rise < GAIN_NATS * nat)
+            go &= ~conv
+        active[idx] = go
+        idx = idx[go]
     return p, f
+
+
+def _norm2(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Euclidean norms of the rows of x (B, 2) (the bits of ``np.linalg.norm(x, axis=-1)``)."""
+    return np.sqrt(np.add.reduce(x * x, axis=-1))
 
 
 def _nd_stencil(n: int) -> NDArray[np.float64]:
