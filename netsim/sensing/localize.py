@@ -61,6 +61,10 @@ TRACK_BOX_OTHERS = False  # tracking's sweeps keep a freed non-member inside its
 TRACK_GROUP_STOP = True  # tracking's sweeps stop on the users that do not get the joint step
 TRACK_NAT_STOP = True  # tracking's sweeps end each climb inside its quadratic zone (in nats)
 TRACK_WANT_STOP = True  # tracking's sweeps stop on the members' moves only
+TRACK_FIRST_STENCIL = 1.0 / 8.0  # the tracking ML step's first stencil is this fraction of the track window
+# (clipped to [1 mm, grid step]): the window is a 3-sigma-plus-motion bound (campus: 40-50 mm) while the
+# prediction misses the peak by 0.3-7 mm, and a peak that narrow is not quadratic over a window-wide
+# stencil (its Newton trial failed twice per climb before the stencil reached a few mm)
 TRACK_POST_SEARCH = False  # the ML steps after a tracking window search take the same options (off: isac_paper
 # without sync, 12 frames, its median error / sqrt(CRLB) went 0.72 -> 2.33)
 
@@ -257,7 +261,7 @@ def localize_cluster(
         # the tracking options of every ML step below (the sweeps' stop tests and the climbs' end)
         trk = dict(want=want if TRACK_MEMBER_GROUPS else None, group_stop=TRACK_GROUP_STOP,
                    nat=1.0 / scale if TRACK_NAT_STOP else None, stop_users=want if TRACK_WANT_STOP else None)
-        pos = _ml_step(prob, pred, np.clip(hw, 1e-3, step_m), tol_m, sweeps=6, free=free,
+        pos = _ml_step(prob, pred, np.clip(TRACK_FIRST_STENCIL * hw, 1e-3, step_m), tol_m, sweeps=6, free=free,
                        stop=np.maximum(100 * tol_m, TRACK_STOP * hw),
                        sweep_tol=tol_m if pair else max(tol_m, TRACK_TOL_M), box=box, **trk)
         snr = _path_snr(prob, pos, scale)
