@@ -283,7 +283,10 @@ def profile_permutation(cost: ArrayLike, nats: float = PROFILE_NATS,
     saved = np.zeros(k)
     if k < 2:
         return perm, saved
-    ri, ci = min_cost_assignment(c + move_nats * (1.0 - np.eye(k)))
+    pen = c + move_nats * (1.0 - np.eye(k))  # [K, K] nats, the charged cost
+    if np.all(np.diag(pen) <= pen.min(axis=1)):
+        return perm, saved  # each user's own track is its row minimum: no exchange can pay
+    ri, ci = min_cost_assignment(pen)
     best = np.arange(k)
     best[ri] = ci
     seen = np.zeros(k, dtype=bool)
