@@ -44,8 +44,8 @@ from netsim.sensing.ml import near_response
 from netsim.sensing.optimize import maximize_2d
 from netsim.sensing.peaks import local_max_3x3
 
-__all__ = ["EchoSubspace", "acquire", "box_search", "candidates", "echo_subspace", "point_quality",
-           "unexplained_echo"]
+__all__ = ["EchoSubspace", "acquire", "box_search", "candidates", "echo_subspace", "in_boxes", "point_quality",
+           "unexplained_echo", "uplink_boxes"]
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,78 @@ def _exclude(geom: IsacGeometry, pts: NDArray[np.float64], exclusion_m: float) -
     return np.all(d2 > exclusion_m * exclusion_m, axis=-1)
 
 
-def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None, grids=None):  # noqa: ANN001, ANN202, PLR0913
+def uplink_boxes(ap_xy_m: ArrayLike, serving: ArrayLike, lo_m: ArrayLike, hi_m: ArrayLike,
+                 margin_m: float, step_m: float = 1.0) -> NDArray[np.float64]:
+    """Bounding boxes of the places where each user can be, given its uplink registration.
+
+    A user registers with its ``s`` serving APs, the ``s`` APs nearest to it (the model of the
+    uplink association the CPU holds from the first frame on). It can then only be where those
+    APs are its nearest: ``max_{a in S} |p - c_a| <= min_{b not in S} |p - c_b| + margin``
+    (an order-``s`` Voronoi cell, widened by ``margin_m`` for registrations made at a cell
+    edge). The cell is evaluated on a ``step_m`` grid over ``[lo, hi]`` and its bounding box,
+    grown by ``step_m`` (the grid's sampling), is returned; a user whose cell misses the box
+    gets the whole box.
+
+    Parameters
+    ----------
+    ap_xy_m : array_like (A, 2) [m]
+        Centres of the APs a user can register with (the online APs).
+    serving : array_like (V, s) int
+        Rows of ``ap_xy_m`` serving each user.
+    lo_m, hi_m : array_like (2,) [m]
+        The region searched.
+    margin_m : float [m]
+    step_m : float [m]
+
+    Returns
+    -------
+    ndarray (V, 2, 2) [m]
+        Per user ``[lo, hi]`` corners, inside ``[lo, hi]``.
+    """
+    c = np.asarray(ap_xy_m, dtype=float).reshape(-1, 2)  # [A, 2]
+    srv = np.asarray(serving, dtype=np.int64)
+    srv = np.atleast_2d(srv)  # [V, s]
+    lo = np.asarray(lo_m, dtype=float)
+    hi = np.asarray(hi_m, dtype=float)
+    if margin_m < 0 or step_m <= 0:
+        raise ValueError("margin_m must be >= 0 and step_m > 0")
+    if srv.size and (srv.min() < 0 or srv.max() >= c.shape[0]):
+        raise ValueError("serving indices must be rows of ap_xy_m")
+    out = np.broadcast_to(np.stack([lo, hi]), (srv.shape[0], 2, 2)).copy()  # [V, 2, 2]
+    if srv.shape[0] == 0 or srv.shape[1] == 0 or srv.shape[1] >= c.shape[0]:
+        return out  # no AP outside the serving sets: no constraint
+    xs = np.linspace(lo[0], hi[0], max(2, int(np.ceil((hi[0] - lo[0]) / step_m)) + 1))
+    ys = np.linspace(lo[1], hi[1], max(2, int(np.ceil((hi[1] - lo[1]) / step_m)) + 1))
+    gx, gy = np.meshgrid(xs, ys)  # [ny, nx]
+    pts = np.stack([gx.ravel(), gy.ravel()], axis=-1)  # [P, 2]
+    d = np.sqrt(np.sum(np.square(pts[:, None] - c[None]), axis=-1))  # [P, A] [m]
+    for v in range(srv.shape[0]):
+        inside = np.zeros(c.shape[0], dtype=bool)
+        inside[srv[v]] = True
+        far = d[:, inside].max(axis=1)  # [P] farthest serving AP
+        near = d[:, ~inside].min(axis=1)  # [P] nearest other AP
+        ok = far <= near + margin_m  # [P]
+        if not np.any(ok):
+            continue
+        out[v, 0] = np.maximum(pts[ok].min(axis=0) - step_m, lo)
+        out[v, 1] = np.minimum(pts[ok].max(axis=0) + step_m, hi)
+    return out
+
+
+def in_boxes(pts_m: ArrayLike, boxes_m: ArrayLike | None) -> NDArray[np.bool_]:
+    """Whether each point (..., 2) [m] lies in at least one box (B, 2, 2) ``[lo, hi]`` (None: all)."""
+    p = np.asarray(pts_m, dtype=float)
+    if boxes_m is None:
+        return np.ones(p.shape[:-1], dtype=bool)
+    b = np.asarray(boxes_m, dtype=float).reshape(-1, 2, 2)  # [B, 2, 2]
+    out = np.zeros(p.shape[:-1], dtype=bool)
+    for lo, hi in b:
+        out |= (p[..., 0] >= lo[0]) & (p[..., 0] <= hi[0]) & (p[..., 1] >= lo[1]) & (p[..., 1] <= hi[1])
+    return out
+
+
+def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None, grids=None,  # noqa: ANN001, ANN202, PLR0913
+                boxes=None):
     nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
     ny = max(2, int(np.ceil((hi[1] - lo[1]) / step)) + 1)
     if grids is not None:  # the same points and mask, kept (netsim.sensing.steering.GridCache)
@@ -235,6 +306,8 @@ def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None
         xx, yy = np.meshgrid(xs, ys)  # [ny, nx]
         pts = np.stack([xx, yy], axis=-1)  # [ny, nx, 2]
         ok = _exclude(geom, pts, exclusion_m)
+    if boxes is not None:
+        ok = ok & in_boxes(pts, boxes)  # a new mask (the cached one stays)
     img = np.zeros(ok.shape)
     img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64, steering=steering)
     peaks = local_max_3x3(img) & (img > 0)
@@ -346,6 +419,7 @@ def candidates(
     steering: NDArray | None = None,
     grids: object | None = None,
     tol_m: float | None = None,
+    boxes_m: ArrayLike | None = None,
 ) -> tuple[NDArray[np.float64], int]:
     """Refined MUSIC candidates in a box: the ``n_cand`` strongest local maxima of the quality
     on a ``step_m`` grid (others projected out), each climbed to its peak.
@@ -357,6 +431,9 @@ def candidates(
         Supplies the grid's points and admissibility mask if already formed (same values).
     tol_m : float or None [m]
         Final stencil half width of the climb (None: ``step_m / 50``).
+    boxes_m : array_like (B, 2, 2) [m] or None
+        Only grid points inside one of these boxes are evaluated (:func:`uplink_boxes`; None:
+        the whole grid). ``steering`` then holds the responses of those points only.
 
     Returns
     -------
@@ -367,7 +444,7 @@ def candidates(
     """
     res = _residual(sub, geom, others_m)
     cand, _, npts = _candidates(sub, geom, res, np.asarray(lo_m, float), np.asarray(hi_m, float),
-                                step_m, exclusion_m, n_cand, steering, grids)
+                                step_m, exclusion_m, n_cand, steering, grids, boxes_m)
     if cand.shape[0] == 0:
         return cand, npts
     p, q = _refine(sub, geom, res, cand, step_m / 2.0, step_m / 50.0 if tol_m is None else tol_m)

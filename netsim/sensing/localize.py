@@ -53,6 +53,8 @@ SUB_MIN_ANTENNAS = 16  # acquisition first images arrays of at least this many e
 # about twice as wide, so its grids are coarser by the aperture ratio (1/16 to 1/20 of the cost); every
 # candidate is still climbed, chosen and refined on the full aperture, and the answer is kept only when
 # clean (_clean_set), else the cluster is acquired again on full-aperture images
+BOX_MAX_FRACTION = 0.5  # acquisition first images inside the users' boxes (localize_cluster(boxes_m=)) only when
+# their areas add up to less than this fraction of the region (else that pass would save little)
 TRACK_TOL_M = 1e-6  # final stencil half width of the tracking ML step's per-user sweeps [m]
 TRACK_STOP = 0.01  # its sweeps stop once no user moved by this fraction of its window
 FREE_COUPLING = 0.05  # tracking also estimates a non-member whose echo couples to a member's this much
@@ -138,6 +140,7 @@ def localize_cluster(
     ambiguity_nats: float = 20.0,
     grid_cache: object | None = None,
     estimate_m: ArrayLike | None = None,
+    boxes_m: ArrayLike | None = None,
 ) -> ClusterResult:
     """Localise the K users whose echoes one cluster's APs receive.
 
@@ -180,6 +183,12 @@ def localize_cluster(
         echo still in the model with free path gains, and its row of the result is that
         prediction (``searched`` False). The cost then grows with the members, not with every
         user the cluster's APs see.
+    boxes_m : array_like (B, 2, 2) [m] or None
+        Acquisition only: the candidate images (ML and MUSIC, coarse and near-AP grids) are
+        formed only at grid points inside one of these boxes, the places where the users can
+        be (:func:`netsim.sensing.acquire.uplink_boxes`: their uplink registrations); None: the
+        whole region. Candidates are climbed, chosen and refined as before (a climb may leave
+        its box).
 
     Returns
     -------
@@ -197,19 +206,30 @@ def localize_cluster(
 
     lo = np.asarray(lo_m, dtype=float)
     hi = np.asarray(hi_m, dtype=float)
+    if boxes_m is not None:
+        boxes_m = np.asarray(boxes_m, dtype=float).reshape(-1, 2, 2)  # [B, lo/hi, 2]
     prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov, lo, hi, exclusion_m)
     npts = 0
     gap = np.full(n_users, np.inf)
     if predicted_m is None:
-        # a fast acquisition first, on the central sub-aperture's images (_sub_problem); kept
-        # only when clean (_clean_set), else the acquisition on the full aperture's images
+        # a fast acquisition first, on the central sub-aperture's images (_sub_problem), and
+        # with boxes_m first imaged inside the boxes only; each is kept only when clean
+        # (_clean_set; a boxed answer also holds a distinct estimate in every user's box), else
+        # the next: the sub-aperture over the whole region, then the full aperture's images
         fast = _sub_problem(prob)
-        est, gap_e, allc, npts = _acquire_set(subspace, prob, fast, geom, lo, hi, step_m, exclusion_m, n_users,
-                                              tol_m, scale, grid_cache)
-        if fast is not prob and not _clean_set(subspace, geom, est, n_users):
-            est, gap_e, allc, n2 = _acquire_set(subspace, prob, prob, geom, lo, hi, step_m, exclusion_m, n_users,
-                                                tol_m, scale, grid_cache)
+        tiers = [(fast, None)] if fast is not prob else []
+        if boxes_m is not None:
+            area = np.prod(np.clip(np.minimum(boxes_m[:, 1], hi) - np.maximum(boxes_m[:, 0], lo), 0.0, None), axis=-1)
+            if np.sum(area) < BOX_MAX_FRACTION * np.prod(np.maximum(hi - lo, 1e-9)):  # [B] m^2: a saving
+                tiers.insert(0, (fast, boxes_m))
+        tiers.append((prob, None))
+        npts = 0
+        for t, (img, bx) in enumerate(tiers):
+            est, gap_e, allc, n2 = _acquire_set(subspace, prob, img, geom, lo, hi, step_m, exclusion_m, n_users,
+                                                tol_m, scale, grid_cache, bx)
             npts += n2
+            if t == len(tiers) - 1 or (_clean_set(subspace, geom, est, n_users) and _covers(est, bx)):
+                break
         anchors = np.asarray(anchors_m, dtype=float).reshape(-1, 2) if anchors_m is not None else None
         pos = np.full((n_users, 2), np.nan)
         if est.shape[0] and anchors is not None:
@@ -324,14 +344,14 @@ def localize_cluster(
 
 
 def _acquire_set(subspace, prob, img_prob, geom, lo, hi, step_m, exclusion_m, n_users, tol_m, scale,  # noqa: ANN001, ANN202, PLR0913
-                 grid_cache):
+                 grid_cache, boxes=None):
     """The acquisition's set of users: candidates from the images of ``img_prob`` (``prob`` or
     its sub-aperture, :func:`_sub_problem`), successive cancellation, the joint choice, the ML
     step and the alternatives check (all on ``prob``). Returns ``(est (J, 2), gap (J,), pool
-    (C, 2), n_points)``."""
+    (C, 2), n_points)``; ``boxes`` (B, 2, 2) bound the images' points (``localize_cluster(boxes_m=)``)."""
     images = MlImageCache(img_prob, grid_cache)  # the grids' image terms, shared by the rounds below
     cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
-                                         images=images)
+                                         images=images, boxes=boxes)
     # successive cancellation: each round images the residual of the users found so far
     # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
     # the round maximises the joint likelihood of the set; a final swap pass over all
@@ -345,7 +365,7 @@ def _acquire_set(subspace, prob, img_prob, geom, lo, hi, step_m, exclusion_m, n_
             resid = replace(prob, d=_subtract(prob, est_f))
             c2, n2 = _acquisition_candidates(subspace(), resid, geom, lo, hi, step_m, exclusion_m,
                                              2 * n_users + 6, tol_m, music=False, images=images,
-                                             fit_pos=est_f)
+                                             fit_pos=est_f, boxes=boxes)
             npts += n2
             pool.append(c2)
             allc = np.concatenate([est_f, *pool[1:], cand])
@@ -378,6 +398,20 @@ def _clean_set(subspace, geom: IsacGeometry, est: NDArray[np.float64], n_users: 
     if est.shape[0] < n_users or not np.all(np.isfinite(est)):
         return False
     return unexplained_echo(subspace(), geom, est) < CLEAN_RESIDUAL
+
+
+def _covers(est: NDArray[np.float64], boxes: NDArray[np.float64] | None) -> bool:
+    """Whether the estimates (J, 2) can be matched one to one to the boxes (B, 2, 2), each
+    estimate inside its box (every user registered there has an estimate; None: True)."""
+    if boxes is None:
+        return True
+    if est.shape[0] < boxes.shape[0]:
+        return False
+    from netsim.sensing.acquire import in_boxes
+
+    inside = np.stack([in_boxes(est, b[None]) for b in boxes])  # [B, J]
+    ri, ci = min_cost_assignment(np.where(inside, 0.0, 1.0))
+    return ri.size == boxes.shape[0] and bool(np.all(inside[ri, ci]))
 
 
 def _ml_step(prob: MlProblem, start: NDArray[np.float64], h0: float | NDArray[np.float64], tol: float,
@@ -466,14 +500,15 @@ def _subtract(prob: MlProblem, pos: NDArray[np.float64]) -> NDArray[np.complex12
 
 
 def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, tol, music=True,  # noqa: ANN001, ANN202, PLR0913
-                            near_ap_m=NEAR_AP_M, images=None, fit_pos=None):
+                            near_ap_m=NEAR_AP_M, images=None, fit_pos=None, boxes=None):
     """Union of the ML image's and the MUSIC quality's strongest local maxima, each refined
     on the single-user ML criterion (so that they are ranked at their peaks).
 
     ``images`` (:class:`netsim.sensing.ml.MlImageCache` of the cluster's full problem) keeps
     each grid's image terms between successive-cancellation rounds; ``prob`` is then the
-    residual problem of the users at ``fit_pos`` and the images are its residual images."""
-    from netsim.sensing.acquire import _exclude
+    residual problem of the users at ``fit_pos`` and the images are its residual images.
+    ``boxes`` (B, 2, 2) [m]: only grid points inside one of them are imaged (None: all)."""
+    from netsim.sensing.acquire import _exclude, in_boxes
 
     def grid_peaks(g_lo, g_hi, nx, ny, n_keep):
         """The ``n_keep`` highest local maxima of the ML image on an ``ny x nx`` grid."""
@@ -483,6 +518,8 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
             gx, gy = np.meshgrid(np.linspace(g_lo[0], g_hi[0], nx), np.linspace(g_lo[1], g_hi[1], ny))
             g = np.stack([gx, gy], axis=-1)  # [ny, nx, 2]
             g_ok = _exclude(geom, g, exclusion)
+        if boxes is not None:
+            g_ok = g_ok & in_boxes(g, boxes)  # a new mask (a kept grid's stays)
         im = np.zeros(g_ok.shape)
         im[g_ok] = _image(prob, g[g_ok], images, fit_pos)
         pk = local_max_3x3(im) & (im > 0)
@@ -510,6 +547,9 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
             b_hi = np.minimum(c + reach, hi)
             if np.any(b_hi <= b_lo):
                 continue
+            if boxes is not None and not np.any(np.all(np.minimum(b_hi, boxes[:, 1]) > np.maximum(b_lo, boxes[:, 0]),
+                                                       axis=-1)):
+                continue  # no user can be near this AP
             nx2 = int(np.ceil((b_hi[0] - b_lo[0]) / fine)) + 1
             ny2 = int(np.ceil((b_hi[1] - b_lo[1]) / fine)) + 1
             _, ok2, c2 = grid_peaks(b_lo, b_hi, nx2, ny2, 4)
@@ -521,13 +561,16 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
         steer = images.get(pts[ok]).a if full else None
         c_mu, _ = candidates(sub, geom, lo, hi, g_step, exclusion, n_cand, steering=steer,
                              grids=images.grids if images is not None else None,
-                             tol_m=g_step / 10.0 if factor > 1.0 else None)  # climbed on the ML next
+                             tol_m=g_step / 10.0 if factor > 1.0 else None,  # climbed on the ML next
+                             boxes_m=boxes)
         cand = np.concatenate([c_ml, c_mu])
     else:
         cand = c_ml
     a_o, w, minv = prob.new_user_terms(None)
     p, f = maximize_2d(lambda idx, x: prob.criterion(x, a_o, w, minv), cand, g_step / 2.0, step / 100.0)
     keep = _distinct(p, f, step / 10.0)  # candidates that climbed the same peak: keep the strongest
+    if boxes is not None:  # a peak that climbed out of every box is where no user can be
+        keep = [i for i in keep if in_boxes(p[i], boxes)]
     return p[keep], n_eval + (int(ok.sum()) if music else 0)
 
 

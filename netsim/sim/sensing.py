@@ -54,7 +54,7 @@ from dataclasses import replace
 import numpy as np
 
 from netsim.phy import umi
-from netsim.sensing.acquire import echo_subspace, unexplained_echo
+from netsim.sensing.acquire import echo_subspace, unexplained_echo, uplink_boxes
 from netsim.sensing.associate import (
     GATE_SIGMAS,
     SWAP_NATS,
@@ -94,6 +94,8 @@ UPLINK_GAIN_STD_DB = 1.0  # error of the CPU's per-AP uplink gain estimate of a 
 PROFILE_APS = 6  # a user's gain profile is compared at the APs that hear it best (by its uplink)
 PROFILE_LOST_NATS = 50.0  # a track whose own profile misfit exceeds its mean (half the APs) by this
 # is on no user's echo of that identity: declared lost (a 1 dB error per AP: P ~ 1e-20 for 6 APs)
+UPLINK_MARGIN_M = 5.0  # an acquisition images only where each user can be given its uplink registration
+# (its serving APs its nearest, netsim.sensing.acquire.uplink_boxes), widened by this for cell edges [m]
 
 
 
@@ -393,7 +395,7 @@ class MusicSensing:
             grids = self.__dict__.setdefault("grid_cache", GridCache()) if self.n_frames < ACQUIRE_FRAMES else None
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
                                    kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
-                                   grid_cache=grids)
+                                   grid_cache=grids, boxes_m=self._uplink_boxes(network, visible, true_pos, lo, hi))
             res = self._identify(res, visible, members, pred, true_pos)
         self.n_searches += int(np.sum(res.searched))
         pos = res.positions_m.copy()
@@ -403,6 +405,21 @@ class MusicSensing:
             pos[bad] = fill[bad]
         amb = res.ambiguous if res.ambiguous is not None else np.zeros(len(visible), dtype=bool)
         return pos, res.detected & ~bad, amb & ~bad
+
+    def _uplink_boxes(self, network, visible: list[int], true_pos: np.ndarray, lo: np.ndarray,  # noqa: ANN001
+                      hi: np.ndarray) -> np.ndarray | None:
+        """[V, 2, 2] where each visible user can be given its uplink registration: the box of
+        the order-``aps_per_user`` cell of its serving APs (the APs nearest to its true
+        position, as for frame 0's clusters), widened by ``UPLINK_MARGIN_M``
+        (:func:`netsim.sensing.acquire.uplink_boxes`); None with ``UPLINK_MARGIN_M`` None."""
+        if UPLINK_MARGIN_M is None or not visible:
+            return None
+        cfg = self.sim.scenario.sensing
+        online = np.flatnonzero(network.online)
+        s = min(cfg.aps_per_user, online.size)
+        near = self._nearest_online(network, true_pos[visible])[:, :s]  # [V, s] AP indices
+        rows = np.searchsorted(online, near)  # [V, s] rows of the online APs
+        return uplink_boxes(network.ap_center_m[online], rows, lo, hi, UPLINK_MARGIN_M)
 
     def _check_serving(self, network, pred: np.ndarray, true_pos: np.ndarray) -> None:  # noqa: ANN001
         """The uplink rule in tracking frames: a tracked user whose predicted position's sensing
