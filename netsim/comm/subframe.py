@@ -39,7 +39,7 @@ class PilotStatics:
 
     cp : [K, K] complex, co-pilot matrix Cp (complex so that Cp @ h needs no cast)
     gain : [1, 1, 1] float, sqrt(tau_p p_u)
-    noise_idx : [M, K, N] int, PS of each (AP, UE) row (which pilot-noise row it sees)
+    noise_idx : [K] int, PS of each UE (which pilot-noise row each (AP, UE) pair sees)
     noise_sd : float, sqrt(sigma^2) [sqrt(W)]
     coef : [M, K] float, sqrt(tau_p p_u) beta_mk / psi_mk on associated pairs, else 0 (3.5)
     err_var : [M, K] float, c_mk where associated, beta_mk elsewhere
@@ -68,14 +68,13 @@ def pilot_statics(
     Computed with the very operations of :func:`netsim.comm.csi_mmse.pilot_observation`,
     :func:`~netsim.comm.csi_mmse.mmse_estimate` and :func:`~netsim.comm.rzf.rzf_regularisation`,
     so :func:`prepare_subframe` gives bit-identical results with or without them.
+    (``n_ant`` is no longer needed: the pilot-noise rows are gathered along the UE axis.)
     """
     colour = np.asarray(colour)
-    n_ap, n_ue = assoc.shape
     tau_p = np.asarray(pilot_length(colour), dtype=float)  # 0-d
     cp = copilot_matrix(colour)  # [K, K]
     gain = np.sqrt(tau_p * p_pilot_w)[..., None, None, None]  # [1, 1, 1]
-    noise_idx = np.ascontiguousarray(
-        np.broadcast_to(colour[None, :, None], (n_ap, n_ue, n_ant)))  # [M, K, N]
+    noise_idx = colour.astype(np.intp)  # [K] (a gather along the UE axis)
     contam = beta @ cp  # [M, K]
     psi = tau_p[..., None, None] * p_pilot_w * contam + noise_w  # [M, K]
     tp = tau_p[..., None, None]
@@ -143,7 +142,9 @@ def prepare_subframe(
     else:
         y = statics.gain * (statics.cp @ h)  # [M, K, N] sum_i Cp[k,i] h[m,i,:]
         noise = draw_pilot_noise(h.shape, rng)  # [M, K_max = K, N]
-        y = y + statics.noise_sd * np.take_along_axis(noise, statics.noise_idx, axis=-2)
+        # the rows of each UE's pilot: a plain gather along the UE axis (the values of
+        # take_along_axis with the index broadcast to [M, K, N], without building it)
+        y = y + statics.noise_sd * noise[..., statics.noise_idx, :]
         hhat = statics.coef[..., None] * y  # [M, K, N]
         err, reg = statics.err_var, statics.reg
     w = rzf_beamformers(hhat, assoc, reg)

@@ -277,16 +277,6 @@ class LosChannel:
         cos, sin : ndarray (K, M, N), float64 (computed in float32)
             ``cos`` and ``sin`` of ``2 pi r_n / lambda``.
         """
-        amp, cos, sin = self.polar32(user_pos_m)
-        # back to float64 once: mixed float32/float64 operands make later ufuncs slow
-        return amp, cos.astype(float), sin.astype(float)
-
-    def polar32(self, user_pos_m: ArrayLike
-                ) -> tuple[NDArray[np.float64], NDArray[np.float32], NDArray[np.float32]]:
-        """:meth:`polar` with ``cos`` and ``sin`` left in float32 (K, M, N), the precision
-        they are computed in (the engine's fused path, :func:`rician_fading_polar`, takes
-        them so: a float32 operand of a float64 product is widened exactly, so the result
-        has the same bits as with :meth:`polar`'s float64 copies, without the two copies)."""
         p = np.asarray(user_pos_m, dtype=float)  # [K, 2]
         px, py = p[:, 0, None], p[:, 1, None]  # [K, 1]
         r_n = _distance(px[..., None], py[..., None], self.qx, self.qy)  # [K, M, N]
@@ -295,17 +285,18 @@ class LosChannel:
             raise ValueError("distances must be > 0 (a point sits on an array centre)")
         cycles = np.multiply(r_n, 1.0 / self.wavelength_m, out=r_n)  # [K, M, N] wavelengths
         cycles -= np.floor(cycles)  # [0, 1)
-        # rounded to float32, then times 2 pi in float32 (the input cast of a float32 loop)
-        angle = np.multiply(cycles, np.float32(2.0 * np.pi), dtype=np.float32)  # [K, M, N]
+        angle = cycles.astype(np.float32)  # [K, M, N]
+        angle *= np.float32(2.0 * np.pi)
         g0 = (self.wavelength_m / (4 * np.pi) if self.reference_amplitude is None
               else float(self.reference_amplitude))
         amp = g0 * r ** (-0.5 * self.path_loss_exponent)  # [K, M]
-        return amp, np.cos(angle), np.sin(angle, out=angle)
+        # back to float64 once: mixed float32/float64 operands make later ufuncs slow
+        return amp, np.cos(angle).astype(float), np.sin(angle).astype(float)
 
     def fast(self, user_pos_m: ArrayLike) -> NDArray[np.complex128]:
         """:meth:`polar` assembled: the channels (K, M, N), complex128 (phase error < 1e-6 rad
         against :meth:`__call__`)."""
-        amp, c, s = self.polar32(user_pos_m)  # float32 c, s: widened exactly in the products
+        amp, c, s = self.polar(user_pos_m)
         return _assemble(amp[..., None] * c, -amp[..., None] * s)  # [K, M, N]
 
 
@@ -361,25 +352,16 @@ def _polar_draws(u1: NDArray[np.float64], u2: NDArray[np.float64]
     """Real and imaginary parts (float64) of CN(0, 1) draws from uniforms ``u1``, ``u2`` in
     [0, 1): ``|w|^2 = -ln(1 - U1)`` is Exp(1) and ``arg w = 2 pi U2`` is uniform and
     independent of it, which is exactly the CN(0, 1) law (float32 log and trig)."""
-    re, im = _polar_draws32(u1, u2)
-    return re.astype(float), im.astype(float)
-
-
-def _polar_draws32(u1: NDArray[np.float64], u2: NDArray[np.float64]
-                   ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """:func:`_polar_draws` before the widening to float64 (float32 parts, exact in float64)."""
-    # 1 - U1 and 2 pi U2 in float64, rounded to float32 on output (as a float64 result's
-    # astype would round them)
-    mag = np.subtract(1.0, u1, out=np.empty(u1.shape, np.float32))  # [...] in (0, 1]
+    mag = (1.0 - u1).astype(np.float32)  # [...] in (0, 1]
     np.log(mag, out=mag)
     np.negative(mag, out=mag)
     np.sqrt(mag, out=mag)  # Rayleigh, E|w|^2 = 1
-    ang = np.multiply(u2, 2.0 * np.pi, out=np.empty(u2.shape, np.float32))  # [...] rad
+    ang = (u2 * (2.0 * np.pi)).astype(np.float32)  # [...] rad
     re = np.cos(ang)
     re *= mag
     np.sin(ang, out=ang)
     ang *= mag
-    return re, ang
+    return re.astype(float), ang.astype(float)
 
 
 def cn01_polar(shape: int | tuple[int, ...], rng: np.random.Generator) -> NDArray[np.complex128]:
@@ -436,10 +418,11 @@ def _innovations(shape: tuple[int, ...], correlations: ArrayLike, rng: np.random
     # per-step factors aligned with the state's trailing axes: (S, 1, ..., *rho.shape[1:])
     rho = rho.reshape((n_steps,) + (1,) * max(0, len(shape) - rho.ndim + 1) + rho.shape[1:])
     u = rng.random((n_steps, 2, *shape))  # [S, 2, ...] the blocks of S single steps
-    w_re, w_im = _polar_draws32(u[:, 0], u[:, 1])  # [S, ...] each, float32
+    w_re, w_im = _polar_draws(u[:, 0], u[:, 1])  # [S, ...] each
     scale = np.sqrt(1.0 - rho * rho)  # [S, ...]
-    # float32 parts widened exactly inside the float64 products (the bits of astype + *=)
-    return rho, np.multiply(w_re, scale, out=u[:, 0]), np.multiply(w_im, scale, out=u[:, 1])
+    w_re *= scale
+    w_im *= scale
+    return rho, w_re, w_im
 
 
 def rician_fading_polar(
@@ -457,7 +440,7 @@ def rician_fading_polar(
     Parameters
     ----------
     amp : ndarray (S, ..., M), float64
-    cos, sin : ndarray (S, ..., M, N), float64 or float32 (:meth:`LosChannel.polar32`)
+    cos, sin : ndarray (S, ..., M, N), float64
     state : ndarray (..., M, N), complex128
         Fading state before the first time.
     correlations : array_like (steps, ...), one entry per True of ``stepped``
@@ -497,17 +480,11 @@ def rician_fading_polar(
             gs_im[s] = g_im
         g_re, g_im = gs_re[s], gs_im[s]
     state_out = _assemble(g_re, g_im)  # [..., M, N] (a copy: gs_* are overwritten below)
-    # written straight into the complex result's parts: h_re = a_los cos + a_nlos g_re and
-    # h_im = a_nlos g_im - a_los sin, the same products and sums in the same order (float32
-    # cos/sin of LosChannel.polar32 are widened exactly inside the products)
-    h = np.empty(gs_re.shape, dtype=complex)  # [S, ..., M, N]
-    h_re, h_im = h.real, h.imag
-    np.multiply(a_los, cos, out=h_re)
-    np.multiply(a_nlos, gs_re, out=gs_re)
-    h_re += gs_re
-    np.multiply(a_nlos, gs_im, out=h_im)
-    h_im -= np.multiply(a_los, sin, out=gs_re)
-    return h, state_out
+    h_re = a_los * cos  # [S, ..., M, N]
+    h_re += np.multiply(a_nlos, gs_re, out=gs_re)
+    h_im = np.multiply(a_nlos, gs_im, out=gs_im)  # [S, ..., M, N]
+    h_im -= a_los * sin
+    return _assemble(h_re, h_im), state_out
 
 
 

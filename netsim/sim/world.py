@@ -352,7 +352,7 @@ class Network:
             return self._umi_channels(times_s, pos, speed)
         if not np.isfinite(self.k_factor):
             return self.geometric_channel(pos.reshape(-1, 2)).reshape(shape)  # [S, K, M, N]
-        amp, cos, sin = self._los.polar32(pos.reshape(-1, 2))  # float32 cos, sin
+        amp, cos, sin = self._los.polar(pos.reshape(-1, 2))
         amp = amp.reshape(shape[:3])  # [S, K, M]
         cos, sin = cos.reshape(shape), sin.reshape(shape)  # [S, K, M, N]
         # the fading steps of the sequential calls: one per time later than the last one
