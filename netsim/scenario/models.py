@@ -253,6 +253,17 @@ class SyncConfig(_Section):
     swap_iterations: int = Field(
         1000, ge=0, le=100_000, description="swap-matching iterations per tau (Algorithm 2)"
     )
+    ml_window_sigmas: float = Field(
+        8.0, ge=0.0, le=1e3,
+        description="ml with kalman tracking: each link's coarse TO search covers the tracker's "
+        "prediction +/- this many predicted stds (at least ml_window_min_chips) instead of the "
+        "whole +/- max_time_offset_chips; links without a track search the whole window; 0: "
+        "always the whole window",
+    )
+    ml_window_min_chips: float = Field(
+        2.0, gt=0.0, le=10_000.0,
+        description="smallest half-width of the tracker-centred TO search (chips)",
+    )
     # -- clock tracking at the CPU and adaptive scheduling (issue 14; netsim.sync.tracking)
     tracking: Literal["none", "kalman"] = Field(
         "kalman",

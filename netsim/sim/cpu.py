@@ -261,7 +261,13 @@ class CentralUnit(CommPhase, FrameRecorder):
         """One sync round now over the APs ``aps`` (M,) bool: measure, log the untrusted
         estimates, send the reports up."""
         sim = self.sim
-        meas = methods.SYNC_METHODS[sim.scenario.sync.method](sim.net, self.plan, sim.rngs["sync"])
+        method = sim.scenario.sync.method
+        if method == "ml" and sim.scenario.sync.ml_window_sigmas > 0:
+            # the tracker's TO prediction narrows each locked link's coarse ML search
+            meas = methods.SYNC_METHODS[method](sim.net, self.plan, sim.rngs["sync"],
+                                                to_prior=self.sync.to_prior(sim.env.now))
+        else:
+            meas = methods.SYNC_METHODS[method](sim.net, self.plan, sim.rngs["sync"])
         meas = _restrict(meas, aps)
         for ap in meas.invalid:
             sim.event("sync_untrusted", int(ap),

@@ -148,7 +148,8 @@ def _round_config(scenario: Scenario) -> SyncRoundConfig:
         pilot_length_chips=sync.pilot_length_chips, chip_time_s=sync.chip_time_s,
         max_to_s=sync.max_time_offset_chips * sync.chip_time_s, max_cfo_hz=sync.max_cfo_hz,
         tx_power_w=sync.tx_power_w, noise_power_w=scenario.channel.noise_power_w,
-        min_sinr_db=sync.min_sinr_db,
+        min_sinr_db=sync.min_sinr_db, ml_window_sigmas=sync.ml_window_sigmas,
+        ml_window_min_chips=sync.ml_window_min_chips,
     )
 
 
@@ -184,13 +185,15 @@ def over_the_air_sync(method: str) -> Callable:
     var(phase) = 1/(2 SNR N)), using each AP's composite CFO bound.
     """
 
-    def measure(network, plan: SyncPlan, rng: np.random.Generator) -> SyncMeasurement:
+    def measure(network, plan: SyncPlan, rng: np.random.Generator,
+                to_prior: tuple[np.ndarray, np.ndarray] | None = None) -> SyncMeasurement:
         from netsim.sync.round import sync_round
 
         sc = network.scenario
         osc = network.oscillators
         res = sync_round(plan, network.ap_center_m, osc.time_offset_s,
-                         osc.carrier_hz * osc.freq_offset, _round_config(sc), method, rng)
+                         osc.carrier_hz * osc.freq_offset, _round_config(sc), method, rng,
+                         to_prior=to_prior if method == "ml" else None)
         ref = res.reference_ap
         true_to, true_cfo, true_phase = network.offsets_to(ref)
         n_ts = sc.sync.pilot_length_chips * sc.sync.chip_time_s

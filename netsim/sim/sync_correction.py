@@ -107,6 +107,7 @@ class SyncCorrection:
         self.measured_this_frame = 0
         self.gated_aps = np.zeros(n_aps, dtype=bool)  # [M] gated since the last take_gated()
         self._phase_floor: dict[float, float] = {}  # sync interval s -> phase_floor_rad, rad
+        self.pending_until_s = -np.inf  # latest arrival time of a correction sent (s)
 
     # ------------------------------------------------------------------ topology
     def on_replan(self, old_plan, new_plan) -> None:
@@ -254,6 +255,7 @@ class SyncCorrection:
         if not fix.any():
             return None
         t_apply = t_now_s + latency_s
+        self.pending_until_s = max(self.pending_until_s, t_apply)
         u = trk.correct(aps[fix], t_apply)  # [j, 3]
         return CorrectionBatch(aps=aps[fix], t_ref_s=t_apply, to_s=u[:, 0], cfo_hz=u[:, 1],
                                phase_rad=u[:, 2])
@@ -263,6 +265,16 @@ class SyncCorrection:
         out = self.gated_aps.copy()
         self.gated_aps[:] = False
         return out
+
+    def to_prior(self, t_s: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The tracker's prediction of every AP's time offset relative to the reference at
+        ``t_s`` and its std, ((M,), (M,)) s (NaN for APs without a track), for the ML round's
+        search windows; None without a tracker, or while a correction is still on its way to
+        an AP (the tracker already counts it as applied, the AP's clock does not yet)."""
+        if self.tracker is None or t_s < getattr(self, "pending_until_s", -np.inf):
+            return None
+        mean, cov = self.tracker.predict(t_s)  # [M, 3], [M, 3, 3]
+        return mean[:, 0], np.sqrt(cov[:, 0, 0])
 
     def residual_std(self, t_s: float) -> np.ndarray:
         """(M, 3) the tracker's predicted residual std (TO s, CFO Hz, phase rad) at ``t_s``;

@@ -258,14 +258,37 @@ def _correlate(zp: NDArray, e: NDArray, wm: NDArray) -> NDArray:
     return (zs.reshape(-1, m) @ wm).reshape(n_p, n_w, 3).transpose(2, 0, 1)  # [3, P, W]
 
 
+def _window_index(win: NDArray, t_grid: NDArray, dt0: float) -> NDArray:
+    """Coarse-grid indices of each burst's TO window, one point of context on either side.
+
+    win [B, 2] chips (``lo <= hi``, inside ``[0, eta]``), t_grid [G] -> k [B, W] int: the grid
+    points ``k_lo - 1 .. k_hi + 1`` that cover ``[lo, hi]`` (``W`` is the widest burst's count;
+    narrower windows extend to the right, and every row is shifted to stay on the grid), or
+    ``-1`` / ``G`` outside the grid (no point there: the peak test sees ``-inf``).
+    """
+    n_t = t_grid.size
+    k_lo = np.clip(np.floor(win[:, 0] / dt0 + 1e-9).astype(np.int64), 0, n_t - 1)  # [B]
+    k_hi = np.clip(np.ceil(win[:, 1] / dt0 - 1e-9).astype(np.int64), 0, n_t - 1)  # [B]
+    k_hi = np.maximum(k_hi, k_lo)
+    n_w = int(np.max(k_hi - k_lo)) + 3  # window plus one context point per side
+    start = np.minimum(k_lo - 1, n_t + 1 - n_w)  # [B] (wide windows may start at -1)
+    return start[:, None] + np.arange(n_w)[None, :]  # [B, W] in -1..n_t
+
+
 def _coarse(
     z: NDArray, rq: NDArray, rlag: NDArray | None, db: NDArray, eta: float, step: float,
     full: bool, cfo_max: float, fft_oversample: int, n_c: int, max_batch: int,
+    window: NDArray | None = None,
 ) -> tuple[NDArray, NDArray, NDArray, float, float]:
     """Coarse TO x CFO grid; the ``n_c`` best TO-profile peaks per burst.
 
-    z [B, Q, M], rq [B, Q, Q], rlag [B, 2Q+1] or None, db [B, L]
+    z [B, Q, M], rq [B, Q, Q], rlag [B, 2Q+1] or None, db [B, L], window [B, 2] chips or None
     -> (cand_t [B, C], cand_e [B, C], cand_g [B, C] grid metric, TO step, CFO cell).
+
+    With ``window`` each burst evaluates only the grid points of its own TO window (plus one
+    neighbour per side for the local-maximum test), the same points with the same values as
+    the full grid: when a burst's ``n_c`` best full-grid peaks lie inside its window the
+    candidates are identical, bit for bit.
     """
     n_b, n_q, n_samples = z.shape
     n_taps = db.shape[1]
@@ -290,10 +313,19 @@ def _coarse(
     cand_t = np.zeros((n_b, n_c))
     cand_e = np.zeros((n_b, n_c))
     cand_g = np.zeros((n_b, n_c))
+    kwin = None if window is None else _window_index(window, t_grid, dt0)  # [B, W]
+    if kwin is not None and kwin.shape[1] >= n_t + 2:
+        kwin = None  # a window as wide as the grid: the full grid
     for b0 in range(0, n_b, chunk):
         sl = slice(b0, min(n_b, b0 + chunk))
         zz = z[sl]
         nb = zz.shape[0]
+        if kwin is not None:
+            _coarse_window(
+                zz, cand_t, cand_e, cand_g, sl, rq, rlag, db, t_grid, eps_grid, period, kwin,
+                full, nfft if full else 0, None if full else steer, n_c,
+            )
+            continue
         if full:
             cq = np.fft.fft(zz, nfft, axis=-1).transpose(2, 0, 1)  # [K, b, Q]
         else:
@@ -319,6 +351,56 @@ def _coarse(
         cand_e[sl] = eps_grid[np.take_along_axis(kbest, order, -1)]
         cand_g[sl] = np.take_along_axis(prof, order, -1)
     return cand_t, cand_e, cand_g, dt0, de0
+
+
+def _coarse_window(
+    zz: NDArray, cand_t: NDArray, cand_e: NDArray, cand_g: NDArray, sl: slice, rq: NDArray,
+    rlag: NDArray | None, db: NDArray, t_grid: NDArray, eps_grid: NDArray, period: int,
+    kwin: NDArray, full: bool, nfft: int, steer: NDArray | None, n_c: int,
+) -> None:
+    """The coarse stage of :func:`_coarse` for one chunk of bursts on their TO windows.
+
+    zz [b, Q, M]; kwin [B, W] grid indices (-1 and G: off the grid); writes the chunk's rows
+    of cand_t, cand_e, cand_g [B, C]. Every evaluated point is the full grid's arithmetic
+    (same TO values, same Gram class, same CFO cells).
+    """
+    nb, n_q, n_samples = zz.shape
+    n_t = t_grid.size
+    if full:
+        cq = np.fft.fft(zz, nfft, axis=-1).transpose(2, 0, 1)  # [K, b, Q]
+    else:
+        n_k = eps_grid.size
+        cq = (steer @ zz.transpose(2, 0, 1).reshape(n_samples, -1)).reshape(n_k, nb, n_q)
+    d = db[sl]
+    k = kwin[sl]  # [b, W]
+    on = (k >= 0) & (k < n_t)  # [b, W]
+    kc = np.clip(k, 0, n_t - 1)  # [b, W]
+    tw = t_grid[kc]  # [b, W]
+    if period < n_t:  # Toeplitz Gram: one factor per fractional-delay class, as the full grid
+        i0, i1, f = _interp(np.broadcast_to(t_grid[:period], (nb, period)), d, n_q)
+        gram = _gram_toeplitz(rlag[sl], i0, f)
+        cls = kc % period  # [b, W] Gram class of each window point
+        chol = [[None if x is None else np.take_along_axis(x, cls, -1) for x in row]
+                for row in _cholesky(gram)]  # entries [b, W]
+        i0, i1, f = _interp(tw, d, n_q)
+    else:  # one Gram per grid point: only the window's
+        i0, i1, f = _interp(tw, d, n_q)
+        gram = _gram_toeplitz(rlag[sl], i0, f) if rlag is not None else _gram(rq[sl], i0, i1, f)
+        chol = _cholesky(gram)  # entries [b, W]
+    g = _energy(_whiten(chol, _gather_v(cq, i0, i1, f)))  # [K, b, W]
+    kbest = np.argmax(g, 0)  # [b, W]
+    prof = np.where(on, np.max(g, 0), -np.inf)  # [b, W]
+    left = np.concatenate([np.full((nb, 1), -np.inf), prof[:, :-1]], 1)
+    right = np.concatenate([prof[:, 1:], np.full((nb, 1), -np.inf)], 1)
+    inner = np.zeros(prof.shape, dtype=bool)  # the context points are never candidates
+    inner[:, 1:-1] = True
+    peak = np.where(inner & on & (prof >= left) & (prof >= right), prof, -np.inf)
+    n_c = cand_t.shape[1]
+    order = np.argsort(-peak, -1, kind="stable")[:, :n_c]  # [b, C]
+    order = np.where(np.isfinite(np.take_along_axis(peak, order, -1)), order, order[:, :1])
+    cand_t[sl] = np.take_along_axis(tw, order, -1)
+    cand_e[sl] = eps_grid[np.take_along_axis(kbest, order, -1)]
+    cand_g[sl] = np.take_along_axis(prof, order, -1)
 
 
 def _refine(
@@ -487,6 +569,7 @@ def ml_estimate(
     n_refine: int = 3,
     max_batch: int = 64,
     drop_gap: float = 0.05,
+    to_window_chips: ArrayLike | None = None,
 ) -> MlEstimate:
     """ML estimate of TO, CFO and taps of one desired link per burst (eq 37-39).
 
@@ -525,6 +608,13 @@ def ml_estimate(
         log-likelihood, so this is a likelihood-gap rule relative to the best candidate; the
         later levels raised ``g`` by at most 0.9 % (random links at 0-40 dB SNR) and 0.08 %
         (captured campus rounds), and no drop of a winner occurred at a gap above 1e-4.
+    to_window_chips : array_like, shape (..., 2), float, optional
+        Per-burst coarse TO window ``[lo, hi]`` (chips, clipped to ``[0, eta]``), e.g. a clock
+        tracker's prediction plus a few standard deviations: the coarse grid is evaluated only
+        there (the refinement may still move about one coarse step beyond it). The grid points
+        are the full grid's, so a burst whose ``n_candidates`` best full-grid TO peaks lie in
+        its window gets bit-identical estimates; a true TO outside the window is not found (its
+        estimate lands near the window). ``None``: the whole ``[0, eta]`` (spec 4).
 
     Returns
     -------
@@ -572,9 +662,18 @@ def ml_estimate(
 
     full = cfo_max_norm is None or cfo_max_norm >= 0.5
     cfo_max = 0.5 if full else float(cfo_max_norm)
+    window = None
+    if to_window_chips is not None:
+        wa = np.asarray(to_window_chips, dtype=float)
+        if wa.shape[-1:] != (2,):
+            raise ValueError(f"to_window_chips must have shape (..., 2), got {wa.shape}")
+        window = np.broadcast_to(wa, lead + (2,)).reshape(-1, 2)  # [B, 2]
+        if not np.all(np.isfinite(window)) or np.any(window[:, 0] > window[:, 1]):
+            raise ValueError("to_window_chips must be finite with lo <= hi")
+        window = np.clip(window, 0.0, eta)
     cand_t, cand_e, cand_g, dt0, de0 = _coarse(
         z, rq, rlag, db, eta, to_step_chips, full, cfo_max, fft_oversample, n_candidates,
-        max_batch,
+        max_batch, window,
     )
     n_c = cand_t.shape[1]
     owner = np.repeat(np.arange(n_b), n_c)  # [P]

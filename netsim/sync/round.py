@@ -100,6 +100,10 @@ class SyncRoundConfig:
     to_step_chips, n_refine, n_candidates : ML search settings (see :func:`ml_estimate`).
     cond_limit : float
         Fisher-matrix condition limit for the CRB.
+    ml_window_sigmas, ml_window_min_chips : float
+        With a TO prior (``to_prior`` of :func:`sync_round`), the ML's coarse TO search of a link
+        covers the predicted TO +/- ``max(ml_window_min_chips, ml_window_sigmas * std)`` chips
+        (clipped to ``[0, eta]``); ``ml_window_sigmas = 0`` ignores the prior. Defaults 8, 2.
     min_sinr_db : float
         Links whose average-power SINR (spec 5.2) is below this are not trusted: the APs whose
         chain contains one get ``valid = False`` (estimates are still reported). Below about
@@ -121,6 +125,8 @@ class SyncRoundConfig:
     n_candidates: int = 2
     cond_limit: float = COND_LIMIT
     min_sinr_db: float = 10.0
+    ml_window_sigmas: float = 8.0
+    ml_window_min_chips: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -315,6 +321,31 @@ def _pilots(n: int, cfg: SyncRoundConfig, rng: np.random.Generator) -> NDArray:
     return bpsk_pilots(n, cfg.pilot_length_chips, rng)
 
 
+def _to_windows(
+    to_prior: tuple[NDArray, NDArray] | None, tx: NDArray, rx: NDArray, guard: float,
+    eta: float, cfg: SyncRoundConfig,
+) -> NDArray | None:
+    """Coarse TO window of each link from a per-AP TO prior (see :func:`sync_round`).
+
+    to_prior (mean [n_ap] s, std [n_ap] s), tx, rx [n_link] -> [n_link, 2] chips (``[0, eta]``
+    for links without a finite prior), or None (no prior, ``ml_window_sigmas = 0``, or no
+    link with a prior: the full grid everywhere).
+    """
+    if to_prior is None or cfg.ml_window_sigmas <= 0.0 or tx.size == 0:
+        return None
+    mean, std = (np.asarray(a, dtype=float) for a in to_prior)
+    ts = cfg.chip_time_s
+    centre = guard - (mean[tx] - mean[rx]) / ts  # [n_link] predicted theta1, chips
+    half = np.maximum(cfg.ml_window_min_chips,
+                      cfg.ml_window_sigmas * np.hypot(std[tx], std[rx]) / ts)  # [n_link] chips
+    known = np.isfinite(centre) & np.isfinite(half)  # [n_link]
+    if not known.any():
+        return None
+    lo = np.where(known, np.clip(centre - half, 0.0, eta), 0.0)
+    hi = np.where(known, np.clip(centre + half, 0.0, eta), eta)
+    return np.stack([lo, np.maximum(hi, lo)], -1)  # [n_link, 2]
+
+
 def sync_round(
     plan: SyncPlan,
     ap_positions_m: NDArray,
@@ -323,6 +354,7 @@ def sync_round(
     cfg: SyncRoundConfig,
     method: Literal["ml", "crb"],
     rng: np.random.Generator,
+    to_prior: tuple[NDArray, NDArray] | None = None,
 ) -> SyncRoundResult:
     """Simulate one synchronization round and return each AP's offset estimate.
 
@@ -341,6 +373,13 @@ def sync_round(
         waveform, estimate = truth + Gaussian error with the CRB as variance.
     rng : numpy.random.Generator
         Pilots (BPSK), channels, noise / CRB errors.
+    to_prior : (mean, std), each ndarray shape (n_ap,), s, optional
+        A clock tracker's prediction of each AP's time offset relative to the reference AP and
+        its std (NaN: no track). ``"ml"`` only: a link whose two APs both have a finite
+        prediction searches its TO coarsely on the predicted ``theta1`` +/-
+        ``max(ml_window_min_chips, ml_window_sigmas * sqrt(std_tx^2 + std_rx^2) / Ts)``
+        chips instead of the whole ``[0, eta]`` (the same grid points: when the best peaks lie
+        in the window, the estimate is bit-identical). Draws no random numbers.
 
     Returns
     -------
@@ -445,6 +484,7 @@ def sync_round(
             to_step_chips=cfg.to_step_chips,
             n_candidates=cfg.n_candidates,
             n_refine=cfg.n_refine,
+            to_window_chips=_to_windows(to_prior, tx, rx, guard, eta, cfg),
         )
         th_hat, eps_hat = est.to_chips, est.cfo_norm
         bad = np.zeros(n_link, dtype=bool)
