@@ -67,9 +67,9 @@ class MlEstimate:
     cfo_norm : ndarray, shape (...), float64
         ``eps_hat`` in ``[-0.5, 0.5)`` (cycles/sample), or in ``[-cfo_max, cfo_max]``.
     taps : ndarray, shape (..., L), complex128
-        ``h_hat`` (sqrt(W)).
+        ``h_hat`` (sqrt(W)); NaN when computed with ``need_taps=False``.
     metric : ndarray, shape (...), float64
-        ``g`` at the optimum (W).
+        ``g`` at the optimum (W); NaN when computed with ``need_taps=False``.
     """
 
     to_chips: NDArray[np.float64]
@@ -276,13 +276,14 @@ def _window_index(win: NDArray, t_grid: NDArray, dt0: float) -> NDArray:
 
 
 def _coarse(
-    z: NDArray, rq: NDArray, rlag: NDArray | None, db: NDArray, eta: float, step: float,
+    z: NDArray, rq: NDArray | None, rlag: NDArray | None, db: NDArray, eta: float, step: float,
     full: bool, cfo_max: float, fft_oversample: int, n_c: int, max_batch: int,
     window: NDArray | None = None,
 ) -> tuple[NDArray, NDArray, NDArray, float, float]:
     """Coarse TO x CFO grid; the ``n_c`` best TO-profile peaks per burst.
 
-    z [B, Q, M], rq [B, Q, Q], rlag [B, 2Q+1] or None, db [B, L], window [B, 2] chips or None
+    z [B, Q, M], rq [B, Q, Q] (None with rlag), rlag [B, 2Q+1] or None, db [B, L],
+    window [B, 2] chips or None
     -> (cand_t [B, C], cand_e [B, C], cand_g [B, C] grid metric, TO step, CFO cell).
 
     With ``window`` each burst evaluates only the grid points of its own TO window (plus one
@@ -354,7 +355,7 @@ def _coarse(
 
 
 def _coarse_window(
-    zz: NDArray, cand_t: NDArray, cand_e: NDArray, cand_g: NDArray, sl: slice, rq: NDArray,
+    zz: NDArray, cand_t: NDArray, cand_e: NDArray, cand_g: NDArray, sl: slice, rq: NDArray | None,
     rlag: NDArray | None, db: NDArray, t_grid: NDArray, eps_grid: NDArray, period: int,
     kwin: NDArray, full: bool, nfft: int, steer: NDArray | None, n_c: int,
 ) -> None:
@@ -404,7 +405,7 @@ def _coarse_window(
 
 
 def _refine(
-    z: NDArray, rq: NDArray, rlag: NDArray | None, db: NDArray, owner: NDArray, t: NDArray,
+    z: NDArray, rq: NDArray | None, rlag: NDArray | None, db: NDArray, owner: NDArray, t: NDArray,
     e: NDArray, eta: float, dt0: float, de0: float, e_lo: float, e_hi: float, n_levels: int,
     n_c: int = 1, drop_gap: float = 0.0,
 ) -> tuple[NDArray, NDArray, NDArray]:
@@ -570,6 +571,7 @@ def ml_estimate(
     max_batch: int = 64,
     drop_gap: float = 0.05,
     to_window_chips: ArrayLike | None = None,
+    need_taps: bool = True,
 ) -> MlEstimate:
     """ML estimate of TO, CFO and taps of one desired link per burst (eq 37-39).
 
@@ -615,6 +617,9 @@ def ml_estimate(
         are the full grid's, so a burst whose ``n_candidates`` best full-grid TO peaks lie in
         its window gets bit-identical estimates; a true TO outside the window is not found (its
         estimate lands near the window). ``None``: the whole ``[0, eta]`` (spec 4).
+    need_taps : bool
+        False skips the eq-38 taps at the optimum: ``taps`` and ``metric`` are then NaN
+        (TO and CFO are the same bits either way). The sync round reads only TO and CFO.
 
     Returns
     -------
@@ -650,10 +655,9 @@ def ml_estimate(
         nfft_r = 1 << int(np.ceil(np.log2(2 * n_c_len)))
         sf = np.fft.fft(sb, nfft_r, axis=-1)
         r = np.fft.ifft(np.abs(sf) ** 2, axis=-1)  # r[d] = sum_n conj(s[n]) s[n+d]  [B, nfft]
-        lag = np.arange(n_q)[:, None] - np.arange(n_q)[None, :]  # [Q, Q]
         if not np.iscomplexobj(sb):
             r = r.real  # real pilots: real Gram
-        rq = r[:, lag % nfft_r]  # [B, Q, Q]
+        rq = None  # the Toeplitz Grams read rlag only
         rlag = r[:, np.arange(-n_q, n_q + 1) % nfft_r]  # [B, 2Q+1], lags -Q..Q
     else:
         shifts = shifted_pilot(sb, np.broadcast_to(np.arange(n_q), (n_b, n_q)), n_samples)
@@ -687,6 +691,11 @@ def ml_estimate(
     win = np.argmax(g_best.reshape(n_b, n_c), -1)  # [B]
     sel = np.arange(n_b) * n_c + win
     t_hat, e_hat = t[sel], e[sel]
+    e_out = wrap_cfo(e_hat) if full else e_hat
+    if not need_taps:  # TO and CFO only (the sync round): no eq-38 solve
+        nan = np.full(lead, np.nan)
+        return MlEstimate(t_hat.reshape(lead), e_out.reshape(lead),
+                          np.full(lead + (n_taps,), np.nan + 0j), nan)
     cq = np.sum(z * _steer(e_hat, n_samples)[:, None, :], -1)  # [B, Q]
     i0, i1, f = _interp(t_hat[:, None], db, n_q)
     if rlag is not None:
@@ -698,7 +707,6 @@ def ml_estimate(
     diag = _LOAD * np.real(np.trace(gram, axis1=-2, axis2=-1)) / n_taps  # [B]
     taps = np.linalg.solve(gram + diag[:, None, None] * np.eye(n_taps), v[..., None])[..., 0]
     g = np.real(np.sum(np.conj(v) * taps, -1))  # [B]
-    e_out = wrap_cfo(e_hat) if full else e_hat
     return MlEstimate(
         t_hat.reshape(lead),
         e_out.reshape(lead),

@@ -485,6 +485,7 @@ def sync_round(
             n_candidates=cfg.n_candidates,
             n_refine=cfg.n_refine,
             to_window_chips=_to_windows(to_prior, tx, rx, guard, eta, cfg),
+            need_taps=False,  # only the TO and CFO estimates are used
         )
         th_hat, eps_hat = est.to_chips, est.cfo_norm
         bad = np.zeros(n_link, dtype=bool)

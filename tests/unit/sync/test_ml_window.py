@@ -167,3 +167,17 @@ def test_correction_prior_waits_for_corrections_in_flight():
                                                                     "sync.tracking=none"]),
                          5, 28e9, ClockNoise.from_allan(1e-11, 1e-12))
     assert off.to_prior(0.0) is None
+
+
+@pytest.mark.parametrize("truncated", [False, True])
+def test_without_taps_the_same_to_and_cfo(truncated):
+    y, pil, dl, eta, cfo, th, _ = _links(9, 16, 15.0)
+    if truncated:  # a window shorter than pilot + search range: the non-Toeplitz Gram path
+        y = y[:, :70]
+    a = ml_estimate(y, pil, dl, eta, cfo_max_norm=cfo)
+    b = ml_estimate(y, pil, dl, eta, cfo_max_norm=cfo, need_taps=False)
+    np.testing.assert_array_equal(a.to_chips, b.to_chips)
+    np.testing.assert_array_equal(a.cfo_norm, b.cfo_norm)
+    assert np.all(np.isfinite(a.taps)) and np.all(np.isnan(b.taps)) and np.all(np.isnan(b.metric))
+    if not truncated:
+        assert np.median(np.abs(a.to_chips - th)) < 0.05
