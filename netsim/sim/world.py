@@ -316,9 +316,9 @@ class Network:
         For the subframes of a frame: evaluating at the non-decreasing times ``times_s``
         (the first one now) gives exactly the arrays, fading state and draws of ``S``
         successive ``advance_to(t); true_channel()`` calls, with the per-call overhead paid
-        once. Returns (S, K, M, N), or None where the batch does not apply (UMi model, a user
-        whose mobility would need new random draws within the span, more than
-        ``max_elements`` channel entries): then call :meth:`true_channel` per time.
+        once (near-field and UMi models). Returns (S, K, M, N), or None where the batch does
+        not apply (a user whose mobility would need new random draws within the span, more
+        than ``max_elements`` channel entries): then call :meth:`true_channel` per time.
         """
         n_t = len(times_s)
         if n_t == 0 or times_s[0] < self._fading_t:
