@@ -44,7 +44,7 @@ from netsim.sensing.ml import near_response
 from netsim.sensing.optimize import maximize_2d
 from netsim.sensing.peaks import local_max_3x3
 
-__all__ = ["EchoSubspace", "acquire", "box_search", "candidates", "echo_subspace", "in_boxes", "point_quality",
+__all__ = ["EchoSubspace", "acquire", "box_search", "candidates", "box_interior", "echo_subspace", "in_boxes", "point_quality",
            "unexplained_echo", "uplink_boxes"]
 
 
@@ -294,6 +294,20 @@ def in_boxes(pts_m: ArrayLike, boxes_m: ArrayLike | None) -> NDArray[np.bool_]:
     return out
 
 
+def box_interior(pts_m: ArrayLike, boxes_m: ArrayLike) -> NDArray[np.bool_]:
+    """Points (ny, nx, 2) of a grid inside the boxes whose 8 grid neighbours are inside too
+    (a border of the grid itself counts as inside): a local maximum of an image formed inside
+    the boxes only is a peak there, not the cut of a ridge by a box edge."""
+    m = in_boxes(pts_m, boxes_m)  # [ny, nx]
+    pad = np.pad(m, 1, constant_values=True)  # [ny + 2, nx + 2]
+    out = m.copy()
+    ny, nx = m.shape
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out &= pad[dy:dy + ny, dx:dx + nx]
+    return out
+
+
 def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None, grids=None,  # noqa: ANN001, ANN202, PLR0913
                 boxes=None):
     nx = max(2, int(np.ceil((hi[0] - lo[0]) / step)) + 1)
@@ -311,6 +325,8 @@ def _candidates(sub, geom, res, lo, hi, step, exclusion_m, n_cand, steering=None
     img = np.zeros(ok.shape)
     img[ok] = _quality(sub, geom, res, pts[ok], dtype=np.complex64, steering=steering)
     peaks = local_max_3x3(img) & (img > 0)
+    if boxes is not None:
+        peaks &= box_interior(pts, boxes)  # not a ridge cut by a box edge
     iy, ix = np.nonzero(peaks)
     order = np.argsort(img[iy, ix])[::-1][:n_cand]
     return pts[iy[order], ix[order]], img[iy[order], ix[order]], int(ok.sum())

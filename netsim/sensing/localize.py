@@ -508,7 +508,7 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
     each grid's image terms between successive-cancellation rounds; ``prob`` is then the
     residual problem of the users at ``fit_pos`` and the images are its residual images.
     ``boxes`` (B, 2, 2) [m]: only grid points inside one of them are imaged (None: all)."""
-    from netsim.sensing.acquire import _exclude, in_boxes
+    from netsim.sensing.acquire import _exclude, box_interior, in_boxes
 
     def grid_peaks(g_lo, g_hi, nx, ny, n_keep):
         """The ``n_keep`` highest local maxima of the ML image on an ``ny x nx`` grid."""
@@ -523,6 +523,8 @@ def _acquisition_candidates(sub, prob, geom, lo, hi, step, exclusion, n_cand, to
         im = np.zeros(g_ok.shape)
         im[g_ok] = _image(prob, g[g_ok], images, fit_pos)
         pk = local_max_3x3(im) & (im > 0)
+        if boxes is not None:
+            pk &= box_interior(g, boxes)  # not a ridge cut by a box edge (users lie 5 m inside)
         jy, jx = np.nonzero(pk)
         o = np.argsort(im[jy, jx])[::-1][:n_keep]
         return g, g_ok, g[jy[o], jx[o]]

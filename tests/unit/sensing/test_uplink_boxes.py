@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import netsim.sensing.localize as loc
-from netsim.sensing.acquire import in_boxes, uplink_boxes
+from netsim.sensing.acquire import box_interior, in_boxes, uplink_boxes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sensing_scenes import NOISE, echo_frame, three_ap_cluster  # noqa: E402
@@ -107,3 +107,13 @@ def test_boxed_acquisition_finds_the_users_and_falls_back_on_a_wrong_box(seed, s
     assert seen[0] is True and len(seen) >= 2  # the boxed answer was not kept
     err = np.linalg.norm(res.positions_m - users, axis=1)
     assert np.all((err <= 3 * np.sqrt(crlb)) | (err <= 0.01)), (err, np.sqrt(crlb))
+
+
+def test_box_interior_drops_the_box_edges_but_not_the_grid_border():
+    g = np.stack(np.meshgrid(np.arange(10.0), np.arange(8.0)), -1)  # [8, 10, 2], 1 m grid
+    inner = box_interior(g, np.array([[[2.0, 1.0], [6.0, 5.0]]]))  # x 2..6, y 1..5
+    rows, cols = np.nonzero(inner)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (2, 4, 3, 5)  # one point in from each edge
+    # a box holding a grid corner keeps that corner (the grid's own border is no box edge)
+    corner = box_interior(g, np.array([[[-1.0, -1.0], [3.0, 3.0]]]))
+    assert corner[0, 0] and corner[2, 2] and not corner[3, 3]
