@@ -146,6 +146,7 @@ class MusicSensing:
                "random_waypoint": mob.speed_range_mps[1]}.get(mob.model, MAX_TRACK_SPEED_MPS)
         # speed prior of the user class: a faster two-point velocity is an acquisition jump
         self.max_speed_mps = min(MAX_TRACK_SPEED_MPS, 2.0 * top + 1.0)
+        self.top_speed_mps = min(MAX_TRACK_SPEED_MPS, top)  # the class's top speed (m/s)
 
     # ------------------------------------------------------------------ helpers
     def _geometry(self, aps: np.ndarray) -> IsacGeometry:
@@ -721,7 +722,12 @@ class MusicSensing:
                     self.vel[k] = (est[k] - self.pos[k]) / dt
                     # an acquisition may move a track by metres (frame 0 senses before the first
                     # sync correction has arrived): such a jump is a re-acquisition, not a speed
-                    if np.linalg.norm(self.vel[k]) > self.max_speed_mps:
+                    # nor is one faster than the class's top speed plus the two-point difference's
+                    # noise (3 sigma of two estimates at this frame's bound): a previous estimate off
+                    # by decimetres (isac_paper without sync, seed 3: 78 mm in frame 2) made a 0.5 m/s
+                    # walker 1.5-1.8 m/s and put its next predictions on a wrong likelihood peak
+                    noise = 3.0 * np.sqrt(2.0 * crlb[k]) / dt if np.isfinite(crlb[k]) else np.inf
+                    if np.linalg.norm(self.vel[k]) > min(self.max_speed_mps, self.top_speed_mps + noise):
                         self.vel[k] = 0.0
                 elif not was_acq[k] or self.lost[k]:
                     self.vel[k] = 0.0
