@@ -65,7 +65,12 @@ def _mm(w: np.ndarray, x: np.ndarray) -> np.ndarray:
 def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n_ps: int,
                dtype=np.float64) -> list[dict]:
     """Folded per-layer matrices of a pilot/STS GNN for (M, K, S), stored TRANSPOSED
-    (``[in, out]``, applied as ``X [..., in] @ W``: the states are channel-last)."""
+    (``[in, out]``, applied as ``X [..., in] @ W``: the states are channel-last).
+
+    Sums over the M APs / S pilots of one UE enter only through linear maps, so they are folded
+    into those maps: ``(sum_m D[k, m]) W = D[k] (as [M * d]) @ vstack(M x W)`` (``dk``, ``ek``);
+    the attention score ``sum_m (Wq D[k, m]) . (Wk D[i, m]) / (2M)`` is ``(D[k] B) . D[i]``
+    with ``B = Wq^T Wk / (2M)`` (``att``)."""
     cm, ck, cs = 1.0 / max(n_ap - 1, 1), 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ps - 1, 1)
     layers = []
     for l in range(arch.layers):
@@ -75,19 +80,21 @@ def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n
         sd, hd = _bn(params, p + "bn_d", g("U1").shape[0], last)
         se, he = _bn(params, p + "bn_e", g("U2").shape[0], last)
         sd, hd, se, he = sd[:, None], hd[:, None], se[:, None], he[:, None]
+        # per-UE terms from sum_m D: [V3 / M (E') | V1 / (M - 1) (D')], one row block per AP
+        per_m = np.concatenate([g("V3") / n_ap * se, cm * g("V1") * sd], 0).T  # [d, e' + d']
         lay = {
-            "d_self": (g("U1") - cm * g("V1") - ck * g("V2")) * sd,  # [d', d]
-            "d_summ": cm * g("V1") * sd,  # applied to sum_m D
-            "d_sumk": ck * g("V2") * sd,  # applied to sum_k D
-            "d_bias": g("b1")[:, None] * sd + hd,  # [d', 1]
-            # per-UE term of E': [V4/(S-1) | V3/M] applied to [sum_s E; sum_m D]  [e', e + d]
-            "e_k": np.concatenate([cs * g("V4") * se, g("V3") / n_ap * se], 1),
-            "e_bias": g("b2")[:, None] * se + he,
-            "e_self": (g("U2") - cs * g("V4")) * se,  # [e', e]
-            "e_att": ck * g("V5") * se,  # applied to sum_i alpha[k, i] E[i]
-            "qk": np.concatenate([g("Wq"), g("Wk")], 0) if arch.attention else None,  # [2a, d]
+            "d_self": ((g("U1") - cm * g("V1") - ck * g("V2")) * sd).T,  # [d, d']
+            "d_sumk": (ck * g("V2") * sd).T,  # applied to sum_k D  [d, d']
+            "d_bias": (g("b1")[:, None] * sd + hd).T,  # [1, d']
+            "dk": np.tile(per_m, (n_ap, 1)),  # [M d, e' + d'] applied to D[k] as [M d]
+            "ek": np.tile((cs * g("V4") * se).T, (n_ps, 1)),  # [S e, e'] applied to E[k] as [S e]
+            "e_bias": (g("b2")[:, None] * se + he).T,  # [1, e']
+            "e_self": ((g("U2") - cs * g("V4")) * se).T,  # [e, e']
+            "e_att": (ck * g("V5") * se).T,  # [e, e'] applied to sum_i alpha[k, i] E[i]
+            "att": (g("Wq").T @ g("Wk")) * (0.5 / n_ap) if arch.attention else None,  # [d, d]
         }
-        lay = {k: (np.ascontiguousarray(v.T).astype(dtype) if v is not None else None)
+        lay["tile_e"] = np.tile(np.eye(lay["e_self"].shape[1]), n_ps)  # [e', S e'] per-UE term on every PS
+        lay = {k: (np.ascontiguousarray(v).astype(dtype) if v is not None else None)
                for k, v in lay.items()}
         lay["last"] = last
         layers.append(lay)
@@ -98,46 +105,54 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
     """Pilot/STS GNN on one graph, UE-major channel-last layout.
 
     d0 : [K, M, 2] AP-UE features (lsf_features, UE-major); e0 : [K, S, 1] PS-UE features.
-    Every channel map is ONE gemm on ``[K * M, d]`` / ``[K * S, e]`` and the attention sum
-    ``sum_i alpha[k, i] E[i]`` ONE gemm ``alpha [K, K] @ E [K, S * e]``; by linearity the
-    attention matrix V5 is applied before that sum.
+    Every channel map is ONE gemm on ``[K * M, d]`` / ``[K * S, e]``, every per-UE term one gemm
+    on ``D [K, M * d]`` / ``E [K, S * e]`` (:func:`pilot_plan`), the attention scores one gemm
+    ``(D B) [K, M * d] @ D^T`` and the attention sum ``sum_i alpha[k, i] E[i]``, with the
+    per-UE term of E' appended, ONE gemm ``[alpha | per-UE] @ [E (as [K, S * e]); tile(I, S)]``;
+    by linearity the attention matrix V5 is applied before that sum.
     Returns power_logit [K, M], pilot_logit [K, S] (the reference's outputs transposed).
     """
     d, e = d0, e0
     n_ue, n_ap, n_ps = d0.shape[0], d0.shape[1], e0.shape[1]
     off = 1.0 - np.eye(n_ue, dtype=d0.dtype)  # [K, K]
-    # sums over a middle axis as (batched) products with ones: numpy's reductions over a
-    # non-last axis with 8 channels are several times slower
-    one_m, one_s, one_k = (np.ones(n, dtype=d0.dtype) for n in (n_ap, n_ps, n_ue))
+    half_off = 0.5 * off
+    one_k = np.ones(n_ue, dtype=d0.dtype)
     for lay in plan:
         cd, ce = d.shape[2], e.shape[2]
         d2 = d.reshape(-1, cd)  # [K*M, d]
         e2 = e.reshape(-1, ce)  # [K*S, e]
-        sum_m = np.matmul(one_m, d)  # [K, d]
-        if lay["qk"] is not None:
-            a = lay["qk"].shape[1] // 2
-            qk = np.dot(d2, lay["qk"]).reshape(n_ue, n_ap, 2 * a)  # [K, M, 2a]
-            q = qk[:, :, :a].reshape(n_ue, -1)  # [K, M*a]
-            kk = qk[:, :, a:].reshape(n_ue, -1)
-            z = np.dot(q, kk.T)  # [K, K]
-            z *= 0.5 / n_ap
+        dflat = d.reshape(n_ue, -1)  # [K, M*d]
+        if lay["att"] is not None:
+            z = np.dot(np.dot(d2, lay["att"]).reshape(n_ue, -1), dflat.T)  # [K, K] score / 2
             np.tanh(z, out=z)
             z += 1.0
-            z *= 0.5 * off  # sigmoid, zero diagonal  [K, K]
+            z *= half_off  # sigmoid, zero diagonal  [K, K]
             alpha = z
         else:
             alpha = off
         fo = lay["e_self"].shape[1]
-        v5e = np.dot(e2, lay["e_att"]).reshape(n_ue, -1)  # [K, S*e'] V5' E
-        e_new = np.dot(alpha, v5e).reshape(n_ue, n_ps, fo)  # [K, S, e'] sum_i alpha[k, i] V5' E[i]
-        e_new += np.dot(e2, lay["e_self"]).reshape(n_ue, n_ps, fo)
-        per_k = np.dot(np.concatenate([np.matmul(one_s, e), sum_m], 1), lay["e_k"]) + lay["e_bias"]  # [K, e']
-        e_new.reshape(n_ue, -1)[...] += np.tile(per_k, n_ps)  # per-UE term on every PS (long rows)
         do = lay["d_self"].shape[1]
+        per_k = np.dot(dflat, lay["dk"])  # [K, e' + d'] per-UE terms from sum_m D
+        per_e = np.dot(e.reshape(n_ue, -1), lay["ek"])  # [K, e'] per-UE term from sum_s E
+        per_e += per_k[:, :fo]
+        per_e += lay["e_bias"]
+        # sum_i alpha[k, i] V5' E[i] + per_e[k] on every PS as ONE gemm:
+        # [alpha | per_e] [K, K + e'] @ [V5' E (as [K, S * e']); tile(I_e', S)]
+        v5e = np.empty((n_ue + fo, n_ps * fo), d0.dtype)
+        np.dot(e2, lay["e_att"], out=v5e[:n_ue].reshape(-1, fo))  # V5' E
+        v5e[n_ue:] = lay["tile_e"]
+        lhs = np.empty((n_ue, n_ue + fo), d0.dtype)
+        lhs[:, :n_ue] = alpha
+        lhs[:, n_ue:] = per_e
+        e_new = np.dot(lhs, v5e)  # [K, S*e']
+        e_new += np.dot(e2, lay["e_self"]).reshape(n_ue, -1)
         d_new = np.dot(d2, lay["d_self"]).reshape(n_ue, n_ap, do)  # [K, M, d']
-        d_new += np.dot(sum_m, lay["d_summ"])[:, None, :]
-        sum_k = np.dot(one_k, d.reshape(n_ue, -1)).reshape(n_ap, cd)  # [M, d]
-        d_new += (np.dot(sum_k, lay["d_sumk"]) + lay["d_bias"])[None, :, :]
+        d_new += per_k[:, None, fo:]
+        sum_k = np.dot(one_k, dflat).reshape(n_ap, cd)  # [M, d]
+        per_m = np.dot(sum_k, lay["d_sumk"])  # [M, d']
+        per_m += lay["d_bias"]
+        d_new += per_m[None, :, :]
+        e_new = e_new.reshape(n_ue, n_ps, fo)
         if not lay["last"]:
             np.maximum(d_new, LEAKY_SLOPE * d_new, out=d_new)
             np.maximum(e_new, LEAKY_SLOPE * e_new, out=e_new)
