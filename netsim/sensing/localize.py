@@ -53,6 +53,8 @@ SUB_MIN_ANTENNAS = 16  # acquisition first images arrays of at least this many e
 # about twice as wide, so its grids are coarser by the aperture ratio (1/16 to 1/20 of the cost); every
 # candidate is still climbed, chosen and refined on the full aperture, and the answer is kept only when
 # clean (_clean_set), else the cluster is acquired again on full-aperture images
+BOX_CANDIDATES = 4  # a boxed first image proposes this many candidates per user (+4; the whole region's: 8, +8):
+# its images hold far fewer spurious peaks, and climbing candidates is most of an acquisition's cost
 BOX_MAX_FRACTION = 0.5  # acquisition first images inside the users' boxes (localize_cluster(boxes_m=)) only when
 # their areas add up to less than this fraction of the region (else that pass would save little)
 TRACK_TOL_M = 1e-6  # final stencil half width of the tracking ML step's per-user sweeps [m]
@@ -350,7 +352,8 @@ def _acquire_set(subspace, prob, img_prob, geom, lo, hi, step_m, exclusion_m, n_
     step and the alternatives check (all on ``prob``). Returns ``(est (J, 2), gap (J,), pool
     (C, 2), n_points)``; ``boxes`` (B, 2, 2) bound the images' points (``localize_cluster(boxes_m=)``)."""
     images = MlImageCache(img_prob, grid_cache)  # the grids' image terms, shared by the rounds below
-    cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, 8 * n_users + 8, tol_m,
+    n_first = 8 * n_users + 8 if boxes is None else BOX_CANDIDATES * n_users + 4  # [candidates of the first image]
+    cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, n_first, tol_m,
                                          images=images, boxes=boxes)
     # successive cancellation: each round images the residual of the users found so far
     # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
