@@ -254,9 +254,24 @@ def _workspace(gr: dict, plan: list[dict], n_t: int, n_ue: int, dtype) -> dict:
             "f": [np.empty(n_ue * width * n_ta, dtype) for _ in range(2)],  # ping-pong edge states
             "tmp": np.empty(n_ue * width * n_ta, dtype),
             "x": np.empty(4 * width * n_ta, dtype), "out": np.empty(2 * width * n_ta, dtype),
+            "sig": {},  # channels d -> flat index [d, T, A] of the SIG edges in F [K, d, T, A]
         }
         gr[key] = ws
     return ws
+
+
+def _sig_index(ws: dict, gr: dict, cd: int, n_t: int) -> np.ndarray:
+    """Flat index ``[d, T, A]`` of the SIG edges (k(a), c, t, a) in ``F [K, d, T, A]`` (a take /
+    put on it is cheaper than the two-axis fancy index), kept in the workspace."""
+    idx = ws["sig"].get(cd)
+    if idx is None:
+        k_idx = gr["k_idx"]
+        n_an = k_idx.size
+        c = np.arange(cd)[:, None, None]
+        t = np.arange(n_t)[None, :, None]
+        idx = ((k_idx[None, None, :] * cd + c) * n_t + t) * n_an + np.arange(n_an)[None, None, :]
+        ws["sig"][cd] = idx
+    return idx
 
 
 def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict) -> np.ndarray:
@@ -310,7 +325,7 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     (AP-major).
     """
     gr = graph if graph is not None else power_graph_fast(assoc, dtype)
-    m_idx, k_idx, an = gr["m_idx"], gr["k_idx"], gr["an"]
+    m_idx, k_idx = gr["m_idx"], gr["k_idx"]
     single = ghat.ndim == 3
     g3 = ghat[None] if single else ghat  # [T, M, K, K]
     n_t, n_an, n_ue = g3.shape[0], m_idx.size, g3.shape[2]
@@ -322,7 +337,7 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     onehot, c2, c3, c6, c7 = gr["onehot"], gr["c2"], gr["c3"], gr["c6"], gr["c7_x"]
     one_k, one_a = gr["one_k"], gr["one_a"]
     n_ta = n_t * n_an
-    s = np.ascontiguousarray(f[k_idx, :, :, an].transpose(1, 2, 0))  # [d, T, A] SIG states
+    s = f.reshape(-1).take(_sig_index(ws, gr, 4, n_t))  # [d, T, A] SIG states
     for j, (lay, w) in enumerate(zip(plan, w_recv, strict=True)):
         cd = f.shape[1]
         row = np.dot(one_k, f.reshape(n_ue, -1)).reshape(cd, n_t, n_an)  # [d, T, A] sum over receivers
@@ -356,7 +371,7 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
         np.multiply(f_new, LEAKY_SLOPE, out=tmp)
         np.maximum(f_new, tmp, out=f_new)  # LeakyReLU in place
         s = _leaky(s_new).reshape(fo, n_t, n_an)
-        f4[k_idx, :, :, an] = s.transpose(2, 0, 1)  # SIG edges
+        f_new.reshape(-1)[_sig_index(ws, gr, fo, n_t)] = s  # SIG edges
         f = f4
     raise ValueError("power plan has no layers")
 
