@@ -136,10 +136,16 @@ def _gram_toeplitz(r: NDArray, i0: NDArray, f: NDArray) -> NDArray:
 def _cholesky(gram: NDArray) -> list[list[NDArray]]:
     """Lower Cholesky factor of small SPD (or Hermitian PD) matrices, entry by entry.
 
-    gram [L, L, ...] -> ``c[i][j]`` arrays of shape [...] (``i >= j``). Vectorised over the
-    trailing axes: for L <= 6 this is much faster than LAPACK's per-matrix call on stacks of
-    thousands of tiny matrices. A diagonal loading of ``_LOAD`` times the mean diagonal keeps
-    rank-deficient Grams (two taps between the same two chips) factorable.
+    gram [L, L, ...] -> ``c[i][j]`` arrays of shape [...] (``i > j``), and on the diagonal
+    ``c[j][j]`` the reciprocal ``1 / C_jj`` as complex128 (what :func:`_whiten` multiplies by).
+    Vectorised over the trailing axes: for L <= 6 this is much faster than LAPACK's per-matrix
+    call on stacks of thousands of tiny matrices. A diagonal loading of ``_LOAD`` times the mean
+    diagonal keeps rank-deficient Grams (two taps between the same two chips) factorable.
+
+    The reciprocal: numpy divides a complex ``a + jb`` by a real ``d`` (promoted to ``d + 0j``)
+    as ``(a * (1/d), b * (1/d))`` (its complex division scales by ``1 / (d + 0 * 0)``), and the
+    complex product with ``1/d + 0j`` is ``(a/d' - b*0, a*0 + b/d')`` with ``d' = 1/d``: the
+    same values, without a complex division and a real-to-complex cast per whitening.
     """
     n = gram.shape[0]
     load = _LOAD * sum(np.real(gram[i, i]) for i in range(n)) / n  # [...]
@@ -150,12 +156,12 @@ def _cholesky(gram: NDArray) -> list[list[NDArray]]:
         for k in range(j):
             s = s - np.abs(c[j][k]) ** 2
         d = np.sqrt(np.maximum(s, tiny))
-        c[j][j] = d
         for i in range(j + 1, n):
             s2 = gram[i, j]
             for k in range(j):
                 s2 = s2 - c[i][k] * np.conj(c[j][k])
             c[i][j] = s2 / d
+        c[j][j] = (1.0 / d).astype(np.complex128)  # the reciprocal (see above)
     return c
 
 
@@ -165,16 +171,16 @@ def _take(c: list[list[NDArray]], idx: NDArray) -> list[list[NDArray]]:
 
 
 def _whiten(c: list[list[NDArray]], v: NDArray) -> list[NDArray]:
-    """``u = C^{-1} v`` by forward substitution: c from :func:`_cholesky` ([...] entries),
-    v [E, L, ...] -> u, a list of L arrays [E, ...] (component ``l`` of ``u``; no stacking);
-    then ``g = ||u||^2 = v^H G^{-1} v``."""
+    """``u = C^{-1} v`` by forward substitution: c from :func:`_cholesky` ([...] entries, the
+    diagonal as reciprocals), v [E, L, ...] -> u, a list of L arrays [E, ...] (component ``l``
+    of ``u``; no stacking); then ``g = ||u||^2 = v^H G^{-1} v``."""
     n = v.shape[1]
     u: list[NDArray] = []
     for i in range(n):
         r = v[:, i]
         for k in range(i):
             r = r - c[i][k] * u[k]
-        u.append(r / c[i][i])
+        u.append(r * c[i][i])  # r / C_ii, the same values (see _cholesky)
     return u
 
 

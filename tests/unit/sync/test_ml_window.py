@@ -181,3 +181,57 @@ def test_without_taps_the_same_to_and_cfo(truncated):
     assert np.all(np.isfinite(a.taps)) and np.all(np.isnan(b.taps)) and np.all(np.isnan(b.metric))
     if not truncated:
         assert np.median(np.abs(a.to_chips - th)) < 0.05
+
+
+def _old_factor_and_whiten(gram, v):
+    """The factor and forward substitution as they were before the reciprocal diagonal
+    (netsim 6a25364): the real diagonal, and u_i = r / C_ii."""
+    n = gram.shape[0]
+    load = 1e-12 * sum(np.real(gram[i, i]) for i in range(n)) / n
+    c = [[None] * n for _ in range(n)]
+    for j in range(n):
+        s = np.real(gram[j, j]) + load
+        for k in range(j):
+            s = s - np.abs(c[j][k]) ** 2
+        d = np.sqrt(np.maximum(s, np.finfo(float).tiny))
+        c[j][j] = d
+        for i in range(j + 1, n):
+            s2 = gram[i, j]
+            for k in range(j):
+                s2 = s2 - c[i][k] * np.conj(c[j][k])
+            c[i][j] = s2 / d
+    u = []
+    for i in range(n):
+        r = v[:, i]
+        for k in range(i):
+            r = r - c[i][k] * u[k]
+        u.append(r / c[i][i])
+    return u
+
+
+@pytest.mark.parametrize("complex_gram", [False, True])
+def test_reciprocal_diagonal_whitening_is_the_division_bit_for_bit(complex_gram):
+    from netsim.sync.ml import _cholesky, _whiten
+
+    rng = np.random.default_rng(31 + complex_gram)
+    n_l, shape = 4, (7, 50)
+    a = rng.standard_normal((n_l, 6) + shape)
+    if complex_gram:
+        a = a + 1j * rng.standard_normal(a.shape)
+    a[1] *= 1e-4  # a badly scaled tap
+    gram = np.einsum("ik...,jk...->ij...", a, np.conj(a))  # [L, L, 7, 50] Hermitian PD
+    v = rng.standard_normal((3, n_l) + shape) + 1j * rng.standard_normal((3, n_l) + shape)
+    v[0, 0, 0, :3] = [0.0, -0.0, 1e150]  # zeros of both signs, a huge entry
+    new = _whiten(_cholesky(gram), v)
+    old = _old_factor_and_whiten(gram, v)
+    for x, y in zip(new, old, strict=True):
+        np.testing.assert_array_equal(x.real, y.real)
+        np.testing.assert_array_equal(x.imag, y.imag)
+    # and it whitens: ||u||^2 = v^H G^-1 v (a well-conditioned Gram, no extreme entries)
+    b = rng.standard_normal((n_l, 6)) + (1j * rng.standard_normal((n_l, 6)) if complex_gram else 0)
+    g0 = b @ np.conj(b).T  # [L, L]
+    w = v[:, :, 1, 1]  # [3, L]
+    u = _whiten(_cholesky(g0[..., None]), w[..., None])
+    g = sum(np.abs(x[:, 0]) ** 2 for x in u)
+    ref = np.real(np.einsum("ei,ij,ej->e", np.conj(w), np.linalg.inv(g0), w))
+    np.testing.assert_allclose(g, ref, rtol=1e-9)
