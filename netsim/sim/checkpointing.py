@@ -26,7 +26,10 @@ __all__ = ["CHECKPOINT_FORMAT", "Checkpointing"]
 
 # Bump when the pickled state changes shape, so an old checkpoint gets a clear error instead of
 # an AttributeError on resume. 2: Network keeps user positions in `_pos` (was `_user_pos`).
-CHECKPOINT_FORMAT = 2
+# 3: MUSIC tracks keep the user class's top speed (`MusicSensing.top_speed_mps`), the uplink
+# gain-profile check draws from its own stream, and sync corrections keep the time until which
+# a correction is in flight (the ML window's prior).
+CHECKPOINT_FORMAT = 3
 
 log = logging.getLogger("netsim.sim.engine")
 
