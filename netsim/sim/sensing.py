@@ -44,7 +44,8 @@ Tracking frames follow no wrong track silently: a track whose cluster holds none
 serving APs (uplink rule, :meth:`MusicSensing._check_serving`) is declared lost and re-acquired
 in its uplink cluster (lost users' clusters are estimated first); a cluster whose estimates leave
 its echo unexplained has its members searched again in widened windows
-(:meth:`MusicSensing._check_residual`, ``sensing_unexplained``).
+(:meth:`MusicSensing._check_residual`, ``sensing_unexplained``). A confirming frame's full
+acquisition (the local confirmation not trusted) gets the same residual check in that frame.
 """
 
 from __future__ import annotations
@@ -398,6 +399,12 @@ class MusicSensing:
                                    kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
                                    grid_cache=grids, boxes_m=self._uplink_boxes(network, visible, true_pos, lo, hi))
             res = self._identify(res, visible, members, pred, true_pos)
+            if 1 <= self.n_frames < ACQUIRE_FRAMES:  # a confirming frame's full acquisition: the same
+                # echo-residual check as a tracking frame, in this frame (our dense family, seeds 13
+                # and 17: a frame-1 acquisition 4.3 m / 5.6 m off, found only in frame 2)
+                span = float(np.max(hi - lo))
+                res = self._check_residual(res, stats, geom, visible, members, aps, lo, hi,
+                                           np.where(np.isfinite(hw), hw, span), exclusion, true_pos)
         self.n_searches += int(np.sum(res.searched))
         pos = res.positions_m.copy()
         bad = ~np.all(np.isfinite(pos), axis=1)
@@ -576,7 +583,8 @@ class MusicSensing:
 
     def _check_residual(self, res: ClusterResult, stats, geom, visible, members, aps, lo, hi, hw,  # noqa: ANN001, PLR0913
                         exclusion, true_pos) -> ClusterResult:
-        """Tracking frame: do the estimates explain the cluster's echo? (issue 9, dense scenes)
+        """Tracking frame (and a confirming frame's full acquisition): do the estimates explain the
+        cluster's echo? (issue 9, dense scenes)
 
         A track that an acquisition put on a ghost is followed there frame after frame, detected
         on the paths the ghost lights, while the user's own echo stays unexplained. With per-path
