@@ -180,6 +180,39 @@ def test_projection_all_over_budget_path_equals_the_masked_form() -> None:
         assert over.all() == (p_max.max() < 1.0)  # the first case takes the unmasked path
 
 
+def _masked_projection(x: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> np.ndarray:
+    """The row-masked form into_budget replaced (stop 13): gather the rows over budget, scale."""
+    ref = np.where(assoc, np.maximum(x, 0.0), 0.0)
+    tot = (ref**2).sum(axis=1)
+    over = tot > p_max
+    ref[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
+    still = (ref**2).sum(axis=1) > p_max
+    ref[still] *= 1.0 - 4.0 * np.finfo(float).eps
+    return ref
+
+
+def test_projection_factor_path_is_bit_identical_to_the_masked_form() -> None:
+    # the mixed case (some APs over budget, some not) scales every row by a factor that is 1.0
+    # within budget; the bytes must equal the masked scaling (signed zeros included) on random
+    # shapes with empty rows, zero budgets, negative entries and magnitudes from 1e-6 to 1e3
+    rng = np.random.default_rng(2026)
+    n_mixed = 0
+    for _ in range(1500):
+        n_ap, n_ue = int(rng.integers(1, 30)), int(rng.integers(1, 9))
+        assoc = rng.random((n_ap, n_ue)) < rng.uniform(0.1, 1.0)
+        x = rng.normal(0.0, 10 ** rng.uniform(-6, 3), (n_ap, n_ue))
+        x[rng.integers(n_ap)] = -0.0 if rng.random() < 0.5 else 0.0
+        p_max = 10 ** rng.uniform(-6, 2, n_ap)
+        p_max[rng.integers(n_ap)] = 0.0 if rng.random() < 0.2 else p_max[0]
+        ref = _masked_projection(x, assoc, p_max)
+        with np.errstate(all="raise"):  # no division by a zero row's total
+            y = into_budget(x, assoc, p_max)
+        assert y.tobytes() == ref.tobytes()
+        over = (np.where(assoc, np.maximum(x, 0.0), 0.0) ** 2).sum(axis=1) > p_max
+        n_mixed += bool(over.any() and not over.all())
+    assert n_mixed > 300  # the factor path was exercised
+
+
 def test_spg_refine_stationary_point_and_monotone() -> None:
     ghat, err, assoc, sigma2, p_max = INSTANCES["n4_s1"]
     model = SurrogateModel(*wmmse_terms(ghat, err, assoc), sigma2)
