@@ -160,26 +160,6 @@ def test_projection_is_the_euclidean_projection() -> None:
         assert np.all((y**2).sum(axis=1) <= p_max)
 
 
-def test_projection_all_over_budget_path_equals_the_masked_form() -> None:
-    # into_budget scales every row at once when every AP is over its budget; the result must be
-    # bit-identical to the row-masked scaling it replaces (and the mixed case still masked)
-    rng = np.random.default_rng(21)
-    assoc = rng.random((5, 7)) < 0.6
-    assoc[:, 0] = True  # every AP serves someone
-    for p_max in (np.full(5, 0.05), np.array([0.05, 50.0, 0.05, 50.0, 0.05])):
-        x = rng.uniform(0.2, 1.5, (5, 7))
-        ref = np.where(assoc, np.maximum(x, 0.0), 0.0)
-        tot = (ref**2).sum(axis=1)
-        over = tot > p_max
-        ref[over] *= np.sqrt(p_max[over] / tot[over])[:, None]
-        still = (ref**2).sum(axis=1) > p_max
-        ref[still] *= 1.0 - 4.0 * np.finfo(float).eps
-        y = into_budget(x, assoc, p_max)
-        assert np.array_equal(y, ref)
-        assert np.all((y**2).sum(axis=1) <= p_max)
-        assert over.all() == (p_max.max() < 1.0)  # the first case takes the unmasked path
-
-
 def _masked_projection(x: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> np.ndarray:
     """The row-masked form into_budget replaced (stop 13): gather the rows over budget, scale."""
     ref = np.where(assoc, np.maximum(x, 0.0), 0.0)
@@ -189,6 +169,22 @@ def _masked_projection(x: np.ndarray, assoc: np.ndarray, p_max: np.ndarray) -> n
     still = (ref**2).sum(axis=1) > p_max
     ref[still] *= 1.0 - 4.0 * np.finfo(float).eps
     return ref
+
+
+def test_projection_all_over_budget_path_equals_the_masked_form() -> None:
+    # into_budget scales every row at once when every AP is over its budget; the result must be
+    # bit-identical to the row-masked scaling it replaces (and the mixed case still masked)
+    rng = np.random.default_rng(21)
+    assoc = rng.random((5, 7)) < 0.6
+    assoc[:, 0] = True  # every AP serves someone
+    for p_max in (np.full(5, 0.05), np.array([0.05, 50.0, 0.05, 50.0, 0.05])):
+        x = rng.uniform(0.2, 1.5, (5, 7))
+        ref = _masked_projection(x, assoc, p_max)
+        over = (np.where(assoc, np.maximum(x, 0.0), 0.0) ** 2).sum(axis=1) > p_max
+        y = into_budget(x, assoc, p_max)
+        assert np.array_equal(y, ref)
+        assert np.all((y**2).sum(axis=1) <= p_max)
+        assert over.all() == (p_max.max() < 1.0)  # the first case takes the unmasked path
 
 
 def test_projection_factor_path_is_bit_identical_to_the_masked_form() -> None:
