@@ -54,7 +54,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from netsim.phy import umi
 from netsim.sensing.acquire import echo_subspace, unexplained_echo, uplink_boxes
 from netsim.sensing.associate import (
     GATE_SIGMAS,
@@ -468,10 +467,8 @@ class MusicSensing:
         [P, 2] and the spread of a measured gain about them (``nearfield``: the LOS gain, known
         exactly for a position; ``umi``: the median path loss, the link's shadowing unknown)."""
         if network.model == "umi":
-            d2 = np.linalg.norm(pts_m[:, None, :] - network.ap_center_m[None], axis=-1)  # [P, M]
-            d3 = np.hypot(d2, network.umi.h_ap_m - network.umi.h_ue_m)
             sig = float(np.hypot(UPLINK_GAIN_STD_DB, network.umi.shadowing_std_db))
-            return umi.path_loss_db(d3, network.umi), sig
+            return network.umi_path_loss_db(pts_m).T, sig  # [P, M]
         g = network.large_scale_gain(pts_m)  # [M, P]
         return 10.0 * np.log10(np.maximum(g, 1e-300)).T, UPLINK_GAIN_STD_DB
 

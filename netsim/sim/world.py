@@ -419,14 +419,19 @@ class Network:
         beta = self._umi_gain(pos)  # [S, M, K]
         return np.sqrt(beta.transpose(0, 2, 1))[:, :, :, None] * nlos  # [S, K, M, N]
 
-    def _umi_gain(self, p: np.ndarray) -> np.ndarray:
-        """UMi large-scale gains (..., M, K) of users at ``p`` (..., K, 2): the 38.901 path loss
-        of the 3-D distance plus the links' fixed shadowing (element-wise, so a batch of
-        position sets gets the bits of one call per set)."""
+    def umi_path_loss_db(self, p: np.ndarray) -> np.ndarray:
+        """UMi median path loss (..., M, K) [dB] of points ``p`` (..., K, 2) [m] to every AP: the
+        38.901 path loss of the 3-D distance, without the links' shadowing (element-wise)."""
         diff = self.ap_center_m[:, None, :] - p[..., None, :, :]  # [..., M, K, 2]
         d2 = np.linalg.norm(diff, axis=-1)  # [..., M, K]
         d3 = np.hypot(d2, self.umi.h_ap_m - self.umi.h_ue_m)  # [..., M, K]
-        return 10.0 ** ((umi.path_loss_db(d3, self.umi) + self._shadow_db) / 10.0)
+        return umi.path_loss_db(d3, self.umi)
+
+    def _umi_gain(self, p: np.ndarray) -> np.ndarray:
+        """UMi large-scale gains (..., M, K) of users at ``p`` (..., K, 2): the median path loss
+        (:meth:`umi_path_loss_db`) plus the links' fixed shadowing (element-wise, so a batch of
+        position sets gets the bits of one call per set)."""
+        return 10.0 ** ((self.umi_path_loss_db(p) + self._shadow_db) / 10.0)
 
     def _advance_fading(self) -> None:
         """Step the NLOS Gauss-Markov fading from its last evaluation to now.
