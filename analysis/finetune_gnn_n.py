@@ -4,7 +4,7 @@ Usage::
 
     python analysis/finetune_gnn_n.py --model dts|sts --n-ant N --out FILE.npz
         [--init FILE.npz] [--drops 400] [--subframes 2] [--epochs 20] [--lr 0.003]
-        [--random-share 0.1] [--seed 4111] [--time-budget S] [--widen W]
+        [--random-share 0.1] [--seed 4111] [--time-budget S] [--widen W] [--err-var]
 
 Drops of the paper's UMi deployment (M = 7, K = 42, the given N) x ``--subframes`` subframes
 with FIXED pilots: the model's own pilot head with its test-phase rounding (a ``--random-share``
@@ -17,6 +17,9 @@ whole STS-GNN (its power head shares the AP-UE layers with the pilot head). The 
 input's metadata and adds a ``finetune_<net>_n<N>`` record (drops, epochs, CPU / wall seconds).
 ``--widen W`` (DTS only): the Power-GNN is first widened to W hidden channels without changing
 its function (:func:`netsim.learn.widen.widen_power_params`), then fine-tuned.
+``--err-var`` (DTS only): the Power-GNN gets the estimation-error-variance input edge feature
+with zero first-layer weights (:func:`netsim.learn.widen.add_err_var_input`, function-preserving;
+a file that has it already keeps it), then is fine-tuned on the subframes' own err_var.
 Needs torch (``pip install -e '.[gnn]'``). The shipped ``netsim/data/*_gnn_n*.npz`` were made with
 this recipe (docs/reproduction.md gives the runs).
 """
@@ -41,7 +44,7 @@ from netsim.comm.power.gnn import (
 from netsim.learn.data import DropSpec
 from netsim.learn.pretrain import PretrainConfig, power_dataset, pretrain_power
 from netsim.learn.torch_gnn import TorchGNN
-from netsim.learn.widen import widen_power_params
+from netsim.learn.widen import add_err_var_input, widen_power_params
 from netsim.rng import RandomStreams
 
 
@@ -62,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="DTS: widen the Power-GNN to this hidden width first (function-preserving)")
     ap.add_argument("--widen-scale", type=float, default=0.25,
                     help="standard deviation of the new channels' rows (their outputs are unread at start)")
+    ap.add_argument("--err-var", action="store_true",
+                    help="DTS: give the Power-GNN the error-variance input feature first (function-preserving)")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="stop after this many wall seconds of training (the best state so far is kept)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     fw, n_ant = args.model, args.n_ant
-    if args.widen is not None and fw != "dts":
-        raise SystemExit("--widen is for the DTS Power-GNN only")
+    if (args.widen is not None or args.err_var) and fw != "dts":
+        raise SystemExit("--widen and --err-var are for the DTS Power-GNN only")
     base = load_gnn_weights(args.init or default_weights_path(fw))
     key = "power" if fw == "dts" else "sts"
     if base.readout_n_ref is not None:
@@ -76,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                          "fine-tuned per N here; use analysis/finetune_gnn_mix.py")
     archs = dict(base.archs)
     p_init = base.params[key]
+    added_err_var = bool(args.err_var and not archs[key].err_var)
+    if added_err_var:
+        archs[key], p_init = add_err_var_input(p_init, archs[key])
     if args.widen is not None:
         archs[key], p_init = widen_power_params(p_init, archs[key], args.widen,
                                                 np.random.default_rng([args.seed, args.widen]),
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                    "best_val_net_se": hist.best_val, "lr": args.lr, "data_seed": args.seed,
                    "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0,
                    "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped,
-                   "widened_to": args.widen, "trainable_params": net.n_trainable()}
+                   "widened_to": args.widen, "trainable_params": net.n_trainable(),
+                   "err_var_input": bool(archs[key].err_var), "err_var_added": added_err_var}
     params = {"pilot": base.params["pilot"], "power": net.export()} if fw == "dts" else {"sts": net.export()}
     save_gnn_weights(args.out, GNNWeights(fw, archs, params, meta))
     print(f"{args.out}: best validation net-SE {hist.best_val:.2f} at epoch {hist.best_epoch}, "

@@ -108,7 +108,7 @@ def _warm_up(method: str, dts, sts, beta, assoc, spec: DropSpec) -> None:
                              dtype=FAST_DTYPE)
     if method in ("dts_gnn", "dsatur_tabu+gnn"):
         gnn_power(dts, np.zeros((spec.n_ap, spec.n_ue, spec.n_ue), complex), assoc, s2, cfg.p_max_w,
-                  dtype=FAST_DTYPE)
+                  err_var=beta, dtype=FAST_DTYPE)
 
 
 def evaluate_frames(
@@ -186,8 +186,9 @@ def evaluate_frames(
         powers = None
         if gnn_pw and batch_power:  # the frame's T Power-GNN decisions in ONE batched pass
             ghat = np.stack([csi.ghat for _, csi in subs])  # [T, M, K, K]
+            err = np.stack([csi.err_var for _, csi in subs])  # [T, M, K] (read by an err_var Power-GNN)
             powers, pw_wall, pw_cpu = _timed(repeats, gnn_power, dts, ghat, assoc, sigma2, cfg.p_max_w,
-                                             dtype=FAST_DTYPE)  # [T, M, K]
+                                             err_var=err, dtype=FAST_DTYPE)  # [T, M, K]
         for t, (h, csi) in enumerate(subs):
             if sts_p is not None:
                 power, dw, dc = sts_p, 0.0, 0.0
@@ -195,7 +196,7 @@ def evaluate_frames(
                 power, dw, dc = powers[t], 0.0, 0.0
             elif gnn_pw:
                 power, dw, dc = _timed(repeats, gnn_power, dts, csi.ghat, assoc, sigma2, cfg.p_max_w,
-                                       dtype=FAST_DTYPE)
+                                       err_var=csi.err_var, dtype=FAST_DTYPE)
             else:
                 alloc, dw, dc = _timed(repeats, POWER_ALLOCATORS["wmmse"], csi.ghat, csi.err_var, assoc, sigma2,
                                        cfg.p_max_w, config=wcfg)

@@ -39,7 +39,9 @@ class PowerSet:
     ghat, g_true : [D, T, M, K, K] complex64, estimated (11) and true (10) equivalent channels
     (entry [m, k, i] = (.)_i^H w_k); assoc : [D, M, K] bool; tau_p : [D] int; n_ant : [D] int;
     p_max : float (W); beta : [D, M, K] LSF gains / sigma^2 (the STS power head's input);
-    p_pilot : p_u (W, = p_u / sigma^2 in noise units).
+    p_pilot : p_u (W, = p_u / sigma^2 in noise units); err_var : [D, T, M, K] float32
+    unknown-part variances / sigma^2 of each subframe's estimate (c_mk where a_mk = 1, beta_mk
+    elsewhere: the input of a Power-GNN with ``GNNArch.err_var``; None in older sets).
     """
 
     ghat: np.ndarray
@@ -50,6 +52,7 @@ class PowerSet:
     p_max: float
     beta: np.ndarray | None = None
     p_pilot: float = 0.0
+    err_var: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ghat.shape[0])
@@ -97,6 +100,7 @@ def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Gener
     m, k = spec.n_ap, spec.n_ue
     ghat = np.zeros((n_drops, n_sub, m, k, k), np.complex64)
     g_true = np.zeros_like(ghat)
+    err_var = np.zeros((n_drops, n_sub, m, k), np.float32)
     tau = np.zeros(n_drops, np.int64)
     n_ant = np.zeros(n_drops, np.int64)
     mix = tuple(n_ant_mix) or (spec.n_ant,)
@@ -116,9 +120,10 @@ def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Gener
             h = channel_from_fading(beta, draw_ssf((m, k, n), rng))  # [M, K, N]
             csi = prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, s2, rng)
             ghat[d, t] = csi.ghat / np.sqrt(s2)
+            err_var[d, t] = csi.err_var / s2
             g_true[d, t] = (csi.w @ np.conj(np.swapaxes(h, -1, -2))) / np.sqrt(s2)  # [M, K, K]
     return PowerSet(ghat, g_true, drops.assoc.copy(), tau, n_ant, float(cfg.p_max_w),
-                    drops.beta / s2, float(cfg.p_pilot_w))
+                    drops.beta / s2, float(cfg.p_pilot_w), err_var)
 
 
 @dataclass(frozen=True)
@@ -208,9 +213,16 @@ def _tensors(ps: PowerSet, idx, tau_c: int, dtype=torch.float32):
 
 
 def subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int):
-    """Hard net-SE (4) [B, T] of the Power-GNN on subframes ``idx`` of ``ps`` (torch)."""
-    g, gt, a, am, ak, mask, tau, pm = _tensors(ps, idx, tau_c, next(net.parameters()).dtype)
-    power = dts_power(ops, net, g, a, am, ak, mask, pm)  # [B, T, M, K]
+    """Hard net-SE (4) [B, T] of the Power-GNN on subframes ``idx`` of ``ps`` (torch); a net
+    with the err_var input reads ``ps.err_var``."""
+    dt = next(net.parameters()).dtype
+    g, gt, a, am, ak, mask, tau, pm = _tensors(ps, idx, tau_c, dt)
+    err = None
+    if net.arch.err_var:
+        if ps.err_var is None:
+            raise ValueError("this Power-GNN reads err_var, but the PowerSet has none")
+        err = torch.as_tensor(ps.err_var[idx], dtype=dt)  # [B, T, M, K]
+    power = dts_power(ops, net, g, a, am, ak, mask, pm, err)  # [B, T, M, K]
     return net_se(gt, power, tau, tau_c)
 
 

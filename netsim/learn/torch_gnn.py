@@ -8,6 +8,10 @@ parameter containers (:class:`TorchGNN`) and the soft pipeline
     -> pilots + MMSE (3.5) -> distributed RZF (3.6) -> Ghat (11) -> Power-GNN (DTS) or the
     STS power head -> true G -> SINR (3) -> net-SE (4) -> loss (30).
 
+A Power-GNN with the err_var input (``GNNArch.err_var``) also reads the soft chain's
+unknown-part variances: c_mk of the MMSE stage with tau_soft and the soft Cp where a_mk = 1,
+beta_mk elsewhere (differentiable in the pilot head's X).
+
 Everything runs in noise-normalised units (sigma^2 = 1: beta' = beta / sigma^2), so float32
 training is well conditioned; SINR and net-SE are unit-free and identical.
 """
@@ -275,7 +279,7 @@ def _soft_csi(x, inp: ChainInputs, n_ps_fixed: int):
     coef = gain[:, None, None] * beta / psi * a  # [B, M, K]
     hhat = coef[:, None, :, :, None] * y  # [B, T, M, K, N]
     c = beta - tau[:, None, None] * inp.p_pilot * beta**2 / psi
-    err = torch.where(a > 0, c, beta)  # [B, M, K]
+    err = torch.where(a > 0, c, beta)  # [B, M, K] unknown-part variance (the engine's err_var)
     reg = err.sum(dim=2) + 1.0 / inp.p_pilot  # [B, M]
     n_ant = h.shape[-1]
     hm = hhat.transpose(-1, -2)  # [B, T, M, N, K]
@@ -289,7 +293,7 @@ def _soft_csi(x, inp: ChainInputs, n_ps_fixed: int):
     ai = a[:, None, :, None, :] > 0  # [B, 1, M, 1, K] a_mi
     ghat = torch.where(ai, known, stat.to(known.dtype))
     g_true = w @ h.conj().transpose(-1, -2)  # [B, T, M, K, K]
-    return tau, ghat, g_true
+    return tau, ghat, g_true, err
 
 
 def net_se(g_true, power, tau, tau_c: int):
@@ -304,12 +308,14 @@ def net_se(g_true, power, tau, tau_c: int):
 
 
 
-def dts_power(ops, pw: TorchGNN, ghat, assoc, an_m, an_k, an_mask, p_max):
+def dts_power(ops, pw: TorchGNN, ghat, assoc, an_m, an_k, an_mask, p_max, err=None):
     """DTS-Power-GNN on every subframe of a batch (noise units), as in the test phase.
 
     ghat : [B, T, M, K, K] complex, ghat[..., m, k, i] = hhat_i^H w_k (eq. (11));
     assoc : [B, M, K] float; an_m, an_k : [B, A] long, an_mask : [B, A] (:func:`an_index`);
-    p_max : [B, M] (W; noise power 1). Returns power [B, T, M, K] (W).
+    p_max : [B, M] (W; noise power 1); err : [B, M, K] or [B, T, M, K] unknown-part variances
+    (noise units), read only by a net with ``arch.err_var`` (required there).
+    Returns power [B, T, M, K] (W).
     """
     b, t, m, k = ghat.shape[:4]
     bi = torch.arange(b, device=ghat.device)[:, None]  # [B, 1]
@@ -321,7 +327,15 @@ def dts_power(ops, pw: TorchGNN, ghat, assoc, an_m, an_k, an_mask, p_max):
     oh_m = torch.nn.functional.one_hot(an_m, m).to(known.dtype) * an_mask[..., None]
     rep = lambda x: x[:, None].expand((b, t) + x.shape[1:]).reshape((b * t,) + x.shape[1:])  # noqa: E731
     snr = float(p_max.max())  # P_max / sigma^2 in noise units
-    f0 = ssf_features(ops, g_an.real, g_an.imag, rep(known), snr)
+    e_an = None
+    if pw.arch.err_var:
+        if err is None:
+            raise ValueError("this Power-GNN has the err_var input feature: pass err")
+        if err.dim() == 3:
+            e_an = rep(err[bi, an_m])  # [B*T, A, K] err_var[m(a), i]
+        else:
+            e_an = err.permute(0, 2, 3, 1)[bi, an_m].permute(0, 3, 1, 2).reshape(b * t, n_an, k)
+    f0 = ssf_features(ops, g_an.real, g_an.imag, rep(known), snr, e_an)
     logit = power_forward(ops, pw.params(), pw.arch, f0, rep(oh_k), rep(an_mask))
     dense = torch.einsum("na,nam,nak->nmk", logit, rep(oh_m), rep(oh_k))  # [B*T, M, K]
     return power_activation(ops, dense, rep(assoc), rep(p_max)).reshape(b, t, m, k)
@@ -342,11 +356,11 @@ def soft_chain(framework: str, nets: dict, inp: ChainInputs, ops: TorchOps | dic
     e0 = (inp.z if random_features else torch.zeros_like(inp.z))[..., None]
     p_logit, x_logit = sts_forward(get(pname), pnet.params(), pnet.arch, d0, e0)
     x = torch.softmax(x_logit, dim=1)  # [B, S, K]
-    tau, ghat, g_true = _soft_csi(x, inp, pnet.arch.n_ps)
+    tau, ghat, g_true, err = _soft_csi(x, inp, pnet.arch.n_ps)
     b, t, m, k = ghat.shape[:4]
     if framework == "dts":
         power = dts_power(get("power"), nets["power"], ghat, inp.assoc, inp.an_m, inp.an_k,
-                          inp.an_mask, inp.p_max)
+                          inp.an_mask, inp.p_max, err)
     else:
         p = power_activation(get(pname), p_logit, inp.assoc, inp.p_max)  # [B, M, K]
         power = p[:, None].expand(b, t, m, k)

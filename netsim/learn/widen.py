@@ -13,7 +13,13 @@ d becomes one of width d' > d computing exactly the same function when
 Fine-tuning then starts from the narrow net's function and can use the new channels. Only
 numpy is needed; ``analysis/finetune_gnn_n.py --widen`` is the training that uses it.
 
-    from netsim.learn.widen import widen_power_params
+:func:`add_err_var_input` is the same idea on the input side: a fifth input edge channel (the
+estimation-error variance, ``GNNArch.err_var``) whose first-layer columns are zero, so the net
+computes exactly its old function until fine-tuning (``finetune_gnn_n.py --err-var``) gives
+those columns weight (the gradient reaching a zero column is its input times the upstream
+gradient, not zero).
+
+    from netsim.learn.widen import add_err_var_input, widen_power_params
 """
 
 from __future__ import annotations
@@ -24,7 +30,32 @@ import numpy as np
 
 from netsim.comm.power.gnn_layers import GNNArch, power_bn_keys, power_layer_names
 
-__all__ = ["widen_power_params"]
+__all__ = ["widen_power_params", "add_err_var_input"]
+
+
+def add_err_var_input(params: dict[str, np.ndarray], arch: GNNArch) -> tuple[GNNArch, dict]:
+    """A "power" GNN without the err_var input -> the same function with it (zero columns).
+
+    params : exported (BN-folded) parameters of ``arch`` (``arch.err_var`` False).
+    Returns (arch with err_var = True, params with every first-layer matrix [out, 4] padded to
+    [out, 5] by a zero column; everything else copied).
+    """
+    if arch.kind != "power":
+        raise ValueError(f"the err_var input is for the DTS-Power-GNN only, got kind {arch.kind!r}")
+    if arch.err_var:
+        raise ValueError("this Power-GNN already has the err_var input")
+    new_arch = replace(arch, err_var=True)
+    old_shapes, new_shapes = power_layer_names(arch), power_layer_names(new_arch)
+    out = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    for name, shape in new_shapes.items():
+        old = out[name]
+        if old.shape != old_shapes[name]:
+            raise ValueError(f"{name}: shape {old.shape}, expected {old_shapes[name]}")
+        if old.shape != shape:  # a first-layer matrix: one more (zero) input column
+            val = np.zeros(shape)
+            val[:, :old.shape[1]] = old
+            out[name] = val
+    return new_arch, out
 
 
 def widen_power_params(params: dict[str, np.ndarray], arch: GNNArch, width: int,

@@ -117,3 +117,25 @@ def test_gnn_pilot_refine_is_opt_in(monkeypatch):
     assert seen and all(0 < info["moves"] <= 5 or info["j_end"] == info["j_start"] for _, info in seen)
     assert all(info["j_end"] >= info["j_start"] for _, info in seen)
     assert list(ref["frames"].comm_pilot_length[-len(seen):]) == [tp for tp, _ in seen]
+
+
+def test_engine_feeds_err_var_to_a_power_gnn_that_reads_it(tmp_path):
+    """The engine passes its err_var (the MMSE error variances WMMSE gets) to the Power-GNN:
+    the shipped file with the err_var input added at zero weight (function-preserving) gives the
+    shipped file's tables; the same file with weight on that input gives other powers."""
+    from netsim.comm.power.gnn import GNNWeights, default_weights_path, load_gnn_weights, save_gnn_weights
+    from netsim.learn.widen import add_err_var_input
+
+    old = load_gnn_weights(default_weights_path("dts"))
+    arch, ps = add_err_var_input(old.params["power"], old.archs["power"])
+    zero, moved = tmp_path / "zero.npz", tmp_path / "moved.npz"
+    save_gnn_weights(zero, GNNWeights("dts", {**old.archs, "power": arch}, {**old.params, "power": ps}, old.meta))
+    ps2 = {k: v.copy() for k, v in ps.items()}
+    ps2["pow.0.Us"][:, 4] = 2.0  # the SIG edges now read the variance
+    save_gnn_weights(moved, GNNWeights("dts", {**old.archs, "power": arch}, {**old.params, "power": ps2}, old.meta))
+    _, t0 = run_umi("comm.power=gnn")
+    _, t1 = run_umi("comm.power=gnn", f"comm.gnn_weights={zero}")
+    _, t2 = run_umi("comm.power=gnn", f"comm.gnn_weights={moved}")
+    p0, p1, p2 = (np.stack(t["subframes"].ap_power_w.to_numpy()) for t in (t0, t1, t2))
+    np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6 * p0.max())  # float32 pass, zero column
+    assert np.max(np.abs(p2 - p0)) > 1e-3 * p0.max()

@@ -2,7 +2,9 @@
 
 Weights file (``.npz``, written by ``netsim train-gnn`` / :mod:`netsim.learn.train`):
 
-* ``__meta__`` : 0-d str, JSON with ``format`` (= :data:`FORMAT`), ``framework`` ("dts" or
+* ``__meta__`` : 0-d str, JSON with ``format`` (:data:`FORMAT`; :data:`FORMAT_ERR_VAR` for a
+  file whose Power-GNN has the estimation-error-variance input, ``GNNArch.err_var``, so that
+  readers that predate it refuse the file by its format), ``framework`` ("dts" or
   "sts"), ``models`` {name: GNNArch dict}, ``features`` (``snr_ref`` = P_ref / sigma^2 of the
   power features; optional ``n_ant_ref``: when present, the POWER head of the STS-GNN is
   evaluated on AP-UE features with the array-gain-scaled pilot SNR beta p_u N /
@@ -62,6 +64,7 @@ from netsim.comm.power.gnn_layers import (
 
 __all__ = [
     "FORMAT",
+    "FORMAT_ERR_VAR",
     "FAST_DTYPE",
     "GNNWeights",
     "GNNWeightsError",
@@ -79,6 +82,10 @@ __all__ = [
 ]
 
 FORMAT = "netsim-gnn-1"
+#: format of a file whose DTS-Power-GNN reads the error variance (``GNNArch.err_var``): a fifth
+#: edge feature and a 5-column first layer; files without it keep :data:`FORMAT`
+FORMAT_ERR_VAR = "netsim-gnn-2"
+_FORMATS = (FORMAT, FORMAT_ERR_VAR)
 #: dtype of the forward passes in the simulator and the reproduction (float32 is about twice as
 #: fast; the public functions default to float64, the reference that torch is checked against)
 FAST_DTYPE = np.float32
@@ -133,6 +140,12 @@ class GNNWeights:
             last = (key, power_graph_fast(assoc, dtype))
             self.cache["power_graph"] = last
         return last[1]
+
+    @property
+    def power_err_var(self) -> bool:
+        """True when the DTS-Power-GNN reads the error variance err_var (``GNNArch.err_var``)."""
+        arch = self.archs.get("power")
+        return bool(arch is not None and arch.err_var)
 
     @property
     def snr_ref(self) -> float:
@@ -227,7 +240,8 @@ def _data_dir() -> Path:
 def save_gnn_weights(path: str | Path, weights: GNNWeights) -> None:
     """Write ``weights`` as an npz (see the module docstring for the layout)."""
     meta = dict(weights.meta)
-    meta.update(format=FORMAT, framework=weights.framework,
+    err_var = any(a.err_var for a in weights.archs.values())
+    meta.update(format=FORMAT_ERR_VAR if err_var else FORMAT, framework=weights.framework,
                 models={k: a.to_dict() for k, a in weights.archs.items()})
     arrays = {f"{m}/{n}": np.asarray(v, dtype=np.float64)
               for m, ps in weights.params.items() for n, v in ps.items()}
@@ -251,8 +265,8 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
         meta = json.loads(str(data.pop("__meta__")))
     except json.JSONDecodeError as exc:
         raise GNNWeightsError(f"GNN weights file {path}: __meta__ is not JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise GNNWeightsError(f"GNN weights file {path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("format") not in _FORMATS:
+        raise GNNWeightsError(f"GNN weights file {path}: format {meta.get('format')!r}, expected one of {_FORMATS}")
     fw = meta.get("framework")
     if fw not in _REQUIRED:
         raise GNNWeightsError(f"GNN weights file {path}: framework {fw!r}; allowed: 'dts', 'sts'")
@@ -287,7 +301,7 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
     for name in _REQUIRED[fw]:
         try:
             arch = GNNArch(**meta["models"][name])
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise GNNWeightsError(f"GNN weights file {path}: model {name!r} missing or bad architecture ({exc})") from None
         ps = {}
         shapes = expected_params(arch)
@@ -309,7 +323,13 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
             if not np.all(np.isfinite(arr)):
                 raise GNNWeightsError(f"GNN weights file {path}: array {key!r} has non-finite values")
             ps[pname] = arr
+        if arch.err_var and meta["format"] != FORMAT_ERR_VAR:
+            raise GNNWeightsError(f"GNN weights file {path}: model {name!r} has the err_var input but the file's "
+                                  f"format is {meta['format']!r}; a file with it is {FORMAT_ERR_VAR!r}")
         archs[name], params[name] = arch, ps
+    if meta["format"] == FORMAT_ERR_VAR and not any(a.err_var for a in archs.values()):
+        raise GNNWeightsError(f"GNN weights file {path}: format {FORMAT_ERR_VAR!r} but no model has the "
+                              f"err_var input (a file without it is {FORMAT!r})")
     return GNNWeights(fw, archs, params, meta, str(path))
 
 
@@ -584,16 +604,18 @@ def gnn_pilot_assignment(
     return PilotDecision(colour, tau_p, x, logit)
 
 
-def power_graph(ghat: np.ndarray, assoc: np.ndarray, snr: float):
+def power_graph(ghat: np.ndarray, assoc: np.ndarray, snr: float, err_var: np.ndarray | None = None):
     """AN-indexed Power-GNN inputs of one subframe (spec 3.7 "AN-indexed view").
 
-    ghat : [M, K, K] complex; assoc : [M, K] bool; snr : P_max / sigma^2.
-    Returns f0 [1, A, K, 4], an_k [1, A, K] one-hot of k(a), m_idx [A], k_idx [A] (AP-major).
+    ghat : [M, K, K] complex; assoc : [M, K] bool; snr : P_max / sigma^2;
+    err_var : None, or [M, K] unknown-part variances (the fifth feature of an err_var model).
+    Returns f0 [1, A, K, 4 or 5], an_k [1, A, K] one-hot of k(a), m_idx [A], k_idx [A] (AP-major).
     """
     m_idx, k_idx = np.nonzero(assoc)
     g_an = ghat[m_idx, k_idx, :][None]  # [1, A, K]
     an_k = np.eye(assoc.shape[1])[k_idx][None]  # [1, A, K]
-    f0 = ssf_features(_OPS, g_an.real, g_an.imag, assoc[m_idx, :][None].astype(float), snr)
+    err = None if err_var is None else np.asarray(err_var, float)[m_idx, :][None]  # [1, A, K] err_var[m(a), i]
+    f0 = ssf_features(_OPS, g_an.real, g_an.imag, assoc[m_idx, :][None].astype(float), snr, err)
     return f0, an_k, m_idx, k_idx
 
 
@@ -604,6 +626,7 @@ def gnn_power(
     noise_w: float,
     p_max_w: float | np.ndarray,
     *,
+    err_var: np.ndarray | None = None,
     dtype=np.float64,
 ) -> np.ndarray:
     """DTS-Power-GNN for one subframe (eq. (12)), batched over leading axes (one forward pass
@@ -616,19 +639,28 @@ def gnn_power(
     The SNR scale of the features is max(P_max) / sigma^2 of THIS deployment (the file's
     ``features.snr_ref`` records the training value). dtype : float64 (default) or float32
     forward pass (:mod:`netsim.comm.power.gnn_fast`).
+    err_var : [..., M, K] unknown-part variances (c_mk where a_mk = 1, beta_mk elsewhere; the
+    ``err_var`` WMMSE gets), or [M, K] shared by every leading index. Required when the file's
+    Power-GNN has the err_var input (:attr:`GNNWeights.power_err_var`); unread otherwise, so a
+    file without it computes exactly what it did before.
 
     Returns
     -------
     power_w : [..., M, K] float64 (W), zero where a_mk = 0, sum_k p_mk <= P_max.
     """
     w = resolve_weights(weights, "dts")
+    if not w.power_err_var:
+        err_var = None
+    elif err_var is None:
+        raise ValueError(f"GNN weights file {w.path}: its Power-GNN reads the estimation-error variance; "
+                         "pass err_var [M, K]")
     if ghat.ndim == 3 and np.ndim(assoc) == 2:  # one subframe (the engine's call): no batching
         m, k = ghat.shape[:2]
         pm = np.broadcast_to(np.asarray(p_max_w, float), (m,))
         top = float(pm.max())
         snr = top / noise_w if top > 0 else w.snr_ref
         logit, m_idx, k_idx = power_forward_fast(w.power_plan(k, dtype), ghat, assoc, snr, dtype,
-                                                 w.power_graph(assoc, dtype))
+                                                 w.power_graph(assoc, dtype), err_var)
         if not m_idx.size:
             return np.zeros((m, k))
         return power_activation_fast(logit, m_idx, k_idx, (m, k), pm)
@@ -638,15 +670,19 @@ def gnn_power(
     a = np.broadcast_to(np.asarray(assoc, bool), lead + (m, k)).reshape((-1, m, k))
     pm = np.broadcast_to(np.asarray(p_max_w, float), lead + (m,)).reshape((-1, m))
     snr = float(np.max(pm)) / noise_w if np.max(pm) > 0 else w.snr_ref
+    ev = None
+    if err_var is not None:
+        ev = np.broadcast_to(np.asarray(err_var, float), lead + (m, k)).reshape((-1, m, k))  # [B, M, K]
     out = np.zeros(g.shape[:3])
     plan = w.power_plan(k, dtype)
     if np.ndim(assoc) == 2 and g.shape[0] > 1:  # one association: ONE batched pass, one graph
-        logit, m_idx, k_idx = power_forward_fast(plan, g, a[0], snr, dtype, w.power_graph(a[0], dtype))
+        logit, m_idx, k_idx = power_forward_fast(plan, g, a[0], snr, dtype, w.power_graph(a[0], dtype), ev)
         if m_idx.size:
             out = power_activation_fast(logit, m_idx, k_idx, (m, k), pm)  # [B, M, K]
         return out.reshape(lead + (m, k))
     for b in range(g.shape[0]):  # the AN graph differs per association
-        logit, m_idx, k_idx = power_forward_fast(plan, g[b], a[b], snr, dtype, w.power_graph(a[b], dtype))
+        logit, m_idx, k_idx = power_forward_fast(plan, g[b], a[b], snr, dtype, w.power_graph(a[b], dtype),
+                                                 None if ev is None else ev[b])
         if m_idx.size:
             out[b] = power_activation_fast(logit, m_idx, k_idx, (m, k), pm[b])
     return out.reshape(lead + (m, k))
@@ -694,10 +730,11 @@ def gnn_allocator(
     config: GNNWeights | str | Path | None = None,
 ):
     """``comm.power: gnn`` policy (registry signature; ``config`` = weights or their path,
-    None = the shipped DTS weights), run in :data:`FAST_DTYPE`. ``err_var`` and ``rng`` are
-    not used (deterministic)."""
+    None = the shipped DTS weights), run in :data:`FAST_DTYPE`. ``err_var`` is an input of a
+    Power-GNN with the err_var feature (:attr:`GNNWeights.power_err_var`) and unread otherwise;
+    ``rng`` is not used (deterministic)."""
     from netsim.comm.power import PowerAllocation
 
     w = resolve_weights(config, "dts")
-    power = gnn_power(w, ghat, assoc, noise_w, p_max_w, dtype=FAST_DTYPE)
+    power = gnn_power(w, ghat, assoc, noise_w, p_max_w, err_var=err_var, dtype=FAST_DTYPE)
     return PowerAllocation(power, 0, np.zeros(0), True, {"policy": "gnn", "weights": w.path})

@@ -238,11 +238,17 @@ def _receiver_maps(plan: list[dict], gr: dict) -> list[np.ndarray | None]:
 _LOG10_E_5 = 0.2 / np.log(10.0)  # log10(1 + p) / 5 = ln(1 + p) * _LOG10_E_5
 
 
+def _n_in(plan: list[dict]) -> int:
+    """Input edge channels of a Power-GNN plan (4, or 5 with the err_var feature): the first
+    layer's SIG-side map reads 4 blocks of them."""
+    return plan[0]["w_s"].shape[1] // 4
+
+
 def _workspace(gr: dict, plan: list[dict], n_t: int, n_ue: int, dtype) -> dict:
     """Scratch arrays of one forward pass for T = ``n_t`` subframes, kept in the graph and
     reused by every later pass of the same size: fresh arrays of a few 100 kB to MB each pass
     cost more in first-touch page faults than the arithmetic that fills them."""
-    width = max([4] + [lay["b_s"].shape[0] for lay in plan])
+    width = max([_n_in(plan)] + [lay["b_s"].shape[0] for lay in plan])
     key = ("ws", n_t, np.dtype(dtype).name, width)
     ws = gr.get(key)
     if ws is None:
@@ -274,15 +280,22 @@ def _sig_index(ws: dict, gr: dict, cd: int, n_t: int) -> np.ndarray:
     return idx
 
 
-def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict) -> np.ndarray:
-    """Input edge states ``F [K, 4, T, A]`` (:func:`gnn_layers.ssf_features`, receiver-major,
-    channel-first) from Ghat ``g3 [T, M, K, K]`` complex, written into ``ws["f"][0]``."""
+def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict, err: np.ndarray | None = None) -> np.ndarray:
+    """Input edge states ``F [K, c, T, A]`` (:func:`gnn_layers.ssf_features`, receiver-major,
+    channel-first; c = 4, or 5 with ``err``) from Ghat ``g3 [T, M, K, K]`` complex, written into
+    ``ws["f"][0]``. err : None, or err_var ``[M, K]`` / ``[T, M, K]`` (the fifth channel
+    log10(1 + err_var[m(a), i] P / sigma^2) / 5)."""
     n_t, n_ue = g3.shape[0], g3.shape[2]
     n_an = gr["m_idx"].size
+    n_c = 4 if err is None else 5
     g = np.take(g3.reshape(n_t, -1, n_ue), gr["an_lin"], axis=1, out=ws["g"])  # [T, A, K] Ghat[m(a), k(a), i]
     gt = g.transpose(2, 0, 1)  # [K, T, A] (a view)
     amp = snr**0.5
-    f = ws["f"][0][:n_ue * 4 * n_t * n_an].reshape(n_ue, 4, n_t, n_an)  # [K, 4, T, A]
+    f = ws["f"][0][:n_ue * n_c * n_t * n_an].reshape(n_ue, n_c, n_t, n_an)  # [K, c, T, A]
+    if err is not None:
+        e = np.take(err, gr["m_idx"], axis=-2)  # [A, K] or [T, A, K] err_var[m(a), i]
+        e = e.T[:, None, :] if e.ndim == 2 else e.transpose(2, 0, 1)  # [K, 1 or T, A]
+        f[:, 4] = np.log(1.0 + e * snr) * _LOG10_E_5
     re, im, p2, inv = f[:, 1], f[:, 2], ws["p2"], ws["inv"]
     np.multiply(gt.real, amp, out=re)  # re P^0.5 / sigma, then re / |.|
     np.multiply(gt.imag, amp, out=im)
@@ -301,7 +314,7 @@ def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict) -> np.ndarray
 
 
 def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
-                       dtype=np.float64, graph: dict | None = None):
+                       dtype=np.float64, graph: dict | None = None, err_var: np.ndarray | None = None):
     """DTS-Power-GNN (eq. (24) and its INF twin) on one subframe or on T subframes that share
     one association (one batched pass: the graph is built once).
 
@@ -320,7 +333,8 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
 
     ghat : [M, K, K] or [T, M, K, K] complex (eq. (11)); assoc : [M, K] bool;
     snr : P_max / sigma^2 (linear); graph : :func:`power_graph_fast` of ``assoc`` (built here
-    when None).
+    when None); err_var : [M, K] or [T, M, K] unknown-part variances (same units as |Ghat|^2),
+    required by a plan of a model with the err_var input (5 input channels), unread otherwise.
     Returns logit [A] (or [T, A]) on the SIG edges and the AN index arrays m_idx, k_idx [A]
     (AP-major).
     """
@@ -331,13 +345,22 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     n_t, n_an, n_ue = g3.shape[0], m_idx.size, g3.shape[2]
     if n_an == 0:
         return (np.zeros(0) if single else np.zeros((n_t, 0))), m_idx, k_idx
+    n_in = _n_in(plan)
+    if n_in == 5:
+        if err_var is None:
+            raise ValueError("this Power-GNN has the err_var input feature: pass err_var [M, K]")
+        err = np.asarray(err_var, float)
+        if err.shape[-2:] != g3.shape[1:3] or err.ndim not in (2, 3) or (err.ndim == 3 and err.shape[0] != n_t):
+            raise ValueError(f"err_var shape {err.shape}; expected {g3.shape[1:3]} or {(n_t,) + g3.shape[1:3]}")
+    else:
+        err = None
     w_recv = _receiver_maps(plan, gr)
     ws = _workspace(gr, plan, n_t, n_ue, dtype)
-    f = _edge_features(g3, gr, snr, ws)  # [K, 4, T, A]
+    f = _edge_features(g3, gr, snr, ws, err)  # [K, c, T, A]
     onehot, c2, c3, c6, c7 = gr["onehot"], gr["c2"], gr["c3"], gr["c6"], gr["c7_x"]
     one_k, one_a = gr["one_k"], gr["one_a"]
     n_ta = n_t * n_an
-    s = f.reshape(-1).take(_sig_index(ws, gr, 4, n_t))  # [d, T, A] SIG states
+    s = f.reshape(-1).take(_sig_index(ws, gr, n_in, n_t))  # [d, T, A] SIG states
     for j, (lay, w) in enumerate(zip(plan, w_recv, strict=True)):
         cd = f.shape[1]
         row = np.dot(one_k, f.reshape(n_ue, -1)).reshape(cd, n_t, n_an)  # [d, T, A] sum over receivers

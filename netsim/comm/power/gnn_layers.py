@@ -24,7 +24,10 @@ Graphs and updates (spec power.md 5.1-5.3; [R] neighbour sets, [C] widths/activa
   ``F [B, A, K, f]`` with the one-hot ``an_k [B, A, K]`` of k(a) and a padding mask
   ``[B, A]``; i == k(a) is the SIG edge, the rest INF.
   Input ``[log10(1 + |g|^2 P_ref / sigma^2) / 5, cos(angle g), sin(angle g), a_mi]``,
-  g = Ghat[m, k, i]. SIG update (24) with U_s, V1 (INF at the same AN), V2 (SIG at UE k from
+  g = Ghat[m, k, i]; with ``GNNArch.err_var`` a fifth channel
+  ``log10(1 + e_mi P_ref / sigma^2) / 5``, e_mi = err_var[m, i] the variance of the part of
+  g that AP m does not know (the MMSE error variance c_mi where a_mi = 1, beta_mi where
+  a_mi = 0; unit-norm w, spec 3.5 and the d term of 4.3), on the same scale as |g|^2. SIG update (24) with U_s, V1 (INF at the same AN), V2 (SIG at UE k from
   other ANs), V3 (INF at UE k); INF update with U_f, V4 (SIG at the same AN), V5 (other INF at
   the same AN), V6 (SIG at UE i), V7 (other INF at UE i). Output on SIG edges.
 
@@ -152,6 +155,9 @@ class GNNArch:
     attention : False = the "-GNN" ablation (plain mean over i != k)
     random_features : False = the "w/o FE" ablation (PS-UE edges start at 0)
     n_ps : number of PS vertices; 0 = K_max = K (default), > 0 = the Fix(tau_p) ablation
+    err_var : "power" kind only: the edge features carry the estimation-error variance as a
+        fifth channel (:func:`ssf_features`); False = the four features of spec 5.1. Written to
+        the weights file only when True, so files without it read as before.
     """
 
     kind: str
@@ -161,9 +167,22 @@ class GNNArch:
     attention: bool = True
     random_features: bool = True
     n_ps: int = 0
+    err_var: bool = False
+
+    def __post_init__(self) -> None:
+        if self.err_var and self.kind != "power":
+            raise ValueError(f"the err_var input feature is for the DTS-Power-GNN, not kind {self.kind!r}")
+
+    @property
+    def n_edge_in(self) -> int:
+        """Input channels of the Power-GNN's edges (4, or 5 with :attr:`err_var`)."""
+        return 5 if self.err_var else 4
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.err_var:  # files without the feature keep the layout older readers know
+            del out["err_var"]
+        return out
 
 
 def _widths(arch: GNNArch, first: int) -> list[tuple[int, int]]:
@@ -247,7 +266,7 @@ def pilot_bn_keys(arch: GNNArch) -> dict[str, int]:
 def power_layer_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
     """Parameter names and shapes of the DTS-Power-GNN."""
     shapes: dict[str, tuple[int, ...]] = {}
-    for l, (fi, fo) in enumerate(_widths(arch, 4)):
+    for l, (fi, fo) in enumerate(_widths(arch, arch.n_edge_in)):
         p = f"pow.{l}."
         for n in ("Us", "V1", "V2", "V3", "Uf", "V4", "V5", "V6", "V7"):
             shapes[p + n] = (fo, fi)
@@ -274,18 +293,24 @@ def lsf_features(ops, beta, assoc, snr_pilot: float):
     return ops.stack([10.0 * ops.log10(x) / 30.0, assoc], -1)  # [B, M, K, 2]
 
 
-def ssf_features(ops, g_re, g_im, known, snr_ref: float):
-    """Power-GNN edge features ``[B, A, K, 4]`` from Ghat_AN = g_re + j g_im (real and
-    imaginary parts given separately so that the torch path stays differentiable at g = 0).
+def ssf_features(ops, g_re, g_im, known, snr_ref: float, err=None):
+    """Power-GNN edge features ``[B, A, K, 4]`` (``[B, A, K, 5]`` with ``err``) from
+    Ghat_AN = g_re + j g_im (real and imaginary parts given separately so that the torch path
+    stays differentiable at g = 0).
 
     g_re, g_im : [B, A, K] Ghat[m(a), k(a), i] per AN a and UE i; known : [B, A, K] a_{m(a), i};
-    snr_ref = P_max / sigma^2 (linear).
+    snr_ref = P_max / sigma^2 (linear); err : None, or [B, A, K] err_var[m(a), i] (same units
+    as |g|^2: the variance of the unknown part of g, c_mi or beta_mi), giving the fifth channel
+    ``log10(1 + err P / sigma^2) / 5`` of a :attr:`GNNArch.err_var` model.
     """
     re = g_re * snr_ref**0.5
     im = g_im * snr_ref**0.5
     p2 = re * re + im * im  # [B, A, K] |g|^2 P / sigma^2
     mag = ops.sqrt(p2 + _MAG_FLOOR)
-    return ops.stack([ops.log10(1.0 + p2) / 5.0, re / mag, im / mag, known], -1)
+    feats = [ops.log10(1.0 + p2) / 5.0, re / mag, im / mag, known]
+    if err is not None:
+        feats.append(ops.log10(1.0 + err * snr_ref) / 5.0)
+    return ops.stack(feats, -1)
 
 
 def _others(ops, x, axis: int, n: int):
@@ -344,7 +369,7 @@ def power_forward(ops, params: Mapping[str, Any], arch: GNNArch, f0, an_k, an_ma
 
     Parameters
     ----------
-    f0 : [B, A, K, 4] edge features (:func:`ssf_features`), edge (AN a, UE i)
+    f0 : [B, A, K, 4] (or 5 with ``arch.err_var``) edge features (:func:`ssf_features`), edge (AN a, UE i)
     an_k : [B, A, K] float one-hot of the UE k(a) that AN a serves (zero rows for padding)
     an_mask : [B, A] float {0, 1}, 1 for a real AN (padding lets batches mix AN counts)
 

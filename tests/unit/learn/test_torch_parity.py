@@ -22,7 +22,7 @@ from netsim.comm.power.gnn_layers import (  # noqa: E402
 )
 from netsim.comm.rzf import rzf_beamformers, rzf_regularisation  # noqa: E402
 from netsim.comm.subframe import prepare_subframe  # noqa: E402
-from netsim.learn.torch_gnn import ChainInputs, TorchGNN, TorchOps, _soft_csi  # noqa: E402
+from netsim.learn.torch_gnn import ChainInputs, TorchGNN, TorchOps, _soft_csi, an_index, dts_power  # noqa: E402
 from netsim.learn.torch_gnn import net_se as _net_se  # noqa: E402
 from netsim.phy import umi  # noqa: E402
 
@@ -123,9 +123,47 @@ def test_soft_chain_equals_netsim_kernels_for_binary_pilots():
                           torch.tensor(g[None, None]), torch.tensor(noise[None, None]),
                           torch.zeros(1, n_ue, n_ue, dtype=T64), P_U,
                           torch.full((1, n_ap), P_MAX, dtype=T64), 200)
-        tau, ghat_t, g_true = _soft_csi(torch.tensor(x[None]), inp, 0)
+        tau, ghat_t, g_true, err_t = _soft_csi(torch.tensor(x[None]), inp, 0)
         assert abs(float(tau[0]) - tau_p) < 1e-12
+        # the soft chain's unknown-part variance (the err_var Power-GNN's input) is the engine's
+        np.testing.assert_allclose(err_t[0].numpy() * NOISE, err, rtol=1e-10, atol=1e-14 * beta.max())
         np.testing.assert_allclose(ghat_t[0, 0].numpy() * np.sqrt(NOISE), ghat,
                                    rtol=1e-8, atol=1e-10 * np.abs(ghat).max())
         se_t = float(_net_se(g_true, torch.tensor(power[None, None]), tau, 200)[0, 0])
         assert abs(se_t - se) < 1e-8 * se
+
+
+def test_err_var_power_gnn_numpy_and_torch_agree_on_20_random_drops():
+    """The Power-GNN with the error-variance input: numpy fast path (gnn_power) = torch
+    (dts_power, the training path) to 1e-5 in float64; err given per drop [B, M, K] and per
+    subframe [B, T, M, K] give the same torch output."""
+    rng = np.random.default_rng(22)
+    power = _randomised(GNNArch("power", 4, width=8, err_var=True), 4)
+    with torch.no_grad():  # the fifth input column must matter: make it large
+        for name in power.names:
+            if name.startswith("pow.0.") and not name.startswith("pow.0.b"):
+                power.p[name.replace(".", "__")][:, 4].mul_(5.0)
+    pilot = _randomised(GNNArch("pilot", 2, width=4), 5)
+    snr = P_MAX / NOISE
+    w = GNNWeights("dts", {"pilot": pilot.arch, "power": power.arch},
+                   {"pilot": pilot.export(), "power": power.export()}, {"features": {"snr_ref": snr}})
+    ops = TorchOps(power, training=False)
+    worst, moved = 0.0, 0.0
+    for _ in range(20):
+        n_ap, n_ue, n_ant = int(rng.integers(2, 9)), int(rng.integers(2, 30)), int(rng.integers(1, 17))
+        beta, assoc, h = _drop(rng, n_ap, n_ue, n_ant)
+        colour = rng.integers(0, max(1, n_ue // 2), n_ue)  # pilot reuse: contaminated estimates
+        csi = prepare_subframe(h, beta, assoc, colour, P_U, NOISE, rng)
+        p_np = gnn_power(w, csi.ghat, assoc, NOISE, P_MAX, err_var=csi.err_var)
+        an_m, an_k, an_mask = (torch.as_tensor(v) for v in an_index(assoc[None]))
+        a_t = torch.tensor(assoc[None], dtype=T64)
+        args = (torch.tensor(csi.ghat[None, None] / np.sqrt(NOISE)), a_t, an_m, an_k, an_mask.to(T64),
+                torch.full((1, n_ap), P_MAX, dtype=T64))
+        p_t = dts_power(ops, power, *args, torch.tensor(csi.err_var[None] / NOISE))[0, 0].detach().numpy()
+        p_t2 = dts_power(ops, power, *args, torch.tensor(csi.err_var[None, None] / NOISE))[0, 0].detach().numpy()
+        np.testing.assert_array_equal(p_t, p_t2)
+        worst = max(worst, np.max(np.abs(p_np - p_t)) / P_MAX)
+        p_other = gnn_power(w, csi.ghat, assoc, NOISE, P_MAX, err_var=csi.err_var * 0.01)
+        moved = max(moved, np.max(np.abs(p_other - p_np)) / P_MAX)
+    assert worst < 1e-5, worst
+    assert moved > 1e-4  # the variance reaches the output (the parity is not about a dead input)
