@@ -288,6 +288,7 @@ def cmd_train_gnn(args) -> int:
                                   seed=args.seed if args.seed is not None else 0,
                                   batch=args.batch, patience=args.patience, lr=args.lr,
                                   time_budget_s=args.time_budget, init=args.init,
+                                  power_err_var=args.err_var,
                                   n_ant_mix=tuple(int(x) for x in args.n_ant_mix.split(","))
                                   if args.n_ant_mix else ()), args.variant)
     except ValueError as exc:
@@ -386,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from these weights (.npz, e.g. pre-trained heads); fine-tunes with "
                         "frozen batch norm")
     p.add_argument("--time-budget", type=float, default=None, help="stop after this many wall seconds")
+    p.add_argument("--err-var", action="store_true",
+                   help="DTS: the Power-GNN reads the estimation-error variance as a 5th edge feature "
+                        "(with --init, added at zero weight)")
     p.add_argument("--log", help="append one JSON line per epoch to this file")
     p.add_argument("--out", required=True, help="weights file (.npz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -47,7 +47,9 @@ class TrainConfig:
     the geometric mean of the validation net-SE over these N;
     init : weights file (.npz of the same framework) to start from, e.g. pre-trained heads
     (:mod:`netsim.learn.pretrain`); its nets are fine-tuned with eval-mode (frozen) batch norm,
-    so that the torch function stays exactly the exported one.
+    so that the torch function stays exactly the exported one;
+    power_err_var : the DTS-Power-GNN reads the estimation-error variance (``GNNArch.err_var``;
+    with ``init`` from a file without it, the input is added at zero weight first).
     """
 
     framework: str = "dts"
@@ -74,6 +76,7 @@ class TrainConfig:
     dtype: str = "float32"
     n_ant_mix: tuple[int, ...] = ()
     init: str | None = None
+    power_err_var: bool = False
 
 
 @dataclass
@@ -95,7 +98,8 @@ def make_nets(cfg: TrainConfig, gen: torch.Generator, dtype) -> dict[str, TorchG
                random_features=cfg.random_features, n_ps=cfg.n_ps)
     if cfg.framework == "dts":
         return {"pilot": TorchGNN(GNNArch("pilot", cfg.pilot_layers, **lsf), gen, dtype),
-                "power": TorchGNN(GNNArch("power", cfg.power_layers, width=cfg.width), gen, dtype)}
+                "power": TorchGNN(GNNArch("power", cfg.power_layers, width=cfg.width,
+                                          err_var=cfg.power_err_var), gen, dtype)}
     if cfg.framework == "sts":
         return {"sts": TorchGNN(GNNArch("sts", cfg.pilot_layers, **lsf), gen, dtype)}
     raise ValueError(f"framework {cfg.framework!r}; allowed: 'dts', 'sts'")
@@ -155,7 +159,12 @@ def train(spec: DropSpec, cfg: TrainConfig, *, progress: bool = False, log=None,
             raise ValueError(f"init {cfg.init}: features.readout_n_ref = {w0.readout_n_ref:g} (the STS power "
                              "readout has an antenna-count term); the joint training here does not use it: "
                              "fine-tune it with analysis/finetune_gnn_mix.py")
-        nets = {k: TorchGNN.from_export(w0.archs[k], w0.params[k], dtype) for k in w0.archs}
+        archs, params = dict(w0.archs), dict(w0.params)
+        if cfg.power_err_var and "power" in archs and not archs["power"].err_var:
+            from netsim.learn.widen import add_err_var_input
+
+            archs["power"], params["power"] = add_err_var_input(params["power"], archs["power"])
+        nets = {k: TorchGNN.from_export(archs[k], params[k], dtype) for k in archs}
         frozen = True
     for n in nets.values():
         n.to(device)

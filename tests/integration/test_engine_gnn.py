@@ -123,7 +123,12 @@ def test_engine_feeds_err_var_to_a_power_gnn_that_reads_it(tmp_path):
     """The engine passes its err_var (the MMSE error variances WMMSE gets) to the Power-GNN:
     the shipped file with the err_var input added at zero weight (function-preserving) gives the
     shipped file's tables; the same file with weight on that input gives other powers."""
-    from netsim.comm.power.gnn import GNNWeights, default_weights_path, load_gnn_weights, save_gnn_weights
+    from netsim.comm.power.gnn import (
+        GNNWeights,
+        default_weights_path,
+        load_gnn_weights,
+        save_gnn_weights,
+    )
     from netsim.learn.widen import add_err_var_input
 
     old = load_gnn_weights(default_weights_path("dts"))

@@ -52,3 +52,27 @@ def test_dts_fine_tune_can_widen_the_power_gnn_first(tmp_path):
     assert wide.meta["finetune_power_n3"]["widened_to"] == 12
     with pytest.raises(SystemExit, match="DTS Power-GNN only"):
         mod.main(["--model", "sts", "--n-ant", "3", "--widen", "12", "--out", str(tmp_path / "s.npz")])
+
+
+def test_dts_fine_tune_with_err_var_starts_from_the_same_function(tmp_path):
+    """--err-var adds the error-variance input at zero weight, then trains it: the file has the
+    feature (format 2), the pilot head is copied, and the new column has moved off zero."""
+    from netsim.comm.power.gnn import FORMAT_ERR_VAR
+
+    mod = _script()
+    out, out2 = tmp_path / "e.npz", tmp_path / "e2.npz"
+    common = ["--model", "dts", "--n-ant", "3", "--drops", "5", "--subframes", "1", "--epochs", "1",
+              "--lr", "0.05", "--seed", "79", "--err-var"]
+    assert mod.main([*common, "--out", str(out)]) == 0
+    base, w = load_gnn_weights(default_weights_path("dts")), load_gnn_weights(out)
+    assert w.power_err_var and w.meta["format"] == FORMAT_ERR_VAR
+    assert w.params["power"]["pow.0.Us"].shape == (base.archs["power"].width, 5)
+    assert np.abs(w.params["power"]["pow.0.Us"][:, 4]).max() > 0  # the new input got weight
+    for k, v in base.params["pilot"].items():
+        assert np.array_equal(w.params["pilot"][k], v)
+    rec = w.meta["finetune_power_n3"]
+    assert rec["err_var_input"] and rec["err_var_added"]
+    assert mod.main([*common, "--init", str(out), "--out", str(out2)]) == 0  # already has it: kept
+    assert not load_gnn_weights(out2).meta["finetune_power_n3+"]["err_var_added"]
+    with pytest.raises(SystemExit, match="DTS Power-GNN only"):
+        mod.main(["--model", "sts", "--n-ant", "3", "--err-var", "--out", str(tmp_path / "s.npz")])

@@ -5,6 +5,8 @@ same function, and the stages run end to end on a tiny deployment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,46 @@ def test_cli_fine_tunes_the_shipped_weights_on_a_mix_of_n(tmp_path):
     assert cfg["n_ant_mix"] == [2, 4] and cfg["init"] == str(default_weights_path("dts"))
     # the provenance chain of the shipped file survives: fine-tune <- fine-tune <- pre-training
     assert w.meta["init_from"]["init_from"]["pretrain_power"]["drops_seen"] > 0
+
+
+def test_err_var_training_loss_is_the_numpy_policy_net_se():
+    """The fixed-pilot training loss of an err_var Power-GNN (torch, PowerSet.err_var) is the
+    hard net-SE of the numpy policy gnn_power(..., err_var=) on the same subframes."""
+    from netsim.comm.power.gnn import GNNWeights
+    from netsim.learn.pretrain import subframe_net_se
+
+    rng = np.random.default_rng(9)
+    spec = _spec()
+    ps = power_dataset(spec, 4, 2, rng, n_ant_mix=(2, 5))
+    net = TorchGNN(GNNArch("power", 3, width=6, err_var=True), torch.Generator().manual_seed(3), torch.float64)
+    net.eval()
+    got = subframe_net_se(TorchOps(net, training=False), net, ps, np.arange(4), spec.tau_c).detach().numpy()
+    pa = GNNArch("pilot", 2, width=4)
+    w = GNNWeights("dts", {"pilot": pa, "power": net.arch},
+                   {"pilot": TorchGNN(pa, torch.Generator().manual_seed(4), torch.float64).export(),
+                    "power": net.export()}, {"features": {"snr_ref": ps.p_max}})
+    ref = np.zeros((4, 2))
+    for d in range(4):
+        for t in range(2):
+            p = gnn_power(w, ps.ghat[d, t].astype(complex), ps.assoc[d], 1.0, ps.p_max,
+                          err_var=ps.err_var[d, t].astype(float))
+            ref[d, t] = net_sum_se(sinr_from_equivalent(ps.g_true[d, t].astype(complex), p, 1.0),
+                                   ps.tau_p[d], spec.tau_c)
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    assert ps.err_var.shape == ps.assoc.shape[:1] + (2,) + ps.assoc.shape[1:]
+    with pytest.raises(ValueError, match="err_var"):
+        subframe_net_se(TorchOps(net, training=False), net, replace(ps, err_var=None), np.arange(2), spec.tau_c)
+
+
+def test_cli_joint_training_with_err_var(tmp_path):
+    from netsim.cli import main
+    from netsim.comm.power.gnn import default_weights_path
+
+    out = tmp_path / "ev.npz"
+    rc = main(["train-gnn", "--scenario", "scenarios/umi_cellfree.yaml", "--model", "dts",
+               "--samples", "8", "--epochs", "1", "--batch", "4", "--err-var",
+               "--init", str(default_weights_path("dts")), "--lr", "0.001",
+               "--set", "users.count=10", "-q", "--out", str(out)])
+    assert rc == 0
+    w = load_gnn_weights(out)
+    assert w.power_err_var and w.meta["training"]["config"]["power_err_var"]
