@@ -185,9 +185,9 @@ def _gauss_seidel(prob: MlProblem, pos: NDArray[np.float64], h: NDArray[np.float
     others' newest positions (each confined to its ``box`` row, (K, 2, 2), when given)."""
     pos = pos.copy()
     for k in (range(pos.shape[0]) if rows is None else rows):
-        a_est, w, minv = prob.others_terms(pos)
+        a_est, w, minv = prob.others_terms(pos, [k])  # user k's row only
 
-        def fun(idx, pts, a_est=a_est, w=w[k:k + 1], minv=minv[k:k + 1], k=k):  # noqa: ANN001, ANN202
+        def fun(idx, pts, a_est=a_est, w=w, minv=minv, k=k):  # noqa: ANN001, ANN202
             return boxed(prob.criterion(pts, a_est, w, minv), pts, box, np.array([k]))
 
         p, _ = maximize_2d(fun, pos[k:k + 1], h[k], tol_m, follow=ML_FOLLOW, nat=nat)

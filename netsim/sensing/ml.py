@@ -166,33 +166,49 @@ class MlProblem:
         hkk = n * (a.reshape(-1, m, n) * rv).sum(axis=-1).real  # [P, M]
         return (c.reshape(lead + (m, m)), rv.reshape(lead + (m, n)), hkk.reshape(lead + (m,)), ac)
 
-    def others_terms(self, pos_m: ArrayLike):  # noqa: ANN201
+    def others_terms(self, pos_m: ArrayLike, rows: ArrayLike | None = None):  # noqa: ANN201
         """Per user k: ``w = H_OO^{-1} c_O`` and ``H_OO^{-1}`` for O = all users but k.
 
-        Returns ``a`` (K, M, N), ``w`` (K, M, M, K) and ``minv`` (K, M, M, K, K), zero on the
-        rows/columns of k itself.
+        Parameters
+        ----------
+        pos_m : array_like (K, 2) [m]
+            Every user's current estimate.
+        rows : array_like (R,) int or None
+            The users k whose terms are formed (None: all K, ``R = K``). Each user's
+            leave-one-out inverse is its own LAPACK call, so a row has the same bits whichever
+            other rows are formed with it (the climbs need only the free users' rows).
+
+        Returns
+        -------
+        a : ndarray (K, M, N)
+            Responses at every estimate.
+        w : ndarray (R, M, M, K)
+        minv : ndarray (R, M, M, K, K)
+            Row r belongs to user ``rows[r]`` and is zero on that user's own entries.
         """
         p = np.asarray(pos_m, dtype=float).reshape(-1, 2)
         k = p.shape[0]
+        sel = np.arange(k) if rows is None else np.asarray(rows, dtype=int).reshape(-1)  # [R]
         a = near_response(self.geom, p)  # [K, M, N]
+        m = self.geom.n_aps
+        w = np.zeros((sel.size, m, m, k), dtype=complex)
+        minv = np.zeros((sel.size, m, m, k, k), dtype=complex)
+        if k < 2 or sel.size == 0:
+            return a, w, minv
         c, rv, _ = self._path_terms(a)  # [K, M, M], [K, M, N]
         u = np.einsum("isn,jsn->sij", a.conj(), a)  # [M(s), K, K]
         v = np.einsum("jtn,itn->tij", a, rv)  # [M(t), K, K]
         h = u[:, None] * v[None, :]  # [M(s), M(t), K(i), K(j)]
-        m = self.geom.n_aps
-        w = np.zeros((k, m, m, k), dtype=complex)
-        minv = np.zeros((k, m, m, k, k), dtype=complex)
-        if k < 2:
-            return a, w, minv
-        # every user's others O at once (row kk of ``o``): the same matrices, inverted one by one
-        o = np.array([[j for j in range(k) if j != kk] for kk in range(k)], dtype=int)  # [K, K-1]
-        hoo = np.moveaxis(h[:, :, o[:, :, None], o[:, None, :]], 2, 0)  # [K, M, M, K-1, K-1]
+        # the selected users' others O at once (row r of ``o``): the same matrices, inverted one by one
+        every = np.arange(k)
+        o = np.array([every[every != kk] for kk in sel], dtype=int).reshape(sel.size, k - 1)  # [R, K-1]
+        hoo = np.moveaxis(h[:, :, o[:, :, None], o[:, None, :]], 2, 0)  # [R, M, M, K-1, K-1]
         reg = 1e-10 * np.abs(np.trace(hoo, axis1=-2, axis2=-1))[..., None, None] * np.eye(k - 1)
-        inv = np.linalg.inv(hoo + reg)  # [K, M, M, K-1, K-1]
-        co = np.moveaxis(c[o], 1, -1)  # [K, M, M, K-1]
-        rows = np.arange(k)[:, None]  # [K, 1]
-        w[rows, :, :, o] = np.moveaxis(np.einsum("kstij,kstj->ksti", inv, co), -1, 1)
-        minv[rows[:, :, None], :, :, o[:, :, None], o[:, None, :]] = np.moveaxis(inv, (-2, -1), (1, 2))
+        inv = np.linalg.inv(hoo + reg)  # [R, M, M, K-1, K-1]
+        co = np.moveaxis(c[o], 1, -1)  # [R, M, M, K-1]
+        r_idx = np.arange(sel.size)[:, None]  # [R, 1]
+        w[r_idx, :, :, o] = np.moveaxis(np.einsum("kstij,kstj->ksti", inv, co), -1, 1)
+        minv[r_idx[:, :, None], :, :, o[:, :, None], o[:, None, :]] = np.moveaxis(inv, (-2, -1), (1, 2))
         return a, w, minv
 
     def new_user_terms(self, others_m: ArrayLike | None):  # noqa: ANN201
@@ -204,8 +220,8 @@ class MlProblem:
         if j == 0:
             return (np.zeros((0, m, self.geom.n_antennas), complex), np.zeros((1, m, m, 0), complex),
                     np.zeros((1, m, m, 0, 0), complex))
-        a, w, minv = self.others_terms(np.concatenate([o, o[:1]]))  # the last row stands for the new user
-        return a[:j], w[j:, :, :, :j], minv[j:, :, :, :j, :j]
+        a, w, minv = self.others_terms(np.concatenate([o, o[:1]]), rows=[j])  # row j stands for the new user
+        return a[:j], w[:, :, :, :j], minv[:, :, :, :j, :j]
 
     def fit_gains(self, pos_m: ArrayLike) -> tuple[NDArray[np.complex128], NDArray[np.complex128]]:
         """Least-squares path gains of the users at ``pos_m`` (J, 2): ``beta = H^{-1} c`` per path.
@@ -472,7 +488,7 @@ def ml_refine(
             return pos, gain
     box = None if box_m is None else np.asarray(box_m, dtype=float).reshape(pos.shape[0], 2, 2)  # [K, lo/hi, 2]
     for s in range(max(1, sweeps)):
-        a_est, w, minv = problem.others_terms(pos)
+        a_est, w, minv = problem.others_terms(pos, rows)  # rows of the free users only
         hs = h if s == 0 else np.maximum(h / 10, 10 * tol_m)
         if rows is None:
             def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
@@ -481,7 +497,7 @@ def ml_refine(
             new, gain = maximize_2d(fun, pos, hs, tol_m, follow=ML_FOLLOW, nat=nat)
         else:
             def fun(idx, pts, a_est=a_est, w=w, minv=minv):  # noqa: ANN001, ANN202
-                return boxed(problem.criterion(pts, a_est, w[rows[idx]], minv[rows[idx]]), pts, box, rows[idx])
+                return boxed(problem.criterion(pts, a_est, w[idx], minv[idx]), pts, box, rows[idx])
 
             new = pos.copy()
             new[rows], gain[rows] = maximize_2d(fun, pos[rows], hs[rows], tol_m, follow=ML_FOLLOW, nat=nat)

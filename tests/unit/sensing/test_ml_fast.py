@@ -225,3 +225,29 @@ def test_isotropic_shortcut_and_batched_others_terms_change_no_bit():
             np.testing.assert_allclose(w[kk][..., o], np.einsum("stij,stj->sti", inv, np.moveaxis(c[o], 0, -1)),
                                        rtol=1e-12, atol=0)
             assert not np.any(w[kk][..., kk]) and not np.any(minv[kk][..., kk, :]) and not np.any(minv[kk][..., kk])
+
+
+def test_others_terms_rows_are_the_full_rows_bit_for_bit():
+    """``others_terms(pos, rows)`` (only the users the climbs move) returns the rows of the full
+    call with the same bits, in the order asked (random geometries, 2-9 users, any subset,
+    repeated and unsorted rows); ``new_user_terms`` (one row) equals the last row of the full
+    call; no row, or a single user, gives empty/zero terms of the documented shapes."""
+    for seed in range(8):
+        rng = np.random.default_rng(70 + seed)
+        g = geometry(rng, m=int(rng.integers(1, 5)), n=int(rng.integers(4, 17)))
+        prob = problem(rng, g, bool(seed % 2))
+        k = int(rng.integers(2, 10))
+        pos = rng.uniform(0, 30, (k, 2))
+        a, w, minv = prob.others_terms(pos)
+        for rows in (rng.permutation(k)[: int(rng.integers(1, k + 1))], np.array([k - 1, 0, k - 1])):
+            a_r, w_r, minv_r = prob.others_terms(pos, rows)
+            assert np.array_equal(a_r, a)
+            assert w_r.shape == (rows.size, g.n_aps, g.n_aps, k) and minv_r.shape == (rows.size, g.n_aps, g.n_aps, k, k)
+            assert np.array_equal(w_r, w[rows]) and np.array_equal(minv_r, minv[rows])
+        a_n, w_n, minv_n = prob.new_user_terms(pos[:-1])
+        _, w_f, minv_f = prob.others_terms(np.concatenate([pos[:-1], pos[:1]]))
+        assert np.array_equal(w_n, w_f[-1:, :, :, :-1]) and np.array_equal(minv_n, minv_f[-1:, :, :, :-1, :-1])
+        _, w0, minv0 = prob.others_terms(pos, np.zeros(0, dtype=int))
+        assert w0.shape == (0, g.n_aps, g.n_aps, k) and minv0.shape == (0, g.n_aps, g.n_aps, k, k)
+        _, w1, minv1 = prob.others_terms(pos[:1], [0])
+        assert w1.shape == (1, g.n_aps, g.n_aps, 1) and not np.any(w1) and not np.any(minv1)
