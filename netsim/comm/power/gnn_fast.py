@@ -352,6 +352,8 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
         err = np.asarray(err_var, float)
         if err.shape[-2:] != g3.shape[1:3] or err.ndim not in (2, 3) or (err.ndim == 3 and err.shape[0] != n_t):
             raise ValueError(f"err_var shape {err.shape}; expected {g3.shape[1:3]} or {(n_t,) + g3.shape[1:3]}")
+        if not np.all(err >= 0.0):  # also catches NaN
+            raise ValueError("err_var must be >= 0 (variances), got negative or NaN entries")
     else:
         err = None
     w_recv = _receiver_maps(plan, gr)

@@ -214,3 +214,26 @@ def test_format_rules_name_the_file(tmp_path):
         assert str(bad) in str(info.value)
     with pytest.raises(ValueError, match="DTS-Power-GNN"):
         GNNArch("sts", 3, err_var=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_outputs_feasible_for_hostile_err_var(seed):
+    """Saturating weights, err_var of 0, 1e-30 and 1e6 x beta, an AP switched off: the powers
+    stay finite, zero off the association and within every AP's budget (exactly)."""
+    rng = np.random.default_rng(200 + seed)
+    w = _weights(rng)
+    for k in w.params["power"]:
+        w.params["power"][k] = w.params["power"][k] * 50
+    n_ap, n_ue = 3 + seed, 4 + 3 * seed
+    beta, assoc, h = random_drop(rng, n_ap, n_ue, 1 + seed)
+    ghat, err = _csi(rng, beta, assoc, h)
+    p_max = rng.uniform(0, 50, n_ap)
+    p_max[0] = 0.0
+    for e in (err, np.zeros_like(err), err * 1e-30, err * 1e6, np.where(rng.random(err.shape) < 0.5, 0.0, err)):
+        p = gnn_power(w, ghat, assoc, NOISE, p_max, err_var=e)
+        assert np.all(np.isfinite(p)) and np.all(p >= 0)
+        assert np.all(p[~assoc] == 0)
+        assert np.all(p.sum(axis=1) <= p_max)
+    for bad in (err * np.nan, -err - 1e-12):
+        with pytest.raises(ValueError, match="err_var must be"):
+            gnn_power(w, ghat, assoc, NOISE, p_max, err_var=bad)
