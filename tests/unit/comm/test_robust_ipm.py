@@ -79,8 +79,8 @@ def test_decisions_and_min_power_match_clarabel(seed, exact_user):
         gamma = 2.0 ** ((ref.t - 0.1) / rho) - 1.0
         ok, w_ref, _ = sdp.solve(gamma)
         assert ok
-        start = ipm.decide(data, gamma, lambda w, lam: verified_point(red, w, lam, gamma), interior=True)
-        got = ipm.solve_min_power(data, gamma, start.x, lambda w, lam: verified_point(red, w, lam, gamma))
+        start = ipm.decide(data, gamma, lambda w, lam, g=gamma: verified_point(red, w, lam, g), interior=True)
+        got = ipm.solve_min_power(data, gamma, start.x, lambda w, lam, g=gamma: verified_point(red, w, lam, g))
         assert got is not None
         p_ref = np.real(np.trace(w_ref, axis1=1, axis2=2)).sum()
         p_ipm = np.real(np.trace(got[0], axis1=1, axis2=2)).sum()

@@ -17,7 +17,6 @@ from netsim.comm.net_se import (
 )
 from netsim.comm.subframe import prepare_subframe
 from netsim.comm.wmmse import (
-    WMMSE_CONVERGED,
     WMMSE_SPEC_RULE,
     WMMSEConfig,
     surrogate_rate,

@@ -154,7 +154,7 @@ def test_projection_is_the_euclidean_projection() -> None:
         cons = [{"type": "ineq", "fun": lambda z, i=i: p_max[i] - (z.reshape(3, 4)[i] ** 2).sum()}
                 for i in range(3)]
         bounds = [(0, None) if a else (0, 0) for a in assoc.ravel()]
-        r = minimize(lambda z: ((z - x.ravel()) ** 2).sum(), np.zeros(12), method="SLSQP",
+        r = minimize(lambda z, x=x: ((z - x.ravel()) ** 2).sum(), np.zeros(12), method="SLSQP",
                      bounds=bounds, constraints=cons, options={"ftol": 1e-14, "maxiter": 500})
         assert np.allclose(y.ravel(), r.x, atol=1e-6)
         assert np.all((y**2).sum(axis=1) <= p_max)
