@@ -11,6 +11,7 @@ from netsim.comm.robust_cache import ProblemCache
 from netsim.comm.robust_cert_batch import certificate_sdp_batch
 from netsim.comm.robust_model import (
     _CLARABEL_OPTS,
+    _CLARABEL_RETRY_OPTS,
     _OK,
     ReducedProblem,
     _phi,
@@ -184,9 +185,11 @@ def worst_case_sinr(red: ReducedProblem, x: NDArray[np.complex128], w_mats: NDAr
         p_l.value = lmat
         lam_k = np.zeros(m)
         gam_sdp = 0.0
-        for sv in ("CLARABEL", "SCS"):
+        # a Clarabel failure is retried with more static regularisation before SCS, as the design
+        # SDPs do (an SCS solve costs tens of Clarabel solves)
+        for sv, opts in (("CLARABEL", _CLARABEL_OPTS), ("CLARABEL", _CLARABEL_RETRY_OPTS), ("SCS", {})):
             try:
-                prob.solve(solver=sv, warm_start=False, **(_CLARABEL_OPTS if sv == "CLARABEL" else {}))
+                prob.solve(solver=sv, warm_start=False, **opts)
                 if prob.status in _OK and lv.value is not None:
                     lam_k = np.maximum(np.asarray(lv.value, dtype=float), 0.0)
                     gam_sdp = float(gv.value)
