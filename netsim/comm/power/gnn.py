@@ -117,7 +117,7 @@ class GNNWeights:
                    readout_t: float = 0.0) -> list[dict]:
         """Folded matrices of ``model`` for these sizes (:mod:`gnn_fast`), built once;
         ``readout_t`` != 0: the power readout at t = log2(N / readout_n_ref)."""
-        key = ("pilot", model, n_ap, n_ue, n_ps, np.dtype(dtype).name, float(readout_t))
+        key = ("pilot", model, n_ap, n_ue, n_ps, np.dtype(dtype), float(readout_t))
         if key not in self.cache:
             ps = self.params[model]
             if readout_t != 0.0:
@@ -126,7 +126,7 @@ class GNNWeights:
         return self.cache[key]
 
     def power_plan(self, n_ue: int, dtype=np.float64) -> list[dict]:
-        key = ("power", n_ue, np.dtype(dtype).name)
+        key = ("power", n_ue, np.dtype(dtype))
         if key not in self.cache:
             self.cache[key] = power_plan(self.params["power"], self.archs["power"], n_ue, dtype)
         return self.cache[key]
@@ -134,7 +134,7 @@ class GNNWeights:
     def power_graph(self, assoc: np.ndarray, dtype=np.float64) -> dict:
         """AN graph of ``assoc`` (:func:`gnn_fast.power_graph_fast`); the last one is kept, so
         that the subframes of a frame (one association) build it once."""
-        key = (np.asarray(assoc, bool).tobytes(), assoc.shape, np.dtype(dtype).name)
+        key = (np.asarray(assoc, bool).tobytes(), assoc.shape, np.dtype(dtype))
         last = self.cache.get("power_graph")
         if last is None or last[0] != key:
             last = (key, power_graph_fast(assoc, dtype))

@@ -160,62 +160,87 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
     return d[:, :, 0], e[:, :, 0]
 
 
+_LOG10_E_5 = 0.2 / np.log(10.0)  # log10(1 + p) / 5 = ln(1 + p) * _LOG10_E_5
+
+
 def power_plan(params: Mapping[str, Any], arch: GNNArch, n_ue: int, dtype=np.float64) -> list[dict]:
     """Folded per-layer matrices of the DTS-Power-GNN for K UEs, stored ``[out, in]`` (the edge
-    states are channel-first per receiver: every map is applied as ``W @ X``). The INF self map
-    still needs the per-receiver scaling c7 (which depends on the association):
-    :func:`_receiver_maps` folds it per receiver."""
+    states are channel-first per receiver: every map is applied as ``W @ X``).
+
+    Per layer with ``cd`` input and ``fo`` output channels:
+
+    * ``w_s`` ``[2 fo + 1, 4 cd + 1]`` (``[1, 4 cd + 1]`` in the last layer) maps the per-AN input
+      ``X = [s; row; K; x2; x3]`` (SIG state, sum over receivers, the constant K that the row
+      sum of the edge tensor's ones channel gives, ``(sig_ue[k(a)] - s) c2``, ``inf_ue[k(a)] c3``)
+      to ``[s_new; P; 0]``: the SIG update and the per-AN INF term (rows 0..fo-1, fo..2fo-1) with
+      their biases as column ``2 cd`` (times K, since that row holds K), and a zero row for the
+      ones channel; ``row - s`` of (24) is folded as ``V1 row - V1 s``;
+    * ``w_ue`` ``[fo, 2 cd]`` maps ``[sig_ue c6; inf_ue c7]`` to the per-UE INF term;
+    * ``w_f0``, ``w_f7`` (float64) are the INF self map without / with the receiver scaling c7[i]
+      (:func:`_receiver_maps` folds them per receiver).
+
+    The first layer reads its log channels (0, and 4 with err_var) as ``ln(1 + x)``: the
+    ``1 / (5 ln 10)`` of :func:`gnn_layers.ssf_features` is folded into its columns."""
     c1, c5 = 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ue - 2, 1)
+    log_cols = [0, 4] if arch.n_edge_in == 5 else [0]
     layers = []
     for l in range(arch.layers):
         p = f"pow.{l}."
-        g = lambda n, p=p: np.asarray(params[p + n], float)  # noqa: E731  [out, in]
+
+        def g(n, p=p, l=l):
+            w = np.array(params[p + n], float)  # [out, in] (a copy)
+            if l == 0 and w.ndim == 2:
+                w[:, log_cols] *= _LOG10_E_5
+            return w
+
         last = l == arch.layers - 1
-        ss, hs = _bn(params, p + "bn_sig", g("Us").shape[0], last)
-        si, hi = _bn(params, p + "bn_inf", g("Uf").shape[0], last)
-        ss, hs, si, hi = ss[:, None], hs[:, None], si[:, None], hi[:, None]
-        zero = np.zeros_like(g("V4"))
-        # SIG-side input [s; row - s; (sig_ue[k] - s)/c2; inf_ue[k]/c3] -> [s_new; per-AN INF term]
-        w_sig = np.concatenate([g("Us"), c1 * g("V1"), g("V2"), g("V3")], 1) * ss  # [d', 4d]
-        w_an = np.concatenate([g("V4"), c5 * g("V5"), zero, zero], 1) * si
-        lay = {
-            "w_s": np.concatenate([w_sig, w_an], 0) if not last else w_sig,  # [2d', 4d] / [d', 4d]
-            "b_s": g("bs")[:, None] * ss + hs,  # [d', 1]
-            "w_f0": (g("Uf") - c5 * g("V5")) * si,  # [d', d] INF self map without the V7 part
-            "w_f7": g("V7") * si,  # [d', d] times c7[i] (other INF edges at receiver i)
-            "w_ue": np.concatenate([g("V6"), g("V7")], 1) * si,  # [d', 2d]
-            "b_f": g("bf")[:, None] * si + hi,  # [d', 1]
-        }
+        fo, cd = g("Us").shape
+        ss, hs = _bn(params, p + "bn_sig", fo, last)
+        si, hi = _bn(params, p + "bn_inf", fo, last)
+        ss, si = ss[:, None], si[:, None]
+        w_sig = np.concatenate([(g("Us") - c1 * g("V1")) * ss, c1 * g("V1") * ss,
+                                ((g("bs") * ss[:, 0] + hs) / n_ue)[:, None], g("V2") * ss, g("V3") * ss], 1)
+        lay = {"w_s": w_sig, "w_ue": np.concatenate([g("V6"), g("V7")], 1) * si}  # [fo, 4cd+1], [fo, 2cd]
+        if not last:
+            w_an = np.concatenate([(g("V4") - c5 * g("V5")) * si, c5 * g("V5") * si,
+                                   ((g("bf") * si[:, 0] + hi) / n_ue)[:, None], np.zeros((fo, 2 * cd))], 1)
+            lay["w_s"] = np.concatenate([w_sig, w_an, np.zeros((1, 4 * cd + 1))], 0)  # [2fo+1, 4cd+1]
         lay = {k: np.ascontiguousarray(v).astype(dtype) for k, v in lay.items()}
-        lay["w_f0_64"], lay["w_f7_64"] = lay["w_f0"].astype(float), lay["w_f7"].astype(float)
-        lay["last"] = last
+        lay["w_f0_64"] = (g("Uf") - c5 * g("V5")) * si  # [fo, cd] INF self map without the V7 part
+        lay["w_f7_64"] = g("V7") * si  # [fo, cd] times c7[i] (other INF edges at receiver i)
+        lay.update(last=last, cd=cd, fo=fo)
         layers.append(lay)
     return layers
 
 
 def power_graph_fast(assoc: np.ndarray, dtype=np.float64) -> dict:
-    """Index arrays and aggregation scalings of the AN-indexed Power-GNN graph of one
-    association (they depend on nothing else: built once per frame, reused by every subframe).
+    """Index arrays and aggregation maps of the AN-indexed Power-GNN graph of one association
+    (they depend on nothing else: built once per frame, reused by every subframe).
 
-    assoc : [M, K] bool. Returns a dict with m_idx, k_idx, an [A] (AP-major ANs), an_lin [A]
-    (flat index m K + k), onehot [A, K] (onehot[a, k(a)] = 1), c2, c3 [A], c6, c7 [K] and known
-    [K, A] (a_{m(a), i}); the per-receiver INF self maps are added by :func:`_receiver_maps`.
+    assoc : [M, K] bool. Returns a dict with m_idx, k_idx, an [A] (AP-major ANs), onehot
+    [A, K] (onehot[a, k(a)] = 1), ``g2`` [A, A] ((Sk - I) diag(c2), Sk[a', a] = [k(a') = k(a)]:
+    ``s @ g2`` = (sig_ue[k(a)] - s[a]) c2[a]), ``h3`` [K, A] (onehot^T diag(c3): ``inf_ue @ h3``
+    = inf_ue[k(a)] c3[a]), ``c67`` [2, 1, 1, K] (c6; c7), c7 [K] float64 and known [K, A]
+    (a_{m(a), i}); the per-receiver INF self maps are added by :func:`_receiver_maps`.
     """
     assoc = np.asarray(assoc, bool)
     m_idx, k_idx = np.nonzero(assoc)
     n_an, n_ue = m_idx.size, assoc.shape[1]
     n_k = assoc.sum(axis=0).astype(float)  # [K] |M_k|
-    onehot = np.zeros((n_an, n_ue), dtype)  # [A, K]
+    onehot = np.zeros((n_an, n_ue))  # [A, K]
     onehot[np.arange(n_an), k_idx] = 1.0
+    c2 = 1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)  # [A]
+    c3 = 1.0 / np.maximum(n_an - n_k[k_idx], 1.0)  # [A]
+    c6 = 1.0 / np.maximum(n_k, 1.0)  # [K]
     c7 = 1.0 / np.maximum(n_an - n_k - 1.0, 1.0)  # [K] other INF edges at receiver i
+    same = onehot @ onehot.T  # [A, A] Sk
     return {
-        "m_idx": m_idx, "k_idx": k_idx, "an": np.arange(n_an), "an_lin": m_idx * n_ue + k_idx,
-        "onehot": onehot,
-        "c2": (1.0 / np.maximum(n_k[k_idx] - 1.0, 1.0)).astype(dtype),  # [A]
-        "c3": (1.0 / np.maximum(n_an - n_k[k_idx], 1.0)).astype(dtype),  # [A]
-        "c6": (1.0 / np.maximum(n_k, 1.0)).astype(dtype),  # [K]
+        "m_idx": m_idx, "k_idx": k_idx, "an": np.arange(n_an), "n_ap": assoc.shape[0],
+        "onehot": onehot.astype(dtype),
+        "g2": ((same - np.eye(n_an)) * c2[None, :]).astype(dtype),  # [A, A]
+        "h3": (onehot.T * c3[None, :]).astype(dtype),  # [K, A]
+        "c67": np.stack([c6, c7])[:, None, None, :].astype(dtype),  # [2, 1, 1, K]
         "c7": c7,  # [K] float64 (folded into the receiver maps)
-        "c7_x": c7.astype(dtype),  # [K]
         "known": assoc[m_idx].T.astype(dtype),  # [K, A]
         "one_k": np.ones(n_ue, dtype), "one_a": np.ones(n_an, dtype),
         "plan": None, "w_recv": None,
@@ -223,93 +248,111 @@ def power_graph_fast(assoc: np.ndarray, dtype=np.float64) -> dict:
 
 
 def _receiver_maps(plan: list[dict], gr: dict) -> list[np.ndarray | None]:
-    """Per layer, the INF self map of every receiver i, ``U_f - V5 / (K - 2) - c7[i] V7``
-    (BN folded, ``[out, in]``), as ``[K, out, in]`` for one batched matmul; kept in the graph
-    (rebuilt when the graph meets another plan: the plan is held by reference, not by id)."""
+    """Per layer, the augmented INF map of every receiver i, ``[K, fo + 1, cd + 1]``: block
+    ``[:fo, :cd]`` is ``U_f - V5 / (K - 2) - c7[i] V7`` (BN folded), column ``cd`` (read against
+    the edge tensor's ones channel) holds the per-UE term of the pass (written by
+    :func:`power_forward_fast`), row ``fo`` carries the ones channel to the next layer. Kept in the
+    graph (rebuilt when the graph meets another plan: the plan is held by reference, not by id)."""
     if gr["plan"] is not plan:
         c7 = gr["c7"][:, None, None]  # [K, 1, 1]
-        gr["w_recv"] = [None if lay["last"] else
-                        (lay["w_f0_64"][None] - c7 * lay["w_f7_64"][None]).astype(lay["w_f0"].dtype)
-                        for lay in plan]
+        maps = []
+        for lay in plan:
+            if lay["last"]:
+                maps.append(None)
+                continue
+            fo, cd = lay["fo"], lay["cd"]
+            w = np.zeros((c7.shape[0], fo + 1, cd + 1))
+            w[:, :fo, :cd] = lay["w_f0_64"][None] - c7 * lay["w_f7_64"][None]
+            w[:, fo, cd] = 1.0
+            maps.append(w.astype(lay["w_s"].dtype))
+        gr["w_recv"] = maps
         gr["plan"] = plan
     return gr["w_recv"]
 
 
-_LOG10_E_5 = 0.2 / np.log(10.0)  # log10(1 + p) / 5 = ln(1 + p) * _LOG10_E_5
-
-
 def _n_in(plan: list[dict]) -> int:
-    """Input edge channels of a Power-GNN plan (4, or 5 with the err_var feature): the first
-    layer's SIG-side map reads 4 blocks of them."""
-    return plan[0]["w_s"].shape[1] // 4
+    """Input edge channels of a Power-GNN plan (4, or 5 with the err_var feature)."""
+    return plan[0]["cd"]
 
 
 def _workspace(gr: dict, plan: list[dict], n_t: int, n_ue: int, dtype) -> dict:
     """Scratch arrays of one forward pass for T = ``n_t`` subframes, kept in the graph and
     reused by every later pass of the same size: fresh arrays of a few 100 kB to MB each pass
-    cost more in first-touch page faults than the arithmetic that fills them."""
-    width = max([_n_in(plan)] + [lay["b_s"].shape[0] for lay in plan])
-    key = ("ws", n_t, np.dtype(dtype).name, width)
+    cost more in first-touch page faults than the arithmetic that fills them. The edge tensors
+    ``[K, c + 1, T, A]`` carry a channel of ones (index c); the input one also holds the
+    constant known-channel 3."""
+    n_in = _n_in(plan)
+    width = max([n_in] + [lay["fo"] for lay in plan])
+    dt = np.dtype(dtype)
+    key = ("ws", n_t, dt, width, n_in)
     ws = gr.get(key)
     if ws is None:
-        n_an = gr["m_idx"].size
+        m_idx, k_idx = gr["m_idx"], gr["k_idx"]
+        n_an, n_ap = m_idx.size, gr["n_ap"]
         n_ta = n_t * n_an
+        t = np.arange(n_t)[None, :, None]
+        # flat index of Ghat[t, m(a), k(a), i] in [T, M, K, K], receiver-major [K, T, A]
+        gidx = ((t * n_ap + m_idx[None, None, :]) * n_ue + k_idx[None, None, :]) * n_ue \
+            + np.arange(n_ue)[:, None, None]
+        f0 = np.zeros((n_ue, n_in + 1, n_t, n_an), dt)
+        f0[:, 3] = gr["known"][:, None, :]
+        f0[:, n_in] = 1.0
         ws = {
-            "g": np.empty((n_t, n_an, n_ue), complex),  # gathered Ghat
-            "p2": np.empty((n_ue, n_t, n_an), dtype), "inv": np.empty((n_ue, n_t, n_an), dtype),
-            "f": [np.empty(n_ue * width * n_ta, dtype) for _ in range(2)],  # ping-pong edge states
-            "tmp": np.empty(n_ue * width * n_ta, dtype),
-            "x": np.empty(4 * width * n_ta, dtype), "out": np.empty(2 * width * n_ta, dtype),
-            "sig": {},  # channels d -> flat index [d, T, A] of the SIG edges in F [K, d, T, A]
+            "gidx": gidx, "g": np.empty((n_ue, n_t, n_an), complex),
+            "sq": np.empty((n_ue, n_t, 2 * n_an)), "p2": np.empty((n_ue, n_t, n_an)),
+            "t64": np.empty((n_ue, n_t, n_an)), "f0": f0,
+            "f": [np.empty(n_ue * (width + 1) * n_ta, dt) for _ in range(2)],  # ping-pong edge states
+            "tmp": np.empty(n_ue * (width + 1) * n_ta, dt),
+            "x": np.empty((4 * width + 1, n_ta), dt), "out": np.empty((2 * width + 1, n_ta), dt),
+            "tmp_s": np.empty((width, n_ta), dt), "u": np.empty(2 * width * n_t * n_ue, dt),
+            "cs": np.empty(n_ue * (width + 1) * n_t, dt),
+            "sig": {},  # channels d -> flat index [d, T, A] of the SIG edges in F [K, d + 1, T, A]
         }
         gr[key] = ws
     return ws
 
 
 def _sig_index(ws: dict, gr: dict, cd: int, n_t: int) -> np.ndarray:
-    """Flat index ``[d, T, A]`` of the SIG edges (k(a), c, t, a) in ``F [K, d, T, A]`` (a take /
-    put on it is cheaper than the two-axis fancy index), kept in the workspace."""
+    """Flat index ``[d, T, A]`` of the SIG edges (k(a), c, t, a) in ``F [K, d + 1, T, A]`` (a
+    take / put on it is cheaper than the two-axis fancy index), kept in the workspace."""
     idx = ws["sig"].get(cd)
     if idx is None:
         k_idx = gr["k_idx"]
         n_an = k_idx.size
         c = np.arange(cd)[:, None, None]
         t = np.arange(n_t)[None, :, None]
-        idx = ((k_idx[None, None, :] * cd + c) * n_t + t) * n_an + np.arange(n_an)[None, None, :]
+        idx = ((k_idx[None, None, :] * (cd + 1) + c) * n_t + t) * n_an + np.arange(n_an)[None, None, :]
         ws["sig"][cd] = idx
     return idx
 
 
 def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict, err: np.ndarray | None = None) -> np.ndarray:
-    """Input edge states ``F [K, c, T, A]`` (:func:`gnn_layers.ssf_features`, receiver-major,
-    channel-first; c = 4, or 5 with ``err``) from Ghat ``g3 [T, M, K, K]`` complex, written into
-    ``ws["f"][0]``. err : None, or err_var ``[M, K]`` / ``[T, M, K]`` (the fifth channel
-    log10(1 + err_var[m(a), i] P / sigma^2) / 5)."""
-    n_t, n_ue = g3.shape[0], g3.shape[2]
-    n_an = gr["m_idx"].size
-    n_c = 4 if err is None else 5
-    g = np.take(g3.reshape(n_t, -1, n_ue), gr["an_lin"], axis=1, out=ws["g"])  # [T, A, K] Ghat[m(a), k(a), i]
-    gt = g.transpose(2, 0, 1)  # [K, T, A] (a view)
-    amp = snr**0.5
-    f = ws["f"][0][:n_ue * n_c * n_t * n_an].reshape(n_ue, n_c, n_t, n_an)  # [K, c, T, A]
+    """Input edge states ``F [K, c + 1, T, A]`` (:func:`gnn_layers.ssf_features`, receiver-major,
+    channel-first, c = 4, or 5 with ``err``; channel 3 and the ones channel c are constant)
+    from Ghat ``g3 [T, M, K, K]`` complex, written into ``ws["f0"]``. The log channels hold
+    ``ln(1 + x)`` (their 1 / (5 ln 10) is in the first layer's weights, :func:`power_plan`);
+    the phase channels are ``re / sqrt(|g|^2 + 1e-12 / snr)`` = the reference's
+    ``re_s / sqrt(|g_s|^2 + 1e-12)`` with ``g_s = g snr^0.5``. err : None, or err_var ``[M, K]`` /
+    ``[T, M, K]``."""
+    f = ws["f0"]
+    n_ue, n_t, n_an = ws["g"].shape
+    g = np.take(g3.reshape(-1), ws["gidx"], out=ws["g"])  # [K, T, A] Ghat[t, m(a), k(a), i]
+    gv = g.view(np.float64)  # [K, T, 2A] (re, im) pairs
+    sq, p2, t = ws["sq"], ws["p2"], ws["t64"]
+    np.multiply(gv, gv, out=sq)
+    sq4 = sq.reshape(n_ue, n_t, n_an, 2)
+    np.add(sq4[..., 0], sq4[..., 1], out=p2)  # |g|^2
+    np.multiply(p2, snr, out=t)
+    np.log1p(t, out=f[:, 0])  # ln(1 + |g|^2 P / sigma^2)
+    np.add(p2, _MAG_FLOOR / snr, out=t)
+    np.sqrt(t, out=t)
+    gv4 = gv.reshape(n_ue, n_t, n_an, 2)
+    np.divide(gv4[..., 0], t, out=f[:, 1])
+    np.divide(gv4[..., 1], t, out=f[:, 2])
     if err is not None:
         e = np.take(err, gr["m_idx"], axis=-2)  # [A, K] or [T, A, K] err_var[m(a), i]
         e = e.T[:, None, :] if e.ndim == 2 else e.transpose(2, 0, 1)  # [K, 1 or T, A]
-        f[:, 4] = np.log(1.0 + e * snr) * _LOG10_E_5
-    re, im, p2, inv = f[:, 1], f[:, 2], ws["p2"], ws["inv"]
-    np.multiply(gt.real, amp, out=re)  # re P^0.5 / sigma, then re / |.|
-    np.multiply(gt.imag, amp, out=im)
-    np.multiply(re, re, out=p2)  # [K, T, A] |g|^2 P / sigma^2
-    np.multiply(im, im, out=inv)
-    p2 += inv
-    np.add(p2, _MAG_FLOOR, out=inv)
-    np.sqrt(inv, out=inv)
-    re /= inv
-    im /= inv
-    p2 += 1.0
-    np.log(p2, out=p2)  # ln(1 + |g|^2 P / sigma^2); log10 = ln / ln 10 (np.log10 is ~5x slower)
-    np.multiply(p2, _LOG10_E_5, out=f[:, 0])
-    f[:, 3] = gr["known"][:, None, :]
+        f[:, 4] = np.log1p(e * snr)
     return f
 
 
@@ -318,17 +361,20 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     """DTS-Power-GNN (eq. (24) and its INF twin) on one subframe or on T subframes that share
     one association (one batched pass: the graph is built once).
 
-    Layout: the edge states are receiver-major and channel-first, ``F [K, d, T, A]`` (entry
-    [i, c, t, a] = channel c of the edge from AN a to UE i in subframe t), so that
+    Layout: the edge states are receiver-major and channel-first with a channel of ones,
+    ``F [K, d + 1, T, A]`` (entry [i, c, t, a] = channel c of the edge from AN a to UE i in
+    subframe t; channel d = 1), so that
 
-    * the INF self map of every receiver is one batched matmul ``W[i] [d', d] @ F[i] [d, T * A]``
-      (its c7[i] folded in), the per-AN term a broadcast over the outer axis and the per-UE term
-      a broadcast over the last axis (both with long contiguous rows);
-    * the sum over receivers is one product ``ones [K] @ F [K, d * T * A]`` and the sum over
-      ANs one ``F [K * d * T, A] @ ones [A]``;
-    * the SIG states ``S [d, T, A]`` are kept apart (gathered from / scattered into F) and all
-      SIG-side maps are ``W @ X [., T * A]``; the last layer computes the SIG update only (the
-      INF states of the last layer are never read);
+    * the INF update of every receiver is ONE batched matmul ``W[i] [d' + 1, d + 1] @ F[i]``
+      (:func:`_receiver_maps`: its c7[i] folded in and, in a single-subframe pass, the per-UE
+      term as the column read against the ones channel), then one broadcast add of the per-AN
+      term and the LeakyReLU, all on the whole contiguous tensor (the ones channel stays 1);
+    * the sum over receivers is one product ``ones [K] @ F [K, (d + 1) T A]`` (its ones-channel
+      row is K, which carries the biases), the sum over ANs one ``F [K (d + 1) T, A] @ ones``;
+    * the SIG states ``S [d, T * A]`` are kept apart (gathered from / scattered into F); the
+      per-UE sums and the gathers back to the ANs are products with the graph's ``onehot``,
+      ``g2``, ``h3`` (:func:`power_graph_fast`), and all SIG-side maps are ONE ``W @ X``; the
+      last layer computes the SIG update only;
     * the large arrays live in a workspace kept with the graph (:func:`_workspace`).
 
     ghat : [M, K, K] or [T, M, K, K] complex (eq. (11)); assoc : [M, K] bool;
@@ -341,7 +387,7 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
     gr = graph if graph is not None else power_graph_fast(assoc, dtype)
     m_idx, k_idx = gr["m_idx"], gr["k_idx"]
     single = ghat.ndim == 3
-    g3 = ghat[None] if single else ghat  # [T, M, K, K]
+    g3 = np.asarray(ghat[None] if single else ghat, complex)  # [T, M, K, K]
     n_t, n_an, n_ue = g3.shape[0], m_idx.size, g3.shape[2]
     if n_an == 0:
         return (np.zeros(0) if single else np.zeros((n_t, 0))), m_idx, k_idx
@@ -358,46 +404,46 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
         err = None
     w_recv = _receiver_maps(plan, gr)
     ws = _workspace(gr, plan, n_t, n_ue, dtype)
-    f = _edge_features(g3, gr, snr, ws, err)  # [K, c, T, A]
-    onehot, c2, c3, c6, c7 = gr["onehot"], gr["c2"], gr["c3"], gr["c6"], gr["c7_x"]
+    f = _edge_features(g3, gr, snr, ws, err)  # [K, c + 1, T, A]
+    onehot, g2, h3, c67 = gr["onehot"], gr["g2"], gr["h3"], gr["c67"]
     one_k, one_a = gr["one_k"], gr["one_a"]
     n_ta = n_t * n_an
-    s = f.reshape(-1).take(_sig_index(ws, gr, n_in, n_t))  # [d, T, A] SIG states
+    xbuf = ws["x"]
+    np.take(f.reshape(-1), _sig_index(ws, gr, n_in, n_t), out=xbuf[:n_in].reshape(n_in, n_t, n_an))  # SIG states
     for j, (lay, w) in enumerate(zip(plan, w_recv, strict=True)):
-        cd = f.shape[1]
-        row = np.dot(one_k, f.reshape(n_ue, -1)).reshape(cd, n_t, n_an)  # [d, T, A] sum over receivers
-        sig_ue = np.dot(s.reshape(-1, n_an), onehot)  # [d * T, K] SIG edges at each UE
-        inf_ue = np.dot(f.reshape(-1, n_an), one_a).reshape(n_ue, -1).T - sig_ue  # [d * T, K] INF edges at UE
-        x = ws["x"][:4 * cd * n_ta].reshape(4, cd, n_t, n_an)  # [s; row - s; (sig_ue[k] - s) c2; inf_ue[k] c3]
-        x[0] = s
-        np.subtract(row, s, out=x[1])
-        np.subtract(sig_ue[:, k_idx].reshape(cd, n_t, n_an), s, out=x[2])
-        x[2] *= c2
-        np.multiply(inf_ue[:, k_idx].reshape(cd, n_t, n_an), c3, out=x[3])
+        cd, fo = lay["cd"], lay["fo"]
+        x = xbuf[:4 * cd + 1]  # [s; row; K; (sig_ue[k] - s) c2; inf_ue[k] c3]  [4 cd + 1, T * A]
+        s2d = x[:cd].reshape(cd * n_t, n_an)  # SIG states [d * T, A]
+        np.dot(one_k, f.reshape(n_ue, -1), out=x[cd:2 * cd + 1].reshape(-1))  # sums over receivers (+ K)
+        cs = np.dot(f.reshape(-1, n_an), one_a, out=ws["cs"][:n_ue * (cd + 1) * n_t])  # sums over ANs
+        u = ws["u"][:2 * cd * n_t * n_ue].reshape(2, cd, n_t, n_ue)  # [sig_ue; inf_ue]
+        np.dot(s2d, onehot, out=u[0].reshape(cd * n_t, n_ue))  # SIG edges at each UE
+        np.subtract(cs.reshape(n_ue, cd + 1, n_t)[:, :cd].transpose(1, 2, 0), u[0], out=u[1])  # INF edges at UE
+        np.dot(s2d, g2, out=x[2 * cd + 1:3 * cd + 1].reshape(cd * n_t, n_an))
+        np.dot(u[1].reshape(cd * n_t, n_ue), h3, out=x[3 * cd + 1:].reshape(cd * n_t, n_an))
         n_out = lay["w_s"].shape[0]
-        out = np.dot(lay["w_s"], x.reshape(4 * cd, n_ta), out=ws["out"][:n_out * n_ta].reshape(n_out, n_ta))
-        fo = lay["b_s"].shape[0]
-        s_new = out[:fo]  # [d', T * A]
-        s_new += lay["b_s"]
+        out = np.dot(lay["w_s"], x, out=ws["out"][:n_out])  # [s_new; P; 0]  [n_out, T * A]
         if lay["last"]:
-            logit = s_new[0].reshape(n_t, n_an).copy()  # [T, A]
+            logit = out[0].reshape(n_t, n_an).astype(float)  # [T, A]
             return (logit[0] if single else logit), m_idx, k_idx
-        sig_ue *= c6
-        inf_ue *= c7
-        ue = np.dot(lay["w_ue"], np.concatenate([sig_ue, inf_ue], 0).reshape(2 * cd, -1))  # [d', T * K]
-        ue += lay["b_f"]  # per-UE term
-        size = n_ue * fo * n_ta
-        f_new = np.matmul(w, f.reshape(n_ue, cd, n_ta),
-                          out=ws["f"][(j + 1) % 2][:size].reshape(n_ue, fo, n_ta))  # [K, d', T * A] INF self maps
-        f_new += out[fo:][None]  # per-AN term, every receiver
-        f4 = f_new.reshape(n_ue, fo, n_t, n_an)
-        f4 += ue.reshape(fo, n_t, n_ue).transpose(2, 0, 1)[..., None]  # per-UE term, every AN
-        tmp = ws["tmp"][:size].reshape(f_new.shape)
+        u *= c67
+        q = np.dot(lay["w_ue"], u.reshape(2 * cd, n_t * n_ue))  # [d', T * K] per-UE term
+        w[:, :fo, cd] = q.T if n_t == 1 else 0.0
+        f_new = ws["f"][j % 2][:n_ue * (fo + 1) * n_ta].reshape(n_ue, fo + 1, n_ta)
+        np.matmul(w, f.reshape(n_ue, cd + 1, n_ta), out=f_new)  # INF self maps (+ per-UE term if T = 1)
+        f_new += out[fo:][None]  # per-AN term, every receiver (zero on the ones channel)
+        if n_t > 1:
+            f4 = f_new[:, :fo].reshape(n_ue, fo, n_t, n_an)
+            f4 += q.reshape(fo, n_t, n_ue).transpose(2, 0, 1)[..., None]  # per-UE term, every AN
+        tmp = ws["tmp"][:f_new.size].reshape(f_new.shape)
         np.multiply(f_new, LEAKY_SLOPE, out=tmp)
-        np.maximum(f_new, tmp, out=f_new)  # LeakyReLU in place
-        s = _leaky(s_new).reshape(fo, n_t, n_an)
-        f_new.reshape(-1)[_sig_index(ws, gr, fo, n_t)] = s  # SIG edges
-        f = f4
+        np.maximum(f_new, tmp, out=f_new)  # LeakyReLU in place (the ones channel stays 1)
+        s_new = out[:fo]
+        tmp_s = ws["tmp_s"][:fo]
+        np.multiply(s_new, LEAKY_SLOPE, out=tmp_s)
+        np.maximum(s_new, tmp_s, out=xbuf[:fo])  # next layer's SIG states
+        f_new.reshape(-1)[_sig_index(ws, gr, fo, n_t)] = xbuf[:fo].reshape(fo, n_t, n_an)  # SIG edges
+        f = f_new.reshape(n_ue, fo + 1, n_t, n_an)
     raise ValueError("power plan has no layers")
 
 
