@@ -139,7 +139,7 @@ def test_scalar_and_array_loops_agree(seed):
     assoc, x = _drop(rng, 6, 35, 0.3)
     x = np.round(x, 2) + 1e-9  # many exact ties in x and in the confidences
     share = _conflicts(assoc)
-    for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation")):
+    for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation"), (False, "saturation")):
         np.testing.assert_array_equal(_colour_scalar(x, share, reuse, order),
                                       _colour_numpy(x, share, reuse, order))
 
@@ -156,6 +156,26 @@ def test_scalar_loop_agrees_on_dense_and_sparse_conflicts(seed, n_ap, n_ue, dens
         if rounded:
             x = np.round(x, 1) + 1e-9
         share = _conflicts(assoc)
-        for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation")):
+        for reuse, order in ((False, "confidence"), (True, "confidence"), (True, "saturation"), (False, "saturation")):
             np.testing.assert_array_equal(_colour_scalar(x, share, reuse, order),
                                           _colour_numpy(x, share, reuse, order))
+
+
+@pytest.mark.parametrize("seed,n_ap,n_ue,n_ps,density", [(51, 8, 70, 70, 0.35), (52, 4, 130, 131, 0.2),
+                                                         (53, 5, 20, 300, 0.5)])
+def test_bit_sliced_dsatur_on_wide_sets(seed, n_ap, n_ue, n_ps, density):
+    """The bit-sliced DSatur loop (gnn._colour_dsatur_bits) = the array loop when the UE sets
+    are wider than a machine word (K = 70, 130: Python ints of any width, saturations up to ~60
+    need 6 counter planes) and with more than 256 pilots (the nested-list preference path)."""
+    from netsim.comm.power.gnn import _colour_numpy, _colour_scalar
+
+    rng = np.random.default_rng(seed)
+    assoc = rng.random((n_ap, n_ue)) < density
+    assoc[rng.integers(n_ap, size=n_ue), np.arange(n_ue)] = True
+    logit = 3.0 * rng.standard_normal((n_ps, n_ue))
+    x = np.exp(logit) / np.exp(logit).sum(axis=0, keepdims=True)  # [S, K]
+    share = _conflicts(assoc)
+    for reuse in (True, False):
+        got = _colour_scalar(x, share, reuse, "saturation")
+        np.testing.assert_array_equal(got, _colour_numpy(x, share, reuse, "saturation"))
+        assert not ((got[:, None] == got[None, :]) & share).any()
