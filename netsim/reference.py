@@ -230,6 +230,13 @@ EVENT_DOCS: dict[str, tuple[str, str, str]] = {
                             "(identities by the uplink rule); a user whose cluster holds none of its "
                             "serving APs is declared lost (`sensing_lost`) and re-acquired from its "
                             "uplink cluster (detail gives the residual before and after, and the move)"),
+    "sensing_crosscheck": ("user", "a confirming frame (frame 1): other sensing clusters' estimates "
+                           "of the users a cluster sees, tried on that cluster's own echo, explain it "
+                           "better (the log-likelihood of the refined set gains more than 1 nat) and "
+                           "move the user, a member of that cluster, by more than 2 cm (a wrong "
+                           "acquisition that the other clusters place correctly)", "the cluster's "
+                           "estimates become the refined alternative, tracked once more there (detail "
+                           "gives the old and new position, the move and the gain)"),
     "sensing_confirm_fallback": ("-1", "the confirming frame's local search around frame 0's "
                                  "estimates was not trusted for a cluster: a user not detected or "
                                  "ambiguous in its window, an estimate outside its window, or echo "

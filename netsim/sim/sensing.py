@@ -46,6 +46,9 @@ in its uplink cluster (lost users' clusters are estimated first); a cluster whos
 its echo unexplained has its members searched again in widened windows
 (:meth:`MusicSensing._check_residual`, ``sensing_unexplained``). A confirming frame's full
 acquisition (the local confirmation not trusted) gets the same residual check in that frame.
+A confirming frame then checks every cluster's estimates against the other clusters' estimates of
+the same users (:meth:`MusicSensing._cross_check`, ``sensing_crosscheck``): a view that explains
+the cluster's own echo better replaces a wrong acquisition in that frame.
 """
 
 from __future__ import annotations
@@ -65,9 +68,11 @@ from netsim.sensing.associate import (
 )
 from netsim.sensing.config import IsacGeometry
 from netsim.sensing.covariance import SensingCovarianceCache
+from netsim.sensing.crosscheck import CROSS_MIN_M, consistent_set
 from netsim.sensing.echo import cross_cfo_factors, sample_echo_statistics, sync_path_factors
 from netsim.sensing.fim import fast_position_crb, fast_position_crb_batch, isotropic_covariance
 from netsim.sensing.localize import ClusterResult, localize_cluster
+from netsim.sensing.ml import MlProblem
 from netsim.sensing.peaks import min_cost_assignment
 from netsim.sensing.steering import GridCache
 from netsim.units import dbm_to_w
@@ -94,6 +99,8 @@ UPLINK_GAIN_STD_DB = 1.0  # error of the CPU's per-AP uplink gain estimate of a 
 PROFILE_APS = 6  # a user's gain profile is compared at the APs that hear it best (by its uplink)
 PROFILE_LOST_NATS = 50.0  # a track whose own profile misfit exceeds its mean (half the APs) by this
 # is on no user's echo of that identity: declared lost (a 1 dB error per AP: P ~ 1e-20 for 6 APs)
+CROSS_TOL_M = 1e-7  # last stencil of the ML step that refines a cross-cluster alternative [m] (the
+# acquisition's final tolerance)
 UPLINK_MARGIN_M = 5.0  # an acquisition images only where each user can be given its uplink registration
 # (its serving APs its nearest, netsim.sensing.acquire.uplink_boxes), widened by this for cell edges [m]
 
@@ -141,6 +148,7 @@ class MusicSensing:
         self.ul_rng = sim.streams.generator("uplink-gain")  # the uplink gain estimates' errors
         self.n_swaps = 0  # identity exchanges made by the uplink gain profiles
         self.n_profile_lost = 0  # tracks declared lost by their gain profile
+        self.n_cross_moves = 0  # clusters a confirming frame's cross-cluster check changed
         mob = sc.users.mobility
         top = {"static": 0.0, "constant_velocity": mob.speed_mps,
                "random_waypoint": mob.speed_range_mps[1]}.get(mob.model, MAX_TRACK_SPEED_MPS)
@@ -249,10 +257,12 @@ class MusicSensing:
         force: set[int] = set()
         drawn: dict[tuple[int, int, int], complex] = {}  # this frame's RCS draw per (user, tx AP, rx AP)
         drawn_later: list = []  # round 0's draws, entered into ``drawn`` only if a cluster grows
+        views: dict[tuple[int, ...], tuple[list[int], list[int], np.ndarray, np.ndarray]] = {}  # this
+        # frame's estimates of every cluster: key -> (visible users, members, positions [V, 2], detected [V])
         for _round in range(1 + AMBIGUITY_ROUNDS):
             redo = self._sense_clusters(network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,
                                         fc, need_plan, est, crlb, plan, detected, drawn, _round > 0,
-                                        drawn_later)
+                                        drawn_later, views=views)
             # a user whose acquisition left two explanations of its echo of about equal
             # likelihood (mirror ghosts of ULAs seen near end-fire) gets more APs, at once
             redo = [k for k in redo if int(self.extra_aps[k]) < cfg.aps_per_user
@@ -281,9 +291,13 @@ class MusicSensing:
         return est, crlb
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
-                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None):
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None, views=None):
         """Sense the clusters ``todo`` (key -> members), writing the members' rows of ``est``,
         ``crlb``, ``plan``, ``detected``; returns the members left ambiguous by an acquisition.
+
+        ``views`` (a dict, or None) collects each cluster's estimates of all its visible users;
+        in a confirming frame the clusters are then checked against each other's views
+        (:meth:`_cross_check`).
 
         ``drawn`` collects the frame's RCS coefficient of every (user, tx AP, rx AP) path; with
         ``reuse`` (a grown cluster sensed again in the same frame) the paths already drawn keep
@@ -339,6 +353,8 @@ class MusicSensing:
             v, m = len(visible), len(aps)
             pos, det, amb = self._estimate(network, stats, geom, aps, visible, members, n_snap, pred_f,
                                            true_pos, hw_f, force_acquire=bool(force & set(members)))
+            if views is not None:
+                views[tuple(int(a) for a in aps)] = ([int(k) for k in visible], list(members), pos.copy(), det.copy())
             if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
                 nominal = self._effective_alpha(np.ones((v, m, m), complex), aps, pair)
                 bnom = np.trace(fast_position_crb(geom, true_pos[visible], r, n_snap, self.noise_w,
@@ -353,6 +369,9 @@ class MusicSensing:
                     if self.lost[k] and det[j] and self.n_frames >= ACQUIRE_FRAMES:
                         pred_f[k] = pos[j]
                         hw_f[k] = 3.0 * np.sqrt(crlb[k]) + 0.01
+        if views is not None and 1 <= self.n_frames < ACQUIRE_FRAMES:
+            self._cross_check([(j[0], j[1], j[2], j[3], j[6]) for j in (jobs[i] for i in order)], views,
+                              est, detected)
         return ambiguous
 
     @staticmethod
@@ -412,6 +431,64 @@ class MusicSensing:
             pos[bad] = fill[bad]
         amb = res.ambiguous if res.ambiguous is not None else np.zeros(len(visible), dtype=bool)
         return pos, res.detected & ~bad, amb & ~bad
+
+    def _cross_check(self, jobs: list, views: dict, est: np.ndarray, detected: np.ndarray) -> None:
+        """Confirming frames: every cluster's estimates against the other clusters' views.
+
+        ``jobs`` are this call's clusters ``(members, aps, geom, visible, stats)`` in the order they
+        were estimated; ``views`` every cluster's estimates of this frame (key -> visible, members,
+        positions, detected; earlier ambiguity rounds included). For each cluster the other
+        clusters' detected estimates of its visible users (the user's own cluster's first) are
+        tried as alternatives on this cluster's likelihood
+        (:func:`netsim.sensing.crosscheck.consistent_set`: our dense family, seeds 13 and 17, a
+        frame-1 acquisition 4.3 m / 5.6 m off that other clusters placed within 1 mm, 2.7 k and
+        393 k nats more likely on the wrong cluster's own echo). A kept alternative is tracked
+        once more from there (the tracking ML step and its detection rule, at a 1 mm window);
+        each member it moves gets a ``sensing_crosscheck`` event, and its row of ``est`` and
+        ``detected`` is rewritten (the bound stays: it is at the true position)."""
+        cfg = self.sim.scenario.sensing
+        for members, aps, geom, _visible, stats in jobs:
+            key = tuple(int(a) for a in aps)
+            vis, mem, pos, _ = views[key]  # the visible users as recorded (the same list)
+            alts = []  # [V] (n_j, 2) other clusters' detected views, the user's own cluster first
+            any_far = False
+            for j, k in enumerate(vis):
+                own, rest = [], []
+                for key2, (vis2, mem2, pos2, det2) in views.items():
+                    if key2 == key or k not in vis2 or not det2[vis2.index(k)]:
+                        continue
+                    (own if k in mem2 else rest).append(pos2[vis2.index(k)])
+                a = np.array(own + rest, dtype=float).reshape(-1, 2)
+                any_far = any_far or bool(np.any(np.linalg.norm(a - pos[j], axis=1) > CROSS_MIN_M))
+                alts.append(a)
+            if not any_far or not np.all(np.isfinite(pos)):
+                continue
+            lo, hi = self._region(aps)
+            exclusion = max(geom.aperture_m, 0.3)
+            prob = MlProblem.from_statistics(geom, stats.cross, stats.tx_cov, lo, hi, exclusion)
+            new, moved, gain = consistent_set(prob, pos, alts, stats.n_snapshots / self.noise_w,
+                                              cfg.grid_step_m / 10.0, CROSS_TOL_M)
+            if not np.any(moved):
+                continue
+            v = len(vis)
+            res = localize_cluster(stats, geom, self.noise_w, v, lo, hi, cfg.grid_step_m, predicted_m=new,
+                                   halfwidth_m=np.full(v, 1e-3), kind=cfg.spectrum, exclusion_m=exclusion,
+                                   ambiguity_nats=AMBIGUITY_NATS)
+            if not np.all(np.isfinite(res.positions_m)):
+                continue
+            self.n_cross_moves = getattr(self, "n_cross_moves", 0) + 1  # (older checkpoints lack it)
+            views[key] = (vis, mem, res.positions_m.copy(), res.detected.copy())
+            for j, k in enumerate(vis):
+                if k not in members:
+                    continue
+                step = float(np.linalg.norm(res.positions_m[j] - est[k])) if np.all(np.isfinite(est[k])) else np.inf
+                if moved[j]:
+                    self.sim.event("sensing_crosscheck", k, f"user {k}: cluster APs {list(key)} placed it at "
+                                   f"({pos[j, 0]:.2f}, {pos[j, 1]:.2f}) m; other clusters' estimates of its "
+                                   f"users explain this cluster's echo {gain:.0f} nats better: moved "
+                                   f"{step:.2f} m to ({res.positions_m[j, 0]:.2f}, {res.positions_m[j, 1]:.2f}) m")
+                est[k] = res.positions_m[j]
+                detected[k] = bool(res.detected[j])
 
     def _uplink_boxes(self, network, visible: list[int], true_pos: np.ndarray, lo: np.ndarray,  # noqa: ANN001
                       hi: np.ndarray) -> np.ndarray | None:
@@ -771,8 +848,8 @@ class CrlbSensing(MusicSensing):
     fidelity = "crlb"
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
-                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None):
-        """:meth:`MusicSensing._sense_clusters` for the fidelity: the same clusters, visible sets
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None, views=None):
+        """:meth:`MusicSensing._sense_clusters` for the fidelity (``views`` unused): the same clusters, visible sets
         and draws in the same order (per cluster its RCS coefficients, then the normal draw of
         its estimates), with the bounds of all clusters formed afterwards, one
         :func:`~netsim.sensing.fim.fast_position_crb_batch` call per cluster size (the same
