@@ -34,6 +34,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -46,6 +47,7 @@ from netsim.comm.power.gnn import (  # noqa: E402
     save_gnn_weights,
     sts_power,
 )
+from netsim.comm.power.gnn_layers import copilot_names  # noqa: E402
 from netsim.learn.data import DropSpec  # noqa: E402
 from netsim.learn.pretrain import PretrainConfig, power_dataset, pretrain_power_mix  # noqa: E402
 from netsim.learn.torch_gnn import TorchGNN  # noqa: E402
@@ -96,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readout-n-range", default=None,
                     help="with --readout-n-ref: LO,HI clip of t = log2(N / REF), LO <= 0 <= HI "
                          "(write --readout-n-range=-3,0: only N < REF moves; features.readout_n_range)")
+    ap.add_argument("--copilot", action="store_true",
+                    help="STS: give the power readout the co-pilot term (GNNArch.copilot, this project's variant "
+                         "of spec 5.3: V6, V7 read the pilots' co-pilot matrix; start at zero) and train only the "
+                         "readout (U1, V1, V2, b1 of the last layer, any antenna term) and V6, V7: the trunk and so "
+                         "the pilot head stay bit for bit")
+    ap.add_argument("--branch", type=int, default=0,
+                    help="with --copilot: hidden layers of the power branch (GNNArch.branch; its output map starts "
+                         "at zero, so the start is the input file's function)")
+    ap.add_argument("--branch-width", type=int, default=16, help="width of the power branch's layers")
     ap.add_argument("--log", help="per-epoch JSON lines")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -115,9 +126,24 @@ def main(argv: list[str] | None = None) -> int:
         if not (lo <= 0 <= hi) or r_ref is None:
             raise SystemExit("--readout-n-range needs LO <= 0 <= HI and --readout-n-ref")
         r_rng = (lo, hi)
-    net = TorchGNN.from_export(base.archs[key], base.params[key], readout_n=r_ref is not None)
+    archs = dict(base.archs)
+    if args.copilot:
+        if fw != "sts":
+            raise SystemExit("--copilot applies to the STS-GNN only")
+        if args.readout_n_ref is not None or args.readout_only:
+            raise SystemExit("--copilot trains the readout and its co-pilot term: drop --readout-n-ref / --readout-only")
+        archs[key] = replace(archs[key], copilot=True, branch=args.branch, branch_width=args.branch_width)
+    elif args.branch:
+        raise SystemExit("--branch needs --copilot")
+    net = TorchGNN.from_export(archs[key], base.params[key], readout_n=r_ref is not None)
     keep = set()
-    if args.readout_n_ref is not None:  # only the antenna term learns
+    if args.copilot:  # the readout (with any antenna term) and the co-pilot arrays learn
+        last = archs[key].layers - 1
+        keep = {f"sts.{last}.{n}" for n in ("U1", "V1", "V2", "b1")} | set(net.readout_names) \
+            | set(copilot_names(archs[key]))
+        for name, p in net.params().items():
+            p.requires_grad_(name in keep)
+    elif args.readout_n_ref is not None:  # only the antenna term learns
         keep = set(net.readout_names)
         for name, p in net.params().items():
             p.requires_grad_(name in keep)
@@ -176,16 +202,18 @@ def main(argv: list[str] | None = None) -> int:
                    "data_cpu_s": data_cpu, "cpu_s": time.process_time() - cpu0,
                    "wall_s": time.perf_counter() - wall0,
                    "init_from": str(args.init or f"{fw}_gnn.npz"), "stopped": hist.stopped,
-                   "trained": ("power readout's antenna term only" if args.readout_n_ref is not None
+                   "trained": ("power readout and its co-pilot term (GNNArch.copilot)"
+                               + (f" and a {args.branch}-layer power branch" if args.branch else "") if args.copilot
+                               else "power readout's antenna term only" if args.readout_n_ref is not None
                                else "power readout only" if args.readout_only else "all parameters"),
                    "readout_n_ref": r_ref, "readout_n_range": None if r_rng is None else list(r_rng),
                    "n_ant_ref": n_ref}
     exported = net.export()
-    if args.readout_only or args.readout_n_ref is not None:  # frozen arrays exactly as they were (no float32 round trip)
+    if args.readout_only or args.readout_n_ref is not None or args.copilot:  # frozen arrays exactly as they were (no float32 round trip)
         exported = {**{k: (exported[k] if k in keep else v) for k, v in base.params[key].items()},
                     **{k: exported[k] for k in keep}}
     params = {"pilot": base.params["pilot"], "power": exported} if fw == "dts" else {"sts": exported}
-    save_gnn_weights(args.out, GNNWeights(fw, dict(base.archs), params, meta))
+    save_gnn_weights(args.out, GNNWeights(fw, archs, params, meta))
     print(f"{args.out}: best validation relative net-SE {hist.best_val:.4f} at epoch {hist.best_epoch}, "
           f"{meta[stage]['cpu_s']:.0f} CPU-s ({hist.stopped})")
     return 0

@@ -484,9 +484,11 @@ def _perm_check(ctx: Ctx, rng) -> float:
         x0 = gnn_pilot_assignment(ctx.dts, beta, assoc, cfg.p_pilot_w, sigma2, None, z=z).x_soft
         x1 = gnn_pilot_assignment(ctx.dts, beta[pm][:, pk], assoc[pm][:, pk], cfg.p_pilot_w, sigma2,
                                   None, z=z[ps][:, pk]).x_soft
-        p0, _ = sts_power(ctx.sts, beta, assoc, cfg.p_pilot_w, sigma2, cfg.p_max_w, None, z=z)
+        p0, d0 = sts_power(ctx.sts, beta, assoc, cfg.p_pilot_w, sigma2, cfg.p_max_w, None, z=z)
+        # the same pilots, permuted: a co-pilot readout (GNNArch.copilot) reads them, and the
+        # test-phase rounding breaks exact ties of its visiting keys by UE index (unread otherwise)
         p1, _ = sts_power(ctx.sts, beta[pm][:, pk], assoc[pm][:, pk], cfg.p_pilot_w, sigma2,
-                          cfg.p_max_w, None, z=z[ps][:, pk])
+                          cfg.p_max_w, None, z=z[ps][:, pk], pilots=d0.colour[pk])
         h = umi.channel_from_fading(beta, umi.draw_small_scale_fading((7, 42, 4), rng))
         ghat = prepare_subframe(h, beta, assoc, np.arange(42), cfg.p_pilot_w, sigma2, rng).ghat
         q0 = gnn_power(ctx.dts, ghat, assoc, sigma2, cfg.p_max_w)

@@ -28,6 +28,7 @@ from netsim.comm.pilot_assignment import TabuConfig, dsatur_tabu
 from netsim.comm.power import POWER_ALLOCATORS
 from netsim.comm.power.gnn import (
     FAST_DTYPE,
+    draw_random_features,
     gnn_pilot_assignment,
     gnn_power,
     resolve_weights,
@@ -89,11 +90,17 @@ def _gnn_pilots(dts, beta, assoc, p_u, s2, *, dtype, rng, refine, spec):
 
 
 def _sts_decision(sts, beta, assoc, p_u, s2, p_max, *, dtype, n_ant, rng, refine, spec):
-    """STS-GNN power and pilots, then the optional J~ refinement of its pilots (the power head
-    does not see the pilots, eq. (25): the power stays the network's)."""
-    power, dec = sts_power(sts, beta, assoc, p_u, s2, p_max, rng, dtype=dtype, n_ant=n_ant)
-    return power, refine_decision(dec, beta, assoc, spec.n_ant, p_pilot_w=p_u, p_max_w=spec.channel.p_max_w,
-                                  noise_w=s2, tau_c=spec.tau_c, config=refine)
+    """STS-GNN power and pilots, then the optional J~ refinement of its pilots (the paper's
+    power head does not see the pilots, eq. (25): the power stays the network's; a
+    ``copilot`` STS file's power readout is evaluated once more on the refined pilots)."""
+    z = draw_random_features(sts.archs["sts"], beta.shape[1], rng)  # as sts_power draws it
+    power, dec = sts_power(sts, beta, assoc, p_u, s2, p_max, None, z=z, dtype=dtype, n_ant=n_ant)
+    ref = refine_decision(dec, beta, assoc, spec.n_ant, p_pilot_w=p_u, p_max_w=spec.channel.p_max_w,
+                          noise_w=s2, tau_c=spec.tau_c, config=refine)
+    if ref is not dec and sts.archs["sts"].copilot and not np.array_equal(ref.colour, dec.colour):
+        power = sts_power(sts, beta, assoc, p_u, s2, p_max, None, z=z, dtype=dtype, n_ant=n_ant,
+                          pilots=ref.colour)[0]
+    return power, ref
 
 
 def _warm_up(method: str, dts, sts, beta, assoc, spec: DropSpec) -> None:

@@ -41,7 +41,9 @@ class PowerSet:
     p_max : float (W); beta : [D, M, K] LSF gains / sigma^2 (the STS power head's input);
     p_pilot : p_u (W, = p_u / sigma^2 in noise units); err_var : [D, T, M, K] float32
     unknown-part variances / sigma^2 of each subframe's estimate (c_mk where a_mk = 1, beta_mk
-    elsewhere: the input of a Power-GNN with ``GNNArch.err_var``; None in older sets).
+    elsewhere: the input of a Power-GNN with ``GNNArch.err_var``; None in older sets);
+    colour : [D, K] int, the fixed pilots of each drop (read by a ``GNNArch.copilot`` STS
+    power readout; None in older sets).
     """
 
     ghat: np.ndarray
@@ -53,6 +55,7 @@ class PowerSet:
     beta: np.ndarray | None = None
     p_pilot: float = 0.0
     err_var: np.ndarray | None = None
+    colour: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ghat.shape[0])
@@ -103,6 +106,7 @@ def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Gener
     err_var = np.zeros((n_drops, n_sub, m, k), np.float32)
     tau = np.zeros(n_drops, np.int64)
     n_ant = np.zeros(n_drops, np.int64)
+    colours = np.zeros((n_drops, k), np.int64)
     mix = tuple(n_ant_mix) or (spec.n_ant,)
     for d in range(n_drops):
         beta, assoc = drops.beta[d], drops.assoc[d]
@@ -116,6 +120,7 @@ def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Gener
         if rng.random() < random_pilot_share:
             colour = random_colouring(assoc, int(rng.integers(t_ds, k + 1)), rng)
         tau[d], n_ant[d] = int(colour.max()) + 1, n
+        colours[d] = colour
         for t in range(n_sub):
             h = channel_from_fading(beta, draw_ssf((m, k, n), rng))  # [M, K, N]
             csi = prepare_subframe(h, beta, assoc, colour, cfg.p_pilot_w, s2, rng)
@@ -123,7 +128,7 @@ def power_dataset(spec: DropSpec, n_drops: int, n_sub: int, rng: np.random.Gener
             err_var[d, t] = csi.err_var / s2
             g_true[d, t] = (csi.w @ np.conj(np.swapaxes(h, -1, -2))) / np.sqrt(s2)  # [M, K, K]
     return PowerSet(ghat, g_true, drops.assoc.copy(), tau, n_ant, float(cfg.p_max_w),
-                    drops.beta / s2, float(cfg.p_pilot_w), err_var)
+                    drops.beta / s2, float(cfg.p_pilot_w), err_var, colours)
 
 
 @dataclass(frozen=True)
@@ -233,8 +238,12 @@ def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int, n_ant
     ``n_ant_ref`` : the features use beta p_u N / (sigma^2 n_ant_ref) with each drop's N
     (``features.n_ant_ref`` of the weights file; None: beta p_u / sigma^2). ``readout_n_ref`` :
     the power readout's antenna term at t = log2(N / readout_n_ref) per drop (``net`` built with
-    ``readout_n``; None: no term), t clipped to ``readout_n_range`` (t_lo, t_hi) when given."""
+    ``readout_n``; None: no term), t clipped to ``readout_n_range`` (t_lo, t_hi) when given.
+    A ``copilot`` net's readout reads the co-pilot matrix of ``ps.colour`` (the hard pilots
+    the subframes were computed with, as in the test phase)."""
     from netsim.comm.power.gnn_layers import (
+        branch_t,
+        copilot_from_colour,
         lsf_features,
         power_activation,
         readout_n_t,
@@ -253,7 +262,15 @@ def sts_subframe_net_se(ops, net: TorchGNN, ps: PowerSet, idx, tau_c: int, n_ant
     if readout_n_ref is not None:
         t = readout_n_t(ps.n_ant[idx], readout_n_ref, readout_n_range)  # [B]
         t = torch.as_tensor(t, dtype=dt)[:, None, None, None]  # [B, 1, 1, 1]
-    p_logit, _ = sts_forward(ops, net.params(), net.arch, d0, e0, readout_t=t)
+    cop = None
+    if net.arch.copilot:
+        if ps.colour is None:
+            raise ValueError("this STS-GNN's power readout reads the pilots, but the PowerSet has no colour")
+        cop = torch.as_tensor(copilot_from_colour(ps.colour[idx]), dtype=dt)  # [B, K, K]
+    bt = 0.0
+    if net.arch.branch:  # the power branch reads each drop's N
+        bt = torch.as_tensor(branch_t(net.arch, ps.n_ant[idx]), dtype=dt)[:, None, None, None]  # [B, 1, 1, 1]
+    p_logit, _ = sts_forward(ops, net.params(), net.arch, d0, e0, readout_t=t, copilot=cop, branch_t=bt)
     p = power_activation(ops, p_logit, a, torch.full(beta.shape[:2], ps.p_max, dtype=dt))  # [B, M, K]
     gt = torch.as_tensor(ps.g_true[idx], dtype=cdt)
     power = p[:, None].expand(gt.shape[:4])  # [B, T, M, K]

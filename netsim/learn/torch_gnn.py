@@ -27,6 +27,8 @@ import torch
 from netsim.comm.power.gnn_layers import (
     LEAKY_SLOPE,
     GNNArch,
+    branch_t,
+    copilot_names,
     lsf_features,
     pilot_bn_keys,
     pilot_layer_names,
@@ -180,13 +182,20 @@ class TorchGNN(torch.nn.Module):
         gamma = scale, beta = shift, running mean 0 and variance 1 - eps. Fine-tune it with
         eval-mode BN (``TorchOps(training=False)``) to keep that equivalence. ``readout_n``:
         give the STS power readout its antenna term (None: when ``params`` has its arrays);
-        arrays absent from ``params`` start at zero."""
+        arrays absent from ``params`` start at zero. The co-pilot readout arrays of a
+        ``copilot`` arch (:func:`copilot_names`) absent from ``params`` also start at zero, so
+        an STS file without them becomes a ``copilot`` net computing the same function."""
         if readout_n is None:
             readout_n = arch.kind == "sts" and any(n in params for n in readout_n_names(arch))
         net = cls(arch, torch.Generator().manual_seed(0), dtype, readout_n)
+        optional = set(net.readout_names) | set(copilot_names(arch))
         with torch.no_grad():
             for n in net.names:
-                if n in net.readout_names and n not in params:
+                if n in optional and n not in params:
+                    # a missing term starts at zero: V6, V7 and the branch's output map (its
+                    # hidden maps keep their random start, so that gradients reach them)
+                    if n not in net.readout_names and not n.startswith("sts.pb.") or n == "sts.pb.out":
+                        net.p[_safe(n)].zero_()
                     continue
                 net.p[_safe(n)].copy_(torch.as_tensor(np.asarray(params[n]), dtype=dtype))
             for key in net.bn_keys:
@@ -354,7 +363,8 @@ def soft_chain(framework: str, nets: dict, inp: ChainInputs, ops: TorchOps | dic
     pnet = nets[pname]
     d0 = lsf_features(get(pname), inp.beta, inp.assoc, inp.p_pilot)
     e0 = (inp.z if random_features else torch.zeros_like(inp.z))[..., None]
-    p_logit, x_logit = sts_forward(get(pname), pnet.params(), pnet.arch, d0, e0)
+    bt = branch_t(pnet.arch, inp.g.shape[-1]) if pnet.arch.branch else 0.0  # N of this batch
+    p_logit, x_logit = sts_forward(get(pname), pnet.params(), pnet.arch, d0, e0, branch_t=bt)
     x = torch.softmax(x_logit, dim=1)  # [B, S, K]
     tau, ghat, g_true, err = _soft_csi(x, inp, pnet.arch.n_ps)
     b, t, m, k = ghat.shape[:4]

@@ -41,8 +41,10 @@ from typing import Any
 import numpy as np
 
 from netsim.comm.power.gnn_fast import (
+    copilot_term_fast,
     pilot_plan,
     power_activation_fast,
+    power_branch_fast,
     power_forward_fast,
     power_graph_fast,
     power_plan,
@@ -51,6 +53,7 @@ from netsim.comm.power.gnn_fast import (
 from netsim.comm.power.gnn_layers import (
     GNNArch,
     NumpyOps,
+    branch_t,
     pilot_bn_keys,
     pilot_layer_names,
     power_bn_keys,
@@ -383,12 +386,14 @@ def draw_random_features(arch: GNNArch, n_ue: int, rng: np.random.Generator | No
 
 
 def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, dtype=np.float64,
-                 n_ant: int | None = None):
+                 n_ant: int | None = None, last_input: bool = False):
     """(power_logit [M, K], pilot_logit [S, K]) of one graph through the fast path; ``n_ant``
     (N) scales the pilot SNR feature of the power head's pass when the file has ``n_ant_ref``
     (:meth:`GNNWeights.lsf_scale`) and sets the power readout's antenna term when the file has
     ``readout_n_ref`` (:meth:`GNNWeights.readout_t`); the pilot logits always come from the
-    unscaled features and never depend on N."""
+    unscaled features and never depend on N. ``last_input``: also return the power pass's
+    last-layer AP-UE input D [K, M, d] (for the co-pilot readout, :func:`copilot_term_fast`);
+    the power logits are then WITHOUT the co-pilot term."""
     beta = np.asarray(beta, float)
     n_ap, n_ue = beta.shape
     z = np.asarray(z, float)  # [S, K]
@@ -399,11 +404,17 @@ def _sts_outputs(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, 
     e0 = z.T[:, :, None].astype(dtype)  # [K, S, 1]
     # the readout's antenna term (readout_n_ref) moves only the power logits: one pass
     plan = w.pilot_plan(model, n_ap, n_ue, z.shape[0], dtype, w.readout_t(n_ant))
-    p_logit, x_logit = sts_forward_fast(plan, w.archs[model], d0, e0)  # [K, M], [K, S]
+    out = sts_forward_fast(plan, w.archs[model], d0, e0, last_input=last_input)  # [K, M], [K, S](, D)
+    p_logit, x_logit = out[0], out[1]
+    d_last = out[2] if last_input else None
     scale = w.lsf_scale(n_ant)
     if scale != 1.0:  # the power head sees the array-gain-scaled pilot SNR: a second pass
         d0[:, :, 0] = np.log10(np.maximum(beta.T * (snr_p * scale), 1e-30)) * (10.0 / 30.0)
-        p_logit = sts_forward_fast(plan, w.archs[model], d0, e0)[0]
+        out = sts_forward_fast(plan, w.archs[model], d0, e0, last_input=last_input)
+        p_logit = out[0]
+        d_last = out[2] if last_input else None
+    if last_input:
+        return p_logit.T.astype(float), x_logit.T.astype(float), d_last
     return p_logit.T.astype(float), x_logit.T.astype(float)
 
 
@@ -754,21 +765,39 @@ def sts_power(
     dtype=np.float64,
     rounding: str | None = None,
     n_ant: int | None = None,
+    pilots: np.ndarray | None = None,
 ) -> tuple[np.ndarray, PilotDecision]:
     """STS-GNN (eq. (14)): one power matrix ``[M, K]`` for the frame and its pilot decision.
 
-    The power head never sees the PS-UE states (eq. (25)); z only affects the pilot head.
+    The power head of the paper's STS-GNN never sees the PS-UE states (eq. (25)); z only
+    affects the pilot head. A file whose STS arch has ``copilot`` (this project's variant, see
+    :mod:`netsim.comm.power.gnn_layers`) adds the co-pilot term of the frame's pilots to the
+    power readout: those of the returned decision (after rounding), or ``pilots`` ([K] int,
+    e.g. the J~-refined assignment) when given; ``pilots`` is unread by other files. Its power
+    branch (``branch`` > 0) also reads N = ``n_ant`` (None: N = ``branch_n_ref``).
     ``rounding`` and ``n_ant`` as in :func:`gnn_pilot_assignment`.
     """
     w = resolve_weights(weights, "sts")
     n_ap, n_ue = beta.shape
+    arch = w.archs["sts"]
     if z is None:
-        z = draw_random_features(w.archs["sts"], n_ue, rng)
-    p_logit, logit = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z, dtype, n_ant)
+        z = draw_random_features(arch, n_ue, rng)
+    outs = _sts_outputs(w, "sts", beta, assoc, p_pilot_w, noise_w, z, dtype, n_ant, last_input=arch.copilot)
+    p_logit, logit = outs[0], outs[1]
+    x, colour, tau_p = _round_pilots(logit, arch.n_ps, rounding or w.rounding, assoc)
+    if arch.copilot:
+        seen = colour if pilots is None else np.asarray(pilots, np.int64)
+        if seen.shape != (n_ue,) or seen.min(initial=0) < 0:
+            raise ValueError(f"pilots must be [K] = [{n_ue}] non-negative ints, got shape {seen.shape}")
+        last = f"sts.{arch.layers - 1}."
+        ps = w.params["sts"]
+        extra = copilot_term_fast(ps[last + "V6"], ps[last + "V7"], outs[2], seen)  # [K, M]
+        if arch.branch:
+            extra = extra + power_branch_fast(ps, arch, outs[2], seen, branch_t(arch, n_ant))
+        p_logit = p_logit + extra.T.astype(float)
     pm = np.broadcast_to(np.asarray(p_max_w, float), (n_ap,))
     m_idx, k_idx = np.nonzero(np.asarray(assoc, bool))
     power = power_activation_fast(p_logit[m_idx, k_idx], m_idx, k_idx, (n_ap, n_ue), pm)
-    x, colour, tau_p = _round_pilots(logit, w.archs["sts"].n_ps, rounding or w.rounding, assoc)
     return power, PilotDecision(colour, tau_p, x, logit)
 
 

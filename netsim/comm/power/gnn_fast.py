@@ -40,8 +40,9 @@ import numpy as np
 
 from netsim.comm.power.gnn_layers import LEAKY_SLOPE, POWER_SAFETY, GNNArch
 
-__all__ = ["pilot_plan", "power_plan", "sts_forward_fast", "power_graph_fast", "power_forward_fast",
-           "power_activation_fast"]
+__all__ = ["pilot_plan", "power_plan", "sts_forward_fast", "copilot_term_fast", "power_branch_fast",
+           "power_graph_fast",
+           "power_forward_fast", "power_activation_fast"]
 
 _MAG_FLOOR = 1e-12  # same floor as gnn_layers.ssf_features
 
@@ -101,7 +102,8 @@ def pilot_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n
     return layers
 
 
-def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.ndarray):
+def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.ndarray, *,
+                     last_input: bool = False):
     """Pilot/STS GNN on one graph, UE-major channel-last layout.
 
     d0 : [K, M, 2] AP-UE features (lsf_features, UE-major); e0 : [K, S, 1] PS-UE features.
@@ -110,9 +112,12 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
     ``(D B) [K, M * d] @ D^T`` and the attention sum ``sum_i alpha[k, i] E[i]``, with the
     per-UE term of E' appended, ONE gemm ``[alpha | per-UE] @ [E (as [K, S * e]); tile(I, S)]``;
     by linearity the attention matrix V5 is applied before that sum.
-    Returns power_logit [K, M], pilot_logit [K, S] (the reference's outputs transposed).
+    Returns power_logit [K, M], pilot_logit [K, S] (the reference's outputs transposed), and
+    with ``last_input`` also the last layer's AP-UE input D [K, M, d] (what the co-pilot
+    readout of a ``GNNArch.copilot`` model reads: :func:`copilot_term_fast`).
     """
     d, e = d0, e0
+    d_in = d0
     n_ue, n_ap, n_ps = d0.shape[0], d0.shape[1], e0.shape[1]
     off = 1.0 - np.eye(n_ue, dtype=d0.dtype)  # [K, K]
     half_off = 0.5 * off
@@ -156,8 +161,67 @@ def sts_forward_fast(plan: list[dict], arch: GNNArch, d0: np.ndarray, e0: np.nda
         if not lay["last"]:
             np.maximum(d_new, LEAKY_SLOPE * d_new, out=d_new)
             np.maximum(e_new, LEAKY_SLOPE * e_new, out=e_new)
+        d_in = d
         d, e = d_new, e_new
+    if last_input:
+        return d[:, :, 0], e[:, :, 0], d_in
     return d[:, :, 0], e[:, :, 0]
+
+
+def copilot_term_fast(v6: np.ndarray, v7: np.ndarray, d_in: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Co-pilot term of a ``GNNArch.copilot`` STS power readout for one graph and hard pilots
+    (:func:`netsim.comm.power.gnn_layers.copilot_term` with C = one-hot co-pilot matrix).
+
+    By linearity the maps act first: u[k, m] = V6 D[k, m] + V7 mean_m' D[k, m'] (scalars),
+    then the term is the sum of u over the OTHER UEs on k's pilot: (group sum - own), with
+    the group sums one ``[tau_p, K] @ [K, M]`` product.
+
+    v6, v7 : [1, d]; d_in : [K, M, d] last-layer input (UE-major, :func:`sts_forward_fast`);
+    colour : [K] int pilots. Returns [K, M] (added to the power logits).
+    """
+    u = np.dot(d_in.reshape(-1, d_in.shape[2]), v6[0].astype(d_in.dtype)).reshape(d_in.shape[:2])  # [K, M]
+    u += np.dot(d_in.mean(axis=1), v7[0].astype(d_in.dtype))[:, None]  # [K, 1] the AP-mean part
+    col = np.asarray(colour, np.int64)
+    onehot = np.zeros((int(col.max()) + 1, col.size), u.dtype)  # [tau_p, K]
+    onehot[col, np.arange(col.size)] = 1.0
+    return np.dot(onehot, u)[col] - u  # [K, M]
+
+
+def power_branch_fast(params: Mapping[str, Any], arch: GNNArch, d_in: np.ndarray, colour: np.ndarray,
+                      t: float) -> np.ndarray:
+    """The STS power branch (:func:`netsim.comm.power.gnn_layers.power_branch`) on one graph
+    with hard pilots, UE-major: the co-pilot sums are group sums (one ``[tau_p, K] @ [K, M c]``
+    product) minus the own row, the five input blocks one gemm each on ``[K * M, c]``.
+
+    params : the STS model's arrays; d_in : [K, M, d] last-layer input; colour : [K] int;
+    t : log2(N / branch_n_ref). Returns [K, M] (added to the power logits).
+    """
+    n_ue, n_ap = d_in.shape[:2]
+    dt = d_in.dtype
+    col = np.asarray(colour, np.int64)
+    onehot = np.zeros((int(col.max()) + 1, n_ue), dt)  # [tau_p, K]
+    onehot[col, np.arange(n_ue)] = 1.0
+    h = np.empty((n_ue, n_ap, d_in.shape[2] + 1), dt)
+    h[:, :, :-1] = d_in
+    h[:, :, -1] = t
+    cm, ck = 1.0 / max(n_ap - 1, 1), 1.0 / max(n_ue - 1, 1)
+    for j in range(arch.branch):
+        w = np.asarray(params[f"sts.pb.{j}.W"]).astype(dt)  # [w, 5 c]
+        c = h.shape[2]
+        hs = h.reshape(n_ue, -1)  # [K, M c]
+        cd = (np.dot(onehot, hs)[col] - hs).reshape(h.shape)  # [K, M, c] co-pilot sums
+        sum_m = h.sum(axis=1, keepdims=True)  # [K, 1, c]
+        sum_k = h.sum(axis=0, keepdims=True)  # [1, M, c]
+        # self + (sum - self)/(n - 1) terms folded: h (W0 - cm W1 - ck W2) + sum_m cm W1 + sum_k ck W2
+        w0 = w[:, :c] - cm * w[:, c:2 * c] - ck * w[:, 2 * c:3 * c]
+        z = np.dot(h.reshape(-1, c), w0.T).reshape(n_ue, n_ap, -1)
+        z += np.dot(sum_m, (cm * w[:, c:2 * c]).T)
+        z += np.dot(sum_k, (ck * w[:, 2 * c:3 * c]).T)
+        z += np.dot(cd.reshape(-1, c), w[:, 3 * c:4 * c].T).reshape(z.shape)
+        z += np.dot(cd.mean(axis=1, keepdims=True), w[:, 4 * c:].T)
+        z += np.asarray(params[f"sts.pb.{j}.b"]).astype(dt)
+        h = np.maximum(z, LEAKY_SLOPE * z)
+    return np.dot(h, np.asarray(params["sts.pb.out"])[0].astype(dt))  # [K, M]
 
 
 _LOG10_E_5 = 0.2 / np.log(10.0)  # log10(1 + p) / 5 = ln(1 + p) * _LOG10_E_5

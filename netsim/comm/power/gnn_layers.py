@@ -20,6 +20,24 @@ Graphs and updates (spec power.md 5.1-5.3; [R] neighbour sets, [C] widths/activa
   (no activation/BN on the last layer; "no attention" ablation: alpha = 1 off the diagonal).
   Heads: pilots x = softmax_s(E_L) (29); power from D_L through :func:`power_activation`.
 
+  This project's variant, NOT the paper's (``GNNArch.copilot``, STS only): the last layer's
+  AP-UE update (the power readout) also reads the pilots, through the co-pilot matrix
+  C [K, K] (C[k, i] = 1 when UEs k != i share a pilot, zero diagonal):
+
+      D_L += V6 sum_{i != k} C[k, i] D[m, i] + V7 sum_{i != k} C[k, i] mean_m' D[m', i]
+
+  with D the last layer's input. C is the soft X^T X of the pilot head's own output in the
+  soft training chain and the one-hot C of the pilots the frame uses at test time (after
+  rounding; :func:`copilot_from_colour`). The pilot head never reads D_L, so the pilots are the
+  same with or without the term (eq. (25)'s power head never sees the pilots).
+  With ``GNNArch.branch`` = P > 0 the readout also gets a power branch (:func:`power_branch`):
+  P hidden AP-UE layers of width ``branch_width`` on H_0 = [D, log2(N / branch_n_ref)],
+
+      H_{j+1} = act(W_j [H, mean_{m' != m} H, mean_{k' != k} H, sum_{i != k} C[k, i] H[m, i],
+                        mean_m' sum_{i != k} C[k, i] H[m', i]] + b_j),   D_L += W_out H_P
+
+  (the antenna count N is an input of the branch only, so one file serves every N).
+
 * DTS-Power-GNN (per subframe). One AN a = (m, k) per a_mk = 1; edges AN -> UE i stored as
   ``F [B, A, K, f]`` with the one-hot ``an_k [B, A, K]`` of k(a) and a padding mask
   ``[B, A]``; i == k(a) is the SIG edge, the rest INF.
@@ -55,6 +73,12 @@ __all__ = [
     "lsf_features",
     "ssf_features",
     "sts_forward",
+    "copilot_names",
+    "copilot_from_colour",
+    "copilot_soft",
+    "copilot_term",
+    "power_branch",
+    "branch_t",
     "power_forward",
     "power_activation",
     "POWER_SAFETY",
@@ -158,6 +182,13 @@ class GNNArch:
     err_var : "power" kind only: the edge features carry the estimation-error variance as a
         fifth channel (:func:`ssf_features`); False = the four features of spec 5.1. Written to
         the weights file only when True, so files without it read as before.
+    copilot : "sts" kind only: the power readout reads the co-pilot matrix (this project's
+        variant of spec 5.3, see the module docstring; arrays ``sts.<L-1>.V6``, ``sts.<L-1>.V7``
+        of shape [1, width]). Written to the file only when True (older readers then refuse
+        the file's architecture instead of ignoring the term).
+    branch : with ``copilot``: number of hidden layers of the power branch (0 = none, see the
+        module docstring); branch_width : their width; branch_n_ref : N_ref of the branch's
+        antenna input log2(N / N_ref). Written to the file only when branch > 0.
     """
 
     kind: str
@@ -168,10 +199,21 @@ class GNNArch:
     random_features: bool = True
     n_ps: int = 0
     err_var: bool = False
+    copilot: bool = False
+    branch: int = 0
+    branch_width: int = 16
+    branch_n_ref: float = 16.0
 
     def __post_init__(self) -> None:
+        if self.branch and not self.copilot:
+            raise ValueError("the power branch (branch > 0) is part of the co-pilot readout: set copilot too")
+        if self.branch < 0 or self.branch_width < 1 or not self.branch_n_ref > 0:
+            raise ValueError(f"branch = {self.branch} must be >= 0, branch_width = {self.branch_width} >= 1, "
+                             f"branch_n_ref = {self.branch_n_ref} > 0")
         if self.err_var and self.kind != "power":
             raise ValueError(f"the err_var input feature is for the DTS-Power-GNN, not kind {self.kind!r}")
+        if self.copilot and self.kind != "sts":
+            raise ValueError(f"the co-pilot power readout is for the STS-GNN, not kind {self.kind!r}")
 
     @property
     def n_edge_in(self) -> int:
@@ -182,6 +224,11 @@ class GNNArch:
         out = asdict(self)
         if not self.err_var:  # files without the feature keep the layout older readers know
             del out["err_var"]
+        if not self.copilot:
+            del out["copilot"]
+        if not self.branch:
+            for key in ("branch", "branch_width", "branch_n_ref"):
+                del out[key]
         return out
 
 
@@ -206,7 +253,87 @@ def pilot_layer_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
         if arch.attention:
             shapes[p + "Wq"] = (arch.att_width, di)
             shapes[p + "Wk"] = (arch.att_width, di)
+    shapes.update(copilot_names(arch))
     return shapes
+
+
+#: the co-pilot readout's arrays (last layer), see :func:`copilot_names`
+COPILOT_NAMES = ("V6", "V7")
+
+
+def copilot_names(arch: GNNArch) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the co-pilot power-readout arrays of a ``copilot`` STS-GNN
+    (``sts.<L-1>.V6`` and ``.V7``, [1, d] with d the last layer's input width); empty otherwise."""
+    if not arch.copilot:
+        return {}
+    d_in = 2 if arch.layers == 1 else arch.width
+    out = {f"sts.{arch.layers - 1}.{n}": (1, d_in) for n in COPILOT_NAMES}
+    c = d_in + 1  # the branch's input: D and the antenna feature
+    for j in range(arch.branch):
+        out[f"sts.pb.{j}.W"] = (arch.branch_width, 5 * c)
+        out[f"sts.pb.{j}.b"] = (arch.branch_width,)
+        c = arch.branch_width
+    if arch.branch:
+        out["sts.pb.out"] = (1, arch.branch_width)
+    return out
+
+
+def branch_t(arch: GNNArch, n_ant):
+    """The power branch's antenna input log2(N / branch_n_ref) (N > 0; None -> 0, i.e. N = N_ref)."""
+    if n_ant is None:
+        return 0.0
+    n = np.asarray(n_ant, float)
+    if not np.all(n > 0):
+        raise ValueError(f"antennas per AP must be > 0 for the STS power branch, got {n_ant!r}")
+    t = np.log2(n / arch.branch_n_ref)
+    return float(t) if t.ndim == 0 else t
+
+
+def power_branch(ops, params: Mapping[str, Any], arch: GNNArch, d, copilot, t):
+    """The power branch's contribution W_out H_P to the readout (module docstring).
+
+    d : [B, M, K, c] last-layer input; copilot : [B, K, K]; t : log2(N / branch_n_ref) as a
+    scalar or ``[B, 1, 1, 1]``. Returns [B, M, K, 1].
+    """
+    n_ap, n_ue = d.shape[1], d.shape[2]
+    h = ops.cat([d, d[..., :1] * 0.0 + t], -1)  # [B, M, K, c + 1]
+    for j in range(arch.branch):
+        w, c = params[f"sts.pb.{j}.W"], h.shape[-1]
+        cd = ops.einsum("bki,bmid->bmkd", copilot, h)  # [B, M, K, c] co-pilot sum at the same AP
+        z = ops.lin(h, w[:, :c]) + ops.lin(_others(ops, h, 1, n_ap), w[:, c:2 * c]) \
+            + ops.lin(_others(ops, h, 2, n_ue), w[:, 2 * c:3 * c]) + ops.lin(cd, w[:, 3 * c:4 * c]) \
+            + ops.lin(ops.sum(cd, 1, keepdims=True) / n_ap, w[:, 4 * c:]) + params[f"sts.pb.{j}.b"]
+        h = ops.leaky_relu(z)  # [B, M, K, width]
+    return ops.lin(h, params["sts.pb.out"])
+
+
+def copilot_from_colour(colour) -> np.ndarray:
+    """One-hot co-pilot matrix ``C [K, K]`` of a pilot assignment (C[k, i] = 1 when k != i
+    share a pilot, zero diagonal). colour : [K] ints, or [B, K] (then C is [B, K, K])."""
+    c = np.asarray(colour)
+    same = (c[..., :, None] == c[..., None, :]).astype(float)
+    k = c.shape[-1]
+    same[..., np.arange(k), np.arange(k)] = 0.0
+    return same
+
+
+def copilot_soft(ops, x):
+    """Soft co-pilot matrix ``X^T X`` with zero diagonal, x : [B, S, K] -> [B, K, K] (the
+    soft chain's Cp of spec 5.5 without its unit diagonal)."""
+    k = x.shape[-1]
+    return ops.einsum("bsk,bsi->bki", x, x) * (1.0 - ops.eye_like(k, x))
+
+
+def copilot_term(ops, params: Mapping[str, Any], arch: GNNArch, d, copilot):
+    """The co-pilot term of the power readout: V6 sum_i C[k, i] D[m, i] + V7 sum_i C[k, i]
+    mean_m' D[m', i].
+
+    d : [B, M, K, d] last-layer input; copilot : [B, K, K] (zero diagonal). Returns [B, M, K, 1].
+    """
+    p = f"sts.{arch.layers - 1}."
+    cd = ops.einsum("bki,bmid->bmkd", copilot, d)  # [B, M, K, d] co-pilot sum at the same AP
+    cm = ops.sum(cd, 1, keepdims=True) / d.shape[1]  # [B, 1, K, d] ... averaged over the APs
+    return ops.lin(cd, params[p + "V6"]) + ops.lin(cm, params[p + "V7"])
 
 
 #: suffix of the optional antenna-count term of the STS power readout (see :func:`readout_n_names`)
@@ -318,7 +445,8 @@ def _others(ops, x, axis: int, n: int):
     return (ops.sum(x, axis, keepdims=True) - x) / max(n - 1, 1)
 
 
-def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mask=None, readout_t=None):
+def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mask=None, readout_t=None,
+                copilot=None, branch_t=0.0):
     """Pilot/STS GNN forward pass, eqs. (25)-(27).
 
     Parameters
@@ -328,6 +456,11 @@ def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mas
     readout_t : None, or t = log2(N / N_ref) as a scalar or ``[B, 1, 1, 1]``: adds
         t * (U1' D + V1' mean_m' D + V2' mean_k' D + b1') to the last layer's AP-UE update with
         the ``*_dlog2n`` arrays of :func:`readout_n_names` (the power readout's antenna term)
+    copilot : ``arch.copilot`` models only: [B, K, K] co-pilot matrix the power readout reads
+        (:func:`copilot_from_colour` of the frame's pilots); None = the soft
+        :func:`copilot_soft` of this pass's own pilot output softmax_s(E_L) (the training chain)
+    branch_t : ``arch.branch`` models only: the power branch's antenna input log2(N /
+        branch_n_ref) (:func:`branch_t`), scalar or ``[B, 1, 1, 1]``
 
     Returns
     -------
@@ -360,6 +493,11 @@ def sts_forward(ops, params: Mapping[str, Any], arch: GNNArch, d0, e0, *, bn_mas
         if l < arch.layers - 1:
             d_new = ops.leaky_relu(ops.bn(d_new, p + "bn_d", params, bn_mask))
             e_new = ops.leaky_relu(ops.bn(e_new, p + "bn_e", params, None))
+        elif arch.copilot:  # this project's variant: the readout reads the pilots
+            c = copilot if copilot is not None else copilot_soft(ops, ops.softmax(e_new[..., 0], 1))
+            d_new = d_new + copilot_term(ops, params, arch, d, c)
+            if arch.branch:
+                d_new = d_new + power_branch(ops, params, arch, d, c, branch_t)
         d, e = d_new, e_new
     return d[..., 0], e[..., 0]
 
