@@ -372,6 +372,10 @@ def _workspace(gr: dict, plan: list[dict], n_t: int, n_ue: int, dtype) -> dict:
             "cs": np.empty(n_ue * (width + 1) * n_t, dt),
             "sig": {},  # channels d -> flat index [d, T, A] of the SIG edges in F [K, d + 1, T, A]
         }
+        gv4 = ws["g"].view(np.float64).reshape(n_ue, n_t, n_an, 2)  # (re, im) of the gathered Ghat
+        sq4 = ws["sq"].reshape(n_ue, n_t, n_an, 2)
+        ws["feat"] = (ws["g"].view(np.float64), sq4[..., 0], sq4[..., 1], gv4[..., 0], gv4[..., 1],
+                      f0[:, 0], f0[:, 1], f0[:, 2])
         gr[key] = ws
     return ws
 
@@ -399,25 +403,59 @@ def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict, err: np.ndarr
     ``re_s / sqrt(|g_s|^2 + 1e-12)`` with ``g_s = g snr^0.5``. err : None, or err_var ``[M, K]`` /
     ``[T, M, K]``."""
     f = ws["f0"]
-    n_ue, n_t, n_an = ws["g"].shape
-    g = np.take(g3.reshape(-1), ws["gidx"], out=ws["g"])  # [K, T, A] Ghat[t, m(a), k(a), i]
-    gv = g.view(np.float64)  # [K, T, 2A] (re, im) pairs
+    gv, sq_re, sq_im, g_re, g_im, f_log, f_cos, f_sin = ws["feat"]
     sq, p2, t = ws["sq"], ws["p2"], ws["t64"]
+    np.take(g3.reshape(-1), ws["gidx"], out=ws["g"])  # [K, T, A] Ghat[t, m(a), k(a), i]
     np.multiply(gv, gv, out=sq)
-    sq4 = sq.reshape(n_ue, n_t, n_an, 2)
-    np.add(sq4[..., 0], sq4[..., 1], out=p2)  # |g|^2
+    np.add(sq_re, sq_im, out=p2)  # |g|^2
     np.multiply(p2, snr, out=t)
-    np.log1p(t, out=f[:, 0])  # ln(1 + |g|^2 P / sigma^2)
+    np.log1p(t, out=f_log)  # ln(1 + |g|^2 P / sigma^2)
     np.add(p2, _MAG_FLOOR / snr, out=t)
     np.sqrt(t, out=t)
-    gv4 = gv.reshape(n_ue, n_t, n_an, 2)
-    np.divide(gv4[..., 0], t, out=f[:, 1])
-    np.divide(gv4[..., 1], t, out=f[:, 2])
+    np.divide(g_re, t, out=f_cos)
+    np.divide(g_im, t, out=f_sin)
     if err is not None:
         e = np.take(err, gr["m_idx"], axis=-2)  # [A, K] or [T, A, K] err_var[m(a), i]
         e = e.T[:, None, :] if e.ndim == 2 else e.transpose(2, 0, 1)  # [K, 1 or T, A]
         f[:, 4] = np.log1p(e * snr)
     return f
+
+
+def _bind(ws: dict, gr: dict, plan: list[dict], w_recv: list, n_t: int) -> list[tuple]:
+    """Per-layer views into the workspace (and the receiver maps) that a pass reads and writes,
+    built once per (workspace, plan): a pass then only calls numpy on them (~15 reshapes and
+    slices per layer otherwise). Rebuilt when the graph's receiver maps were rebuilt."""
+    if ws.get("bound_maps") is w_recv:
+        return ws["bound"]
+    m_idx = gr["m_idx"]
+    n_an, n_ue = m_idx.size, gr["one_k"].size
+    n_ta = n_t * n_an
+    xbuf = ws["x"]
+    f = ws["f0"]  # [K, c + 1, T, A]
+    bound = []
+    for j, (lay, w) in enumerate(zip(plan, w_recv, strict=True)):
+        cd, fo = lay["cd"], lay["fo"]
+        x = xbuf[:4 * cd + 1]  # [s; row; K; (sig_ue[k] - s) c2; inf_ue[k] c3]  [4 cd + 1, T * A]
+        s2d = x[:cd].reshape(cd * n_t, n_an)  # SIG states [d * T, A]
+        cs = ws["cs"][:n_ue * (cd + 1) * n_t]  # sums over ANs [K (d + 1) T]
+        u = ws["u"][:2 * cd * n_t * n_ue].reshape(2, cd, n_t, n_ue)  # [sig_ue; inf_ue]
+        out = ws["out"][:lay["w_s"].shape[0]]  # [s_new; P; 0]  [n_out, T * A]
+        common = (f.reshape(n_ue, -1), x[cd:2 * cd + 1].reshape(-1), f.reshape(-1, n_an), cs, s2d,
+                  u[0].reshape(cd * n_t, n_ue), cs.reshape(n_ue, cd + 1, n_t)[:, :cd].transpose(1, 2, 0),
+                  u[0], u[1], x[2 * cd + 1:3 * cd + 1].reshape(cd * n_t, n_an), u[1].reshape(cd * n_t, n_ue),
+                  x[3 * cd + 1:].reshape(cd * n_t, n_an), lay["w_s"], x, out)
+        if lay["last"]:
+            bound.append((common, None))
+            continue
+        f_new = ws["f"][j % 2][:n_ue * (fo + 1) * n_ta].reshape(n_ue, fo + 1, n_ta)
+        hidden = (u, lay["w_ue"], u.reshape(2 * cd, n_t * n_ue), w[:, :fo, cd], w, f.reshape(n_ue, cd + 1, n_ta),
+                  f_new, out[fo:][None], f_new[:, :fo].reshape(n_ue, fo, n_t, n_an),
+                  ws["tmp"][:f_new.size].reshape(f_new.shape), out[:fo], ws["tmp_s"][:fo], xbuf[:fo],
+                  f_new.reshape(-1), _sig_index(ws, gr, fo, n_t), xbuf[:fo].reshape(fo, n_t, n_an), fo)
+        bound.append((common, hidden))
+        f = f_new.reshape(n_ue, fo + 1, n_t, n_an)
+    ws["bound"], ws["bound_maps"] = bound, w_recv
+    return bound
 
 
 def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, snr: float,
@@ -439,7 +477,8 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
       per-UE sums and the gathers back to the ANs are products with the graph's ``onehot``,
       ``g2``, ``h3`` (:func:`power_graph_fast`), and all SIG-side maps are ONE ``W @ X``; the
       last layer computes the SIG update only;
-    * the large arrays live in a workspace kept with the graph (:func:`_workspace`).
+    * the large arrays live in a workspace kept with the graph (:func:`_workspace`) and every
+      view a pass uses is made once (:func:`_bind`).
 
     ghat : [M, K, K] or [T, M, K, K] complex (eq. (11)); assoc : [M, K] bool;
     snr : P_max / sigma^2 (linear); graph : :func:`power_graph_fast` of ``assoc`` (built here
@@ -468,46 +507,40 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
         err = None
     w_recv = _receiver_maps(plan, gr)
     ws = _workspace(gr, plan, n_t, n_ue, dtype)
+    bound = _bind(ws, gr, plan, w_recv, n_t)
     f = _edge_features(g3, gr, snr, ws, err)  # [K, c + 1, T, A]
     onehot, g2, h3, c67 = gr["onehot"], gr["g2"], gr["h3"], gr["c67"]
     one_k, one_a = gr["one_k"], gr["one_a"]
-    n_ta = n_t * n_an
-    xbuf = ws["x"]
-    np.take(f.reshape(-1), _sig_index(ws, gr, n_in, n_t), out=xbuf[:n_in].reshape(n_in, n_t, n_an))  # SIG states
-    for j, (lay, w) in enumerate(zip(plan, w_recv, strict=True)):
-        cd, fo = lay["cd"], lay["fo"]
-        x = xbuf[:4 * cd + 1]  # [s; row; K; (sig_ue[k] - s) c2; inf_ue[k] c3]  [4 cd + 1, T * A]
-        s2d = x[:cd].reshape(cd * n_t, n_an)  # SIG states [d * T, A]
-        np.dot(one_k, f.reshape(n_ue, -1), out=x[cd:2 * cd + 1].reshape(-1))  # sums over receivers (+ K)
-        cs = np.dot(f.reshape(-1, n_an), one_a, out=ws["cs"][:n_ue * (cd + 1) * n_t])  # sums over ANs
-        u = ws["u"][:2 * cd * n_t * n_ue].reshape(2, cd, n_t, n_ue)  # [sig_ue; inf_ue]
-        np.dot(s2d, onehot, out=u[0].reshape(cd * n_t, n_ue))  # SIG edges at each UE
-        np.subtract(cs.reshape(n_ue, cd + 1, n_t)[:, :cd].transpose(1, 2, 0), u[0], out=u[1])  # INF edges at UE
-        np.dot(s2d, g2, out=x[2 * cd + 1:3 * cd + 1].reshape(cd * n_t, n_an))
-        np.dot(u[1].reshape(cd * n_t, n_ue), h3, out=x[3 * cd + 1:].reshape(cd * n_t, n_an))
-        n_out = lay["w_s"].shape[0]
-        out = np.dot(lay["w_s"], x, out=ws["out"][:n_out])  # [s_new; P; 0]  [n_out, T * A]
-        if lay["last"]:
+    np.take(f.reshape(-1), _sig_index(ws, gr, n_in, n_t), out=ws["x"][:n_in].reshape(n_in, n_t, n_an))  # SIG states
+    dot, subtract, multiply, maximum = np.dot, np.subtract, np.multiply, np.maximum
+    for common, hidden in bound:
+        f_row, row, f_col, cs, s2d, u0_2d, cs_t, u0, u1, x2, u1_2d, x3, w_s, x, out = common
+        dot(one_k, f_row, out=row)  # sums over receivers (+ K on the ones channel)
+        dot(f_col, one_a, out=cs)  # sums over ANs
+        dot(s2d, onehot, out=u0_2d)  # SIG edges at each UE
+        subtract(cs_t, u0, out=u1)  # INF edges at each UE
+        dot(s2d, g2, out=x2)  # (sig_ue[k(a)] - s) c2
+        dot(u1_2d, h3, out=x3)  # inf_ue[k(a)] c3
+        dot(w_s, x, out=out)  # [s_new; P; 0]
+        if hidden is None:
             logit = out[0].reshape(n_t, n_an).astype(float)  # [T, A]
             return (logit[0] if single else logit), m_idx, k_idx
+        u, w_ue, u2d, wcol, w, f_in, f_new, p_an, f4, tmp, s_new, tmp_s, s_next, f_flat, sig, s_next3, fo = hidden
         u *= c67
-        q = np.dot(lay["w_ue"], u.reshape(2 * cd, n_t * n_ue))  # [d', T * K] per-UE term
-        w[:, :fo, cd] = q.T if n_t == 1 else 0.0
-        f_new = ws["f"][j % 2][:n_ue * (fo + 1) * n_ta].reshape(n_ue, fo + 1, n_ta)
-        np.matmul(w, f.reshape(n_ue, cd + 1, n_ta), out=f_new)  # INF self maps (+ per-UE term if T = 1)
-        f_new += out[fo:][None]  # per-AN term, every receiver (zero on the ones channel)
+        q = dot(w_ue, u2d)  # [d', T * K] per-UE term
+        if n_t == 1:
+            wcol[...] = q.T  # rides in the matmul against the ones channel
+        else:
+            wcol[...] = 0.0
+        np.matmul(w, f_in, out=f_new)  # INF self maps (+ per-UE term if T = 1)
+        f_new += p_an  # per-AN term, every receiver (zero on the ones channel)
         if n_t > 1:
-            f4 = f_new[:, :fo].reshape(n_ue, fo, n_t, n_an)
             f4 += q.reshape(fo, n_t, n_ue).transpose(2, 0, 1)[..., None]  # per-UE term, every AN
-        tmp = ws["tmp"][:f_new.size].reshape(f_new.shape)
-        np.multiply(f_new, LEAKY_SLOPE, out=tmp)
-        np.maximum(f_new, tmp, out=f_new)  # LeakyReLU in place (the ones channel stays 1)
-        s_new = out[:fo]
-        tmp_s = ws["tmp_s"][:fo]
-        np.multiply(s_new, LEAKY_SLOPE, out=tmp_s)
-        np.maximum(s_new, tmp_s, out=xbuf[:fo])  # next layer's SIG states
-        f_new.reshape(-1)[_sig_index(ws, gr, fo, n_t)] = xbuf[:fo].reshape(fo, n_t, n_an)  # SIG edges
-        f = f_new.reshape(n_ue, fo + 1, n_t, n_an)
+        multiply(f_new, LEAKY_SLOPE, out=tmp)
+        maximum(f_new, tmp, out=f_new)  # LeakyReLU in place (the ones channel stays 1)
+        multiply(s_new, LEAKY_SLOPE, out=tmp_s)
+        maximum(s_new, tmp_s, out=s_next)  # next layer's SIG states
+        f_flat[sig] = s_next3  # SIG edges
     raise ValueError("power plan has no layers")
 
 
