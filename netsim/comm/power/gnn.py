@@ -42,6 +42,8 @@ import numpy as np
 
 from netsim.comm.power.gnn_fast import (
     copilot_term_fast,
+    pilot_head_fast,
+    pilot_head_plan,
     pilot_plan,
     power_activation_fast,
     power_branch_fast,
@@ -126,6 +128,15 @@ class GNNWeights:
                 ps = readout_n_params(ps, self.archs[model], float(readout_t))
             self.cache[key] = pilot_plan(ps, self.archs[model], n_ap, n_ue, n_ps, dtype)
         return self.cache[key]
+
+    def pilot_head_plan(self, model: str, n_ap: int, n_ue: int, n_ps: int, dtype=np.float64) -> dict:
+        """Folded matrices and workspace of ``model``'s pilot head for these sizes
+        (:func:`gnn_fast.pilot_head_plan`), built once."""
+        key = ("pilot", model, n_ap, n_ue, n_ps, np.dtype(dtype), "head")
+        hp = self.cache.get(key)
+        if hp is None:
+            hp = self.cache[key] = pilot_head_plan(self.params[model], self.archs[model], n_ap, n_ue, n_ps, dtype)
+        return hp
 
     def power_plan(self, n_ue: int, dtype=np.float64) -> list[dict]:
         key = ("power", n_ue, np.dtype(dtype))
@@ -663,9 +674,20 @@ def gnn_pilot_assignment(
     n_ue = beta.shape[1]
     if z is None:
         z = draw_random_features(w.archs[model], n_ue, rng)
-    _, logit = _sts_outputs(w, model, beta, assoc, p_pilot_w, noise_w, z, dtype, n_ant)
+    logit = _pilot_logits(w, model, beta, assoc, p_pilot_w, noise_w, z, dtype)
     x, colour, tau_p = _round_pilots(logit, w.archs[model].n_ps, rounding or w.rounding, assoc)
     return PilotDecision(colour, tau_p, x, logit)
+
+
+def _pilot_logits(w: GNNWeights, model: str, beta, assoc, p_pilot_w, noise_w, z, dtype=np.float64) -> np.ndarray:
+    """pilot_logit [S, K] of one graph through the pilot-head pass (:func:`gnn_fast.pilot_head_fast`:
+    the PS-UE output of :func:`_sts_outputs` without the power head's last layer; never depends
+    on N)."""
+    beta = np.asarray(beta, float)
+    z = np.asarray(z, float)  # [S, K]
+    hp = w.pilot_head_plan(model, beta.shape[0], beta.shape[1], z.shape[0], dtype)
+    lsf_ln = np.log(np.maximum(beta * (p_pilot_w / noise_w), 1e-30))  # [M, K]
+    return pilot_head_fast(hp, lsf_ln, assoc, z)
 
 
 def power_graph(ghat: np.ndarray, assoc: np.ndarray, snr: float, err_var: np.ndarray | None = None):

@@ -41,8 +41,8 @@ import numpy as np
 from netsim.comm.power.gnn_layers import LEAKY_SLOPE, POWER_SAFETY, GNNArch
 
 __all__ = ["pilot_plan", "power_plan", "sts_forward_fast", "copilot_term_fast", "power_branch_fast",
-           "power_graph_fast",
-           "power_forward_fast", "power_activation_fast"]
+           "pilot_head_plan", "pilot_head_fast", "power_graph_fast", "power_forward_fast",
+           "power_activation_fast"]
 
 _MAG_FLOOR = 1e-12  # same floor as gnn_layers.ssf_features
 
@@ -222,6 +222,152 @@ def power_branch_fast(params: Mapping[str, Any], arch: GNNArch, d_in: np.ndarray
         z += np.asarray(params[f"sts.pb.{j}.b"]).astype(dt)
         h = np.maximum(z, LEAKY_SLOPE * z)
     return np.dot(h, np.asarray(params["sts.pb.out"])[0].astype(dt))  # [K, M]
+_LN_TO_DB30 = 1.0 / (3.0 * np.log(10.0))  # 10 log10(x) / 30 = ln(x) * _LN_TO_DB30
+
+
+def pilot_head_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: int, n_ps: int,
+                    dtype=np.float64) -> dict:
+    """Folded matrices and workspace of the PILOT HEAD of a pilot/STS GNN for (M, K, S): the pass
+    of :func:`pilot_head_fast`, which returns the PS-UE logits only and so skips the last
+    layer's AP-UE update. Same arithmetic as :func:`pilot_plan` (eqs. (25)-(27), BN folded,
+    weights stored transposed ``[in, out]``), with two more folds:
+
+    * the AP-UE states carry a channel of ones (``D [K, M, d + 1]``, channel d = 1): the AP-UE
+      bias is that channel's row of the self map, the PS-UE bias (over M) that of the per-UE map
+      ``dk`` (the sum over the M APs of the ones channel is M); the maps that must not see it
+      (per-AP sum, attention) have a zero row, and the self map carries it on;
+    * the first layer reads its LSF channel as ``ln(beta p_u / sigma^2)``: the 10 / (30 ln 10)
+      of :func:`gnn_layers.lsf_features` is folded into its rows.
+
+    Per layer: ``dk`` [M (d + 1), e' + d' + 1] (per-UE terms from sum_m D), ``ek`` [S e, e']
+    (from sum_s E), ``w2`` [2, e, e'] (V5 / (K - 1) and the PS-UE self map, one matmul for both),
+    ``att`` [d + 1, d + 1] or None, ``d_self`` [d + 1, d' + 1], ``d_sumk`` [d + 1, d' + 1]
+    (applied to sum_k D); ``ws`` holds the layer outputs (AP-UE and PS-UE states of a layer in
+    ONE buffer, so that one LeakyReLU covers both) and the [tile(I, S); V5 E; E U2] stack whose
+    identity rows are set once."""
+    cm, ck, cs = 1.0 / max(n_ap - 1, 1), 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ps - 1, 1)
+    dt = np.dtype(dtype)
+    layers = []
+    for l in range(arch.layers):
+        p = f"sts.{l}."
+
+        def g(n, p=p, l=l):
+            w = np.array(params[p + n], float)  # [out, in] (a copy)
+            if l == 0 and n in ("U1", "V1", "V2", "V3", "Wq", "Wk"):
+                w[:, 0] *= _LN_TO_DB30  # D input channel 0 read as ln(.)
+            return w
+
+        last = l == arch.layers - 1
+        do, di = g("U1").shape
+        eo = g("U2").shape[0]
+        sd, hd = _bn(params, p + "bn_d", do, last)
+        se, he = _bn(params, p + "bn_e", eo, last)
+
+        def aug(w, bias=None, keep_ones=False):
+            """[out, in] map on D -> [in + 1, out + 1] transposed, with the ones channel."""
+            o, i = w.shape
+            a = np.zeros((i + 1, o + 1))
+            a[:i, :o] = w.T
+            if bias is not None:
+                a[i, :o] = bias
+            if keep_ones:
+                a[i, o] = 1.0
+            return a
+
+        per_m = np.zeros((di + 1, eo + do + 1))  # one AP's block of dk
+        per_m[:di, :eo] = (g("V3") / n_ap * se[:, None]).T
+        per_m[di, :eo] = (g("b2") * se + he) / n_ap  # PS-UE bias, over the M ones
+        per_m[:di, eo:eo + do] = (cm * g("V1") * sd[:, None]).T
+        lay = {
+            "d_self": aug((g("U1") - cm * g("V1") - ck * g("V2")) * sd[:, None], g("b1") * sd + hd, True),
+            "d_sumk": aug(ck * g("V2") * sd[:, None]),
+            "dk": np.tile(per_m, (n_ap, 1)),  # [M (d + 1), e' + d' + 1]
+            "ek": np.tile((cs * g("V4") * se[:, None]).T, (n_ps, 1)),  # [S e, e']
+            "w2": np.stack([(ck * g("V5") * se[:, None]).T, ((g("U2") - cs * g("V4")) * se[:, None]).T]),
+            "att": None,
+        }
+        if arch.attention:
+            b = np.zeros((di + 1, di + 1))
+            b[:di, :di] = (g("Wq").T @ g("Wk")) * (0.5 / n_ap)
+            lay["att"] = b
+        lay = {k: (None if v is None else np.ascontiguousarray(v).astype(dt)) for k, v in lay.items()}
+        lay.update(last=last, di=di, do=do, eo=eo)
+        layers.append(lay)
+    # workspace: per layer an output buffer [D' (K M (d' + 1)) | E' (K S e')] and the V5 stack
+    ws = []
+    for lay in layers:
+        do, eo = lay["do"], lay["eo"]
+        n_d = 0 if lay["last"] else n_ue * n_ap * (do + 1)
+        out = np.empty(n_d + n_ue * n_ps * eo, dt)
+        v = np.empty((eo + 2 * n_ue, n_ps * eo), dt)
+        v[:eo] = np.tile(np.eye(eo), n_ps)  # per-UE term on every PS
+        ws.append({"out": out, "d": out[:n_d].reshape(n_ue, n_ap, do + 1) if n_d else None,
+                   "e": out[n_d:].reshape(n_ue, n_ps * eo), "v": v,
+                   "lhs": np.empty((n_ue, eo + n_ue), dt), "tmp": np.empty_like(out)})
+    d0 = np.empty((n_ue, n_ap, 3), dt)
+    d0[:, :, 2] = 1.0
+    off = 1.0 - np.eye(n_ue)
+    return {"layers": layers, "ws": ws, "d0": d0, "e0": np.empty((n_ue, n_ps), dt),
+            "half_off": (0.5 * off).astype(dt), "off": off.astype(dt), "one_k": np.ones(n_ue, dt),
+            "sizes": (n_ap, n_ue, n_ps)}
+
+
+def pilot_head_fast(hp: dict, lsf_ln: np.ndarray, assoc: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Pilot head of a pilot/STS GNN on one graph (:func:`pilot_head_plan`; the same function as
+    the PS-UE output of :func:`sts_forward_fast` / ``gnn_layers.sts_forward``).
+
+    lsf_ln : [M, K] ln(beta p_u / sigma^2) (floored by the caller); assoc : [M, K] bool or
+    float; z : [S, K] PS-UE features. Returns pilot_logit [S, K] float64.
+
+    Per layer: attention scores ``(D B) D^T`` written as sigmoids into ``lhs = [per-UE term |
+    alpha]``, the per-UE terms ``D (as [K, M (d + 1)]) @ dk`` and ``E @ ek``, V5 E and the PS-UE
+    self map of E written into the stack ``[tile(I, S); V5 E; E U2]``, the PS-UE update
+    ``lhs @ stack[:e' + K] + E U2``, the AP-UE update (skipped in the last layer), and one
+    LeakyReLU over both states.
+    """
+    n_ap, n_ue, n_ps = hp["sizes"]
+    d = hp["d0"]
+    d[:, :, 0] = lsf_ln.T
+    d[:, :, 1] = assoc.T
+    e = hp["e0"]
+    e[...] = z.T  # [K, S] (e = 1 channel)
+    ce = 1
+    half_off, one_k = hp["half_off"], hp["one_k"]
+    dot = np.dot
+    for lay, ws in zip(hp["layers"], hp["ws"], strict=True):
+        di1 = d.shape[2]
+        eo = lay["eo"]
+        dflat = d.reshape(n_ue, n_ap * di1)  # [K, M (d + 1)]
+        lhs = ws["lhs"]
+        alpha = lhs[:, eo:]
+        if lay["att"] is not None:
+            z = dot(dot(d.reshape(-1, di1), lay["att"]).reshape(n_ue, -1), dflat.T)  # [K, K] score / 2
+            np.tanh(z, out=z)
+            z += 1.0
+            np.multiply(z, half_off, out=alpha)  # sigmoid, zero diagonal
+        else:
+            alpha[...] = hp["off"]
+        per_k = dot(dflat, lay["dk"])  # [K, e' + d' + 1] per-UE terms from sum_m D
+        np.add(dot(e, lay["ek"]), per_k[:, :eo], out=lhs[:, :eo])  # [K, e'] (+ bias)
+        v = ws["v"]
+        e2 = e.reshape(n_ue * n_ps, ce)
+        w2 = lay["w2"]
+        dot(e2, w2[0], out=v[eo:eo + n_ue].reshape(-1, eo))  # V5 E
+        dot(e2, w2[1], out=v[eo + n_ue:].reshape(-1, eo))  # E U2 (PS-UE self map)
+        e_new = ws["e"]
+        dot(lhs, v[:eo + n_ue], out=e_new)  # [K, S e'] sum_i alpha E V5 + per-UE term
+        e_new += v[eo + n_ue:]  # PS-UE self map
+        if lay["last"]:
+            return e_new.T.astype(float)  # [S, K] (e' = 1)
+        d_new = ws["d"]
+        dot(d.reshape(-1, di1), lay["d_self"], out=d_new.reshape(-1, d_new.shape[2]))  # (+ bias, ones carried)
+        d_new += per_k[:, None, eo:]
+        d_new += dot(dot(one_k, dflat).reshape(n_ap, di1), lay["d_sumk"])[None]  # per-AP term
+        out, tmp = ws["out"], ws["tmp"]
+        np.multiply(out, LEAKY_SLOPE, out=tmp)
+        np.maximum(out, tmp, out=out)  # LeakyReLU of both states (the ones channel stays 1)
+        d, e, ce = d_new, e_new, eo
+    raise ValueError("pilot plan has no layers")
 
 
 _LOG10_E_5 = 0.2 / np.log(10.0)  # log10(1 + p) / 5 = ln(1 + p) * _LOG10_E_5
