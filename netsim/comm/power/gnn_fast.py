@@ -229,22 +229,25 @@ def pilot_head_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: i
                     dtype=np.float64) -> dict:
     """Folded matrices and workspace of the PILOT HEAD of a pilot/STS GNN for (M, K, S): the pass
     of :func:`pilot_head_fast`, which returns the PS-UE logits only and so skips the last
-    layer's AP-UE update. Same arithmetic as :func:`pilot_plan` (eqs. (25)-(27), BN folded,
-    weights stored transposed ``[in, out]``), with two more folds:
+    layer's AP-UE update. Same arithmetic as :func:`pilot_plan` (eqs. (25)-(27), BN folded),
+    with these layouts and folds:
 
-    * the AP-UE states carry a channel of ones (``D [K, M, d + 1]``, channel d = 1): the AP-UE
-      bias is that channel's row of the self map, the PS-UE bias (over M) that of the per-UE map
-      ``dk`` (the sum over the M APs of the ones channel is M); the maps that must not see it
-      (per-AP sum, attention) have a zero row, and the self map carries it on;
+    * the AP-UE states are UE-major and channel-last with a channel of ones, ``D [K, M, d + 1]``
+      (channel d = 1; their maps are stored transposed ``[in + 1, out + 1]``): the AP-UE bias is
+      that channel's row of the self map, the PS-UE bias (over M) that of the per-UE map ``dk``
+      (the sum over the M APs of the ones channel is M); the per-AP sum and the attention have
+      a zero row for it, and the self map carries it on;
+    * the PS-UE states are channel-first and UE-last, ``E [e, S, K]``: both channel maps of E
+      (V5 / (K - 1) and the self map U2 - V4 / (S - 1)) are ONE gemm ``w2 [2 e', e] @ E [e, S K]``
+      and the attention sum over the other UEs one gemm ``(V5 E) [e' S, K] @ alpha^T [K, K]``;
     * the first layer reads its LSF channel as ``ln(beta p_u / sigma^2)``: the 10 / (30 ln 10)
       of :func:`gnn_layers.lsf_features` is folded into its rows.
 
-    Per layer: ``dk`` [M (d + 1), e' + d' + 1] (per-UE terms from sum_m D), ``ek`` [S e, e']
-    (from sum_s E), ``w2`` [2, e, e'] (V5 / (K - 1) and the PS-UE self map, one matmul for both),
-    ``att`` [d + 1, d + 1] or None, ``d_self`` [d + 1, d' + 1], ``d_sumk`` [d + 1, d' + 1]
-    (applied to sum_k D); ``ws`` holds the layer outputs (AP-UE and PS-UE states of a layer in
-    ONE buffer, so that one LeakyReLU covers both) and the [tile(I, S); V5 E; E U2] stack whose
-    identity rows are set once."""
+    Per layer: ``dk`` [M (d + 1), e' + d' + 1] (per-UE terms from sum_m D, applied as
+    ``dk^T @ D^T``), ``w4`` [e', e S] (per-UE term from sum_s E), ``w2`` [2 e', e], ``att``
+    [d + 1, d + 1] or None, ``d_self``, ``d_sumk`` [d + 1, d' + 1] (the latter applied to
+    sum_k D); ``ws`` holds the layer outputs (the AP-UE and PS-UE states of a layer in ONE buffer,
+    so that one LeakyReLU covers both)."""
     cm, ck, cs = 1.0 / max(n_ap - 1, 1), 1.0 / max(n_ue - 1, 1), 1.0 / max(n_ps - 1, 1)
     dt = np.dtype(dtype)
     layers = []
@@ -282,8 +285,8 @@ def pilot_head_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: i
             "d_self": aug((g("U1") - cm * g("V1") - ck * g("V2")) * sd[:, None], g("b1") * sd + hd, True),
             "d_sumk": aug(ck * g("V2") * sd[:, None]),
             "dk": np.tile(per_m, (n_ap, 1)),  # [M (d + 1), e' + d' + 1]
-            "ek": np.tile((cs * g("V4") * se[:, None]).T, (n_ps, 1)),  # [S e, e']
-            "w2": np.stack([(ck * g("V5") * se[:, None]).T, ((g("U2") - cs * g("V4")) * se[:, None]).T]),
+            "w4": np.repeat(cs * g("V4") * se[:, None], n_ps, axis=1),  # [e', e S] on E as [e S, K]
+            "w2": np.concatenate([ck * g("V5") * se[:, None], (g("U2") - cs * g("V4")) * se[:, None]], 0),
             "att": None,
         }
         if arch.attention:
@@ -293,21 +296,18 @@ def pilot_head_plan(params: Mapping[str, Any], arch: GNNArch, n_ap: int, n_ue: i
         lay = {k: (None if v is None else np.ascontiguousarray(v).astype(dt)) for k, v in lay.items()}
         lay.update(last=last, di=di, do=do, eo=eo)
         layers.append(lay)
-    # workspace: per layer an output buffer [D' (K M (d' + 1)) | E' (K S e')] and the V5 stack
     ws = []
     for lay in layers:
         do, eo = lay["do"], lay["eo"]
         n_d = 0 if lay["last"] else n_ue * n_ap * (do + 1)
-        out = np.empty(n_d + n_ue * n_ps * eo, dt)
-        v = np.empty((eo + 2 * n_ue, n_ps * eo), dt)
-        v[:eo] = np.tile(np.eye(eo), n_ps)  # per-UE term on every PS
+        out = np.empty(n_d + eo * n_ps * n_ue, dt)  # [D' (K M (d' + 1)) | E' (e' S K)]
         ws.append({"out": out, "d": out[:n_d].reshape(n_ue, n_ap, do + 1) if n_d else None,
-                   "e": out[n_d:].reshape(n_ue, n_ps * eo), "v": v,
-                   "lhs": np.empty((n_ue, eo + n_ue), dt), "tmp": np.empty_like(out)})
+                   "e": out[n_d:].reshape(eo, n_ps, n_ue), "y": np.empty((2 * eo, n_ps * n_ue), dt),
+                   "tmp": np.empty_like(out)})
     d0 = np.empty((n_ue, n_ap, 3), dt)
     d0[:, :, 2] = 1.0
     off = 1.0 - np.eye(n_ue)
-    return {"layers": layers, "ws": ws, "d0": d0, "e0": np.empty((n_ue, n_ps), dt),
+    return {"layers": layers, "ws": ws, "d0": d0, "e0": np.empty((1, n_ps, n_ue), dt),
             "half_off": (0.5 * off).astype(dt), "off": off.astype(dt), "one_k": np.ones(n_ue, dt),
             "sizes": (n_ap, n_ue, n_ps)}
 
@@ -319,54 +319,50 @@ def pilot_head_fast(hp: dict, lsf_ln: np.ndarray, assoc: np.ndarray, z: np.ndarr
     lsf_ln : [M, K] ln(beta p_u / sigma^2) (floored by the caller); assoc : [M, K] bool or
     float; z : [S, K] PS-UE features. Returns pilot_logit [S, K] float64.
 
-    Per layer: attention scores ``(D B) D^T`` written as sigmoids into ``lhs = [per-UE term |
-    alpha]``, the per-UE terms ``D (as [K, M (d + 1)]) @ dk`` and ``E @ ek``, V5 E and the PS-UE
-    self map of E written into the stack ``[tile(I, S); V5 E; E U2]``, the PS-UE update
-    ``lhs @ stack[:e' + K] + E U2``, the AP-UE update (skipped in the last layer), and one
-    LeakyReLU over both states.
+    Per layer: the attention ``alpha^T = sigmoid(D (D B)^T)`` (zero diagonal) [K, K], the per-UE
+    terms ``dk^T D^T`` and ``w4 E``, both channel maps of E in one gemm, the PS-UE update
+    ``(V5 E) alpha^T + E U2 + per-UE term``, the AP-UE update (skipped in the last layer), and
+    one LeakyReLU over both states.
     """
     n_ap, n_ue, n_ps = hp["sizes"]
     d = hp["d0"]
     d[:, :, 0] = lsf_ln.T
     d[:, :, 1] = assoc.T
     e = hp["e0"]
-    e[...] = z.T  # [K, S] (e = 1 channel)
-    ce = 1
+    e[0] = z  # [1, S, K]
     half_off, one_k = hp["half_off"], hp["one_k"]
     dot = np.dot
     for lay, ws in zip(hp["layers"], hp["ws"], strict=True):
         di1 = d.shape[2]
         eo = lay["eo"]
         dflat = d.reshape(n_ue, n_ap * di1)  # [K, M (d + 1)]
-        lhs = ws["lhs"]
-        alpha = lhs[:, eo:]
+        d2 = d.reshape(-1, di1)  # [K M, d + 1]
         if lay["att"] is not None:
-            z = dot(dot(d.reshape(-1, di1), lay["att"]).reshape(n_ue, -1), dflat.T)  # [K, K] score / 2
-            np.tanh(z, out=z)
-            z += 1.0
-            np.multiply(z, half_off, out=alpha)  # sigmoid, zero diagonal
+            alpha_t = dot(dflat, dot(d2, lay["att"]).reshape(n_ue, -1).T)  # [K, K] [i, k] = score(k, i) / 2
+            np.tanh(alpha_t, out=alpha_t)
+            alpha_t += 1.0
+            alpha_t *= half_off  # sigmoid, zero diagonal
         else:
-            alpha[...] = hp["off"]
-        per_k = dot(dflat, lay["dk"])  # [K, e' + d' + 1] per-UE terms from sum_m D
-        np.add(dot(e, lay["ek"]), per_k[:, :eo], out=lhs[:, :eo])  # [K, e'] (+ bias)
-        v = ws["v"]
-        e2 = e.reshape(n_ue * n_ps, ce)
-        w2 = lay["w2"]
-        dot(e2, w2[0], out=v[eo:eo + n_ue].reshape(-1, eo))  # V5 E
-        dot(e2, w2[1], out=v[eo + n_ue:].reshape(-1, eo))  # E U2 (PS-UE self map)
+            alpha_t = hp["off"]
+        per_k = dot(lay["dk"].T, dflat.T)  # [e' + d' + 1, K] per-UE terms from sum_m D (+ E bias)
+        y = ws["y"]
+        dot(lay["w2"], e.reshape(e.shape[0], -1), out=y)  # [V5 E; E U2]  [2 e', S K]
         e_new = ws["e"]
-        dot(lhs, v[:eo + n_ue], out=e_new)  # [K, S e'] sum_i alpha E V5 + per-UE term
-        e_new += v[eo + n_ue:]  # PS-UE self map
+        dot(y[:eo].reshape(eo * n_ps, n_ue), alpha_t, out=e_new.reshape(eo * n_ps, n_ue))  # attention sum
+        e_new += y[eo:].reshape(eo, n_ps, n_ue)  # PS-UE self map
+        per_e = dot(lay["w4"], e.reshape(-1, n_ue))  # [e', K] from sum_s E
+        per_e += per_k[:eo]
+        e_new += per_e[:, None, :]  # per-UE term on every PS
         if lay["last"]:
-            return e_new.T.astype(float)  # [S, K] (e' = 1)
+            return e_new[0].astype(float)  # [S, K] (e' = 1)
         d_new = ws["d"]
-        dot(d.reshape(-1, di1), lay["d_self"], out=d_new.reshape(-1, d_new.shape[2]))  # (+ bias, ones carried)
-        d_new += per_k[:, None, eo:]
+        dot(d2, lay["d_self"], out=d_new.reshape(-1, d_new.shape[2]))  # (+ bias, ones carried)
+        d_new += per_k[eo:].T[:, None, :]
         d_new += dot(dot(one_k, dflat).reshape(n_ap, di1), lay["d_sumk"])[None]  # per-AP term
         out, tmp = ws["out"], ws["tmp"]
         np.multiply(out, LEAKY_SLOPE, out=tmp)
         np.maximum(out, tmp, out=out)  # LeakyReLU of both states (the ones channel stays 1)
-        d, e, ce = d_new, e_new, eo
+        d, e = d_new, e_new
     raise ValueError("pilot plan has no layers")
 
 
