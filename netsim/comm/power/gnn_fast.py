@@ -442,6 +442,7 @@ def power_graph_fast(assoc: np.ndarray, dtype=np.float64) -> dict:
     same = onehot @ onehot.T  # [A, A] Sk
     return {
         "m_idx": m_idx, "k_idx": k_idx, "an": np.arange(n_an), "n_ap": assoc.shape[0],
+        "an_lin": m_idx * n_ue + k_idx,  # [A] flat index m K + k
         "onehot": onehot.astype(dtype),
         "g2": ((same - np.eye(n_an)) * c2[None, :]).astype(dtype),  # [A, A]
         "h3": (onehot.T * c3[None, :]).astype(dtype),  # [K, A]
@@ -504,7 +505,7 @@ def _workspace(gr: dict, plan: list[dict], n_t: int, n_ue: int, dtype) -> dict:
         f0[:, 3] = gr["known"][:, None, :]
         f0[:, n_in] = 1.0
         ws = {
-            "gidx": gidx, "g": np.empty((n_ue, n_t, n_an), complex),
+            "gidx": gidx if n_t == 1 else None, "g": np.empty((n_ue, n_t, n_an), complex),
             "sq": np.empty((n_ue, n_t, 2 * n_an)), "p2": np.empty((n_ue, n_t, n_an)),
             "t64": np.empty((n_ue, n_t, n_an)), "f0": f0,
             "f": [np.empty(n_ue * (width + 1) * n_ta, dt) for _ in range(2)],  # ping-pong edge states
@@ -547,7 +548,12 @@ def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict, err: np.ndarr
     f = ws["f0"]
     gv, sq_re, sq_im, g_re, g_im, f_log, f_cos, f_sin = ws["feat"]
     sq, p2, t = ws["sq"], ws["p2"], ws["t64"]
-    np.take(g3.reshape(-1), ws["gidx"], out=ws["g"])  # [K, T, A] Ghat[t, m(a), k(a), i]
+    if ws["gidx"] is not None:  # one subframe: one gather straight into the receiver-major layout
+        np.take(g3.reshape(-1), ws["gidx"], out=ws["g"])  # [K, 1, A] Ghat[m(a), k(a), i]
+    else:  # T subframes: gather rows (contiguous in i), then one transposing copy
+        n_t = g3.shape[0]
+        rows = np.take(g3.reshape(n_t, -1, g3.shape[3]), gr["an_lin"], axis=1)  # [T, A, K]
+        np.copyto(ws["g"], rows.transpose(2, 0, 1))  # [K, T, A]
     np.multiply(gv, gv, out=sq)
     np.add(sq_re, sq_im, out=p2)  # |g|^2
     np.multiply(p2, snr, out=t)
@@ -590,8 +596,9 @@ def _bind(ws: dict, gr: dict, plan: list[dict], w_recv: list, n_t: int) -> list[
             bound.append((common, None))
             continue
         f_new = ws["f"][j % 2][:n_ue * (fo + 1) * n_ta].reshape(n_ue, fo + 1, n_ta)
+        q_full = np.zeros((n_ue, fo + 1, n_t, 1), ws["x"].dtype)  # T > 1: per-UE term, 0 on the ones channel
         hidden = (u, lay["w_ue"], u.reshape(2 * cd, n_t * n_ue), w[:, :fo, cd], w, f.reshape(n_ue, cd + 1, n_ta),
-                  f_new, out[fo:][None], f_new[:, :fo].reshape(n_ue, fo, n_t, n_an),
+                  f_new, out[fo:][None], (f_new.reshape(n_ue, fo + 1, n_t, n_an), q_full, q_full[:, :fo, :, 0]),
                   ws["tmp"][:f_new.size].reshape(f_new.shape), out[:fo], ws["tmp_s"][:fo], xbuf[:fo],
                   f_new.reshape(-1), _sig_index(ws, gr, fo, n_t), xbuf[:fo].reshape(fo, n_t, n_an), fo)
         bound.append((common, hidden))
@@ -676,8 +683,10 @@ def power_forward_fast(plan: list[dict], ghat: np.ndarray, assoc: np.ndarray, sn
             wcol[...] = 0.0
         np.matmul(w, f_in, out=f_new)  # INF self maps (+ per-UE term if T = 1)
         f_new += p_an  # per-AN term, every receiver (zero on the ones channel)
-        if n_t > 1:
-            f4 += q.reshape(fo, n_t, n_ue).transpose(2, 0, 1)[..., None]  # per-UE term, every AN
+        if n_t > 1:  # per-UE term, every AN (on the whole contiguous tensor)
+            f4, q_full, q_view = f4
+            q_view[...] = q.reshape(fo, n_t, n_ue).transpose(2, 0, 1)
+            f4 += q_full
         multiply(f_new, LEAKY_SLOPE, out=tmp)
         maximum(f_new, tmp, out=f_new)  # LeakyReLU in place (the ones channel stays 1)
         multiply(s_new, LEAKY_SLOPE, out=tmp_s)
