@@ -196,28 +196,74 @@ def engine_frame_cost(frames: int = 3, repeat: int = 2) -> None:
     (same scenario, seed and frames; ``repeat`` rounds of one run each, back to back, the
     minimum CPU time per configuration kept). The "equal+dsatur" row (equal power, plain DSatur
     pilots: decisions that cost next to nothing) is the floor of a frame: its channels,
-    estimation, RZF and SINR work, which any power / pilot policy pays on top of its decisions."""
+    estimation, RZF and SINR work, which any power / pilot policy pays on top of its decisions.
+
+    Where the frame's time goes (CPU ms per frame, process_time wrappers around the engine's
+    calls): ``pilot`` = the pilot policy (DSatur(+Tabu), the Pilot-GNN, or the STS-GNN with its
+    frame power), ``power`` = the per-subframe power policy (WMMSE or the DTS-Power-GNN),
+    ``estim`` = the per-subframe pilot chain (``prepare_subframe``: uplink pilots, MMSE, RZF,
+    equivalent channels), ``rest`` = everything else (true channels, SINR and rates, recording,
+    the event loop)."""
+    import netsim.comm.pilot_assignment as pa
+    import netsim.comm.subframe as subframe_mod
+    import netsim.comm.wmmse as wmmse_mod
+    from netsim.comm.power import POWER_ALLOCATORS
+    from netsim.comm.power import gnn as gnn_mod
     from netsim.scenario import load_scenario
     from netsim.sim.engine import Simulation
 
-    out: dict[str, tuple[float, float]] = {}
-    for _ in range(max(1, repeat)):
-        for label, sets in (("wmmse+dsatur_tabu", ["comm.power=wmmse", "comm.pilot_assignment=dsatur_tabu"]),
-                            ("gnn+gnn", ["comm.power=gnn", "comm.pilot_assignment=gnn"]),
-                            ("sts_gnn+gnn", ["comm.power=sts_gnn", "comm.pilot_assignment=gnn"]),
-                            ("equal+dsatur", ["comm.power=equal", "comm.pilot_assignment=dsatur"])):
-            sc = load_scenario("scenarios/umi_cellfree.yaml", [*sets, f"run.frames={frames}",
-                                                                "comm.pilot_replan_db=0"])
-            c0, w0 = time.process_time(), time.perf_counter()
-            Simulation(sc).run()
-            cpu, wall = (time.process_time() - c0) / frames, (time.perf_counter() - w0) / frames
-            best = out.get(label, (np.inf, np.inf))
-            out[label] = (min(best[0], cpu), min(best[1], wall))
+    acc: dict[str, float] = {}
+    saved = []
+
+    def wrap(owner, name, label):
+        f = owner[name] if isinstance(owner, dict) else getattr(owner, name)
+
+        def timed(*a, **k):
+            c = time.process_time()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[label] = acc.get(label, 0.0) + time.process_time() - c
+
+        saved.append((owner, name, f))
+        if isinstance(owner, dict):
+            owner[name] = timed
+        else:
+            setattr(owner, name, timed)
+
+    for owner, name, label in ((gnn_mod, "gnn_pilot_assignment", "pilot"), (gnn_mod, "sts_power", "pilot"),
+                               (pa, "dsatur_tabu", "pilot"), (subframe_mod, "prepare_subframe", "estim"),
+                               (wmmse_mod, "wmmse_power", "power"), (POWER_ALLOCATORS, "gnn", "power")):
+        wrap(owner, name, label)
+    out: dict[str, tuple[float, float, dict]] = {}
+    try:
+        for _ in range(max(1, repeat)):
+            for label, sets in (("wmmse+dsatur_tabu", ["comm.power=wmmse", "comm.pilot_assignment=dsatur_tabu"]),
+                                ("gnn+gnn", ["comm.power=gnn", "comm.pilot_assignment=gnn"]),
+                                ("sts_gnn+gnn", ["comm.power=sts_gnn", "comm.pilot_assignment=gnn"]),
+                                ("equal+dsatur", ["comm.power=equal", "comm.pilot_assignment=dsatur"])):
+                sc = load_scenario("scenarios/umi_cellfree.yaml", [*sets, f"run.frames={frames}",
+                                                                    "comm.pilot_replan_db=0"])
+                sim = Simulation(sc)
+                acc.clear()
+                c0, w0 = time.process_time(), time.perf_counter()
+                sim.run()
+                cpu, wall = (time.process_time() - c0) / frames, (time.perf_counter() - w0) / frames
+                if label not in out or cpu < out[label][0]:
+                    out[label] = (cpu, wall, {k: v / frames for k, v in acc.items()})
+    finally:
+        for owner, name, f in saved:
+            if isinstance(owner, dict):
+                owner[name] = f
+            else:
+                setattr(owner, name, f)
     base = out["wmmse+dsatur_tabu"][0]
-    print(f"\nengine umi_cellfree frame ({frames} frames, pilots re-assigned every frame):")
-    for label, (cpu, wall) in out.items():
-        print(f"  {label:>18}: {1e3 * cpu:9.1f} ms CPU ({1e3 * wall:.0f} ms wall), "
-              f"{100 * cpu / base:6.2f} % of wmmse+dsatur_tabu")
+    print(f"\nengine umi_cellfree frame ({frames} frames, pilots re-assigned every frame), CPU ms per frame:")
+    print(f"  {'':>18} {'total':>8} {'wall':>7} {'% of base':>9} {'pilot':>8} {'power':>8} {'estim':>8} {'rest':>8}")
+    for label, (cpu, wall, parts) in out.items():
+        rest = cpu - sum(parts.values())
+        print(f"  {label:>18} {1e3 * cpu:8.1f} {1e3 * wall:7.0f} {100 * cpu / base:8.2f}% "
+              + " ".join(f"{1e3 * parts.get(k, 0.0):8.2f}" for k in ("pilot", "power", "estim")) + f" {1e3 * rest:8.2f}")
 
 
 if __name__ == "__main__":
