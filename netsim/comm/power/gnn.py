@@ -742,8 +742,12 @@ def gnn_power(
                          "pass err_var [M, K]")
     if ghat.ndim == 3 and np.ndim(assoc) == 2:  # one subframe (the engine's call): no batching
         m, k = ghat.shape[:2]
-        pm = np.broadcast_to(np.asarray(p_max_w, float), (m,))
-        top = float(pm.max())
+        if np.ndim(p_max_w) == 0:  # one budget for every AP (np.broadcast_to costs ~5 us)
+            top = float(p_max_w)
+            pm = np.full(m, top)
+        else:
+            pm = np.broadcast_to(np.asarray(p_max_w, float), (m,))
+            top = float(pm.max())
         snr = top / noise_w if top > 0 else w.snr_ref
         logit, m_idx, k_idx = power_forward_fast(w.power_plan(k, dtype), ghat, assoc, snr, dtype,
                                                  w.power_graph(assoc, dtype), err_var)

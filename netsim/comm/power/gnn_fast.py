@@ -556,8 +556,8 @@ def _edge_features(g3: np.ndarray, gr: dict, snr: float, ws: dict, err: np.ndarr
         np.copyto(ws["g"], rows.transpose(2, 0, 1))  # [K, T, A]
     np.multiply(gv, gv, out=sq)
     np.add(sq_re, sq_im, out=p2)  # |g|^2
-    np.multiply(p2, snr, out=t)
-    np.log1p(t, out=f_log)  # ln(1 + |g|^2 P / sigma^2)
+    np.multiply(p2, snr, out=f_log)
+    np.log1p(f_log, out=f_log)  # ln(1 + |g|^2 P / sigma^2), in the pass's dtype
     np.add(p2, _MAG_FLOOR / snr, out=t)
     np.sqrt(t, out=t)
     np.divide(g_re, t, out=f_cos)
