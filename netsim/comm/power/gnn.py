@@ -117,6 +117,14 @@ class GNNWeights:
     path: str = ""
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        """Pickled (and deep-copied) without :attr:`cache`: its plans and workspaces hold views
+        into their own buffers, which a pickle would turn into separate copies; they are
+        rebuilt on demand."""
+        state = self.__dict__.copy()
+        state["cache"] = {}
+        return state
+
     def pilot_plan(self, model: str, n_ap: int, n_ue: int, n_ps: int, dtype=np.float64,
                    readout_t: float = 0.0) -> list[dict]:
         """Folded matrices of ``model`` for these sizes (:mod:`gnn_fast`), built once;

@@ -27,7 +27,8 @@ linear algebra:
   rows of every matmul).
 
 The folded matrices depend on the graph sizes (M, K, S) and on the dtype; they are built once per
-size (a "plan") and kept in ``weights.cache`` (plain dict of numpy arrays, rebuildable, pickles).
+size (a "plan") and kept in ``weights.cache`` (plain dicts of numpy arrays and views into them,
+rebuildable; not pickled: :meth:`GNNWeights.__getstate__`).
 ``dtype=np.float32`` halves the memory traffic; float64 is the default and the reference.
 """
 

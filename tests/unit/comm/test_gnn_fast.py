@@ -158,3 +158,43 @@ def test_batched_activation_equals_the_per_subframe_one():
     for t in range(5):
         np.testing.assert_array_equal(out[t], power_activation_fast(logit[t], m_idx, k_idx, assoc.shape, p_max[t]))
     assert np.all(out.sum(axis=2) <= p_max) and np.all(out[:, ~assoc] == 0)
+
+
+def test_pickled_weights_drop_the_cache_and_compute_the_same():
+    """Plans and workspaces (views into their own buffers) are not pickled: a pickled / deep-copied
+    GNNWeights rebuilds them and gives bit-identical decisions."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(61)
+    dts, _ = random_weights(rng)
+    beta, assoc, h = random_drop(rng, 4, 9, 3)
+    ghat, ghat2 = ghat_of(rng, beta, assoc, h), ghat_of(rng, beta, assoc, random_drop(rng, 4, 9, 3)[2])
+    z = rng.uniform(0, 1, (9, 9))
+    for dtype in (np.float64, np.float32):
+        gnn_power(dts, ghat, assoc, NOISE, P_MAX, dtype=dtype)  # the workspace holds this pass
+        others = (pickle.loads(pickle.dumps(dts)), copy.deepcopy(dts))
+        p0 = gnn_power(dts, ghat2, assoc, NOISE, P_MAX, dtype=dtype)
+        x0 = gnn_pilot_assignment(dts, beta, assoc, P_U, NOISE, None, z=z, dtype=dtype).logits
+        for other in others:
+            assert other.cache == {} and dts.cache
+            np.testing.assert_array_equal(gnn_power(other, ghat2, assoc, NOISE, P_MAX, dtype=dtype), p0)
+            np.testing.assert_array_equal(gnn_pilot_assignment(other, beta, assoc, P_U, NOISE, None, z=z,
+                                                               dtype=dtype).logits, x0)
+
+
+@pytest.mark.parametrize("seed,n_ap,n_ue,attention,n_ps", [(71, 1, 1, True, 0), (72, 2, 1, False, 0),
+                                                            (73, 3, 3, True, 1), (74, 7, 42, True, 0)])
+def test_pilot_head_pass_on_edge_sizes(seed, n_ap, n_ue, attention, n_ps):
+    """The pilot-head-only pass (gnn_fast.pilot_head_fast) = the reference layers' pilot logits
+    (float64 1e-10, float32 1e-5) for one UE, one pilot (Fix(tau_p) = 1) and the paper's size."""
+    rng = np.random.default_rng(seed)
+    dts, _ = random_weights(rng, attention=attention, n_ps=n_ps)
+    beta, assoc, _ = random_drop(rng, n_ap, n_ue, 2)
+    z = rng.uniform(0, 1, (n_ps or n_ue, n_ue))
+    _, x_ref = _reference_sts(dts, "pilot", beta, assoc, z)
+    scale = 1 + np.abs(x_ref).max()
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+        pd = gnn_pilot_assignment(dts, beta, assoc, P_U, NOISE, None, z=z, dtype=dtype)
+        assert pd.logits.shape == x_ref[0].shape and pd.logits.dtype == np.float64
+        assert np.max(np.abs(pd.logits - x_ref[0])) <= tol * scale
