@@ -32,6 +32,7 @@ Public API
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -354,6 +355,11 @@ def load_gnn_weights(path: str | Path) -> GNNWeights:
     return GNNWeights(fw, archs, params, meta, str(path))
 
 
+@lru_cache(maxsize=4)
+def _default_path_str(framework: str) -> str:
+    return str(default_weights_path(framework))
+
+
 @lru_cache(maxsize=8)
 def _cached(path: str, mtime: float) -> GNNWeights:
     return load_gnn_weights(path)
@@ -363,10 +369,13 @@ def resolve_weights(weights: GNNWeights | str | Path | None, framework: str) -> 
     """``weights`` itself, the file it names (cached), or the shipped file of ``framework``."""
     if isinstance(weights, GNNWeights):
         w = weights
-    else:
-        p = Path(weights) if weights else default_weights_path(framework)
-        mtime = p.stat().st_mtime if p.is_file() else -1.0
-        w = _cached(str(p), mtime)
+    else:  # one stat per call (the engine resolves its weights every subframe)
+        p = os.fspath(weights) if weights else _default_path_str(framework)
+        try:
+            mtime = os.stat(p).st_mtime
+        except OSError:  # missing: load_gnn_weights names the file
+            mtime = -1.0
+        w = _cached(p, mtime)
     if w.framework != framework:
         raise GNNWeightsError(f"GNN weights file {w.path}: framework {w.framework!r}, "
                               f"but a {framework!r} model is needed here")

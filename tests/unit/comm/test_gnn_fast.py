@@ -198,3 +198,28 @@ def test_pilot_head_pass_on_edge_sizes(seed, n_ap, n_ue, attention, n_ps):
         pd = gnn_pilot_assignment(dts, beta, assoc, P_U, NOISE, None, z=z, dtype=dtype)
         assert pd.logits.shape == x_ref[0].shape and pd.logits.dtype == np.float64
         assert np.max(np.abs(pd.logits - x_ref[0])) <= tol * scale
+
+
+def test_weights_named_by_path_are_loaded_once_and_reloaded_when_the_file_changes(tmp_path):
+    """resolve_weights (called every subframe by the engine's comm.power: gnn) keeps the loaded
+    file while its mtime is unchanged and loads it again after it is rewritten; a missing file
+    gets the clear error naming it."""
+    import os
+
+    from netsim.comm.power.gnn import GNNWeightsError, resolve_weights, save_gnn_weights
+
+    rng = np.random.default_rng(81)
+    dts, _ = random_weights(rng)
+    path = tmp_path / "w.npz"
+    save_gnn_weights(path, dts)
+    first = resolve_weights(str(path), "dts")
+    assert resolve_weights(str(path), "dts") is first and resolve_weights(path, "dts") is first
+    dts2, _ = random_weights(np.random.default_rng(82))
+    save_gnn_weights(path, dts2)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a visibly newer file
+    second = resolve_weights(str(path), "dts")
+    assert second is not first
+    np.testing.assert_array_equal(second.params["power"]["pow.0.Us"], dts2.params["power"]["pow.0.Us"])
+    with pytest.raises(GNNWeightsError, match="nope.npz"):
+        resolve_weights(str(tmp_path / "nope.npz"), "dts")
