@@ -67,6 +67,7 @@ from netsim.comm.power.gnn import (
     load_gnn_weights,
     sts_power,
 )
+from netsim.comm.power.gnn_layers import copilot_names
 from netsim.comm.power.gnn_refine import PilotRefineConfig
 from netsim.comm.subframe import prepare_subframe
 from netsim.learn.data import DropSpec, draw_drops
@@ -397,7 +398,11 @@ def fig10_table6(ctx: Ctx, train_sweep: bool) -> tuple[pd.DataFrame, pd.DataFram
         tr = w.meta["training"]
         tot = training_totals(w.meta)
         ps, pp, pt = PAPER_T6.get(label, (np.nan, np.nan, ""))
-        extra = sum(int(v.size) for ps_ in w.params.values() for k, v in ps_.items() if k.endswith("_dlog2n"))
+        # arrays added after the joint training: the readout's antenna term and the co-pilot
+        # readout with its power branch (GNNArch.copilot)
+        added = {n for name, a in w.archs.items() for n in copilot_names(a)}
+        extra = sum(int(v.size) for ps_ in w.params.values() for k, v in ps_.items()
+                    if k.endswith("_dlog2n") or k in added)
         t6.append({"GNN": label, "samples": tot["samples"], "trainable_params": tr["trainable_params"] + extra,
                    "epochs": tr["epochs_run"], "train_cpu_s": round(tot["cpu_s"], 1),
                    "train_wall_s": round(tot["wall_s"], 1), "stages": "; ".join(tot["stages"]),

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -57,6 +57,7 @@ from netsim.comm.power.gnn_layers import (
     GNNArch,
     NumpyOps,
     branch_t,
+    copilot_names,
     pilot_bn_keys,
     pilot_layer_names,
     power_bn_keys,
@@ -220,6 +221,18 @@ class GNNWeights:
             raise ValueError(f"pilot rounding {rounding!r}; allowed: {PILOT_ROUNDINGS}")
         return GNNWeights(self.framework, self.archs, self.params,
                           {**self.meta, "pilot_rounding": rounding}, self.path)
+
+    def without_copilot(self) -> GNNWeights:
+        """The same networks with the STS co-pilot readout and its power branch removed
+        (``GNNArch.copilot`` off, their arrays dropped; every other array as it is); ``self``
+        when the file has no such term."""
+        arch = self.archs.get("sts")
+        if arch is None or not arch.copilot:
+            return self
+        extra = set(copilot_names(arch))
+        ps = {k: v for k, v in self.params["sts"].items() if k not in extra}
+        return GNNWeights(self.framework, {**self.archs, "sts": replace(arch, copilot=False, branch=0)},
+                          {**self.params, "sts": ps}, dict(self.meta), self.path)
 
     @property
     def pilot_model(self) -> str:

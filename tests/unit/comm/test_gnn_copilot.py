@@ -44,7 +44,7 @@ OPS = NumpyOps()
 def _copilot_weights(rng, scale=0.5, base=None, branch=0):
     """The shipped STS networks with the co-pilot readout switched on and random V6, V7 (and a
     random power branch of ``branch`` layers)."""
-    w = base or load_gnn_weights(default_weights_path("sts"))
+    w = base or load_gnn_weights(default_weights_path("sts")).without_copilot()
     arch = replace(w.archs["sts"], copilot=True, branch=branch, branch_width=12)
     ps = dict(w.params["sts"])
     for n, shape in copilot_names(arch).items():
@@ -126,7 +126,7 @@ def test_files_without_the_term_are_unchanged_and_zero_term_is_the_plain_model()
     """The shipped file computes what the reference (no co-pilot term) computes, and the same
     networks with the term switched on at V6 = V7 = 0 give the same powers and pilots."""
     rng = np.random.default_rng(5)
-    w = load_gnn_weights(default_weights_path("sts"))
+    w = load_gnn_weights(default_weights_path("sts")).without_copilot()
     assert not w.archs["sts"].copilot and "copilot" not in w.archs["sts"].to_dict()
     w0 = _copilot_weights(rng, scale=0.0)
     for m, k, n in ((7, 42, 16), (4, 13, 8), (9, 54, 64)):
@@ -146,7 +146,7 @@ def test_files_without_the_term_are_unchanged_and_zero_term_is_the_plain_model()
 
 def test_copilot_readout_leaves_the_pilots_and_reads_them():
     rng = np.random.default_rng(6)
-    w = load_gnn_weights(default_weights_path("sts"))
+    w = load_gnn_weights(default_weights_path("sts")).without_copilot()
     wc = _copilot_weights(rng)
     beta, assoc = _drop(rng, 7, 42)
     z = rng.uniform(size=(42, 42))
@@ -275,3 +275,20 @@ def test_copilot_file_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "dts_bad.npz", **arrays)
     with pytest.raises(GNNWeightsError, match="dts_bad.npz.*'pilot'.*co-pilot"):
         load_gnn_weights(tmp_path / "dts_bad.npz")
+
+
+def test_shipped_sts_file_pilots_are_those_without_its_copilot_readout():
+    """Whatever the shipped STS file's power readout holds, its pilots at every size are those
+    of the same networks without the co-pilot readout (the pilot head never reads it), and its
+    powers stay feasible."""
+    w = load_gnn_weights(default_weights_path("sts"))
+    plain = w.without_copilot()
+    rng = np.random.default_rng(11)
+    for m, k, n in ((7, 42, 16), (12, 72, 8), (8, 48, 64)):
+        beta, assoc = _drop(rng, m, k)
+        z = rng.uniform(size=(k, k))
+        p, dec = sts_power(w, beta, assoc, CFG.p_pilot_w, S2, CFG.p_max_w, None, z=z, n_ant=n, dtype=FAST_DTYPE)
+        _, dec0 = sts_power(plain, beta, assoc, CFG.p_pilot_w, S2, CFG.p_max_w, None, z=z, n_ant=n,
+                            dtype=FAST_DTYPE)
+        np.testing.assert_array_equal(dec.colour, dec0.colour)
+        assert np.all(p.sum(axis=1) <= CFG.p_max_w) and p.min() >= 0 and np.all(p[~assoc] == 0)

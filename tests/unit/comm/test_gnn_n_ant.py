@@ -24,7 +24,7 @@ from netsim.phy import umi
 
 def _with_ref(tmp_path, ref):
     """(the shipped STS networks WITHOUT an antenna input, the path of a copy with n_ant_ref = ref)."""
-    w = load_gnn_weights(default_weights_path("sts"))
+    w = load_gnn_weights(default_weights_path("sts")).without_copilot()
     meta = json.loads(json.dumps(w.meta))
     for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):  # no antenna dependence at all
         meta["features"].pop(key, None)

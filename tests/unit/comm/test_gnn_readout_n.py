@@ -25,8 +25,9 @@ _READOUT = ("U1", "V1", "V2", "b1")
 
 
 def _base():
-    """The shipped STS networks without any antenna-count term."""
-    w = load_gnn_weights(default_weights_path("sts"))
+    """The shipped STS networks without any antenna-count term (and without the co-pilot readout, whose
+    power branch reads N)."""
+    w = load_gnn_weights(default_weights_path("sts")).without_copilot()
     meta = json.loads(json.dumps(w.meta))
     for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
         meta["features"].pop(key, None)
@@ -167,8 +168,9 @@ def test_malformed_readout_arrays_name_the_file_and_the_fault(tmp_path):
 
 def test_shipped_sts_file_changes_only_below_its_reference():
     """The shipped STS file's readout term (if any) leaves N >= readout_n_ref and every pilot
-    decision exactly as the same networks without it."""
-    shipped = load_gnn_weights(default_weights_path("sts"))
+    decision exactly as the same networks without it (both without the file's co-pilot
+    readout, if any: its power branch reads N on purpose; tests/unit/comm/test_gnn_copilot.py)."""
+    shipped = load_gnn_weights(default_weights_path("sts")).without_copilot()
     plain = _base()
     hi = (shipped.readout_n_range or (0.0, 0.0))[1]
     rng = np.random.default_rng(8)

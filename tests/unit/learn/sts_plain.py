@@ -10,11 +10,12 @@ from netsim.comm.power.gnn import GNNWeights, default_weights_path, load_gnn_wei
 
 
 def plain_sts_weights(tmp_path=None):
-    """The shipped STS networks without the readout's antenna term and its fine-tune record
+    """The shipped STS networks without the readout's antenna term, without the co-pilot
+    readout and its power branch (``GNNArch.copilot``), and without their fine-tune records
     (written to ``tmp_path`` / plain.npz when given: (weights, path))."""
     from netsim.comm.power.gnn import save_gnn_weights
 
-    w = load_gnn_weights(default_weights_path("sts"))
+    w = load_gnn_weights(default_weights_path("sts")).without_copilot()
     meta = json.loads(json.dumps(w.meta))
     for key in ("n_ant_ref", "readout_n_ref", "readout_n_range"):
         meta["features"].pop(key, None)
