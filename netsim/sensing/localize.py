@@ -66,6 +66,9 @@ RIDGE_SAMPLES = 96  # ... at this many log-spaced ranges (1.5 % of r apart) ...
 RIDGE_KEEP = 3  # ... and climbs the strongest of its 1-D local maxima
 PAIR_SETS = 30000  # _pair_swaps evaluates about this many sets per pass (the candidates of best single-swap
 # value first; campus 12 users: 3 users to place, 120-140 candidates, all of them within the budget)
+PLACED_MAX_NEW = 2  # localize_cluster(known_m=) searches around the placed users only when at most this many
+# users are left to find (campus 24 users: with 3-10 left the known pass failed in most clusters and the
+# passes without it were paid on top, frame 0 50 -> 92 CPU-s)
 SET_CHUNK = 16384  # sets per vectorised _joint_value call of the pair swaps (memory: B M^2 J^2 complex)
 TRACK_TOL_M = 1e-6  # final stencil half width of the tracking ML step's per-user sweeps [m]
 TRACK_STOP = 0.01  # its sweeps stop once no user moved by this fraction of its window
@@ -153,6 +156,7 @@ def localize_cluster(
     grid_cache: object | None = None,
     estimate_m: ArrayLike | None = None,
     boxes_m: ArrayLike | None = None,
+    known_m: ArrayLike | None = None,
 ) -> ClusterResult:
     """Localise the K users whose echoes one cluster's APs receive.
 
@@ -200,7 +204,18 @@ def localize_cluster(
         formed only at grid points inside one of these boxes, the places where the users can
         be (:func:`netsim.sensing.acquire.uplink_boxes`: their uplink registrations); None: the
         whole region. Candidates are climbed, chosen and refined as before (a climb may leave
-        its box).
+        its box). With ``known_m`` one box per user (K rows).
+    known_m : array_like (K, 2) [m] or None
+        Acquisition only: the users another cluster's acquisition already placed in this frame
+        (finite rows; NaN: not placed). They are held in the echo model (free path gains) while
+        only the others are searched (:func:`_acquire_set` with ``known``; the images are
+        residual images of the placed users' fitted echoes and only the other users' boxes are
+        imaged), then refined with them in the ML step. The search then grows with the users
+        not yet placed, not with every user the cluster's APs see. Kept when clean
+        (:func:`_clean_set` over all K, a distinct estimate in every searched user's box; after
+        a :func:`_rescue`); otherwise the cluster is acquired as without ``known_m``. Only used
+        when at most ``PLACED_MAX_NEW`` users are left to find.
+        Identities: the placed users keep their rows, the others are matched to ``anchors_m``.
 
     Returns
     -------
@@ -236,7 +251,29 @@ def localize_cluster(
                 tiers.insert(0, (fast, boxes_m))
         tiers.append((prob, None))
         npts = 0
-        for t, (img, bx) in enumerate(tiers):
+        kn = None if known_m is None else np.all(np.isfinite(np.asarray(known_m, dtype=float).reshape(n_users, 2)), axis=1)
+        if kn is not None and (not np.any(kn) or np.all(kn) or np.sum(~kn) > PLACED_MAX_NEW):
+            kn = None
+        placed = None
+        if kn is not None:  # [K] the users placed by another cluster: search only the others
+            known = np.asarray(known_m, dtype=float).reshape(n_users, 2)[kn]  # [J, 2]
+            bx = None
+            if boxes_m is not None and boxes_m.shape[0] == n_users:
+                bx = boxes_m[~kn]
+                area = np.prod(np.clip(np.minimum(bx[:, 1], hi) - np.maximum(bx[:, 0], lo), 0.0, None), axis=-1)
+                if np.sum(area) >= BOX_MAX_FRACTION * np.prod(np.maximum(hi - lo, 1e-9)):
+                    bx = None
+            j = known.shape[0]
+            est, gap_e, allc, n2 = _acquire_set(subspace, prob, fast, geom, lo, hi, step_m, exclusion_m, n_users,
+                                                tol_m, scale, grid_cache, bx, known=known)
+            npts += n2
+            ok_k = _clean_set(subspace, geom, est, n_users) and _covers(est[j:], bx)
+            if not ok_k and RESCUE and n_users - j <= RESCUE_MAX_USERS:
+                est, gap_e = _rescue(prob, geom, est, allc, n_users, step_m, tol_m, scale, bx, lock=j)
+                ok_k = _clean_set(subspace, geom, est, n_users) and _covers(est[j:], bx)
+            if ok_k:
+                placed = (est, gap_e)
+        for t, (img, bx) in enumerate(tiers if placed is None else []):
             est, gap_e, allc, n2 = _acquire_set(subspace, prob, img, geom, lo, hi, step_m, exclusion_m, n_users,
                                                 tol_m, scale, grid_cache, bx)
             npts += n2
@@ -249,7 +286,19 @@ def localize_cluster(
                     break
         anchors = np.asarray(anchors_m, dtype=float).reshape(-1, 2) if anchors_m is not None else None
         pos = np.full((n_users, 2), np.nan)
-        if est.shape[0] and anchors is not None:
+        if placed is not None:  # the placed users keep their rows; the others by their anchors
+            est, gap_e = placed
+            j = int(np.sum(kn))
+            pos[kn], gap[kn] = est[:j], np.inf
+            new_rows = np.flatnonzero(~kn)
+            e_new = est[j:]
+            if anchors is not None:
+                ri, ci = min_cost_assignment(np.linalg.norm(anchors[new_rows][:, None] - e_new[None], axis=-1))
+                pos[new_rows[ri]], gap[new_rows[ri]] = e_new[ci], gap_e[j:][ci]
+            else:
+                pos[new_rows[: e_new.shape[0]]] = e_new
+                gap[new_rows[: e_new.shape[0]]] = gap_e[j:]
+        elif est.shape[0] and anchors is not None:
             cost = np.linalg.norm(anchors[:, None] - est[None], axis=-1)  # [K, J]
             ri, ci = min_cost_assignment(cost)
             pos[ri] = est[ci]
@@ -361,24 +410,37 @@ def localize_cluster(
 
 
 def _acquire_set(subspace, prob, img_prob, geom, lo, hi, step_m, exclusion_m, n_users, tol_m, scale,  # noqa: ANN001, ANN202, PLR0913
-                 grid_cache, boxes=None):
+                 grid_cache, boxes=None, known=None):
     """The acquisition's set of users: candidates from the images of ``img_prob`` (``prob`` or
     its sub-aperture, :func:`_sub_problem`), successive cancellation, the joint choice, the ML
     step and the alternatives check (all on ``prob``). Returns ``(est (J, 2), gap (J,), pool
-    (C, 2), n_points)``; ``boxes`` (B, 2, 2) bound the images' points (``localize_cluster(boxes_m=)``)."""
+    (C, 2), n_points)``; ``boxes`` (B, 2, 2) bound the images' points (``localize_cluster(boxes_m=)``).
+
+    ``known`` (J, 2) [m]: users already placed (``localize_cluster(known_m=)``): the first image
+    is the residual of their fitted echoes, only ``n_users - J`` users are searched, the
+    placed ones are never swapped out (they move only in the ML steps) and only the new ones
+    get the alternatives check; the first J rows of ``est`` are the placed users."""
     images = MlImageCache(img_prob, grid_cache)  # the grids' image terms, shared by the rounds below
-    n_first = 8 * n_users + 8 if boxes is None else BOX_CANDIDATES * n_users + 4  # [candidates of the first image]
-    cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, n_first, tol_m,
-                                         images=images, boxes=boxes)
+    j0 = 0 if known is None else int(np.asarray(known).reshape(-1, 2).shape[0])
+    n_new = n_users - j0
+    n_first = 8 * n_new + 8 if boxes is None else BOX_CANDIDATES * n_new + 4  # [candidates of the first image]
+    if j0:
+        known = np.asarray(known, dtype=float).reshape(-1, 2)
+        cand, npts = _acquisition_candidates(subspace(), replace(prob, d=_subtract(prob, known)), geom, lo, hi,
+                                             step_m, exclusion_m, n_first, tol_m, music=False, images=images,
+                                             fit_pos=known, boxes=boxes)
+    else:
+        cand, npts = _acquisition_candidates(subspace(), prob, geom, lo, hi, step_m, exclusion_m, n_first, tol_m,
+                                             images=images, boxes=boxes)
     # successive cancellation: each round images the residual of the users found so far
     # (weak echoes hide below strong users' sidelobes and grating lobes), and the pick of
     # the round maximises the joint likelihood of the set; a final swap pass over all
     # candidates corrects early picks that were ghosts
     pool = [cand]
-    found_idx: list[int] = []
-    allc = cand
-    est_f = np.zeros((0, 2))
-    for rnd in range(n_users):
+    found_idx: list[int] = list(range(j0))
+    est_f = known if j0 else np.zeros((0, 2))
+    allc = np.concatenate([est_f, cand])
+    for rnd in range(n_new):
         if rnd > 0:
             resid = replace(prob, d=_subtract(prob, est_f))
             c2, n2 = _acquisition_candidates(subspace(), resid, geom, lo, hi, step_m, exclusion_m,
@@ -394,12 +456,15 @@ def _acquire_set(subspace, prob, img_prob, geom, lo, hi, step_m, exclusion_m, n_
         est_f = _ml_step(prob, allc[sel], step_m / 10.0, max(tol_m, ROUND_TOL_M), sweeps=3)
     allc = np.concatenate([est_f, *pool[1:], cand])
     sel = _select_subset(prob, allc, est_f.shape[0], passes=3, fixed=list(range(est_f.shape[0])),
-                         swap_fixed=True)
+                         swap_fixed=True, lock=j0)
     est = np.array([allc[i] for i in sel]).reshape(-1, 2)
     gap_e = np.zeros(0)
-    if est.shape[0]:
+    if est.shape[0] > j0:
         est = _ml_step(prob, est, step_m / 10.0, tol_m, sweeps=6)
-        est, gap_e = _resolve_alternatives(prob, geom, est, allc, scale, step_m, tol_m)
+        est, gap_e = _resolve_alternatives(prob, geom, est, allc, scale, step_m, tol_m,
+                                           only=np.arange(j0, est.shape[0]) if j0 else None)
+    elif j0:
+        gap_e = np.full(est.shape[0], np.inf)
     return est, gap_e, allc, npts
 
 
@@ -459,13 +524,14 @@ def _joint_value(c: NDArray, h: NDArray, sets: NDArray) -> NDArray[np.float64]:
 
 
 def _select_subset(prob: MlProblem, cand: NDArray[np.float64], k: int, passes: int = 4,
-                   fixed: list[int] | None = None, swap_fixed: bool = False) -> list[int]:
+                   fixed: list[int] | None = None, swap_fixed: bool = False, lock: int = 0) -> list[int]:
     """Joint ML choice of k of the candidates: forward selection, then single swaps.
 
     Maximises the concentrated likelihood of the set, ``sum_paths c_S^H H_SS^{-1} c_S`` (module
     :mod:`netsim.sensing.ml`). Forward selection alone can take a ghost first (a point on the
     ridges of several users collects parts of each one's echo); a swap to the true users then
-    explains strictly more, so the swap passes remove it.
+    explains strictly more, so the swap passes remove it. The first ``lock`` of ``fixed`` are
+    never swapped (users placed by another cluster).
     """
     n = cand.shape[0]
     k = min(k, n)
@@ -485,7 +551,7 @@ def _select_subset(prob: MlProblem, cand: NDArray[np.float64], k: int, passes: i
     best = float(_joint_value(c, h, np.array([sel]))[0])
     for _ in range(passes):
         improved = False
-        for pos in range(0 if (swap_fixed or not fixed) else len(fixed), k):
+        for pos in range(lock if (swap_fixed or not fixed) else len(fixed), k):
             rest = np.array([i for i in range(n) if i not in sel])
             if rest.size == 0:
                 break
@@ -731,7 +797,7 @@ def _set_terms(prob: MlProblem, cand: NDArray[np.float64]) -> tuple[NDArray, NDA
     return c, u[:, None] * v[None, :]  # [M, M, C, C]
 
 
-def _pair_swaps(c: NDArray, h: NDArray, sel: list[int], passes: int = 3) -> tuple[list[int], int]:
+def _pair_swaps(c: NDArray, h: NDArray, sel: list[int], passes: int = 3, lock: int = 0) -> tuple[list[int], int]:
     """Local search of the joint ML choice (:func:`_select_subset`) by exchanging *two* chosen
     candidates at once for any two others (every pair of positions, every pair of the rest).
 
@@ -740,7 +806,7 @@ def _pair_swaps(c: NDArray, h: NDArray, sel: list[int], passes: int = 3) -> tupl
     swaps: replacing one ghost by a true user loses the share of the others' echo it held.
     Exchanging two at once reaches the true set (campus, 12 users, frame 0: three clusters
     whose single-swap optimum was three ghosts 4-13 m off; the pair swaps found the
-    exhaustive optimum of the pool in each).
+    exhaustive optimum of the pool in each). The first ``lock`` positions stay.
 
     Returns
     -------
@@ -753,10 +819,10 @@ def _pair_swaps(c: NDArray, h: NDArray, sel: list[int], passes: int = 3) -> tupl
     k = len(sel)
     sel = list(sel)
     n_sets = 0
-    if k < 2 or n - k < 2:
+    if k - lock < 2 or n - k < 2:
         return sel, n_sets
     best = float(_joint_value(c, h, np.array([sel]))[0])
-    pos_pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    pos_pairs = [(i, j) for i in range(lock, k) for j in range(i + 1, k)]
     # the pairs are drawn from the candidates of best single-swap value, as many as PAIR_SETS allows
     n_top = int(np.floor(0.5 + np.sqrt(0.25 + 2.0 * PAIR_SETS / len(pos_pairs))))  # C(n_top, 2) * pairs ~ budget
     for _ in range(passes):
@@ -764,7 +830,7 @@ def _pair_swaps(c: NDArray, h: NDArray, sel: list[int], passes: int = 3) -> tupl
         rest_all = np.array([x for x in range(n) if x not in sel])
         if rest_all.size > n_top:
             single = np.full(rest_all.size, -np.inf)
-            for i in range(k):
+            for i in range(lock, k):
                 sets = np.tile(np.array(sel, dtype=int), (rest_all.size, 1))
                 sets[:, i] = rest_all
                 single = np.maximum(single, _joint_value(c, h, sets))
@@ -853,20 +919,24 @@ def _rescue_pool(prob: MlProblem, est: NDArray[np.float64], pool: NDArray[np.flo
 
 def _rescue(prob: MlProblem, geom: IsacGeometry, est: NDArray[np.float64], pool: NDArray[np.float64],
             k: int, step_m: float, tol_m: float, scale: float,
-            boxes: NDArray[np.float64] | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+            boxes: NDArray[np.float64] | None = None, lock: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Second search of an acquisition pass whose answer left the echo unexplained.
 
     The pass's pool gains the peaks along the radial ridges through its points
     (:func:`_ridge_candidates`), the set is completed to ``k`` users by forward selection and
     improved by single and pair swaps (:func:`_select_subset`, :func:`_pair_swaps`) on the
     joint likelihood, then refined and checked as an acquisition's answer (ML step,
-    :func:`_resolve_alternatives`). Returns ``(est (J, 2), gap (J,))``."""
+    :func:`_resolve_alternatives`). The first ``lock`` rows of ``est`` are users placed by
+    another cluster (``localize_cluster(known_m=)``): kept in the set, no alternatives check.
+    Returns ``(est (J, 2), gap (J,))``."""
     cand = _rescue_pool(prob, est, pool, step_m, boxes)
-    sel = _select_subset(prob, cand, k, passes=3, fixed=list(range(est.shape[0])), swap_fixed=True)
+    sel = _select_subset(prob, cand, k, passes=3, fixed=list(range(est.shape[0])), swap_fixed=True, lock=lock)
     c, h = _set_terms(prob, cand)
-    sel, _ = _pair_swaps(c, h, sel)
+    sel, _ = _pair_swaps(c, h, sel, lock=lock)
     out = np.array([cand[i] for i in sel]).reshape(-1, 2)
-    if out.shape[0] == 0:
-        return out, np.zeros(0)
+    if out.shape[0] <= lock:
+        return out, np.full(out.shape[0], np.inf)
     out = _ml_step(prob, out, step_m / 10.0, tol_m, sweeps=6)
-    return _resolve_alternatives(prob, geom, out, cand, scale, step_m, tol_m)
+    return _resolve_alternatives(prob, geom, out, cand, scale, step_m, tol_m,
+                                 only=np.arange(lock, out.shape[0]) if lock else None)
+

@@ -40,6 +40,10 @@ later frames) and is acquired again in the same frame (``sensing_ambiguous`` eve
 it had already seen in that frame (the new AP's paths are fresh draws). A window search (lost or
 uncertain track) gets the same check and the same remedy.
 
+In frame 0 a cluster holds the users other clusters already placed in that frame (detected,
+unambiguous) in its echo model and searches only the others when few are left
+(``PLACED_ACQUISITION``; the answer is kept when clean, else the cluster is acquired in full).
+
 Tracking frames follow no wrong track silently: a track whose cluster holds none of the user's
 serving APs (uplink rule, :meth:`MusicSensing._check_serving`) is declared lost and re-acquired
 in its uplink cluster (lost users' clusters are estimated first); a cluster whose estimates leave
@@ -102,6 +106,10 @@ PROFILE_LOST_NATS = 50.0  # a track whose own profile misfit exceeds its mean (h
 FREE_YOUNG_FRAMES = 1  # a tracking step also estimates the users whose tracks are this young (frames)
 CROSS_TOL_M = 1e-7  # last stencil of the ML step that refines a cross-cluster alternative [m] (the
 # acquisition's final tolerance)
+PLACED_ACQUISITION = True  # frame 0: a cluster holds the users other clusters already placed in this frame
+# (non-members, detected and unambiguous there) in its echo model and acquires only the others
+# (netsim.sensing.localize.localize_cluster(known_m=), when at most PLACED_MAX_NEW users are left): a user
+# is then searched by about one cluster, not by every cluster that sees it
 UPLINK_MARGIN_M = 5.0  # an acquisition images only where each user can be given its uplink registration
 # (its serving APs its nearest, netsim.sensing.acquire.uplink_boxes), widened by this for cell edges [m]
 
@@ -330,6 +338,7 @@ class MusicSensing:
             todo = self._clusters(network, anchor, redo)
             force = set(redo)
         self.planning_crlb_m2 = plan
+        self.__dict__.pop("_placed", None)  # this frame's placements (frame 0) are not kept
         reset = (self._check_identities(network, est, detected)
                  if self.n_frames >= 1 and self.fidelity == "music" else [])
         self._update_tracks(est, crlb, detected, pred, dt)
@@ -401,11 +410,22 @@ class MusicSensing:
             order.sort(key=lambda i: not bool(np.any(self.lost[jobs[i][0]])))
         pred_f = pred.copy()  # [K, 2] predictions, updated by this frame's re-acquisitions
         hw_f = self.halfwidth.copy()  # [K] m
+        placed = self.__dict__.setdefault("_placed", {})  # frame 0: user -> position placed this frame
         for i in order:
             members, aps, geom, visible, bound, r, stats = jobs[i]
             v, m = len(visible), len(aps)
+            known = None
+            if self.n_frames == 0 and PLACED_ACQUISITION:  # the non-members other clusters placed
+                known = np.full((v, 2), np.nan)
+                for j, k in enumerate(visible):
+                    if k not in members and k in placed:
+                        known[j] = placed[k]
             pos, det, amb = self._estimate(network, stats, geom, aps, visible, members, n_snap, pred_f,
-                                           true_pos, hw_f, force_acquire=bool(force & set(members)))
+                                           true_pos, hw_f, force_acquire=bool(force & set(members)), known=known)
+            if known is not None:  # a member's estimate replaces another cluster's; a non-member's only if new
+                for j, k in enumerate(visible):
+                    if det[j] and not amb[j] and (k in members or k not in placed):
+                        placed[k] = pos[j].copy()
             if views is not None:
                 views[tuple(int(a) for a in aps)] = ([int(k) for k in visible], list(members), pos.copy(), det.copy())
             if need_plan:  # the nominal bound (unit RCS, sync losses): what eq. (17) plans with
@@ -441,7 +461,7 @@ class MusicSensing:
                         drawn.setdefault(key, complex(alpha[j, a, b]))
 
     def _estimate(self, network, stats, geom, aps, visible, members, n_snap,  # noqa: ANN001, ANN202, PLR0913
-                  pred, true_pos, hw_all, force_acquire=False):
+                  pred, true_pos, hw_all, force_acquire=False, known=None):
         cfg = self.sim.scenario.sensing
         lo, hi = self._region(aps)
         exclusion = max(geom.aperture_m, 0.3)  # no user inside an AP's mounting
@@ -468,7 +488,8 @@ class MusicSensing:
             grids = self.__dict__.setdefault("grid_cache", GridCache()) if self.n_frames < ACQUIRE_FRAMES else None
             res = localize_cluster(stats, geom, self.noise_w, len(visible), lo, hi, cfg.grid_step_m,
                                    kind=cfg.spectrum, exclusion_m=exclusion, ambiguity_nats=AMBIGUITY_NATS,
-                                   grid_cache=grids, boxes_m=self._uplink_boxes(network, visible, true_pos, lo, hi))
+                                   grid_cache=grids, boxes_m=self._uplink_boxes(network, visible, true_pos, lo, hi),
+                                   known_m=known, anchors_m=true_pos[visible] if known is not None else None)
             res = self._identify(res, visible, members, pred, true_pos)
             if 1 <= self.n_frames < ACQUIRE_FRAMES:  # a confirming frame's full acquisition: the same
                 # echo-residual check as a tracking frame, in this frame (our dense family, seeds 13
