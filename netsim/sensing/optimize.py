@@ -137,6 +137,32 @@ def _nd_stencil(n: int) -> NDArray[np.float64]:
     return np.concatenate([eye, -eye, np.array(pairs).reshape(-1, n)])
 
 
+NEWTON_COND_MAX = 1e10
+"""Largest condition number of a stencil's quadratic model for which its Newton point is tried: a
+flat objective (an echo that a user's coordinates barely move) gives a model of rounding noise
+whose largest eigenvalue can be -1e-40 against entries of 1e-24, negative by the sign test but
+singular for the solve (dense family seed 33 raised ``LinAlgError`` there); such a stencil takes
+its best point instead, as an indefinite one does."""
+
+
+def newton_model_ok(a: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Whether each quadratic model ``d^T A d`` is safely negative definite.
+
+    Parameters
+    ----------
+    a : ndarray (B, n, n)
+        Symmetric model matrices (finite).
+
+    Returns
+    -------
+    ndarray (B,) of bool
+        True where every eigenvalue is negative and the condition number is at most
+        :data:`NEWTON_COND_MAX`, so that the Newton solve is well posed.
+    """
+    ev = np.linalg.eigvalsh(a)  # [B, n] ascending
+    return (ev[:, -1] < 0) & (-ev[:, -1] * NEWTON_COND_MAX >= -ev[:, 0])
+
+
 def maximize_nd(
     fun: Callable[[NDArray[np.int64], NDArray[np.float64]], NDArray[np.float64]],
     p0: NDArray[np.float64],
@@ -206,8 +232,7 @@ def maximize_nd(
         finite = np.all(np.isfinite(fs), axis=1)
         a_safe = np.where(finite[:, None, None], a, -np.eye(n))
         g_safe = np.where(finite[:, None], g, 0.0)
-        ev = np.linalg.eigvalsh(a_safe)  # [b, n] ascending
-        ok = finite & (ev[:, -1] < 0)
+        ok = finite & newton_model_ok(a_safe)
         d = -0.5 * np.linalg.solve(np.where(ok[:, None, None], a_safe, -np.eye(n)), g_safe[..., None])[..., 0]
         nd = np.linalg.norm(d, axis=-1)
         d = np.where((nd > 2.0)[:, None], d * (2.0 / np.maximum(nd, 1e-300))[:, None], d)

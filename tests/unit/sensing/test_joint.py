@@ -218,3 +218,22 @@ def test_sweeps_that_stop_on_the_members_keep_the_members_estimates():
         dev = np.linalg.norm(out[True][:2] - out[False][:2], axis=1) / np.sqrt(crlb[[0, 2]])
         assert np.all(dev < 0.1), dev
     assert n_sweeps[True] < n_sweeps[False], n_sweeps
+
+
+def test_a_noise_level_stencil_model_is_not_sent_to_the_newton_solve():
+    """The model matrix that dense family seed 33 (tests/integration/sensing_family.py, 3 frames)
+    built in ``maximize_nd``: entries of rounding-noise size, largest eigenvalue -9.4e-40, so the
+    old test ``max eigenvalue < 0`` accepted it and ``np.linalg.solve`` raised on it."""
+    from netsim.sensing.optimize import newton_model_ok
+
+    e = 1.6543612251060553e-24
+    noise = np.array([[-2 * e, -e, -e, e], [-e, -2 * e, e, e], [-e, e, -2 * e, 0.0], [e, e, 0.0, -2 * e]])
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.solve(noise, np.array([e, 0.0, 0.0, 0.0]))
+    rng = np.random.default_rng(5)
+    q = np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    definite = q @ np.diag([-5.0, -2.0, -1.0, -0.1]) @ q.T  # condition 50
+    indefinite = q @ np.diag([-5.0, -2.0, -1.0, 0.1]) @ q.T
+    ill = q @ np.diag([-1.0, -1.0, -1.0, -1e-12]) @ q.T  # negative definite, condition 1e12
+    ok = newton_model_ok(np.stack([noise, definite, indefinite, ill, np.zeros((4, 4))]))
+    assert ok.tolist() == [False, True, False, False, False]
