@@ -21,7 +21,7 @@ from netsim.scenario import load_scenario
 from netsim.sim.engine import Simulation
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sensing_family import dense_family_scenario  # noqa: E402
+from sensing_family import dense_family_scenario, unlogged_misses  # noqa: E402
 
 APS = [[6.2, 7.1], [21.4, 5.3], [38.9, 6.6], [5.1, 22.8], [23.7, 21.2], [39.5, 24.1],
        [7.3, 38.2], [22.2, 39.6], [37.8, 37.4]]
@@ -67,23 +67,6 @@ def _run(plants=(), frames=6):
     return model, sim.run().tables
 
 
-def _unlogged(users, events) -> list[tuple[int, int]]:
-    """User-frames off by more than 1 m (after frame 0) with no event naming that user: neither in
-    that frame nor a ``sensing_lost`` still open (no ``sensing_reacquired`` after it)."""
-    ev = events[events.kind.str.startswith("sensing")]
-    bad = []
-    for row in users[(users.frame >= 1) & (users.loc_err_m > 1.0)].itertuples():
-        mine = ev[ev.entity == row.user]
-        if (mine.frame == row.frame).any():
-            continue
-        lost = mine[(mine.kind == "sensing_lost") & (mine.frame <= row.frame)].frame
-        back = mine[(mine.kind == "sensing_reacquired") & (mine.frame <= row.frame)].frame
-        if len(lost) and (not len(back) or back.max() < lost.max()):
-            continue
-        bad.append((int(row.frame), int(row.user)))
-    return bad
-
-
 def test_planted_wrong_tracks_are_logged_and_fixed_and_correct_tracks_are_not_flagged():
     """One run (about 20 CPU-s): frames 1-2 clean; after frame 2 user 0's track is put on user
     3's echo across the site (the uplink rule catches it in frame 3: its cluster holds none of
@@ -102,7 +85,7 @@ def test_planted_wrong_tracks_are_logged_and_fixed_and_correct_tracks_are_not_fl
     assert model.n_cross_moves == 0 and not (ev.kind == "sensing_crosscheck").any()  # frame 1 was right
     assert late[late.frame <= 2].tracked.all(), late[late.frame <= 2]
     # no silent wrong track: every user-frame off by more than 1 m has an event for its user
-    assert _unlogged(u, ev) == []
+    assert unlogged_misses(u, ev) == []
     e0 = ev[(ev.entity == 0) & (ev.frame == 3)]
     assert {"sensing_lost", "sensing_reacquired"} <= set(e0.kind), ev
     # both plants are fixed in the frame after them (same-frame re-acquisition); the close pair
@@ -198,6 +181,6 @@ def test_dense_family_is_tracked_and_no_wrong_track_is_silent():
         t = Simulation(dense_family_scenario(seed, frames)).run().tables
         u, ev = t["users"], t["events"]
         late = u[u.frame >= 1]
-        assert _unlogged(u, ev) == [], seed
+        assert unlogged_misses(u, ev) == [], seed
         assert late.tracked.mean() >= 0.995, (seed, late[~late.tracked])
         assert late.loc_err_m.max() < 1.0, (seed, late.loc_err_m.max())
