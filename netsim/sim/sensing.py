@@ -65,6 +65,7 @@ from netsim.sensing.acquire import echo_subspace, unexplained_echo, uplink_boxes
 from netsim.sensing.associate import (
     GATE_SIGMAS,
     SWAP_NATS,
+    confirm_identities,
     gated_association,
     profile_cost,
     profile_permutation,
@@ -113,58 +114,6 @@ PLACED_ACQUISITION = True  # frame 0: a cluster holds the users other clusters a
 UPLINK_MARGIN_M = 5.0  # an acquisition images only where each user can be given its uplink registration
 # (its serving APs its nearest, netsim.sensing.acquire.uplink_boxes), widened by this for cell edges [m]
 
-
-
-def confirm_identities(est_m: np.ndarray, prev_m: np.ndarray, win_m: np.ndarray) -> np.ndarray:
-    """Identities of a kept local confirmation (frame 1), by distance to the previous estimates.
-
-    The echo likelihood and the residual are symmetric under exchanging two users' positions, so
-    when users' windows overlap (a pair closer than frame 0's pre-sync uncertainty) the order in
-    which the local climbs ended is no evidence of who is who; the previous estimates are. Each
-    estimate is assigned to a user by the minimum of ``sum |e_j - p_i|^2 / w_i^2`` over the
-    assignments (Hungarian), an estimate outside user ``i``'s window not allowed for ``i``, so
-    only users with overlapping windows can exchange. (Our close-pair family, seed 3: a pair
-    0.50 m apart, frame-0 estimates 0.30-0.32 m off with sqrt(CRLB) 0.5-0.7 m, came out of frame
-    1's climbs exchanged, each 0.5 m off and tracked so with no event.)
-
-    Parameters
-    ----------
-    est_m : ndarray (V, 2) [m]
-        The local answer, row ``j`` the estimate found in user ``j``'s window.
-    prev_m : ndarray (V, 2) [m]
-        The users' previous estimates (the windows' centres).
-    win_m : ndarray (V,) [m]
-        Half widths of the users' (square) windows, > 0.
-
-    Returns
-    -------
-    ndarray (V,) int
-        ``perm``: user ``i`` takes estimate ``perm[i]`` (the identity where nothing is gained).
-    """
-    est = np.asarray(est_m, dtype=float)
-    prev = np.asarray(prev_m, dtype=float)
-    win = np.asarray(win_m, dtype=float)
-    v = est.shape[0]
-    if est.shape != (v, 2) or prev.shape != (v, 2) or win.shape != (v,):
-        raise ValueError(f"confirm_identities: est {est.shape}, prev {prev.shape}, win {win.shape}: "
-                         "need (V, 2), (V, 2), (V,)")
-    if not (np.all(np.isfinite(est)) and np.all(np.isfinite(prev)) and np.all(win > 0)):
-        raise ValueError("confirm_identities: estimates and previous estimates must be finite, windows > 0")
-    ident = np.arange(v)
-    if v < 2:
-        return ident
-    d = est[None, :, :] - prev[:, None, :]  # [user i, estimate j, 2]
-    inside = np.all(np.abs(d) <= win[:, None, None], axis=2)
-    if np.count_nonzero(inside) == v:  # every estimate in its own window only: nothing to decide
-        return ident
-    cost = np.where(inside, np.sum(d ** 2, axis=2) / win[:, None] ** 2, 1e12)
-    rows, cols = min_cost_assignment(cost)
-    perm = ident.copy()
-    perm[rows] = cols
-    # keep the identity unless the exchange is strictly cheaper (ties stay as they are)
-    if not cost[ident, perm].sum() < cost[ident, ident].sum() - 1e-12:
-        return ident
-    return perm
 
 
 class MusicSensing:
@@ -320,10 +269,11 @@ class MusicSensing:
         drawn_later: list = []  # round 0's draws, entered into ``drawn`` only if a cluster grows
         views: dict[tuple[int, ...], tuple[list[int], list[int], np.ndarray, np.ndarray]] = {}  # this
         # frame's estimates of every cluster: key -> (visible users, members, positions [V, 2], detected [V])
+        placed: dict[int, np.ndarray] = {}  # frame 0: user -> position placed by a cluster this frame
         for _round in range(1 + AMBIGUITY_ROUNDS):
             redo = self._sense_clusters(network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,
                                         fc, need_plan, est, crlb, plan, detected, drawn, _round > 0,
-                                        drawn_later, views=views)
+                                        drawn_later, views=views, placed=placed)
             # a user whose acquisition left two explanations of its echo of about equal
             # likelihood (mirror ghosts of ULAs seen near end-fire) gets more APs, at once
             redo = [k for k in redo if int(self.extra_aps[k]) < cfg.aps_per_user
@@ -338,7 +288,6 @@ class MusicSensing:
             todo = self._clusters(network, anchor, redo)
             force = set(redo)
         self.planning_crlb_m2 = plan
-        self.__dict__.pop("_placed", None)  # this frame's placements (frame 0) are not kept
         reset = (self._check_identities(network, est, detected)
                  if self.n_frames >= 1 and self.fidelity == "music" else [])
         self._update_tracks(est, crlb, detected, pred, dt)
@@ -353,13 +302,16 @@ class MusicSensing:
         return est, crlb
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
-                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None, views=None):
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None, views=None,
+                        placed=None):
         """Sense the clusters ``todo`` (key -> members), writing the members' rows of ``est``,
         ``crlb``, ``plan``, ``detected``; returns the members left ambiguous by an acquisition.
 
         ``views`` (a dict, or None) collects each cluster's estimates of all its visible users;
         in a confirming frame the clusters are then checked against each other's views
         (:meth:`_cross_check`).
+        ``placed`` (a dict, or None) collects frame 0's placements (user -> position [2], m) over
+        the frame's rounds: a later cluster holds them in its echo model (``PLACED_ACQUISITION``).
 
         ``drawn`` collects the frame's RCS coefficient of every (user, tx AP, rx AP) path; with
         ``reuse`` (a grown cluster sensed again in the same frame) the paths already drawn keep
@@ -410,7 +362,7 @@ class MusicSensing:
             order.sort(key=lambda i: not bool(np.any(self.lost[jobs[i][0]])))
         pred_f = pred.copy()  # [K, 2] predictions, updated by this frame's re-acquisitions
         hw_f = self.halfwidth.copy()  # [K] m
-        placed = self.__dict__.setdefault("_placed", {})  # frame 0: user -> position placed this frame
+        placed = {} if placed is None else placed
         for i in order:
             members, aps, geom, visible, bound, r, stats = jobs[i]
             v, m = len(visible), len(aps)
@@ -944,8 +896,9 @@ class CrlbSensing(MusicSensing):
     fidelity = "crlb"
 
     def _sense_clusters(self, network, rng, todo, force, true_pos, pred, n_snap, to_s, cfo_hz,  # noqa: ANN001, ANN202, PLR0913
-                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None, views=None):
-        """:meth:`MusicSensing._sense_clusters` for the fidelity (``views`` unused): the same clusters, visible sets
+                        fc, need_plan, est, crlb, plan, detected, drawn, reuse, drawn_later=None, views=None,
+                        placed=None):
+        """:meth:`MusicSensing._sense_clusters` for the fidelity (``views``, ``placed`` unused): the same clusters, visible sets
         and draws in the same order (per cluster its RCS coefficients, then the normal draw of
         its estimates), with the bounds of all clusters formed afterwards, one
         :func:`~netsim.sensing.fim.fast_position_crb_batch` call per cluster size (the same

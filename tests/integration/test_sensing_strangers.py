@@ -122,7 +122,7 @@ def test_a_pair_inside_frame_zeros_uncertainty_keeps_its_identities():
     (before the first sync correction) places them 0.30-0.32 m off with sqrt(CRLB) 0.5-0.7 m.
     Frame 1's local confirmation used to end with the two answers exchanged (each user 0.5 m
     off, 13-39 x sqrt(CRLB), in every later frame, with no event); its identities are now
-    decided by distance to frame 0's estimates (``sim.sensing.confirm_identities``), logged as
+    decided by distance to frame 0's estimates (``netsim.sensing.associate.confirm_identities``), logged as
     ``sensing_association``. About 1 CPU-s."""
     t = Simulation(stranger_scenario("close_pair", 3, 3)).run().tables
     u, ev = t["users"], t["events"]

@@ -1,11 +1,11 @@
-"""Identities of frame 1's kept local confirmation (netsim.sim.sensing.confirm_identities)."""
+"""Identities of frame 1's kept local confirmation (netsim.sensing.associate.confirm_identities)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from netsim.sim.sensing import confirm_identities
+from netsim.sensing.associate import confirm_identities
 
 
 def test_an_exchanged_pair_is_put_back_and_separate_users_are_never_moved():
