@@ -108,7 +108,10 @@ class CentralUnit(CommPhase, FrameRecorder):
         weak = int(getattr(self.plan, "predicted_untrusted", 0))
         sim.event("replan", -1, f"{reason}: {n_clusters} cluster(s), {self.plan.n_pilots} pilot(s), "
                   f"reference AP {self.plan.reference_ap}"
-                  + (f"; {weak} AP(s) behind a link predicted below sync.min_sinr_db" if weak else ""))
+                  + (f"; {weak} AP(s) behind a link predicted below sync.min_sinr_db" if weak else "")
+                  + ("" if getattr(self.plan, "within_budget", True) else
+                     f"; over budget: {self.plan.overhead_slots} slots > sync.overhead_budget_slots = "
+                     f"{sync.overhead_budget_slots} (no allocation fits; the smallest-overhead plan is used)"))
         if old is not None:
             before = set(int(m) for m in old.masters)
             after = set(int(m) for m in self.plan.masters)

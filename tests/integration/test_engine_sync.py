@@ -80,3 +80,15 @@ def test_losing_a_master_replans_and_its_slaves_come_back_within_the_bound():
     assert (after.residual_to_s.abs() < 10e-9).all()
     down = aps[(aps.ap == victim) & (aps.t_s > 0.11) & (aps.t_s < 0.39)]
     assert not down.online.any() and (down.cluster == -1).all()
+
+
+def test_a_plan_over_the_overhead_budget_is_named_in_the_replan_event():
+    """9 APs cannot be planned in 4 slots (2 K_C + tau >= 2 + 8 with one cluster, more with
+    several): the planner falls back to the smallest-overhead plan (``within_budget`` False),
+    and the run says so in its replan event instead of running over budget silently."""
+    sim, t = run("run.frames=1", "sync.method=crb", "sync.overhead_budget_slots=4")
+    assert not sim.plan.within_budget and sim.plan.overhead_slots > 4
+    detail = t["events"].query("kind == 'replan'").detail.iloc[0]
+    assert f"over budget: {sim.plan.overhead_slots} slots > sync.overhead_budget_slots = 4" in detail
+    _, ok = run("run.frames=1", "sync.method=crb")
+    assert "over budget" not in ok["events"].query("kind == 'replan'").detail.iloc[0]
